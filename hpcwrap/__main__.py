@@ -1,0 +1,3 @@
+from hpcwrap.cli import main
+
+raise SystemExit(main())
