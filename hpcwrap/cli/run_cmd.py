@@ -6,6 +6,6 @@ import argparse
 from typing import Any
 
 
-def register(sub: "argparse._SubParsersAction[Any]") -> None:
+def register(sub: argparse._SubParsersAction[Any]) -> None:
     p = sub.add_parser("run", help="(not yet built)")
     p.set_defaults(handler=lambda args: 2)

@@ -1,0 +1,52 @@
+"""The run-description options shared by ``sbatch``, ``run`` and ``log new``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from hpcwrap.config import Settings, load_settings
+from hpcwrap.runrequest import RunRequest, build_run_request
+
+
+def add_run_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("run description (recorded in the run log)")
+    group.add_argument(
+        "--mode",
+        metavar="MODE",
+        help="replication | experiment | pipeline:<subtype> (default: from hpcwrap.toml)",
+    )
+    group.add_argument("--objective", metavar="TEXT", help="one line: what this run verifies")
+    group.add_argument(
+        "--task", metavar="NAME", help="task name for the file name (default: train)"
+    )
+    group.add_argument("--description", metavar="TEXT", help="short description for the title")
+    group.add_argument("--group", metavar="NAME", help="subfolder of run_logs/ (default: flat)")
+    group.add_argument(
+        "--config", metavar="FILE", help="training config; a copy goes in the sidecar"
+    )
+    group.add_argument("--dataset", metavar="TEXT", help="dataset file name and path (or URL)")
+    group.add_argument(
+        "--set",
+        dest="set_values",
+        metavar="KEY=VALUE",
+        action="append",
+        default=[],
+        help="a key setting (lr, batch size, ...); repeatable",
+    )
+    group.add_argument("--run-logs", metavar="DIR", help="run_logs folder (default: ./run_logs)")
+
+
+def request_from_args(args: argparse.Namespace, settings: Settings | None = None) -> RunRequest:
+    return build_run_request(
+        settings=settings if settings is not None else load_settings(Path.cwd()),
+        mode=args.mode,
+        objective=args.objective,
+        task=args.task,
+        description=args.description,
+        group=args.group,
+        config=args.config,
+        dataset=args.dataset,
+        set_values=args.set_values,
+        run_logs=args.run_logs,
+    )
