@@ -1,0 +1,213 @@
+"""Read a run log's Markdown back into a RunState (for logs written by hand, and round trips).
+
+Only the fields hpcwrap renders are read; a value that does not parse (a
+placeholder like ``<first logged value>``) is left unset, and the line stays
+as the person wrote it.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+from hpcwrap.errors import UsageError
+from hpcwrap.runlog.dates import parse_timestamp
+from hpcwrap.runlog.markdown import DiskSection, Document, Item
+from hpcwrap.runlog.model import JobBlock, RunState, StatusEntry, parse_run_type
+from hpcwrap.runlog.render import DERIVED, field_for_label, norm_label
+
+_STATUS = re.compile(
+    r"^[-*+] +`?(\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(?::\d{2})?)(?:\s*(?:UTC|Z))?`?"
+    "\\s*[\u2014\u2013-]+\\s?(.*)$",
+    re.DOTALL,
+)
+_CODE_SPAN = re.compile(r"^`([^`]*)`$")
+_NAME_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})_(.+?)(?:_(\d+))?$")
+
+
+def status_time(item_text: str) -> StatusEntry | None:
+    """The stamp and text of a Status line (``- 2026-03-11 15:00 — ...``), if it is one."""
+    first, _, rest = item_text.partition("\n")
+    m = _STATUS.match(first)
+    if not m:
+        return None
+    when = parse_timestamp(m.group(1))
+    if when is None:
+        return None
+    text = m.group(2)
+    if rest:
+        more = (ln[2:] if ln.startswith("  ") else ln.lstrip() for ln in rest.split("\n"))
+        text = "\n".join([text, *more])
+    return StatusEntry(when, text)
+
+
+def uncode(value: str) -> str:
+    m = _CODE_SPAN.match(value)
+    return m.group(1) if m else value
+
+
+def _float(value: str) -> float | None:
+    text = uncode(value.strip()).strip()
+    if text.lower() in ("", "n/a", "na", "none", "-"):
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _int(value: str) -> int | None:
+    text = uncode(value.strip()).strip().replace(",", "").replace("_", "")
+    try:
+        return int(text)
+    except ValueError:
+        return None
+
+
+def parse_settings(value: str) -> dict[str, str]:
+    """The inverse of ``render.fmt_settings`` (also reads ``lr: 3e-4``-style hand edits)."""
+    out: dict[str, str] = {}
+    decoder = json.JSONDecoder()
+    text = value.replace("\n", " ")
+    i = 0
+    n = len(text)
+
+    def token() -> str:
+        nonlocal i
+        while i < n and text[i] == " ":
+            i += 1
+        if i < n and text[i] == '"':
+            try:
+                parsed, end = decoder.raw_decode(text, i)
+            except ValueError:
+                parsed, end = None, -1
+            if isinstance(parsed, str):
+                i = end
+                return parsed
+        start = i
+        while i < n and text[i] not in ",=":
+            i += 1
+        return text[start:i].strip()
+
+    while i < n:
+        key = token()
+        val = ""
+        while i < n and text[i] == " ":
+            i += 1
+        if i < n and text[i] == "=":
+            i += 1
+            val = token()
+        while i < n and text[i] not in ",":
+            i += 1  # stray text after a quoted token: skip to the next pair
+        i += 1  # the comma
+        if key or val:
+            out[key] = val
+    return out
+
+
+def _keyed(sec: DiskSection, kind: str) -> dict[str, Item]:
+    """First item for each field in a keyed section."""
+    found: dict[str, Item] = {}
+    for item in sec.items:
+        if item.label is None:
+            continue
+        fname = field_for_label(kind, item.label)
+        if fname and fname not in found:
+            found[fname] = item
+    return found
+
+
+def _job(sec: DiskSection) -> JobBlock:
+    job = JobBlock()
+    for fname, item in _keyed(sec, "job").items():
+        if fname in DERIVED["job"]:
+            continue
+        value = item.value.strip()
+        if fname in ("submitted", "start", "end"):
+            setattr(job, fname, parse_timestamp(uncode(value)))
+        elif fname in ("exit_code", "restart_count"):
+            setattr(job, fname, _int(value))
+        elif fname in ("resumed_from", "wandb_local"):
+            setattr(job, fname, uncode(value) or None)
+        else:
+            setattr(job, fname, item.value or None)
+    return job
+
+
+def name_parts(path: Path) -> tuple[str, str]:
+    """``2026-03-11_train_front_cam_2.md`` -> (``"2026-03-11"``, ``"train_front_cam"``)."""
+    m = _NAME_DATE.match(path.stem)
+    if not m:
+        return "", path.stem
+    return m.group(1), m.group(2)
+
+
+def parse_state(doc: Document, name: str = "", group: str | None = None) -> RunState:
+    """A RunState from the fields found in ``doc``."""
+    state = RunState(name=name, group=group)
+    if name:
+        state.task = name_parts(Path(name + ".md"))[1]
+    if doc.title is not None:
+        title = doc.lines[doc.title][2:].strip()
+        task, sep, desc = title.partition(" — ")
+        state.task = task.strip() or state.task
+        state.description = desc.strip() if sep else ""
+
+    jobs: list[JobBlock] = []
+    for sec in doc.sections:
+        if sec.sid is None or sec.sid == "title":
+            continue
+        if sec.kind == "mode":
+            for fname, item in _keyed(sec, "mode").items():
+                if fname == "run_type":
+                    try:
+                        state.run_type = parse_run_type(item.value)
+                    except UsageError:
+                        state.run_type = item.value.strip()
+                else:
+                    state.objective = item.value
+        elif sec.kind == "config":
+            for fname, item in _keyed(sec, "config").items():
+                if fname == "config":
+                    state.config = uncode(item.value.strip()) or None
+                elif fname == "key_settings":
+                    state.key_settings = parse_settings(item.value)
+                else:
+                    setattr(state, fname, item.value or None)
+        elif sec.kind == "job":
+            jobs.append(_job(sec))
+        elif sec.kind == "status":
+            for item in sec.items:
+                entry = status_time(item.text)
+                if entry is not None:
+                    state.status.append(entry)
+        elif sec.kind == "results":
+            res = state.results
+            for fname, item in _keyed(sec, "results").items():
+                if fname in DERIVED["results"]:
+                    continue
+                if fname == "final_step":
+                    res.final_step = _int(item.value)
+                elif fname.endswith("_loss"):
+                    setattr(res, fname, _float(item.value))
+                elif fname in ("checkpoint", "config_snapshot"):
+                    setattr(res, fname, uncode(item.value.strip()) or None)
+                else:
+                    res.loss_one_liner = item.value or None
+        elif sec.kind == "wandb":
+            for fname, item in _keyed(sec, "wandb").items():
+                if fname == "local":
+                    state.wandb_local = uncode(item.value.strip()) or None
+                elif fname == "synced":
+                    state.wandb_synced = item.value or None
+                else:
+                    state.wandb_notes = item.value or None
+        elif sec.kind == "next":
+            state.next = [item.body for item in sec.items if item.body.strip()]
+        elif sec.kind == "hf":
+            for item in sec.items:
+                if item.label is not None and norm_label(item.label):
+                    state.huggingface.setdefault(item.label.strip(), item.value)
+    state.jobs = jobs
+    return state

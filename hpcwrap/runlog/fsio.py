@@ -1,0 +1,107 @@
+"""Crash-safe file writes: a whole new version or the old one, never a torn file.
+
+``write_atomic`` writes a temp file in the same folder, fsyncs it, keeps the
+old file's permission bits, ``os.replace``s it over the target and fsyncs the
+folder. The temp file has a fixed name (``.<name>.hpcwrap-tmp``): every
+caller holds the lock for the target, so no two writers share it, and one
+left behind by a killed writer is simply reused by the next instead of
+piling up.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from pathlib import Path
+
+
+def temp_path(path: Path) -> Path:
+    return path.with_name(f".{path.name}.hpcwrap-tmp")
+
+
+def fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some filesystems refuse fsync on a directory
+        if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+            raise
+    finally:
+        os.close(fd)
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically (caller holds ``path``'s lock)."""
+    tmp = temp_path(path)
+    try:
+        mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = None
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)  # a killed writer's leftover may carry another mode
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        if mode is not None:
+            os.fchmod(fd, mode)
+        write_all(fd, data)
+        if sync:
+            os.fsync(fd)
+    except BaseException:
+        os.close(fd)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    os.close(fd)
+    try:
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    if sync:
+        fsync_dir(path.parent)
+
+
+def append_line(path: Path, line: bytes, *, sync: bool = True) -> int:
+    """Append one line (``line`` ends with a newline) and return the file's new size.
+
+    If the file's last line is torn (no newline: a writer was killed), a newline
+    goes first so the torn line stays on its own and readers can skip it.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    try:
+        size = os.fstat(fd).st_size
+        if size:
+            rfd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            try:
+                last = os.pread(rfd, 1, size - 1)
+            finally:
+                os.close(rfd)
+            if last != b"\n":
+                line = b"\n" + line
+        write_all(fd, line)
+        if sync:
+            os.fdatasync(fd) if hasattr(os, "fdatasync") else os.fsync(fd)
+        return size + len(line)
+    finally:
+        os.close(fd)
+
+
+def read_bytes(path: Path) -> bytes | None:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read()
+    except FileNotFoundError:
+        return None

@@ -1,0 +1,390 @@
+"""RunLog: the handle every feature writes a run log through; create_run and open_run."""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hpcwrap.errors import (
+    AmbiguousRunError,
+    RunLogConflictError,
+    RunLogError,
+    RunNotFoundError,
+    UsageError,
+)
+from hpcwrap.runlog import experiments, timeline
+from hpcwrap.runlog.adopt import parse_state
+from hpcwrap.runlog.dates import iso, now, to_utc
+from hpcwrap.runlog.fsio import read_bytes, write_atomic
+from hpcwrap.runlog.locks import Lock
+from hpcwrap.runlog.markdown import Document, UnparseableError, join_lines, parse_document
+from hpcwrap.runlog.merge import Base, adopt_base, full_base, merge
+from hpcwrap.runlog.model import RunState, StatusEntry, to_dict
+from hpcwrap.runlog.render import render_lines, render_sections, status_keys
+from hpcwrap.runlog.store import Sidecar, Snapshot, base_delta, md_hash, state_patch
+
+SIDECAR_DIR = ".hpcwrap"
+CONFLICT_SUFFIX = ".hpcwrap-conflict.md"
+INDEX_FILES = ("timeline.md", "experiments.md")
+_LOG_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_.+\.md$")
+
+
+def sidecar_for(path: Path) -> Path:
+    return path.parent / SIDECAR_DIR / path.stem
+
+
+def is_run_log_name(name: str) -> bool:
+    """A run log's file name: ``<date>_<task>.md``, not an index or a conflict file."""
+    return bool(_LOG_NAME.match(name)) and not name.endswith(CONFLICT_SUFFIX)
+
+
+def _guess_root(path: Path) -> Path:
+    for parent in path.parents:
+        if parent.name == "run_logs":
+            return parent
+    if (path.parent.parent / "experiments.md").exists():
+        return path.parent.parent
+    return path.parent
+
+
+class RunLog:
+    """One run log and its sidecar. Cheap to create; every write takes the run's lock."""
+
+    def __init__(self, path: Path, root: Path | None = None) -> None:
+        self.path = Path(os.path.abspath(path))
+        self.root = Path(os.path.abspath(root)) if root is not None else _guess_root(self.path)
+        self.sidecar = sidecar_for(self.path)
+        self._store = Sidecar(self.sidecar)
+
+    def __repr__(self) -> str:
+        return f"RunLog({str(self.path)!r})"
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    @property
+    def group(self) -> str | None:
+        try:
+            rel = self.path.parent.relative_to(self.root)
+        except ValueError:
+            return None
+        text = rel.as_posix()
+        return None if text in ("", ".") else text
+
+    @property
+    def conflict_path(self) -> Path:
+        return self.path.with_name(self.path.stem + CONFLICT_SUFFIX)
+
+    @property
+    def run_id(self) -> str:
+        """The run's name in experiments.md: ``<group>/<name>`` or ``<name>``."""
+        return f"{self.group}/{self.name}" if self.group else self.name
+
+    def lock(self) -> Lock:
+        return Lock(self.sidecar / "lock")
+
+    # -------------------------------------------------------- reading
+
+    def read(self) -> RunState:
+        """The run's state (a hand-written log without sidecar is parsed, nothing written)."""
+        md = read_bytes(self.path)
+        snap = self._store.load(md)
+        if snap is not None:
+            return snap.state
+        if md is None:
+            raise RunNotFoundError(f"no run log at {self.path}")
+        return self._parse_for_adoption(md)[0]
+
+    def _parse_for_adoption(self, md: bytes) -> tuple[RunState, Base]:
+        try:
+            doc = parse_document(md.decode("utf-8"))
+        except (UnicodeDecodeError, UnparseableError):
+            state = RunState(name=self.name, group=self.group)
+            state.task = self.name.split("_", 1)[1] if "_" in self.name else self.name
+            return state, {}
+        state = parse_state(doc, self.name, self.group)
+        return state, adopt_base(doc, render_sections(state))
+
+    # -------------------------------------------------------- writing
+
+    def _snapshot_locked(self, md: bytes | None) -> Snapshot:
+        snap = self._store.load(md)
+        if snap is not None:
+            return snap
+        if md is None:
+            raise RunNotFoundError(f"no run log at {self.path}")
+        state, base = self._parse_for_adoption(md)
+        snap = Snapshot(state=state, base=base, md_hash=md_hash(md))
+        event = {
+            "t": iso(now()),
+            "kind": "adopted",
+            "_state": to_dict(state),
+            "_base": {k: [a, b] for k, (a, b) in base.items()},
+            "_md": snap.md_hash,
+        }
+        snap.events_size = self._store.append_event(event)
+        self._store.save(snap)
+        return snap
+
+    def update(
+        self,
+        mutate: Callable[[RunState], None],
+        *,
+        event: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> RunState:
+        """Change the run's state and bring the Markdown up to date, keeping human edits.
+
+        Under the run's lock: load, ``mutate``, append the event, merge the new
+        rendering into the file on disk and replace it atomically, save state.json.
+        Raises ``RunLogConflictError`` (the update is kept in the sidecar and
+        written to ``<name>.hpcwrap-conflict.md``) and ``LockTimeoutError``.
+        """
+        self.sidecar.mkdir(parents=True, exist_ok=True)
+        with self.lock().held():
+            md = read_bytes(self.path)
+            snap = self._snapshot_locked(md)
+            before = to_dict(snap.state)
+            mutate(snap.state)
+            snap.state.status.sort(key=lambda s: to_utc(s.when))
+            after = to_dict(snap.state)
+            patch = state_patch(before, after)
+            state = snap.state
+            sections = render_sections(state)
+            whens = [s.when for s in state.status]
+            status_times = dict(zip(status_keys(state.status), whens, strict=True))
+
+            conflict: str | None = None
+            out: bytes | None = None
+            new_base = snap.base
+            found_human: set[str] = set()
+            if md is None:
+                # The Markdown was deleted: write it again from the state.
+                out = ("\n".join(render_lines(sections)) + "\n").encode()
+                new_base = full_base(sections)
+            else:
+                try:
+                    doc = parse_document(md.decode("utf-8"))
+                except UnicodeDecodeError as exc:
+                    conflict = f"it is not valid UTF-8 (byte {exc.start})"
+                except UnparseableError as exc:
+                    conflict = str(exc)
+                else:
+                    res = merge(doc, sections, snap.base, snap.human, status_times)
+                    new_base = res.base
+                    found_human = res.human - snap.human
+                    if res.changed:
+                        final = _final_newline(doc, res.lines)
+                        out = join_lines(res.lines, doc.newline, final).encode()
+
+            ev: dict[str, Any] = {"t": iso(now()), "kind": event or "update"}
+            if data:
+                ev.update({k: v for k, v in data.items() if not k.startswith("_")})
+            if patch:
+                ev["_patch"] = patch
+            delta = base_delta(snap.base, new_base)
+            if delta and conflict is None:
+                ev["_base"] = delta
+            if found_human:
+                ev["_human"] = sorted(found_human)
+            if out is not None and out != md and conflict is None:
+                ev["_md"] = md_hash(out)
+            nothing = not patch and event is None and "_md" not in ev and not found_human
+            if not nothing:
+                snap.events_size = self._store.append_event(ev)
+            if conflict is not None:
+                conflict_file = self.conflict_path
+                full = "\n".join(render_lines(sections)) + "\n"
+                write_atomic(conflict_file, full.encode())
+                self._store.save(snap)
+                raise RunLogConflictError(
+                    f"{self.path} could not be merged safely ({conflict}); it was left untouched "
+                    f"and this update was written to {conflict_file}. Fix or rename the file; "
+                    "the next update merges again.",
+                    self.path,
+                    conflict_file,
+                )
+            if out is not None and out != md:
+                write_atomic(self.path, out)
+                snap.md_hash = ev["_md"]
+            snap.base = new_base
+            snap.human |= found_human
+            if experiments.wants_row(state) and not nothing:
+                experiments.refresh_run(self, state, snap.index)
+            if not nothing:
+                self._store.save(snap)
+            return state
+
+    def add_status(
+        self,
+        text: str,
+        when: datetime | None = None,
+        *,
+        event: str = "status",
+        data: dict[str, Any] | None = None,
+    ) -> None:
+        """Append a timestamped Status line (kept in chronological order)."""
+        stamp = when if when is not None else now()
+        if stamp.tzinfo is None:
+            raise UsageError("add_status: 'when' must be timezone-aware")
+
+        def mutate(state: RunState) -> None:
+            state.status.append(StatusEntry(stamp, text))
+
+        payload = {"text": text, **(data or {})}
+        self.update(mutate, event=event, data=payload)
+
+    def append_event(self, kind: str, data: dict[str, Any] | None = None) -> None:
+        """Append one event to events.jsonl under the run's lock; the Markdown is not touched."""
+        self.sidecar.mkdir(parents=True, exist_ok=True)
+        ev: dict[str, Any] = {"t": iso(now()), "kind": kind}
+        if data:
+            ev.update({k: v for k, v in data.items() if not k.startswith("_")})
+        with self.lock().held():
+            self._store.append_event(ev)
+
+
+def _final_newline(doc: Document, lines: list[str]) -> bool:
+    """Keep a missing final newline (a truncated last line) while that line is still last."""
+    if doc.final_newline or not doc.lines or not lines:
+        return True
+    return lines[-1] != doc.lines[-1]
+
+
+# ---------------------------------------------------------------- create / open
+
+_BAD_NAME = re.compile(r"[\x00-\x1f/\\]")
+
+
+def _check_component(what: str, value: str) -> None:
+    if not value or value.startswith(".") or _BAD_NAME.search(value) or value != value.strip():
+        raise UsageError(f"invalid {what} {value!r}: a plain name (no '/', not starting with '.')")
+
+
+def create_run(root: Path, state: RunState, *, when: datetime | None = None) -> RunLog:
+    """Create a new run log ``<date>_<task>.md`` (``_2``, ``_3``... on collision) under root.
+
+    Also its sidecar, its timeline.md entry and, for experiments, its
+    experiments.md row. ``state.name`` is set here.
+    """
+    stamp = to_utc(when) if when is not None else now()
+    _check_component("task", state.task)
+    folder = Path(root)
+    if state.group:
+        parts = Path(state.group).parts
+        if Path(state.group).is_absolute() or not parts:
+            raise UsageError(f"invalid group {state.group!r}: a folder name under run_logs/")
+        for part in parts:
+            _check_component("group", part)
+        folder = folder / state.group
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / SIDECAR_DIR).mkdir(exist_ok=True)
+    stem = f"{stamp.date().isoformat()}_{state.task}"
+    n = 1
+    while True:
+        name = stem if n == 1 else f"{stem}_{n}"
+        n += 1
+        md_path = folder / f"{name}.md"
+        if md_path.exists() or (folder / (name + CONFLICT_SUFFIX)).exists():
+            continue
+        try:
+            os.mkdir(sidecar_for(md_path))  # the name is ours once this succeeds
+        except FileExistsError:
+            continue
+        if md_path.exists():  # written by hand in the meantime
+            os.rmdir(sidecar_for(md_path))
+            continue
+        break
+    state.name = name
+    log = RunLog(md_path, root)
+    sections = render_sections(state)
+    text = "\n".join(render_lines(sections)) + "\n"
+    data = text.encode()
+    base = full_base(sections)
+    snap = Snapshot(state=state, base=base, md_hash=md_hash(data))
+    with log.lock().held():
+        event = {
+            "t": iso(stamp),
+            "kind": "created",
+            "_state": to_dict(state),
+            "_base": {k: [a, b] for k, (a, b) in base.items()},
+            "_md": snap.md_hash,
+        }
+        snap.events_size = log._store.append_event(event)
+        write_atomic(md_path, data)
+        if experiments.wants_row(state):
+            experiments.refresh_run(log, state, snap.index)
+        log._store.save(snap)
+    timeline.add_runs(folder, Path(root), [md_path.name])
+    return log
+
+
+def _search_root(root: Path | None) -> Path:
+    return Path(root) if root is not None else Path("run_logs")
+
+
+def list_run_logs(root: Path) -> list[Path]:
+    """Every run log under root (root and its subfolders, not sidecars)."""
+    found: list[Path] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        found.extend(Path(dirpath) / f for f in sorted(filenames) if is_run_log_name(f))
+    return found
+
+
+def open_run(spec: str | Path, root: Path | None = None) -> RunLog:
+    """The run log named by a path, a file name, or a unique prefix of a run name."""
+    text = str(spec)
+    if not text.strip():
+        raise UsageError("empty run name")
+    path = Path(text).expanduser()
+    if path.is_file():
+        return RunLog(path, root)
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; name a run log (.md) in it")
+    where = _search_root(root)
+    if os.sep in text or "/" in text:
+        if path.suffix == ".md" or not where.is_dir():
+            raise RunNotFoundError(f"no run log at {path}")
+        candidate = where / text
+        if candidate.suffix != ".md":
+            candidate = candidate.with_name(candidate.name + ".md")
+        if candidate.is_file():
+            return RunLog(candidate, where)
+        raise RunNotFoundError(f"no run log at {path} or {candidate}")
+    if not where.is_dir():
+        raise RunNotFoundError(f"no run log {text!r}: {where} does not exist")
+    stem = text[:-3] if text.endswith(".md") else text
+    logs = list_run_logs(where)
+    exact = [p for p in logs if p.stem == stem]
+    if len(exact) == 1:
+        return RunLog(exact[0], where)
+    matches = exact or [p for p in logs if p.stem.startswith(stem)]
+    if not matches:
+        raise RunNotFoundError(f"no run log matching {text!r} under {where}")
+    if len(matches) > 1:
+        listing = ", ".join(str(p) for p in matches[:10])
+        more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
+        raise AmbiguousRunError(
+            f"{text!r} matches {len(matches)} run logs under {where}: {listing}{more}",
+            matches,
+        )
+    return RunLog(matches[0], where)
+
+
+__all__ = [
+    "CONFLICT_SUFFIX",
+    "SIDECAR_DIR",
+    "RunLog",
+    "RunLogError",
+    "create_run",
+    "is_run_log_name",
+    "list_run_logs",
+    "open_run",
+    "sidecar_for",
+]

@@ -1,0 +1,221 @@
+"""The typed model of one run, and its plain-JSON form for ``state.json``.
+
+``RunState`` holds what hpcwrap knows about a run; the Markdown run log is
+rendered from it (``render.py``). ``to_dict``/``from_dict`` are the state.json
+form: datetimes as ISO strings, non-finite floats as ``"nan"``/``"inf"`` (JSON
+has no spelling for them and orjson would write ``null``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from hpcwrap.runlog.dates import iso, parse_timestamp
+from hpcwrap.runrequest import parse_run_type
+
+__all__ = [
+    "JobBlock",
+    "Results",
+    "RunState",
+    "StatusEntry",
+    "from_dict",
+    "parse_run_type",
+    "to_dict",
+]
+
+
+@dataclass
+class JobBlock:
+    """One ``## Job`` or ``## Job (resumed)`` section."""
+
+    execution_id: str | None = None
+    cluster: str | None = None
+    submitted: datetime | None = None
+    start: datetime | None = None
+    end: datetime | None = None
+    node: str | None = None
+    state: str | None = None
+    exit_code: int | None = None
+    restart_count: int | None = None
+    resumed_from: str | None = None
+    wandb_local: str | None = None
+    wandb_synced: str | None = None
+    submit_error: str | None = None
+
+    @property
+    def runtime_seconds(self) -> float | None:
+        if self.start is None or self.end is None:
+            return None
+        return (self.end - self.start).total_seconds()
+
+
+@dataclass
+class StatusEntry:
+    when: datetime
+    text: str
+
+
+@dataclass
+class Results:
+    final_step: int | None = None
+    start_train_loss: float | None = None
+    end_train_loss: float | None = None
+    start_val_loss: float | None = None
+    end_val_loss: float | None = None
+    loss_one_liner: str | None = None
+    checkpoint: str | None = None
+    config_snapshot: str | None = None
+
+
+@dataclass
+class RunState:
+    name: str = ""
+    task: str = "train"
+    description: str = ""
+    group: str | None = None
+    run_type: str = ""
+    objective: str = ""
+    script: str | None = None
+    config: str | None = None
+    dataset: str | None = None
+    key_settings: dict[str, str] = field(default_factory=dict)
+    code: str | None = None
+    jobs: list[JobBlock] = field(default_factory=list)
+    status: list[StatusEntry] = field(default_factory=list)
+    results: Results = field(default_factory=Results)
+    wandb_local: str | None = None
+    wandb_synced: str | None = None
+    wandb_notes: str | None = None
+    next: list[str] = field(default_factory=list)
+    huggingface: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------- JSON form
+
+
+def _enc(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return repr(value)  # "nan", "inf", "-inf"
+    return value
+
+
+def _job_to_dict(job: JobBlock) -> dict[str, Any]:
+    return {f.name: _enc(getattr(job, f.name)) for f in fields(job)}
+
+
+def to_dict(state: RunState) -> dict[str, Any]:
+    """``state`` as plain JSON-able data (the ``state`` object of state.json)."""
+    out: dict[str, Any] = {}
+    for f in fields(state):
+        value = getattr(state, f.name)
+        if f.name == "jobs":
+            out["jobs"] = [_job_to_dict(j) for j in value]
+        elif f.name == "status":
+            out["status"] = [[iso(s.when), s.text] for s in value]
+        elif f.name == "results":
+            out["results"] = {r.name: _enc(getattr(value, r.name)) for r in fields(value)}
+        elif isinstance(value, dict):
+            out[f.name] = dict(value)
+        elif isinstance(value, list):
+            out[f.name] = list(value)
+        else:
+            out[f.name] = value
+    return out
+
+
+def _dt(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value
+    return parse_timestamp(str(value))
+
+
+def _float(value: Any) -> float | None:
+    if value is None:
+        return None
+    return float(value)
+
+
+def _int(value: Any) -> int | None:
+    if value is None:
+        return None
+    return int(value)
+
+
+def _str(value: Any) -> str | None:
+    if value is None:
+        return None
+    return str(value)
+
+
+_JOB_TIMES = {"submitted", "start", "end"}
+_JOB_INTS = {"exit_code", "restart_count"}
+_RESULT_FLOATS = {"start_train_loss", "end_train_loss", "start_val_loss", "end_val_loss"}
+
+
+def _job_from_dict(data: dict[str, Any]) -> JobBlock:
+    job = JobBlock()
+    for f in fields(job):
+        if f.name not in data:
+            continue
+        raw = data[f.name]
+        if f.name in _JOB_TIMES:
+            setattr(job, f.name, _dt(raw))
+        elif f.name in _JOB_INTS:
+            setattr(job, f.name, _int(raw))
+        else:
+            setattr(job, f.name, _str(raw))
+    return job
+
+
+def _results_from_dict(data: dict[str, Any]) -> Results:
+    res = Results()
+    for f in fields(res):
+        if f.name not in data:
+            continue
+        raw = data[f.name]
+        if f.name in _RESULT_FLOATS:
+            setattr(res, f.name, _float(raw))
+        elif f.name == "final_step":
+            res.final_step = _int(raw)
+        else:
+            setattr(res, f.name, _str(raw))
+    return res
+
+
+def from_dict(data: dict[str, Any]) -> RunState:
+    """The inverse of ``to_dict``; unknown keys are ignored, missing ones default."""
+    state = RunState()
+    for f in fields(state):
+        if f.name not in data:
+            continue
+        raw = data[f.name]
+        if f.name == "jobs":
+            state.jobs = [_job_from_dict(j) for j in raw or []]
+        elif f.name == "status":
+            entries = []
+            for item in raw or []:
+                when = _dt(item[0])
+                if when is not None:
+                    entries.append(StatusEntry(when, str(item[1])))
+            state.status = entries
+        elif f.name == "results":
+            state.results = _results_from_dict(raw or {})
+        elif f.name in ("key_settings", "huggingface"):
+            setattr(state, f.name, {str(k): str(v) for k, v in (raw or {}).items()})
+        elif f.name == "extra":
+            state.extra = dict(raw or {})
+        elif f.name == "next":
+            state.next = [str(x) for x in raw or []]
+        elif f.name in ("name", "task", "description", "run_type", "objective"):
+            setattr(state, f.name, "" if raw is None else str(raw))
+        else:
+            setattr(state, f.name, _str(raw))
+    return state

@@ -1,0 +1,379 @@
+"""RunState -> the run log's Markdown, as keyed items.
+
+The run log is rendered as an ordered list of sections, each a list of
+``(key, text)`` items. The key says which field an item shows
+(``"job.0.start"``, ``"status.3"``, ``"results.final_step"``); the text is the
+exact line (plus continuation lines, indented two spaces) that goes in the
+file. ``merge.py`` uses the keys to find and update hpcwrap's own lines in a
+file a person may have edited, and leaves everything else alone.
+
+The format is the one in spec/run-tracking-workflow.md. All times are UTC
+(see ``dates.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from hpcwrap.runlog.dates import format_runtime, human_date, iso, status_stamp, to_utc
+from hpcwrap.runlog.model import JobBlock, RunState, StatusEntry
+
+# Section ids in canonical order; job sections are "job.<n>" (0 = "## Job").
+SECTION_ORDER = ("title", "mode", "config", "jobs", "status", "results", "wandb", "next", "hf")
+HEADINGS = {
+    "mode": "## Mode",
+    "config": "## Config",
+    "status": "## Status",
+    "results": "## Results",
+    "wandb": "## W&B",
+    "next": "## Next",
+    "hf": "## HuggingFace",
+}
+JOB_HEADING = "## Job"
+RESUMED_HEADING = "## Job (resumed)"
+
+# Keyed sections: field -> label as rendered. Parsing accepts these and ALIASES.
+MODE_LABELS = {"run_type": "run_type", "objective": "objective"}
+CONFIG_LABELS = {
+    "script": "script",
+    "config": "config",
+    "dataset": "dataset",
+    "key_settings": "key settings",
+    "code": "code",
+}
+JOB_LABELS = {
+    "execution_id": "execution_id",
+    "cluster": "cluster",
+    "submitted": "submitted",
+    "submitted_human": "submitted_human",
+    "start": "start",
+    "start_human": "start_human",
+    "end": "end",
+    "end_human": "end_human",
+    "runtime": "runtime",
+    "node": "node",
+    "state": "state",
+    "exit_code": "exit_code",
+    "restart_count": "restart_count",
+    "resumed_from": "resumed from",
+    "wandb_local": "W&B local",
+    "wandb_synced": "W&B synced",
+    "submit_error": "submit error",
+}
+RESULTS_LABELS = {
+    "runtime": "runtime",
+    "final_step": "final step",
+    "start_train_loss": "start_train_loss",
+    "end_train_loss": "end_train_loss",
+    "start_val_loss": "start_val_loss",
+    "end_val_loss": "end_val_loss",
+    "loss_one_liner": "loss_one_liner",
+    "checkpoint": "checkpoint",
+    "config_snapshot": "config_snapshot",
+}
+WANDB_LABELS = {"local": "local", "synced": "synced", "notes": "notes"}
+
+LABELS: dict[str, dict[str, str]] = {
+    "mode": MODE_LABELS,
+    "config": CONFIG_LABELS,
+    "job": JOB_LABELS,
+    "results": RESULTS_LABELS,
+    "wandb": WANDB_LABELS,
+}
+# Other spellings people use for the same field (normalized, see norm_label).
+ALIASES: dict[str, dict[str, str]] = {
+    "mode": {"run_type": "run_type", "mode": "run_type", "type": "run_type"},
+    "config": {"command": "script", "key_setting": "key_settings", "settings": "key_settings"},
+    "job": {
+        "submitted/start": "submitted",
+        "job_id": "execution_id",
+        "jobid": "execution_id",
+        "slurm_job_id": "execution_id",
+        "execution_id": "execution_id",
+        "nodes": "node",
+        "nodelist": "node",
+        "exit": "exit_code",
+        "resumed_from": "resumed_from",
+        "w&b_local": "wandb_local",
+        "wandb_local": "wandb_local",
+        "w&b_synced": "wandb_synced",
+        "wandb_synced": "wandb_synced",
+        "w&b": "wandb_synced",
+        "submit_error": "submit_error",
+    },
+    "results": {"final_step": "final_step", "steps": "final_step"},
+    "wandb": {"synced_url": "synced", "url": "synced", "local_dir": "local"},
+}
+# Fields hpcwrap derives from others; read back from a file they are ignored.
+DERIVED = {
+    "job": {"submitted_human", "start_human", "end_human", "runtime"},
+    "results": {"runtime"},
+}
+
+
+def norm_label(label: str) -> str:
+    """``"W&B Local"`` -> ``"w&b_local"``: compare labels loosely."""
+    text = label.strip().strip("`*_").strip().lower()
+    return re.sub(r"[\s\-]+", "_", text)
+
+
+def field_for_label(section_kind: str, label: str) -> str | None:
+    """The field a ``- label: value`` line shows in a section of this kind."""
+    norm = norm_label(label)
+    alias = ALIASES.get(section_kind, {}).get(norm)
+    if alias:
+        return alias
+    for fname, flabel in LABELS.get(section_kind, {}).items():
+        if norm_label(flabel) == norm or fname == norm:
+            return fname
+    return None
+
+
+@dataclass(frozen=True)
+class Section:
+    sid: str  # "title", "mode", "config", "job.0", "job.1", "status", ...
+    heading: str  # "## Mode" ("" for the title section)
+    items: tuple[tuple[str, str], ...]  # (key, text)
+
+
+# ---------------------------------------------------------------- values
+
+_NEWLINES = re.compile(r"\r\n|\r|\n")
+
+
+def clean_lines(value: str) -> list[str]:
+    """A value as the lines it renders to: no blank lines, no trailing spaces."""
+    return [ln.rstrip() for ln in _NEWLINES.split(value) if ln.strip()]
+
+
+def one_line(value: str) -> str:
+    return " ".join(ln.strip() for ln in clean_lines(value))
+
+
+def block(prefix: str, value: str) -> str:
+    """``prefix`` + value; further lines of the value become continuation lines."""
+    lines = clean_lines(value)
+    if not lines:
+        return prefix.rstrip()
+    first = (prefix + lines[0]).rstrip()
+    return "\n".join([first, *("  " + ln for ln in lines[1:])])
+
+
+def code(value: str) -> str:
+    """Paths in backticks, as the spec writes them; left bare when that would be ambiguous."""
+    if value and "`" not in value and "\n" not in value and "\r" not in value:
+        return f"`{value}`"
+    return value
+
+
+def fmt_float(value: float) -> str:
+    if math.isnan(value):
+        return "nan"
+    return repr(value)
+
+
+def fmt_time(value: datetime) -> str:
+    return f"`{iso(value)}`"
+
+
+_NEEDS_QUOTE = re.compile(r'[,="`\n\r\\]|^\s|\s$')
+
+
+def _setting_token(text: str) -> str:
+    if not text or _NEEDS_QUOTE.search(text):
+        return json.dumps(text, ensure_ascii=False)
+    return text
+
+
+def fmt_settings(settings: dict[str, str]) -> str:
+    """``lr=3e-4, batch_size=64``; awkward keys/values JSON-quoted so they read back."""
+    parts = []
+    for key, value in settings.items():
+        token = _setting_token(key)
+        if value != "":
+            token += "=" + _setting_token(value)
+        parts.append(token)
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------- sections
+
+
+def _kv(items: list[tuple[str, str]], key: str, label: str, value: str | None) -> None:
+    if value is None or value == "":
+        return
+    items.append((key, block(f"- {label}: ", value)))
+
+
+def title_line(state: RunState) -> str:
+    task = one_line(state.task) or "run"
+    desc = one_line(state.description)
+    return f"# {task} — {desc}" if desc else f"# {task}"
+
+
+def _job_items(n: int, job: JobBlock) -> list[tuple[str, str]]:
+    p = f"job.{n}."
+    items: list[tuple[str, str]] = []
+    lab = JOB_LABELS
+    _kv(items, p + "execution_id", lab["execution_id"], job.execution_id)
+    _kv(items, p + "cluster", lab["cluster"], job.cluster)
+    for fname in ("submitted", "start", "end"):
+        value: datetime | None = getattr(job, fname)
+        if value is not None:
+            _kv(items, p + fname, lab[fname], fmt_time(value))
+            _kv(items, p + fname + "_human", lab[fname + "_human"], f"`{human_date(value)}`")
+    runtime = job.runtime_seconds
+    if runtime is not None:
+        _kv(items, p + "runtime", lab["runtime"], f"`{format_runtime(runtime)}`")
+    _kv(items, p + "node", lab["node"], job.node)
+    _kv(items, p + "state", lab["state"], job.state)
+    if job.exit_code is not None:
+        _kv(items, p + "exit_code", lab["exit_code"], str(job.exit_code))
+    if job.restart_count is not None:
+        _kv(items, p + "restart_count", lab["restart_count"], str(job.restart_count))
+    if job.resumed_from:
+        _kv(items, p + "resumed_from", lab["resumed_from"], code(job.resumed_from))
+    if job.wandb_local:
+        _kv(items, p + "wandb_local", lab["wandb_local"], code(job.wandb_local))
+    _kv(items, p + "wandb_synced", lab["wandb_synced"], job.wandb_synced)
+    _kv(items, p + "submit_error", lab["submit_error"], job.submit_error)
+    return items
+
+
+def total_runtime(state: RunState) -> tuple[float, datetime, datetime] | None:
+    """Summed runtime of the job blocks, with the first start and the last end."""
+    spans = [(j.start, j.end) for j in state.jobs if j.start is not None and j.end is not None]
+    if not spans:
+        return None
+    total = sum((end - start).total_seconds() for start, end in spans)
+    first = min(start for start, _ in spans)
+    last = max(end for _, end in spans)
+    return total, first, last
+
+
+def _results_items(state: RunState) -> list[tuple[str, str]]:
+    res = state.results
+    items: list[tuple[str, str]] = []
+    lab = RESULTS_LABELS
+    rt = total_runtime(state)
+    if rt is not None:
+        total, first, last = rt
+        items.append(
+            (
+                "results.runtime",
+                f"- {lab['runtime']}: `{format_runtime(total)}` "
+                f"(start `{iso(first)}`, end `{iso(last)}`)",
+            )
+        )
+    if res.final_step is not None:
+        _kv(items, "results.final_step", lab["final_step"], str(res.final_step))
+    for fname in ("start_train_loss", "end_train_loss", "start_val_loss", "end_val_loss"):
+        value: float | None = getattr(res, fname)
+        if value is not None:
+            _kv(items, "results." + fname, lab[fname], f"`{fmt_float(value)}`")
+    _kv(items, "results.loss_one_liner", lab["loss_one_liner"], res.loss_one_liner)
+    if res.checkpoint:
+        _kv(items, "results.checkpoint", lab["checkpoint"], code(res.checkpoint))
+    if res.config_snapshot:
+        _kv(items, "results.config_snapshot", lab["config_snapshot"], code(res.config_snapshot))
+    return items
+
+
+def status_line(when: datetime, text: str) -> str:
+    return block(f"- {status_stamp(when)} — ", text)
+
+
+def status_keys(entries: list[StatusEntry]) -> list[str]:
+    """Stable keys for Status entries: the stamp, plus a counter for equal stamps.
+
+    Keys do not depend on position, so a person's out-of-order lines or an
+    entry that sorts between older ones never shifts the others' keys.
+    """
+    seen: dict[str, int] = {}
+    keys = []
+    for entry in entries:
+        t = to_utc(entry.when)
+        stamp = t.strftime("%Y%m%dT%H%M%S") + (f"{t.microsecond:06d}" if t.microsecond else "")
+        n = seen.get(stamp, 0)
+        seen[stamp] = n + 1
+        keys.append(f"status.{stamp}#{n}")
+    return keys
+
+
+def render_sections(state: RunState) -> list[Section]:
+    """The whole run log as keyed sections, in canonical order."""
+    out = [Section("title", "", (("title", title_line(state)),))]
+
+    mode: list[tuple[str, str]] = [
+        ("mode.run_type", block("- run_type: ", state.run_type)),
+        ("mode.objective", block("- objective: ", state.objective)),
+    ]
+    out.append(Section("mode", HEADINGS["mode"], tuple(mode)))
+
+    config: list[tuple[str, str]] = []
+    _kv(config, "config.script", CONFIG_LABELS["script"], state.script)
+    if state.config:
+        _kv(config, "config.config", CONFIG_LABELS["config"], code(state.config))
+    _kv(config, "config.dataset", CONFIG_LABELS["dataset"], state.dataset)
+    if state.key_settings:
+        _kv(
+            config,
+            "config.key_settings",
+            CONFIG_LABELS["key_settings"],
+            fmt_settings(state.key_settings),
+        )
+    _kv(config, "config.code", CONFIG_LABELS["code"], state.code)
+    out.append(Section("config", HEADINGS["config"], tuple(config)))
+
+    jobs = state.jobs or [JobBlock()]
+    for n, job in enumerate(jobs):
+        heading = JOB_HEADING if n == 0 else RESUMED_HEADING
+        out.append(Section(f"job.{n}", heading, tuple(_job_items(n, job))))
+
+    status = tuple(
+        (key, status_line(s.when, s.text))
+        for key, s in zip(status_keys(state.status), state.status, strict=True)
+    )
+    out.append(Section("status", HEADINGS["status"], status))
+    out.append(Section("results", HEADINGS["results"], tuple(_results_items(state))))
+
+    wandb: list[tuple[str, str]] = []
+    if state.wandb_local:
+        _kv(wandb, "wandb.local", "local", code(state.wandb_local))
+    _kv(wandb, "wandb.synced", "synced", state.wandb_synced)
+    _kv(wandb, "wandb.notes", "notes", state.wandb_notes)
+    out.append(Section("wandb", HEADINGS["wandb"], tuple(wandb)))
+
+    nxt = tuple((f"next.{i}", block("- ", text)) for i, text in enumerate(state.next) if text)
+    out.append(Section("next", HEADINGS["next"], nxt))
+
+    if state.huggingface:
+        hf = []
+        for key, value in state.huggingface.items():
+            label = one_line(key).replace(":", " ")
+            hf.append((f"hf.{norm_label(label)}", block(f"- {label}: ", value)))
+        out.append(Section("hf", HEADINGS["hf"], tuple(hf)))
+    return out
+
+
+def render_lines(sections: list[Section]) -> list[str]:
+    lines: list[str] = []
+    for sec in sections:
+        if sec.sid == "title":
+            for _, text in sec.items:
+                lines.extend(text.split("\n"))
+            continue
+        lines.append("")
+        lines.append(sec.heading)
+        for _, text in sec.items:
+            lines.extend(text.split("\n"))
+    return lines
+
+
+def render_text(state: RunState, newline: str = "\n") -> str:
+    """The complete run log for ``state``, as hpcwrap writes a new one."""
+    return newline.join(render_lines(render_sections(state))) + newline

@@ -1,0 +1,291 @@
+"""The sidecar of one run: ``state.json`` and the append-only ``events.jsonl``.
+
+``state.json`` (orjson, replaced atomically) holds the RunState, the merge base
+(see ``merge.py``), the keys a person owns, and ``events_size``: the length
+of events.jsonl it already accounts for.
+
+Every event line is ``{"t": <iso>, "kind": <kind>, ...data}``. Events written
+by an update also carry what rebuilding needs, under underscore keys:
+
+- ``_state`` + ``_base``: a full snapshot (the ``created`` and ``adopted`` events);
+- ``_patch``: the top-level RunState fields that changed, new value whole,
+  except Status, which only grows: ``{"status+": [[iso, text], ...]}``;
+- ``_base``: merge-base entries that changed (``null`` = dropped);
+- ``_human``: keys newly owned by a person;
+- ``_md``: hash of the Markdown this update wrote.
+
+An update appends its event first, then replaces the Markdown, then
+state.json. Loading reads state.json and replays only the events past
+``events_size`` (normally none), so a writer killed between those steps
+loses nothing, and nothing re-reads the whole event log. A corrupt or missing
+state.json is rebuilt from the events with a warning; a torn last event line
+is skipped with a warning.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from hpcwrap.runlog.fsio import append_line, read_bytes, write_atomic
+from hpcwrap.runlog.merge import Base
+from hpcwrap.runlog.model import RunState, from_dict, to_dict
+
+STATE_FILE = "state.json"
+EVENTS_FILE = "events.jsonl"
+FORMAT = 1
+
+
+class RunLogWarning(UserWarning):
+    """Something in a sidecar was damaged and has been recovered from."""
+
+
+@dataclass
+class Snapshot:
+    state: RunState
+    base: Base = field(default_factory=dict)
+    human: set[str] = field(default_factory=set)
+    events_size: int = 0
+    md_hash: str | None = None
+    index: dict[str, Any] = field(default_factory=dict)  # rows hpcwrap last wrote in indexes
+
+
+def md_hash(data: bytes | None) -> str | None:
+    if data is None:
+        return None
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
+
+
+def encode_base(base: Base) -> dict[str, Any]:
+    return {
+        k: (line if line == canon and line is not None else [line, canon])
+        for k, (line, canon) in base.items()
+    }
+
+
+def decode_base(raw: dict[str, Any]) -> Base:
+    out: Base = {}
+    for key, value in raw.items():
+        if isinstance(value, str):
+            out[key] = (value, value)
+        elif isinstance(value, list) and len(value) == 2:
+            out[key] = (value[0], value[1])
+    return out
+
+
+def state_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    patch: dict[str, Any] = {}
+    for key, value in new.items():
+        before = old.get(key)
+        if before == value:
+            continue
+        if key == "status" and isinstance(before, list) and value[: len(before)] == before:
+            patch["status+"] = value[len(before) :]
+        else:
+            patch[key] = value
+    return patch
+
+
+def apply_patch(data: dict[str, Any], patch: dict[str, Any]) -> None:
+    for key, value in patch.items():
+        if key == "status+":
+            data["status"] = list(data.get("status") or []) + list(value)
+        else:
+            data[key] = value
+
+
+def base_delta(old: Base, new: Base) -> dict[str, Any]:
+    delta: dict[str, Any] = {}
+    for key, value in new.items():
+        if old.get(key) != value:
+            line, canon = value
+            delta[key] = line if line == canon and line is not None else [line, canon]
+    for key in old:
+        if key not in new:
+            delta[key] = None
+    return delta
+
+
+def apply_base_delta(base: Base, delta: dict[str, Any]) -> None:
+    for key, value in delta.items():
+        if value is None:
+            base.pop(key, None)
+        elif isinstance(value, str):
+            base[key] = (value, value)
+        elif isinstance(value, list) and len(value) == 2:
+            base[key] = (value[0], value[1])
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, set | frozenset | tuple):
+        return list(obj)
+    return str(obj)
+
+
+def dumps(obj: Any) -> bytes:
+    return orjson.dumps(obj, default=_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+class Sidecar:
+    """Reads and writes one run's sidecar folder (the caller holds the run's lock for writes)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.state_path = folder / STATE_FILE
+        self.events_path = folder / EVENTS_FILE
+
+    def exists(self) -> bool:
+        return self.state_path.exists() or self.events_path.exists()
+
+    # -------------------------------------------------------- writing
+
+    def append_event(self, event: dict[str, Any]) -> int:
+        """Append one event line; returns events.jsonl's new size."""
+        return append_line(self.events_path, dumps(event) + b"\n")
+
+    def save(self, snap: Snapshot) -> None:
+        doc = {
+            "format": FORMAT,
+            "events_size": snap.events_size,
+            "md_hash": snap.md_hash,
+            "human": sorted(snap.human),
+            "index": snap.index,
+            "state": to_dict(snap.state),
+            "base": encode_base(snap.base),
+        }
+        write_atomic(self.state_path, dumps(doc))
+
+    # -------------------------------------------------------- reading
+
+    def load(self, md: bytes | None) -> Snapshot | None:
+        """The current snapshot, or None when this run has no sidecar yet.
+
+        ``md`` is the Markdown on disk (to tell whether an interrupted update
+        got as far as writing it).
+        """
+        raw = read_bytes(self.state_path)
+        if raw is None:
+            if not self.events_path.exists():
+                return None
+            warnings.warn(
+                f"{self.state_path} is missing; rebuilding it from {self.events_path.name}",
+                RunLogWarning,
+                stacklevel=3,
+            )
+            return self.rebuild(md)
+        try:
+            doc = orjson.loads(raw)
+            if not isinstance(doc, dict) or not isinstance(doc.get("state"), dict):
+                raise ValueError("not a state document")
+            snap = Snapshot(
+                state=from_dict(doc["state"]),
+                base=decode_base(doc.get("base") or {}),
+                human=set(doc.get("human") or []),
+                events_size=int(doc.get("events_size") or 0),
+                md_hash=doc.get("md_hash"),
+                index=dict(doc.get("index") or {}),
+            )
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            warnings.warn(
+                f"{self.state_path} is damaged ({exc}); rebuilding it from {self.events_path.name}",
+                RunLogWarning,
+                stacklevel=3,
+            )
+            return self.rebuild(md)
+        try:
+            size = self.events_path.stat().st_size
+        except FileNotFoundError:
+            size = 0
+        if size > snap.events_size:
+            events = self._read_events(snap.events_size)
+            self._replay(snap, events, md)
+            snap.events_size = size
+        return snap
+
+    def rebuild(self, md: bytes | None) -> Snapshot | None:
+        events = self._read_events(0)
+        start = None
+        for i, ev in enumerate(events):
+            if "_state" in ev:
+                start = i
+        if start is None:
+            warnings.warn(
+                f"{self.events_path} has no snapshot to rebuild from; adopting the Markdown",
+                RunLogWarning,
+                stacklevel=3,
+            )
+            return None
+        snap = Snapshot(state=RunState())
+        self._replay(snap, events[start:], md)
+        try:
+            snap.events_size = self.events_path.stat().st_size
+        except FileNotFoundError:
+            snap.events_size = 0
+        return snap
+
+    def _read_events(self, offset: int) -> list[dict[str, Any]]:
+        try:
+            with open(self.events_path, "rb") as fh:
+                fh.seek(offset)
+                data = fh.read()
+        except FileNotFoundError:
+            return []
+        out: list[dict[str, Any]] = []
+        lines = data.split(b"\n")
+        torn_tail = not data.endswith(b"\n")
+        for n, line in enumerate(lines):
+            if not line.strip():
+                continue
+            try:
+                ev = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                where = "torn last line" if (n == len(lines) - 1 and torn_tail) else "bad line"
+                warnings.warn(
+                    f"{self.events_path}: skipping a {where} ({len(line)} bytes)",
+                    RunLogWarning,
+                    stacklevel=4,
+                )
+                continue
+            if isinstance(ev, dict):
+                out.append(ev)
+        return out
+
+    @staticmethod
+    def _replay(snap: Snapshot, events: list[dict[str, Any]], md: bytes | None) -> None:
+        data = to_dict(snap.state)
+        disk_hash = md_hash(md)
+        last_with_md = max((i for i, ev in enumerate(events) if "_md" in ev), default=-1)
+        for i, ev in enumerate(events):
+            if "_state" in ev and isinstance(ev["_state"], dict):
+                data = dict(ev["_state"])
+                snap.base = decode_base(ev.get("_base") or {})
+                snap.human = set(ev.get("_human") or [])
+                snap.index = dict(ev.get("_index") or {})
+                if "_md" in ev:
+                    snap.md_hash = ev["_md"]
+                continue
+            patch = ev.get("_patch")
+            if isinstance(patch, dict):
+                apply_patch(data, patch)
+            snap.human.update(ev.get("_human") or [])
+            if isinstance(ev.get("_index"), dict):
+                snap.index.update(ev["_index"])
+            delta = ev.get("_base")
+            if isinstance(delta, dict):
+                # The last update may have died before writing its Markdown: then the
+                # file still shows the old lines, and so must the base.
+                uncommitted = (
+                    i == last_with_md and disk_hash != ev.get("_md") and disk_hash == snap.md_hash
+                )
+                if not uncommitted:
+                    apply_base_delta(snap.base, delta)
+                    if "_md" in ev:
+                        snap.md_hash = ev["_md"]
+        snap.state = from_dict(data)
