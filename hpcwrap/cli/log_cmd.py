@@ -1,11 +1,174 @@
-"""`hpcwrap log`: placeholder until its issue lands."""
+"""`hpcwrap log`: create, annotate, show and reindex run logs by hand.
+
+``log new`` is for work hpcwrap did not submit (a ``docker run`` on a cloud
+VM, an interactive session); it takes the same run-description options as
+``hpcwrap sbatch``. ``<run>`` is a path, a file name, or a unique prefix of a
+run name under the run_logs folder.
+"""
 
 from __future__ import annotations
 
 import argparse
+import shutil
+import sys
+from pathlib import Path
 from typing import Any
 
+from hpcwrap.cli.run_options import add_run_options, request_from_args
+from hpcwrap.config import Settings, load_settings
 
-def register(sub: "argparse._SubParsersAction[Any]") -> None:
-    p = sub.add_parser("log", help="(not yet built)")
-    p.set_defaults(handler=lambda args: 2)
+
+def register(sub: argparse._SubParsersAction[Any]) -> None:
+    p = sub.add_parser(
+        "log",
+        help="create, annotate, show and reindex run logs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    logs = p.add_subparsers(dest="log_command", metavar="<log command>")
+
+    new = logs.add_parser(
+        "new",
+        help="create a run log for work not submitted through hpcwrap",
+        description="Create a run log (and its timeline entry) for work hpcwrap did not "
+        "submit, e.g. a `docker run` on a cloud VM. Prints the new log's path.",
+    )
+    add_run_options(new)
+    new.add_argument(
+        "--execution-id",
+        metavar="ID",
+        help="what identifies the execution: a job id, or instance_name/zone for a cloud VM",
+    )
+    new.add_argument(
+        "--script", metavar="TEXT", help="the command that runs the work (e.g. the docker run line)"
+    )
+    new.set_defaults(handler=_new)
+
+    note = logs.add_parser(
+        "note",
+        help="append a timestamped Status line to a run log",
+        description="Append '- <UTC time> — TEXT' to the run's Status section.",
+    )
+    note.add_argument("run", help="path, file name or unique prefix of the run log")
+    note.add_argument("text", help="the status text, with evidence (step, loss, ...)")
+    note.add_argument("--run-logs", metavar="DIR", help="run_logs folder (default: ./run_logs)")
+    note.set_defaults(handler=_note)
+
+    show = logs.add_parser(
+        "show",
+        help="print a run log (or its machine state with --json)",
+        description="Print the run log's Markdown, or with --json the state hpcwrap keeps.",
+    )
+    show.add_argument("run", help="path, file name or unique prefix of the run log")
+    show.add_argument("--json", action="store_true", help="print the machine state as JSON")
+    show.add_argument("--run-logs", metavar="DIR", help="run_logs folder (default: ./run_logs)")
+    show.set_defaults(handler=_show)
+
+    reindex = logs.add_parser(
+        "reindex",
+        help="rebuild timeline.md and experiments.md from the logs, keeping human lines",
+        description="Add missing entries to every folder's timeline.md and missing rows to "
+        "experiments.md. Lines people wrote are kept.",
+    )
+    reindex.add_argument(
+        "folder", nargs="?", metavar="run_logs/", help="run_logs folder (default: ./run_logs)"
+    )
+    reindex.set_defaults(handler=_reindex)
+
+    p.set_defaults(handler=lambda args: _no_command(p))
+
+
+def _no_command(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _settings() -> Settings:
+    from hpcwrap.runlog import configure_locks
+
+    settings = load_settings(Path.cwd())
+    configure_locks(settings.lock)
+    return settings
+
+
+def _root(args: argparse.Namespace, settings: Settings) -> Path:
+    given = getattr(args, "run_logs", None)
+    return Path(given).expanduser() if given else settings.run_logs
+
+
+def _new(args: argparse.Namespace) -> int:
+    from hpcwrap.runlog import JobBlock, RunState, create_run
+    from hpcwrap.runlog.dates import now
+
+    settings = _settings()
+    req = request_from_args(args, settings)
+    state = RunState(
+        task=req.task,
+        description=req.description,
+        group=req.group,
+        run_type=req.run_type,
+        objective=req.objective,
+        script=args.script,
+        config=str(req.config) if req.config else None,
+        dataset=req.dataset,
+        key_settings=dict(req.key_settings),
+    )
+    if args.execution_id:
+        state.jobs = [JobBlock(execution_id=args.execution_id, submitted=now())]
+    log = create_run(req.run_logs, state)
+    if req.config is not None:
+        target = log.sidecar / "config"
+        target.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(req.config, target / req.config.name)
+    print(log.path)
+    return 0
+
+
+def _note(args: argparse.Namespace) -> int:
+    from hpcwrap.errors import UsageError
+    from hpcwrap.runlog import open_run
+
+    settings = _settings()
+    if not args.text.strip():
+        raise UsageError("log note: the text is empty; say what you saw (step, loss, ...)")
+    log = open_run(args.run, _root(args, settings))
+    log.add_status(args.text, event="note")
+    print(log.path)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from hpcwrap.runlog import open_run
+
+    settings = _settings()
+    log = open_run(args.run, _root(args, settings))
+    if args.json:
+        import orjson
+
+        from hpcwrap.runlog.model import to_dict
+
+        doc = {
+            "path": str(log.path),
+            "sidecar": str(log.sidecar),
+            "state": to_dict(log.read()),
+        }
+        sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
+        return 0
+    data = log.path.read_bytes()
+    sys.stdout.buffer.write(data)
+    sys.stdout.flush()
+    return 0
+
+
+def _reindex(args: argparse.Namespace) -> int:
+    from hpcwrap.runlog import reindex
+
+    settings = _settings()
+    root = Path(args.folder).expanduser() if args.folder else settings.run_logs
+    res = reindex(root)
+    print(
+        f"{root}: {res.logs} run logs in {res.folders} folders; "
+        f"{res.timeline_added} timeline entries and {res.experiment_rows_added} "
+        "experiments rows added"
+    )
+    return 0
