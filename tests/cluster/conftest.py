@@ -59,7 +59,8 @@ SACCT_FIELDS = (
     "End",
     "Elapsed",
     "Timelimit",
-    "Restarts",
+    "Submit",
+    "Reason",
     "WorkDir",
     "Comment",
 )
@@ -153,45 +154,63 @@ class Cluster:
         path.chmod(0o755)
         return path
 
+    def _squeue(self, job_id: str) -> tuple[str, str] | None:
+        res = self.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T|%N"])
+        line = res.stdout.strip()
+        if res.returncode != 0 or not line:
+            return None
+        state, _, nodes = line.splitlines()[0].partition("|")
+        return state, nodes
+
     def job_state(self, job_id: str) -> str | None:
         """The job's state from squeue (any state), or None once slurmctld forgot it."""
-        res = self.run(["squeue", "-h", "-t", "all", "-j", job_id, "-o", "%T"])
-        state = res.stdout.strip()
-        if res.returncode != 0 or not state:
-            return None
-        return state.split()[0]
+        found = self._squeue(job_id)
+        return found[0] if found else None
 
-    def sacct_state(self, job_id: str) -> str | None:
-        """The job allocation's state in accounting ("CANCELLED by 0" -> "CANCELLED")."""
-        rows = [r for r in self.sacct(job_id) if r["JobID"] == job_id]
-        if not rows:
+    def sacct_state(self, job_id: str, nodes: str | None = None) -> str | None:
+        """The job allocation's state in accounting ("CANCELLED by 0" -> "CANCELLED").
+
+        Not final until every step row is final too and, when slurmctld's
+        node list is given, the job row shows it: accounting records the
+        job's nodes a second or two after the job has ended (seen here).
+        """
+        rows = self.sacct(job_id)
+        job = [r for r in rows if r["JobID"] == job_id]
+        if not job or not job[0]["State"]:
             return None
-        return rows[0]["State"].split()[0] if rows[0]["State"] else None
+        state = job[0]["State"].split()[0]
+        if state not in FINAL_STATES:
+            return state
+        if any(r["State"].split()[0] not in FINAL_STATES for r in rows if r["State"]):
+            return "COMPLETING"
+        if nodes and job[0]["NodeList"] != nodes:
+            return "COMPLETING"
+        return state
 
     def wait_job(self, job_id: str, timeout: float = 120) -> str:
-        """Wait until the job is final in squeue AND in sacct; return its final state.
+        """Wait until the job is final in squeue AND settled in sacct; return its final state.
 
         Polls squeue (slurmctld) first, then sacct, because accounting lags
-        slurmctld by a moment: callers may read sacct right after this.
+        slurmctld: callers may read sacct rows right after this returns.
         """
         deadline = time.monotonic() + timeout
-        squeue_state: str | None = None
+        found: tuple[str, str] | None = None
         final_seen_at: float | None = None
         while time.monotonic() < deadline:
-            squeue_state = self.job_state(job_id)
-            if squeue_state is None or squeue_state in FINAL_STATES:
-                acct = self.sacct_state(job_id)
-                if acct in FINAL_STATES:
-                    assert acct is not None
+            found = self._squeue(job_id)
+            if found is None or found[0] in FINAL_STATES:
+                nodes = found[1] if found and found[1] else None
+                acct = self.sacct_state(job_id, nodes)
+                if acct is not None and acct in FINAL_STATES:
                     return acct
-                # Accounting normally follows within a second; do not hang on it.
+                # Accounting normally settles within seconds; do not hang on it.
                 now = time.monotonic()
                 final_seen_at = final_seen_at or now
-                if squeue_state is not None and now - final_seen_at > 15:
-                    return squeue_state
+                if found is not None and now - final_seen_at > 20:
+                    return found[0]
             time.sleep(0.5)
         raise TimeoutError(
-            f"job {job_id} not final after {timeout:.0f}s: squeue says {squeue_state!r}, "
+            f"job {job_id} not final after {timeout:.0f}s: squeue says {found!r}, "
             f"sacct says {self.sacct(job_id)!r}"
         )
 
