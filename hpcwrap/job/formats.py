@@ -1,0 +1,630 @@
+"""Reading progress out of one line of training output.
+
+``LineParser.parse`` takes one decoded line (ANSI colours already stripped,
+split on ``\\n`` and ``\\r`` so every tqdm redraw is its own line) and returns
+an ``Observation`` of what the line says, or None. Formats understood out of
+the box, each checked against what the real tool prints:
+
+- HF Trainer: ``{'loss': 0.51, 'learning_rate': 4.5e-05, 'epoch': 0.1}`` (older
+  releases) or ``{'loss': '0.5123', ...}`` (newer ones format floats as text),
+  also glued behind a tqdm bar; the step comes from the bar's ``n/total``.
+- tqdm / Lightning bars: ``Epoch 3:  45%|####5     | 45/100 [00:01<00:02,
+  25.00it/s, v_num=0, train_loss=0.123]``; validation/eval bars are ignored for
+  the step.
+- ``key: value`` / ``key=value`` / ``key value`` lines: nanoGPT (``iter 10: loss
+  3.45``, ``step 250: train loss 1.87, val loss 1.98``), lerobot (``step:10K
+  smpl:320K ... loss:0.543 ... lr:1.0e-04``), openpi (``Step 100: loss=0.12``),
+  torchtitan (``step:  1  loss: 12.23 ...``, ``validate step: 100  loss: ...``).
+- Megatron ``|``-separated lines (``iteration 100/ 500000 | ... | lm loss:
+  6.54E+00 |`` and ``validation loss at iteration 1000 | lm loss value: ...``).
+- JSON lines (``{"step": 100, "loss": 0.5, "lr": 3e-4}``).
+
+Events: checkpoint saved (path and step when the line says them), the W&B run
+directory or URL, a resolved-config path the run announces, and errors (CUDA
+out of memory, NCCL timeouts and errors, Python tracebacks with their final
+exception line, slurmstepd/srun time-limit, oom-kill and memory-limit lines).
+
+User patterns (``[[patterns]]`` in hpcwrap.toml) are regexes whose named groups
+(step, loss, val_loss, lr, epoch, checkpoint, wandb_dir, error) are fields;
+what they capture wins over the built-in reading of the same line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
+
+from hpcwrap.config import Pattern
+
+# Every word a line must contain (lower-cased) for the parser to find anything in
+# it. The scanner uses this list to skip other lines without decoding them, so it
+# must cover every trigger below; tests/unit/test_job_formats.py checks that each
+# sample line the parser reads contains one.
+KEYWORDS: tuple[bytes, ...] = (
+    b"loss",
+    b"step",
+    b"iter",
+    b"epoch",
+    b"epch",
+    b"lr",
+    b"learning",
+    b"%|",
+    b"checkp",
+    b"ckpt",
+    b"sav",
+    b"wandb",
+    b"config",
+    b"traceback",
+    b"error",
+    b"exception",
+    b"memory",
+    b"nccl",
+    b"slurmstepd",
+    b"cancelled",
+    b"killed",
+    b"exhausted",
+    b"fault",
+    b"fatal",
+)
+
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+
+# Prefixes launchers put before every line: torchrun's "[rank0]:" / "[default0]:",
+# srun --label's "0: ".
+_RANK_PREFIX = re.compile(r"^\s*(?:\[(?:rank|default)\d+\]:|\d{1,5}: )")
+
+_NUM = (
+    r"[-+]?(?:nan|inf(?:inity)?)"
+    r"|[-+]?(?:\d{1,3}(?:,\d{3})+(?![\d.])|\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?[KMB]?"
+)
+
+# Keys we know, longest first so "train loss" wins over "loss". Each maps to a field.
+_KEY_FIELDS: dict[str, str] = {
+    "train loss": "loss",
+    "train_loss": "loss",
+    "train/loss": "loss",
+    "training loss": "loss",
+    "training_loss": "loss",
+    "lm loss": "loss",
+    "loss": "loss",
+    "val loss": "val_loss",
+    "val_loss": "val_loss",
+    "val/loss": "val_loss",
+    "validation loss": "val_loss",
+    "validation_loss": "val_loss",
+    "valid loss": "val_loss",
+    "valid_loss": "val_loss",
+    "eval loss": "val_loss",
+    "eval_loss": "val_loss",
+    "eval/loss": "val_loss",
+    "global step": "step",
+    "global_step": "step",
+    "train/global_step": "step",
+    "iteration": "step",
+    "iter": "step",
+    "step": "step",
+    "epoch": "epoch",
+    "epch": "epoch",
+    "train/epoch": "epoch",
+    "learning rate": "lr",
+    "learning_rate": "lr",
+    "train/learning_rate": "lr",
+    "train/lr": "lr",
+    "lr": "lr",
+}
+_KEY_ALT = "|".join(
+    re.escape(k).replace(r"\ ", r"[ ]") for k in sorted(_KEY_FIELDS, key=len, reverse=True)
+)
+# 'key': value | "key": "value" | key=value | key: value | key value
+_KV = re.compile(
+    r"(?<![\w/.\-])['\"]?(?P<key>" + _KEY_ALT + r")['\"]?"
+    r"(?:\s*[:=]\s*|\s+)['\"]?(?P<val>" + _NUM + r")['\"]?"
+    r"(?:\s*/\s*(?P<total>\d+))?(?![\w.])",
+    re.IGNORECASE,
+)
+
+_TQDM = re.compile(
+    r"(?:(?P<desc>[^|]*?):\s*)?(?P<pct>\d{1,3})%\|[^|]*\|\s*"
+    r"(?P<n>\d+(?:\.\d+)?[kMG]?)/(?P<total>\d+(?:\.\d+)?[kMG]?)\s*\[(?P<inside>[^\]]*)\]?"
+)
+_EVAL_BAR = re.compile(r"val|eval|test|predict|sanity|infer", re.IGNORECASE)
+_EPOCH_BAR = re.compile(r"^\s*epoch\s+(?P<epoch>\d+)", re.IGNORECASE)
+
+_MEGATRON_TRAIN = re.compile(r"\biteration\s+(?P<n>\d+)\s*/\s*(?P<total>\d+)\s*\|")
+_MEGATRON_VAL = re.compile(r"validation loss at (?:iteration\s+)?(?P<n>\d+)", re.IGNORECASE)
+_MEGATRON_FIELD = re.compile(r"\|\s*(?P<key>[^|:]+?)\s*:\s*(?P<val>" + _NUM + r")\s*(?=\|)")
+
+_TRAIN_SUMMARY = re.compile(r"train_runtime|train_samples_per_second", re.IGNORECASE)
+_TORCHTITAN_VAL = re.compile(r"\bvalidate step\s*:", re.IGNORECASE)
+
+# --- events -------------------------------------------------------------------------
+
+_PATH = r"['\"`]?(?P<path>[^\s'\"`]+)['\"`]?"
+_CKPT_STEP = re.compile(
+    r"(?:checkpoint|ckpt)\b.*?\b(?:at|after|for|from)\s+(?:the\s+)?"
+    r"(?:last\s+step,\s+)?(?:global\s+)?(?:step|iteration|iter)[\s:=]+(?P<step>\d+)",
+    re.IGNORECASE,
+)
+_CKPT_PATTERNS: tuple[re.Pattern[str], ...] = (
+    # Megatron: "successfully saved checkpoint from iteration    1000 to /ckpt"
+    re.compile(
+        r"successfully saved checkpoint (?:from|at) iteration\s+(?P<step>\d+)\s+to\s+" + _PATH,
+        re.IGNORECASE,
+    ),
+    # HF Trainer / nanoGPT / toy: "Saving model checkpoint to out/checkpoint-500"
+    re.compile(
+        r"\bsav(?:ing|ed)\s+(?:the\s+)?(?:model\s+)?(?:checkpoint|ckpt)s?\s+"
+        r"(?:to|in|into|at)\s+(?!(?:step|iteration|iter|epoch)\b)" + _PATH,
+        re.IGNORECASE,
+    ),
+    # Lightning ModelCheckpoint(verbose=True), Keras: "saving model to '/x/epoch=0-step=100.ckpt'"
+    re.compile(r"\bsaving model to\s+" + _PATH, re.IGNORECASE),
+    # generic: "checkpoint saved to X", "Saved checkpoint: X", "Checkpoint is saved to X"
+    re.compile(
+        r"\b(?:checkpoint|ckpt)\s+(?:is\s+|was\s+)?(?:saved|written|stored)\s+"
+        r"(?:to|at|in|into)\s*:?\s+(?!(?:step|iteration|iter|epoch)\b)" + _PATH,
+        re.IGNORECASE,
+    ),
+    re.compile(
+        r"\bsaved\s+(?:model\s+)?(?:checkpoint|ckpt)\s*:\s*" + _PATH,
+        re.IGNORECASE,
+    ),
+)
+# Lines that announce a checkpoint without a path (torchtitan, lerobot, orbax...).
+_CKPT_NO_PATH = re.compile(
+    r"finished saving the checkpoint|checkpoint policy after step|saving a full checkpoint"
+    r"|\bsav(?:ed|ing) (?:the |a )?checkpoint\b",
+    re.IGNORECASE,
+)
+_STEP_IN_PATH = re.compile(
+    r"(?:checkpoint|ckpt|step|iter|global_step)[-_=]?(?P<step>\d+)|/(?P<bare>\d+)/?$",
+    re.IGNORECASE,
+)
+
+_WANDB_LOCAL = re.compile(r"wandb: Run data is saved locally in\s+" + _PATH)
+_WANDB_OFFLINE_DIR = re.compile(r"(?P<path>[^\s'\"`]*wandb/offline-run-\d{8}_\d{6}-\w+)")
+_WANDB_URL = re.compile(r"wandb:.*\bView run\b.*?(?P<url>https?://\S+)")
+
+_CONFIG_WRITTEN = re.compile(
+    r"(?:resolved\s+)?config(?:uration)?(?:\s+file)?\s+(?:written|saved|dumped|stored)\s+"
+    r"(?:to|at|in)\s*:?\s+"
+    + _PATH
+    + r"|\b(?:saving|writing|dumping)\s+(?:the\s+)?(?:resolved\s+)?config(?:uration)?\s+"
+    r"(?:file\s+)?(?:to|at|in)\s+" + _PATH.replace("path", "path2"),
+    re.IGNORECASE,
+)
+
+# (kind, regex) — the first that matches names the error.
+_ERRORS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("time_limit", re.compile(r"DUE TO TIME LIMIT")),
+    ("oom_kill", re.compile(r"oom[-_]kill|Out Of Memory|OOM [Kk]iller")),
+    ("mem_limit", re.compile(r"exceeded (?:job |step )?memory limit", re.IGNORECASE)),
+    ("cancelled", re.compile(r"\*\*\* (?:JOB|STEP) \S+ ON \S+ CANCELLED AT")),
+    (
+        "cuda_oom",
+        re.compile(
+            r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory"
+            r"|RESOURCE_EXHAUSTED: Out of memory",
+        ),
+    ),
+    (
+        "nccl_timeout",
+        re.compile(
+            r"Watchdog caught collective operation timeout|NCCL[^\n]{0,80}\btimed out\b"
+            r"|\bNCCL timeout\b",
+        ),
+    ),
+    (
+        "nccl_error",
+        re.compile(
+            r"NCCL error|ncclInternalError|ncclSystemError|ncclUnhandledCudaError"
+            r"|ncclRemoteError|NCCL communicator was aborted"
+        ),
+    ),
+    ("killed", re.compile(r"^(?:.*line \d+:\s+\d+\s+)?Killed\b")),
+    ("crash", re.compile(r"Segmentation fault|Fatal Python error|Bus error|core dumped")),
+)
+
+_TRACEBACK = re.compile(r"^Traceback \(most recent call last\):")
+_TB_CHAIN = re.compile(
+    r"^(?:During handling of the above exception|The above exception was the direct cause)"
+)
+# The exception line that ends a traceback: "torch.OutOfMemoryError: CUDA out of ..."
+_EXC_LINE = re.compile(r"^(?P<exc>(?:[A-Za-z_]\w*\.)*(?P<name>[A-Z]\w*))(?P<colon>:(?:\s.*)?)?$")
+_EXC_SUFFIX = re.compile(r"(?:Error|Exception|Interrupt|Exit|Iteration|Warning|Fault|Failure)$")
+_NOT_EXC = frozenset({"INFO", "WARNING", "WARN", "DEBUG", "ERROR", "CRITICAL", "NOTE", "TODO"})
+_TB_MAX_LINES = 400  # a traceback longer than this is given up on (bounded state)
+
+ERROR_TEXT_MAX = 300
+
+
+@dataclass(slots=True)
+class Observation:
+    """What one line says. Unset fields are None."""
+
+    step: int | None = None
+    step_total: int | None = None
+    loss: float | None = None
+    val_loss: float | None = None
+    lr: float | None = None
+    epoch: float | None = None
+    checkpoint: str | None = None  # path as printed
+    checkpoint_step: int | None = None
+    checkpoint_saved: bool = False  # a save was announced (with or without a path)
+    wandb_dir: str | None = None
+    wandb_url: str | None = None
+    config_path: str | None = None
+    error: str | None = None  # one line, at most ERROR_TEXT_MAX characters
+    error_kind: str | None = None
+    sources: list[str] = field(default_factory=list)
+
+    def empty(self) -> bool:
+        return (
+            self.step is None
+            and self.loss is None
+            and self.val_loss is None
+            and self.lr is None
+            and self.epoch is None
+            and not self.checkpoint_saved
+            and self.wandb_dir is None
+            and self.wandb_url is None
+            and self.config_path is None
+            and self.error is None
+        )
+
+
+_FIELD_NAMES = {f.name for f in fields(Observation)}
+
+
+def parse_number(text: str) -> float | None:
+    """``"1.5e-4"``, ``"'0.5'"``, ``"10K"``, ``"1,234"``, ``"nan"``, ``"-inf"`` -> float."""
+    t = text.strip().strip("'\"")
+    if not t:
+        return None
+    mult = 1.0
+    if t[-1] in "KMB" and len(t) > 1 and (t[-2].isdigit() or t[-2] == "."):
+        mult = {"K": 1e3, "M": 1e6, "B": 1e9}[t[-1]]
+        t = t[:-1]
+    t = t.replace(",", "")
+    try:
+        return float(t) * mult
+    except ValueError:
+        return None
+
+
+def _as_step(value: float | None) -> int | None:
+    if value is None or not math.isfinite(value) or value < 0 or value > 1e15:
+        return None
+    return int(value)
+
+
+def _tqdm_count(text: str) -> float | None:
+    """tqdm's unit_scale counts: ``"1.2k"`` -> 1200."""
+    if text and text[-1] in "kMG":
+        base = parse_number(text[:-1])
+        return None if base is None else base * {"k": 1e3, "M": 1e6, "G": 1e9}[text[-1]]
+    return parse_number(text)
+
+
+def _clean_path(path: str) -> str:
+    return path.rstrip(".,;:)]}'\"`")
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= ERROR_TEXT_MAX else text[: ERROR_TEXT_MAX - 3] + "..."
+
+
+def strip_line(text: str) -> str:
+    """Remove ANSI escapes and a launcher's rank prefix from a decoded line."""
+    if "\x1b" in text:
+        text = ANSI.sub("", text)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    m = _RANK_PREFIX.match(text)
+    if m:
+        text = text[m.end() :]
+        if text.startswith(" ") and not text.startswith("  "):
+            text = text[1:]
+    return text.rstrip()
+
+
+class _Traceback:
+    __slots__ = ("lines",)
+
+    def __init__(self) -> None:
+        self.lines = 0
+
+
+class LineParser:
+    """Stateful (tracebacks, which tqdm bar is the training bar) line reader."""
+
+    def __init__(self, patterns: Sequence[Pattern] = ()) -> None:
+        self.patterns = tuple(patterns)
+        self._main_total: float = 0.0  # the largest total of a desc-less tqdm bar seen
+        self._tracebacks: dict[int, _Traceback] = {}
+
+    def in_traceback(self, stream: int) -> bool:
+        """True while a traceback is open on ``stream``: every line matters then."""
+        return stream in self._tracebacks
+
+    def parse(self, raw: str, stream: int = 2) -> Observation | None:
+        text = strip_line(raw)
+        if not text.strip():
+            return None
+        obs = Observation()
+        if self._traceback(text, stream, obs):
+            return obs if not obs.empty() else None
+        for pattern in self.patterns:
+            self._user(pattern, text, obs)
+        if obs.error is None:
+            self._errors(text, obs)
+        if obs.error is None:
+            self._events(text, obs)
+            self._metrics(text, obs)
+        return None if obs.empty() else obs
+
+    # -- tracebacks -------------------------------------------------------------
+
+    def _traceback(self, text: str, stream: int, obs: Observation) -> bool:
+        """Follow an open traceback; True when the line belonged to it."""
+        if _TRACEBACK.match(text):
+            self._tracebacks[stream] = _Traceback()
+            return True
+        tb = self._tracebacks.get(stream)
+        if tb is None:
+            return False
+        tb.lines += 1
+        if tb.lines > _TB_MAX_LINES:
+            del self._tracebacks[stream]
+            obs.error = "Python traceback (its exception line was not found)"
+            obs.error_kind = "traceback"
+            obs.sources.append("traceback")
+            return True
+        if text[:1] in (" ", "\t") or _TB_CHAIN.match(text) or text.startswith("^"):
+            return True
+        m = _EXC_LINE.match(text)
+        if (
+            m is None
+            or m.group("name") in _NOT_EXC
+            or (m.group("colon") is None and not _EXC_SUFFIX.search(m.group("name")))
+        ):
+            # Some other line (another rank, a log line): not the exception line.
+            return False
+        del self._tracebacks[stream]
+        obs.error = _short(text)
+        obs.error_kind = "exception"
+        for kind, rx in _ERRORS:
+            if rx.search(text):
+                obs.error_kind = kind
+                break
+        obs.sources.append("traceback")
+        return True
+
+    # -- user patterns ----------------------------------------------------------
+
+    def _user(self, pattern: Pattern, text: str, obs: Observation) -> None:
+        m = pattern.regex.search(text)
+        if m is None:
+            return
+        got = {k: v for k, v in m.groupdict().items() if v is not None}
+        if not got:
+            return
+        obs.sources.append(f"user:{pattern.name}")
+        for key, value in got.items():
+            if key == "step":
+                step = _as_step(parse_number(value))
+                if step is not None:
+                    obs.step = step
+            elif key in ("loss", "val_loss", "lr", "epoch"):
+                number = parse_number(value)
+                if number is not None:
+                    setattr(obs, key, number)
+            elif key == "checkpoint":
+                obs.checkpoint = _clean_path(value)
+                obs.checkpoint_saved = True
+            elif key == "wandb_dir":
+                obs.wandb_dir = _clean_path(value)
+            elif key == "error":
+                obs.error = _short(value) or _short(text)
+                obs.error_kind = f"user:{pattern.name}"
+
+    # -- errors and events ------------------------------------------------------
+
+    def _errors(self, text: str, obs: Observation) -> None:
+        for kind, rx in _ERRORS:
+            if rx.search(text):
+                obs.error = _short(text)
+                obs.error_kind = kind
+                obs.sources.append("error")
+                return
+
+    def _events(self, text: str, obs: Observation) -> None:
+        lower = text.lower()
+        if "wandb" in lower:
+            m = _WANDB_LOCAL.search(text) or _WANDB_OFFLINE_DIR.search(text)
+            if m and obs.wandb_dir is None:
+                obs.wandb_dir = _clean_path(m.group("path"))
+            u = _WANDB_URL.search(text)
+            if u:
+                obs.wandb_url = _clean_path(u.group("url"))
+            if m or u:
+                obs.sources.append("wandb")
+        if "config" in lower and obs.config_path is None:
+            c = _CONFIG_WRITTEN.search(text)
+            if c:
+                obs.config_path = _clean_path(c.group("path") or c.group("path2"))
+                obs.sources.append("config")
+        if "checkp" in lower or "ckpt" in lower or "saving model" in lower:
+            self._checkpoint(text, obs)
+
+    def _checkpoint(self, text: str, obs: Observation) -> None:
+        if obs.checkpoint_saved:  # a user pattern already said
+            return
+        lower = text.lower()
+        # "Loading/Resuming from checkpoint X" is not a save.
+        if not any(w in lower for w in ("sav", "written", "wrote", "stored", "policy after")):
+            return
+        if any(w in lower for w in ("load", "resum", "restor")):
+            return
+        path: str | None = None
+        step: int | None = None
+        for rx in _CKPT_PATTERNS:
+            m = rx.search(text)
+            if m:
+                path = _clean_path(m.group("path"))
+                if "step" in m.groupdict() and m.group("step"):
+                    step = int(m.group("step"))
+                break
+        if path is None and not _CKPT_NO_PATH.search(text):
+            return
+        if step is None:
+            s = _CKPT_STEP.search(text)
+            if s:
+                step = int(s.group("step"))
+        if step is None and path is not None:
+            found = list(_STEP_IN_PATH.finditer(path))
+            if found:
+                step = int(found[-1].group("step") or found[-1].group("bare"))
+        obs.checkpoint = path
+        obs.checkpoint_step = step
+        obs.checkpoint_saved = True
+        obs.sources.append("checkpoint")
+
+    # -- metrics ----------------------------------------------------------------
+
+    def _metrics(self, text: str, obs: Observation) -> None:
+        if "|" in text:
+            if self._tqdm(text, obs):
+                pass
+            elif self._megatron(text, obs):
+                return
+        if text.lstrip().startswith("{") and self._json(text, obs):
+            return
+        self._kv(text, obs)
+
+    def _set(
+        self, obs: Observation, name: str, value: float | None, *, force: bool = False
+    ) -> None:
+        if value is None:
+            return
+        if name == "step":
+            step = _as_step(value)
+            if step is not None and (force or obs.step is None):
+                obs.step = step
+            return
+        if force or getattr(obs, name) is None:
+            setattr(obs, name, value)
+
+    def _tqdm(self, text: str, obs: Observation) -> bool:
+        m = _TQDM.search(text)
+        if m is None:
+            return False
+        n = _tqdm_count(m.group("n"))
+        total = _tqdm_count(m.group("total"))
+        desc = (m.group("desc") or "").strip()
+        obs.sources.append("tqdm")
+        if n is None or total is None or total <= 0:
+            return True
+        if desc and _EVAL_BAR.search(desc):
+            return True  # an eval/validation bar: its n is not the training step
+        e = _EPOCH_BAR.match(desc) if desc else None
+        if e is not None:
+            # Lightning: one bar per epoch counting batches within it.
+            epoch = int(e.group("epoch"))
+            self._set(obs, "epoch", float(epoch))
+            self._set(obs, "step", epoch * total + n)
+            obs.step_total = None
+            return True
+        if total >= self._main_total:
+            self._main_total = total
+            self._set(obs, "step", n)
+            obs.step_total = int(total)
+        return True
+
+    def _megatron(self, text: str, obs: Observation) -> bool:
+        v = _MEGATRON_VAL.search(text)
+        t = None if v else _MEGATRON_TRAIN.search(text)
+        if v is None and t is None:
+            return False
+        obs.sources.append("megatron")
+        fields_: dict[str, float] = {}
+        for f in _MEGATRON_FIELD.finditer(text + "|"):
+            number = parse_number(f.group("val"))
+            if number is not None:
+                fields_[f.group("key").strip().lower()] = number
+        if v is not None:
+            self._set(obs, "step", float(v.group("n")), force=True)
+            vals = [k for k in fields_ if k.endswith(" value")]
+            key = "lm loss value" if "lm loss value" in fields_ else (vals[0] if vals else None)
+            if key is not None:
+                obs.val_loss = fields_[key]
+            return True
+        assert t is not None
+        self._set(obs, "step", float(t.group("n")), force=True)
+        obs.step_total = int(t.group("total"))
+        losses = [k for k in fields_ if k.endswith("loss") and k != "loss scale"]
+        key = "lm loss" if "lm loss" in fields_ else (losses[0] if losses else None)
+        if key is not None:
+            obs.loss = fields_[key]
+        if "learning rate" in fields_:
+            obs.lr = fields_["learning rate"]
+        return True
+
+    def _json(self, text: str, obs: Observation) -> bool:
+        start = text.find("{")
+        try:
+            data = json.loads(text[start:])
+        except ValueError:
+            return False  # a Python dict repr (HF): the key/value reader handles it
+        if not isinstance(data, dict):
+            return False
+        obs.sources.append("json")
+        summary = "train_runtime" in data
+        for key, value in data.items():
+            name = _KEY_FIELDS.get(str(key).lower())
+            if name is None or (summary and name == "loss"):
+                continue
+            number = parse_number(value) if isinstance(value, str) else value
+            if isinstance(number, bool) or not isinstance(number, (int, float)):
+                continue
+            self._set(obs, name, float(number))
+        return True
+
+    def _kv(self, text: str, obs: Observation) -> None:
+        summary = bool(_TRAIN_SUMMARY.search(text))
+        validate = bool(_TORCHTITAN_VAL.search(text))
+        found = False
+        for m in _KV.finditer(text):
+            key = m.group("key").lower()
+            key = re.sub(r"\s+", " ", key)
+            name = _KEY_FIELDS.get(key)
+            if name is None:
+                continue
+            if name == "loss" and (summary or validate):
+                if validate:
+                    self._set(obs, "val_loss", parse_number(m.group("val")))
+                continue
+            number = parse_number(m.group("val"))
+            if number is None:
+                continue
+            self._set(obs, name, number)
+            if name == "step" and m.group("total") and obs.step_total is None:
+                obs.step_total = int(m.group("total"))
+            found = True
+        if found or validate:
+            obs.sources.append("kv")
+
+
+__all__ = [
+    "ANSI",
+    "ERROR_TEXT_MAX",
+    "KEYWORDS",
+    "LineParser",
+    "Observation",
+    "parse_number",
+    "strip_line",
+]

@@ -1,0 +1,135 @@
+"""Facts about where the wrapper runs: Slurm job id, nodes, restarts, time left.
+
+Inside Slurm these come from the job's environment; anywhere else the
+execution id is ``<host>:<pid>`` (or what ``--execution-id`` says, e.g. an
+instance name and zone). Slurm 22.05 has no ``SLURM_JOB_END_TIME``, so the time
+left before the limit is asked of ``squeue`` — at most once per wrapper, and
+only when a signal makes it matter.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_DURATION = re.compile(r"^(?:(?P<d>\d+)-)?(?:(?P<h>\d+):)?(?P<m>\d+):(?P<s>\d+)$")
+
+
+@dataclass(frozen=True)
+class JobEnv:
+    in_slurm: bool
+    execution_id: str
+    job_id: str | None = None  # the Slurm job id to ask squeue about
+    nodes: str | None = None
+    restart_count: int | None = None
+    cluster: str | None = None
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def job_env(environ: Mapping[str, str], execution_id: str | None = None) -> JobEnv:
+    """What the environment says about this execution."""
+    job_id = environ.get("SLURM_JOB_ID") or environ.get("SLURM_JOBID")
+    host = socket.gethostname()
+    if not job_id:
+        return JobEnv(
+            in_slurm=False,
+            execution_id=execution_id or f"{host}:{os.getpid()}",
+            nodes=host,
+        )
+    array_id = environ.get("SLURM_ARRAY_JOB_ID")
+    task_id = environ.get("SLURM_ARRAY_TASK_ID")
+    default_id = f"{array_id}_{task_id}" if array_id and task_id else job_id
+    restarts = _int(environ.get("SLURM_RESTART_COUNT"))
+    if restarts is None:
+        restarts = _int(environ.get("SLURM_JOB_RESTART_COUNT"))
+    return JobEnv(
+        in_slurm=True,
+        execution_id=execution_id or default_id,
+        job_id=job_id,
+        nodes=environ.get("SLURM_JOB_NODELIST") or environ.get("SLURMD_NODENAME") or host,
+        restart_count=restarts if restarts is not None else 0,
+        cluster=environ.get("SLURM_CLUSTER_NAME") or None,
+    )
+
+
+def parse_slurm_duration(text: str) -> float | None:
+    """``"1-02:03:04"``, ``"02:03:04"``, ``"03:04"`` -> seconds; UNLIMITED etc. -> None."""
+    m = _DURATION.match(text.strip())
+    if m is None:
+        return None
+    d, h, mi, s = (int(m.group(k) or 0) for k in ("d", "h", "m", "s"))
+    return float(((d * 24 + h) * 60 + mi) * 60 + s)
+
+
+class TimeLeft:
+    """The job's time left, asked of squeue at most once; then counted down locally."""
+
+    def __init__(self, job_id: str | None, *, timeout: float = 10.0) -> None:
+        self.job_id = job_id
+        self.timeout = timeout
+        self._lock = threading.Lock()
+        self._asked = False
+        self._end_mono: float | None = None
+        self.error: str | None = None
+
+    def seconds(self) -> float | None:
+        """Seconds left, or None when unknown (not in Slurm, squeue failed, no limit)."""
+        with self._lock:
+            if not self._asked:
+                self._asked = True
+                self._ask()
+            if self._end_mono is None:
+                return None
+            return max(self._end_mono - time.monotonic(), 0.0)
+
+    def _ask(self) -> None:
+        if not self.job_id:
+            return
+        squeue = shutil.which("squeue")
+        if squeue is None:
+            self.error = "squeue not found"
+            return
+        try:
+            out = subprocess.run(
+                [squeue, "-h", "-j", self.job_id, "-o", "%L"],
+                capture_output=True,
+                text=True,
+                timeout=self.timeout,
+                check=False,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            self.error = f"squeue failed: {exc}"
+            return
+        if out.returncode != 0:
+            self.error = f"squeue failed: {out.stderr.strip()[:200]}"
+            return
+        left = parse_slurm_duration(
+            out.stdout.strip().splitlines()[0] if out.stdout.strip() else ""
+        )
+        if left is not None:
+            self._end_mono = time.monotonic() + left
+
+
+def describe_seconds(seconds: float) -> str:
+    """``about 5 min``, ``about 40 s``, ``about 2.5 h``."""
+    if seconds < 90:
+        return f"about {round(seconds):d} s"
+    if seconds < 5400:
+        return f"about {round(seconds / 60):d} min"
+    return f"about {seconds / 3600:.1f} h"
+
+
+__all__ = ["JobEnv", "TimeLeft", "describe_seconds", "job_env", "parse_slurm_duration"]

@@ -1,0 +1,269 @@
+"""What the wrapper has learned about the training so far.
+
+The scanner thread applies ``Observation``s; the monitor thread takes
+``Snapshot``s. Everything is bounded: the loss history is thinned by doubling
+its stride when full, errors keep the first few distinct messages with a count.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+
+from hpcwrap.job.formats import Observation
+
+HISTORY_MAX = 512  # points kept per loss series (first point always kept)
+ERRORS_MAX = 20  # distinct error messages kept
+
+
+@dataclass(frozen=True)
+class ErrorRecord:
+    kind: str
+    text: str
+    first_seen: datetime
+    step: int | None
+    count: int = 1
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    path: str | None
+    step: int | None
+    when: datetime
+
+
+class LossHistory:
+    """(step, value) pairs, bounded: keeps every ``stride``-th point and the newest."""
+
+    def __init__(self, limit: int = HISTORY_MAX) -> None:
+        self.limit = max(limit, 4)
+        self.points: list[tuple[int | None, float]] = []
+        self.stride = 1
+        self._seen = 0
+        self.last: tuple[int | None, float] | None = None
+
+    def add(self, step: int | None, value: float) -> None:
+        self.last = (step, value)
+        if self._seen % self.stride == 0:
+            self.points.append((step, value))
+            if len(self.points) >= self.limit:
+                # Keep the first point, thin the rest by two.
+                self.points = self.points[:1] + self.points[2::2]
+                self.stride *= 2
+        self._seen += 1
+
+    def series(self) -> tuple[tuple[int | None, float], ...]:
+        pts = list(self.points)
+        if self.last is not None and (not pts or pts[-1] != self.last):
+            pts.append(self.last)
+        return tuple(pts)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """An immutable copy of the progress state (what Status and Results are made from)."""
+
+    version: int = 0
+    step: int | None = None
+    step_total: int | None = None
+    epoch: float | None = None
+    loss: float | None = None
+    val_loss: float | None = None
+    lr: float | None = None
+    first_loss: float | None = None
+    first_val_loss: float | None = None
+    nonfinite_since_step: int | None = None  # first step whose train loss was nan/inf
+    nonfinite_seen: bool = False
+    progress_marks: int = 0  # grows with every new step (or every loss line when no steps)
+    last_progress_wall: datetime | None = None
+    last_progress_mono: float | None = None
+    step_at_last_progress: int | None = None
+    checkpoint: Checkpoint | None = None
+    checkpoints_saved: int = 0
+    wandb_dir: str | None = None
+    wandb_url: str | None = None
+    config_path: str | None = None
+    errors: tuple[ErrorRecord, ...] = ()
+    errors_total: int = 0
+    lines: int = 0
+    bytes_out: int = 0
+    bytes_skipped: int = 0
+    last_output_wall: datetime | None = None
+    last_output_mono: float | None = None
+    train_history: tuple[tuple[int | None, float], ...] = ()
+    val_history: tuple[tuple[int | None, float], ...] = ()
+    parser_errors: int = 0
+
+    @property
+    def has_progress(self) -> bool:
+        return self.step is not None or self.loss is not None or self.val_loss is not None
+
+    @property
+    def finished_all_steps(self) -> bool:
+        return (
+            self.step is not None and self.step_total is not None and self.step >= self.step_total
+        )
+
+
+@dataclass
+class Notable:
+    """Why an observation deserves a Status entry (collected by the scanner)."""
+
+    first_progress: bool = False
+    checkpoint: bool = False
+    error: ErrorRecord | None = None
+    nonfinite: bool = False
+    wandb: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(
+            self.first_progress or self.checkpoint or self.error or self.nonfinite or self.wandb
+        )
+
+
+class Progress:
+    """Thread-safe progress state. ``apply`` from the scanner, ``snapshot`` from anyone."""
+
+    def __init__(
+        self,
+        wall: Callable[[], datetime],
+        mono: Callable[[], float],
+    ) -> None:
+        self._wall = wall
+        self._mono = mono
+        self._lock = threading.Lock()
+        self._s = Snapshot()
+        self._train = LossHistory()
+        self._val = LossHistory()
+        self._errors: dict[tuple[str, str], ErrorRecord] = {}
+        # Per-stream counters, each written by its own copy thread only (no lock
+        # needed, no lost updates); index 1 = stdout, 2 = stderr.
+        self._bytes = [0, 0, 0]
+        self._lines = [0, 0, 0]
+        self.last_output_mono: float | None = None
+
+    def note_output(self, stream: int, nbytes: int, nlines: int) -> None:
+        """Called by a copy thread for every chunk it copied (cheap, no lock)."""
+        self._bytes[stream] += nbytes
+        self._lines[stream] += nlines
+        self.last_output_mono = self._mono()
+
+    def snapshot(self) -> Snapshot:
+        with self._lock:
+            s = self._s
+            train = self._train.series()
+            val = self._val.series()
+        last_mono = self.last_output_mono
+        last_wall = None
+        if last_mono is not None:
+            # Wall time of the last output, derived from the monotonic clock.
+            last_wall = self._wall() - timedelta(seconds=max(self._mono() - last_mono, 0.0))
+        return replace(
+            s,
+            train_history=train,
+            val_history=val,
+            bytes_out=sum(self._bytes),
+            lines=sum(self._lines),
+            last_output_mono=last_mono,
+            last_output_wall=last_wall,
+        )
+
+    def add_skipped(self, nbytes: int) -> None:
+        with self._lock:
+            self._s = replace(self._s, bytes_skipped=self._s.bytes_skipped + nbytes)
+
+    def add_parser_error(self) -> None:
+        with self._lock:
+            self._s = replace(self._s, parser_errors=self._s.parser_errors + 1)
+
+    def apply(self, obs: Observation) -> Notable:
+        """Fold one observation in; returns what about it is worth a Status entry."""
+        notable = Notable()
+        with self._lock:
+            s = self._s
+            had_progress = s.has_progress
+            changes: dict[str, object] = {}
+            now_wall = self._wall()
+            now_mono = self._mono()
+            step = s.step
+            if obs.step is not None and obs.step != s.step:
+                step = obs.step
+                changes["step"] = step
+                changes["progress_marks"] = s.progress_marks + 1
+                changes["last_progress_wall"] = now_wall
+                changes["last_progress_mono"] = now_mono
+                changes["step_at_last_progress"] = step
+            if obs.step_total is not None and obs.step_total != s.step_total:
+                changes["step_total"] = obs.step_total
+            if obs.epoch is not None and obs.epoch != s.epoch:
+                changes["epoch"] = obs.epoch
+            if obs.lr is not None and obs.lr != s.lr:
+                changes["lr"] = obs.lr
+            if obs.loss is not None:
+                changes["loss"] = obs.loss
+                self._train.add(step, obs.loss)
+                if s.first_loss is None:
+                    changes["first_loss"] = obs.loss
+                if not math.isfinite(obs.loss) and not s.nonfinite_seen:
+                    notable.nonfinite = True
+                    changes["nonfinite_seen"] = True
+                    changes["nonfinite_since_step"] = step
+                if s.step is None and obs.step is None:
+                    # No step counter in this output: each loss line is the progress.
+                    changes["progress_marks"] = s.progress_marks + 1
+                    changes["last_progress_wall"] = now_wall
+                    changes["last_progress_mono"] = now_mono
+            if obs.val_loss is not None:
+                changes["val_loss"] = obs.val_loss
+                self._val.add(step, obs.val_loss)
+                if s.first_val_loss is None:
+                    changes["first_val_loss"] = obs.val_loss
+            if obs.checkpoint_saved:
+                ckpt_step = obs.checkpoint_step if obs.checkpoint_step is not None else step
+                prev = s.checkpoint
+                if prev is None or (prev.path, prev.step) != (obs.checkpoint, ckpt_step):
+                    if prev is not None and obs.checkpoint is None and prev.step == ckpt_step:
+                        pass  # "finished saving" after "saving ... to X": same checkpoint
+                    else:
+                        changes["checkpoint"] = Checkpoint(obs.checkpoint, ckpt_step, now_wall)
+                        changes["checkpoints_saved"] = s.checkpoints_saved + 1
+                        notable.checkpoint = True
+            if obs.wandb_dir is not None and obs.wandb_dir != s.wandb_dir:
+                changes["wandb_dir"] = obs.wandb_dir
+                notable.wandb = True
+            if obs.wandb_url is not None and obs.wandb_url != s.wandb_url:
+                changes["wandb_url"] = obs.wandb_url
+                notable.wandb = True
+            if obs.config_path is not None:
+                changes["config_path"] = obs.config_path
+            if obs.error is not None:
+                kind = obs.error_kind or "error"
+                key = (kind, obs.error)
+                rec = self._errors.get(key)
+                if rec is not None:
+                    self._errors[key] = replace(rec, count=rec.count + 1)
+                elif len(self._errors) < ERRORS_MAX:
+                    rec = ErrorRecord(kind, obs.error, now_wall, step)
+                    self._errors[key] = rec
+                    notable.error = rec
+                changes["errors"] = tuple(self._errors.values())
+                changes["errors_total"] = s.errors_total + 1
+            if changes:
+                changes["version"] = s.version + 1
+                self._s = replace(s, **changes)  # type: ignore[arg-type]
+            if not had_progress and self._s.has_progress:
+                notable.first_progress = True
+        return notable
+
+
+__all__ = [
+    "Checkpoint",
+    "ErrorRecord",
+    "LossHistory",
+    "Notable",
+    "Progress",
+    "Snapshot",
+]

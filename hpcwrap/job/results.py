@@ -1,0 +1,396 @@
+"""The end of a run: final state, Results, a drafted loss_one_liner, Next.
+
+``loss_one_liner`` is a draft in words (a takeaway, not a list of numbers); the
+run-log core keeps a person's edit of it forever after. ``next_steps`` follows
+the spec: resume for more steps, or passport + signoff before any eval, upload
+or hand-off — never eval/upload directly.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from hpcwrap.job.progress import ErrorRecord, Snapshot
+from hpcwrap.job.status import fmt_num
+
+# Series are judged on bucket means, so noisy per-step losses do not read as zig-zags.
+_BUCKETS = 8
+_FLAT = 0.05  # relative change below this is "flat"
+_SCAN_BUDGET = 2000  # directory entries looked at when searching for files on disk
+
+
+@dataclass(frozen=True)
+class EndFacts:
+    """What the supervisor knows when the command has ended."""
+
+    exit_code: int
+    signaled: int | None  # the signal that killed the child, if any
+    walltime_signal: bool  # the walltime warning arrived
+    terminated_by: str | None  # "SIGTERM" etc. when we were asked to stop
+    near_time_limit: bool  # squeue said the limit was (about) reached
+    killed_by_us: bool
+
+
+def final_state(end: EndFacts, snap: Snapshot) -> str:
+    """COMPLETED, FAILED, CANCELLED, TIMEOUT or OUT_OF_MEMORY for the job block."""
+    kinds = {e.kind for e in snap.errors}
+    if "oom_kill" in kinds or "mem_limit" in kinds:
+        return "OUT_OF_MEMORY"
+    if end.walltime_signal:
+        if end.exit_code == 0 and snap.finished_all_steps:
+            return "COMPLETED"
+        return "TIMEOUT"
+    if "time_limit" in kinds:
+        return "TIMEOUT"
+    if end.terminated_by is not None:
+        return "TIMEOUT" if end.near_time_limit else "CANCELLED"
+    if end.exit_code == 0:
+        return "COMPLETED"
+    return "FAILED"
+
+
+# --------------------------------------------------------------------------- loss story
+
+
+def _finite(points: Iterable[tuple[int | None, float]]) -> list[tuple[int | None, float]]:
+    return [(s, v) for s, v in points if math.isfinite(v)]
+
+
+def _buckets(values: Sequence[float], n: int = _BUCKETS) -> list[float]:
+    if len(values) <= n:
+        return list(values)
+    size = len(values) / n
+    return [
+        sum(values[int(i * size) : int((i + 1) * size)])
+        / max(len(values[int(i * size) : int((i + 1) * size)]), 1)
+        for i in range(n)
+    ]
+
+
+@dataclass(frozen=True)
+class Trend:
+    direction: str  # "fell" | "rose" | "flat"
+    steady: bool
+    plateau: bool  # the last quarter moved little compared with the whole
+    noisy: bool
+    first: float
+    last: float
+    low: float
+    low_step: int | None
+    rel: float
+
+
+def trend(points: Sequence[tuple[int | None, float]]) -> Trend | None:
+    pts = _finite(points)
+    if len(pts) < 2:
+        return None
+    values = [v for _, v in pts]
+    b = _buckets(values)
+    first, last = values[0], values[-1]
+    start, end = b[0], b[-1]
+    scale = max(abs(start), 1e-12)
+    rel = (end - start) / scale
+    direction = "flat" if abs(rel) < _FLAT else ("fell" if rel < 0 else "rose")
+    moves = [b[i + 1] - b[i] for i in range(len(b) - 1)]
+    if direction == "fell":
+        steady = sum(1 for m in moves if m <= 0) >= 0.8 * len(moves)
+    elif direction == "rose":
+        steady = sum(1 for m in moves if m >= 0) >= 0.8 * len(moves)
+    else:
+        steady = False
+    total_move = abs(end - start)
+    q = max(len(b) // 4, 1)
+    late_move = abs(b[-1] - b[-1 - q]) if len(b) > q else total_move
+    plateau = direction == "fell" and total_move > 0 and late_move < 0.1 * total_move
+    mean = sum(values) / len(values)
+    spread = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    resid = [
+        abs(v - b[min(int(i * len(b) / len(values)), len(b) - 1)]) for i, v in enumerate(values)
+    ]
+    noisy = len(values) >= 8 and sum(resid) / len(resid) > 0.5 * max(spread, 1e-12) and not steady
+    i_low = min(range(len(pts)), key=lambda i: pts[i][1])
+    return Trend(direction, steady, plateau, noisy, first, last, pts[i_low][1], pts[i_low][0], rel)
+
+
+def _describe_train(t: Trend) -> str:
+    if t.direction == "fell":
+        how = "steadily " if t.steady else ("noisily " if t.noisy else "")
+        text = f"train loss fell {how}from {fmt_num(t.first)} to {fmt_num(t.last)}"
+        if t.plateau:
+            text += " and flattened out over the last quarter"
+        return text
+    if t.direction == "rose":
+        return (
+            f"train loss rose from {fmt_num(t.first)} to {fmt_num(t.last)}, so the run is "
+            "not converging (learning rate too high, or a data/label problem?)"
+        )
+    return (
+        f"train loss stayed flat around {fmt_num(t.last)}, so the model is not learning "
+        "(check the learning rate and the data)"
+    )
+
+
+def loss_one_liner(snap: Snapshot) -> str | None:
+    """One sentence on how the losses went, or None when nothing was logged."""
+    train, val = snap.train_history, snap.val_history
+    if not train and not val:
+        return None
+    parts: list[str] = []
+    if snap.nonfinite_seen:
+        finite = _finite(train)
+        before = f" after reaching {fmt_num(finite[-1][1])}" if finite else ""
+        at = (
+            f" at step {snap.nonfinite_since_step}" if snap.nonfinite_since_step is not None else ""
+        )
+        return (
+            f"train loss became nan/inf{at}{before}: the run diverged, later values are meaningless"
+        )
+    tt = trend(train)
+    vt = trend(val)
+    if tt is None and train:
+        parts.append(f"only one train loss value was logged ({fmt_num(train[-1][1])})")
+    elif tt is not None:
+        parts.append(_describe_train(tt))
+    if vt is not None:
+        overfit = (
+            vt.low_step is not None
+            and vt.last > vt.low * 1.05
+            and val[-1][0] != vt.low_step
+            and (tt is None or tt.direction == "fell")
+        )
+        if overfit:
+            parts.append(
+                f"val loss bottomed out at {fmt_num(vt.low)} around step {vt.low_step} and rose "
+                f"to {fmt_num(vt.last)} since, which suggests overfitting"
+            )
+        elif vt.direction == "fell" and (tt is None or tt.direction == "fell"):
+            gap = (vt.last - tt.last) / max(abs(tt.last), 1e-12) if tt is not None else 0.0
+            text = f"val loss tracked it down to {fmt_num(vt.last)}"
+            if tt is not None and gap > 0.5:
+                text += (
+                    f", though with a wide gap to train ({fmt_num(vt.last)} vs {fmt_num(tt.last)})"
+                )
+                parts.append(text)
+            else:
+                parts.append(text + "; no sign of overfitting")
+        elif vt.direction == "rose":
+            parts.append(f"val loss rose from {fmt_num(vt.first)} to {fmt_num(vt.last)}")
+        else:
+            parts.append(f"val loss stayed around {fmt_num(vt.last)}")
+    elif val:
+        parts.append(f"val loss was logged once ({fmt_num(val[-1][1])})")
+    else:
+        parts.append("no val loss was logged")
+    text = "; ".join(parts)
+    if (
+        tt is not None
+        and tt.direction == "fell"
+        and not tt.plateau
+        and parts[-1].startswith("val loss tracked")
+    ):
+        text += "; still improving at the end, more steps may help"
+    return text[:1].upper() + text[1:] + "."
+
+
+# --------------------------------------------------------------------------- files on disk
+
+
+def _walk(roots: Iterable[Path], depth: int, budget: list[int]) -> Iterable[Path]:
+    """Paths under ``roots`` up to ``depth`` levels, at most ``budget[0]`` entries."""
+    seen: set[Path] = set()
+    frontier = [(r, 0) for r in roots]
+    while frontier and budget[0] > 0:
+        folder, d = frontier.pop(0)
+        try:
+            real = folder.resolve()
+        except OSError:
+            continue
+        if real in seen:
+            continue
+        seen.add(real)
+        try:
+            with os.scandir(folder) as it:
+                for entry in it:
+                    budget[0] -= 1
+                    if budget[0] <= 0:
+                        return
+                    path = Path(entry.path)
+                    yield path
+                    if (
+                        d + 1 < depth
+                        and not entry.name.startswith(".")
+                        and entry.is_dir(follow_symlinks=False)
+                    ):
+                        frontier.append((path, d + 1))
+        except OSError:
+            continue
+
+
+def resolve_path(printed: str, cwd: Path) -> Path:
+    path = Path(printed).expanduser()
+    return path if path.is_absolute() else cwd / path
+
+
+def find_config_snapshot(
+    globs: Sequence[str],
+    *,
+    cwd: Path,
+    announced: str | None,
+    near: Sequence[str],
+    since: float,
+) -> Path | None:
+    """The resolved config this run wrote: the path it printed, else the newest file
+    matching ``globs`` (written since the run started) in the cwd, a level or two
+    below it, or beside its checkpoints / W&B run."""
+    if announced:
+        path = resolve_path(announced, cwd)
+        if path.is_file():
+            return path
+    roots = [cwd]
+    for item in near:
+        p = resolve_path(item, cwd)
+        roots.extend([p, p.parent, p.parent.parent, p / "files"])
+    best: tuple[float, Path] | None = None
+    budget = [_SCAN_BUDGET]
+    for path in _walk(roots, 3, budget):
+        if not any(path.match(g) for g in globs):
+            continue
+        try:
+            st = path.stat()
+        except OSError:
+            continue
+        if not path.is_file() or st.st_mtime < since - 5:
+            continue
+        if best is None or st.st_mtime > best[0]:
+            best = (st.st_mtime, path)
+    return best[1] if best else None
+
+
+def find_checkpoint_on_disk(step: int, *, cwd: Path, since: float) -> Path | None:
+    """A checkpoint for ``step`` the run wrote without printing its path
+    (torchtitan's ``step-644``, HF's ``checkpoint-644``, Megatron's ``iter_0000644``)."""
+    rx = re.compile(
+        rf"^(?:(?:step|checkpoint|ckpt|iter|global_step)[-_=]?)?0*{step}(?:\.\w+)?$", re.IGNORECASE
+    )
+    budget = [_SCAN_BUDGET]
+    best: tuple[float, Path] | None = None
+    for path in _walk([cwd], 4, budget):
+        if not rx.match(path.name):
+            continue
+        try:
+            mtime = path.stat().st_mtime
+        except OSError:
+            continue
+        if mtime >= since - 5 and (best is None or mtime > best[0]):
+            best = (mtime, path)
+    return best[1] if best else None
+
+
+def keep_config_copy(src: Path, sidecar: Path, label: str, limit: int = 1 << 20) -> Path | None:
+    """Copy a resolved config into the run's sidecar (output folders get overwritten)."""
+    try:
+        if src.stat().st_size > limit:
+            return None
+        dest_dir = sidecar / "config"
+        dest_dir.mkdir(parents=True, exist_ok=True)
+        safe = re.sub(r"[^\w.-]+", "_", label)
+        dest = dest_dir / f"resolved_{safe}_{src.name}"
+        tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dest)
+        return dest
+    except OSError:
+        return None
+
+
+def submitted_config_copy(sidecar: Path, config: str | None) -> Path | None:
+    """The copy of ``--config`` that ``hpcwrap sbatch`` kept in the sidecar, if any."""
+    folder = sidecar / "config"
+    try:
+        files = sorted(
+            p for p in folder.iterdir() if p.is_file() and not p.name.startswith((".", "resolved_"))
+        )
+    except OSError:
+        return None
+    if config:
+        name = Path(config).name
+        for p in files:
+            if p.name == name:
+                return p
+    return files[0] if files else None
+
+
+# --------------------------------------------------------------------------- Next
+
+
+def _first_error(errors: Sequence[ErrorRecord]) -> ErrorRecord | None:
+    return errors[0] if errors else None
+
+
+def next_steps(state: str, checkpoint: str | None, snap: Snapshot) -> list[str]:
+    """Suggestions for ``## Next`` (drafts; a person edits or deletes them)."""
+    out: list[str] = []
+    ck = f"`{checkpoint}`" if checkpoint else None
+    err = _first_error(snap.errors)
+    if state == "FAILED" or state == "OUT_OF_MEMORY":
+        what = err.text if err is not None else f"the {state.lower().replace('_', ' ')} exit"
+        out.append(f"fix the failure first ({what[:160]}), then resubmit")
+        if ck:
+            out.append(f"once fixed, resume from {ck} instead of starting over")
+    elif state in ("TIMEOUT", "CANCELLED"):
+        if ck:
+            out.append(
+                f"resume for more steps from {ck} with the same config; hpcwrap appends a "
+                "`## Job (resumed)` block to this log"
+            )
+        else:
+            out.append(
+                "no checkpoint was seen before the stop: resubmit with more time or "
+                "more frequent checkpoints"
+            )
+    elif state == "COMPLETED" and ck:
+        trend_ = trend(snap.train_history)
+        if trend_ is not None and trend_.direction == "fell" and not trend_.plateau:
+            out.append(f"resume for more steps from {ck} (the loss was still falling)")
+        out.append(
+            f"or generate `MODEL_PASSPORT.json` + `SIGNOFF.json` for {ck}, "
+            "then eval / upload / hand off"
+        )
+    if not checkpoint and state == "COMPLETED":
+        out.append(
+            "no checkpoint path was seen in the output: record it in Results, then generate "
+            "`MODEL_PASSPORT.json` + `SIGNOFF.json` for it before any eval / upload / hand-off"
+        )
+    if snap.nonfinite_seen:
+        out.insert(
+            0,
+            "the loss went nan/inf: lower the learning rate or check the data "
+            "before spending more compute",
+        )
+    return out
+
+
+def now_epoch() -> float:
+    return time.time()
+
+
+__all__ = [
+    "EndFacts",
+    "Trend",
+    "final_state",
+    "find_checkpoint_on_disk",
+    "find_config_snapshot",
+    "keep_config_copy",
+    "loss_one_liner",
+    "next_steps",
+    "resolve_path",
+    "submitted_config_copy",
+    "trend",
+]

@@ -1,0 +1,104 @@
+"""Writing to the run log from inside the job without ever hurting the job.
+
+Every write is attempted and, when it fails (lock timeout, conflict, full disk,
+a log deleted under us), reported once per kind of failure on the wrapper's
+stderr; the command keeps running and its exit status is still returned.
+Without a run log (it could not be opened) every write is a no-op.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, TextIO
+
+from hpcwrap.runlog import RunLog, RunState
+
+
+def warn(message: str, err: TextIO | None = None) -> None:
+    """One ``hpcwrap: ...`` line on stderr; never raises."""
+    try:
+        stream = err if err is not None else sys.stderr
+        stream.write(f"hpcwrap: {message}\n")
+        stream.flush()
+    except Exception:  # stderr itself may be gone; nothing else to do
+        pass
+
+
+class LogSink:
+    """A run log (or none) that never raises. Thread-safe (writes are serialised)."""
+
+    def __init__(self, run: RunLog | None, err: TextIO | None = None) -> None:
+        self.run = run
+        self.err = err
+        self.failures = 0
+        self._reported: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def enabled(self) -> bool:
+        return self.run is not None
+
+    def _fail(self, what: str, exc: BaseException) -> None:
+        self.failures += 1
+        key = type(exc).__name__
+        if key in self._reported:
+            return
+        self._reported.add(key)
+        where = self.run.path if self.run is not None else "?"
+        warn(
+            f"warning: could not {what} in the run log {where}: {exc} "
+            "(the command keeps running; further failures of this kind are not shown)",
+            self.err,
+        )
+
+    def status(
+        self,
+        text: str,
+        when: datetime | None = None,
+        *,
+        event: str = "status",
+        data: dict[str, Any] | None = None,
+    ) -> bool:
+        if self.run is None:
+            return False
+        with self._lock:
+            try:
+                self.run.add_status(text, when, event=event, data=data)
+                return True
+            except Exception as exc:
+                self._fail("add a Status entry", exc)
+                return False
+
+    def event(self, kind: str, data: dict[str, Any] | None = None) -> bool:
+        if self.run is None:
+            return False
+        with self._lock:
+            try:
+                self.run.append_event(kind, data)
+                return True
+            except Exception as exc:
+                self._fail("append an event", exc)
+                return False
+
+    def update(
+        self,
+        mutate: Callable[[RunState], None],
+        *,
+        event: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> bool:
+        if self.run is None:
+            return False
+        with self._lock:
+            try:
+                self.run.update(mutate, event=event, data=data)
+                return True
+            except Exception as exc:
+                self._fail("update the run", exc)
+                return False
+
+
+__all__ = ["LogSink", "warn"]

@@ -1,0 +1,665 @@
+"""``hpcwrap run``: one command under supervision, its output passed through and read.
+
+Threads (all daemons, so nothing here can keep the process alive):
+
+- main: starts the child, handles signals (``supervise``), waits for it;
+- one copy thread per pipe (``passthrough.Pump``): the output's only path;
+- the scanner (``scan.Scanner``): reads progress from a bounded copy;
+- the monitor: Status entries and events (``status.StatusPolicy``), tick hooks,
+  signal notes; the only thread that writes the run log while the child runs.
+
+When stdout and stderr of the wrapper lead to the same file (Slurm's default
+single output file), the child gets one pipe for both, so the order between
+its stdout and stderr lines stays exactly as it wrote them.
+
+A run-log failure never changes the exit status: the wrapper exits with the
+child's (128+N when signal N killed it).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any, TextIO
+
+from hpcwrap.config import Settings, signal_number
+from hpcwrap.errors import ConfigError
+from hpcwrap.job import results as res
+from hpcwrap.job.formats import LineParser
+from hpcwrap.job.jobenv import JobEnv, TimeLeft, describe_seconds, job_env
+from hpcwrap.job.passthrough import Pump, enlarge_pipe, same_file
+from hpcwrap.job.progress import Notable, Progress, Snapshot
+from hpcwrap.job.scan import Scanner
+from hpcwrap.job.sink import LogSink, warn
+from hpcwrap.job.status import (
+    StatusConfig,
+    StatusPolicy,
+    TickHook,
+    Write,
+    error_text,
+    hhmm,
+    progress_data,
+    progress_fields,
+)
+from hpcwrap.job.supervise import SignalNote, Supervisor, exit_code, signal_name
+from hpcwrap.runlog import JobBlock, RunLog, RunState, StatusEntry
+from hpcwrap.runlog.dates import format_runtime
+from hpcwrap.runlog.dates import now as utc_now
+
+LINGER = 10.0  # after the child exits: wait this long for output still in flight
+FINAL_WRITE_TIMEOUT = 120.0
+TICK = 1.0
+NEAR_LIMIT = 120.0  # a TERM with less time left than this is the time limit, not scancel
+_STOP = object()
+
+
+def _wall() -> datetime:
+    return datetime.now().astimezone()
+
+
+@dataclass
+class WrapperOptions:
+    settings: Settings = field(default_factory=Settings)
+    execution_id: str | None = None
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    cwd: Path = field(default_factory=Path.cwd)
+    hooks: Sequence[TickHook] = ()
+    stdout_fd: int = 1
+    stderr_fd: int = 2
+    err: TextIO | None = None  # where the wrapper's own messages go (default sys.stderr)
+    linger: float = LINGER
+    term_grace: float = 25.0
+    tick: float = TICK
+    final_write_timeout: float = FINAL_WRITE_TIMEOUT
+
+
+@dataclass
+class Outcome:
+    """What ``run_command`` did (for tests and the CLI)."""
+
+    exit_code: int
+    state: str
+    snapshot: Snapshot
+    start: datetime
+    end: datetime
+    log_failures: int = 0
+    run_log_written: bool = False
+
+
+def _walltime_signum(settings: Settings) -> int | None:
+    try:
+        return signal_number(settings.walltime_signal)
+    except ConfigError:
+        return None
+
+
+class Monitor(threading.Thread):
+    """Status entries, events, tick hooks and signal notes (runs beside the child)."""
+
+    def __init__(self, wrapper: Wrapper) -> None:
+        super().__init__(name="hpcwrap-monitor", daemon=True)
+        self.w = wrapper
+        self.inbox: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._hook_failed: set[int] = set()
+
+    def notify(self, item: object) -> None:
+        self.inbox.put(item)  # SimpleQueue.put is safe from signal handlers
+
+    def stop(self) -> None:
+        self.inbox.put(_STOP)
+
+    def _fields(self) -> list[str]:
+        out: list[str] = []
+        for i, hook in enumerate(self.w.opts.hooks):
+            try:
+                out.extend(hook.status_fields())
+            except Exception as exc:
+                self._hook_error(i, hook, exc)
+        return out
+
+    def _hook_error(self, i: int, hook: TickHook, exc: BaseException) -> None:
+        if i not in self._hook_failed:
+            self._hook_failed.add(i)
+            warn(f"warning: tick hook {type(hook).__name__} failed: {exc!r}", self.w.err)
+
+    def run(self) -> None:
+        w = self.w
+        try:
+            w.record_start()
+        except Exception as exc:  # never fatal
+            warn(f"warning: could not record the start: {exc!r}", w.err)
+        stop = False
+        while not stop:
+            items: list[object] = []
+            try:
+                items.append(self.inbox.get(timeout=w.opts.tick))
+                while True:
+                    items.append(self.inbox.get_nowait())
+            except queue.Empty:
+                pass
+            for item in items:
+                if item is _STOP:
+                    stop = True
+                elif isinstance(item, Notable):
+                    w.policy.notable(item, w.progress.snapshot())
+                elif isinstance(item, Write):
+                    w.perform(item)
+                elif isinstance(item, SignalNote):
+                    try:
+                        w.on_signal(item)
+                    except Exception as exc:
+                        warn(f"warning: recording {item.name} failed: {exc!r}", w.err)
+            now = w.mono()
+            for i, hook in enumerate(w.opts.hooks):
+                try:
+                    hook.tick(now)
+                except Exception as exc:
+                    self._hook_error(i, hook, exc)
+            if stop:
+                break  # the end entry is written by the finisher
+            snap = w.progress.snapshot()
+            for write in w.policy.decide(now, snap, self._fields()):
+                w.perform(write)
+
+
+class Wrapper:
+    """One supervised run of ``argv``. Use ``run()`` once, from the main thread."""
+
+    def __init__(self, argv: Sequence[str], run: RunLog | None, opts: WrapperOptions) -> None:
+        if not argv:
+            raise ValueError("empty command")
+        self.argv = list(argv)
+        self.opts = opts
+        self.settings = opts.settings
+        self.err = opts.err
+        self.mono: Callable[[], float] = time.monotonic
+        self.env: JobEnv = job_env(opts.environ, opts.execution_id)
+        self.sink = LogSink(run, opts.err)
+        self.progress = Progress(_wall, self.mono)
+        self.parser = LineParser(self.settings.patterns)
+        self.start_mono = self.mono()
+        self.start_wall = utc_now()
+        self.policy = StatusPolicy(
+            StatusConfig(
+                status_every=self.settings.status_every,
+                stall_after=self.settings.stall_after,
+                min_interval=self.settings.status_min_interval,
+            ),
+            self.start_mono,
+        )
+        self.monitor = Monitor(self)
+        self.time_left = TimeLeft(self.env.job_id if self.env.in_slurm else None)
+        self.near_limit = False
+        self.walltime_left: float | None = None
+        self.write_errors: list[str] = []
+
+    # -- callbacks from other threads -------------------------------------------
+
+    def _on_chunk(self, stream: int, data: bytes) -> None:
+        self.progress.note_output(stream, len(data), data.count(b"\n"))
+        self.scanner.offer(stream, data)
+
+    def _on_write_error(self, stream: int, exc: OSError, permanent: bool) -> None:
+        name = "stdout" if stream == 1 else "stderr"
+        how = "stopped (its output is still drained)" if permanent else "dropped a chunk"
+        msg = f"writing the command's {name} failed: {exc.strerror or exc}; {how}"
+        self.write_errors.append(msg)
+        warn(f"warning: {msg}", self.err)
+        self.monitor.notify(Write("output_error", {"stream": name, "error": str(exc)}))
+
+    def _on_parser_error(self, exc: BaseException, sample: bytes) -> None:
+        warn(
+            f"warning: reading progress failed ({type(exc).__name__}: {exc}); the output "
+            "passes through unchanged and scanning goes on (reported once)",
+            self.err,
+        )
+        self.sink.event(
+            "parser_error",
+            {"error": f"{type(exc).__name__}: {exc}", "sample": sample.decode("utf-8", "replace")},
+        )
+
+    # -- run-log writes (monitor thread, then the finisher) ---------------------
+
+    def perform(self, write: Write) -> None:
+        if write.text is not None:
+            self.sink.status(write.text, utc_now(), event=write.event, data=write.data)
+        else:
+            self.sink.event(write.event, write.data)
+
+    def record_start(self) -> None:
+        env = self.env
+        start = self.start_wall
+
+        def mutate(state: RunState) -> None:
+            job = state.jobs[-1] if state.jobs else None
+            if job is None or job.start is not None or not _same_execution(job, env):
+                job = JobBlock(execution_id=env.execution_id)
+                state.jobs.append(job)
+            if job.execution_id is None:
+                job.execution_id = env.execution_id
+            job.start = start
+            job.end = None
+            job.exit_code = None
+            job.state = "RUNNING"
+            job.node = env.nodes
+            if env.in_slurm:
+                job.restart_count = env.restart_count
+                if env.cluster and not job.cluster:
+                    job.cluster = env.cluster
+
+        from hpcwrap.newrun import describe_command
+
+        self.sink.update(
+            mutate,
+            event="started",
+            data={
+                "execution_id": env.execution_id,
+                "node": env.nodes,
+                "restart_count": env.restart_count,
+                "pid": os.getpid(),
+                "child_pid": self.supervisor.pid,
+                "command": describe_command(self.argv[0], self.argv[1:]),
+            },
+        )
+
+    def on_signal(self, note: SignalNote) -> None:
+        snap = self.progress.snapshot()
+        fields_ = ", ".join(progress_fields(snap)) or "no progress recognised yet"
+        data: dict[str, Any] = {
+            "signal": note.name,
+            "count": note.count,
+            "step": snap.step,
+            "forwarded_to": list(note.forwarded_to) or ("group" if note.group else None),
+        }
+        if note.not_forwarded:
+            data["not_forwarded"] = note.not_forwarded
+        if note.kind == "walltime":
+            left = self.time_left.seconds()
+            if left is None:
+                left_text = (
+                    f"{describe_seconds(self.settings.walltime_lead)} left (the configured lead; "
+                    "Slurm may send it up to 60 s early)"
+                )
+            else:
+                left_text = f"{describe_seconds(left)} left (squeue)"
+                self.walltime_left = left
+            data["time_left_s"] = left
+            if note.forwarded_to:
+                fwd = (
+                    "forwarded to the training (pid " + ", ".join(map(str, note.forwarded_to)) + ")"
+                )
+            elif note.group:
+                fwd = "forwarded to the command's process group"
+            else:
+                fwd = f"not forwarded: {note.not_forwarded}"
+            if note.count > 1:
+                self.sink.event("walltime_signal", data)
+                return
+            text = f"walltime warning ({note.name}), {left_text}; {fields_}; {fwd}"
+            self.sink.status(text, utc_now(), event="walltime_signal", data=data)
+        elif note.kind == "terminate":
+            if self.env.in_slurm:
+                left = self.time_left.seconds()
+                data["time_left_s"] = left
+                if left is not None and left <= NEAR_LIMIT:
+                    self.near_limit = True
+            if note.count > 2:
+                self.sink.status(
+                    f"received {note.name} a third time: SIGKILL sent to the command; {fields_}",
+                    utc_now(),
+                    event="signal",
+                    data=data,
+                )
+            else:
+                again = " again" if note.count > 1 else ""
+                fwd = (
+                    "forwarded to the command"
+                    if note.group
+                    else f"not forwarded: {note.not_forwarded}"
+                )
+                kill = ""
+                if note.kill_at_mono is not None:
+                    kill_wall = utc_now() + timedelta(
+                        seconds=max(note.kill_at_mono - self.mono(), 0)
+                    )
+                    kill = f", SIGKILL at {kill_wall.strftime('%H:%M:%S')} unless it exits"
+                self.sink.status(
+                    f"received {note.name}{again}, {fwd}{kill}; {fields_}",
+                    utc_now(),
+                    event="signal",
+                    data=data,
+                )
+        else:
+            self.sink.status(
+                f"grace period over: SIGKILL sent to the command's process group; {fields_}",
+                utc_now(),
+                event="signal",
+                data=data,
+            )
+        self.policy.wrote_status(self.mono())
+
+    # -- the run ----------------------------------------------------------------
+
+    def run(self) -> Outcome:
+        opts = self.opts
+        merge = same_file(opts.stdout_fd, opts.stderr_fd)
+        self.scanner = Scanner(
+            self.parser, self.progress, self.monitor.notify, self._on_parser_error
+        )
+        self.supervisor = Supervisor(
+            self.argv,
+            notify=self.monitor.notify,
+            walltime_signal=_walltime_signum(self.settings),
+            forward_walltime=self.settings.forward_walltime_signal,
+            merge_streams=merge,
+            term_grace=opts.term_grace,
+            clock=self.mono,
+        )
+        sup = self.supervisor
+        sup.install_signal_handlers()
+        try:
+            proc = sup.start()
+        except OSError as exc:
+            return self._failed_to_start(exc)
+        assert proc.stdout is not None
+        pumps = [
+            Pump(
+                1,
+                proc.stdout.fileno(),
+                opts.stdout_fd,
+                on_chunk=self._on_chunk,
+                on_write_error=self._on_write_error,
+            )
+        ]
+        enlarge_pipe(proc.stdout.fileno())
+        if proc.stderr is not None:
+            enlarge_pipe(proc.stderr.fileno())
+            pumps.append(
+                Pump(
+                    2,
+                    proc.stderr.fileno(),
+                    opts.stderr_fd,
+                    on_chunk=self._on_chunk,
+                    on_write_error=self._on_write_error,
+                )
+            )
+        for p in pumps:
+            p.start()
+        scan_thread = threading.Thread(target=self.scanner.run, name="hpcwrap-scan", daemon=True)
+        scan_thread.start()
+        self.monitor.start()
+
+        status = sup.wait()
+        end_mono = self.mono()
+        end_wall = utc_now()
+        until = end_mono + opts.linger
+        if sup.kill_at is not None:
+            until = max(until, sup.kill_at + 2.0)
+        if sup.walltime_seen is not None:
+            until = max(until, end_mono + min(self.settings.walltime_lead, 600.0))
+        sup.linger(until=until, pumps_done=lambda: not any(p.is_alive() for p in pumps))
+        for p in pumps:
+            p.join(timeout=0.2)
+        self.scanner.close()
+        scan_thread.join(timeout=10.0)
+        self.monitor.stop()
+        self.monitor.join(timeout=30.0)
+        for p in pumps:
+            if not p.is_alive():
+                _close(proc.stdout if p.stream == 1 else proc.stderr)
+
+        code = exit_code(status)
+        signaled = os.WTERMSIG(status) if os.WIFSIGNALED(status) else None
+        end = res.EndFacts(
+            exit_code=code,
+            signaled=signaled,
+            walltime_signal=sup.walltime_seen is not None,
+            terminated_by=signal_name(sup.term_signals[0]) if sup.term_signals else None,
+            near_time_limit=self.near_limit,
+            killed_by_us=sup.killed,
+        )
+        return self._finish(end, end_wall)
+
+    def _failed_to_start(self, exc: OSError) -> Outcome:
+        code = 127 if isinstance(exc, (FileNotFoundError, NotADirectoryError)) else 126
+        why = exc.strerror or str(exc)
+        warn(f"error: cannot run {self.argv[0]!r}: {why}", self.err)
+        end = res.EndFacts(code, None, False, None, False, False)
+        self.supervisor.pid = None
+        return self._finish(end, utc_now(), failed_start=f"failed to start {self.argv[0]!r}: {why}")
+
+    def _finish(
+        self, end: res.EndFacts, end_wall: datetime, failed_start: str | None = None
+    ) -> Outcome:
+        snap = self.progress.snapshot()
+        state = "FAILED" if failed_start else res.final_state(end, snap)
+        outcome = Outcome(end.exit_code, state, snap, self.start_wall, end_wall)
+        done = threading.Event()
+
+        def finisher() -> None:
+            try:
+                if failed_start:
+                    self.record_start_failed(end, end_wall, failed_start)
+                else:
+                    self.record_end(end, state, snap, end_wall)
+                outcome.run_log_written = self.sink.enabled and self.sink.failures == 0
+            except Exception as exc:
+                warn(f"warning: could not record the end of the run: {exc!r}", self.err)
+            finally:
+                done.set()
+
+        t = threading.Thread(target=finisher, name="hpcwrap-finish", daemon=True)
+        t.start()
+        if not done.wait(self.opts.final_write_timeout):
+            warn(
+                "warning: the run log was not written within "
+                f"{self.opts.final_write_timeout:.0f} s; exiting with the command's status "
+                f"{end.exit_code}",
+                self.err,
+            )
+        outcome.log_failures = self.sink.failures
+        return outcome
+
+    # -- the end ----------------------------------------------------------------
+
+    def record_start_failed(self, end: res.EndFacts, end_wall: datetime, why: str) -> None:
+        env = self.env
+        start = self.start_wall
+
+        def mutate(state: RunState) -> None:
+            job = state.jobs[-1] if state.jobs else None
+            if job is None or job.start is not None or not _same_execution(job, env):
+                job = JobBlock(execution_id=env.execution_id)
+                state.jobs.append(job)
+            job.execution_id = job.execution_id or env.execution_id
+            job.start, job.end, job.node = start, end_wall, env.nodes
+            job.exit_code, job.state = end.exit_code, "FAILED"
+            state.status.append(StatusEntry(end_wall, f"failed, exit code {end.exit_code}: {why}"))
+
+        self.sink.update(
+            mutate,
+            event="ended",
+            data={"exit_code": end.exit_code, "state": "FAILED", "error": why},
+        )
+
+    def record_end(self, end: res.EndFacts, final: str, snap: Snapshot, end_wall: datetime) -> None:
+        events, errors = self.policy.leftover()
+        for ev in events:
+            self.perform(ev)
+        if snap.version:
+            self.sink.event("progress", progress_data(snap))
+        cwd = self.opts.cwd
+        since = time.time() - (self.mono() - self.start_mono)
+        checkpoint = self._checkpoint_path(snap, cwd, since)
+        config_snapshot = self._config_snapshot(snap, cwd, since, checkpoint)
+        runtime = format_runtime((end_wall - self.start_wall).total_seconds())
+        text = end_text(final, end, snap, runtime, errors)
+        one_liner = res.loss_one_liner(snap)
+        suggestions = res.next_steps(final, checkpoint, snap)
+        env = self.env
+        start = self.start_wall
+
+        def mutate(state: RunState) -> None:
+            job = _our_job(state, env, start)
+            if job is None:
+                job = JobBlock(execution_id=env.execution_id, start=start, node=env.nodes)
+                state.jobs.append(job)
+            job.end = end_wall
+            job.exit_code = end.exit_code
+            job.state = final
+            if snap.wandb_dir:
+                job.wandb_local = job.wandb_local or snap.wandb_dir
+                state.wandb_local = state.wandb_local or snap.wandb_dir
+            if snap.wandb_url:
+                job.wandb_synced = job.wandb_synced or snap.wandb_url
+                state.wandb_synced = state.wandb_synced or snap.wandb_url
+            r = state.results
+            if snap.step is not None:
+                r.final_step = snap.step
+            if r.start_train_loss is None and snap.first_loss is not None:
+                r.start_train_loss = snap.first_loss
+            if snap.loss is not None:
+                r.end_train_loss = snap.loss
+            if r.start_val_loss is None and snap.first_val_loss is not None:
+                r.start_val_loss = snap.first_val_loss
+            if snap.val_loss is not None:
+                r.end_val_loss = snap.val_loss
+            if one_liner:
+                r.loss_one_liner = one_liner
+            if checkpoint:
+                r.checkpoint = checkpoint
+            if config_snapshot:
+                r.config_snapshot = config_snapshot
+            elif r.config_snapshot is None and self.sink.run is not None:
+                copy = res.submitted_config_copy(self.sink.run.sidecar, state.config)
+                if copy is not None:
+                    r.config_snapshot = str(copy)
+            previous = state.extra.get("hpcwrap_next_drafted") or []
+            kept = [n for n in state.next if n not in previous]
+            state.next = kept + [s for s in suggestions if s not in kept]
+            state.extra["hpcwrap_next_drafted"] = suggestions
+            state.status.append(StatusEntry(end_wall, text))
+
+        data: dict[str, Any] = {
+            "exit_code": end.exit_code,
+            "state": final,
+            "runtime": runtime,
+            **progress_data(snap),
+            "checkpoint": checkpoint,
+            "config_snapshot": config_snapshot,
+            "text": text,
+        }
+        if end.signaled is not None:
+            data["signal"] = signal_name(end.signaled)
+        if snap.bytes_skipped:
+            data["bytes_not_scanned"] = snap.bytes_skipped
+        if self.write_errors:
+            data["output_errors"] = self.write_errors[:5]
+        self.sink.update(mutate, event="ended", data=data)
+
+    def _checkpoint_path(self, snap: Snapshot, cwd: Path, since: float) -> str | None:
+        ck = snap.checkpoint
+        if ck is None:
+            return None
+        if ck.path:
+            path = res.resolve_path(ck.path, cwd)
+            return str(path) if path.exists() else ck.path
+        if ck.step is not None:
+            found = res.find_checkpoint_on_disk(ck.step, cwd=cwd, since=since)
+            if found is not None:
+                return str(found)
+        return None
+
+    def _config_snapshot(
+        self, snap: Snapshot, cwd: Path, since: float, checkpoint: str | None
+    ) -> str | None:
+        near = [p for p in (checkpoint, snap.wandb_dir) if p]
+        found = res.find_config_snapshot(
+            self.settings.config_snapshot,
+            cwd=cwd,
+            announced=snap.config_path,
+            near=near,
+            since=since,
+        )
+        if found is None:
+            return None
+        if self.sink.run is not None:
+            copy = res.keep_config_copy(found, self.sink.run.sidecar, self.env.execution_id)
+            if copy is not None:
+                self.sink.event("config_snapshot", {"source": str(found), "copy": str(copy)})
+                return str(copy)
+        return str(found)
+
+
+def end_text(
+    final: str, end: res.EndFacts, snap: Snapshot, runtime: str, pending_errors: Sequence[Any] = ()
+) -> str:
+    word = {
+        "COMPLETED": "completed",
+        "FAILED": "failed",
+        "TIMEOUT": "timeout",
+        "CANCELLED": "cancelled",
+        "OUT_OF_MEMORY": "out of memory",
+    }.get(final, final.lower())
+    head = f"{word}, exit code {end.exit_code}"
+    if end.signaled is not None:
+        head += f" ({signal_name(end.signaled)})"
+    parts = [head, f"after {runtime}", *progress_fields(snap)]
+    text = ", ".join(parts)
+    if final == "TIMEOUT" and end.walltime_signal:
+        text += "; stopped after the walltime warning"
+    elif final == "CANCELLED" and end.terminated_by:
+        text += f"; stopped by {end.terminated_by}"
+    if snap.errors and final != "COMPLETED":
+        text += "; " + error_text(snap.errors[0])
+        if len(snap.errors) > 1:
+            text += f" (+{len(snap.errors) - 1} more)"
+    if snap.nonfinite_seen and snap.loss is not None and math.isfinite(snap.loss):
+        text += "; the loss was nan/inf at some point"
+    if not snap.has_progress and snap.bytes_out:
+        text += f"; no progress lines recognised in {snap.lines} lines of output"
+    if snap.last_progress_wall is not None and final not in ("COMPLETED",):
+        text += f"; last new step at {hhmm(snap.last_progress_wall)}"
+    return text
+
+
+def _same_execution(job: JobBlock, env: JobEnv) -> bool:
+    if job.execution_id in (None, env.execution_id):
+        return True
+    # An array's block ("123_[0-3]") is filled by its first task to start.
+    array = env.execution_id.split("_", 1)[0]
+    return "_" in env.execution_id and job.execution_id.startswith(f"{array}_[")
+
+
+def _our_job(state: RunState, env: JobEnv, start: datetime) -> JobBlock | None:
+    for job in reversed(state.jobs):
+        if job.start == start and (
+            job.execution_id == env.execution_id or _same_execution(job, env)
+        ):
+            return job
+    return None
+
+
+def _close(f: Any) -> None:
+    try:
+        if f is not None:
+            f.close()
+    except OSError:
+        pass
+
+
+def run_command(
+    argv: Sequence[str], run: RunLog | None, opts: WrapperOptions | None = None
+) -> Outcome:
+    """Run ``argv`` under the wrapper; see the module docstring. Main thread only."""
+    return Wrapper(argv, run, opts or WrapperOptions()).run()
+
+
+__all__ = ["Outcome", "Wrapper", "WrapperOptions", "end_text", "run_command"]
