@@ -1,0 +1,143 @@
+"""The CLI shell: --help, --version, unknown commands, `python -m hpcwrap`, light imports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hpcwrap
+from hpcwrap.cli import COMMAND_MODULES, build_parser
+from hpcwrap.errors import EXIT_CODES, UsageError
+
+HEAVY_MODULES = ("wandb", "pyslurm", "pynvml", "yaml", "matplotlib")
+
+
+def hpcwrap_exe() -> str:
+    """The console script installed beside this interpreter."""
+    exe = Path(sys.executable).parent / "hpcwrap"
+    if not exe.exists():
+        pytest.fail(f"no hpcwrap console script at {exe}: pip install -e '.[dev]'")
+    return str(exe)
+
+
+def run(argv: list[str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        argv, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL
+    )
+
+
+def registered_commands() -> dict[str, argparse.ArgumentParser]:
+    parser = build_parser()
+    subs = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    assert len(subs) == 1
+    return dict(subs[0].choices)
+
+
+def listed_commands(help_text: str) -> list[str]:
+    """Command names in the `<command>` block of the top-level --help."""
+    block = help_text.split("<command>\n", 1)[1].split("\n\n", 1)[0]
+    return re.findall(r"^ {4}(\S+)", block, re.MULTILINE)
+
+
+def test_help_lists_exactly_the_registered_commands() -> None:
+    res = run([hpcwrap_exe(), "--help"])
+    assert res.returncode == 0, res.stderr
+    listed = listed_commands(res.stdout)
+    registered = registered_commands()
+    assert listed == list(registered)
+    assert sorted(listed) == sorted(COMMAND_MODULES)
+    for name, sub in registered.items():
+        # A listed command really exists: it has a handler and its own help.
+        assert callable(sub.get_default("handler")), f"{name} has no handler"
+        sub_help = run([hpcwrap_exe(), name, "--help"])
+        assert sub_help.returncode == 0, f"hpcwrap {name} --help: {sub_help.stderr}"
+        assert f"hpcwrap {name}" in sub_help.stdout
+
+
+def test_help_documents_the_usage_exit_code() -> None:
+    res = run([hpcwrap_exe(), "--help"])
+    assert EXIT_CODES[UsageError] == 2
+    assert "2 usage error" in res.stdout
+
+
+def test_version() -> None:
+    res = run([hpcwrap_exe(), "--version"])
+    assert res.returncode == 0
+    assert res.stdout.strip() == f"hpcwrap {hpcwrap.__version__}"
+    assert re.fullmatch(r"\d+\.\d+\.\d+\S*", hpcwrap.__version__)
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    res = run([hpcwrap_exe(), "no-such-command"])
+    assert res.returncode == EXIT_CODES[UsageError] == 2
+    assert res.stdout == ""
+    assert "invalid choice: 'no-such-command'" in res.stderr
+    for name in registered_commands():
+        assert f"'{name}'" in res.stderr  # the message names the valid commands
+
+
+def test_no_command_prints_help_and_exits_2() -> None:
+    res = run([hpcwrap_exe()])
+    assert res.returncode == 2
+    assert "usage: hpcwrap" in res.stderr
+
+
+def test_python_dash_m_hpcwrap() -> None:
+    res = run([sys.executable, "-m", "hpcwrap", "--version"])
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == f"hpcwrap {hpcwrap.__version__}"
+    res = run([sys.executable, "-m", "hpcwrap", "--help"])
+    assert res.returncode == 0 and listed_commands(res.stdout) == list(registered_commands())
+
+
+def heavy_imports(code: str) -> list[str]:
+    """Heavy modules that running code (in a fresh interpreter) loaded or tried to load.
+
+    A meta-path finder records every import attempt, so an import of a module
+    that is not installed here (wandb, pyslurm) is caught too.
+    """
+    body = "".join("    " + line + "\n" for line in code.splitlines())
+    probe = (
+        "import contextlib, io, json, sys\n"
+        f"HEAVY = {HEAVY_MODULES!r}\n"
+        "tried = set()\n"
+        "class Spy:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in HEAVY:\n"
+        "            tried.add(name)\n"
+        "        return None\n"
+        "sys.meta_path.insert(0, Spy())\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"{body}"
+        "loaded = {m for m in sys.modules if m.split('.')[0] in HEAVY}\n"
+        "print(json.dumps(sorted(tried | loaded)))\n"
+    )
+    res = run([sys.executable, "-c", probe])
+    assert res.returncode == 0, res.stderr
+    found: list[str] = json.loads(res.stdout.strip().splitlines()[-1])
+    return found
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import hpcwrap",
+        "import hpcwrap.cli",
+        "from hpcwrap.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass",
+    ],
+    ids=["import-hpcwrap", "import-cli", "help"],
+)
+def test_import_and_help_load_nothing_heavy(code: str) -> None:
+    assert heavy_imports(code) == []
+
+
+def test_heavy_import_probe_sees_imports_even_of_missing_modules() -> None:
+    assert heavy_imports("import yaml") == ["yaml"]
+    missing = "try:\n    import pyslurm\nexcept ImportError:\n    pass"
+    assert heavy_imports(missing) == ["pyslurm"]
