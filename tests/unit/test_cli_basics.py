@@ -138,6 +138,6 @@ def test_import_and_help_load_nothing_heavy(code: str) -> None:
 
 
 def test_heavy_import_probe_sees_imports_even_of_missing_modules() -> None:
-    assert heavy_imports("import yaml") == ["yaml"]
+    assert "yaml" in heavy_imports("import yaml")
     missing = "try:\n    import pyslurm\nexcept ImportError:\n    pass"
     assert heavy_imports(missing) == ["pyslurm"]
