@@ -11,10 +11,9 @@ import json
 import re
 from pathlib import Path
 
-from hpcwrap.errors import UsageError
 from hpcwrap.runlog.dates import parse_timestamp
 from hpcwrap.runlog.markdown import DiskSection, Document, Item
-from hpcwrap.runlog.model import JobBlock, RunState, StatusEntry, parse_run_type
+from hpcwrap.runlog.model import JobBlock, RunState, StatusEntry
 from hpcwrap.runlog.render import DERIVED, field_for_label, norm_label
 
 _STATUS = re.compile(
@@ -47,6 +46,14 @@ def uncode(value: str) -> str:
     return m.group(1) if m else value
 
 
+def code_value(value: str) -> str | None:
+    """A path-like field: the inside of a lone code span, else the text as written."""
+    if not value.strip():
+        return None
+    m = _CODE_SPAN.match(value.strip())
+    return m.group(1) if m else value
+
+
 def _float(value: str) -> float | None:
     text = uncode(value.strip()).strip()
     if text.lower() in ("", "n/a", "na", "none", "-"):
@@ -73,7 +80,7 @@ def parse_settings(value: str) -> dict[str, str]:
     i = 0
     n = len(text)
 
-    def token() -> str:
+    def token() -> tuple[str, bool]:
         nonlocal i
         while i < n and text[i] == " ":
             i += 1
@@ -84,24 +91,24 @@ def parse_settings(value: str) -> dict[str, str]:
                 parsed, end = None, -1
             if isinstance(parsed, str):
                 i = end
-                return parsed
+                return parsed, True
         start = i
         while i < n and text[i] not in ",=":
             i += 1
-        return text[start:i].strip()
+        return text[start:i].strip(), False
 
     while i < n:
-        key = token()
+        key, quoted = token()
         val = ""
         while i < n and text[i] == " ":
             i += 1
         if i < n and text[i] == "=":
             i += 1
-            val = token()
-        while i < n and text[i] not in ",":
+            val, _ = token()
+        while i < n and text[i] != ",":
             i += 1  # stray text after a quoted token: skip to the next pair
         i += 1  # the comma
-        if key or val:
+        if key or val or quoted:
             out[key] = val
     return out
 
@@ -129,7 +136,7 @@ def _job(sec: DiskSection) -> JobBlock:
         elif fname in ("exit_code", "restart_count"):
             setattr(job, fname, _int(value))
         elif fname in ("resumed_from", "wandb_local"):
-            setattr(job, fname, uncode(value) or None)
+            setattr(job, fname, code_value(item.value))
         else:
             setattr(job, fname, item.value or None)
     return job
@@ -161,16 +168,13 @@ def parse_state(doc: Document, name: str = "", group: str | None = None) -> RunS
         if sec.kind == "mode":
             for fname, item in _keyed(sec, "mode").items():
                 if fname == "run_type":
-                    try:
-                        state.run_type = parse_run_type(item.value)
-                    except UsageError:
-                        state.run_type = item.value.strip()
+                    state.run_type = item.value  # as written; parse_run_type is for input
                 else:
                     state.objective = item.value
         elif sec.kind == "config":
             for fname, item in _keyed(sec, "config").items():
                 if fname == "config":
-                    state.config = uncode(item.value.strip()) or None
+                    state.config = code_value(item.value)
                 elif fname == "key_settings":
                     state.key_settings = parse_settings(item.value)
                 else:
@@ -192,13 +196,13 @@ def parse_state(doc: Document, name: str = "", group: str | None = None) -> RunS
                 elif fname.endswith("_loss"):
                     setattr(res, fname, _float(item.value))
                 elif fname in ("checkpoint", "config_snapshot"):
-                    setattr(res, fname, uncode(item.value.strip()) or None)
+                    setattr(res, fname, code_value(item.value))
                 else:
                     res.loss_one_liner = item.value or None
         elif sec.kind == "wandb":
             for fname, item in _keyed(sec, "wandb").items():
                 if fname == "local":
-                    state.wandb_local = uncode(item.value.strip()) or None
+                    state.wandb_local = code_value(item.value)
                 elif fname == "synced":
                     state.wandb_synced = item.value or None
                 else:

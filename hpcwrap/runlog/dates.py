@@ -23,7 +23,10 @@ def now() -> datetime:
 
 def to_utc(dt: datetime) -> datetime:
     """``dt`` in UTC; a naive ``dt`` is taken as UTC already."""
-    if dt.tzinfo is None:
+    tz = dt.tzinfo
+    if tz is timezone.utc:
+        return dt
+    if tz is None:
         return dt.replace(tzinfo=timezone.utc)
     return dt.astimezone(timezone.utc)
 

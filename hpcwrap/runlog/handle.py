@@ -24,8 +24,15 @@ from hpcwrap.runlog.locks import Lock
 from hpcwrap.runlog.markdown import Document, UnparseableError, join_lines, parse_document
 from hpcwrap.runlog.merge import Base, adopt_base, full_base, merge
 from hpcwrap.runlog.model import RunState, StatusEntry, to_dict
-from hpcwrap.runlog.render import render_lines, render_sections, status_keys
-from hpcwrap.runlog.store import Sidecar, Snapshot, base_delta, md_hash, state_patch
+from hpcwrap.runlog.render import render_lines, render_sections
+from hpcwrap.runlog.store import (
+    Sidecar,
+    Snapshot,
+    base_delta,
+    md_hash,
+    state_patch,
+    status_patch,
+)
 
 SIDECAR_DIR = ".hpcwrap"
 CONFLICT_SUFFIX = ".hpcwrap-conflict.md"
@@ -149,15 +156,17 @@ class RunLog:
         with self.lock().held():
             md = read_bytes(self.path)
             snap = self._snapshot_locked(md)
-            before = to_dict(snap.state)
+            before = to_dict(snap.state, with_status=False)
+            before_status = [(s.when, s.text) for s in snap.state.status]
             mutate(snap.state)
-            snap.state.status.sort(key=lambda s: to_utc(s.when))
-            after = to_dict(snap.state)
-            patch = state_patch(before, after)
             state = snap.state
+            state.status.sort(key=lambda s: to_utc(s.when))  # stable: equal stamps keep order
+            patch = state_patch(before, to_dict(state, with_status=False))
+            patch.update(status_patch(before_status, state.status))
             sections = render_sections(state)
+            status_sec = next(sec for sec in sections if sec.sid == "status")
             whens = [s.when for s in state.status]
-            status_times = dict(zip(status_keys(state.status), whens, strict=True))
+            status_times = dict(zip((k for k, _ in status_sec.items), whens, strict=True))
 
             conflict: str | None = None
             out: bytes | None = None

@@ -12,7 +12,6 @@ import re
 from dataclasses import dataclass, field
 
 _FENCE = re.compile(r"^(```|~~~)")
-_BULLET = re.compile(r"^[-*+] ")
 _LABEL = re.compile(r"^[-*+] +([^:\n]{1,60}?)\s*:(?: (.*)|\s*)$")
 
 
@@ -132,6 +131,8 @@ def parse_document(text: str) -> Document:
             if "-->" in ln:
                 in_comment = False
             continue
+        if ln[:1] not in ("`", "~", "<"):
+            continue
         m = _FENCE.match(ln)
         if m:
             opaque[i] = True
@@ -171,10 +172,11 @@ def parse_document(text: str) -> Document:
     for sec in sections:
         if sec.sid is None or sec.sid == "title":
             continue
+        labelled = sec.kind not in ("status", "next")
         i = sec.heading + 1
         while i < sec.end:
             ln = lines[i]
-            if opaque[i] or not _BULLET.match(ln):
+            if ln[1:2] != " " or ln[:1] not in ("-", "*", "+") or opaque[i]:
                 i += 1
                 continue
             j = i + 1
@@ -183,7 +185,7 @@ def parse_document(text: str) -> Document:
             ):
                 j += 1
             rest = lines[i + 1 : j]
-            m = _LABEL.match(ln)
+            m = _LABEL.match(ln) if labelled else None
             label: str | None = m.group(1) if m else None
             value = _item_value(m.group(2) or "", rest) if m else ""
             body = _item_value(ln[2:], rest)

@@ -152,11 +152,17 @@ def _new_section_anchor(doc: Document, sid: str, order: list[str]) -> int:
 
 def _status_anchor(doc_lines: list[str], sec: DiskSection, when: datetime) -> int:
     """After the last Status line stamped no later than ``when``; at the end if it is newest."""
+    when = to_utc(when).replace(second=0, microsecond=0)
+    for item in reversed(sec.items):
+        last = _stamp(item)
+        if last is not None:
+            if last <= when:
+                return sec.content_end(doc_lines)  # the newest: append (the usual case)
+            break
+    else:
+        return sec.content_end(doc_lines)
     stamped = [(item, _stamp(item)) for item in sec.items]
     stamped = [(item, t) for item, t in stamped if t is not None]
-    when = to_utc(when).replace(second=0, microsecond=0)
-    if not stamped or all(t is not None and t <= when for _, t in stamped):
-        return sec.content_end(doc_lines)
     before = [item for item, t in stamped if t is not None and t <= when]
     if before:
         return before[-1].end - 1
@@ -218,7 +224,12 @@ def merge(
         if skey not in base or base[skey][0] is None:
             new_base[skey] = (sec.heading, sec.heading)
         last_anchor: int | None = None  # end line of the previous located/inserted item
+        is_status = dsec.kind == "status"
         for key, text in sec.items:
+            if is_status:
+                b = base.get(key)
+                if b is not None and b[1] == text:
+                    continue  # a Status line never changes once written: nothing to find
             if key in human:
                 b = base.get(key)
                 d = loc.find(key, b[0] if b else None)

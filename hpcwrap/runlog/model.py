@@ -97,35 +97,49 @@ class RunState:
 # ---------------------------------------------------------------- JSON form
 
 
-def _enc(value: Any) -> Any:
+def _enc(value: Any, native: bool = False) -> Any:
     if isinstance(value, datetime):
-        return iso(value)
+        return value if native else iso(value)
     if isinstance(value, float) and not math.isfinite(value):
         return repr(value)  # "nan", "inf", "-inf"
     return value
 
 
-def _job_to_dict(job: JobBlock) -> dict[str, Any]:
-    return {f.name: _enc(getattr(job, f.name)) for f in fields(job)}
+def _job_to_dict(job: JobBlock, native: bool = False) -> dict[str, Any]:
+    return {f.name: _enc(getattr(job, f.name), native) for f in fields(job)}
 
 
-def to_dict(state: RunState) -> dict[str, Any]:
-    """``state`` as plain JSON-able data (the ``state`` object of state.json)."""
+_STATE_FIELDS = tuple(f.name for f in fields(RunState))
+
+
+def to_dict(
+    state: RunState, *, with_status: bool = True, native_times: bool = False
+) -> dict[str, Any]:
+    """``state`` as plain JSON-able data (the ``state`` object of state.json).
+
+    ``native_times`` leaves datetimes as they are, for orjson to write (fast,
+    same ISO form); ``with_status=False`` leaves Status out (the update path
+    diffs it separately, since it only grows).
+    """
     out: dict[str, Any] = {}
-    for f in fields(state):
-        value = getattr(state, f.name)
-        if f.name == "jobs":
-            out["jobs"] = [_job_to_dict(j) for j in value]
-        elif f.name == "status":
-            out["status"] = [[iso(s.when), s.text] for s in value]
-        elif f.name == "results":
+    for name in _STATE_FIELDS:
+        value = getattr(state, name)
+        if name == "jobs":
+            out["jobs"] = [_job_to_dict(j, native_times) for j in value]
+        elif name == "status":
+            if with_status:
+                if native_times:
+                    out["status"] = [[s.when, s.text] for s in value]
+                else:
+                    out["status"] = [[iso(s.when), s.text] for s in value]
+        elif name == "results":
             out["results"] = {r.name: _enc(getattr(value, r.name)) for r in fields(value)}
         elif isinstance(value, dict):
-            out[f.name] = dict(value)
+            out[name] = dict(value)
         elif isinstance(value, list):
-            out[f.name] = list(value)
+            out[name] = list(value)
         else:
-            out[f.name] = value
+            out[name] = value
     return out
 
 
@@ -134,7 +148,12 @@ def _dt(value: Any) -> datetime | None:
         return None
     if isinstance(value, datetime):
         return value
-    return parse_timestamp(str(value))
+    text = str(value)
+    try:
+        parsed = datetime.fromisoformat(text)  # what hpcwrap writes; C-fast
+    except ValueError:
+        return parse_timestamp(text)
+    return parsed if parsed.tzinfo is not None else parse_timestamp(text)
 
 
 def _float(value: Any) -> float | None:

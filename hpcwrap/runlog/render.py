@@ -13,6 +13,7 @@ The format is the one in spec/run-tracking-workflow.md. All times are UTC
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import re
@@ -89,7 +90,7 @@ ALIASES: dict[str, dict[str, str]] = {
     "mode": {"run_type": "run_type", "mode": "run_type", "type": "run_type"},
     "config": {"command": "script", "key_setting": "key_settings", "settings": "key_settings"},
     "job": {
-        "submitted/start": "submitted",
+        "submitted/start": "start",
         "job_id": "execution_id",
         "jobid": "execution_id",
         "slurm_job_id": "execution_id",
@@ -146,7 +147,12 @@ _NEWLINES = re.compile(r"\r\n|\r|\n")
 
 
 def clean_lines(value: str) -> list[str]:
-    """A value as the lines it renders to: no blank lines, no trailing spaces."""
+    """A value as the lines it renders to: no blank lines, no trailing spaces, no NUL.
+
+    (A NUL would make the file unmergeable: see markdown.parse_document.)
+    """
+    if "\x00" in value:
+        value = value.replace("\x00", "\ufffd")
     return [ln.rstrip() for ln in _NEWLINES.split(value) if ln.strip()]
 
 
@@ -165,8 +171,9 @@ def block(prefix: str, value: str) -> str:
 
 def code(value: str) -> str:
     """Paths in backticks, as the spec writes them; left bare when that would be ambiguous."""
-    if value and "`" not in value and "\n" not in value and "\r" not in value:
-        return f"`{value}`"
+    lines = clean_lines(value)
+    if len(lines) == 1 and "`" not in lines[0]:
+        return f"`{lines[0]}`"
     return value
 
 
@@ -204,7 +211,7 @@ def fmt_settings(settings: dict[str, str]) -> str:
 
 
 def _kv(items: list[tuple[str, str]], key: str, label: str, value: str | None) -> None:
-    if value is None or value == "":
+    if value is None or not value.strip():
         return
     items.append((key, block(f"- {label}: ", value)))
 
@@ -283,8 +290,15 @@ def _results_items(state: RunState) -> list[tuple[str, str]]:
     return items
 
 
+@functools.lru_cache(maxsize=65536)
 def status_line(when: datetime, text: str) -> str:
     return block(f"- {status_stamp(when)} — ", text)
+
+
+@functools.lru_cache(maxsize=65536)
+def _stamp_key(when: datetime) -> str:
+    t = to_utc(when)
+    return t.strftime("%Y%m%dT%H%M%S") + (f"{t.microsecond:06d}" if t.microsecond else "")
 
 
 def status_keys(entries: list[StatusEntry]) -> list[str]:
@@ -296,8 +310,7 @@ def status_keys(entries: list[StatusEntry]) -> list[str]:
     seen: dict[str, int] = {}
     keys = []
     for entry in entries:
-        t = to_utc(entry.when)
-        stamp = t.strftime("%Y%m%dT%H%M%S") + (f"{t.microsecond:06d}" if t.microsecond else "")
+        stamp = _stamp_key(entry.when)
         n = seen.get(stamp, 0)
         seen[stamp] = n + 1
         keys.append(f"status.{stamp}#{n}")
@@ -348,15 +361,20 @@ def render_sections(state: RunState) -> list[Section]:
     _kv(wandb, "wandb.notes", "notes", state.wandb_notes)
     out.append(Section("wandb", HEADINGS["wandb"], tuple(wandb)))
 
-    nxt = tuple((f"next.{i}", block("- ", text)) for i, text in enumerate(state.next) if text)
+    nxt = tuple(
+        (f"next.{i}", block("- ", text)) for i, text in enumerate(state.next) if text.strip()
+    )
     out.append(Section("next", HEADINGS["next"], nxt))
 
     if state.huggingface:
         hf = []
         for key, value in state.huggingface.items():
-            label = one_line(key).replace(":", " ")
+            label = one_line(key).replace(":", " ").strip()[:60].strip()
+            if not label or not value.strip():
+                continue
             hf.append((f"hf.{norm_label(label)}", block(f"- {label}: ", value)))
-        out.append(Section("hf", HEADINGS["hf"], tuple(hf)))
+        if hf:
+            out.append(Section("hf", HEADINGS["hf"], tuple(hf)))
     return out
 
 

@@ -27,14 +27,16 @@ from __future__ import annotations
 import hashlib
 import warnings
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
+from hpcwrap.runlog.dates import iso
 from hpcwrap.runlog.fsio import append_line, read_bytes, write_atomic
 from hpcwrap.runlog.merge import Base
-from hpcwrap.runlog.model import RunState, from_dict, to_dict
+from hpcwrap.runlog.model import RunState, StatusEntry, from_dict, to_dict
 
 STATE_FILE = "state.json"
 EVENTS_FILE = "events.jsonl"
@@ -89,6 +91,17 @@ def state_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         else:
             patch[key] = value
     return patch
+
+
+def status_patch(before: list[tuple[datetime, str]], after: list[StatusEntry]) -> dict[str, Any]:
+    """``{"status+": [...]}`` for appended entries (``{"status": [...]}`` if older ones moved)."""
+    now_ = [(s.when, s.text) for s in after]
+    if now_ == before:
+        return {}
+    n = len(before)
+    if now_[:n] == before:
+        return {"status+": [[iso(w), t] for w, t in now_[n:]]}
+    return {"status": [[iso(w), t] for w, t in now_]}
 
 
 def apply_patch(data: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -157,7 +170,7 @@ class Sidecar:
             "md_hash": snap.md_hash,
             "human": sorted(snap.human),
             "index": snap.index,
-            "state": to_dict(snap.state),
+            "state": to_dict(snap.state, native_times=True),
             "base": encode_base(snap.base),
         }
         write_atomic(self.state_path, dumps(doc))
