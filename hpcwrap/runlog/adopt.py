@@ -135,7 +135,7 @@ def _job(sec: DiskSection) -> JobBlock:
             setattr(job, fname, parse_timestamp(uncode(value)))
         elif fname in ("exit_code", "restart_count"):
             setattr(job, fname, _int(value))
-        elif fname in ("resumed_from", "wandb_local"):
+        elif fname in ("resumed_from", "wandb_local", "wandb_synced"):
             setattr(job, fname, code_value(item.value))
         else:
             setattr(job, fname, item.value or None)
@@ -204,7 +204,7 @@ def parse_state(doc: Document, name: str = "", group: str | None = None) -> RunS
                 if fname == "local":
                     state.wandb_local = code_value(item.value)
                 elif fname == "synced":
-                    state.wandb_synced = item.value or None
+                    state.wandb_synced = code_value(item.value)
                 else:
                     state.wandb_notes = item.value or None
         elif sec.kind == "next":

@@ -167,20 +167,25 @@ def _start_ticks(pid: int) -> str | None:
     return fields[19].decode() if len(fields) > 19 else None
 
 
-_SELF_START: list[str | None] = []
+_SELF_START: dict[int, str | None] = {}  # by pid: a forked child must not reuse its parent's
 
 
 def holder_id() -> str:
     """``pid@host start`` for this process."""
-    if not _SELF_START:
-        _SELF_START.append(_start_ticks(os.getpid()))
-    start = _SELF_START[0]
-    return f"{os.getpid()}@{_HOST}" + (f" {start}" if start else "")
+    pid = os.getpid()
+    if pid not in _SELF_START:
+        _SELF_START[pid] = _start_ticks(pid)
+    start = _SELF_START[pid]
+    return f"{pid}@{_HOST}" + (f" {start}" if start else "")
 
 
 def _holder_is_dead(text: str) -> bool:
     """True only when the holder is on this host and provably gone."""
-    who, _, start = text.strip().partition(" ")
+    parts = text.split()  # "pid@host start-ticks epoch"
+    if not parts:
+        return False
+    who = parts[0]
+    start = parts[1] if len(parts) > 2 else None
     pid_s, at, host = who.partition("@")
     if not at or host != _HOST or not pid_s.isdigit():
         return False

@@ -246,7 +246,8 @@ def _job_items(n: int, job: JobBlock) -> list[tuple[str, str]]:
         _kv(items, p + "resumed_from", lab["resumed_from"], code(job.resumed_from))
     if job.wandb_local:
         _kv(items, p + "wandb_local", lab["wandb_local"], code(job.wandb_local))
-    _kv(items, p + "wandb_synced", lab["wandb_synced"], job.wandb_synced)
+    if job.wandb_synced:
+        _kv(items, p + "wandb_synced", lab["wandb_synced"], code(job.wandb_synced))
     _kv(items, p + "submit_error", lab["submit_error"], job.submit_error)
     return items
 
@@ -357,7 +358,8 @@ def render_sections(state: RunState) -> list[Section]:
     wandb: list[tuple[str, str]] = []
     if state.wandb_local:
         _kv(wandb, "wandb.local", "local", code(state.wandb_local))
-    _kv(wandb, "wandb.synced", "synced", state.wandb_synced)
+    if state.wandb_synced:
+        _kv(wandb, "wandb.synced", "synced", code(state.wandb_synced))
     _kv(wandb, "wandb.notes", "notes", state.wandb_notes)
     out.append(Section("wandb", HEADINGS["wandb"], tuple(wandb)))
 

@@ -68,14 +68,14 @@ def test_render_matches_the_spec_format() -> None:
         "- end: `2026-02-26T10:06:07+00:00`\n- end_human: `Thursday, Feb 26th, 2026`\n"
         "- runtime: `25:01:07`\n- node: n1\n"
         "\n## Job (resumed)\n- execution_id: 12346\n- resumed from: `/ckpt/step_100`\n"
-        "- W&B synced: https://wandb.ai/t/p/runs/b\n"
+        "- W&B synced: `https://wandb.ai/t/p/runs/b`\n"
         "\n## Status\n- 2026-03-11 15:00 — running, step 2400, train_loss 0.085\n"
         "\n## Results\n"
         "- runtime: `25:01:07` "
         "(start `2026-02-25T09:05:00+00:00`, end `2026-02-26T10:06:07+00:00`)\n"
         "- final step: 100000\n- end_val_loss: `0.028`\n- checkpoint: `/ckpt/step_100000`\n"
         "\n## W&B\n- local: `wandb/offline-run-20260311_150000-abc123`\n"
-        "- synced: https://wandb.ai/team/project/runs/abc123\n"
+        "- synced: `https://wandb.ai/team/project/runs/abc123`\n"
         "\n## Next\n- generate MODEL_PASSPORT.json + SIGNOFF.json for the checkpoint\n"
     )
 

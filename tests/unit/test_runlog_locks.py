@@ -1,0 +1,142 @@
+"""Run-log and index locks: flock or soft, timeouts that name the holder, dead holders."""
+
+from __future__ import annotations
+
+import errno
+import multiprocessing as mp
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hpcwrap.errors import ConfigError, LockTimeoutError
+from hpcwrap.runlog import locks
+from hpcwrap.runlog.locks import Lock
+
+
+def _hold(path: str, ready: mp.synchronize.Event, release: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
+    with Lock(Path(path)).held():
+        ready.set()
+        release.wait(30)
+
+
+@pytest.fixture(params=["flock", "soft"])
+def kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv("HPCWRAP_LOCK", request.param)
+    return str(request.param)
+
+
+def test_timeout_names_the_lock_file_and_the_holder(tmp_path: Path, kind: str) -> None:
+    ctx = mp.get_context("fork")
+    ready, release = ctx.Event(), ctx.Event()
+    lock_path = tmp_path / "lock"
+    proc = ctx.Process(target=_hold, args=(str(lock_path), ready, release))
+    proc.start()
+    try:
+        assert ready.wait(10)
+        t = time.monotonic()
+        with pytest.raises(LockTimeoutError) as err, Lock(lock_path, timeout=0.3).held():
+            pass
+        assert 0.25 < time.monotonic() - t < 5
+        assert f"{proc.pid}@{socket.gethostname()}" in str(err.value)
+        assert str(err.value.lock_file).startswith(str(lock_path))
+        assert err.value.holder == f"{proc.pid}@{socket.gethostname()}"
+    finally:
+        release.set()
+        proc.join(10)
+    with Lock(lock_path, timeout=2).held():  # free again
+        pass
+
+
+def test_holder_killed_does_not_block_the_next_writer(tmp_path: Path, kind: str) -> None:
+    lock_path = tmp_path / "lock"
+    code = (
+        "import os, sys, time; from pathlib import Path; from hpcwrap.runlog.locks import Lock\n"
+        f"cm = Lock(Path({str(lock_path)!r})).held(); cm.__enter__()\n"
+        "print('held', flush=True); time.sleep(60)\n"
+    )
+    env = dict(os.environ)
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, env=env)
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == b"held"
+    proc.kill()
+    proc.wait()
+    t = time.monotonic()
+    with Lock(lock_path, timeout=5).held():
+        pass
+    assert time.monotonic() - t < 3
+
+
+def test_soft_lock_on_another_host_is_not_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HPCWRAP_LOCK", "soft")
+    marker = tmp_path / "lock.soft"
+    marker.write_text("4242@some-other-node 777 1700000000\n")
+    with pytest.raises(LockTimeoutError) as err, Lock(tmp_path / "lock", timeout=0.2).held():
+        pass
+    assert err.value.holder == "4242@some-other-node"
+    assert "delete the lock file" in str(err.value)
+    assert marker.exists()
+
+
+def test_soft_lock_with_reused_pid_is_broken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HPCWRAP_LOCK", "soft")
+    # our own pid, but a different process start time: the holder is long gone
+    (tmp_path / "lock.soft").write_text(f"{os.getpid()}@{socket.gethostname()} 1 1700000000\n")
+    with Lock(tmp_path / "lock", timeout=2).held():
+        pass
+    assert not (tmp_path / "lock.soft").exists()
+
+
+def test_reentrant_in_one_thread(tmp_path: Path, kind: str) -> None:
+    lock = Lock(tmp_path / "lock", timeout=0.5)
+    with lock.held(), Lock(tmp_path / "lock", timeout=0.5).held():
+        pass
+    with lock.held():
+        pass
+
+
+def test_env_and_config_choose_the_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPCWRAP_LOCK", "bogus")
+    with pytest.raises(ConfigError, match="HPCWRAP_LOCK"):
+        locks.lock_kind(tmp_path)
+    monkeypatch.delenv("HPCWRAP_LOCK")
+    locks.configure(mode="soft")
+    try:
+        assert locks.lock_kind(tmp_path) == "soft"
+    finally:
+        locks.configure(mode="auto")
+    with pytest.raises(ConfigError):
+        locks.configure(mode="nfs")
+
+
+def test_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(locks, "_detected", {})
+    assert locks.detect(tmp_path) == "flock"  # a local disk
+    monkeypatch.setattr(locks, "_detected", {})
+    monkeypatch.setattr(locks, "_mount_options", lambda p: ("lustre", {"rw", "localflock"}))
+    assert locks.detect(tmp_path) == "soft"
+    monkeypatch.setattr(locks, "_detected", {})
+    monkeypatch.setattr(locks, "_mount_options", lambda p: ("nfs4", {"rw", "local_lock=all"}))
+    assert locks.detect(tmp_path) == "soft"
+    monkeypatch.setattr(locks, "_detected", {})
+    monkeypatch.setattr(locks, "_mount_options", lambda p: ("nfs4", {"rw", "local_lock=none"}))
+
+    def no_flock(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, "No locks available")
+
+    monkeypatch.setattr(locks.fcntl, "flock", no_flock)
+    assert locks.detect(tmp_path) == "soft"
+    assert not list(tmp_path.iterdir())  # the probe cleaned up
+
+
+def test_mount_options_finds_the_mount(tmp_path: Path) -> None:
+    found = locks._mount_options(tmp_path)
+    assert found is not None and found[0]

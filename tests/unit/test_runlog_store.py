@@ -1,0 +1,158 @@
+"""The sidecar: events carry enough to rebuild; damage and interrupted writes are recovered."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+
+from hpcwrap.runlog import JobBlock, RunLog, RunLogWarning, RunState, create_run, open_run
+from hpcwrap.runlog import handle as handle_mod
+from hpcwrap.runlog.model import to_dict
+from hpcwrap.runlog.store import Sidecar
+
+UTC = timezone.utc
+T0 = datetime(2026, 3, 11, 15, 0, tzinfo=UTC)
+
+
+def _log(tmp_path: Path) -> RunLog:
+    state = RunState(
+        task="train",
+        run_type="replication",
+        objective="o",
+        jobs=[JobBlock(execution_id="7", node="n1")],
+    )
+    return create_run(tmp_path, state, when=T0)
+
+
+def _events(log: RunLog) -> list[dict[str, object]]:
+    return [
+        orjson.loads(ln) for ln in (log.sidecar / "events.jsonl").read_bytes().splitlines() if ln
+    ]
+
+
+def test_sidecar_layout_and_events(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    assert log.sidecar == tmp_path / ".hpcwrap" / "2026-03-11_train"
+    log.add_status("running, step 10", T0 + timedelta(minutes=5), data={"step": 10})
+    log.append_event("progress", {"step": 20, "loss": 0.5})
+    evs = _events(log)
+    assert [e["kind"] for e in evs] == ["created", "status", "progress"]
+    assert evs[1]["step"] == 10 and evs[1]["text"] == "running, step 10"
+    assert evs[1]["_patch"] == {"status+": [["2026-03-11T15:05:00+00:00", "running, step 10"]]}
+    assert evs[2] == {"t": evs[2]["t"], "kind": "progress", "step": 20, "loss": 0.5}
+    state = orjson.loads((log.sidecar / "state.json").read_bytes())
+    assert state["format"] == 1 and state["state"]["name"] == "2026-03-11_train"
+
+
+def test_append_event_does_not_touch_the_markdown(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    before = log.path.stat().st_mtime_ns, log.path.read_bytes()
+    log.append_event("telemetry", {"gpu": 97})
+    assert (log.path.stat().st_mtime_ns, log.path.read_bytes()) == before
+
+
+def _churn(log: RunLog) -> None:
+    for i in range(5):
+        log.add_status(f"step {i}", T0 + timedelta(minutes=i))
+    log.update(lambda s: setattr(s.jobs[0], "node", "n9"))
+    log.update(lambda s: s.jobs.append(JobBlock(execution_id="8", resumed_from="/c")))
+    log.update(lambda s: setattr(s.results, "end_val_loss", float("nan")))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "empty", "missing", "wrong-shape"])
+def test_damaged_state_json_is_rebuilt_from_events(tmp_path: Path, damage: str) -> None:
+    log = _log(tmp_path)
+    _churn(log)
+    expected = to_dict(log.read())
+    state_json = log.sidecar / "state.json"
+    if damage == "garbage":
+        state_json.write_bytes(b'{"format": 1, "state": {"na')
+    elif damage == "empty":
+        state_json.write_bytes(b"")
+    elif damage == "missing":
+        state_json.unlink()
+    else:
+        state_json.write_bytes(b"[1, 2, 3]")
+    with pytest.warns(RunLogWarning, match="rebuilding"):
+        got = to_dict(open_run(log.path).read())
+    assert repr(got) == repr(expected)
+    md_before = log.path.read_text()
+    with pytest.warns(RunLogWarning):
+        log.add_status("after repair", T0 + timedelta(hours=1))
+    md = log.path.read_text()
+    assert md.startswith(md_before.rstrip("\n").rsplit("## Results", 1)[0].rstrip("\n")[:40])
+    assert "— after repair" in md and "- node: n9" in md
+    orjson.loads(state_json.read_bytes())  # written back whole
+
+
+def test_torn_last_event_line_is_skipped_with_a_warning(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    log.add_status("one", T0)
+    events = log.sidecar / "events.jsonl"
+    with open(events, "ab") as fh:
+        fh.write(b'{"t": "2026-03-11T15:00:00+00:00", "kind": "stat')  # writer killed mid-line
+    (log.sidecar / "state.json").unlink()
+    with pytest.warns(RunLogWarning) as rec:
+        state = open_run(log.path).read()
+    assert any("torn last line" in str(w.message) for w in rec)
+    assert [s.text for s in state.status] == ["one"]
+    with pytest.warns(RunLogWarning):
+        log.add_status("two", T0 + timedelta(minutes=1))
+    lines = events.read_bytes().split(b"\n")
+    assert lines[-3].endswith(b'"kind": "stat')  # the torn line kept, on its own
+    assert orjson.loads(lines[-2])["kind"] == "status"
+
+
+class _Crash(Exception):
+    pass
+
+
+def test_killed_after_the_event_before_the_markdown(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _log(tmp_path)
+    real = handle_mod.write_atomic
+
+    def crash_on_md(path: Path, data: bytes, *, sync: bool = True) -> None:
+        if path == log.path:
+            raise _Crash
+        real(path, data, sync=sync)
+
+    monkeypatch.setattr(handle_mod, "write_atomic", crash_on_md)
+    with pytest.raises(_Crash):
+        log.add_status("lost?", T0 + timedelta(minutes=1))
+    monkeypatch.setattr(handle_mod, "write_atomic", real)
+    assert "lost?" not in log.path.read_text()  # the old version
+    log.update(lambda s: setattr(s.jobs[0], "node", "n2"))
+    text = log.path.read_text()
+    assert "— lost?" in text and "- node: n2\n" in text  # the journaled update is not lost
+
+
+def test_killed_after_the_markdown_before_state_json(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = _log(tmp_path)
+
+    def crash(self: Sidecar, snap: object) -> None:
+        raise _Crash
+
+    real = Sidecar.save
+    monkeypatch.setattr(Sidecar, "save", crash)
+    with pytest.raises(_Crash):
+        log.update(lambda s: setattr(s.jobs[0], "node", "n2"))
+    monkeypatch.setattr(Sidecar, "save", real)
+    assert "- node: n2\n" in log.path.read_text()  # the new version
+    # the next update knows the file holds its own line, not a person's edit
+    log.update(lambda s: setattr(s.jobs[0], "node", "n3"))
+    assert "- node: n3\n" in log.path.read_text()
+    assert log.read().jobs[0].node == "n3"
+
+
+def test_no_temp_files_left(tmp_path: Path) -> None:
+    log = _log(tmp_path)
+    _churn(log)
+    leftovers = [p for p in tmp_path.rglob("*") if "tmp" in p.name or "stale" in p.name]
+    assert leftovers == []
