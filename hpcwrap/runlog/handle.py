@@ -358,8 +358,6 @@ def open_run(spec: str | Path, root: Path | None = None) -> RunLog:
         raise UsageError(f"{path} is a folder; name a run log (.md) in it")
     where = _search_root(root)
     if os.sep in text or "/" in text:
-        if path.suffix == ".md" or not where.is_dir():
-            raise RunNotFoundError(f"no run log at {path}")
         candidate = where / text
         if candidate.suffix != ".md":
             candidate = candidate.with_name(candidate.name + ".md")

@@ -1,0 +1,141 @@
+"""`hpcwrap log new|note|show|reindex`, and how <run> is resolved."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from hpcwrap.cli import main
+from hpcwrap.errors import AmbiguousRunError, RunNotFoundError
+from hpcwrap.runlog import open_run
+
+
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("HPCWRAP_CONFIG", raising=False)
+
+
+def _new(capsys: pytest.CaptureFixture[str], *extra: str) -> Path:
+    rc = main(["log", "new", "--mode", "experiment", "--objective", "does lr 5e-4 help?", *extra])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    return Path(out.strip())
+
+
+def test_new_creates_log_timeline_and_experiment_row(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    cfg = tmp_path / "train.yaml"
+    cfg.write_text("lr: 5e-4\n")
+    path = _new(
+        capsys,
+        "--task",
+        "train_lr",
+        "--description",
+        "lr 5e-4",
+        "--group",
+        "sweep",
+        "--config",
+        str(cfg),
+        "--dataset",
+        "`d.parquet` at `/data`",
+        "--set",
+        "lr=5e-4",
+        "--set",
+        "batch_size=64",
+        "--execution-id",
+        "vm-3/europe-west4-a",
+        "--script",
+        "docker run img train",
+    )
+    assert path.parent == tmp_path / "run_logs" / "sweep" and path.name.endswith("_train_lr.md")
+    text = path.read_text()
+    for line in [
+        "# train_lr — lr 5e-4",
+        "- run_type: experiment",
+        "- objective: does lr 5e-4 help?",
+        "- script: docker run img train",
+        f"- config: `{cfg}`",
+        "- dataset: `d.parquet` at `/data`",
+        "- key settings: lr=5e-4, batch_size=64",
+        "- execution_id: vm-3/europe-west4-a",
+    ]:
+        assert line in text.splitlines()
+    assert f"`{path.name}`" in (tmp_path / "run_logs" / "sweep" / "timeline.md").read_text()
+    assert (
+        f"| sweep/{path.stem} | lr 5e-4 |" in (tmp_path / "run_logs" / "experiments.md").read_text()
+    )
+    assert (open_run(path).sidecar / "config" / "train.yaml").read_text() == "lr: 5e-4\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "flag"), [(["--objective", "x"], "--mode"), (["--mode", "replication"], "--objective")]
+)
+def test_new_without_mode_or_objective_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], args: list[str], flag: str
+) -> None:
+    assert main(["log", "new", *args]) == 2
+    assert flag in capsys.readouterr().err
+    assert not Path("run_logs").exists()
+
+
+def test_note_show_and_json(capsys: pytest.CaptureFixture[str]) -> None:
+    path = _new(capsys)
+    assert main(["log", "note", path.stem[:7], "step 2400, train_loss 0.085"]) == 0
+    capsys.readouterr()
+    assert main(["log", "show", path.name]) == 0
+    out = capsys.readouterr().out
+    assert out == path.read_text()
+    assert "— step 2400, train_loss 0.085\n" in out
+    assert main(["log", "show", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["path"] == str(path.resolve())
+    assert doc["state"]["status"][0][1] == "step 2400, train_loss 0.085"
+    assert doc["state"]["run_type"] == "experiment"
+
+
+def test_errors_get_their_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
+    _new(capsys)
+    _new(capsys)
+    assert main(["log", "show", "nope"]) == 4
+    assert "no run log matching 'nope'" in capsys.readouterr().err
+    assert main(["log", "note", "20", "x"]) == 5
+    assert "matches 2 run logs" in capsys.readouterr().err
+    assert main(["log", "note", "20", "  "]) == 2
+    bad = Path("run_logs/2026-01-01_hand.md")
+    bad.write_bytes(b"\xff\xfe not utf-8\n")
+    assert main(["log", "note", "2026-01-01_hand", "x"]) == 6
+    err = capsys.readouterr().err
+    assert "hpcwrap-conflict.md" in err and bad.read_bytes() == b"\xff\xfe not utf-8\n"
+
+
+def test_reindex_command(capsys: pytest.CaptureFixture[str]) -> None:
+    path = _new(capsys)
+    (path.parent / "timeline.md").unlink()
+    assert main(["log", "reindex"]) == 0
+    assert "1 timeline entries" in capsys.readouterr().out
+    assert f"`{path.name}`" in (path.parent / "timeline.md").read_text()
+    assert main(["log", "reindex", "elsewhere"]) == 4
+
+
+def test_run_resolution(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    a = _new(capsys, "--task", "train")
+    b = _new(capsys, "--task", "train")
+    c = _new(capsys, "--task", "eval", "--group", "g")
+    root = Path("run_logs")
+    assert open_run(a.stem, root).path == a.resolve()  # exact name beats the prefix of _2
+    assert open_run(b.name, root).path == b.resolve()
+    assert open_run(str(c), root).path == c.resolve()
+    assert open_run("g/" + c.stem, root).path == c.resolve()
+    assert open_run("g/" + c.name, root).path == c.resolve()
+    assert open_run(c.stem[:11] + "ev", root).path == c.resolve()
+    with pytest.raises(AmbiguousRunError) as err:
+        open_run(a.stem[:5], root)
+    assert len(err.value.candidates) == 3
+    with pytest.raises(RunNotFoundError):
+        open_run("1999", root)
+    with pytest.raises(RunNotFoundError):
+        open_run("x", tmp_path / "missing")
