@@ -215,6 +215,53 @@ def _read_holder(path: Path) -> str | None:
 # ---------------------------------------------------------------- the lock
 
 
+def _wait_flock(fd: int, timeout: float) -> bool:
+    """Wait for a contended flock in the kernel's queue, not by polling; False on timeout.
+
+    A helper thread makes the blocking ``flock`` call (the lock belongs to the
+    open file, not the thread) while this thread waits with a timeout. On a
+    timeout the helper is abandoned: if it gets the lock later it closes the
+    file at once, which releases it. Waiting in the kernel wakes a waiter as
+    soon as the holder lets go; polling left some writers starving for a
+    second under 32-way contention (see tests/bench/bench_runlog.py).
+    """
+    done = threading.Event()
+    guard = threading.Lock()
+    state: dict[str, object] = {"abandoned": False, "error": None}
+
+    def waiter() -> None:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except OSError as exc:
+            state["error"] = exc
+        with guard:
+            if state["abandoned"]:
+                os.close(fd)
+                return
+            done.set()
+
+    threading.Thread(target=waiter, name="hpcwrap-flock-wait", daemon=True).start()
+    try:
+        got = done.wait(timeout)
+    except BaseException:
+        got = False
+        with guard:
+            if not done.is_set():
+                state["abandoned"] = True
+        if done.is_set():
+            os.close(fd)
+        raise
+    with guard:
+        if not done.is_set():
+            state["abandoned"] = True
+            return False
+    error = state["error"]
+    if isinstance(error, OSError):
+        os.close(fd)
+        raise error
+    return got or done.is_set()
+
+
 class Lock:
     """A lock on one file path. Reentrant within a thread; use as a context manager."""
 
@@ -262,27 +309,20 @@ class Lock:
     def _acquire_flock(self, timeout: float) -> _Release:
         lock_file = self.path
         fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
-        deadline = time.monotonic() + timeout
-        delay = 0.0005
         try:
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    pass
-                now = time.monotonic()
-                if now >= deadline:
-                    raise self._timeout(lock_file, timeout, "flock")
-                time.sleep(min(delay * (0.5 + random.random()), deadline - now))
-                delay = min(delay * 1.5, 0.02)
-            # Name the holder for anyone who times out waiting (waiters never truncate).
-            note = (holder_id() + "\n").encode()
-            os.ftruncate(fd, 0)
-            os.pwrite(fd, note, 0)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if not _wait_flock(fd, timeout):  # fd now belongs to the abandoned waiter
+                raise self._timeout(lock_file, timeout, "flock") from None
         except BaseException:
             os.close(fd)
             raise
+        try:
+            # Name the holder for anyone who times out waiting (waiters never truncate).
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (holder_id() + "\n").encode(), 0)
+        except OSError:
+            pass  # naming the holder is a courtesy; the lock is held either way
 
         def release() -> None:
             os.close(fd)  # closing drops the flock
@@ -309,7 +349,7 @@ class Lock:
             if now >= deadline:
                 raise self._timeout(marker, timeout, "soft")
             time.sleep(min(delay * (0.5 + random.random()), deadline - now))
-            delay = min(delay * 1.5, 0.05)
+            delay = min(delay * 1.5, 0.01)
 
         def release() -> None:
             with contextlib.suppress(FileNotFoundError):

@@ -69,7 +69,7 @@ def _bare_writer(
     out.put(lat)
 
 
-def _run(target, args_list: list[tuple[object, ...]]) -> list[float]:  # type: ignore[no-untyped-def]
+def _run(target, args_list: list[tuple[object, ...]]) -> tuple[list[float], float]:  # type: ignore[no-untyped-def]
     ctx = mp.get_context("fork")
     start = ctx.Event()
     out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
@@ -77,13 +77,15 @@ def _run(target, args_list: list[tuple[object, ...]]) -> list[float]:  # type: i
     for p in procs:
         p.start()
     time.sleep(0.2)
+    t = time.perf_counter()
     start.set()
     lat: list[float] = []
     for _ in procs:
         lat.extend(out.get())
+    wall = time.perf_counter() - t
     for p in procs:
         p.join()
-    return lat
+    return lat, len(lat) / wall
 
 
 def _pct(values: list[float], q: float) -> float:
@@ -99,12 +101,12 @@ def bench_updates(base: Path, writers: int, per_writer: int) -> None:
         RunState(task="train", description="bench", run_type="replication", objective="bench"),
         when=T0,
     )
-    lat = _run(_runlog_writer, [(str(log.path), w, per_writer) for w in range(writers)])
-    bare = _run(
+    lat, rate = _run(_runlog_writer, [(str(log.path), w, per_writer) for w in range(writers)])
+    bare, brate = _run(
         _bare_writer,
         [(str(base / f"w{writers}" / "bare.log"), w, per_writer, False) for w in range(writers)],
     )
-    bare_sync = _run(
+    bare_sync, srate = _run(
         _bare_writer,
         [
             (str(base / f"w{writers}" / "bare_sync.log"), w, per_writer, True)
@@ -119,11 +121,12 @@ def bench_updates(base: Path, writers: int, per_writer: int) -> None:
     ms = 1e3
     print(
         f"writers={writers:2d} updates={len(lat):4d}\n"
-        f"  runlog update        median {med * ms:8.3f} ms  p99 {p99 * ms:8.3f} ms\n"
+        f"  runlog update        median {med * ms:8.3f} ms  p99 {p99 * ms:8.3f} ms"
+        f"  ({rate:7.0f} updates/s)\n"
         f"  flock+append         median {bmed * ms:8.3f} ms  p99 {bp99 * ms:8.3f} ms"
-        f"  -> ratio median {med / bmed:6.0f}x  p99 {p99 / bp99:5.0f}x\n"
+        f"  ({brate:7.0f}/s)  -> ratio median {med / bmed:6.0f}x  p99 {p99 / bp99:5.0f}x\n"
         f"  flock+append+fsync   median {smed * ms:8.3f} ms  p99 {sp99 * ms:8.3f} ms"
-        f"  -> ratio median {med / smed:6.1f}x  p99 {p99 / sp99:5.1f}x"
+        f"  ({srate:7.0f}/s)  -> ratio median {med / smed:6.1f}x  p99 {p99 / sp99:5.1f}x"
     )
     sys.stdout.flush()
 
