@@ -16,6 +16,10 @@ import os
 import stat
 from pathlib import Path
 
+# Files hpcwrap writes are never opened through a symlink: a run's folders belong to
+# its user, and the epilog hook may touch them with more rights than that user.
+NOFOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
 
 def temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.hpcwrap-tmp")
@@ -51,7 +55,7 @@ def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
         mode = None
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)  # a killed writer's leftover may carry another mode
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
     try:
         if mode is not None:
             os.fchmod(fd, mode)
@@ -80,11 +84,11 @@ def append_line(path: Path, line: bytes, *, sync: bool = True) -> int:
     If the file's last line is torn (no newline: a writer was killed), a newline
     goes first so the torn line stays on its own and readers can skip it.
     """
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | NOFOLLOW, 0o666)
     try:
         size = os.fstat(fd).st_size
         if size:
-            rfd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+            rfd = os.open(path, os.O_RDONLY | NOFOLLOW)
             try:
                 last = os.pread(rfd, 1, size - 1)
             finally:

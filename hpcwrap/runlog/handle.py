@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from hpcwrap.errors import (
     AmbiguousRunError,
+    HpcwrapError,
     RunLogConflictError,
     RunLogError,
     RunNotFoundError,
@@ -40,6 +42,19 @@ INDEX_FILES = ("timeline.md", "experiments.md")
 _LOG_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_.+\.md$")
 
 
+@contextlib.contextmanager
+def io_errors(what: Path) -> Iterator[None]:
+    """Turn a raw OSError (permissions, a full disk, a symlinked lock file) into RunLogError."""
+    try:
+        yield
+    except HpcwrapError:
+        raise
+    except OSError as exc:
+        detail = exc.strerror or str(exc)
+        where = exc.filename or what
+        raise RunLogError(f"{where}: {detail} (while writing {what})") from exc
+
+
 def sidecar_for(path: Path) -> Path:
     return path.parent / SIDECAR_DIR / path.stem
 
@@ -63,6 +78,7 @@ class RunLog:
 
     def __init__(self, path: Path, root: Path | None = None) -> None:
         self.path = Path(os.path.abspath(path))
+        self._root_given = root is not None
         self.root = Path(os.path.abspath(root)) if root is not None else _guess_root(self.path)
         self.sidecar = sidecar_for(self.path)
         self._store = Sidecar(self.sidecar)
@@ -102,6 +118,7 @@ class RunLog:
         md = read_bytes(self.path)
         snap = self._store.load(md)
         if snap is not None:
+            self._use_recorded_root(snap)
             return snap.state
         if md is None:
             raise RunNotFoundError(f"no run log at {self.path}")
@@ -119,9 +136,16 @@ class RunLog:
 
     # -------------------------------------------------------- writing
 
+    def _use_recorded_root(self, snap: Snapshot) -> None:
+        """A run opened by its path alone: take the run_logs folder from the sidecar."""
+        rel = snap.index.get("root")
+        if not self._root_given and isinstance(rel, str):
+            self.root = Path(os.path.normpath(self.path.parent / rel))
+
     def _snapshot_locked(self, md: bytes | None) -> Snapshot:
         snap = self._store.load(md)
         if snap is not None:
+            self._use_recorded_root(snap)
             return snap
         if md is None:
             raise RunNotFoundError(f"no run log at {self.path}")
@@ -152,6 +176,15 @@ class RunLog:
         Raises ``RunLogConflictError`` (the update is kept in the sidecar and
         written to ``<name>.hpcwrap-conflict.md``) and ``LockTimeoutError``.
         """
+        with io_errors(self.path):
+            return self._update(mutate, event, data)
+
+    def _update(
+        self,
+        mutate: Callable[[RunState], None],
+        event: str | None,
+        data: dict[str, Any] | None,
+    ) -> RunState:
         self.sidecar.mkdir(parents=True, exist_ok=True)
         with self.lock().held():
             md = read_bytes(self.path)
@@ -250,12 +283,13 @@ class RunLog:
 
     def append_event(self, kind: str, data: dict[str, Any] | None = None) -> None:
         """Append one event to events.jsonl under the run's lock; the Markdown is not touched."""
-        self.sidecar.mkdir(parents=True, exist_ok=True)
         ev: dict[str, Any] = {"t": iso(now()), "kind": kind}
         if data:
             ev.update({k: v for k, v in data.items() if not k.startswith("_")})
-        with self.lock().held():
-            self._store.append_event(ev)
+        with io_errors(self.path):
+            self.sidecar.mkdir(parents=True, exist_ok=True)
+            with self.lock().held():
+                self._store.append_event(ev)
 
 
 def _final_newline(doc: Document, lines: list[str]) -> bool:
@@ -281,6 +315,11 @@ def create_run(root: Path, state: RunState, *, when: datetime | None = None) -> 
     Also its sidecar, its timeline.md entry and, for experiments, its
     experiments.md row. ``state.name`` is set here.
     """
+    with io_errors(Path(root)):
+        return _create_run(Path(root), state, when)
+
+
+def _create_run(root: Path, state: RunState, when: datetime | None) -> RunLog:
     stamp = to_utc(when) if when is not None else now()
     _check_component("task", state.task)
     folder = Path(root)
@@ -316,12 +355,14 @@ def create_run(root: Path, state: RunState, *, when: datetime | None = None) -> 
     data = text.encode()
     base = full_base(sections)
     snap = Snapshot(state=state, base=base, md_hash=md_hash(data))
+    snap.index["root"] = os.path.relpath(log.root, log.path.parent)
     with log.lock().held():
         event = {
             "t": iso(stamp),
             "kind": "created",
             "_state": to_dict(state),
             "_base": {k: [a, b] for k, (a, b) in base.items()},
+            "_index": dict(snap.index),
             "_md": snap.md_hash,
         }
         snap.events_size = log._store.append_event(event)

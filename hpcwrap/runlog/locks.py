@@ -44,6 +44,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from hpcwrap.errors import ConfigError, LockTimeoutError
+from hpcwrap.runlog.fsio import NOFOLLOW
 
 LOCK_ENV = "HPCWRAP_LOCK"
 TIMEOUT_ENV = "HPCWRAP_LOCK_TIMEOUT"
@@ -125,7 +126,7 @@ def detect(folder: Path) -> str:
     if kind == "flock":
         probe = folder / f".hpcwrap-lockprobe-{os.getpid()}"
         try:
-            fd = os.open(probe, os.O_RDWR | os.O_CREAT, 0o666)
+            fd = os.open(probe, os.O_RDWR | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 fcntl.flock(fd, fcntl.LOCK_UN)
@@ -308,7 +309,7 @@ class Lock:
 
     def _acquire_flock(self, timeout: float) -> _Release:
         lock_file = self.path
-        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o666)
+        fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | NOFOLLOW, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -336,7 +337,7 @@ class Lock:
         note = (holder_id() + f" {time.time():.0f}\n").encode()
         while True:
             try:
-                fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+                fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
             except FileExistsError:
                 self._break_if_stale(marker)
             else:

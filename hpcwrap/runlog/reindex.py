@@ -15,7 +15,7 @@ from pathlib import Path
 from hpcwrap.errors import RunNotFoundError
 from hpcwrap.runlog import experiments, timeline
 from hpcwrap.runlog.adopt import uncode
-from hpcwrap.runlog.handle import is_run_log_name
+from hpcwrap.runlog.handle import io_errors, is_run_log_name
 from hpcwrap.runlog.render import fmt_float
 
 _RUN_TYPE = re.compile(r"^[-*+] +run_type:[ \t]*(.*?)\r?$", re.MULTILINE | re.IGNORECASE)
@@ -58,7 +58,11 @@ def _experiment_row(path: Path) -> dict[str, str] | None:
 
 def reindex(root: Path) -> ReindexResult:
     """Add missing timeline entries (per folder) and experiments rows under ``root``."""
-    root = Path(root)
+    with io_errors(Path(root)):
+        return _reindex(Path(root))
+
+
+def _reindex(root: Path) -> ReindexResult:
     if not root.is_dir():
         raise RunNotFoundError(f"no run_logs folder at {root}")
     result = ReindexResult()

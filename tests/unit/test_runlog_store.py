@@ -156,3 +156,28 @@ def test_no_temp_files_left(tmp_path: Path) -> None:
     _churn(log)
     leftovers = [p for p in tmp_path.rglob("*") if "tmp" in p.name or "stale" in p.name]
     assert leftovers == []
+
+
+def test_symlinked_lock_file_is_refused_not_followed(tmp_path: Path) -> None:
+    from hpcwrap.errors import RunLogError
+
+    log = _log(tmp_path)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    lock = log.sidecar / "lock"
+    lock.unlink()
+    lock.symlink_to(victim)
+    with pytest.raises(RunLogError, match="lock"):
+        log.add_status("x", T0)
+    assert victim.read_text() == "precious\n"
+
+
+def test_run_opened_by_path_alone_finds_its_run_logs_folder(tmp_path: Path) -> None:
+    root = tmp_path / "logs"  # not called run_logs
+    state = RunState(task="train", group="a/b", run_type="experiment", objective="o")
+    created = create_run(root, state, when=T0)
+    log = open_run(str(created.path))  # as the in-job wrapper does with HPCWRAP_RUN_LOG
+    log.update(lambda s: setattr(s.results, "end_val_loss", 0.5))
+    assert log.root == root
+    assert "| a/b/2026-03-11_train |  | 0.5 |" in (root / "experiments.md").read_text()
+    assert not (root / "a" / "experiments.md").exists()
