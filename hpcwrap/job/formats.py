@@ -188,11 +188,13 @@ _WANDB_LOCAL = re.compile(r"wandb: Run data is saved locally in\s+" + _PATH)
 _WANDB_OFFLINE_DIR = re.compile(r"(?P<path>[^\s'\"`]*wandb/offline-run-\d{8}_\d{6}-\w+)")
 _WANDB_URL = re.compile(r"wandb:.*\bView run\b.*?(?P<url>https?://\S+)")
 
+# Only a *resolved* config counts ("Configuration saved in .../config.json" is HF's model
+# architecture file, not the run's settings).
 _CONFIG_WRITTEN = re.compile(
-    r"(?:resolved\s+)?config(?:uration)?(?:\s+file)?\s+(?:written|saved|dumped|stored)\s+"
+    r"resolved\s+config(?:uration)?(?:\s+file)?\s+(?:written|saved|dumped|stored)\s+"
     r"(?:to|at|in)\s*:?\s+"
     + _PATH
-    + r"|\b(?:saving|writing|dumping)\s+(?:the\s+)?(?:resolved\s+)?config(?:uration)?\s+"
+    + r"|\b(?:saving|writing|dumping)\s+(?:the\s+)?resolved\s+config(?:uration)?\s+"
     r"(?:file\s+)?(?:to|at|in)\s+" + _PATH.replace("path", "path2"),
     re.IGNORECASE,
 )
@@ -228,7 +230,8 @@ _ERRORS: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("crash", re.compile(r"Segmentation fault|Fatal Python error|Bus error|core dumped")),
 )
 
-_TRACEBACK = re.compile(r"^Traceback \(most recent call last\):")
+# Anywhere in the line: it is often glued behind a progress bar that had no newline.
+_TRACEBACK = re.compile(r"Traceback \(most recent call last\):")
 _TB_CHAIN = re.compile(
     r"^(?:During handling of the above exception|The above exception was the direct cause)"
 )
@@ -371,7 +374,7 @@ class LineParser:
 
     def _traceback(self, text: str, stream: int, obs: Observation) -> bool:
         """Follow an open traceback; True when the line belonged to it."""
-        if _TRACEBACK.match(text):
+        if _TRACEBACK.search(text):
             self._tracebacks[stream] = _Traceback()
             return True
         tb = self._tracebacks.get(stream)
@@ -453,7 +456,7 @@ class LineParser:
                 obs.wandb_url = _clean_path(u.group("url"))
             if m or u:
                 obs.sources.append("wandb")
-        if "config" in lower and obs.config_path is None:
+        if "resolved" in lower and obs.config_path is None:
             c = _CONFIG_WRITTEN.search(text)
             if c:
                 obs.config_path = _clean_path(c.group("path") or c.group("path2"))

@@ -46,6 +46,11 @@ class LossHistory:
         self.last: tuple[int | None, float] | None = None
 
     def add(self, step: int | None, value: float) -> None:
+        if self.last is not None and (
+            self.last[1] == value or (self.last[1] != self.last[1] and value != value)
+        ):
+            # The same value again (a progress bar redrawing its postfix): not a new point.
+            return
         self.last = (step, value)
         if self._seen % self.stride == 0:
             self.points.append((step, value))
@@ -224,13 +229,28 @@ class Progress:
             if obs.checkpoint_saved:
                 ckpt_step = obs.checkpoint_step if obs.checkpoint_step is not None else step
                 prev = s.checkpoint
-                if prev is None or (prev.path, prev.step) != (obs.checkpoint, ckpt_step):
-                    if prev is not None and obs.checkpoint is None and prev.step == ckpt_step:
-                        pass  # "finished saving" after "saving ... to X": same checkpoint
-                    else:
-                        changes["checkpoint"] = Checkpoint(obs.checkpoint, ckpt_step, now_wall)
-                        changes["checkpoints_saved"] = s.checkpoints_saved + 1
-                        notable.checkpoint = True
+                same_save = (
+                    prev is not None
+                    and prev.step == ckpt_step
+                    and (prev.path == obs.checkpoint or None in (prev.path, obs.checkpoint))
+                )
+                if same_save and prev is not None:
+                    # "saving at iteration N" then "saved iteration N to X" (or the reverse
+                    # with "finished saving"): one checkpoint; keep the path that was given.
+                    if prev.path is None and obs.checkpoint is not None:
+                        changes["checkpoint"] = replace(prev, path=obs.checkpoint)
+                else:
+                    changes["checkpoint"] = Checkpoint(obs.checkpoint, ckpt_step, now_wall)
+                    changes["checkpoints_saved"] = s.checkpoints_saved + 1
+                    notable.checkpoint = True
+                if ckpt_step is not None and (step is None or ckpt_step > step):
+                    # A checkpoint of step N proves step N was reached (HF's bar is throttled).
+                    step = ckpt_step
+                    changes["step"] = step
+                    changes["progress_marks"] = s.progress_marks + 1
+                    changes["last_progress_wall"] = now_wall
+                    changes["last_progress_mono"] = now_mono
+                    changes["step_at_last_progress"] = step
             if obs.wandb_dir is not None and obs.wandb_dir != s.wandb_dir:
                 changes["wandb_dir"] = obs.wandb_dir
                 notable.wandb = True

@@ -348,6 +348,14 @@ class Wrapper:
     # -- the run ----------------------------------------------------------------
 
     def run(self) -> Outcome:
+        try:
+            return self._run()
+        finally:
+            # Kept until the end is recorded: a late TERM must not kill us mid-write.
+            if hasattr(self, "supervisor"):
+                self.supervisor.restore_signal_handlers()
+
+    def _run(self) -> Outcome:
         opts = self.opts
         merge = same_file(opts.stdout_fd, opts.stderr_fd)
         self.scanner = Scanner(
@@ -432,7 +440,6 @@ class Wrapper:
         why = exc.strerror or str(exc)
         warn(f"error: cannot run {self.argv[0]!r}: {why}", self.err)
         end = res.EndFacts(code, None, False, None, False, False)
-        self.supervisor.pid = None
         return self._finish(end, utc_now(), failed_start=f"failed to start {self.argv[0]!r}: {why}")
 
     def _finish(

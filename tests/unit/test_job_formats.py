@@ -1,0 +1,395 @@
+"""Reading progress from real-format output (tests/unit/job_samples/, see make_samples.py)."""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from hpcwrap.config import Pattern
+from hpcwrap.job.formats import KEYWORDS, LineParser, parse_number, strip_line
+from hpcwrap.job.progress import Notable, Progress, Snapshot
+from hpcwrap.job.scan import Scanner
+
+SAMPLES = Path(__file__).parent / "job_samples"
+
+
+def scan(
+    data: bytes,
+    *,
+    stream: int = 1,
+    patterns: tuple[Pattern, ...] = (),
+    chunks: list[int] | None = None,
+) -> tuple[Snapshot, list[Notable]]:
+    """Feed ``data`` through the real scanner (prefilter included), in chunks if asked."""
+    progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
+    notes: list[Notable] = []
+    errors: list[BaseException] = []
+    scanner = Scanner(LineParser(patterns), progress, notes.append, lambda e, b: errors.append(e))
+    if chunks is None:
+        scanner.feed(stream, data)
+    else:
+        pos = 0
+        for size in chunks:
+            scanner.feed(stream, data[pos : pos + size])
+            pos += size
+        scanner.feed(stream, data[pos:])
+    scanner.finish(stream)
+    assert not errors, errors
+    return progress.snapshot(), notes
+
+
+def parse_every_line(data: bytes) -> Snapshot:
+    """The same, without the scanner: every line through the parser."""
+    progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
+    parser = LineParser()
+    for line in re.split(rb"[\r\n]", data):
+        obs = parser.parse(line.decode("utf-8", "replace"), 1)
+        if obs is not None:
+            progress.apply(obs)
+    return progress.snapshot()
+
+
+def sample(name: str) -> bytes:
+    return (SAMPLES / name).read_bytes()
+
+
+# name -> expected snapshot fields (checkpoint as (path, step))
+EXPECTED: dict[str, dict[str, object]] = {
+    "hf_trainer.log": dict(
+        step=300,
+        step_total=300,
+        epoch=3.0,
+        loss=0.8731,
+        val_loss=0.9944,
+        lr=1e-06,
+        first_loss=2.3124,
+        first_val_loss=2.4012,
+        checkpoint=("out/checkpoint-300", 300),
+        checkpoints_saved=3,
+        config_path=None,
+    ),
+    "hf_trainer_new.log": dict(
+        step=300,
+        step_total=300,
+        epoch=3.0,
+        loss=0.8731,
+        val_loss=0.9944,
+        lr=1e-06,
+        first_loss=2.312,
+        first_val_loss=2.401,
+        checkpoint=("out/checkpoint-300", 300),
+        checkpoints_saved=3,
+    ),
+    "lightning.log": dict(
+        step=200,
+        epoch=1.0,
+        loss=0.812,
+        val_loss=0.947,
+        first_val_loss=1.23,
+        checkpoint=("/scratch/u/lightning_logs/version_3/checkpoints/epoch=1-step=200.ckpt", 200),
+        checkpoints_saved=2,
+    ),
+    "nanogpt.log": dict(
+        step=500,
+        loss=1.5479,
+        val_loss=1.7269,
+        first_loss=4.2874,
+        first_val_loss=4.2823,
+        checkpoint=("out-shakespeare-char", 500),
+        checkpoints_saved=2,
+    ),
+    "lerobot.log": dict(
+        step=20000,
+        epoch=16.0,
+        loss=0.118,
+        lr=1e-05,
+        first_loss=1.482,
+        val_loss=None,
+        checkpoint=(None, 20000),
+    ),
+    "openpi.log": dict(step=200, step_total=30000, loss=0.152, first_loss=0.5123, val_loss=None),
+    "megatron.log": dict(
+        step=1000,
+        step_total=500000,
+        loss=4.1234,
+        val_loss=4.321,
+        lr=1.5e-4,
+        first_loss=10.8765,
+        checkpoint=("/lustre/ckpt/gpt-1b", 1000),
+        checkpoints_saved=1,
+    ),
+    "torchtitan.log": dict(
+        step=20,
+        loss=7.5432,
+        val_loss=7.9012,
+        first_loss=12.2345,
+        checkpoint=(None, 20),
+        checkpoints_saved=1,
+    ),
+    "jsonl.log": dict(
+        step=30,
+        epoch=0.3,
+        val_loss=1.9,
+        lr=0.00028,
+        first_loss=2.5,
+        nonfinite_since_step=30,
+    ),
+    "wandb_offline.log": dict(
+        step=1, loss=2.0, wandb_dir="/scratch/u/wandb/offline-run-20240501_120000-abc123xy"
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_sample_values(name: str) -> None:
+    snap, _ = scan(sample(name))
+    for key, want in EXPECTED[name].items():
+        if key == "checkpoint":
+            assert snap.checkpoint is not None, name
+            assert (snap.checkpoint.path, snap.checkpoint.step) == want, name
+            continue
+        got = getattr(snap, key)
+        if isinstance(want, float):
+            assert got == pytest.approx(want), (name, key, got)
+        else:
+            assert got == want, (name, key, got)
+    assert not snap.errors, snap.errors
+
+
+def test_hf_loss_history_steps_come_from_the_bar() -> None:
+    snap, _ = scan(sample("hf_trainer.log"))
+    assert [s for s, _ in snap.train_history] == [100, 200, 300]
+    assert [s for s, _ in snap.val_history] == [100, 200, 300]
+
+
+def test_hf_eval_bar_is_not_the_step() -> None:
+    # The eval bar (n/13) is drawn after step 100; the step must stay 100, not 13.
+    data = sample("hf_trainer.log")
+    cut = data.index(b"{'eval_loss'")
+    snap, _ = scan(data[:cut])
+    assert snap.step == 100
+
+
+def test_hf_train_summary_is_not_the_last_loss() -> None:
+    snap, _ = scan(sample("hf_trainer.log"))
+    assert snap.loss == pytest.approx(0.8731)  # not the run average 1.6543
+
+
+def test_jsonl_nan_is_recorded_as_such() -> None:
+    snap, notes = scan(sample("jsonl.log"))
+    assert snap.loss is not None and math.isnan(snap.loss)
+    assert snap.nonfinite_seen and snap.nonfinite_since_step == 30
+    assert any(n.nonfinite for n in notes)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLES.glob("*.log")))
+def test_prefilter_loses_nothing(name: str) -> None:
+    """The scanner skips lines without a keyword; the result must equal parsing all."""
+    data = sample(name)
+    a, _ = scan(data)
+    b = parse_every_line(data)
+    fields = (
+        "step",
+        "step_total",
+        "epoch",
+        "loss",
+        "val_loss",
+        "lr",
+        "first_loss",
+        "first_val_loss",
+        "checkpoint",
+        "wandb_dir",
+        "errors_total",
+    )
+    for f in fields:
+        va, vb = getattr(a, f), getattr(b, f)
+        if f == "checkpoint" and va is not None and vb is not None:
+            va, vb = (va.path, va.step), (vb.path, vb.step)
+        if isinstance(va, float) and math.isnan(va):
+            assert isinstance(vb, float) and math.isnan(vb)
+        else:
+            assert va == vb, (name, f, va, vb)
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in SAMPLES.glob("*.log")))
+def test_chunk_boundaries_do_not_matter(name: str) -> None:
+    data = sample(name)
+    whole, _ = scan(data)
+    rng = random.Random(name)
+    for _ in range(3):
+        sizes = [rng.randint(1, 97) for _ in range(len(data) // 20 + 1)]
+        split, _ = scan(data, chunks=sizes)
+        assert (split.step, split.loss, split.val_loss, split.errors_total) == (
+            whole.step,
+            whole.loss,
+            whole.val_loss,
+            whole.errors_total,
+        )
+
+
+def test_keywords_cover_every_line_the_parser_reads() -> None:
+    parser = LineParser()
+    for path in SAMPLES.glob("*.log"):
+        for raw in re.split(rb"[\r\n]", path.read_bytes()):
+            obs = parser.parse(raw.decode("utf-8", "replace"), 1)
+            if obs is not None:
+                low = raw.lower()
+                assert any(k in low for k in KEYWORDS), (path.name, raw)
+
+
+def test_errors_cuda_oom_traceback() -> None:
+    snap, notes = scan(sample("errors_oom.log"), stream=2)
+    assert [e.kind for e in snap.errors] == ["cuda_oom"]
+    assert snap.errors[0].text.startswith("torch.OutOfMemoryError: CUDA out of memory")
+    assert snap.errors[0].step == 5
+    assert any(n.error is not None for n in notes)
+    # Frames of the traceback ("loss = model(batch).loss") are not progress.
+    assert snap.loss == 2.1
+
+
+def test_errors_torchrun_prefixed() -> None:
+    snap, _ = scan(sample("errors_torchrun.log"), stream=2)
+    kinds = [e.kind for e in snap.errors]
+    assert kinds == ["nccl_timeout", "exception"]
+    assert snap.errors[1].text == "RuntimeError: boom at step 100"
+    assert snap.step == 99  # another rank's progress line inside the traceback still counts
+
+
+def test_errors_slurm_lines() -> None:
+    snap, _ = scan(sample("errors_slurm.log"), stream=2)
+    assert [e.kind for e in snap.errors] == ["oom_kill", "oom_kill", "time_limit", "killed"]
+
+
+def test_same_error_many_times_is_counted_not_repeated() -> None:
+    line = b"srun: error: n1: task 0: Out Of Memory\n"
+    snap, notes = scan(line * 1000, stream=2)
+    assert len(snap.errors) == 1 and snap.errors[0].count == 1000
+    assert snap.errors_total == 1000
+    assert sum(1 for n in notes if n.error is not None) == 1
+
+
+def test_unfinished_traceback_is_bounded() -> None:
+    data = b"Traceback (most recent call last):\n" + b'  File "x.py", line 1\n' * 1000
+    snap, _ = scan(data, stream=2)
+    assert [e.kind for e in snap.errors] == ["traceback"]
+
+
+def test_log_lines_do_not_end_a_traceback() -> None:
+    parser = LineParser()
+    assert parser.parse("Traceback (most recent call last):", 2) is None
+    assert parser.parse("INFO: still going", 2) is None
+    assert parser.in_traceback(2)
+    obs = parser.parse("KeyboardInterrupt", 2)
+    assert obs is not None and obs.error == "KeyboardInterrupt"
+    assert not parser.in_traceback(2)
+
+
+@pytest.mark.parametrize(
+    ("line", "want"),
+    [
+        ("iter 10: loss 3.2330, time 60.16ms, mfu 6.19%", dict(step=10, loss=3.233)),
+        (
+            "step 250: train loss 1.9663, val loss 2.0650",
+            dict(step=250, loss=1.9663, val_loss=2.065),
+        ),
+        (
+            "Step 100: grad_norm=3.2345, loss=0.2311, param_norm=1803.5574",
+            dict(step=100, loss=0.2311),
+        ),
+        (
+            "epoch 3 | step 120/400 | loss 0.51 | lr 3.0e-04",
+            dict(epoch=3.0, step=120, loss=0.51, lr=3e-4),
+        ),
+        ("train_loss=0.25 val_loss=0.3", dict(loss=0.25, val_loss=0.3)),
+        ("global_step: 1,234  loss: -inf", dict(step=1234, loss=-math.inf)),
+        ("aux_loss: 0.5 loss_scale: 1024", dict()),
+        ("Loading checkpoint from out/checkpoint-100", dict()),
+        ("Resumed from saved checkpoint at step 100", dict(step=100, checkpoint_saved=False)),
+        (
+            "Checkpoint saved to /ckpt/step_7000",
+            dict(checkpoint="/ckpt/step_7000", checkpoint_step=7000),
+        ),
+        (
+            "Epoch 2: saving model to 'ckpt/model-epoch=02.ckpt'",
+            dict(checkpoint="ckpt/model-epoch=02.ckpt"),
+        ),
+        (
+            "toy_train: resolved config written to /r/out/config_resolved.yaml",
+            dict(config_path="/r/out/config_resolved.yaml"),
+        ),
+        (
+            "wandb: 🚀 View run glad-moon-1 at: https://wandb.ai/team/proj/runs/k1rvbdmc",
+            dict(wandb_url="https://wandb.ai/team/proj/runs/k1rvbdmc"),
+        ),
+        (
+            "wandb: Run data is saved locally in /s/wandb/run-20240501_120000-abc",
+            dict(wandb_dir="/s/wandb/run-20240501_120000-abc"),
+        ),
+        ("ProcessGroupNCCL initialization options: size: 2, TIMEOUT(ms): 1800000", dict()),
+    ],
+)
+def test_single_lines(line: str, want: dict[str, object]) -> None:
+    obs = LineParser().parse(line, 1)
+    if not want:
+        assert obs is None or (
+            obs.step is None and obs.loss is None and not obs.checkpoint_saved and obs.error is None
+        ), obs
+        return
+    assert obs is not None, line
+    for key, value in want.items():
+        got = getattr(obs, key)
+        assert got == (
+            pytest.approx(value) if isinstance(value, float) and math.isfinite(value) else value
+        ), (key, got)
+
+
+def test_ansi_and_rank_prefix_are_stripped() -> None:
+    assert strip_line("[rank3]:\x1b[31mstep: 5\x1b[39m") == "step: 5"
+    assert strip_line("0: \x1b]0;title\x07loss 1") == "loss 1"
+    assert strip_line("a\x00b") == "ab"
+
+
+def test_parse_number_forms() -> None:
+    assert parse_number("10K") == 10000
+    assert parse_number("1.5M") == 1.5e6
+    assert parse_number("'0.5'") == 0.5
+    assert parse_number("1,234") == 1234
+    assert math.isnan(parse_number("NaN") or 0.0)
+    assert parse_number("inf") == math.inf
+    assert parse_number("abc") is None
+
+
+def test_custom_patterns_win_and_need_no_keyword() -> None:
+    pat = Pattern(
+        "mine",
+        re.compile(r"ep (?P<epoch>\d+) it (?P<step>\d+) l=(?P<loss>[-+.\deE]+|nan|inf)"),
+    )
+    data = b"ep 1 it 10 l=0.9\nep 2 it 20 l=nan\nsomething else\n"
+    snap, _ = scan(data, patterns=(pat,))
+    assert snap.step == 20 and snap.epoch == 2.0
+    assert snap.loss is not None and math.isnan(snap.loss)
+    assert snap.first_loss == 0.9
+
+
+def test_custom_pattern_checkpoint_and_error() -> None:
+    pats = (
+        Pattern("ck", re.compile(r"stored weights at (?P<checkpoint>\S+)")),
+        Pattern("err", re.compile(r"^FATAL (?P<error>.+)")),
+    )
+    snap, _ = scan(b"stored weights at /w/step9\nFATAL the sky fell\n", patterns=pats)
+    assert snap.checkpoint is not None and snap.checkpoint.path == "/w/step9"
+    assert [(e.kind, e.text) for e in snap.errors] == [("user:err", "the sky fell")]
+
+
+def test_invalid_utf8_nul_and_giant_lines_do_not_break_parsing() -> None:
+    junk = bytes(range(256)) * 10 + b"\xff\xfe\x00\x00"
+    data = junk + b"\nstep 7 loss 0.5\x00\n" + b"x" * 300_000 + b" step 9 loss 0.25\n"
+    snap, _ = scan(data)
+    # The giant line keeps its last 64 KiB, where "step 9 loss 0.25" is.
+    assert snap.step == 9 and snap.loss == 0.25

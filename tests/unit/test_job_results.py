@@ -1,0 +1,181 @@
+"""Final state, the drafted loss_one_liner, Next, and finding files the run wrote."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from hpcwrap.job.formats import Observation
+from hpcwrap.job.progress import Progress, Snapshot
+from hpcwrap.job.results import (
+    EndFacts,
+    final_state,
+    find_checkpoint_on_disk,
+    find_config_snapshot,
+    loss_one_liner,
+    next_steps,
+)
+
+
+def snap_of(
+    train: list[float], val: list[float] | None = None, step_every: int = 100, **extra: object
+) -> Snapshot:
+    progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
+    for i, loss in enumerate(train):
+        progress.apply(Observation(step=(i + 1) * step_every, loss=loss))
+    for i, v in enumerate(val or []):
+        progress.apply(Observation(step=(i + 1) * step_every * 5, val_loss=v))
+    for key, value in extra.items():
+        progress.apply(Observation(**{key: value}))  # type: ignore[arg-type]
+    return progress.snapshot()
+
+
+def end(code: int = 0, **kw: object) -> EndFacts:
+    base = dict(
+        exit_code=code,
+        signaled=None,
+        walltime_signal=False,
+        terminated_by=None,
+        near_time_limit=False,
+        killed_by_us=False,
+    )
+    base.update(kw)
+    return EndFacts(**base)  # type: ignore[arg-type]
+
+
+def decay(n: int, a: float = 2.3, b: float = 0.4) -> list[float]:
+    return [b + (a - b) * math.exp(-4 * i / n) for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("facts", "snap_kw", "want"),
+    [
+        (end(0), {}, "COMPLETED"),
+        (end(1), {}, "FAILED"),
+        (end(143, terminated_by="SIGTERM"), {}, "CANCELLED"),
+        (end(143, terminated_by="SIGTERM", near_time_limit=True), {}, "TIMEOUT"),
+        (end(124, walltime_signal=True), {}, "TIMEOUT"),
+        (end(0, walltime_signal=True), {}, "TIMEOUT"),
+        (end(0, walltime_signal=True), {"step": 100, "step_total": 100}, "COMPLETED"),
+        (
+            end(137, signaled=9),
+            {"error": "srun: error: n1: task 0: Out Of Memory", "error_kind": "oom_kill"},
+            "OUT_OF_MEMORY",
+        ),
+        (
+            end(1),
+            {
+                "error": "*** STEP 1.0 ON n1 CANCELLED AT x DUE TO TIME LIMIT ***",
+                "error_kind": "time_limit",
+            },
+            "TIMEOUT",
+        ),
+    ],
+)
+def test_final_state(facts: EndFacts, snap_kw: dict[str, object], want: str) -> None:
+    progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
+    if snap_kw:
+        progress.apply(Observation(**snap_kw))  # type: ignore[arg-type]
+    assert final_state(facts, progress.snapshot()) == want
+
+
+def test_one_liner_steady_fall_val_tracks() -> None:
+    text = loss_one_liner(snap_of(decay(200), [1.9, 1.1, 0.8, 0.6, 0.5, 0.48, 0.47, 0.46]))
+    assert text is not None
+    assert text.startswith("Train loss fell steadily from 2.3 to 0.4")
+    assert "val loss tracked it" in text and "no sign of overfitting" in text
+    assert text.endswith(".")
+    # words, not a list of numbers
+    assert sum(c.isdigit() for c in text) < len(text) / 5
+
+
+def test_one_liner_overfitting() -> None:
+    val = [2.0, 1.2, 0.9, 0.8, 0.85, 0.95, 1.05, 1.2]
+    text = loss_one_liner(snap_of(decay(200, b=0.05), val))
+    assert text is not None and "overfitting" in text and "bottomed out at 0.8" in text
+
+
+def test_one_liner_plateau_noted() -> None:
+    train = decay(100, 2.0, 0.5)[:40] + [0.55 + 0.002 * (-1) ** i for i in range(160)]
+    text = loss_one_liner(snap_of(train))
+    assert text is not None and "flattened out" in text and "no val loss was logged" in text
+
+
+def test_one_liner_nan() -> None:
+    text = loss_one_liner(snap_of([2.0, 1.5, 1.2, float("nan")]))
+    assert text is not None and "nan/inf at step 400" in text and "diverged" in text
+
+
+def test_one_liner_rising_and_flat() -> None:
+    rising = loss_one_liner(snap_of([1.0 + 0.1 * i for i in range(50)]))
+    assert rising is not None and "rose" in rising and "not converging" in rising
+    flat = loss_one_liner(snap_of([1.0, 1.01, 0.99, 1.0] * 20))
+    assert flat is not None and "stayed flat" in flat
+
+
+def test_one_liner_nothing_logged() -> None:
+    assert loss_one_liner(snap_of([])) is None
+    one = loss_one_liner(snap_of([0.7]))
+    assert one is not None and one.startswith("Only one train loss value")
+
+
+def test_next_completed_needs_passport_before_eval() -> None:
+    out = next_steps("COMPLETED", "/ck/300", snap_of(decay(50)))
+    joined = " ".join(out)
+    assert "MODEL_PASSPORT.json" in joined and "SIGNOFF.json" in joined
+    for line in out:
+        if "eval" in line or "upload" in line:
+            assert "MODEL_PASSPORT.json" in line  # never eval/upload without passport+signoff
+
+
+def test_next_timeout_resume() -> None:
+    out = next_steps("TIMEOUT", "/ck/250", snap_of(decay(50)))
+    assert out[0].startswith("resume for more steps from `/ck/250`")
+    assert not any("eval" in x for x in out)
+
+
+def test_next_failed_and_no_checkpoint() -> None:
+    s = snap_of([1.0], error="RuntimeError: boom", error_kind="exception")
+    out = next_steps("FAILED", None, s)
+    assert out == ["fix the failure first (RuntimeError: boom), then resubmit"]
+    out = next_steps("COMPLETED", None, snap_of([1.0, 0.5]))
+    assert any("no checkpoint path was seen" in x for x in out)
+
+
+def test_find_config_snapshot(tmp_path: Path) -> None:
+    since = time.time()
+    out = tmp_path / "runs" / "exp1"
+    out.mkdir(parents=True)
+    old = tmp_path / "config_resolved.yaml"
+    old.write_text("old: 1\n")
+    os.utime(old, (since - 3600, since - 3600))  # from an earlier run
+    new = out / "config_resolved.yaml"
+    new.write_text("lr: 3e-4\n")
+    found = find_config_snapshot(
+        ("config_resolved.*",), cwd=tmp_path, announced=None, near=[], since=since
+    )
+    assert found == new
+    printed = tmp_path / "elsewhere.json"
+    printed.write_text("{}")
+    assert (
+        find_config_snapshot(("x",), cwd=tmp_path, announced="elsewhere.json", near=[], since=since)
+        == printed
+    )
+    assert (
+        find_config_snapshot(("nomatch.*",), cwd=tmp_path, announced=None, near=[], since=since)
+        is None
+    )
+
+
+def test_find_checkpoint_on_disk(tmp_path: Path) -> None:
+    since = time.time()
+    (tmp_path / "outputs" / "checkpoint" / "step-644").mkdir(parents=True)
+    (tmp_path / "outputs" / "checkpoint" / "step-6440").mkdir(parents=True)
+    found = find_checkpoint_on_disk(644, cwd=tmp_path, since=since)
+    assert found == tmp_path / "outputs" / "checkpoint" / "step-644"
+    assert find_checkpoint_on_disk(645, cwd=tmp_path, since=since) is None

@@ -1,0 +1,108 @@
+"""The scanner: bounded memory, never blocking the copy, skipping when behind."""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+
+from hpcwrap.job.formats import LineParser
+from hpcwrap.job.progress import LossHistory, Progress
+from hpcwrap.job.scan import LINE_MAX, Scanner
+
+
+def make(soft: int = 1 << 20, hard: int = 4 << 20) -> tuple[Scanner, Progress, list[BaseException]]:
+    progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
+    errors: list[BaseException] = []
+    scanner = Scanner(
+        LineParser(),
+        progress,
+        lambda n: None,
+        lambda e, b: errors.append(e),
+        soft_limit=soft,
+        hard_limit=hard,
+    )
+    return scanner, progress, errors
+
+
+def test_giant_line_without_newline_keeps_bounded_buffer() -> None:
+    scanner, progress, _ = make()
+    chunk = b"y" * (1 << 20)
+    for _ in range(20):  # 20 MB, no newline
+        scanner.feed(1, chunk)
+        assert len(scanner._streams[1].partial) <= LINE_MAX
+    scanner.feed(1, b" step 3 loss 0.5\n")
+    assert progress.snapshot().step == 3
+
+
+def test_cr_floods_are_lines() -> None:
+    scanner, progress, _ = make()
+    data = b"".join(
+        b"\r%3d%%|#   | %d/1000 [00:01<00:02, 9.1it/s]" % (i // 10, i) for i in range(1000)
+    )
+    scanner.feed(2, data + b"\n")
+    assert progress.snapshot().step == 999
+
+
+def test_offer_skips_when_behind_and_counts() -> None:
+    scanner, progress, _ = make(soft=1000, hard=5000)
+    plain = b"x" * 600 + b"\n"
+    scanner.offer(1, plain)  # queued: 601
+    scanner.offer(1, plain)  # would be 1202 > soft, no critical word: skipped
+    assert scanner.skipped_bytes == len(plain)
+    assert progress.snapshot().bytes_skipped == len(plain)
+    crit = b"Traceback (most recent call last):\n"
+    scanner.offer(1, crit)  # behind, but a critical word: still queued
+    assert scanner.skipped_bytes == len(plain)
+    big = b"Traceback\n" * 600  # past the hard limit: skipped even so
+    scanner.offer(1, big)
+    assert scanner.skipped_bytes == len(plain) + len(big)
+
+
+def test_gap_drops_the_fragment_after_it() -> None:
+    scanner, progress, _ = make()
+    scanner.feed(1, b"step 5 loss 1.0\nstep 12")  # "step 12" is unfinished...
+    scanner.feed(1, b"34 loss 9.9\nstep 6 loss 0.9\n", gap=True)  # ...and output was skipped
+    snap = progress.snapshot()
+    assert snap.step == 6 and snap.loss == 0.9
+    assert [v for _, v in snap.train_history] == [1.0, 0.9]  # "34 loss 9.9" was not read
+
+
+def test_thread_processes_queue_then_unfinished_line() -> None:
+    scanner, progress, _ = make()
+    t = threading.Thread(target=scanner.run)
+    t.start()
+    scanner.offer(1, b"step 1 loss 2.0\n")
+    scanner.offer(2, b"step 2 loss 1.5")  # no newline: read at close
+    scanner.close()
+    t.join(5)
+    assert not t.is_alive()
+    assert progress.snapshot().step == 2
+
+
+def test_parser_exception_is_reported_once_and_scanning_goes_on() -> None:
+    scanner, progress, errors = make()
+    real = scanner.parser.parse
+    calls = {"n": 0}
+
+    def flaky(text: str, stream: int = 2):  # type: ignore[no-untyped-def]
+        calls["n"] += 1
+        if "boom" in text:
+            raise ValueError("parser bug")
+        return real(text, stream)
+
+    scanner.parser.parse = flaky  # type: ignore[method-assign]
+    scanner.feed(1, b"step 1 loss boom\nstep 2 loss boom\nstep 3 loss 0.5\n")
+    assert len(errors) == 1 and isinstance(errors[0], ValueError)
+    assert scanner.parser_errors == 2
+    assert progress.snapshot().step == 3
+
+
+def test_loss_history_is_bounded_and_keeps_ends() -> None:
+    h = LossHistory(limit=64)
+    for i in range(100_000):
+        h.add(i, 1.0 / (i + 1))
+    pts = h.series()
+    assert len(pts) <= 65
+    assert pts[0] == (0, 1.0)
+    assert pts[-1] == (99_999, 1.0 / 100_000)

@@ -1,0 +1,238 @@
+"""The wrapper and a real run log: the toy trainer in every format, failures, signals."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from hpcwrap.config import Settings
+from hpcwrap.job.wrapper import Outcome, WrapperOptions, run_command
+from hpcwrap.runlog import RunLog, RunState, create_run
+
+REPO = Path(__file__).resolve().parents[2]
+TRAINER = REPO / "examples" / "toy_train.py"
+PY = sys.executable
+
+
+def new_log(tmp_path: Path) -> RunLog:
+    state = RunState(task="train", run_type="replication", objective="does it train?")
+    return create_run(tmp_path / "run_logs", state)
+
+
+def toy(tmp_path: Path, *args: str) -> list[str]:
+    return [
+        PY,
+        "-u",
+        str(TRAINER),
+        "--out-dir",
+        str(tmp_path / "out"),
+        "--steps-per-sec",
+        "0",
+        *args,
+    ]
+
+
+def wrap(
+    argv: list[str],
+    log: RunLog | None,
+    tmp_path: Path,
+    settings: Settings | None = None,
+) -> tuple[Outcome, bytes, str]:
+    out_path = tmp_path / "job.out"
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    messages = io.StringIO()
+    try:
+        outcome = run_command(
+            argv,
+            log,
+            WrapperOptions(
+                settings=settings or Settings(),
+                stdout_fd=fd,
+                stderr_fd=fd,
+                err=messages,
+                cwd=tmp_path,
+                environ={},
+            ),
+        )
+    finally:
+        os.close(fd)
+    return outcome, out_path.read_bytes(), messages.getvalue()
+
+
+def events(log: RunLog) -> list[dict[str, object]]:
+    lines = (log.sidecar / "events.jsonl").read_text().splitlines()
+    return [json.loads(x) for x in lines]
+
+
+@pytest.mark.parametrize("fmt", ["hf", "nanogpt", "lightning", "json"])
+def test_toy_trainer_each_format_fills_the_log(tmp_path: Path, fmt: str) -> None:
+    log = new_log(tmp_path)
+    argv = toy(
+        tmp_path,
+        "--format",
+        fmt,
+        "--steps",
+        "200",
+        "--log-every",
+        "10",
+        "--eval-every",
+        "50",
+        "--ckpt-every",
+        "100",
+    )
+    outcome, _, msgs = wrap(argv, log, tmp_path)
+    assert outcome.exit_code == 0, msgs
+    assert msgs == ""
+    state = log.read()
+    job = state.jobs[-1]
+    assert job.state == "COMPLETED" and job.exit_code == 0
+    assert job.start is not None and job.end is not None and job.node
+    texts = [s.text for s in state.status]
+    assert texts[0].startswith("running, step ") and "train_loss " in texts[0]
+    assert texts[-1].startswith("completed, exit code 0, after ")
+    assert "step 200" in texts[-1] and "ckpt step 200" in texts[-1]
+    r = state.results
+    assert r.final_step == 200
+    assert r.start_train_loss is not None and r.end_train_loss is not None
+    assert r.start_train_loss > r.end_train_loss  # the toy's loss falls
+    assert r.start_val_loss is not None and r.end_val_loss is not None
+    assert r.checkpoint == str(tmp_path / "out" / "checkpoints" / "200")
+    assert r.config_snapshot is not None and "config_resolved" in r.config_snapshot
+    assert Path(r.config_snapshot).is_file()
+    assert r.loss_one_liner and r.loss_one_liner.startswith("Train loss fell")
+    assert any("MODEL_PASSPORT.json" in n for n in state.next)
+    md = log.path.read_text()
+    assert "- final step: 200" in md and "## Results" in md
+    kinds = [e["kind"] for e in events(log)]
+    assert "started" in kinds and "ended" in kinds and "checkpoint" in kinds
+    assert len(kinds) < 40  # coalesced, not one event per line
+
+
+def test_crash_is_failed_with_the_exception(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    outcome, out, _ = wrap(
+        toy(tmp_path, "--steps", "100", "--crash-at-step", "60", "--ckpt-every", "50"),
+        log,
+        tmp_path,
+    )
+    assert outcome.exit_code == 1
+    state = log.read()
+    assert state.jobs[-1].state == "FAILED"
+    end = state.status[-1].text
+    assert end.startswith("failed, exit code 1") and "RuntimeError: toy crash at step 60" in end
+    assert any(n.startswith("fix the failure first (RuntimeError") for n in state.next)
+    assert any("resume from" in n for n in state.next)  # the step-50 checkpoint
+    assert b"Traceback (most recent call last)" in out
+
+
+def test_oom_and_nan_are_flagged(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    # json: an explicit step on every line (HF's step comes from a throttled tqdm bar).
+    wrap(
+        toy(
+            tmp_path,
+            "--format",
+            "json",
+            "--steps",
+            "100",
+            "--nan-at-step",
+            "40",
+            "--oom-at-step",
+            "80",
+        ),
+        log,
+        tmp_path,
+    )
+    state = log.read()
+    text = " | ".join(s.text for s in state.status)
+    assert "non-finite since step 40" in text
+    assert "CUDA out of memory at step 70" in text  # the last step printed before it
+    assert state.results.end_train_loss is not None and math.isnan(state.results.end_train_loss)
+    assert state.results.loss_one_liner and "diverged" in state.results.loss_one_liner
+
+
+@pytest.mark.timeout(60)
+def test_walltime_signal_recorded_and_forwarded(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    argv = toy(tmp_path, "--steps", "100000", "--log-every", "5", "--ckpt-every", "0")
+    argv[argv.index("--steps-per-sec") + 1] = "200"
+
+    def later() -> None:
+        time.sleep(2.0)
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+    threading.Thread(target=later, daemon=True).start()
+    outcome, _, _ = wrap(argv, log, tmp_path)
+    assert outcome.exit_code == 124  # the toy's "checkpointed on the signal" exit
+    state = log.read()
+    assert state.jobs[-1].state == "TIMEOUT"
+    warn = [s.text for s in state.status if s.text.startswith("walltime warning (SIGUSR2)")]
+    assert len(warn) == 1
+    assert "forwarded to the training (pid " in warn[0] and "step " in warn[0]
+    assert state.results.checkpoint and Path(state.results.checkpoint).is_dir()
+    assert state.next[0].startswith("resume for more steps from")
+
+
+def test_run_log_failure_never_changes_the_exit_status(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    shutil.rmtree(log.sidecar)
+    log.sidecar.write_text("not a folder")  # every run-log write now fails
+    outcome, out, msgs = wrap(
+        [PY, "-c", "print('step 1 loss 1.0'); raise SystemExit(7)"], log, tmp_path
+    )
+    assert outcome.exit_code == 7
+    assert out == b"step 1 loss 1.0\n"
+    assert "could not" in msgs and outcome.log_failures > 0
+
+
+def test_second_job_block_for_a_requeue(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    wrap([PY, "-c", "print('step 1 loss 1.0')"], log, tmp_path)
+    wrap([PY, "-c", "print('step 2 loss 0.5')"], log, tmp_path)
+    state = log.read()
+    assert len(state.jobs) == 2
+    assert all(j.state == "COMPLETED" for j in state.jobs)
+    # start losses keep the first job's values, end losses the last one's
+    assert state.results.start_train_loss == 1.0 and state.results.end_train_loss == 0.5
+
+
+def test_hpcwrap_run_cli_creates_a_log(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "HPCWRAP_RUN_LOG"}
+    proc = subprocess.run(
+        [
+            PY,
+            "-m",
+            "hpcwrap",
+            "run",
+            "--mode",
+            "replication",
+            "--objective",
+            "smoke",
+            "--execution-id",
+            "vm-1/europe-west4-a",
+            "--",
+            *toy(tmp_path, "--steps", "50"),
+        ],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    logs = list((tmp_path / "run_logs").glob("*_train.md"))
+    assert len(logs) == 1
+    md = logs[0].read_text()
+    assert "- execution_id: vm-1/europe-west4-a" in md
+    assert "- run_type: replication" in md
+    assert "completed, exit code 0" in md
