@@ -1,11 +1,224 @@
-"""`hpcwrap sbatch`: placeholder until its issue lands."""
+"""`hpcwrap sbatch`: sbatch with a memory.
+
+argparse cannot split ``[hpcwrap options] [sbatch options] script [args]``
+(it would take sbatch's options, and the script's, for its own), so the
+subcommand takes its words raw and ``hpcwrap.sbatch_options.split_command_line``
+splits them with sbatch's option table; the words found to be hpcwrap's are
+then parsed by an ordinary argparse parser, which also makes ``--help``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import shlex
+import sys
+from pathlib import Path
 from typing import Any
+
+from hpcwrap import submit
+from hpcwrap.cli.run_options import add_run_options, request_from_args
+from hpcwrap.config import load_settings
+from hpcwrap.runlog import RunLog
+from hpcwrap.sbatch_options import SBATCH_VERSION_CHECKED, split_command_line
+from hpcwrap.scheduler import SCHEDULERS, SubmitInterrupted, SubmitResult, get_scheduler
+
+DESCRIPTION = """\
+Submit a batch script through sbatch, with its run log written first.
+
+Before sbatch runs, the run log is created (run_logs/<group>/<date>_<task>.md):
+mode, objective, config (copied with its sha256), code state (git commit,
+branch, dirty diff saved in the sidecar), an experiment tag for --mode
+experiment. The job id is written into it as soon as sbatch prints it.
+"""
+
+EPILOG = f"""\
+how the words are split:
+  hpcwrap sbatch [hpcwrap options] [sbatch options] script [script args]
+
+  Before the script, a word is an hpcwrap option only when it is one of the
+  options above spelled in full (--mode X or --mode=X; never abbreviated).
+  Every other option is sbatch's and is passed to sbatch untouched, with its
+  value: sbatch's table of options ({SBATCH_VERSION_CHECKED}) says which take one,
+  so in `-J --mode` the job name is "--mode". The first word that is neither
+  an option nor an option's value is the script; `--` ends the options
+  (`hpcwrap sbatch -p debug -- -odd-name.sh`). Everything after the script
+  goes to the script, hpcwrap options included. Writing hpcwrap's options
+  first is clearest.
+
+  hpcwrap's option names collide with no sbatch 22.05 option. One collides with
+  an abbreviation: sbatch reads `--task` as `--tasks-per-node`; here --task is
+  hpcwrap's (the run's name), so spell sbatch's out: --ntasks-per-node.
+  Options sbatch 22.05 lacks are passed through as well; write them as
+  --option=value so hpcwrap does not take the value for the script.
+
+what hpcwrap adds (as #SBATCH lines placed before the script's own, so any
+setting of yours, on the command line, in SBATCH_* variables or in the
+script, wins):
+  --job-name=<script file name>   (sbatch's default; the job runs a copy)
+  --comment=hpcwrap:<run log>     (for the node hooks)
+  --open-mode=append              (one output file across requeues)
+  --signal=B:USR2@300             (walltime warning; walltime_signal and
+                                   walltime_lead in hpcwrap.toml)
+  and --parsable on the command line, to read the job id.
+
+  The job runs `python -m hpcwrap run --log <run log> -- <copy of the script>
+  <args>`: the copy (in the run's sidecar) keeps the script as submitted.
+  Output files are where sbatch puts them (default slurm-%j.out in the
+  submit directory). The script itself is not changed: plain sbatch still
+  runs it.
+
+output:
+  "Submitted batch job <id>" and the run log's path; with --json one object
+  {{"job_id", "cluster", "execution_id", "run_log", "job_script", "output",
+  "error", "notes"}}. With sbatch's --wait, hpcwrap waits too and exits with
+  sbatch's status. When sbatch refuses the job, the run log says "submit
+  failed" with sbatch's message, and hpcwrap exits 8 with that message.
+"""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The parser for hpcwrap's own options of `hpcwrap sbatch` (and its --help)."""
+    p = argparse.ArgumentParser(
+        prog="hpcwrap sbatch",
+        usage="hpcwrap sbatch [hpcwrap options] [sbatch options] script [script args]",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    add_run_options(p)
+    g = p.add_argument_group("submission")
+    g.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    g.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print the batch script and the sbatch command; write and submit nothing",
+    )
+    g.add_argument(
+        "--walltime-signal",
+        metavar="SIG[@LEAD]",
+        help="walltime warning signal and lead, e.g. USR2@5m (default: from hpcwrap.toml, "
+        "USR2@300)",
+    )
+    g.add_argument(
+        "--no-walltime-signal",
+        action="store_true",
+        help="do not ask Slurm for a walltime warning signal",
+    )
+    g.add_argument(
+        "--scheduler",
+        choices=SCHEDULERS,
+        default="slurm",
+        help="slurm (default), or local: run the batch script detached on this machine",
+    )
+    return p
+
+
+def own_options(parser: argparse.ArgumentParser) -> dict[str, bool]:
+    """hpcwrap's long option names -> whether each takes a value."""
+    own: dict[str, bool] = {}
+    for action in parser._actions:  # argparse has no public list of its options
+        for opt in action.option_strings:
+            if opt.startswith("--"):
+                own[opt[2:]] = action.nargs != 0
+    return own
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
-    p = sub.add_parser("sbatch", help="(not yet built)")
-    p.set_defaults(handler=lambda args: 2)
+    p = sub.add_parser(
+        "sbatch",
+        help="submit a batch script through sbatch, with its run log written first",
+        description=DESCRIPTION,
+        # No option prefix: every word goes to the handler, which splits them itself.
+        prefix_chars="\0",
+        add_help=False,
+    )
+    p.add_argument("words", nargs=argparse.REMAINDER)
+    p.set_defaults(handler=handle)
+
+
+def _wants_help(words: list[str], own: tuple[str, ...], keys: list[str | None]) -> bool:
+    return "--help" in own or "help" in keys or (not words)
+
+
+def handle(args: argparse.Namespace) -> int:
+    words: list[str] = list(args.words)
+    parser = build_parser()
+    cl = split_command_line(words, own_options(parser))
+    if _wants_help(words, cl.own, [o.key for o in cl.opts]):
+        parser.print_help()
+        return 0 if words else 2
+    ns = parser.parse_args(list(cl.own))
+    cwd = Path.cwd()
+    settings = load_settings(cwd)
+    request = request_from_args(ns, settings)
+    walltime = submit.walltime_signal(settings, ns.walltime_signal, ns.no_walltime_signal)
+    prep = submit.prepare(cl, settings=settings, cwd=cwd, env=os.environ, walltime=walltime)
+    scheduler = get_scheduler(ns.scheduler)
+    if ns.dry_run:
+        return _print_dry_run(submit.dry_run(request, prep, scheduler=scheduler), ns.json)
+
+    def announce(result: SubmitResult, exec_id: str, log: RunLog) -> None:
+        if ns.json:
+            return
+        # Printed at once, before an sbatch --wait starts waiting.
+        print(f"Submitted batch job {result.job_id}", flush=True)
+        print(f"run log: {log.path}", flush=True)
+
+    try:
+        outcome = submit.submit(request, prep, scheduler=scheduler, announce=announce)
+    except SubmitInterrupted as exc:
+        print(f"hpcwrap: interrupted: {exc.detail}", file=sys.stderr)
+        return 130
+    for note in outcome.notes:
+        print(f"hpcwrap: note: {note}", file=sys.stderr)
+    if outcome.result.messages:
+        print(outcome.result.messages, file=sys.stderr)
+    if ns.json:
+        facts = outcome.facts
+        print(
+            json.dumps(
+                {
+                    "job_id": outcome.result.job_id,
+                    "cluster": outcome.result.cluster,
+                    "execution_id": outcome.execution_id,
+                    "run_log": str(outcome.log.path),
+                    "job_script": str(outcome.job_script),
+                    "output": facts.get("output_path"),
+                    "error": facts.get("error_path"),
+                    "scheduler": scheduler.name,
+                    "returncode": outcome.result.returncode,
+                    "notes": list(outcome.notes),
+                }
+            )
+        )
+    return outcome.result.returncode
+
+
+def _print_dry_run(dry: submit.DryRun, as_json: bool) -> int:
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "dry_run": True,
+                    "run_log": str(dry.run_log),
+                    "job_script": dry.job_script,
+                    "command": dry.command,
+                    "code": dry.code,
+                    "output": dry.facts.get("output"),
+                    "error": dry.facts.get("error"),
+                    "notes": list(dry.notes),
+                }
+            )
+        )
+        return 0
+    print(f"# run log (would be created): {dry.run_log}")
+    print(f"# code: {dry.code}")
+    for note in dry.notes:
+        print(f"# note: {note}")
+    print(f"# sbatch command:\n{shlex.join(dry.command)}")
+    print("# batch script (job.sh):")
+    sys.stdout.write(dry.job_script)
+    return 0

@@ -1,0 +1,232 @@
+"""Start a run log from a RunRequest: the part shared by ``hpcwrap sbatch`` and ``hpcwrap run``.
+
+``create_run_from_request`` records what a run is (mode, objective, config,
+dataset, key settings), the code it uses (git commit/branch/dirty, the diff
+in the sidecar, untracked files counted), copies the ``--config`` file into
+the sidecar byte for byte with its sha256, creates the run log, and for
+``experiment`` runs tags the commit ``hpcwrap/<run-name>``.
+
+Sidecar files written here (``<run_logs>/<group>/.hpcwrap/<name>/``):
+``code.diff`` (only when the tree is dirty) and ``config/<file name>``.
+Machine facts go in ``state.extra``: ``code`` (CodeState.as_dict), ``code_diff``,
+``config_sha256``, ``config_copy``, ``config_source``, ``git_tag`` (name, or
+None), ``git_tag_error``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shlex
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hpcwrap import codestate
+from hpcwrap.errors import CodeStateError, UsageError
+from hpcwrap.runlog import JobBlock, RunLog, RunState, create_run
+from hpcwrap.runrequest import RunRequest
+
+# Names whose values are secrets: never into a run log (they stay only where the user put them).
+_SECRET_NAME = re.compile(
+    r"(secret|token|passw(or)?d|passwd|api[_-]?key|access[_-]?key|private[_-]?key|"
+    r"credential|auth)",
+    re.IGNORECASE,
+)
+REDACTED = "***"
+
+
+def _redact_pairs(text: str) -> str:
+    """``A=1,WANDB_API_KEY=x`` -> ``A=1,WANDB_API_KEY=***`` (comma lists as in --export)."""
+    parts = text.split(",")
+    out = []
+    for part in parts:
+        name, eq, _ = part.partition("=")
+        out.append(f"{name}={REDACTED}" if eq and _SECRET_NAME.search(name) else part)
+    return ",".join(out)
+
+
+def redact_argv(argv: Sequence[str]) -> list[str]:
+    """``argv`` with values of secret-looking names replaced by ``***``.
+
+    Catches ``NAME=value``, ``--name=value``, ``--name value`` and comma lists
+    (``--export=ALL,HF_TOKEN=...``) where the name says token/secret/password/
+    api key/credential. For the run log only; what runs is never changed.
+    """
+    out: list[str] = []
+    hide_next = False
+    for word in argv:
+        if hide_next:
+            out.append(REDACTED)
+            hide_next = False
+            continue
+        if word.startswith("-") and "=" not in word:
+            out.append(word)
+            hide_next = bool(_SECRET_NAME.search(word))
+            continue
+        if "=" in word:
+            head, _, value = word.partition("=")
+            if _SECRET_NAME.search(head):
+                out.append(f"{head}={REDACTED}")
+            elif "," in value or "=" in value:
+                out.append(f"{head}={_redact_pairs(value)}")
+            else:
+                out.append(word)
+            continue
+        out.append(word)
+    return out
+
+
+_PLAIN = re.compile(r"^[\w@%+=:,./-]+$")
+
+
+def quote_word(word: str) -> str:
+    """Shell-quote one word, on one line: ``$'...'`` for control characters."""
+    if word and _PLAIN.match(word):
+        return word
+    if any(ord(c) < 32 or ord(c) == 127 for c in word):
+        body = "".join(
+            {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}.get(c)
+            or (f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c)
+            for c in word
+        )
+        return f"$'{body}'"
+    return shlex.quote(word)
+
+
+def describe_command(script: str, args: Sequence[str] = ()) -> str:
+    """The Config ``script`` line: ``\\`slurm/train.sh\\` --lr 3e-4 'two words'``.
+
+    One line whatever the arguments hold; secret-looking values redacted.
+    """
+    head = f"`{script}`" if "`" not in script and "\n" not in script else quote_word(script)
+    words = [quote_word(w) for w in redact_argv(list(args))]
+    return " ".join([head, *words])
+
+
+def _resolve(path: Path, cwd: Path) -> Path:
+    path = path.expanduser()
+    return path if path.is_absolute() else cwd / path
+
+
+def _read_config(request: RunRequest, cwd: Path) -> tuple[Path, bytes] | None:
+    if request.config is None:
+        return None
+    source = _resolve(request.config, cwd)
+    try:
+        return source, source.read_bytes()
+    except IsADirectoryError:
+        raise UsageError(f"--config {request.config}: is a folder, not a file") from None
+    except OSError as exc:
+        raise UsageError(f"--config {request.config}: cannot read it: {exc.strerror}") from None
+
+
+def write_exact(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Write ``data`` to ``path`` exactly (temp file in the same folder, fsync, replace)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def sidecar_rel(log: RunLog, path: Path) -> str:
+    """``path`` relative to the run log's folder, as the log shows sidecar files."""
+    return os.path.relpath(path, log.path.parent)
+
+
+def code_line(state: RunState) -> str | None:
+    """The ``- code:`` line from what ``state.extra`` holds now (after a tag came or went)."""
+    raw = state.extra.get("code")
+    if not isinstance(raw, dict):
+        return state.code
+    code = codestate.CodeState(
+        repo=Path(raw["repo"]) if raw.get("repo") else None,
+        commit=raw.get("commit"),
+        branch=raw.get("branch"),
+        dirty=bool(raw.get("dirty")),
+        changed_files=int(raw.get("changed_files") or 0),
+        untracked=int(raw.get("untracked") or 0),
+        reason=raw.get("reason") or "",
+    )
+    tag = state.extra.get("git_tag")
+    note = state.extra.get("git_tag_note") or ""
+    return code.summary(state.extra.get("code_diff"), tag if isinstance(tag, str) else None, note)
+
+
+def create_run_from_request(
+    request: RunRequest,
+    *,
+    script: str | None,
+    cwd: Path,
+    when: datetime | None = None,
+    execution_id: str | None = None,
+) -> RunLog:
+    """Create the run log for ``request``; see the module docstring.
+
+    ``script``: the Config ``script`` line as it should read (build it with
+    ``describe_command``). ``cwd``: where the run starts; relative ``run_logs``
+    and ``--config`` paths and the git work tree are taken from it.
+    ``execution_id``: for runs started outside Slurm ("<host>:<pid>"), the
+    first Job block's id; None leaves the Job block empty for the submitter.
+    """
+    cwd = Path(os.path.abspath(cwd))
+    root = _resolve(request.run_logs, cwd)
+    config = _read_config(request, cwd)
+    code = codestate.capture(cwd, exclude=[root])
+    extra: dict[str, Any] = {"code": code.as_dict()}
+    if config is not None:
+        extra["config_source"] = str(config[0])
+        extra["config_sha256"] = hashlib.sha256(config[1]).hexdigest()
+    state = RunState(
+        task=request.task,
+        description=request.description,
+        group=request.group,
+        run_type=request.run_type,
+        objective=request.objective,
+        script=script,
+        config=str(request.config) if request.config is not None else None,
+        dataset=request.dataset,
+        key_settings=dict(request.key_settings),
+        code=code.summary(),
+        jobs=[JobBlock(execution_id=execution_id)] if execution_id else [],
+        extra=extra,
+    )
+    log = create_run(root, state, when=when)
+
+    facts: dict[str, Any] = {}
+    if code.dirty:
+        diff = codestate.save_diff(code, log.sidecar / "code.diff")
+        if diff is not None:
+            facts["code_diff"] = sidecar_rel(log, diff)
+    if config is not None:
+        copy = log.sidecar / "config" / config[0].name
+        write_exact(copy, config[1])
+        facts["config_copy"] = sidecar_rel(log, copy)
+    if request.run_type == "experiment":
+        if code.commit is None:
+            facts["git_tag"] = None
+            facts["git_tag_note"] = "no experiment tag (" + (code.reason or "no commits yet") + ")"
+        else:
+            try:
+                facts["git_tag"] = codestate.create_tag(
+                    code, codestate.tag_name(log.name, request.group)
+                )
+            except CodeStateError as exc:
+                # The run still goes: the commit sha is recorded; the log says why no tag.
+                facts["git_tag"] = None
+                facts["git_tag_error"] = str(exc)
+                facts["git_tag_note"] = "experiment tag NOT created (see state.json)"
+    if facts:
+
+        def mutate(st: RunState) -> None:
+            st.extra.update(facts)
+            st.code = code_line(st)
+
+        log.update(mutate, event="code_state", data={k: v for k, v in facts.items() if v})
+    return log
