@@ -65,14 +65,19 @@ def test_two_nodes_up_and_schedulable(cluster: Cluster) -> None:
     assert "is UP" in cluster.run(["scontrol", "ping"]).stdout
 
 
-def test_hook_lines_point_at_existing_shims(cluster: Cluster) -> None:
+def test_hook_lines_run_this_checkouts_shims(cluster: Cluster) -> None:
     config = cluster.run(["scontrol", "show", "config"], check=True).stdout
+    repo = DEV_CLUSTER.parent.parent
     for key in ("Prolog", "Epilog"):
         m = re.search(rf"^{key}\s*=\s*(\S+)$", config, re.MULTILINE)
         assert m, f"{key} missing from slurm.conf"
-        script = Path(m.group(1))
-        assert script.name == f"{key.lower()}.sh" and script.parent.name == "slurm"
-        assert os.access(script, os.X_OK), script
+        wrapper = Path(m.group(1))
+        assert wrapper == cluster.dir / "hooks" / f"{key.lower()}.sh"
+        assert os.access(wrapper, os.X_OK), wrapper
+        shim = repo / "slurm" / f"{key.lower()}.sh"
+        assert os.access(shim, os.X_OK), shim
+        assert f"exec '{shim}'" in wrapper.read_text()
+        assert f"HPCWRAP_EXE='{cluster.hpcwrap}'" in wrapper.read_text()
 
 
 def test_test_user_is_not_root_and_runs_current_hpcwrap(cluster: Cluster, tmp_path: Path) -> None:
