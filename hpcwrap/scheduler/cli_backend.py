@@ -8,6 +8,8 @@ never knowing. A second Ctrl-C stops sbatch at once.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
 import shutil
 import signal
@@ -229,11 +231,14 @@ class CliScheduler:
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """Stop sbatch: SIGINT to its process group (its own session), then SIGKILL."""
     if proc.poll() is not None:
         return
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    for sig, grace in ((signal.SIGINT, 5.0), (signal.SIGKILL, 5.0)):
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        try:
+            proc.wait(timeout=grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue

@@ -1,0 +1,177 @@
+"""Code state against real git repositories in temporary folders."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from hpcwrap import codestate
+from hpcwrap.errors import CodeStateError
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+    "GIT_CONFIG_NOSYSTEM": "1",
+}
+
+
+def git(repo: Path, *args: str, check: bool = True) -> str:
+    env = {**os.environ, **GIT_ENV, "HOME": str(repo.parent / "home")}
+    proc = subprocess.run(
+        ["git", *args], cwd=repo, env=env, capture_output=True, text=True, check=False
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"git {args}: {proc.stderr}")
+    return proc.stdout.strip()
+
+
+@pytest.fixture
+def repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # no user git config leaks in
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    r = tmp_path / "repo"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    (r / "train.py").write_text("lr = 1e-3\n")
+    (r / "data.bin").write_bytes(bytes(range(256)))
+    (r / "old.txt").write_text("to be deleted\n")
+    (r / "run.sh").write_text("#!/bin/bash\n")
+    git(r, "add", ".")
+    git(r, "commit", "-q", "-m", "init")
+    return r
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and ".git" not in p.relative_to(folder).parts
+    }
+
+
+def test_clean(repo: Path) -> None:
+    s = codestate.capture(repo)
+    assert s.repo == repo.resolve()
+    assert s.branch == "main"
+    assert s.commit == git(repo, "rev-parse", "HEAD")
+    assert not s.dirty and s.diff == b"" and s.untracked == 0
+    assert s.summary() == f"git `{s.commit[:12]}` (branch main), clean"  # type: ignore[index]
+
+
+def test_dirty_diff_reapplies_in_a_clean_checkout(repo: Path, tmp_path: Path) -> None:
+    # unstaged edit, staged edit, a new staged file, a deletion, a binary change, a mode change
+    (repo / "train.py").write_text("lr = 5e-4\n# tuned\n")
+    (repo / "staged.py").write_text("x = 1\n")
+    git(repo, "add", "staged.py")
+    (repo / "data.bin").write_bytes(bytes(reversed(range(256))) + b"\0tail")
+    git(repo, "add", "data.bin")
+    (repo / "old.txt").unlink()
+    (repo / "run.sh").chmod(0o755)
+    (repo / "untracked.txt").write_text("not recorded\n")
+    # hostile user config must not change the diff format
+    git(repo, "config", "diff.noprefix", "true")
+    git(repo, "config", "color.ui", "always")
+    git(repo, "config", "diff.mnemonicPrefix", "true")
+
+    s = codestate.capture(repo)
+    assert s.dirty
+    assert s.changed_files == 5
+    assert s.untracked == 1 and s.untracked_sample == ("untracked.txt",)
+    diff = codestate.save_diff(s, tmp_path / "side" / "code.diff")
+    assert diff is not None and diff.read_bytes() == s.diff
+
+    clone = tmp_path / "clone"
+    git(tmp_path, "clone", "-q", str(repo), str(clone))
+    git(clone, "checkout", "-q", s.commit or "")
+    git(clone, "apply", str(diff))
+    expected = _tree(repo)
+    del expected["untracked.txt"]
+    assert _tree(clone) == expected
+    assert os.stat(clone / "run.sh").st_mode & 0o111
+
+
+def test_run_logs_folder_is_not_code(repo: Path) -> None:
+    logs = repo / "run_logs"
+    logs.mkdir()
+    (logs / "timeline.md").write_text("# t\n")
+    git(repo, "add", "run_logs")
+    git(repo, "commit", "-q", "-m", "logs")
+    (logs / "timeline.md").write_text("# t\n1. new\n")
+    (logs / "2026-01-01_train.md").write_text("# new\n")
+    s = codestate.capture(repo, exclude=[logs])
+    assert not s.dirty and s.untracked == 0
+    s2 = codestate.capture(repo)
+    assert s2.dirty and s2.untracked == 1
+
+
+def test_capture_from_a_subfolder(repo: Path) -> None:
+    sub = repo / "pkg"
+    sub.mkdir()
+    (sub / "new.txt").write_text("x")
+    s = codestate.capture(sub)
+    assert s.repo == repo.resolve()
+    assert s.untracked == 1
+
+
+def test_outside_git(tmp_path: Path) -> None:
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    s = codestate.capture(folder)
+    assert s.repo is None and s.commit is None
+    assert s.summary() == "not in git (not a git repository)"
+
+
+def test_repository_without_commits(tmp_path: Path) -> None:
+    r = tmp_path / "empty"
+    r.mkdir()
+    git(r, "init", "-q", "-b", "main")
+    (r / "a.txt").write_text("a\n")
+    git(r, "add", "a.txt")
+    s = codestate.capture(r)
+    assert s.commit is None and s.branch == "main"
+    assert s.dirty and b"a.txt" in s.diff
+    with pytest.raises(CodeStateError, match="no commit"):
+        codestate.create_tag(s, "hpcwrap/x")
+
+
+def test_detached_head(repo: Path) -> None:
+    git(repo, "checkout", "-q", "--detach")
+    s = codestate.capture(repo)
+    assert s.branch is None
+    assert "detached HEAD" in s.summary()
+
+
+def test_tags(repo: Path) -> None:
+    s = codestate.capture(repo)
+    name = codestate.tag_name("2026-03-11_train", "front cam")
+    assert name == "hpcwrap/front cam/2026-03-11_train"
+    with pytest.raises(CodeStateError, match="not a valid git tag"):
+        codestate.create_tag(s, name)
+    name = codestate.tag_name("2026-03-11_train", "front_cam")
+    assert codestate.create_tag(s, name) == name
+    assert codestate.create_tag(s, name) == name + "_2"  # never moves an existing tag
+    assert git(repo, "tag", "--points-at", "HEAD").split() == [name, name + "_2"]
+    assert git(repo, "cat-file", "-t", name) == "commit"  # lightweight
+    # a tag that was moved to another commit is not ours to delete
+    (repo / "train.py").write_text("changed\n")
+    git(repo, "commit", "-q", "-am", "next")
+    git(repo, "tag", "-f", name + "_2", "HEAD")
+    assert not codestate.delete_tag(repo, name + "_2", s.commit or "")
+    assert codestate.delete_tag(repo, name, s.commit or "")
+    assert git(repo, "tag").split() == [name + "_2"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the repository away")
+def test_git_refusing_the_repository_is_an_error(repo: Path) -> None:
+    """git refuses a repository owned by someone else ("dubious ownership"): say so."""
+    for p in [repo, *repo.rglob("*")]:
+        os.lchown(p, 4242, 4242)
+    with pytest.raises(CodeStateError, match="dubious ownership"):
+        codestate.capture(repo)

@@ -1,0 +1,216 @@
+"""The generated batch script: golden file, and hostile paths/arguments run through bash.
+
+The hostile tests execute the generated job.sh with bash, with a stand-in for
+the Python interpreter (a script that records the argv it receives): the
+words ``hpcwrap run`` would get must arrive exactly, whatever the paths and
+arguments hold. sbatch's reading of the same file is checked too (read_directives,
+which test_sbatch_options checks against the real sbatch).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpcwrap import __version__
+from hpcwrap.config import Settings
+from hpcwrap.errors import UsageError
+from hpcwrap.sbatch_options import parse_sbatch_args, read_directives, split_command_line
+from hpcwrap.submit import Prepared, WalltimeSignal, batch_script, prepare, walltime_signal
+
+GOLDEN = Path(__file__).parent / "golden" / "job.sh"
+OWN = {"mode": True, "objective": True}
+USR2 = WalltimeSignal("USR2", 300.0)
+
+SCRIPT = """#!/bin/bash
+#SBATCH --job-name=front_cam
+#SBATCH -p gpu -t 2:00:00   # two hours
+#SBATCH --output=logs/%x-%j.out
+
+set -euo pipefail
+python train.py "$@"
+"""
+
+
+def _prep(tmp: Path, argv: list[str], script_text: str = SCRIPT, name: str = "train.sh",
+          signal: WalltimeSignal | None = USR2) -> Prepared:  # fmt: skip
+    (tmp / name).write_text(script_text)
+    cl = split_command_line(argv, OWN)
+    return prepare(cl, settings=Settings(), cwd=tmp, env={}, walltime=signal)
+
+
+def test_golden_batch_script(tmp_path: Path) -> None:
+    prep = _prep(tmp_path, ["-N", "2", "train.sh", "--lr", "3e-4", "two words", "$HOME"])
+    text = batch_script(
+        prep,
+        run_log=Path("/home/u/proj/run_logs/front_cam/2026-03-11_train.md"),
+        snapshot=Path("/home/u/proj/run_logs/front_cam/.hpcwrap/2026-03-11_train/script/train.sh"),
+        python="/opt/venv/bin/python",
+    )
+    expected = text.replace(f"hpcwrap {__version__}:", "hpcwrap {VERSION}:")
+    if os.environ.get("HPCWRAP_UPDATE_GOLDEN"):
+        GOLDEN.parent.mkdir(exist_ok=True)
+        GOLDEN.write_text(expected)
+    assert expected == GOLDEN.read_text()
+
+
+def test_batch_script_shape(tmp_path: Path) -> None:
+    prep = _prep(tmp_path, ["train.sh"])
+    text = batch_script(prep, run_log=Path("/r/x.md"), snapshot=Path("/r/s/train.sh"), python="/py")
+    lines = text.splitlines()
+    assert lines[0] == "#!/bin/bash"
+    d = read_directives(text)
+    # hpcwrap's defaults first, then the user's lines verbatim, then the first command
+    assert d.lines[-3:] == (
+        "#SBATCH --job-name=front_cam",
+        "#SBATCH -p gpu -t 2:00:00   # two hours",
+        "#SBATCH --output=logs/%x-%j.out",
+    )
+    keys = [o.key for o in parse_sbatch_args(d.args)]
+    assert keys[:4] == ["job-name", "comment", "open-mode", "signal"]
+    assert lines[d.body_line - 1].startswith("export HPCWRAP_RUN_LOG=")
+    assert lines[-1].startswith('exec /py -m hpcwrap run --log "$HPCWRAP_RUN_LOG" -- ')
+
+
+def test_no_walltime_signal(tmp_path: Path) -> None:
+    prep = _prep(tmp_path, ["train.sh"], signal=None)
+    text = batch_script(prep, run_log=Path("/r/x.md"), snapshot=Path("/r/t.sh"), python="/py")
+    assert "--signal" not in text
+    assert walltime_signal(Settings(), None, disabled=True) is None
+    assert walltime_signal(Settings(walltime_warning=False)) is None
+    assert walltime_signal(Settings(), "TERM@2m") == WalltimeSignal("TERM", 120.0)
+    with pytest.raises(UsageError, match="walltime-signal"):
+        walltime_signal(Settings(), "NOSUCH@5")
+
+
+HOSTILE_NAMES = [
+    "plain",
+    "with space",
+    "it's",
+    'say "hi"',
+    "dollar $HOME and $(id) and `id`",
+    "back\\slash",
+    "new\nline",
+    "#SBATCH --wrap=evil",
+    "semi;colon&amp|pipe",
+    "star * and ? and [x]",
+    "ünïcödé",
+]
+
+HOSTILE_ARGS = [
+    "",
+    " ",
+    "a b",
+    "'",
+    '"',
+    "$HOME",
+    "$(touch /tmp/hpcwrap-pwned)",
+    "`id`",
+    "line1\nline2",
+    "\n#SBATCH --partition=evil",
+    "-p",
+    "--",
+    "tab\there",
+    "*",
+    "\\",
+    "!history",
+]
+
+
+def _fake_python(folder: Path) -> Path:
+    """Stands in for the interpreter: records its argv and HPCWRAP_RUN_LOG as JSON."""
+    folder.mkdir(parents=True, exist_ok=True)
+    fake = folder / "py"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        "json.dump({'argv': sys.argv[1:], 'log': os.environ.get('HPCWRAP_RUN_LOG')},\n"
+        "          open(os.environ['HPCWRAP_TEST_OUT'], 'w'))\n"
+    )
+    fake.chmod(0o755)
+    return fake
+
+
+@pytest.mark.parametrize("name", HOSTILE_NAMES)
+def test_hostile_paths_and_args_reach_the_wrapper_exactly(tmp_path: Path, name: str) -> None:
+    root = tmp_path / name
+    fake = _fake_python(root / "venv" / name / "bin")
+    script_name = f"{name}.sh".replace("/", "_")
+    if "\n" in script_name:
+        script_name = script_name.replace("\n", "_")
+    root.mkdir(exist_ok=True)
+    prep = _prep(root, [script_name, *HOSTILE_ARGS], name=script_name)
+    run_log = root / "run_logs" / f"{name}" / "2026-03-11_train.md"
+    snapshot = root / "run_logs" / ".hpcwrap" / name / "script" / script_name
+    text = batch_script(prep, run_log=run_log, snapshot=snapshot, python=str(fake))
+    job = root / "job.sh"
+    job.write_text(text)
+    out = tmp_path / "out.json"
+    proc = subprocess.run(
+        ["bash", str(job)],
+        env={"PATH": os.environ["PATH"], "HPCWRAP_TEST_OUT": str(out)},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(out.read_text())
+    assert got["argv"] == [
+        "-m", "hpcwrap", "run", "--log", str(run_log), "--", str(snapshot), *HOSTILE_ARGS,
+    ]  # fmt: skip
+    assert got["log"] == str(run_log)
+    assert not Path("/tmp/hpcwrap-pwned").exists()
+
+    # sbatch reads exactly hpcwrap's defaults and the user's lines, nothing injected
+    opts = parse_sbatch_args(read_directives(text).args)
+    ours = ["job-name", "comment", "open-mode", "signal"]
+    if "\n" in str(run_log):
+        # a comment that cannot be an #SBATCH line goes on the command line instead
+        ours.remove("comment")
+        assert prep.sbatch_args(run_log) == [f"--comment=hpcwrap:{run_log}"]
+    else:
+        assert opts[1].value == f"hpcwrap:{run_log}"
+        assert prep.sbatch_args(run_log) == []
+    assert [o.key for o in opts] == [*ours, "job-name", "partition", "time", "output"]
+
+
+def test_user_comment_is_kept_and_noted(tmp_path: Path) -> None:
+    prep = _prep(tmp_path, ["--comment=mine", "train.sh"])
+    assert any("--comment" in n for n in prep.notes)
+    run_log = tmp_path / "a\nb.md"  # not representable: must not override theirs anyway
+    assert prep.sbatch_args(run_log) == ["--comment=mine"]
+    assert prep.resolved(run_log).get("comment") == "mine"
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["--test-only", "train.sh"], "submits nothing"),
+        (["--wrap=hostname"], "--wrap is not supported"),
+        (["-p", "debug"], "missing the batch script"),
+        (["nosuch.sh"], "no such batch script"),
+        (["--newopt", "val", "train.sh"], "--newopt=VALUE"),
+        (["--usage", "train.sh"], "sbatch --usage"),
+    ],
+)
+def test_prepare_refuses(tmp_path: Path, argv: list[str], match: str) -> None:
+    with pytest.raises(UsageError, match=match):
+        _prep(tmp_path, argv)
+
+
+def test_prepare_refuses_test_only_in_script(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="submits nothing"):
+        _prep(tmp_path, ["t.sh"], script_text="#!/bin/bash\n#SBATCH --test-only\n", name="t.sh")
+
+
+def test_script_path_with_spaces_and_folder(tmp_path: Path) -> None:
+    (tmp_path / "my dir").mkdir()
+    prep = _prep(tmp_path, ["my dir/run me.sh", "x"], name="my dir/run me.sh")
+    assert prep.script_path == tmp_path / "my dir" / "run me.sh"
+    assert prep.job_name == "run me.sh"
+    assert prep.script_args == ("x",)

@@ -1,0 +1,341 @@
+"""`hpcwrap sbatch` end to end without a cluster.
+
+Slurm is faked only at the subprocess boundary: a ``sbatch`` script on PATH
+that records the argv and the batch script it was given and answers like
+sbatch (tests with ``fake_sbatch`` in their name). The real thing is in
+tests/cluster/test_sbatch_cluster.py. The ``local`` scheduler needs no fake:
+it really runs the job on this machine, through the real ``hpcwrap run``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hpcwrap.cli import main
+from hpcwrap.runlog import open_run
+
+FAKE_SBATCH = r"""#!/bin/bash
+# A stand-in for sbatch: records what it was given, answers per $FAKE_SBATCH.
+printf '%s\0' "$@" > "$FAKE_SBATCH_LOG"
+cp -- "${@: -1}" "$FAKE_SBATCH_LOG.job"
+case "$FAKE_SBATCH" in
+  refuse) echo "sbatch: error: Batch job submission failed: Invalid partition name specified" >&2
+          exit 1 ;;
+  cluster) echo "4242;fedcl" ;;
+  warn) echo "sbatch: warning: a warning" >&2; echo 4244 ;;
+  slow) sleep "$FAKE_SBATCH_SLEEP"; echo 4243 ;;
+  wait) echo 4245; sleep 0.3; exit 3 ;;
+  *) echo 4241 ;;
+esac
+"""
+
+SCRIPT = '#!/bin/bash\n#SBATCH -t 5\necho "hello from the job: $*"\n'
+
+GIT_ENV = {
+    "GIT_AUTHOR_NAME": "t",
+    "GIT_AUTHOR_EMAIL": "t@example.invalid",
+    "GIT_COMMITTER_NAME": "t",
+    "GIT_COMMITTER_EMAIL": "t@example.invalid",
+}
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, env={**os.environ, **GIT_ENV}, check=True,
+        capture_output=True, text=True,
+    ).stdout.strip()  # fmt: skip
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A git project with train.sh and a config, a fake sbatch first on PATH."""
+    for name in list(os.environ):
+        if name.startswith(("SBATCH_", "SLURM_", "HPCWRAP_")):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    proj = tmp_path / "proj"
+    proj.mkdir()
+    (proj / "train.sh").write_text(SCRIPT)
+    (proj / "conf.yaml").write_bytes(b"lr: 3e-4\r\nbatch: 64\n\xff raw bytes\n")
+    (proj / "model.py").write_text("x = 1\n")
+    git(proj, "init", "-q", "-b", "main")
+    git(proj, "add", ".")
+    git(proj, "commit", "-q", "-m", "init")
+    fake_bin = tmp_path / "fakebin"
+    fake_bin.mkdir()
+    (fake_bin / "sbatch").write_text(FAKE_SBATCH)
+    (fake_bin / "sbatch").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake_bin}:{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_SBATCH_LOG", str(tmp_path / "sbatch-argv"))
+    monkeypatch.chdir(proj)
+    return proj
+
+
+BASE = ["--mode", "experiment", "--objective", "does it submit?"]
+
+
+def cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    rc = main(["sbatch", *argv])
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def fake_argv(project: Path) -> list[str]:
+    return (project.parent / "sbatch-argv").read_bytes().decode().split("\0")[:-1]
+
+
+def test_submit_records_everything_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (project / "model.py").write_text("x = 2\n")  # dirty
+    (project / "scratch.txt").write_text("untracked\n")
+    rc, out, err = cli(
+        capsys, *BASE, "--config", "conf.yaml", "--set", "lr=3e-4", "--dataset", "d.parquet",
+        "-p", "debug", "train.sh", "a b", "$x",
+    )  # fmt: skip
+    assert rc == 0, err
+    lines = out.splitlines()
+    assert lines[0] == "Submitted batch job 4241"
+    log = open_run(lines[1].removeprefix("run log: "))
+    state = log.read()
+    job = state.jobs[0]
+    assert (job.execution_id, job.state, job.cluster) == ("4241", "SUBMITTED", None)
+    assert job.submitted is not None
+    # what sbatch got: --parsable, the user's options untouched, the job script
+    job_sh = log.sidecar / "job.sh"
+    assert fake_argv(project) == ["--parsable", "-p", "debug", str(job_sh)]
+    assert (project.parent / "sbatch-argv.job").read_bytes() == job_sh.read_bytes()
+    text = job_sh.read_text()
+    assert f"#SBATCH --comment=hpcwrap:{log.path}\n" in text
+    assert "#SBATCH -t 5\n" in text
+    snapshot = log.sidecar / "script" / "train.sh"
+    assert snapshot.read_bytes() == SCRIPT.encode() and os.access(snapshot, os.X_OK)
+    assert text.rstrip().endswith(f"-- {snapshot} 'a b' '$x'")
+    # config: byte-exact copy with its sha256
+    raw = (project / "conf.yaml").read_bytes()
+    assert (log.sidecar / "config" / "conf.yaml").read_bytes() == raw
+    assert state.extra["config_sha256"] == hashlib.sha256(raw).hexdigest()
+    # code: dirty, diff saved, untracked counted, experiment tag on the base commit
+    head = git(project, "rev-parse", "HEAD")
+    assert state.extra["code"]["commit"] == head and state.extra["code"]["dirty"]
+    assert state.extra["code"]["untracked"] == 1
+    assert b"x = 2" in (log.sidecar / "code.diff").read_bytes()
+    tag = state.extra["git_tag"]
+    assert tag == f"hpcwrap/{log.name}" and git(project, "rev-parse", tag) == head
+    md = log.path.read_text()
+    assert "- run_type: experiment" in md
+    assert "- script: `train.sh` 'a b' '$x'" in md
+    assert "- config: `conf.yaml`" in md and "- dataset: d.parquet" in md
+    assert "dirty" in md and f".hpcwrap/{log.name}/code.diff" in md
+    assert f"tag `{tag}` points at the base commit" in md
+    assert "- execution_id: 4241" in md and "- state: SUBMITTED" in md
+    # output where sbatch puts it, recorded for later tools
+    facts = state.extra["submit"]
+    assert facts["output_path"] == str(project / "slurm-4241.out")
+    assert facts["error"] is None and facts["job_id"] == "4241"
+    assert facts["sources"]["time"] == "#SBATCH" and facts["sources"]["partition"] == (
+        "command line"
+    )
+    assert log.name in (log.root / "timeline.md").read_text()
+    assert log.name in (log.root / "experiments.md").read_text()
+
+
+def test_array_and_output_pattern_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, _ = cli(capsys, *BASE, "--array=0-15%4", "-o", "out/%x-%A_%a.log", "train.sh")
+    assert rc == 0
+    state = open_run(out.splitlines()[1].removeprefix("run log: ")).read()
+    assert state.jobs[0].execution_id == "4241_[0-15]"
+    assert state.extra["submit"]["output_path"] == str(project / "out/train.sh-4241_%a.log")
+
+
+def test_cluster_and_warnings_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_SBATCH", "cluster")
+    rc, out, _ = cli(capsys, *BASE, "-M", "fedcl", "train.sh")
+    assert rc == 0
+    assert open_run(out.splitlines()[1][9:]).read().jobs[0].cluster == "fedcl"
+    monkeypatch.setenv("FAKE_SBATCH", "warn")
+    rc, out, err = cli(capsys, *BASE, "train.sh")
+    assert rc == 0 and "sbatch: warning: a warning" in err
+
+
+def test_json_output_fake_sbatch(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = cli(capsys, "--json", *BASE, "train.sh")
+    assert rc == 0
+    data = json.loads(out)
+    assert data["job_id"] == "4241" and data["execution_id"] == "4241"
+    assert Path(data["run_log"]).is_file()
+    assert data["output"] == str(project / "slurm-4241.out")
+    assert Path(data["job_script"]).name == "job.sh"
+
+
+def test_refusal_is_recorded_and_tag_removed_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_SBATCH", "refuse")
+    rc, out, err = cli(capsys, *BASE, "-p", "nosuch", "train.sh")
+    assert rc == 8
+    assert "Invalid partition name specified" in err
+    assert out == ""
+    logs = sorted((project / "run_logs").glob("*.md"))
+    log = open_run(next(p for p in logs if p.name[0].isdigit()))
+    state = log.read()
+    assert state.jobs[0].state == "SUBMIT_FAILED"
+    assert "Invalid partition name specified" in (state.jobs[0].submit_error or "")
+    assert git(project, "tag") == ""  # no dangling experiment tag
+    md = log.path.read_text()
+    assert "- state: SUBMIT_FAILED" in md and "submit error:" in md
+    assert "removed: the submission failed" in md
+    events = [
+        json.loads(x)["kind"] for x in (log.sidecar / "events.jsonl").read_text().split("\n") if x
+    ]
+    assert events[-1] == "submit_failed"
+
+
+def test_sbatch_missing(project: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                        monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+    only_git = tmp_path / "onlygit"
+    only_git.mkdir()
+    (only_git / "git").symlink_to(subprocess.run(
+        ["sh", "-c", "command -v git"], capture_output=True, text=True).stdout.strip())  # fmt: skip
+    monkeypatch.setenv("PATH", str(only_git))
+    rc, _, err = cli(capsys, *BASE, "train.sh")
+    assert rc == 9
+    assert "sbatch not found" in err
+    log = open_run(next(p for p in (project / "run_logs").glob("2*.md")))
+    assert log.read().jobs[0].state == "SUBMIT_FAILED"
+    assert git(project, "tag") == ""
+
+
+def test_wait_passes_sbatch_status_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_SBATCH", "wait")
+    rc, out, _ = cli(capsys, *BASE, "--wait", "train.sh")
+    assert rc == 3  # the job's status, as `sbatch --wait` exits
+    assert out.startswith("Submitted batch job 4245\n")
+    assert open_run(out.splitlines()[1][9:]).read().jobs[0].execution_id == "4245"
+
+
+def test_two_submissions_do_not_collide_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = []
+    for _ in range(2):
+        rc, out, _ = cli(capsys, *BASE, "train.sh")
+        assert rc == 0
+        paths.append(out.splitlines()[1][9:])
+    assert paths[0] != paths[1]
+    assert paths[1].endswith("_2.md")
+    tags = git(project, "tag").split()
+    assert len(tags) == 2 and tags[1].endswith("_2")
+
+
+def test_dry_run_writes_nothing(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = cli(capsys, *BASE, "--dry-run", "-p", "debug", "train.sh", "x")
+    assert rc == 0
+    assert "#SBATCH --comment=hpcwrap:" in out and "sbatch --parsable -p debug" in out
+    assert not (project / "run_logs").exists()
+    assert not (project.parent / "sbatch-argv").exists()
+    assert git(project, "tag") == ""
+    rc, out, _ = cli(capsys, *BASE, "--dry-run", "--json", "train.sh")
+    assert json.loads(out)["dry_run"] is True
+
+
+def test_usage_errors_create_nothing(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = cli(capsys, "--objective", "x", "train.sh")
+    assert rc == 2 and "--mode" in err
+    rc, _, err = cli(capsys, *BASE, "--test-only", "train.sh")
+    assert rc == 2 and "submits nothing" in err
+    rc, _, err = cli(capsys, *BASE, "--task", "4", "--walltime-signal", "BOGUS", "train.sh")
+    assert rc == 2 and "walltime-signal" in err
+    assert not (project / "run_logs").exists()
+
+
+def test_help(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for words in (["--help"], ["-h"], ["-p", "x", "--help"]):
+        rc, out, _ = cli(capsys, *words)
+        assert rc == 0 and "how the words are split" in out and "--tasks-per-node" in out
+    rc, _, _ = cli(capsys)
+    assert rc == 2
+
+
+def _start(project: Path, env: dict[str, str], *argv: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "hpcwrap", "sbatch", *argv],
+        cwd=project,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _wait_for(path: Path, timeout: float = 20) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.05)
+
+
+def test_ctrl_c_lets_sbatch_finish_and_records_the_job_fake_sbatch(project: Path) -> None:
+    env = {**os.environ, "FAKE_SBATCH": "slow", "FAKE_SBATCH_SLEEP": "1.5"}
+    proc = _start(project, env, *BASE, "train.sh")
+    _wait_for(project.parent / "sbatch-argv")
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "job 4243 was submitted" in err
+    log = open_run(next((project / "run_logs").glob("2*.md")))
+    state = log.read()
+    assert state.jobs[0].execution_id == "4243" and state.jobs[0].state == "SUBMITTED"
+    assert git(project, "tag") != ""  # the job exists: its tag stays
+    assert '"submit_interrupted"' in (log.sidecar / "events.jsonl").read_text()
+
+
+def test_second_ctrl_c_stops_sbatch_and_says_a_job_may_exist_fake_sbatch(project: Path) -> None:
+    env = {**os.environ, "FAKE_SBATCH": "slow", "FAKE_SBATCH_SLEEP": "60"}
+    proc = _start(project, env, *BASE, "train.sh")
+    _wait_for(project.parent / "sbatch-argv")
+    proc.send_signal(signal.SIGINT)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "may still exist" in err
+    state = open_run(next((project / "run_logs").glob("2*.md"))).read()
+    assert state.jobs[0].state == "SUBMIT_FAILED"
+    assert "interrupted" in (state.jobs[0].submit_error or "")
+    assert git(project, "tag") != ""  # unknown whether a job exists: tag kept, log says so
+
+
+def test_local_scheduler_runs_the_job(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, err = cli(capsys, "--scheduler", "local", *BASE, "train.sh", "x y")
+    assert rc == 0, err
+    job_id = out.splitlines()[0].removeprefix("Submitted batch job ")
+    host, _, pid = job_id.rpartition(":")
+    assert host and pid.isdigit()
+    output = project / f"slurm-{pid}.out"
+    deadline = time.monotonic() + 60
+    log = open_run(out.splitlines()[1][9:])
+    while time.monotonic() < deadline:
+        if log.read().jobs[0].state not in (None, "SUBMITTED", "RUNNING"):
+            break
+        time.sleep(0.2)
+    assert "hello from the job: x y" in output.read_text()
+    job = log.read().jobs[0]
+    assert job.execution_id == job_id
+    assert job.state == "COMPLETED" and job.exit_code == 0
