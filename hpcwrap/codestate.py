@@ -190,25 +190,42 @@ def capture(cwd: Path, exclude: Sequence[Path] = ()) -> CodeState:
     if not top.parts:  # inside .git itself, or a bare repository
         return CodeState(reason="not a work tree")
     git = _Git(top, git.exe, git.env)
-    head = git.run(["rev-parse", "--verify", "-q", "HEAD^{commit}"], check=False)
-    commit = head.stdout.decode().strip() if head.returncode == 0 else None
-    ref = git.run(["symbolic-ref", "-q", "--short", "HEAD"], check=False)
-    branch = ref.stdout.decode(errors="surrogateescape").strip() or None
-    base = commit or EMPTY_TREE
-    specs = _excludes(Path(os.path.abspath(top)), exclude)
+    specs = _excludes(top, exclude)
     spec_args = [":(top)", *specs] if specs else []
-    diff = git.run([*_DIFF_ARGS, base, "--", *spec_args]).stdout
-    names = git.run(["diff", "--name-only", "-z", base, "--", *spec_args])
-    changed = [n for n in names.stdout.split(b"\0") if n]
-    others = git.run(["ls-files", "--others", "--exclude-standard", "-z", "--", *spec_args]).stdout
-    untracked = [n.decode(errors="surrogateescape") for n in others.split(b"\0") if n]
+    # One `git status` gives the commit, the branch, changed and untracked files.
+    status = git.run(
+        ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", "--", *spec_args]
+    ).stdout
+    commit: str | None = None
+    branch: str | None = None
+    changed = 0
+    untracked: list[str] = []
+    fields = iter(status.split(b"\0"))
+    for raw in fields:
+        line = raw.decode(errors="surrogateescape")
+        if line.startswith("# branch.oid "):
+            oid = line.split(" ", 2)[2]
+            commit = None if oid == "(initial)" else oid
+        elif line.startswith("# branch.head "):
+            head = line.split(" ", 2)[2]
+            branch = None if head == "(detached)" else head
+        elif line[:2] in ("1 ", "u "):
+            changed += 1
+        elif line.startswith("2 "):
+            changed += 1
+            next(fields, None)  # a rename's original path is the next field
+        elif line.startswith("? "):
+            untracked.append(line[2:])
+    diff = b""
+    if changed:
+        diff = git.run([*_DIFF_ARGS, commit or EMPTY_TREE, "--", *spec_args]).stdout
     return CodeState(
         repo=top,
         commit=commit,
         branch=branch,
         dirty=bool(diff),
         diff=diff,
-        changed_files=len(changed),
+        changed_files=changed if diff else 0,
         untracked=len(untracked),
         untracked_sample=tuple(untracked[:UNTRACKED_LISTED]),
     )

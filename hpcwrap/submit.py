@@ -426,9 +426,12 @@ def submit(
 
         log.update(submitting, event="submitting", data={"command": command})
     except BaseException as exc:
-        record_failure(
-            log, f"hpcwrap could not prepare the job: {exc}", attempted=attempted, remove_tag=True
+        why = (
+            "submit interrupted (Ctrl-C) before sbatch ran: no job"
+            if isinstance(exc, KeyboardInterrupt)
+            else f"hpcwrap could not prepare the job: {exc}"
         )
+        record_failure(log, why, attempted=attempted, remove_tag=True)
         raise
 
     seen: list[tuple[SubmitResult, str]] = []

@@ -15,14 +15,19 @@ import os
 import shlex
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hpcwrap import submit
 from hpcwrap.cli.run_options import add_run_options, request_from_args
 from hpcwrap.config import load_settings
-from hpcwrap.runlog import RunLog
-from hpcwrap.sbatch_options import SBATCH_VERSION_CHECKED, split_command_line
 from hpcwrap.scheduler import SCHEDULERS, SubmitInterrupted, SubmitResult, get_scheduler
+
+if TYPE_CHECKING:
+    from hpcwrap import submit
+    from hpcwrap.runlog import RunLog
+
+# The sbatch release whose option table hpcwrap.sbatch_options holds (a test checks they agree;
+# that module and the run-log code load only when `hpcwrap sbatch` runs, not for --help).
+SBATCH_VERSION_CHECKED = "22.05.8"
 
 DESCRIPTION = """\
 Submit a batch script through sbatch, with its run log written first.
@@ -144,6 +149,9 @@ def _wants_help(words: list[str], own: tuple[str, ...], keys: list[str | None]) 
 
 
 def handle(args: argparse.Namespace) -> int:
+    from hpcwrap import submit
+    from hpcwrap.sbatch_options import split_command_line
+
     words: list[str] = list(args.words)
     parser = build_parser()
     cl = split_command_line(words, own_options(parser))

@@ -151,6 +151,10 @@ def test_own_option_names_do_not_collide_with_sbatch() -> None:
 
 
 def test_table_is_consistent() -> None:
+    from hpcwrap.cli import sbatch_cmd
+    from hpcwrap.sbatch_options import SBATCH_VERSION_CHECKED
+
+    assert sbatch_cmd.SBATCH_VERSION_CHECKED == SBATCH_VERSION_CHECKED
     assert len({o.name for o in SBATCH_OPTIONS}) == len(SBATCH_OPTIONS)
     assert len(SHORT) == len([o for o in SBATCH_OPTIONS if o.short])
     for o in SBATCH_OPTIONS:

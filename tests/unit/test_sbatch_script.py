@@ -214,3 +214,15 @@ def test_script_path_with_spaces_and_folder(tmp_path: Path) -> None:
     assert prep.script_path == tmp_path / "my dir" / "run me.sh"
     assert prep.job_name == "run me.sh"
     assert prep.script_args == ("x",)
+
+
+def test_describe_command_is_one_line_and_redacted() -> None:
+    from hpcwrap.newrun import describe_command, redact_argv
+
+    assert describe_command("slurm/train.sh", ["--lr", "3e-4", "two words", "a\nb"]) == (
+        "`slurm/train.sh` --lr 3e-4 'two words' $'a\\nb'"
+    )
+    assert redact_argv(
+        ["--export=ALL,HF_TOKEN=x,A=1", "--api-key", "k", "SECRET=s", "--wandb_api_key=z", "x=1"]
+    ) == ["--export=ALL,HF_TOKEN=***,A=1", "--api-key", "***", "SECRET=***",
+          "--wandb_api_key=***", "x=1"]  # fmt: skip

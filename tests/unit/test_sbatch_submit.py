@@ -339,3 +339,21 @@ def test_local_scheduler_runs_the_job(project: Path, capsys: pytest.CaptureFixtu
     job = log.read().jobs[0]
     assert job.execution_id == job_id
     assert job.state == "COMPLETED" and job.exit_code == 0
+
+
+def test_secrets_stay_out_of_the_run_log_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = cli(
+        capsys, *BASE, "--export=ALL,WANDB_API_KEY=sekrit1", "train.sh",
+        "--hf-token=sekrit2", "--password", "sekrit3", "lr=3",
+    )  # fmt: skip
+    assert rc == 0, err
+    # sbatch and the job get everything untouched ...
+    assert "--export=ALL,WANDB_API_KEY=sekrit1" in fake_argv(project)
+    log = open_run(out.splitlines()[1][9:])
+    assert "--hf-token=sekrit2" in (log.sidecar / "job.sh").read_text()
+    # ... the run log, its state and its events never see them
+    for path in (log.path, log.sidecar / "state.json", log.sidecar / "events.jsonl"):
+        assert "sekrit" not in path.read_text(), path
+    assert "'--hf-token=***' --password '***' lr=3" in log.path.read_text()
