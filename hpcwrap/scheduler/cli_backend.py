@@ -54,18 +54,16 @@ def _drain(stream: IO[bytes], sink: list[bytes]) -> None:
 class CliScheduler:
     name = "slurm"
 
-    def __init__(self, sbatch: str = "sbatch") -> None:
+    def __init__(self, sbatch: str = "sbatch", env: Mapping[str, str] | None = None) -> None:
+        """``env``: the environment for the Slurm commands (default: this process's)."""
         self.sbatch = sbatch
+        self.env = dict(env) if env is not None else None
 
     # ------------------------------------------------------------ helpers
 
     def _tool(self, name: str) -> str:
-        if name == "sbatch":
-            found = shutil.which(self.sbatch)
-            tool = self.sbatch
-        else:
-            found = shutil.which(name)
-            tool = name
+        tool = self.sbatch if name == "sbatch" else name
+        found = shutil.which(tool, path=(self.env or {}).get("PATH"))
         if found is None:
             raise SchedulerUnavailableError(
                 f"{tool} not found on PATH: is Slurm installed here (or a module loaded)?"
@@ -80,6 +78,7 @@ class CliScheduler:
                 text=True,
                 timeout=QUERY_TIMEOUT,
                 stdin=subprocess.DEVNULL,
+                env=self.env,
                 check=False,
             )
         except subprocess.TimeoutExpired:
@@ -114,7 +113,7 @@ class CliScheduler:
             proc = subprocess.Popen(
                 argv,
                 cwd=cwd,
-                env=dict(env) if env is not None else None,
+                env=dict(env) if env is not None else self.env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,

@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from hpcwrap.scheduler.cli_backend import CliScheduler
+
 pytestmark = pytest.mark.cluster
 
 GIT_ENV = {
@@ -285,5 +287,14 @@ def test_two_submissions_in_the_same_second(cluster: Any) -> None:
         assert sorted(tags) == sorted(f"hpcwrap/{md.stem}" for md in logs)
         timeline = (proj / "run_logs" / "timeline.md").read_text()
         assert all(md.name in timeline for md in logs)
+        # the scheduler backend reads the same jobs back (squeue, then sacct)
+        slurm = CliScheduler(env=cluster.env)
+        info = slurm.job_state(ids[0])
+        assert info is not None and info.state == "PENDING" and info.reason == "JobHeldUser"
+        slurm.cancel(ids[0])
+        assert cluster.wait_job(ids[0]) == "CANCELLED"
+        after = slurm.job_state(ids[0])
+        assert after is not None and after.state == "CANCELLED"
+        assert slurm.job_state("999999") is None
     finally:
         cluster.run(["scancel", *ids])

@@ -357,3 +357,18 @@ def test_secrets_stay_out_of_the_run_log_fake_sbatch(
     for path in (log.path, log.sidecar / "state.json", log.sidecar / "events.jsonl"):
         assert "sekrit" not in path.read_text(), path
     assert "'--hf-token=***' --password '***' lr=3" in log.path.read_text()
+
+
+def test_local_scheduler_state_and_cancel(project: Path) -> None:
+    from hpcwrap.scheduler.local import LocalScheduler
+
+    (project / "sleep.sh").write_text("#!/bin/bash\nexec sleep 60\n")
+    local = LocalScheduler()
+    result = local.submit(project / "sleep.sh", ["-o", "sleep-%j.log"], cwd=project)
+    assert (project / f"sleep-{result.job_id.rpartition(':')[2]}.log").exists()
+    info = local.job_state(result.job_id)
+    assert info is not None and info.state == "RUNNING"
+    local.cancel(result.job_id)
+    os.waitpid(int(result.job_id.rpartition(":")[2]), 0)  # reap: it is our child here
+    assert local.job_state(result.job_id) is None
+    assert local.job_state("otherhost:1") is None
