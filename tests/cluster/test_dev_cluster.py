@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import random
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -141,6 +143,23 @@ def test_up_twice_is_harmless(cluster: Cluster) -> None:
     assert set(node_states(cluster)) == {"n1", "n2"}
 
 
+def free_port_base() -> tuple[int, int]:
+    """A port base (slurmd +1/+2, slurmctld +17, slurmdbd +19) and a DB port (+30)
+    that nothing listens on, so concurrent test sessions do not collide."""
+    rng = random.Random(os.getpid())
+    for _ in range(50):
+        base = rng.randrange(20000, 40000, 50)
+        ports = [base + 1, base + 2, base + 17, base + 19, base + 30]
+        try:
+            for port in ports:
+                with socket.socket() as s:
+                    s.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return base, base + 30
+    pytest.fail("no free ports for a second dev cluster")
+
+
 @pytest.fixture
 def second_cluster_dir() -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix="hpcwrap-dc2-", dir="/tmp"))
@@ -156,11 +175,12 @@ def test_down_stops_exactly_its_own_processes(cluster: Cluster, second_cluster_d
     """A second cluster (own folder and ports) beside the main one: `down` on it
     stops all of its processes, a running job's included, and nothing of the main one."""
     cdir = second_cluster_dir
+    port_base, db_port = free_port_base()
     env = {
         **cluster.env,
         "HPCWRAP_DEV_CLUSTER_DIR": str(cdir),
-        "HPCWRAP_DEV_CLUSTER_PORT_BASE": "17500",
-        "HPCWRAP_DEV_CLUSTER_DB_PORT": "3357",
+        "HPCWRAP_DEV_CLUSTER_PORT_BASE": str(port_base),
+        "HPCWRAP_DEV_CLUSTER_DB_PORT": str(db_port),
         "SLURM_CONF": str(cdir / "etc" / "slurm.conf"),
     }
     up = subprocess.run(
