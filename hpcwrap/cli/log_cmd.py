@@ -4,6 +4,13 @@
 VM, an interactive session); it takes the same run-description options as
 ``hpcwrap sbatch``. ``<run>`` is a path, a file name, or a unique prefix of a
 run name under the run_logs folder.
+
+Locks: every write to a run log, timeline.md or experiments.md holds a lock:
+flock, or a soft lock file (pid@host) where the filesystem has no
+cluster-wide flock (detected: Lustre localflock/noflock, NFS local_lock).
+HPCWRAP_LOCK=flock|soft (or `lock` in hpcwrap.toml) overrides the detection;
+every machine writing the same run_logs/ must use the same kind.
+HPCWRAP_LOCK_TIMEOUT (seconds, default 60) bounds the wait. Times are UTC.
 """
 
 from __future__ import annotations
