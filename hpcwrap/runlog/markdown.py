@@ -82,8 +82,19 @@ def heading_kind(heading: str) -> str:
     return ""
 
 
+class BareLine(str):
+    """A line of a CRLF file that ended in a bare LF; written back the same way."""
+
+    __slots__ = ()
+
+
 def split_lines(text: str) -> tuple[list[str], str, bool]:
-    """Lines without their ends, the newline style, and whether the text ends with one."""
+    """Lines without their ends, the newline style, and whether the text ends with one.
+
+    The style is that of the first line end. In a CRLF file, a line that
+    ended in a bare LF comes back as a ``BareLine`` so ``join_lines`` restores
+    it byte for byte; in an LF file a stray CR stays part of its line.
+    """
     crlf = text.find("\r\n")
     lf = text.find("\n")
     newline = "\r\n" if crlf != -1 and crlf + 1 == lf else "\n"
@@ -91,13 +102,25 @@ def split_lines(text: str) -> tuple[list[str], str, bool]:
     body = text[:-1] if final else text
     lines = body.split("\n") if body or final else []
     if newline == "\r\n":
-        lines = [ln[:-1] if ln.endswith("\r") else ln for ln in lines]
+        last = len(lines) - 1
+        lines = [
+            ln[:-1] if ln.endswith("\r") else (BareLine(ln) if i < last or final else ln)
+            for i, ln in enumerate(lines)
+        ]
     return lines, newline, final
 
 
 def join_lines(lines: list[str], newline: str, final_newline: bool) -> str:
-    text = newline.join(lines)
-    return text + newline if final_newline and lines else text
+    if newline == "\n" or not any(type(ln) is BareLine for ln in lines):
+        text = newline.join(lines)
+        return text + newline if final_newline and lines else text
+    parts = []
+    for ln in lines:
+        parts.append(ln)
+        parts.append("\n" if type(ln) is BareLine else newline)
+    if not final_newline and parts:
+        parts.pop()
+    return "".join(parts)
 
 
 def _item_value(first: str, rest: list[str]) -> str:

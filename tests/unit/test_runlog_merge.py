@@ -293,3 +293,15 @@ def test_human_edits_survive_random_machine_updates(
         for entry in final.status:
             for rendered in status_line(entry.when, entry.text).split("\n"):
                 assert rendered in lines or rendered in edited
+
+
+def test_mixed_line_ends_kept_byte_for_byte(tmp_path: Path) -> None:
+    log = _new(tmp_path)
+    text = log.path.read_text().replace("\n", "\r\n")
+    text = text.replace("## Results\r\n", "## Results\r\npasted from a unix tool\nand another\n")
+    log.path.write_bytes(text.encode())
+    log.add_status("x", T0 + timedelta(hours=1))
+    data = log.path.read_bytes()
+    assert b"## Results\r\npasted from a unix tool\nand another\n" in data
+    assert b"\xe2\x80\x94 x\r\n" in data
+    assert data.replace(b"\r\n", b"").count(b"\n") == 2
