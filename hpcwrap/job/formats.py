@@ -119,12 +119,15 @@ _KEY_ALT = "|".join(
     re.escape(k).replace(r"\ ", r"[ ]") for k in sorted(_KEY_FIELDS, key=len, reverse=True)
 )
 # 'key': value | "key": "value" | key=value | key: value | key value
-_KV = re.compile(
+_KV_SOURCE = (
     r"(?<![\w/.\-])['\"]?(?P<key>" + _KEY_ALT + r")['\"]?"
     r"(?:\s*[:=]\s*|\s+)['\"]?(?P<val>" + _NUM + r")['\"]?"
-    r"(?:\s*/\s*(?P<total>\d+))?(?![\w.])",
-    re.IGNORECASE,
+    r"(?:\s*/\s*(?P<total>\d+))?(?![\w.])"
 )
+_KV = re.compile(_KV_SOURCE, re.IGNORECASE)
+# The same for lower-cased ASCII text: twice as fast as IGNORECASE (offsets are equal, so
+# values are taken from the original text, keeping lerobot's "10K").
+_KV_LOWER = re.compile(_KV_SOURCE.replace("[KMB]", "[kmb]"))
 
 _TQDM = re.compile(
     r"(?:(?P<desc>[^|]*?):\s*)?(?P<pct>\d{1,3})%\|[^|]*\|\s*"
@@ -137,7 +140,6 @@ _MEGATRON_TRAIN = re.compile(r"\biteration\s+(?P<n>\d+)\s*/\s*(?P<total>\d+)\s*\
 _MEGATRON_VAL = re.compile(r"validation loss at (?:iteration\s+)?(?P<n>\d+)", re.IGNORECASE)
 _MEGATRON_FIELD = re.compile(r"\|\s*(?P<key>[^|:]+?)\s*:\s*(?P<val>" + _NUM + r")\s*(?=\|)")
 
-_TRAIN_SUMMARY = re.compile(r"train_runtime|train_samples_per_second", re.IGNORECASE)
 _TORCHTITAN_VAL = re.compile(r"\bvalidate step\s*:", re.IGNORECASE)
 
 # --- events -------------------------------------------------------------------------
@@ -197,6 +199,23 @@ _CONFIG_WRITTEN = re.compile(
     + r"|\b(?:saving|writing|dumping)\s+(?:the\s+)?resolved\s+config(?:uration)?\s+"
     r"(?:file\s+)?(?:to|at|in)\s+" + _PATH.replace("path", "path2"),
     re.IGNORECASE,
+)
+
+# Lower-case words one of which every error line below contains (a cheap first check).
+_ERROR_HINTS: tuple[str, ...] = (
+    "time limit",
+    "oom",
+    "out of memory",
+    "outofmemory",
+    "memory limit",
+    "cancelled",
+    "nccl",
+    "watchdog",
+    "killed",
+    "segmentation",
+    "fatal python",
+    "bus error",
+    "core dumped",
 )
 
 # (kind, regex) — the first that matches names the error.
@@ -363,18 +382,19 @@ class LineParser:
             return obs if not obs.empty() else None
         for pattern in self.patterns:
             self._user(pattern, text, obs)
+        lower = text.lower()
         if obs.error is None:
-            self._errors(text, obs)
+            self._errors(text, lower, obs)
         if obs.error is None:
-            self._events(text, obs)
-            self._metrics(text, obs)
+            self._events(text, lower, obs)
+            self._metrics(text, lower, obs)
         return None if obs.empty() else obs
 
     # -- tracebacks -------------------------------------------------------------
 
     def _traceback(self, text: str, stream: int, obs: Observation) -> bool:
         """Follow an open traceback; True when the line belonged to it."""
-        if _TRACEBACK.search(text):
+        if "Traceback (" in text and _TRACEBACK.search(text):
             self._tracebacks[stream] = _Traceback()
             return True
         tb = self._tracebacks.get(stream)
@@ -437,7 +457,9 @@ class LineParser:
 
     # -- errors and events ------------------------------------------------------
 
-    def _errors(self, text: str, obs: Observation) -> None:
+    def _errors(self, text: str, lower: str, obs: Observation) -> None:
+        if not any(hint in lower for hint in _ERROR_HINTS):
+            return
         for kind, rx in _ERRORS:
             if rx.search(text):
                 obs.error = _short(text)
@@ -445,8 +467,7 @@ class LineParser:
                 obs.sources.append("error")
                 return
 
-    def _events(self, text: str, obs: Observation) -> None:
-        lower = text.lower()
+    def _events(self, text: str, lower: str, obs: Observation) -> None:
         if "wandb" in lower:
             m = _WANDB_LOCAL.search(text) or _WANDB_OFFLINE_DIR.search(text)
             if m and obs.wandb_dir is None:
@@ -462,12 +483,11 @@ class LineParser:
                 obs.config_path = _clean_path(c.group("path") or c.group("path2"))
                 obs.sources.append("config")
         if "checkp" in lower or "ckpt" in lower or "saving model" in lower:
-            self._checkpoint(text, obs)
+            self._checkpoint(text, lower, obs)
 
-    def _checkpoint(self, text: str, obs: Observation) -> None:
+    def _checkpoint(self, text: str, lower: str, obs: Observation) -> None:
         if obs.checkpoint_saved:  # a user pattern already said
             return
-        lower = text.lower()
         # "Loading/Resuming from checkpoint X" is not a save.
         if not any(w in lower for w in ("sav", "written", "wrote", "stored", "policy after")):
             return
@@ -499,7 +519,7 @@ class LineParser:
 
     # -- metrics ----------------------------------------------------------------
 
-    def _metrics(self, text: str, obs: Observation) -> None:
+    def _metrics(self, text: str, lower: str, obs: Observation) -> None:
         if "|" in text:
             if self._tqdm(text, obs):
                 pass
@@ -507,7 +527,7 @@ class LineParser:
                 return
         if text.lstrip().startswith("{") and self._json(text, obs):
             return
-        self._kv(text, obs)
+        self._kv(text, lower, obs)
 
     def _set(
         self, obs: Observation, name: str, value: float | None, *, force: bool = False
@@ -597,21 +617,25 @@ class LineParser:
             self._set(obs, name, float(number))
         return True
 
-    def _kv(self, text: str, obs: Observation) -> None:
-        summary = bool(_TRAIN_SUMMARY.search(text))
-        validate = bool(_TORCHTITAN_VAL.search(text))
+    def _kv(self, text: str, lower: str, obs: Observation) -> None:
+        summary = "train_runtime" in lower or "train_samples_per_second" in lower
+        validate = "validate step" in lower and bool(_TORCHTITAN_VAL.search(text))
         found = False
-        for m in _KV.finditer(text):
+        ascii_ = text.isascii()
+        matches = _KV_LOWER.finditer(lower) if ascii_ else _KV.finditer(text)
+        for m in matches:
             key = m.group("key").lower()
-            key = re.sub(r"\s+", " ", key)
+            if " " in key or "\t" in key:
+                key = " ".join(key.split())
             name = _KEY_FIELDS.get(key)
             if name is None:
                 continue
+            value = text[m.start("val") : m.end("val")]
             if name == "loss" and (summary or validate):
                 if validate:
-                    self._set(obs, "val_loss", parse_number(m.group("val")))
+                    self._set(obs, "val_loss", parse_number(value))
                 continue
-            number = parse_number(m.group("val"))
+            number = parse_number(value)
             if number is None:
                 continue
             self._set(obs, name, number)

@@ -67,9 +67,13 @@ class LossHistory:
         return tuple(pts)
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Snapshot:
-    """An immutable copy of the progress state (what Status and Results are made from)."""
+    """A copy of the progress state (what Status and Results are made from).
+
+    ``Progress`` mutates its own live instance; every ``snapshot()`` is a fresh copy
+    that nobody else changes (treat it as read-only).
+    """
 
     version: int = 0
     step: int | None = None
@@ -93,7 +97,7 @@ class Snapshot:
     config_path: str | None = None
     errors: tuple[ErrorRecord, ...] = ()
     errors_total: int = 0
-    lines: int = 0
+    lines: int = 0  # lines the scanner read
     bytes_out: int = 0
     bytes_skipped: int = 0
     last_output_wall: datetime | None = None
@@ -144,21 +148,24 @@ class Progress:
         self._train = LossHistory()
         self._val = LossHistory()
         self._errors: dict[tuple[str, str], ErrorRecord] = {}
-        # Per-stream counters, each written by its own copy thread only (no lock
+        # Per-stream byte counters, each written by its own copy thread only (no lock
         # needed, no lost updates); index 1 = stdout, 2 = stderr.
         self._bytes = [0, 0, 0]
-        self._lines = [0, 0, 0]
         self.last_output_mono: float | None = None
 
-    def note_output(self, stream: int, nbytes: int, nlines: int) -> None:
-        """Called by a copy thread for every chunk it copied (cheap, no lock)."""
+    def note_output(self, stream: int, nbytes: int) -> None:
+        """Called by a copy thread for every chunk it copied (constant time, no lock)."""
         self._bytes[stream] += nbytes
-        self._lines[stream] += nlines
         self.last_output_mono = self._mono()
+
+    def add_lines(self, n: int) -> None:
+        """Lines the scanner read (output it skipped in a flood is not counted)."""
+        with self._lock:
+            self._s.lines += n
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            s = self._s
+            s = replace(self._s)
             train = self._train.series()
             val = self._val.series()
         last_mono = self.last_output_mono
@@ -171,112 +178,126 @@ class Progress:
             train_history=train,
             val_history=val,
             bytes_out=sum(self._bytes),
-            lines=sum(self._lines),
             last_output_mono=last_mono,
             last_output_wall=last_wall,
         )
 
     def add_skipped(self, nbytes: int) -> None:
         with self._lock:
-            self._s = replace(self._s, bytes_skipped=self._s.bytes_skipped + nbytes)
+            self._s.bytes_skipped += nbytes
 
     def add_parser_error(self) -> None:
         with self._lock:
-            self._s = replace(self._s, parser_errors=self._s.parser_errors + 1)
+            self._s.parser_errors += 1
 
     def apply(self, obs: Observation) -> Notable:
-        """Fold one observation in; returns what about it is worth a Status entry."""
+        """Fold one observation in; returns what about it is worth a Status entry.
+
+        Mutates the live state in place under the lock (called for every line read,
+        so it must be cheap); ``snapshot`` hands out copies.
+        """
         notable = Notable()
         with self._lock:
             s = self._s
             had_progress = s.has_progress
-            changes: dict[str, object] = {}
-            now_wall = self._wall()
-            now_mono = self._mono()
+            version = s.version
             step = s.step
-            if obs.step is not None and obs.step != s.step:
+            if obs.step is not None and obs.step != step:
                 step = obs.step
-                changes["step"] = step
-                changes["progress_marks"] = s.progress_marks + 1
-                changes["last_progress_wall"] = now_wall
-                changes["last_progress_mono"] = now_mono
-                changes["step_at_last_progress"] = step
+                self._progressed(step)
             if obs.step_total is not None and obs.step_total != s.step_total:
-                changes["step_total"] = obs.step_total
+                s.step_total = obs.step_total
+                s.version += 1
             if obs.epoch is not None and obs.epoch != s.epoch:
-                changes["epoch"] = obs.epoch
+                s.epoch = obs.epoch
+                s.version += 1
             if obs.lr is not None and obs.lr != s.lr:
-                changes["lr"] = obs.lr
+                s.lr = obs.lr
+                s.version += 1
             if obs.loss is not None:
-                changes["loss"] = obs.loss
+                s.loss = obs.loss
+                s.version += 1
                 self._train.add(step, obs.loss)
                 if s.first_loss is None:
-                    changes["first_loss"] = obs.loss
+                    s.first_loss = obs.loss
                 if not math.isfinite(obs.loss) and not s.nonfinite_seen:
                     notable.nonfinite = True
-                    changes["nonfinite_seen"] = True
-                    changes["nonfinite_since_step"] = step
-                if s.step is None and obs.step is None:
+                    s.nonfinite_seen = True
+                    s.nonfinite_since_step = step
+                if step is None:
                     # No step counter in this output: each loss line is the progress.
-                    changes["progress_marks"] = s.progress_marks + 1
-                    changes["last_progress_wall"] = now_wall
-                    changes["last_progress_mono"] = now_mono
+                    self._progressed(None)
             if obs.val_loss is not None:
-                changes["val_loss"] = obs.val_loss
+                s.val_loss = obs.val_loss
+                s.version += 1
                 self._val.add(step, obs.val_loss)
                 if s.first_val_loss is None:
-                    changes["first_val_loss"] = obs.val_loss
+                    s.first_val_loss = obs.val_loss
             if obs.checkpoint_saved:
-                ckpt_step = obs.checkpoint_step if obs.checkpoint_step is not None else step
-                prev = s.checkpoint
-                same_save = (
-                    prev is not None
-                    and prev.step == ckpt_step
-                    and (prev.path == obs.checkpoint or None in (prev.path, obs.checkpoint))
-                )
-                if same_save and prev is not None:
-                    # "saving at iteration N" then "saved iteration N to X" (or the reverse
-                    # with "finished saving"): one checkpoint; keep the path that was given.
-                    if prev.path is None and obs.checkpoint is not None:
-                        changes["checkpoint"] = replace(prev, path=obs.checkpoint)
-                else:
-                    changes["checkpoint"] = Checkpoint(obs.checkpoint, ckpt_step, now_wall)
-                    changes["checkpoints_saved"] = s.checkpoints_saved + 1
-                    notable.checkpoint = True
-                if ckpt_step is not None and (step is None or ckpt_step > step):
-                    # A checkpoint of step N proves step N was reached (HF's bar is throttled).
-                    step = ckpt_step
-                    changes["step"] = step
-                    changes["progress_marks"] = s.progress_marks + 1
-                    changes["last_progress_wall"] = now_wall
-                    changes["last_progress_mono"] = now_mono
-                    changes["step_at_last_progress"] = step
+                self._checkpoint(obs, step, notable)
             if obs.wandb_dir is not None and obs.wandb_dir != s.wandb_dir:
-                changes["wandb_dir"] = obs.wandb_dir
+                s.wandb_dir = obs.wandb_dir
                 notable.wandb = True
             if obs.wandb_url is not None and obs.wandb_url != s.wandb_url:
-                changes["wandb_url"] = obs.wandb_url
+                s.wandb_url = obs.wandb_url
                 notable.wandb = True
             if obs.config_path is not None:
-                changes["config_path"] = obs.config_path
+                s.config_path = obs.config_path
             if obs.error is not None:
-                kind = obs.error_kind or "error"
-                key = (kind, obs.error)
-                rec = self._errors.get(key)
-                if rec is not None:
-                    self._errors[key] = replace(rec, count=rec.count + 1)
-                elif len(self._errors) < ERRORS_MAX:
-                    rec = ErrorRecord(kind, obs.error, now_wall, step)
-                    self._errors[key] = rec
-                    notable.error = rec
-                changes["errors"] = tuple(self._errors.values())
-                changes["errors_total"] = s.errors_total + 1
-            if changes:
-                changes["version"] = s.version + 1
-                self._s = replace(s, **changes)  # type: ignore[arg-type]
-            if not had_progress and self._s.has_progress:
+                self._error(obs, notable)
+            if notable.wandb or obs.config_path is not None or obs.error is not None:
+                s.version += 1
+            if s.version != version and not had_progress and s.has_progress:
                 notable.first_progress = True
         return notable
+
+    def _progressed(self, step: int | None) -> None:
+        s = self._s
+        if step is not None:
+            s.step = step
+            s.step_at_last_progress = step
+        s.progress_marks += 1
+        s.last_progress_wall = self._wall()
+        s.last_progress_mono = self._mono()
+        s.version += 1
+
+    def _checkpoint(self, obs: Observation, step: int | None, notable: Notable) -> None:
+        s = self._s
+        ckpt_step = obs.checkpoint_step if obs.checkpoint_step is not None else step
+        prev = s.checkpoint
+        same_save = (
+            prev is not None
+            and prev.step == ckpt_step
+            and (prev.path == obs.checkpoint or None in (prev.path, obs.checkpoint))
+        )
+        if same_save and prev is not None:
+            # "saving at iteration N" then "saved iteration N to X" (or the reverse with
+            # "finished saving"): one checkpoint; keep the path that was given.
+            if prev.path is None and obs.checkpoint is not None:
+                s.checkpoint = replace(prev, path=obs.checkpoint)
+        else:
+            s.checkpoint = Checkpoint(obs.checkpoint, ckpt_step, self._wall())
+            s.checkpoints_saved += 1
+            notable.checkpoint = True
+        s.version += 1
+        if ckpt_step is not None and (step is None or ckpt_step > step):
+            # A checkpoint of step N proves step N was reached (HF's bar is throttled).
+            self._progressed(ckpt_step)
+
+    def _error(self, obs: Observation, notable: Notable) -> None:
+        s = self._s
+        assert obs.error is not None
+        kind = obs.error_kind or "error"
+        key = (kind, obs.error)
+        rec = self._errors.get(key)
+        if rec is not None:
+            self._errors[key] = replace(rec, count=rec.count + 1)
+        elif len(self._errors) < ERRORS_MAX:
+            rec = ErrorRecord(kind, obs.error, self._wall(), s.step)
+            self._errors[key] = rec
+            notable.error = rec
+        s.errors = tuple(self._errors.values())
+        s.errors_total += 1
 
 
 __all__ = [

@@ -1,17 +1,21 @@
 """Reading the scan copy of the output: bounded queue, line splitting, prefilter.
 
-The copy threads hand every chunk they copied to ``Scanner.offer``, which never
-blocks: when the scanner has fallen behind by more than ``soft_limit`` bytes, a
-chunk is skipped (counted, never parsed) unless it carries a word that may mark a
-checkpoint, an error or W&B; past ``hard_limit`` every chunk is skipped. The copy
-to the job's output never waits for the scanner.
+The copy threads hand every chunk they copied to ``Scanner.offer``: constant
+time, never blocks, never looks into the data. When more than ``queue_limit``
+bytes wait, the chunk is skipped (counted as not scanned, never parsed). The
+copy to the job's output never waits for the scanner.
 
-The scanner thread splits chunks on ``\\n`` and ``\\r`` (each tqdm redraw is a
-line), keeps at most ``LINE_MAX`` bytes of an unfinished line (the tail: a 100 MB
-line without a newline costs 64 KiB), and decodes only lines that contain one of
-the parser's keywords (``formats.KEYWORDS``), found with ``bytes.find`` over the
-lower-cased chunk, so a flood of other lines costs little. A parser exception is
-reported once and scanning goes on.
+The scanner thread works in batches: after a small batch it pauses briefly, so a
+chatty child's lines are read a few dozen at a time; a batch bigger than
+``SMALL_BATCH`` is a flood, of which only the newest ``FLOOD_TAIL`` bytes per stream
+are read before a short sleep, which caps the scanner at a few percent of a core.
+It splits on ``\\n`` and ``\\r`` (each tqdm redraw is a line), keeps at most
+``LINE_MAX`` bytes of an unfinished line (the tail: a 100 MB line without a newline
+costs 64 KiB), and decodes only lines containing one of the parser's keywords
+(``formats.KEYWORDS``, found with ``bytes.find`` over the lower-cased batch). Lines
+with event words (checkpoint, error, W&B, val...) are always read; in a dense run of
+metric-only lines (step/loss/lr/bars) the first and last line of each kind are
+read. A parser exception is reported once and scanning goes on.
 """
 
 from __future__ import annotations
@@ -19,46 +23,47 @@ from __future__ import annotations
 import contextlib
 import queue
 import threading
+import time
 from collections.abc import Callable, Iterator
 
 from hpcwrap.job.formats import KEYWORDS, LineParser
 from hpcwrap.job.progress import Notable, Progress
 
 LINE_MAX = 64 * 1024
-SOFT_LIMIT = 4 * 1024 * 1024
-HARD_LIMIT = 16 * 1024 * 1024
+QUEUE_LIMIT = 2 * 1024 * 1024
 
-# Words worth scanning a chunk for even when the scanner is behind (case as printed).
-_CRITICAL: tuple[bytes, ...] = (
-    b"Traceback",
-    b"rror",
-    b"heckpoint",
-    b"wandb",
-    b"slurmstepd",
-    b"Killed",
-    b"CANCELLED",
-    b"out of memory",
-    b"NCCL",
-)
+# Words that only mark metric lines (sampled in a flood); every other keyword marks an
+# event line that is always read. "val" keeps validation lines out of the sampling.
+_METRIC_WORDS = frozenset({b"loss", b"step", b"iter", b"epoch", b"epch", b"lr", b"learning", b"%|"})
+# What was skipped before a chunk: nothing, part of one line (no line break in it), or
+# whole lines (the chunk then starts with a fragment of a line whose start is lost).
+GAP_NONE, GAP_IN_LINE, GAP_LINES = 0, 1, 2
 
-# Above this share of lines with a keyword, splitting the whole chunk is cheaper than
-# finding each hit.
-_DENSE = 0.25
+# Up to this many metric-word hits in a batch, every metric line is read.
+_SPARSE_HITS = 64
+# After a small batch the scanner pauses this long, so a chatty child's lines are read
+# in batches (fewer wake-ups, one keyword search per batch) instead of one thread
+# hand-off per line; a flood ends the pause early.
+BATCH_PAUSE = 0.05
+SMALL_BATCH = 256 * 1024
+# A batch bigger than SMALL_BATCH is a flood: only its newest FLOOD_TAIL bytes per
+# stream are read (the state needs the latest values), the rest is counted as not
+# scanned, and the scanner then sleeps FLOOD_PAUSE. That caps the scanner at a few
+# percent of a core whatever the child prints, so the copy keeps the core it needs.
+FLOOD_TAIL = 128 * 1024
+FLOOD_PAUSE = 0.02
 
 ParserErrorHandler = Callable[[BaseException, bytes], None]
 NotableHandler = Callable[[Notable], None]
 
 
-def _has_critical(data: bytes) -> bool:
-    return any(word in data for word in _CRITICAL)
-
-
 class _Stream:
-    __slots__ = ("partial", "skip_to_eol")
+    __slots__ = ("fragment", "partial", "skip_to_eol")
 
     def __init__(self) -> None:
         self.partial = bytearray()
         self.skip_to_eol = False
+        self.fragment = 0  # bytes of the line fragment seen since a gap
 
 
 def _eol(buf: bytes, pos: int) -> int:
@@ -76,86 +81,226 @@ class Scanner:
         on_notable: NotableHandler,
         on_parser_error: ParserErrorHandler,
         *,
-        soft_limit: int = SOFT_LIMIT,
-        hard_limit: int = HARD_LIMIT,
+        queue_limit: int = QUEUE_LIMIT,
         line_max: int = LINE_MAX,
     ) -> None:
         self.parser = parser
         self.progress = progress
         self.on_notable = on_notable
         self.on_parser_error = on_parser_error
-        self.soft_limit = soft_limit
-        self.hard_limit = max(hard_limit, soft_limit)
+        self.queue_limit = queue_limit
         self.line_max = line_max
-        self._q: queue.SimpleQueue[tuple[int, bytes, bool] | None] = queue.SimpleQueue()
+        self._q: queue.SimpleQueue[tuple[int, bytes, int] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._queued = 0
-        self._gap = {1: False, 2: False}
+        self._gap = {1: GAP_NONE, 2: GAP_NONE}  # skipped since the last queued chunk
+        self._gap_before_last = {1: GAP_NONE, 2: GAP_NONE}  # ...before the last skipped one
+        self._last_skipped: dict[int, bytes | None] = {1: None, 2: None}
+        self._wake = threading.Event()
         self._streams = {1: _Stream(), 2: _Stream()}
         self.skipped_bytes = 0
+        self.sampled_out = 0  # metric lines of dense floods not parsed
         self.parsed_lines = 0
         self.parser_errors = 0
 
     # -- producer side (copy threads) -------------------------------------------
 
     def offer(self, stream: int, data: bytes) -> None:
-        """Queue a chunk for scanning, or skip it when the scanner is behind. Never blocks."""
+        """Queue a chunk for scanning, or skip it when the scanner is behind.
+
+        Called by the copy threads after each write: never blocks; looks into
+        ``data`` only when skipping it, for a line break (memchr speed).
+        """
         n = len(data)
         with self._lock:
-            behind = self._queued + n > self.soft_limit
-            over_hard = self._queued + n > self.hard_limit
-        if behind and (over_hard or not _has_critical(data)):
-            with self._lock:
-                self._gap[stream] = True
+            if self._queued + n > self.queue_limit:
+                kind = GAP_LINES if b"\n" in data or b"\r" in data else GAP_IN_LINE
+                self._gap_before_last[stream] = self._gap[stream]
+                self._gap[stream] = max(self._gap[stream], kind)
                 self.skipped_bytes += n
+                # Kept (one chunk per stream) so the newest output is read once the
+                # scanner catches up, even if the child then goes quiet.
+                self._last_skipped[stream] = data
+                skip = True
+            else:
+                skip = False
+                self._queued += n
+                gap = self._gap[stream]
+                self._gap[stream] = self._gap_before_last[stream] = GAP_NONE
+                self._last_skipped[stream] = None
+                wake = self._queued > SMALL_BATCH
+        if skip:
             self.progress.add_skipped(n)
             return
-        with self._lock:
-            self._queued += n
-            gap = self._gap[stream]
-            self._gap[stream] = False
         self._q.put((stream, data, gap))
+        if wake:
+            self._wake.set()
 
     def close(self) -> None:
         """No more chunks: the thread finishes what is queued, then the unfinished lines."""
         self._q.put(None)
+        self._wake.set()
 
     # -- consumer side (scanner thread) -----------------------------------------
 
     def run(self) -> None:
-        while True:
-            item = self._q.get()
-            if item is None:
+        done = False
+        while not done:
+            first = self._q.get()
+            batch = [first]
+            size = len(first[1]) if first is not None else 0
+            while size <= self.queue_limit:
+                try:
+                    item = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                batch.append(item)
+                if item is not None:
+                    size += len(item[1])
+            flood = size > SMALL_BATCH
+            if flood:
+                batch = self._tails(batch)
+            done = self._process(batch)
+            if self._q.empty():
+                self._catch_up()
+            if done:
                 break
-            stream, data, gap = item
+            if flood:
+                time.sleep(FLOOD_PAUSE)
+            else:
+                # Let a chatty child's lines gather; a flood ends the pause early.
+                self._wake.wait(BATCH_PAUSE)
+                self._wake.clear()
+        for stream in (1, 2):
+            self.finish(stream)
+
+    def _catch_up(self) -> None:
+        """The queue is empty: read the newest skipped chunk of each stream, if any."""
+        with self._lock:
+            pending = [
+                (st, d, self._gap_before_last[st])
+                for st, d in self._last_skipped.items()
+                if d is not None
+            ]
+            for st, _, _ in pending:
+                self._last_skipped[st] = None
+                # What comes next follows this chunk directly.
+                self._gap[st] = self._gap_before_last[st] = GAP_NONE
+        for stream, data, gap in pending:
             with self._lock:
-                self._queued -= len(data)
+                self.skipped_bytes -= len(data)
+            self.progress.add_skipped(-len(data))
             try:
                 self.feed(stream, data, gap)
             except Exception as exc:  # a bug here must never stop the wrapper
                 self._parser_error(exc, data[:200])
-        for stream in (1, 2):
-            self.finish(stream)
 
-    def feed(self, stream: int, data: bytes, gap: bool = False) -> None:
-        """Scan one chunk of ``stream`` (synchronously; tests call this directly)."""
+    def _tails(
+        self, batch: list[tuple[int, bytes, int] | None]
+    ) -> list[tuple[int, bytes, int] | None]:
+        """Of a flood batch keep, per stream, only its newest FLOOD_TAIL bytes."""
+        keep: list[tuple[int, bytes, int]] = []
+        have = {1: 0, 2: 0}
+        cut_gap = {1: GAP_NONE, 2: GAP_NONE}  # what was dropped before what is kept
+        dropped = 0
+        for item in reversed(batch):
+            if item is None:
+                continue
+            stream, data, gap = item
+            need = FLOOD_TAIL - have[stream]
+            if need < len(data):
+                cut = len(data) - max(need, 0)
+                part = data[:cut]
+                kind = GAP_LINES if b"\n" in part or b"\r" in part else GAP_IN_LINE
+                dropped += cut
+                with self._lock:
+                    self._queued -= cut
+                if need <= 0:
+                    cut_gap[stream] = max(cut_gap[stream], kind, gap)
+                    continue
+                data = data[cut:]
+                cut_gap[stream] = max(cut_gap[stream], kind)
+            have[stream] += len(data)
+            keep.append((stream, data, gap))
+        keep.reverse()
+        if dropped:
+            self.skipped_bytes += dropped
+            self.progress.add_skipped(dropped)
+        out: list[tuple[int, bytes, int] | None] = []
+        seen: set[int] = set()
+        for stream, data, gap in keep:
+            if stream not in seen:
+                seen.add(stream)
+                gap = max(gap, cut_gap[stream])
+            out.append((stream, data, gap))
+        if None in batch:
+            out.append(None)
+        return out
+
+    def _process(self, batch: list[tuple[int, bytes, int] | None]) -> bool:
+        """Feed a batch, joining consecutive chunks of one stream; True at the end marker."""
+        pending: list[bytes] = []
+        cur_stream, cur_gap = 0, GAP_NONE
+        end = False
+
+        def flush() -> None:
+            if pending:
+                data = pending[0] if len(pending) == 1 else b"".join(pending)
+                pending.clear()
+                try:
+                    self.feed(cur_stream, data, cur_gap)
+                except Exception as exc:  # a bug here must never stop the wrapper
+                    self._parser_error(exc, data[:200])
+
+        for item in batch:
+            if item is None:
+                end = True
+                break
+            stream, data, gap = item
+            with self._lock:
+                self._queued -= len(data)
+            if stream != cur_stream or gap:
+                flush()
+                cur_stream, cur_gap = stream, gap
+            pending.append(data)
+        flush()
+        return end
+
+    def feed(self, stream: int, data: bytes, gap: int = GAP_NONE) -> None:
+        """Scan one chunk of ``stream`` (synchronously; tests call this directly).
+
+        ``gap``: what was skipped before it (GAP_NONE, GAP_IN_LINE, GAP_LINES).
+        """
+        self.progress.add_lines(data.count(b"\n"))
         st = self._streams[stream]
-        if gap:
-            # Output was skipped before this chunk: its first line is a fragment.
+        if gap == GAP_IN_LINE:
+            # Part of one (giant) line was skipped: the line goes on here. Of a giant
+            # line only the tail is read anyway; keep what follows the gap.
+            st.partial.clear()
+            if st.skip_to_eol:
+                st.fragment = self.line_max
+        elif gap == GAP_LINES:
+            # Whole lines were skipped: this chunk starts with a fragment. A short one
+            # is dropped (its start, e.g. "step 12|34", would misread); of a long one
+            # only the tail is read anyway, as of any giant line.
             st.partial.clear()
             st.skip_to_eol = True
+            st.fragment = 0
         last = max(data.rfind(b"\n"), data.rfind(b"\r"))
         if last < 0:
-            if not st.skip_to_eol:
-                self._keep(st, data)
+            if st.skip_to_eol:
+                st.fragment += len(data)
+            self._keep(st, data)
             return
         head = data[: last + 1]
         tail = data[last + 1 :]
         if st.skip_to_eol:
             first = min(i for i in (head.find(b"\n"), head.find(b"\r")) if i >= 0)
-            head = head[first + 1 :]
+            if st.fragment + first < self.line_max:
+                head = head[first + 1 :]
+                st.partial.clear()
             st.skip_to_eol = False
-        elif st.partial:
+        if st.partial:
             head = bytes(st.partial) + head
             st.partial.clear()
         if head:
@@ -167,7 +312,7 @@ class Scanner:
     def finish(self, stream: int) -> None:
         """End of ``stream``: read its unfinished last line."""
         st = self._streams[stream]
-        if st.partial and not st.skip_to_eol:
+        if st.partial and (not st.skip_to_eol or st.fragment >= self.line_max):
             line = bytes(st.partial)
             st.partial.clear()
             for cand in self._candidate_lines(stream, line + b"\n"):
@@ -181,10 +326,17 @@ class Scanner:
             del st.partial[:excess]  # keep the newest LINE_MAX bytes of a giant line
 
     def _candidate_lines(self, stream: int, head: bytes) -> Iterator[bytes]:
-        """Lines of ``head`` (which ends with a line break) that may say something."""
+        """Lines of ``head`` (which ends with a line break) that may say something.
+
+        Lines with an event word (checkpoint, error, W&B, val...) are always read.
+        Lines with only metric words (step, loss, lr, a tqdm bar) are all read while
+        they are sparse; in a dense flood of them only the first and the last of the
+        batch are read: the state needs the newest values (and the very first loss),
+        not every intermediate one, and this keeps the scanner's CPU bounded.
+        """
         norm = head.replace(b"\r", b"\n") if b"\r" in head else head
         if self.parser.patterns or self.parser.in_traceback(stream):
-            yield from self._all_lines(norm, None)
+            yield from self._all_lines(norm)
             return
         low = norm.lower()
         present = [k for k in KEYWORDS if k in low]
@@ -192,32 +344,41 @@ class Scanner:
             return
         if b"traceback" in present:
             # The exception line that ends it may hold no keyword: read every line.
-            yield from self._all_lines(norm, None)
-            return
-        nlines = low.count(b"\n")
-        hits = sum(low.count(k) for k in present)
-        if hits > nlines * _DENSE:
-            yield from self._all_lines(norm, (low, present))
+            yield from self._all_lines(norm)
             return
         starts: set[int] = set()
+        metric = [k for k in present if k in _METRIC_WORDS]
         for word in present:
-            pos = low.find(word)
-            while pos >= 0:
-                starts.add(low.rfind(b"\n", 0, pos) + 1)
-                pos = low.find(word, _eol(low, pos))
+            if word in _METRIC_WORDS:
+                continue
+            self._hits(low, word, starts)
+        if metric:
+            hits = sum(low.count(k) for k in metric)
+            if hits <= _SPARSE_HITS:
+                for word in metric:
+                    self._hits(low, word, starts)
+            else:
+                # A dense flood: for each metric word, its first and last line (HF's
+                # dicts and its bar redraws are sampled separately, neither is lost).
+                before = len(starts)
+                for word in metric:
+                    starts.add(low.rfind(b"\n", 0, low.find(word)) + 1)
+                    starts.add(low.rfind(b"\n", 0, low.rfind(word)) + 1)
+                self.sampled_out += max(hits - (len(starts) - before), 0)
         for start in sorted(starts):
             yield norm[start : _eol(norm, start)]
 
-    def _all_lines(self, norm: bytes, filt: tuple[bytes, list[bytes]] | None) -> Iterator[bytes]:
+    @staticmethod
+    def _hits(low: bytes, word: bytes, starts: set[int]) -> None:
+        pos = low.find(word)
+        while pos >= 0:
+            starts.add(low.rfind(b"\n", 0, pos) + 1)
+            pos = low.find(word, _eol(low, pos))
+
+    def _all_lines(self, norm: bytes) -> Iterator[bytes]:
         lines = norm.split(b"\n")
         lines.pop()  # norm ends with a line break: the last piece is empty
-        if filt is None:
-            yield from lines
-            return
-        low, present = filt
-        for line, low_line in zip(lines, low.split(b"\n"), strict=False):
-            if any(k in low_line for k in present):
-                yield line
+        yield from lines
 
     def _line(self, stream: int, raw: bytes) -> None:
         if not raw:
@@ -245,4 +406,4 @@ class Scanner:
                 self.on_parser_error(exc, sample)
 
 
-__all__ = ["HARD_LIMIT", "LINE_MAX", "SOFT_LIMIT", "Scanner"]
+__all__ = ["LINE_MAX", "QUEUE_LIMIT", "Scanner"]

@@ -25,6 +25,7 @@ import os
 import select
 import signal
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -354,13 +355,19 @@ class Supervisor:
         self.proc.returncode = os.waitstatus_to_exitcode(status) if status != 255 << 8 else 255
         return status
 
-    def linger(self, *, until: float, pumps_done: Callable[[], bool]) -> None:
-        """After the child exited: wait (bounded) for the rest of its group and its output."""
-        while self.clock() < until:
-            self._check_deadline()
-            if pumps_done() and not self.group_alive():
-                return
-            time.sleep(0.05)
+    def linger(self, *, until: float, threads: Sequence[threading.Thread]) -> None:
+        """After the child exited: wait (bounded) for the copy threads to see EOF.
+
+        Returns as soon as they have (no polling delay); meanwhile the kill deadline
+        of a forwarded TERM is still enforced on what is left of the group.
+        """
+        for t in threads:
+            while t.is_alive():
+                left = until - self.clock()
+                if left <= 0:
+                    return
+                t.join(timeout=min(left, 0.1))
+                self._check_deadline()
 
 
 __all__ = [

@@ -21,6 +21,7 @@ from __future__ import annotations
 import math
 import os
 import queue
+import resource
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -203,7 +204,7 @@ class Wrapper:
     # -- callbacks from other threads -------------------------------------------
 
     def _on_chunk(self, stream: int, data: bytes) -> None:
-        self.progress.note_output(stream, len(data), data.count(b"\n"))
+        self.progress.note_output(stream, len(data))
         self.scanner.offer(stream, data)
 
     def _on_write_error(self, stream: int, exc: OSError, permanent: bool) -> None:
@@ -412,7 +413,7 @@ class Wrapper:
             until = max(until, sup.kill_at + 2.0)
         if sup.walltime_seen is not None:
             until = max(until, end_mono + min(self.settings.walltime_lead, 600.0))
-        sup.linger(until=until, pumps_done=lambda: not any(p.is_alive() for p in pumps))
+        sup.linger(until=until, threads=pumps)
         for p in pumps:
             p.join(timeout=0.2)
         self.scanner.close()
@@ -565,6 +566,9 @@ class Wrapper:
         }
         if end.signaled is not None:
             data["signal"] = signal_name(end.signaled)
+        usage = resource.getrusage(resource.RUSAGE_SELF)  # the wrapper alone, not the child
+        data["wrapper_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
+        data["wrapper_maxrss_kb"] = usage.ru_maxrss
         if snap.bytes_skipped:
             data["bytes_not_scanned"] = snap.bytes_skipped
         if self.write_errors:

@@ -11,16 +11,11 @@ from hpcwrap.job.progress import LossHistory, Progress
 from hpcwrap.job.scan import LINE_MAX, Scanner
 
 
-def make(soft: int = 1 << 20, hard: int = 4 << 20) -> tuple[Scanner, Progress, list[BaseException]]:
+def make(limit: int = 1 << 20) -> tuple[Scanner, Progress, list[BaseException]]:
     progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
     errors: list[BaseException] = []
     scanner = Scanner(
-        LineParser(),
-        progress,
-        lambda n: None,
-        lambda e, b: errors.append(e),
-        soft_limit=soft,
-        hard_limit=hard,
+        LineParser(), progress, lambda n: None, lambda e, b: errors.append(e), queue_limit=limit
     )
     return scanner, progress, errors
 
@@ -45,27 +40,47 @@ def test_cr_floods_are_lines() -> None:
 
 
 def test_offer_skips_when_behind_and_counts() -> None:
-    scanner, progress, _ = make(soft=1000, hard=5000)
+    scanner, progress, _ = make(limit=1000)
     plain = b"x" * 600 + b"\n"
     scanner.offer(1, plain)  # queued: 601
-    scanner.offer(1, plain)  # would be 1202 > soft, no critical word: skipped
+    scanner.offer(1, plain)  # would be 1202 > limit: skipped, counted, stream marked
     assert scanner.skipped_bytes == len(plain)
     assert progress.snapshot().bytes_skipped == len(plain)
-    crit = b"Traceback (most recent call last):\n"
-    scanner.offer(1, crit)  # behind, but a critical word: still queued
-    assert scanner.skipped_bytes == len(plain)
-    big = b"Traceback\n" * 600  # past the hard limit: skipped even so
-    scanner.offer(1, big)
-    assert scanner.skipped_bytes == len(plain) + len(big)
+    assert scanner._gap[1] == 2 and scanner._gap[2] == 0  # lines were skipped on stdout
+
+
+def test_flood_batch_reads_only_the_newest_tail() -> None:
+    scanner, progress, _ = make(limit=64 << 20)
+    first = b"step 1 loss 9.0\n"
+    middle = b"".join(b"step %d loss 5.0\n" % i for i in range(2, 200_000))
+    last = b"step 200000 loss 0.5\n"
+    for part in (first, middle, last):
+        scanner.offer(1, part)
+    scanner.close()
+    t = threading.Thread(target=scanner.run)
+    t.start()
+    t.join(10)
+    snap = progress.snapshot()
+    assert snap.step == 200_000 and snap.loss == 0.5
+    assert scanner.skipped_bytes > len(middle) // 2  # most of the flood was not scanned
+    assert snap.bytes_skipped == scanner.skipped_bytes
 
 
 def test_gap_drops_the_fragment_after_it() -> None:
     scanner, progress, _ = make()
     scanner.feed(1, b"step 5 loss 1.0\nstep 12")  # "step 12" is unfinished...
-    scanner.feed(1, b"34 loss 9.9\nstep 6 loss 0.9\n", gap=True)  # ...and output was skipped
+    scanner.feed(1, b"34 loss 9.9\nstep 6 loss 0.9\n", gap=2)  # ...and lines were skipped
     snap = progress.snapshot()
     assert snap.step == 6 and snap.loss == 0.9
     assert [v for _, v in snap.train_history] == [1.0, 0.9]  # "34 loss 9.9" was not read
+
+
+def test_gap_inside_a_giant_line_keeps_its_tail() -> None:
+    scanner, progress, _ = make()
+    scanner.feed(1, b"y" * 100_000)
+    scanner.feed(1, b"y" * 200_000, gap=1)  # the middle of the giant line was skipped
+    scanner.feed(1, b"y" * 1000 + b" step 9 loss 0.1\n")
+    assert progress.snapshot().step == 9
 
 
 def test_thread_processes_queue_then_unfinished_line() -> None:

@@ -38,7 +38,7 @@ def setup(**cfg: float) -> tuple[Clock, Progress, StatusPolicy]:
 
 def feed(progress: Progress, policy: StatusPolicy, obs: Observation) -> None:
     n = progress.apply(obs)
-    progress.note_output(1, 20, 1)
+    progress.note_output(1, 20)
     if n:
         policy.notable(n, progress.snapshot())
 
@@ -108,7 +108,7 @@ def test_stall_detection_with_fake_clock() -> None:
     assert statuses(policy.decide(clock.mono(), progress.snapshot()))  # first progress
     last_step_wall = clock.wall()
     clock.advance(1199)
-    progress.note_output(1, 10, 1)  # output goes on (e.g. eval chatter), but no new step
+    progress.note_output(1, 10)  # output goes on (e.g. eval chatter), but no new step
     assert statuses(policy.decide(clock.mono(), progress.snapshot())) == []
     clock.advance(2)
     out = statuses(policy.decide(clock.mono(), progress.snapshot()))

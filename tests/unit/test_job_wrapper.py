@@ -91,6 +91,7 @@ def test_toy_trainer_each_format_fills_the_log(tmp_path: Path, fmt: str) -> None
         "--ckpt-every",
         "100",
     )
+    argv[argv.index("--steps-per-sec") + 1] = "250"  # ~1 s: long enough for a first entry
     outcome, _, msgs = wrap(argv, log, tmp_path)
     assert outcome.exit_code == 0, msgs
     assert msgs == ""
