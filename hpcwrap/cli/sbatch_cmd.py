@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from hpcwrap.cli.run_options import add_run_options, request_from_args
 from hpcwrap.config import load_settings
+from hpcwrap.errors import UsageError
 from hpcwrap.scheduler import SCHEDULERS, SubmitInterrupted, SubmitResult, get_scheduler
 
 if TYPE_CHECKING:
@@ -54,7 +55,8 @@ how the words are split:
 
   hpcwrap's option names collide with no sbatch 22.05 option. One collides with
   an abbreviation: sbatch reads `--task` as `--tasks-per-node`; here --task is
-  hpcwrap's (the run's name), so spell sbatch's out: --ntasks-per-node.
+  hpcwrap's (the run's name), so spell sbatch's out: --ntasks-per-node
+  (a numeric --task is refused as that mistake).
   Options sbatch 22.05 lacks are passed through as well; write them as
   --option=value so hpcwrap does not take the value for the script.
 
@@ -159,6 +161,12 @@ def handle(args: argparse.Namespace) -> int:
         parser.print_help()
         return 0 if words else 2
     ns = parser.parse_args(list(cl.own))
+    if ns.task is not None and ns.task.strip().isdigit():
+        # sbatch reads --task=N as --tasks-per-node=N; a run named "4" is surely that mistake.
+        raise UsageError(
+            f"--task {ns.task}: hpcwrap's --task names the run (e.g. --task train); "
+            f"for sbatch's tasks per node write --ntasks-per-node={ns.task.strip()}"
+        )
     cwd = Path.cwd()
     settings = load_settings(cwd)
     request = request_from_args(ns, settings)

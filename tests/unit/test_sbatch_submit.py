@@ -260,8 +260,10 @@ def test_usage_errors_create_nothing(project: Path, capsys: pytest.CaptureFixtur
     assert rc == 2 and "--mode" in err
     rc, _, err = cli(capsys, *BASE, "--test-only", "train.sh")
     assert rc == 2 and "submits nothing" in err
-    rc, _, err = cli(capsys, *BASE, "--task", "4", "--walltime-signal", "BOGUS", "train.sh")
+    rc, _, err = cli(capsys, *BASE, "--walltime-signal", "BOGUS", "train.sh")
     assert rc == 2 and "walltime-signal" in err
+    rc, _, err = cli(capsys, *BASE, "--task=4", "train.sh")
+    assert rc == 2 and "--ntasks-per-node=4" in err
     assert not (project / "run_logs").exists()
 
 
