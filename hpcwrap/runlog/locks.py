@@ -336,16 +336,9 @@ class Lock:
         delay = 0.001
         note = (holder_id() + f" {time.time():.0f}\n").encode()
         while True:
-            try:
-                fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
-            except FileExistsError:
-                self._break_if_stale(marker)
-            else:
-                try:
-                    os.write(fd, note)
-                finally:
-                    os.close(fd)
+            if _create_marker(marker, note):
                 break
+            self._break_if_stale(marker)
             now = time.monotonic()
             if now >= deadline:
                 raise self._timeout(marker, timeout, "soft")
@@ -388,3 +381,40 @@ class Lock:
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(aside)
+
+
+def _create_marker(marker: Path, note: bytes) -> bool:
+    """Create ``marker`` holding ``note`` atomically; False if it exists already.
+
+    The note is written to a private file first and hard-linked into place, so
+    a writer killed at any point never leaves an empty marker that nobody can
+    attribute (link(2) is atomic on NFS too). Filesystems without hard links
+    fall back to O_EXCL + write.
+    """
+    private = marker.with_name(f"{marker.name}.{socket.gethostname()}.{os.getpid()}")
+    try:
+        fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | NOFOLLOW, 0o666)
+        try:
+            os.write(fd, note)
+        finally:
+            os.close(fd)
+        try:
+            os.link(private, marker)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV):
+                raise
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(private)
+    try:
+        fd = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
+    except FileExistsError:
+        return False
+    try:
+        os.write(fd, note)
+    finally:
+        os.close(fd)
+    return True

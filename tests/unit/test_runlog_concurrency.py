@@ -160,10 +160,10 @@ def test_writer_killed_at_random_points(
         assert doc.title is not None and text.endswith("## Next\n")
         got = [k for k in _statuses(text) if k < 9000]
         assert got == list(range(len(got))) and len(got) >= n, text
-        # the next writer proceeds at once and nothing is torn or lost after it
-        t = time.monotonic()
+        # the next writer proceeds (a lock left by the killed writer would make it
+        # raise LockTimeoutError: HPCWRAP_LOCK_TIMEOUT is 10 s, the marker grace as long)
+        # and nothing is torn or lost after it
         log.add_status(f"kill-test {9000 + _round:04d}", T0 + timedelta(days=30, seconds=_round))
-        assert time.monotonic() - t < 5
         after = log.path.read_text()
         got_after = [k for k in _statuses(after) if k < 9000]
         assert got_after[: len(got)] == got and got_after == list(range(len(got_after)))
