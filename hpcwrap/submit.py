@@ -443,12 +443,15 @@ def submit(
         done = submit_facts(prep, log.path, result)
 
         def mutate(state: RunState) -> None:
-            _set_job(
-                state,
-                JobBlock(
-                    execution_id=exec_id, cluster=result.cluster, submitted=t, state="SUBMITTED"
-                ),
-            )
+            # Fill, never replace: on a fast cluster the job's own `hpcwrap run` may
+            # already have written start/node/RUNNING into this block.
+            if not state.jobs:
+                state.jobs.append(JobBlock())
+            job = state.jobs[0]
+            job.execution_id = exec_id  # ours names the whole array: 12_[0-3]
+            job.cluster = job.cluster or result.cluster
+            job.submitted = job.submitted or t
+            job.state = job.state or "SUBMITTED"
             state.extra.setdefault("submit", {}).update(
                 {k: v for k, v in done.items() if k.endswith("_path")}
             )
