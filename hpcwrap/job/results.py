@@ -12,7 +12,6 @@ import math
 import os
 import re
 import shutil
-import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -375,10 +374,6 @@ def next_steps(state: str, checkpoint: str | None, snap: Snapshot) -> list[str]:
             "before spending more compute",
         )
     return out
-
-
-def now_epoch() -> float:
-    return time.time()
 
 
 __all__ = [

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import os
 import signal
 import subprocess
@@ -394,3 +395,89 @@ def test_cli_refuses_before_running_anything(tmp_path: Path) -> None:
         assert proc.returncode == 2, (argv, proc.stderr)
         assert why in proc.stderr, (argv, proc.stderr)
     assert not marker.exists()
+
+
+GIANT_LINE_CHILD = r"""
+import hashlib, os, sys
+total, hash_file = int(sys.argv[1]), sys.argv[2]
+h = hashlib.sha256()
+chunk = bytes(range(256)) * 4096  # 1 MiB: every byte value, NUL included, no newline
+chunk = chunk.replace(b"\n", b"N").replace(b"\r", b"R")
+def w(data):
+    h.update(data)
+    v = memoryview(data)
+    while v:
+        v = v[os.write(1, v):]
+for _ in range(total >> 20):
+    w(chunk)
+w(b" step 9 loss 0.1\n")
+open(hash_file, "w").write(h.hexdigest())
+"""
+
+
+def giant_line(tmp_path: Path, megabytes: int) -> tuple[dict[str, object], str, str]:
+    """`hpcwrap run` (CLI, own process) on a child printing one line of ``megabytes`` MB."""
+    from hpcwrap.runlog import RunState, create_run
+
+    log = create_run(
+        tmp_path / "run_logs", RunState(task="t", run_type="replication", objective="giant line")
+    )
+    child = script(tmp_path, "giant.py", GIANT_LINE_CHILD)
+    hashes = tmp_path / "hash"
+    out_path = tmp_path / "out.bin"
+    with open(out_path, "wb") as out:
+        proc = subprocess.run(
+            [PY, "-m", "hpcwrap", "run", "--log", str(log.path), "--",
+             PY, str(child), str(megabytes << 20), str(hashes)],
+            stdout=out, stderr=subprocess.PIPE, timeout=300, cwd=tmp_path,
+        )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    digest = hashlib.sha256()
+    with open(out_path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    events = (log.sidecar / "events.jsonl").read_text().splitlines()
+    ended = [json.loads(e) for e in events if '"kind":"ended"' in e][-1]
+    return ended, digest.hexdigest(), hashes.read_text()
+
+
+def test_long_line_without_newline_passes_exactly(tmp_path: Path) -> None:
+    ended, got, want = giant_line(tmp_path, 8)
+    assert got == want
+    assert ended["step"] == 9  # the line's tail was read
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+def test_100mb_line_memory_stays_bounded(tmp_path: Path) -> None:
+    ended, got, want = giant_line(tmp_path, 100)
+    assert got == want
+    assert ended["step"] == 9
+    # The wrapper's own peak RSS (getrusage in the wrapper), far below the line's size.
+    assert int(ended["wrapper_maxrss_kb"]) < 80 * 1024  # type: ignore[call-overload]
+
+
+def test_interleaved_ranks_lose_no_line(tmp_path: Path) -> None:
+    # Four "ranks" writing whole lines (atomic pipe writes) at once into one stdout.
+    code = textwrap.dedent("""
+        import os, sys
+        pids = []
+        for rank in range(4):
+            pid = os.fork()
+            if pid == 0:
+                for i in range(20000):
+                    os.write(1, b"[rank%d]: step %d loss %f\\n" % (rank, i, 1.0 / (i + 1)))
+                os._exit(0)
+            pids.append(pid)
+        for pid in pids:
+            os.waitpid(pid, 0)
+    """)
+    outcome, out, _, _ = run([PY, "-c", code], tmp_path)
+    assert outcome.exit_code == 0
+    lines = out.split(b"\n")
+    assert lines.pop() == b""
+    assert len(lines) == 80000
+    for rank in range(4):
+        mine = [ln for ln in lines if ln.startswith(b"[rank%d]: " % rank)]
+        assert [int(ln.split()[2]) for ln in mine] == list(range(20000))  # in order, intact
+    assert outcome.snapshot.step is not None
