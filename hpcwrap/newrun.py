@@ -27,6 +27,7 @@ from typing import Any
 from hpcwrap import codestate
 from hpcwrap.errors import CodeStateError, UsageError
 from hpcwrap.runlog import JobBlock, RunLog, RunState, create_run
+from hpcwrap.runlog.dates import now
 from hpcwrap.runrequest import RunRequest
 
 # Names whose values are secrets: never into a run log (they stay only where the user put them).
@@ -194,7 +195,7 @@ def create_run_from_request(
         dataset=request.dataset,
         key_settings=dict(request.key_settings),
         code=code.summary(),
-        jobs=[JobBlock(execution_id=execution_id)] if execution_id else [],
+        jobs=[JobBlock(execution_id=execution_id, submitted=when or now())] if execution_id else [],
         extra=extra,
     )
     log = create_run(root, state, when=when)

@@ -16,7 +16,6 @@ HPCWRAP_LOCK_TIMEOUT (seconds, default 60) bounds the wait. Times are UTC.
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 from typing import Any
@@ -104,29 +103,14 @@ def _root(args: argparse.Namespace, settings: Settings) -> Path:
 
 
 def _new(args: argparse.Namespace) -> int:
-    from hpcwrap.runlog import JobBlock, RunState, create_run
-    from hpcwrap.runlog.dates import now
+    from hpcwrap.newrun import create_run_from_request
 
     settings = _settings()
     req = request_from_args(args, settings)
-    state = RunState(
-        task=req.task,
-        description=req.description,
-        group=req.group,
-        run_type=req.run_type,
-        objective=req.objective,
-        script=args.script,
-        config=str(req.config) if req.config else None,
-        dataset=req.dataset,
-        key_settings=dict(req.key_settings),
+    # Same path as sbatch/run: code state, the config copy with its sha256, the experiment tag.
+    log = create_run_from_request(
+        req, script=args.script, cwd=Path.cwd(), execution_id=args.execution_id
     )
-    if args.execution_id:
-        state.jobs = [JobBlock(execution_id=args.execution_id, submitted=now())]
-    log = create_run(req.run_logs, state)
-    if req.config is not None:
-        target = log.sidecar / "config"
-        target.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(req.config, target / req.config.name)
     print(log.path)
     return 0
 
