@@ -20,8 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hpcwrap.cli.run_options import add_run_options, request_from_args
-from hpcwrap.config import Settings, load_settings
+from hpcwrap.cli.run_options import add_run_options, command_settings, request_from_args
+from hpcwrap.config import Settings
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -90,11 +90,7 @@ def _no_command(parser: argparse.ArgumentParser) -> int:
 
 
 def _settings() -> Settings:
-    from hpcwrap.runlog import configure_locks
-
-    settings = load_settings(Path.cwd())
-    configure_locks(settings.lock)
-    return settings
+    return command_settings(Path.cwd())
 
 
 def _root(args: argparse.Namespace, settings: Settings) -> Path:

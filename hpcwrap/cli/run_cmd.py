@@ -9,8 +9,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hpcwrap.cli.run_options import add_run_options, request_from_args
-from hpcwrap.config import Settings, load_settings, parse_duration
+from hpcwrap.cli.run_options import add_run_options, command_settings, request_from_args
+from hpcwrap.config import Settings, parse_duration
 from hpcwrap.errors import ConfigError, HpcwrapError, UsageError
 
 RUN_LOG_ENV = "HPCWRAP_RUN_LOG"
@@ -91,7 +91,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 def _settings(args: argparse.Namespace, in_submission: bool) -> Settings:
     try:
-        settings = load_settings(Path.cwd())
+        settings = command_settings(Path.cwd())
     except ConfigError as exc:
         if not in_submission:
             raise
@@ -136,8 +136,10 @@ def handle(args: argparse.Namespace) -> int:
         try:
             run = open_run(log_spec)
         except (HpcwrapError, OSError) as exc:
-            warn(f"warning: cannot open the run log {log_spec!r}: {exc}; running the command "
-                 "without a run log")
+            warn(
+                f"warning: cannot open the run log {log_spec!r}: {exc}; running the command "
+                "without a run log"
+            )
     else:
         from hpcwrap.newrun import create_run_from_request, describe_command
 

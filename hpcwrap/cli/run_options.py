@@ -37,6 +37,15 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--run-logs", metavar="DIR", help="run_logs folder (default: ./run_logs)")
 
 
+def command_settings(cwd: Path) -> Settings:
+    """The settings a command works under, with the run-log lock kind applied."""
+    from hpcwrap.runlog import configure_locks
+
+    settings = load_settings(cwd)
+    configure_locks(settings.lock)
+    return settings
+
+
 def request_from_args(args: argparse.Namespace, settings: Settings | None = None) -> RunRequest:
     return build_run_request(
         settings=settings if settings is not None else load_settings(Path.cwd()),

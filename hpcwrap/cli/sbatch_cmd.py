@@ -17,8 +17,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpcwrap.cli.run_options import add_run_options, request_from_args
-from hpcwrap.config import load_settings
+from hpcwrap.cli.run_options import add_run_options, command_settings, request_from_args
 from hpcwrap.errors import UsageError
 from hpcwrap.scheduler import SCHEDULERS, SubmitInterrupted, SubmitResult, get_scheduler
 
@@ -168,7 +167,7 @@ def handle(args: argparse.Namespace) -> int:
             f"for sbatch's tasks per node write --ntasks-per-node={ns.task.strip()}"
         )
     cwd = Path.cwd()
-    settings = load_settings(cwd)
+    settings = command_settings(cwd)
     request = request_from_args(ns, settings)
     walltime = submit.walltime_signal(settings, ns.walltime_signal, ns.no_walltime_signal)
     prep = submit.prepare(cl, settings=settings, cwd=cwd, env=os.environ, walltime=walltime)
