@@ -141,3 +141,15 @@ def test_heavy_import_probe_sees_imports_even_of_missing_modules() -> None:
     assert "yaml" in heavy_imports("import yaml")
     missing = "try:\n    import pyslurm\nexcept ImportError:\n    pass"
     assert heavy_imports(missing) == ["pyslurm"]
+
+
+def test_every_command_is_documented_in_the_readme() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    for name, sub in registered_commands().items():
+        assert f"hpcwrap {name}" in readme, f"README does not mention `hpcwrap {name}`"
+        nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
+        for action in nested:
+            for child in action.choices:
+                assert f"hpcwrap {name} {child}" in readme, (
+                    f"README does not mention `hpcwrap {name} {child}`"
+                )
