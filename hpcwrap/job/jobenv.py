@@ -2,9 +2,10 @@
 
 Inside Slurm these come from the job's environment; anywhere else the
 execution id is ``<host>:<pid>`` (or what ``--execution-id`` says, e.g. an
-instance name and zone). Slurm 22.05 has no ``SLURM_JOB_END_TIME``, so the time
-left before the limit is asked of ``squeue`` — at most once per wrapper, and
-only when a signal makes it matter.
+instance name and zone). An array task's execution id is ``<array>_<task>``;
+its run log's block is the whole array's (``<array>_[0-3]``). Slurm 22.05 has
+no ``SLURM_JOB_END_TIME``, so the time left before the limit is asked of
+``squeue`` — at most once per wrapper, and only when a signal makes it matter.
 """
 
 from __future__ import annotations
@@ -30,6 +31,21 @@ class JobEnv:
     nodes: str | None = None
     restart_count: int | None = None
     cluster: str | None = None
+    array_job_id: str | None = None  # set for an array task only
+    array_task_id: str | None = None
+    array_tasks: str | None = None  # "0-3" (from SLURM_ARRAY_TASK_MIN/MAX/STEP)
+    array_task_count: int | None = None
+
+    @property
+    def is_array_task(self) -> bool:
+        return self.array_job_id is not None and self.array_task_id is not None
+
+    @property
+    def array_block_id(self) -> str | None:
+        """The whole array's execution id, as ``hpcwrap sbatch`` writes it: ``123_[0-3]``."""
+        if not self.is_array_task:
+            return None
+        return f"{self.array_job_id}_[{self.array_tasks or self.array_task_id}]"
 
 
 def _int(text: str | None) -> int | None:
@@ -55,6 +71,7 @@ def job_env(environ: Mapping[str, str], execution_id: str | None = None) -> JobE
     restarts = _int(environ.get("SLURM_RESTART_COUNT"))
     if restarts is None:
         restarts = _int(environ.get("SLURM_JOB_RESTART_COUNT"))
+    is_array = bool(array_id and task_id)
     return JobEnv(
         in_slurm=True,
         execution_id=execution_id or default_id,
@@ -62,7 +79,23 @@ def job_env(environ: Mapping[str, str], execution_id: str | None = None) -> JobE
         nodes=environ.get("SLURM_JOB_NODELIST") or environ.get("SLURMD_NODENAME") or host,
         restart_count=restarts if restarts is not None else 0,
         cluster=environ.get("SLURM_CLUSTER_NAME") or None,
+        array_job_id=array_id if is_array else None,
+        array_task_id=task_id if is_array else None,
+        array_tasks=_array_tasks(environ) if is_array else None,
+        array_task_count=_int(environ.get("SLURM_ARRAY_TASK_COUNT")) if is_array else None,
     )
+
+
+def _array_tasks(environ: Mapping[str, str]) -> str | None:
+    """``0-3`` or ``0-15:4`` from Slurm's MIN/MAX/STEP (a list like ``1,5,7`` shows as its span)."""
+    lo = _int(environ.get("SLURM_ARRAY_TASK_MIN"))
+    hi = _int(environ.get("SLURM_ARRAY_TASK_MAX"))
+    if lo is None or hi is None:
+        return None
+    if lo == hi:
+        return str(lo)
+    step = _int(environ.get("SLURM_ARRAY_TASK_STEP"))
+    return f"{lo}-{hi}" + (f":{step}" if step and step > 1 else "")
 
 
 def parse_slurm_duration(text: str) -> float | None:

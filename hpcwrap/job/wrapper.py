@@ -14,6 +14,9 @@ its stdout and stderr lines stays exactly as it wrote them.
 
 A run-log failure never changes the exit status: the wrapper exits with the
 child's (128+N when signal N killed it).
+
+The tasks of a job array share one Job block (``arraytasks``); their Status
+entries start with ``task <N>: ``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from typing import Any, TextIO
 
 from hpcwrap.config import Settings, signal_number
 from hpcwrap.errors import ConfigError
+from hpcwrap.job import arraytasks
 from hpcwrap.job import results as res
 from hpcwrap.job.formats import LineParser
 from hpcwrap.job.jobenv import JobEnv, TimeLeft, describe_seconds, job_env
@@ -50,7 +54,7 @@ from hpcwrap.job.status import (
     progress_fields,
 )
 from hpcwrap.job.supervise import SignalNote, Supervisor, exit_code, signal_name
-from hpcwrap.runlog import JobBlock, RunLog, RunState, StatusEntry
+from hpcwrap.runlog import JobBlock, Results, RunLog, RunState, StatusEntry
 from hpcwrap.runlog.dates import format_runtime
 from hpcwrap.runlog.dates import now as utc_now
 
@@ -200,6 +204,7 @@ class Wrapper:
         self.near_limit = False
         self.walltime_left: float | None = None
         self.write_errors: list[str] = []
+        self.prefix = arraytasks.task_prefix(self.env)
 
     # -- callbacks from other threads -------------------------------------------
 
@@ -228,9 +233,15 @@ class Wrapper:
 
     # -- run-log writes (monitor thread, then the finisher) ---------------------
 
+    def status(self, text: str, event: str, data: dict[str, Any]) -> None:
+        """A Status entry now; an array task's names the task."""
+        if self.env.is_array_task:
+            data = {**data, "array_task": self.env.array_task_id}
+        self.sink.status(self.prefix + text, utc_now(), event=event, data=data)
+
     def perform(self, write: Write) -> None:
         if write.text is not None:
-            self.sink.status(write.text, utc_now(), event=write.event, data=write.data)
+            self.status(write.text, write.event, write.data)
         else:
             self.sink.event(write.event, write.data)
 
@@ -239,6 +250,12 @@ class Wrapper:
         start = self.start_wall
 
         def mutate(state: RunState) -> None:
+            if env.is_array_task:
+                arraytasks.record_task_start(state, env, start)
+                again = f" (restart {env.restart_count})" if env.restart_count else ""
+                text = f"{self.prefix}started on {env.nodes}{again}"
+                state.status.append(StatusEntry(start, text))
+                return
             job = state.jobs[-1] if state.jobs else None
             if job is None or job.start is not None or not _same_execution(job, env):
                 job = JobBlock(execution_id=env.execution_id)
@@ -267,8 +284,14 @@ class Wrapper:
                 "pid": os.getpid(),
                 "child_pid": self.supervisor.pid,
                 "command": describe_command(self.argv[0], self.argv[1:]),
+                **self._array_data(),
             },
         )
+
+    def _array_data(self) -> dict[str, Any]:
+        if not self.env.is_array_task:
+            return {}
+        return {"array_task": self.env.array_task_id, "array": self.env.array_block_id}
 
     def on_signal(self, note: SignalNote) -> None:
         snap = self.progress.snapshot()
@@ -304,7 +327,7 @@ class Wrapper:
                 self.sink.event("walltime_signal", data)
                 return
             text = f"walltime warning ({note.name}), {left_text}; {fields_}; {fwd}"
-            self.sink.status(text, utc_now(), event="walltime_signal", data=data)
+            self.status(text, "walltime_signal", data)
         elif note.kind == "terminate":
             if self.env.in_slurm:
                 left = self.time_left.seconds()
@@ -312,11 +335,10 @@ class Wrapper:
                 if left is not None and left <= NEAR_LIMIT:
                     self.near_limit = True
             if note.count > 2:
-                self.sink.status(
+                self.status(
                     f"received {note.name} a third time: SIGKILL sent to the command; {fields_}",
-                    utc_now(),
-                    event="signal",
-                    data=data,
+                    "signal",
+                    data,
                 )
             else:
                 again = " again" if note.count > 1 else ""
@@ -331,18 +353,12 @@ class Wrapper:
                         seconds=max(note.kill_at_mono - self.mono(), 0)
                     )
                     kill = f", SIGKILL at {kill_wall.strftime('%H:%M:%S')} unless it exits"
-                self.sink.status(
-                    f"received {note.name}{again}, {fwd}{kill}; {fields_}",
-                    utc_now(),
-                    event="signal",
-                    data=data,
-                )
+                self.status(f"received {note.name}{again}, {fwd}{kill}; {fields_}", "signal", data)
         else:
-            self.sink.status(
+            self.status(
                 f"grace period over: SIGKILL sent to the command's process group; {fields_}",
-                utc_now(),
-                event="signal",
-                data=data,
+                "signal",
+                data,
             )
         self.policy.wrote_status(self.mono())
 
@@ -481,7 +497,18 @@ class Wrapper:
         env = self.env
         start = self.start_wall
 
+        text = f"{self.prefix}failed, exit code {end.exit_code}: {why}"
+
         def mutate(state: RunState) -> None:
+            if env.is_array_task:
+                block, final = arraytasks.record_task_end(
+                    state, env, start, end_wall, "FAILED", end.exit_code
+                )
+                state.status.append(StatusEntry(end_wall, text))
+                if final:
+                    summary = arraytasks.summary_text(state, env, block)
+                    state.status.append(StatusEntry(end_wall, summary))
+                return
             job = state.jobs[-1] if state.jobs else None
             if job is None or job.start is not None or not _same_execution(job, env):
                 job = JobBlock(execution_id=env.execution_id)
@@ -489,12 +516,17 @@ class Wrapper:
             job.execution_id = job.execution_id or env.execution_id
             job.start, job.end, job.node = start, end_wall, env.nodes
             job.exit_code, job.state = end.exit_code, "FAILED"
-            state.status.append(StatusEntry(end_wall, f"failed, exit code {end.exit_code}: {why}"))
+            state.status.append(StatusEntry(end_wall, text))
 
         self.sink.update(
             mutate,
             event="ended",
-            data={"exit_code": end.exit_code, "state": "FAILED", "error": why},
+            data={
+                "exit_code": end.exit_code,
+                "state": "FAILED",
+                "error": why,
+                **self._array_data(),
+            },
         )
 
     def record_end(self, end: res.EndFacts, final: str, snap: Snapshot, end_wall: datetime) -> None:
@@ -508,20 +540,28 @@ class Wrapper:
         checkpoint = self._checkpoint_path(snap, cwd, since)
         config_snapshot = self._config_snapshot(snap, cwd, since, checkpoint)
         runtime = format_runtime((end_wall - self.start_wall).total_seconds())
-        text = end_text(final, end, snap, runtime, errors)
+        text = self.prefix + end_text(final, end, snap, runtime, errors)
         one_liner = res.loss_one_liner(snap)
         suggestions = res.next_steps(final, checkpoint, snap)
         env = self.env
         start = self.start_wall
 
         def mutate(state: RunState) -> None:
-            job = _our_job(state, env, start)
-            if job is None:
-                job = JobBlock(execution_id=env.execution_id, start=start, node=env.nodes)
-                state.jobs.append(job)
-            job.end = end_wall
-            job.exit_code = end.exit_code
-            job.state = final
+            array_final: JobBlock | None = None
+            if env.is_array_task:
+                job, all_ended = arraytasks.record_task_end(
+                    state, env, start, end_wall, final, end.exit_code, suggestions
+                )
+                array_final = job if all_ended else None
+            else:
+                ours = _our_job(state, env, start)
+                if ours is None:
+                    ours = JobBlock(execution_id=env.execution_id, start=start, node=env.nodes)
+                    state.jobs.append(ours)
+                job = ours
+                job.end = end_wall
+                job.exit_code = end.exit_code
+                job.state = final
             if snap.wandb_dir:
                 job.wandb_local = job.wandb_local or snap.wandb_dir
                 state.wandb_local = state.wandb_local or snap.wandb_dir
@@ -529,6 +569,12 @@ class Wrapper:
                 job.wandb_synced = job.wandb_synced or snap.wandb_url
                 state.wandb_synced = state.wandb_synced or snap.wandb_url
             r = state.results
+            if env.is_array_task and snap.has_progress:
+                # The last task with progress gives all of Results: never one task's start
+                # loss beside another's end loss.
+                state.results = r = Results()
+                state.extra[arraytasks.RESULTS_TASK_KEY] = env.array_task_id
+                r.checkpoint = checkpoint
             if snap.step is not None:
                 r.final_step = snap.step
             if r.start_train_loss is None and snap.first_loss is not None:
@@ -540,7 +586,7 @@ class Wrapper:
             if snap.val_loss is not None:
                 r.end_val_loss = snap.val_loss
             if one_liner:
-                r.loss_one_liner = one_liner
+                r.loss_one_liner = self.prefix + one_liner
             if checkpoint:
                 r.checkpoint = checkpoint
             if config_snapshot:
@@ -549,11 +595,15 @@ class Wrapper:
                 copy = res.submitted_config_copy(self.sink.run.sidecar, state.config)
                 if copy is not None:
                     r.config_snapshot = str(copy)
+            drafted = arraytasks.drafted_next(state) if env.is_array_task else suggestions
             previous = state.extra.get("hpcwrap_next_drafted") or []
             kept = [n for n in state.next if n not in previous]
-            state.next = kept + [s for s in suggestions if s not in kept]
-            state.extra["hpcwrap_next_drafted"] = suggestions
+            state.next = kept + [s for s in drafted if s not in kept]
+            state.extra["hpcwrap_next_drafted"] = drafted
             state.status.append(StatusEntry(end_wall, text))
+            if array_final is not None:
+                summary = arraytasks.summary_text(state, env, array_final)
+                state.status.append(StatusEntry(end_wall, summary))
 
         data: dict[str, Any] = {
             "exit_code": end.exit_code,
@@ -563,6 +613,7 @@ class Wrapper:
             "checkpoint": checkpoint,
             "config_snapshot": config_snapshot,
             "text": text,
+            **self._array_data(),
         }
         if end.signaled is not None:
             data["signal"] = signal_name(end.signaled)
@@ -612,14 +663,7 @@ class Wrapper:
 def end_text(
     final: str, end: res.EndFacts, snap: Snapshot, runtime: str, pending_errors: Sequence[Any] = ()
 ) -> str:
-    word = {
-        "COMPLETED": "completed",
-        "FAILED": "failed",
-        "TIMEOUT": "timeout",
-        "CANCELLED": "cancelled",
-        "OUT_OF_MEMORY": "out of memory",
-    }.get(final, final.lower())
-    head = f"{word}, exit code {end.exit_code}"
+    head = f"{arraytasks.state_word(final)}, exit code {end.exit_code}"
     if end.signaled is not None:
         head += f" ({signal_name(end.signaled)})"
     parts = [head, f"after {runtime}", *progress_fields(snap)]
@@ -642,11 +686,7 @@ def end_text(
 
 
 def _same_execution(job: JobBlock, env: JobEnv) -> bool:
-    if job.execution_id in (None, env.execution_id):
-        return True
-    # An array's block ("123_[0-3]") is filled by its first task to start.
-    array = env.execution_id.split("_", 1)[0]
-    return "_" in env.execution_id and job.execution_id.startswith(f"{array}_[")
+    return job.execution_id in (None, env.execution_id)
 
 
 def _our_job(state: RunState, env: JobEnv, start: datetime) -> JobBlock | None:
