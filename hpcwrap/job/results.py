@@ -346,8 +346,8 @@ def next_steps(state: str, checkpoint: str | None, snap: Snapshot) -> list[str]:
     elif state in ("TIMEOUT", "CANCELLED"):
         if ck:
             out.append(
-                f"resume for more steps from {ck} with the same config; hpcwrap appends a "
-                "`## Job (resumed)` block to this log"
+                f"resume for more steps from {ck} with the same config (point the script's "
+                "resume option at it), then resubmit; note it here as a `## Job (resumed)` block"
             )
         else:
             out.append(
