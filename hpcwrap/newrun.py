@@ -33,10 +33,18 @@ from hpcwrap.runrequest import RunRequest
 # Names whose values are secrets: never into a run log (they stay only where the user put them).
 _SECRET_NAME = re.compile(
     r"(secret|token|passw(or)?d|passwd|api[_-]?key|access[_-]?key|private[_-]?key|"
-    r"credential|auth)",
+    r"credential|auth|(wandb|hf|huggingface|openai|aws|github|gh)[_-]?key)",
     re.IGNORECASE,
 )
 REDACTED = "***"
+# Values that are secrets whatever they are called: Hugging Face, GitHub and AWS key formats.
+_SECRET_VALUE = re.compile(
+    r"\b(hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|AKIA[0-9A-Z]{16})\b"
+)
+
+
+def _redact_value(text: str) -> str:
+    return _SECRET_VALUE.sub(REDACTED, text)
 
 
 def _redact_pairs(text: str) -> str:
@@ -49,12 +57,36 @@ def _redact_pairs(text: str) -> str:
     return ",".join(out)
 
 
+def redact_settings(settings: dict[str, str]) -> dict[str, str]:
+    """``--set`` key settings with the values of secret-looking keys replaced by ``***``."""
+    return {
+        k: REDACTED if _SECRET_NAME.search(k) else _redact_value(v) for k, v in settings.items()
+    }
+
+
+def redact_command_text(text: str) -> str:
+    """A command written as one string (``log new --script``), secrets redacted.
+
+    Split as the shell would and redacted like ``redact_argv``; returned as
+    written when nothing secret is in it, so a person's quoting is kept.
+    """
+    try:
+        words = shlex.split(text)
+    except ValueError:  # unbalanced quotes: redact what the value patterns catch
+        return _redact_value(text)
+    hidden = redact_argv(words)
+    if hidden == words:
+        return text
+    return " ".join(quote_word(w) if w != REDACTED else w for w in hidden)
+
+
 def redact_argv(argv: Sequence[str]) -> list[str]:
     """``argv`` with values of secret-looking names replaced by ``***``.
 
     Catches ``NAME=value``, ``--name=value``, ``--name value`` and comma lists
     (``--export=ALL,HF_TOKEN=...``) where the name says token/secret/password/
-    api key/credential. For the run log only; what runs is never changed.
+    api key/credential, and values in a known key format (``hf_...``, ``ghp_...``,
+    ``AKIA...``) whatever their name. For the run log only; what runs is never changed.
     """
     out: list[str] = []
     hide_next = False
@@ -72,11 +104,11 @@ def redact_argv(argv: Sequence[str]) -> list[str]:
             if _SECRET_NAME.search(head):
                 out.append(f"{head}={REDACTED}")
             elif "," in value or "=" in value:
-                out.append(f"{head}={_redact_pairs(value)}")
+                out.append(f"{head}={_redact_value(_redact_pairs(value))}")
             else:
-                out.append(word)
+                out.append(_redact_value(word))
             continue
-        out.append(word)
+        out.append(_redact_value(word))
     return out
 
 
@@ -193,7 +225,7 @@ def create_run_from_request(
         script=script,
         config=str(request.config) if request.config is not None else None,
         dataset=request.dataset,
-        key_settings=dict(request.key_settings),
+        key_settings=redact_settings(dict(request.key_settings)),
         code=code.summary(),
         jobs=[JobBlock(execution_id=execution_id, submitted=when or now())] if execution_id else [],
         extra=extra,

@@ -99,13 +99,14 @@ def _root(args: argparse.Namespace, settings: Settings) -> Path:
 
 
 def _new(args: argparse.Namespace) -> int:
-    from hpcwrap.newrun import create_run_from_request
+    from hpcwrap.newrun import create_run_from_request, redact_command_text
 
     settings = _settings()
     req = request_from_args(args, settings)
+    script = redact_command_text(args.script) if args.script is not None else None
     # Same path as sbatch/run: code state, the config copy with its sha256, the experiment tag.
     log = create_run_from_request(
-        req, script=args.script, cwd=Path.cwd(), execution_id=args.execution_id
+        req, script=script, cwd=Path.cwd(), execution_id=args.execution_id
     )
     print(log.path)
     return 0

@@ -139,3 +139,30 @@ def test_run_resolution(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> N
         open_run("1999", root)
     with pytest.raises(RunNotFoundError):
         open_run("x", tmp_path / "missing")
+
+
+def test_new_keeps_secrets_out_of_log_state_and_events(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _new(
+        capsys,
+        "--set",
+        "lr=3e-4",
+        "--set",
+        "wandb_api_key=SEKRET1",
+        "--set",
+        "note=uses hf_abcdefghijklmnopqrstuvwxyz0123",
+        "--script",
+        "docker run -e HF_TOKEN=SEKRET2 --wandb-key SEKRET3 'my img' --lr 3e-4",
+    )
+    text = path.read_text()
+    assert "lr=3e-4" in text and "'my img' --lr 3e-4" in text
+    assert "wandb_api_key=***" in text
+    for f in [path, *(tmp_path / "run_logs" / ".hpcwrap").rglob("*")]:
+        if f.is_file():
+            data = f.read_text()
+            for secret in ("SEKRET", "hf_abcdefghij"):
+                assert secret not in data, f
+    # A command with nothing secret in it is kept as written.
+    path2 = _new(capsys, "--script", 'docker run  "img"')
+    assert '- script: docker run  "img"' in path2.read_text()

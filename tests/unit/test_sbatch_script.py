@@ -226,3 +226,12 @@ def test_describe_command_is_one_line_and_redacted() -> None:
         ["--export=ALL,HF_TOKEN=x,A=1", "--api-key", "k", "SECRET=s", "--wandb_api_key=z", "x=1"]
     ) == ["--export=ALL,HF_TOKEN=***,A=1", "--api-key", "***", "SECRET=***",
           "--wandb_api_key=***", "x=1"]  # fmt: skip
+
+
+def test_redact_argv_catches_known_token_formats_and_key_names() -> None:
+    from hpcwrap.newrun import describe_command
+
+    line = describe_command(
+        "t.sh", ["hf_abcdefghijklmnopqrstuvwxyz0123", "--wandb-key", "k1", "--hf_key=k2"]
+    )
+    assert line == "`t.sh` '***' --wandb-key '***' '--hf_key=***'"
