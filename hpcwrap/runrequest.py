@@ -108,7 +108,9 @@ def build_run_request(
         run_type=parse_run_type(chosen_mode),
         objective=chosen_objective.strip(),
         task=chosen_task,
-        description=(description or "").strip(),
+        # The title and experiments.md want a short description; the objective
+        # is the best stand-in when none was given.
+        description=(description or "").strip() or chosen_objective.strip(),
         group=chosen_group,
         config=config_path,
         dataset=dataset,

@@ -63,3 +63,10 @@ def test_bad_task_and_group() -> None:
         build_run_request(settings=Settings(), mode="replication", objective="o", task="../x")
     with pytest.raises(UsageError, match="--group"):
         build_run_request(settings=Settings(), mode="replication", objective="o", group=".hidden")
+
+
+def test_description_defaults_to_the_objective() -> None:
+    req = build_run_request(settings=Settings(), mode="replication", objective=" o ")
+    assert req.description == "o"
+    req = build_run_request(settings=Settings(), mode="replication", objective="o", description="d")
+    assert req.description == "d"
