@@ -507,7 +507,7 @@ class Wrapper:
                 state.status.append(StatusEntry(end_wall, text))
                 if final:
                     summary = arraytasks.summary_text(state, env, block)
-                    state.status.append(StatusEntry(end_wall, summary))
+                    state.status.append(StatusEntry(block.end or end_wall, summary))
                 return
             job = state.jobs[-1] if state.jobs else None
             if job is None or job.start is not None or not _same_execution(job, env):
@@ -602,8 +602,9 @@ class Wrapper:
             state.extra["hpcwrap_next_drafted"] = drafted
             state.status.append(StatusEntry(end_wall, text))
             if array_final is not None:
+                # at the array's end, which a task that wrote before us may have set
                 summary = arraytasks.summary_text(state, env, array_final)
-                state.status.append(StatusEntry(end_wall, summary))
+                state.status.append(StatusEntry(array_final.end or end_wall, summary))
 
         data: dict[str, Any] = {
             "exit_code": end.exit_code,

@@ -27,7 +27,7 @@ SUBMITTED = re.compile(r"^Submitted batch job (\d+)$", re.M)
 
 def project(cluster: Any, name: str) -> Path:
     """A user-owned folder holding a copy of examples/ (the repo may be unreadable)."""
-    root = cluster.user_dir(name)
+    root: Path = cluster.user_dir(name)
     shutil.copytree(REPO / "examples", root / "examples")
     pw = pwd.getpwnam(cluster.user)
     for dirpath, dirnames, filenames in os.walk(root):
@@ -179,3 +179,29 @@ def test_plain_sbatch_script_with_hpcwrap_run(cluster: Any) -> None:
     assert state["results"]["final_step"] == 100
     out = (cwd / f"plain-{job_id}.out").read_text()
     assert out.startswith("hpcwrap: run log ") and '"step": 100' in out
+
+
+def test_array_tasks_share_one_job_block(cluster: Any) -> None:
+    cwd = project(cluster, "wrap-array")
+    job_id, log = submit(
+        cluster, cwd, *BASE, "--array=0-2", "examples/train.sh",
+        "--steps", "60", "--steps-per-sec", "30", "--format", "json", "--out-dir", "runs/a",
+    )  # fmt: skip
+    for task in range(3):
+        assert cluster.wait_job(f"{job_id}_{task}", timeout=120) == "COMPLETED"
+    wait_for(lambda: state_of(log)["jobs"][0]["state"] != "RUNNING", 30, "the last task's end")
+    state = state_of(log)
+    assert len(state["jobs"]) == 1, state["jobs"]
+    job = state["jobs"][0]
+    assert job["execution_id"] == f"{job_id}_[0-2]"
+    assert job["state"] == "COMPLETED" and job["exit_code"] == 0
+    assert job["start"] and job["end"] and set(job["node"].split(",")) <= {"n1", "n2"}
+    md = log.read_text()
+    assert md.count("## Job\n") == 1 and "## Job (resumed)" not in md
+    texts = [s[1] for s in state["status"]]
+    for task in range(3):
+        assert any(t.startswith(f"task {task}: started on n") for t in texts), texts
+        done = [t for t in texts if t.startswith(f"task {task}: completed, exit code 0")]
+        assert len(done) == 1 and "step 60" in done[0], texts
+    assert texts[-1].startswith(f"array {job_id}_[0-2]: all 3 tasks ended: 3 completed; ")
+    assert state["results"]["final_step"] == 60
