@@ -387,6 +387,15 @@ def list_run_logs(root: Path) -> list[Path]:
     return found
 
 
+def _check_run_log_name(path: Path) -> None:
+    # Opening timeline.md, a conflict file or a script as a run log would rewrite it as one.
+    if not is_run_log_name(path.name):
+        raise UsageError(
+            f"{path} is not a run log: run logs are named <date>_<task>.md "
+            "(not timeline.md, experiments.md or a .hpcwrap-conflict.md file)"
+        )
+
+
 def open_run(spec: str | Path, root: Path | None = None) -> RunLog:
     """The run log named by a path, a file name, or a unique prefix of a run name."""
     text = str(spec)
@@ -394,6 +403,7 @@ def open_run(spec: str | Path, root: Path | None = None) -> RunLog:
         raise UsageError("empty run name")
     path = Path(text).expanduser()
     if path.is_file():
+        _check_run_log_name(path)
         return RunLog(path, root)
     if path.is_dir():
         raise UsageError(f"{path} is a folder; name a run log (.md) in it")
@@ -403,6 +413,7 @@ def open_run(spec: str | Path, root: Path | None = None) -> RunLog:
         if candidate.suffix != ".md":
             candidate = candidate.with_name(candidate.name + ".md")
         if candidate.is_file():
+            _check_run_log_name(candidate)
             return RunLog(candidate, where)
         raise RunNotFoundError(f"no run log at {path} or {candidate}")
     if not where.is_dir():

@@ -166,3 +166,19 @@ def test_new_keeps_secrets_out_of_log_state_and_events(
     # A command with nothing secret in it is kept as written.
     path2 = _new(capsys, "--script", 'docker run  "img"')
     assert '- script: docker run  "img"' in path2.read_text()
+
+
+@pytest.mark.parametrize("name", ["run_logs/timeline.md", "x.py", "run_logs/notes.md"])
+def test_note_refuses_a_file_that_is_not_a_run_log(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, name: str
+) -> None:
+    _new(capsys)
+    target = tmp_path / name
+    if not target.exists():
+        target.write_text("# my notes\n\nprint(1)\n")
+    before = target.read_bytes()
+    assert main(["log", "note", str(target), "step 1, loss 2"]) == 2
+    assert "is not a run log" in capsys.readouterr().err
+    assert target.read_bytes() == before
+    assert not (target.parent / ".hpcwrap" / target.stem).exists()
+    assert not list(tmp_path.rglob("*.hpcwrap-conflict.md"))
