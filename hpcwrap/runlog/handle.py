@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import shutil
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -365,8 +366,14 @@ def _create_run(root: Path, state: RunState, when: datetime | None) -> RunLog:
             "_index": dict(snap.index),
             "_md": snap.md_hash,
         }
-        snap.events_size = log._store.append_event(event)
-        write_atomic(md_path, data)
+        try:
+            snap.events_size = log._store.append_event(event)
+            write_atomic(md_path, data)
+        except BaseException:
+            # No run log was written (e.g. the folder is read-only): leave no sidecar
+            # that says "created" and takes the name from the next run.
+            shutil.rmtree(log.sidecar, ignore_errors=True)
+            raise
         if experiments.wants_row(state):
             experiments.refresh_run(log, state, snap.index)
         log._store.save(snap)

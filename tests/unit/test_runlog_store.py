@@ -181,3 +181,18 @@ def test_run_opened_by_path_alone_finds_its_run_logs_folder(tmp_path: Path) -> N
     assert log.root == root
     assert "| a/b/2026-03-11_train |  | 0.5 |" in (root / "experiments.md").read_text()
     assert not (root / "a" / "experiments.md").exists()
+
+
+def test_create_that_cannot_write_the_markdown_leaves_no_sidecar_fake_eacces(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Faked: tests run as root, for whom a read-only folder is still writable.
+    def denied(path: Path, data: bytes) -> None:
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(handle_mod, "write_atomic", denied)
+    with pytest.raises(handle_mod.RunLogError, match="Permission denied"):
+        _log(tmp_path)
+    monkeypatch.undo()
+    assert list((tmp_path / ".hpcwrap").iterdir()) == []
+    assert _log(tmp_path).name == "2026-03-11_train"  # the name was not used up
