@@ -153,6 +153,13 @@ def _reindex(args: argparse.Namespace) -> int:
 
     settings = _settings()
     root = Path(args.folder).expanduser() if args.folder else settings.run_logs
+    inner = root / "run_logs"
+    if root.resolve().name != "run_logs" and inner.is_dir():
+        # The repo root given for its run_logs/: reindexing it would write an
+        # experiments.md there and index run_logs/ as a group.
+        from hpcwrap.errors import UsageError
+
+        raise UsageError(f"{root} is not a run_logs folder but holds one: run it on {inner}")
     res = reindex(root)
     print(
         f"{root}: {res.logs} run logs in {res.folders} folders; "

@@ -182,3 +182,13 @@ def test_note_refuses_a_file_that_is_not_a_run_log(
     assert target.read_bytes() == before
     assert not (target.parent / ".hpcwrap" / target.stem).exists()
     assert not list(tmp_path.rglob("*.hpcwrap-conflict.md"))
+
+
+def test_reindex_of_the_folder_above_run_logs_is_refused(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _new(capsys)  # an experiment: reindexing "." would have made ./experiments.md
+    assert main(["log", "reindex", "."]) == 2
+    assert "run it on run_logs" in capsys.readouterr().err
+    assert not (tmp_path / "experiments.md").exists()
+    assert main(["log", "reindex", "run_logs"]) == 0
