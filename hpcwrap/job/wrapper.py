@@ -620,7 +620,7 @@ class Wrapper:
             data["signal"] = signal_name(end.signaled)
         usage = resource.getrusage(resource.RUSAGE_SELF)  # the wrapper alone, not the child
         data["wrapper_cpu_s"] = round(usage.ru_utime + usage.ru_stime, 3)
-        data["wrapper_maxrss_kb"] = usage.ru_maxrss
+        data["wrapper_maxrss_kb"] = peak_rss_kb(usage.ru_maxrss)
         if snap.bytes_skipped:
             data["bytes_not_scanned"] = snap.bytes_skipped
         if self.write_errors:
@@ -697,6 +697,22 @@ def _our_job(state: RunState, env: JobEnv, start: datetime) -> JobBlock | None:
         ):
             return job
     return None
+
+
+def peak_rss_kb(fallback: int) -> int:
+    """This process's own peak RSS in KiB (VmHWM), else ``fallback``.
+
+    Not ru_maxrss alone: Linux carries it across execve, so a wrapper started
+    by a big parent (fork + exec) would report the parent's size.
+    """
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"VmHWM:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return fallback
 
 
 def _close(f: Any) -> None:

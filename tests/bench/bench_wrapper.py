@@ -14,7 +14,7 @@ Measures, in the same run and against baselines measured the same way:
 3. the wrapper's own CPU seconds per million lines (from the flood runs; the
    wrapper records ``wrapper_cpu_s`` from getrusage(RUSAGE_SELF) in its
    ``ended`` event, the child's CPU is not in it).
-4. peak RSS of the wrapper (``wrapper_maxrss_kb``, same source) after 1 GB of
+4. peak RSS of the wrapper (``wrapper_maxrss_kb``: VmHWM of the wrapper process) after 1 GB of
    output and after a 64 MB line with no newline.
 
 Prints figures only; asserts nothing (figures depend on the machine).
@@ -187,7 +187,7 @@ def bench_hf(tmp: Path, seconds: float) -> None:
 
 def bench_rss(tmp: Path, gigabytes: float, line_mb: int) -> None:
     child = write_script(tmp, "big.py", BIG)
-    print("\n== wrapper peak RSS (ru_maxrss of the wrapper process) ==")
+    print("\n== wrapper peak RSS (VmHWM of the wrapper process) ==")
     small = new_log(tmp / "rss0")
     _, ended = wrapped(small, [PY, "-c", "print('step 1 loss 1.0')"], Path(os.devnull))
     print(f"  tiny child (baseline)      {int(ended['wrapper_maxrss_kb']) / 1024:6.1f} MiB")  # type: ignore[call-overload]

@@ -481,3 +481,15 @@ def test_interleaved_ranks_lose_no_line(tmp_path: Path) -> None:
         mine = [ln for ln in lines if ln.startswith(b"[rank%d]: " % rank)]
         assert [int(ln.split()[2]) for ln in mine] == list(range(20000))  # in order, intact
     assert outcome.snapshot.step is not None
+
+
+def test_wrapper_rss_is_its_own_not_its_big_parents(tmp_path: Path) -> None:
+    # Linux carries ru_maxrss across fork + execve: a wrapper started from a big
+    # process (a long pytest session, a login-node tool) must still report its own peak.
+    ballast = bytearray(256 << 20)
+    for i in range(0, len(ballast), 4096):
+        ballast[i] = 1  # touch every page so it is resident
+    ended, got, want = giant_line(tmp_path, 1)
+    assert got == want
+    assert int(ended["wrapper_maxrss_kb"]) < 128 * 1024  # type: ignore[call-overload]
+    del ballast
