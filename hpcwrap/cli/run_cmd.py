@@ -112,11 +112,8 @@ def _settings(args: argparse.Namespace, in_submission: bool) -> Settings:
 
 def handle(args: argparse.Namespace) -> int:
     from hpcwrap.job.jobenv import job_env
-    from hpcwrap.job.passthrough import pin_malloc_mmap_threshold
     from hpcwrap.job.sink import warn
     from hpcwrap.job.wrapper import WrapperOptions, run_command
-
-    pin_malloc_mmap_threshold()  # this process is the wrapper: keep its memory flat
 
     command = list(args.command)
     if command and command[0] == "--":

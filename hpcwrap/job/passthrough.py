@@ -15,7 +15,6 @@ other errors (ENOSPC, EIO) drop that chunk, both are reported once.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import fcntl
 import os
@@ -37,25 +36,6 @@ _PERMANENT = frozenset({errno.EPIPE, errno.EBADF, errno.EINVAL})
 
 ChunkHandler = Callable[[int, bytes], None]
 WriteErrorHandler = Callable[[int, OSError, bool], None]
-
-
-def pin_malloc_mmap_threshold(threshold: int = 128 * 1024) -> bool:
-    """Keep glibc from growing its mmap threshold; best effort, glibc only.
-
-    Each read is a fresh bytes object of up to READ_SIZE. glibc starts by
-    mmapping such blocks, but after the first free it raises its threshold and
-    serves later ones from per-thread heaps (copy threads + scanner), which can
-    keep tens of MB of freed chunks resident during a flood. A fixed threshold
-    keeps every big chunk mmapped and handed back at free: a few hundred extra
-    mmap/munmap calls per GB of output.
-    """
-    try:
-        libc = ctypes.CDLL(None)
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_mmap_threshold = -3  # from <malloc.h>
-    return bool(mallopt(m_mmap_threshold, threshold))
 
 
 def enlarge_pipe(fd: int, size: int = PIPE_SIZE) -> int | None:
@@ -164,11 +144,4 @@ class Pump(threading.Thread):
             view = view[n:]
 
 
-__all__ = [
-    "PIPE_SIZE",
-    "READ_SIZE",
-    "Pump",
-    "enlarge_pipe",
-    "pin_malloc_mmap_threshold",
-    "same_file",
-]
+__all__ = ["PIPE_SIZE", "READ_SIZE", "Pump", "enlarge_pipe", "same_file"]
