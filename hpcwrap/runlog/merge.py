@@ -12,6 +12,8 @@ For each rendered item, with ``D`` the item found on disk and ``N`` the new text
   person already wrote a line with that label (then it is theirs);
 - ``D`` differs from the base line, or was deleted     -> a person edited it: it is
   theirs from now on (recorded), leave it;
+- a whole section deleted: theirs too, unless it was an empty heading (then it
+  comes back when hpcwrap has something to put in it: results, a Status line);
 - ``N`` equals the base canon (the value did not move) -> leave ``D`` as it is;
 - otherwise                                            -> replace ``D`` by ``N``.
 
@@ -196,9 +198,11 @@ def merge(
         if dsec is None:
             if skey in human:
                 continue
-            if skey in base and base[skey][0] is not None:
-                found_human.add(skey)  # a person removed the section
+            if skey in base and base[skey][0] is not None and _had_items(base, sec.sid):
+                found_human.add(skey)  # a person removed the section and what it said
                 continue
+            # Never written, or only its empty heading was removed (tidying a fresh log):
+            # the section comes back once there is something to put in it.
             add = []
             for key, text in sec.items:
                 if key in human:
@@ -294,6 +298,14 @@ def merge(
     changed = bool(edits.inserts or edits.replaces)
     out = edits.apply(lines) if changed else lines
     return MergeResult(out, new_base, found_human, changed)
+
+
+def _had_items(base: Base, sid: str) -> bool:
+    """Whether hpcwrap's last writing of section ``sid`` had any item in it."""
+    return any(
+        line is not None and not key.startswith("§") and key != "title" and _sid_of(key) == sid
+        for key, (line, _canon) in base.items()
+    )
 
 
 def _insert_anchor(

@@ -305,3 +305,28 @@ def test_mixed_line_ends_kept_byte_for_byte(tmp_path: Path) -> None:
     assert b"## Results\r\npasted from a unix tool\nand another\n" in data
     assert b"\xe2\x80\x94 x\r\n" in data
     assert data.replace(b"\r\n", b"").count(b"\n") == 2
+
+
+def test_removed_empty_heading_comes_back_when_there_is_something_to_put_in_it(
+    tmp_path: Path,
+) -> None:
+    log = _new(tmp_path, jobs=[JobBlock(execution_id="1")])
+    # A person tidies the fresh log: drops the empty Status and Results headings.
+    _edit(log, "## Status\n\n", "")
+    _edit(log, "## Results\n\n", "")
+    log.add_status("running, step 5, train_loss 0.4", T0 + timedelta(hours=1))
+
+    def ended(s: RunState) -> None:
+        s.results.final_step = 5
+        s.results.checkpoint = "/ckpt/step5"
+
+    log.update(ended)
+    doc = parse_document(log.path.read_text())
+    text = log.path.read_text()
+    assert "- 2026-03-11 16:00 — running, step 5, train_loss 0.4\n" in text
+    assert "- checkpoint: `/ckpt/step5`\n" in text
+    assert [s.sid for s in doc.sections if s.sid in ("job.0", "status", "results")] == [
+        "job.0",
+        "status",
+        "results",
+    ]
