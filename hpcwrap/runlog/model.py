@@ -8,6 +8,7 @@ has no spelling for them and orjson would write ``null``).
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -134,6 +135,10 @@ def to_dict(
                     out["status"] = [[iso(s.when), s.text] for s in value]
         elif name == "results":
             out["results"] = {r.name: _enc(getattr(value, r.name)) for r in fields(value)}
+        elif name == "extra":
+            # Deep: callers change nested values in place (extra["submit"][...]), and the
+            # update path diffs this copy against the mutated state to build its event.
+            out[name] = copy.deepcopy(value)
         elif isinstance(value, dict):
             out[name] = dict(value)
         elif isinstance(value, list):

@@ -54,6 +54,17 @@ def test_append_event_does_not_touch_the_markdown(tmp_path: Path) -> None:
     assert (log.path.stat().st_mtime_ns, log.path.read_bytes()) == before
 
 
+def test_nested_extra_changed_in_place_reaches_the_event(tmp_path: Path) -> None:
+    # submit changes extra["submit"] in place; the event must still carry the change,
+    # or a state.json rebuilt from the events would lose it.
+    log = _log(tmp_path)
+    log.update(lambda s: s.extra.setdefault("submit", {}).update(output="/o/%j.out"))
+    log.update(lambda s: s.extra["submit"].update(job_name="toy"), event="submitted")
+    last = _events(log)[-1]
+    assert last["kind"] == "submitted"
+    assert last["_patch"] == {"extra": {"submit": {"output": "/o/%j.out", "job_name": "toy"}}}
+
+
 def _churn(log: RunLog) -> None:
     for i in range(5):
         log.add_status(f"step {i}", T0 + timedelta(minutes=i))
