@@ -192,3 +192,22 @@ def test_reindex_of_the_folder_above_run_logs_is_refused(
     assert "run it on run_logs" in capsys.readouterr().err
     assert not (tmp_path / "experiments.md").exists()
     assert main(["log", "reindex", "run_logs"]) == 0
+
+
+def test_recovery_warning_is_one_plain_line(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    import subprocess
+    import sys
+
+    path = _new(capsys)
+    (path.parent / ".hpcwrap" / path.stem / "state.json").write_text("{torn")
+    proc = subprocess.run(
+        [sys.executable, "-m", "hpcwrap", "log", "show", path.stem, "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stderr.startswith("hpcwrap: warning: ") and "state.json is damaged" in proc.stderr
+    assert len(proc.stderr.splitlines()) == 1  # no source line of hpcwrap's code under it
