@@ -6,9 +6,11 @@ import os
 import random
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -170,22 +172,53 @@ def second_cluster_dir() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-@pytest.mark.slow
-def test_down_stops_exactly_its_own_processes(cluster: Cluster, second_cluster_dir: Path) -> None:
-    """A second cluster (own folder and ports) beside the main one: `down` on it
-    stops all of its processes, a running job's included, and nothing of the main one."""
-    cdir = second_cluster_dir
+def second_cluster_env(cluster: Cluster, cdir: Path) -> dict[str, str]:
     port_base, db_port = free_port_base()
-    env = {
+    return {
         **cluster.env,
         "HPCWRAP_DEV_CLUSTER_DIR": str(cdir),
         "HPCWRAP_DEV_CLUSTER_PORT_BASE": str(port_base),
         "HPCWRAP_DEV_CLUSTER_DB_PORT": str(db_port),
         "SLURM_CONF": str(cdir / "etc" / "slurm.conf"),
     }
-    up = subprocess.run(
-        ["bash", str(DEV_CLUSTER), "up"], env=env, capture_output=True, text=True, timeout=300
+
+
+def dev_cluster(env: dict[str, str], verb: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["bash", str(DEV_CLUSTER), verb], env=env, capture_output=True, text=True, timeout=300
     )
+
+
+@pytest.mark.slow
+def test_up_after_every_daemon_was_killed(cluster: Cluster, second_cluster_dir: Path) -> None:
+    """What CI meets: the session that left the cluster up ended, every daemon was
+    SIGKILLed and their pid files stayed. `up` must start them all again."""
+    env = second_cluster_env(cluster, second_cluster_dir)
+    first = dev_cluster(env, "up")
+    assert first.returncode == 0, first.stdout + first.stderr
+    killed = daemon_pids(second_cluster_dir)
+    for pid in killed.values():
+        os.kill(pid, signal.SIGKILL)
+    for pid in killed.values():
+        for _ in range(100):
+            if not alive(pid):
+                break
+            time.sleep(0.1)
+    again = dev_cluster(env, "up")
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "ready" in again.stdout
+    now = daemon_pids(second_cluster_dir)
+    assert set(now) == set(killed) and all(alive(pid) for pid in now.values())
+    assert not set(now.values()) & set(killed.values())
+
+
+@pytest.mark.slow
+def test_down_stops_exactly_its_own_processes(cluster: Cluster, second_cluster_dir: Path) -> None:
+    """A second cluster (own folder and ports) beside the main one: `down` on it
+    stops all of its processes, a running job's included, and nothing of the main one."""
+    cdir = second_cluster_dir
+    env = second_cluster_env(cluster, cdir)
+    up = dev_cluster(env, "up")
     assert up.returncode == 0, up.stdout + up.stderr
     theirs = daemon_pids(cdir)
     ours = daemon_pids(cluster.dir)
@@ -207,9 +240,7 @@ def test_down_stops_exactly_its_own_processes(cluster: Cluster, second_cluster_d
     else:
         pytest.fail("the second cluster's job never started")
 
-    down = subprocess.run(
-        ["bash", str(DEV_CLUSTER), "down"], env=env, capture_output=True, text=True, timeout=120
-    )
+    down = dev_cluster(env, "down")
     assert down.returncode == 0, down.stdout + down.stderr
     assert not [name for name, pid in theirs.items() if alive(pid)]
     assert processes_mentioning(str(cdir)) == []
