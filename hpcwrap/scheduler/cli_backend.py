@@ -124,10 +124,12 @@ class CliScheduler:
         assert proc.stdout is not None and proc.stderr is not None
         err: list[bytes] = []
         reader = threading.Thread(target=_drain, args=(proc.stderr, err), daemon=True)
-        reader.start()
         seen: SubmitResult | None = None
         out_lines: list[str] = []
+        # Everything after Popen is inside the try: a Ctrl-C that lands while the
+        # reader starts must still find out whether sbatch made a job.
         try:
+            reader.start()
             for raw in proc.stdout:
                 line = raw.decode(errors="replace")
                 out_lines.append(line)
@@ -139,7 +141,8 @@ class CliScheduler:
         except KeyboardInterrupt:
             raise self._interrupted(proc, seen, on_submitted) from None
         finally:
-            reader.join(timeout=5)
+            if reader.ident is not None:
+                reader.join(timeout=5)
         messages = b"".join(err).decode(errors="replace").strip()
         if seen is None:
             if rc == 0:

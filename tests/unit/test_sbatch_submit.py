@@ -313,7 +313,9 @@ def test_second_ctrl_c_stops_sbatch_and_says_a_job_may_exist_fake_sbatch(project
     proc = _start(project, env, *BASE, "train.sh")
     _wait_for(project.parent / "sbatch-argv")
     proc.send_signal(signal.SIGINT)
-    time.sleep(0.5)
+    # Room for the first Ctrl-C to be handled on a loaded machine (sbatch sleeps 60 s,
+    # hpcwrap waits 30 s for it), so the second one is seen as a second.
+    time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
