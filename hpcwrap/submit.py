@@ -409,7 +409,12 @@ def submit(
         text = batch_script(
             prep, run_log=log.path, snapshot=snapshot, python=python or sys.executable
         )
-        write_exact(job_sh, text.encode("utf-8", errors="surrogateescape"))
+        # The batch script must carry the real arguments; when one looks secret, keep
+        # the file to its owner (the run log, state and events only see "***").
+        secret = redact_argv(prep.script_args) != list(prep.script_args)
+        write_exact(
+            job_sh, text.encode("utf-8", errors="surrogateescape"), 0o600 if secret else 0o644
+        )
         args = prep.sbatch_args(log.path)
         command = redact_argv(scheduler.command(job_sh, args))
         facts = submit_facts(prep, log.path)

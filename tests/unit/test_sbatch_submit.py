@@ -361,6 +361,10 @@ def test_secrets_stay_out_of_the_run_log_fake_sbatch(
     for path in (log.path, log.sidecar / "state.json", log.sidecar / "events.jsonl"):
         assert "sekrit" not in path.read_text(), path
     assert "'--hf-token=***' --password '***' lr=3" in log.path.read_text()
+    # job.sh must hold the real arguments to run them: then it is its owner's alone
+    job_sh = log.sidecar / "job.sh"
+    assert "sekrit2" in job_sh.read_text()
+    assert job_sh.stat().st_mode & 0o077 == 0
 
 
 def test_local_scheduler_state_and_cancel(project: Path) -> None:
