@@ -54,6 +54,19 @@ class LogSink:
             self.err,
         )
 
+    def _attempt(self, what: str, write: Callable[[RunLog], object]) -> bool:
+        """Run one write under the lock; True when it went through."""
+        run = self.run
+        if run is None:
+            return False
+        with self._lock:
+            try:
+                write(run)
+                return True
+            except Exception as exc:  # the job must outlive any run-log failure
+                self._fail(what, exc)
+                return False
+
     def status(
         self,
         text: str,
@@ -62,26 +75,12 @@ class LogSink:
         event: str = "status",
         data: dict[str, Any] | None = None,
     ) -> bool:
-        if self.run is None:
-            return False
-        with self._lock:
-            try:
-                self.run.add_status(text, when, event=event, data=data)
-                return True
-            except Exception as exc:
-                self._fail("add a Status entry", exc)
-                return False
+        return self._attempt(
+            "add a Status entry", lambda run: run.add_status(text, when, event=event, data=data)
+        )
 
     def event(self, kind: str, data: dict[str, Any] | None = None) -> bool:
-        if self.run is None:
-            return False
-        with self._lock:
-            try:
-                self.run.append_event(kind, data)
-                return True
-            except Exception as exc:
-                self._fail("append an event", exc)
-                return False
+        return self._attempt("append an event", lambda run: run.append_event(kind, data))
 
     def update(
         self,
@@ -90,15 +89,9 @@ class LogSink:
         event: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> bool:
-        if self.run is None:
-            return False
-        with self._lock:
-            try:
-                self.run.update(mutate, event=event, data=data)
-                return True
-            except Exception as exc:
-                self._fail("update the run", exc)
-                return False
+        return self._attempt(
+            "update the run", lambda run: run.update(mutate, event=event, data=data)
+        )
 
 
 __all__ = ["LogSink", "warn"]
