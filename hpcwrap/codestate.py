@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hpcwrap.errors import CodeStateError
+from hpcwrap.runlog.fsio import write_atomic
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 TAG_PREFIX = "hpcwrap/"
@@ -236,12 +237,7 @@ def save_diff(state: CodeState, path: Path) -> Path | None:
     if not state.diff:
         return None
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(state.diff)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, state.diff)
     return path
 
 

@@ -28,6 +28,7 @@ from hpcwrap import codestate
 from hpcwrap.errors import CodeStateError, UsageError
 from hpcwrap.runlog import JobBlock, RunLog, RunState, create_run
 from hpcwrap.runlog.dates import now
+from hpcwrap.runlog.fsio import write_atomic
 from hpcwrap.runrequest import RunRequest
 
 # Names whose values are secrets: never into a run log (they stay only where the user put them).
@@ -159,13 +160,7 @@ def _read_config(request: RunRequest, cwd: Path) -> tuple[Path, bytes] | None:
 def write_exact(path: Path, data: bytes, mode: int = 0o644) -> None:
     """Write ``data`` to ``path`` exactly (temp file in the same folder, fsync, replace)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    write_atomic(path, data, mode=mode)
 
 
 def sidecar_rel(log: RunLog, path: Path) -> str:

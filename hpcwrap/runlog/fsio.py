@@ -46,13 +46,17 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
-def write_atomic(path: Path, data: bytes, *, sync: bool = True) -> None:
-    """Replace ``path`` with ``data`` atomically (caller holds ``path``'s lock)."""
+def write_atomic(path: Path, data: bytes, *, sync: bool = True, mode: int | None = None) -> None:
+    """Replace ``path`` with ``data`` atomically (caller holds ``path``'s lock).
+
+    The file keeps its permission bits, or gets ``mode`` when one is given.
+    """
     tmp = temp_path(path)
-    try:
-        mode: int | None = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = None
+    if mode is None:
+        try:
+            mode = stat.S_IMODE(os.stat(path).st_mode)
+        except FileNotFoundError:
+            mode = None
     with contextlib.suppress(FileNotFoundError):
         os.unlink(tmp)  # a killed writer's leftover may carry another mode
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o666)
