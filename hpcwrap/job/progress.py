@@ -133,6 +133,19 @@ class Notable:
         )
 
 
+def _same_wandb_run(known: str | None, seen: str) -> bool:
+    """True when ``seen`` names the run folder ``known`` already names.
+
+    wandb prints its run folder several times: absolute in "Run data is saved
+    locally in /abs/wandb/offline-run-...", relative to the cwd in "Find logs at:
+    ./wandb/offline-run-.../logs" at the end. The later, relative mention must not
+    replace the absolute one (the run log is read from other folders).
+    """
+    if known is None:
+        return False
+    return known.rstrip("/").rsplit("/", 1)[-1] == seen.rstrip("/").rsplit("/", 1)[-1]
+
+
 class Progress:
     """Thread-safe progress state. ``apply`` from the scanner, ``snapshot`` from anyone."""
 
@@ -236,8 +249,11 @@ class Progress:
             if obs.checkpoint_saved:
                 self._checkpoint(obs, step, notable)
             if obs.wandb_dir is not None and obs.wandb_dir != s.wandb_dir:
-                s.wandb_dir = obs.wandb_dir
-                notable.wandb = True
+                if not _same_wandb_run(s.wandb_dir, obs.wandb_dir):
+                    s.wandb_dir = obs.wandb_dir
+                    notable.wandb = True
+                elif obs.wandb_dir.startswith("/"):
+                    s.wandb_dir = obs.wandb_dir  # the same run, now with its full path
             if obs.wandb_url is not None and obs.wandb_url != s.wandb_url:
                 s.wandb_url = obs.wandb_url
                 notable.wandb = True

@@ -538,6 +538,7 @@ class Wrapper:
         cwd = self.opts.cwd
         since = time.time() - (self.mono() - self.start_mono)
         checkpoint = self._checkpoint_path(snap, cwd, since)
+        wandb_dir = _full_path(snap.wandb_dir, cwd)
         config_snapshot = self._config_snapshot(snap, cwd, since, checkpoint)
         runtime = format_runtime((end_wall - self.start_wall).total_seconds())
         text = self.prefix + end_text(final, end, snap, runtime, errors)
@@ -562,9 +563,9 @@ class Wrapper:
                 job.end = end_wall
                 job.exit_code = end.exit_code
                 job.state = final
-            if snap.wandb_dir:
-                job.wandb_local = job.wandb_local or snap.wandb_dir
-                state.wandb_local = state.wandb_local or snap.wandb_dir
+            if wandb_dir:
+                job.wandb_local = job.wandb_local or wandb_dir
+                state.wandb_local = state.wandb_local or wandb_dir
             if snap.wandb_url:
                 job.wandb_synced = job.wandb_synced or snap.wandb_url
                 state.wandb_synced = state.wandb_synced or snap.wandb_url
@@ -684,6 +685,14 @@ def end_text(
     if snap.last_progress_wall is not None and final not in ("COMPLETED",):
         text += f"; last new step at {hhmm(snap.last_progress_wall)}"
     return text
+
+
+def _full_path(printed: str | None, cwd: Path) -> str | None:
+    """A path the command printed relative to its cwd, made absolute when it exists there."""
+    if not printed:
+        return None
+    path = res.resolve_path(printed, cwd)
+    return str(path) if path.exists() else printed
 
 
 def _same_execution(job: JobBlock, env: JobEnv) -> bool:

@@ -121,3 +121,19 @@ def test_loss_history_is_bounded_and_keeps_ends() -> None:
     assert len(pts) <= 65
     assert pts[0] == (0, 1.0)
     assert pts[-1] == (99_999, 1.0 / 100_000)
+
+
+def test_wandb_dir_keeps_the_absolute_path_of_the_same_run() -> None:
+    # What wandb 0.31 really prints for an offline run started in /w: the absolute
+    # folder at init, then the same folder relative to the cwd at the end.
+    scanner, progress, _ = make()
+    scanner.feed(
+        2,
+        b"wandb: Run data is saved locally in /w/runs/wandb/offline-run-20261128_191005-wbl7vi7t\n"
+        b"wandb: wandb sync /w/runs/wandb/offline-run-20261128_191005-wbl7vi7t\n"
+        b"wandb: Find logs at: ./runs/wandb/offline-run-20261128_191005-wbl7vi7t/logs\n",
+    )
+    assert progress.snapshot().wandb_dir == "/w/runs/wandb/offline-run-20261128_191005-wbl7vi7t"
+    # a new run (a second wandb.init) does replace it
+    scanner.feed(2, b"wandb: Find logs at: ./runs/wandb/offline-run-20261128_200000-zzzz/logs\n")
+    assert progress.snapshot().wandb_dir == "./runs/wandb/offline-run-20261128_200000-zzzz"

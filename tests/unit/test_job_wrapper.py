@@ -237,3 +237,14 @@ def test_hpcwrap_run_cli_creates_a_log(tmp_path: Path) -> None:
     assert "- execution_id: vm-1/europe-west4-a" in md
     assert "- run_type: replication" in md
     assert "completed, exit code 0" in md
+
+
+def test_relative_wandb_dir_is_recorded_absolute(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    run_dir = tmp_path / "wandb" / "offline-run-20261128_191005-wbl7vi7t"
+    run_dir.mkdir(parents=True)
+    line = "wandb: Find logs at: wandb/offline-run-20261128_191005-wbl7vi7t/logs"
+    wrap([PY, "-c", f"print('step 1 loss 1.0'); print({line!r})"], log, tmp_path)
+    state = log.read()
+    assert state.jobs[-1].wandb_local == str(run_dir)
+    assert state.wandb_local == str(run_dir)
