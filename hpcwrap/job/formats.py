@@ -121,13 +121,23 @@ _KEY_ALT = "|".join(
 # 'key': value | "key": "value" | key=value | key: value | key value
 _KV_SOURCE = (
     r"(?<![\w/.\-])['\"]?(?P<key>" + _KEY_ALT + r")['\"]?"
-    r"(?:\s*[:=]\s*|\s+)['\"]?(?P<val>" + _NUM + r")['\"]?"
+    r"(?P<sep>\s*[:=]\s*|\s+)['\"]?(?P<val>" + _NUM + r")['\"]?"
     r"(?:\s*/\s*(?P<total>\d+))?(?![\w.])"
 )
 _KV = re.compile(_KV_SOURCE, re.IGNORECASE)
 # The same for lower-cased ASCII text: twice as fast as IGNORECASE (offsets are equal, so
 # values are taken from the original text, keeping lerobot's "10K").
 _KV_LOWER = re.compile(_KV_SOURCE.replace("[KMB]", "[kmb]"))
+
+# A step written "step 5" (no ':' or '=') in a line that says nothing else counts only
+# at the start of the line, after a separator, or after a word that places the run at
+# it ("resumed from step 5", "finished step 5"): in other prose ("loss of connection to
+# node n3, retrying step 3") it is not the training's step.
+_COUNTERS = frozenset({"step"})
+_SEPARATOR_BEFORE = re.compile(
+    r"(?:^|[\[\](){}|:;,\-]|\b(?:at|from|after|reached|finished|completed|done))\s*$",
+    re.IGNORECASE,
+)
 
 _TQDM = re.compile(
     r"(?:(?P<desc>[^|]*?):\s*)?(?P<pct>\d{1,3})%\|[^|]*\|\s*"
@@ -622,7 +632,7 @@ class LineParser:
         validate = "validate step" in lower and bool(_TORCHTITAN_VAL.search(text))
         found = False
         ascii_ = text.isascii()
-        matches = _KV_LOWER.finditer(lower) if ascii_ else _KV.finditer(text)
+        matches = list(_KV_LOWER.finditer(lower) if ascii_ else _KV.finditer(text))
         for m in matches:
             key = m.group("key").lower()
             if " " in key or "\t" in key:
@@ -630,6 +640,13 @@ class LineParser:
             name = _KEY_FIELDS.get(key)
             if name is None:
                 continue
+            if (
+                name in _COUNTERS
+                and len(matches) == 1
+                and not m.group("sep").strip()
+                and not _SEPARATOR_BEFORE.search(text, 0, m.start())
+            ):
+                continue  # "retrying step 3": prose, not a progress line
             value = text[m.start("val") : m.end("val")]
             if name == "loss" and (summary or validate):
                 if validate:

@@ -310,6 +310,11 @@ def test_log_lines_do_not_end_a_traceback() -> None:
         ("global_step: 1,234  loss: -inf", dict(step=1234, loss=-math.inf)),
         ("aux_loss: 0.5 loss_scale: 1024", dict()),
         ("Loading checkpoint from out/checkpoint-100", dict()),
+        # prose that mentions a step is not the training's step
+        ("loss of connection to node n3, retrying step 3", dict()),
+        ("NCCL WARN retrying step 5 after loss of connection", dict()),
+        ("2024-01-01 12:00:00 | step 12", dict(step=12)),
+        ("Starting epoch 3", dict(epoch=3.0)),
         ("Resumed from saved checkpoint at step 100", dict(step=100, checkpoint_saved=False)),
         (
             "Checkpoint saved to /ckpt/step_7000",
