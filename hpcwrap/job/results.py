@@ -358,8 +358,9 @@ def next_steps(state: str, checkpoint: str | None, snap: Snapshot) -> list[str]:
         trend_ = trend(snap.train_history)
         if trend_ is not None and trend_.direction == "fell" and not trend_.plateau:
             out.append(f"resume for more steps from {ck} (the loss was still falling)")
+        either = "or " if out else ""  # an alternative only after the resume suggestion
         out.append(
-            f"or generate `MODEL_PASSPORT.json` + `SIGNOFF.json` for {ck}, "
+            f"{either}generate `MODEL_PASSPORT.json` + `SIGNOFF.json` for {ck}, "
             "then eval / upload / hand off"
         )
     if not checkpoint and state == "COMPLETED":

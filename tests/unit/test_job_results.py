@@ -133,6 +133,17 @@ def test_next_completed_needs_passport_before_eval() -> None:
             assert "MODEL_PASSPORT.json" in line  # never eval/upload without passport+signoff
 
 
+def test_next_completed_plateau_has_no_dangling_or() -> None:
+    train = decay(100, 2.0, 0.5)[:40] + [0.55 + 0.002 * (-1) ** i for i in range(160)]
+    out = next_steps("COMPLETED", "/ck/300", snap_of(train))
+    assert out == [
+        "generate `MODEL_PASSPORT.json` + `SIGNOFF.json` for `/ck/300`, "
+        "then eval / upload / hand off"
+    ]
+    falling = next_steps("COMPLETED", "/ck/300", snap_of([2.0 - 0.01 * i for i in range(100)]))
+    assert falling[0].startswith("resume for more steps") and falling[1].startswith("or generate")
+
+
 def test_next_timeout_resume() -> None:
     out = next_steps("TIMEOUT", "/ck/250", snap_of(decay(50)))
     assert out[0].startswith("resume for more steps from `/ck/250`")
