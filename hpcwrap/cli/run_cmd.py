@@ -77,7 +77,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--status-every",
         metavar="DURATION",
-        help="a Status entry at least this often (default from settings: 30m)",
+        help="a Status entry at least this often (default from settings: 30m); entries stay "
+        "at least status_min_interval apart (default 1m), so a shorter value is raised to it",
     )
     p.add_argument(
         "--stall-after",
@@ -107,6 +108,14 @@ def _settings(args: argparse.Namespace, in_submission: bool) -> Settings:
             settings = dataclasses.replace(settings, stall_after=stall)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
+    if settings.status_every < settings.status_min_interval:
+        # The rate limit wins (a log must not bloat); say so instead of silently ignoring it.
+        print(
+            f"hpcwrap: note: status_every {settings.status_every:g}s is below "
+            f"status_min_interval {settings.status_min_interval:g}s: Status entries come at "
+            f"most every {settings.status_min_interval:g}s",
+            file=sys.stderr,
+        )
     return settings
 
 

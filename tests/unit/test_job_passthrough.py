@@ -397,6 +397,28 @@ def test_cli_refuses_before_running_anything(tmp_path: Path) -> None:
     assert not marker.exists()
 
 
+def test_cli_says_when_status_every_is_below_the_rate_limit(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "HPCWRAP_RUN_LOG"}
+    base = [PY, "-m", "hpcwrap", "run", "--mode", "replication", "--objective", "x"]
+    proc = subprocess.run(
+        [*base, "--status-every", "10s", "--", PY, "-c", "print('hi')"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and proc.stdout == b"hi\n"
+    assert b"status_every 10s is below status_min_interval 60s" in proc.stderr
+    proc = subprocess.run(
+        [*base, "--status-every", "5m", "--", PY, "-c", "print('hi')"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        timeout=60,
+    )
+    assert proc.returncode == 0 and b"status_min_interval" not in proc.stderr
+
+
 GIANT_LINE_CHILD = r"""
 import hashlib, os, sys
 total, hash_file = int(sys.argv[1]), sys.argv[2]
