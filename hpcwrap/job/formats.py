@@ -139,6 +139,15 @@ _SEPARATOR_BEFORE = re.compile(
     re.IGNORECASE,
 )
 
+# A plain "loss" after one of these words is not the train loss: "Validation: loss 1.23",
+# "eval: loss=1.2", fairseq's "valid on 'valid' subset | loss 9.87" are val losses; a
+# test-set loss is neither (dropped).
+_EVAL_BEFORE = re.compile(
+    r"\b(?:(?P<val>val|valid|validation|validating|validate|eval|evaluation|evaluating"
+    r"|evaluate)|(?P<test>test|testing))\b",
+    re.IGNORECASE,
+)
+
 _TQDM = re.compile(
     r"(?:(?P<desc>[^|]*?):\s*)?(?P<pct>\d{1,3})%\|[^|]*\|\s*"
     r"(?P<n>\d+(?:\.\d+)?[kMG]?)/(?P<total>\d+(?:\.\d+)?[kMG]?)\s*\[(?P<inside>[^\]]*)\]?"
@@ -627,6 +636,16 @@ class LineParser:
             self._set(obs, name, float(number))
         return True
 
+    @staticmethod
+    def _eval_context(text: str, end: int) -> str | None:
+        """"val" or "test" when the last eval/test word before ``end`` says so."""
+        last = None
+        for w in _EVAL_BEFORE.finditer(text, 0, end):
+            last = w
+        if last is None:
+            return None
+        return "val" if last.group("val") else "test"
+
     def _kv(self, text: str, lower: str, obs: Observation) -> None:
         summary = "train_runtime" in lower or "train_samples_per_second" in lower
         validate = "validate step" in lower and bool(_TORCHTITAN_VAL.search(text))
@@ -651,6 +670,11 @@ class LineParser:
             if name == "loss" and (summary or validate):
                 if validate:
                     self._set(obs, "val_loss", parse_number(value))
+                continue
+            if key == "loss" and (ctx := self._eval_context(text, m.start())) is not None:
+                if ctx == "val":
+                    self._set(obs, "val_loss", parse_number(value))
+                    found = True
                 continue
             number = parse_number(value)
             if number is None:

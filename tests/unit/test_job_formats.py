@@ -315,6 +315,16 @@ def test_log_lines_do_not_end_a_traceback() -> None:
         ("NCCL WARN retrying step 5 after loss of connection", dict()),
         ("2024-01-01 12:00:00 | step 12", dict(step=12)),
         ("Starting epoch 3", dict(epoch=3.0)),
+        # a plain "loss" on an eval line is the val loss, never the train loss
+        ("Validation: loss 1.2345", dict(val_loss=1.2345, loss=None)),
+        ("eval: loss=1.23 ppl=3.4", dict(val_loss=1.23, loss=None)),
+        ("[Validation] step 500 | loss 1.234", dict(step=500, val_loss=1.234, loss=None)),
+        (
+            "epoch 001 | valid on 'valid' subset | loss 9.876 | nll_loss 9.5 | ppl 941.2 | "
+            "wps 1234 | num_updates 500",
+            dict(val_loss=9.876, loss=None),
+        ),
+        ("step 100 | loss 2.3 | eval in 100 steps", dict(step=100, loss=2.3, val_loss=None)),
         ("Resumed from saved checkpoint at step 100", dict(step=100, checkpoint_saved=False)),
         (
             "Checkpoint saved to /ckpt/step_7000",
