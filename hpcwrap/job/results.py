@@ -136,8 +136,12 @@ def _describe_train(t: Trend) -> str:
     )
 
 
-def loss_one_liner(snap: Snapshot) -> str | None:
-    """One sentence on how the losses went, or None when nothing was logged."""
+def loss_one_liner(snap: Snapshot, state: str = "COMPLETED") -> str | None:
+    """One sentence on how the losses went, or None when nothing was logged.
+
+    ``state`` is the run's final state: "more steps may help" is advice for a run
+    that ran out of steps or time, not for one that crashed.
+    """
     train, val = snap.train_history, snap.val_history
     if not train and not val:
         return None
@@ -193,6 +197,7 @@ def loss_one_liner(snap: Snapshot) -> str | None:
         and tt.direction == "fell"
         and not tt.plateau
         and parts[-1].startswith("val loss tracked")
+        and state in ("COMPLETED", "TIMEOUT")
     ):
         text += "; still improving at the end, more steps may help"
     return text[:1].upper() + text[1:] + "."

@@ -542,7 +542,7 @@ class Wrapper:
         config_snapshot = self._config_snapshot(snap, cwd, since, checkpoint)
         runtime = format_runtime((end_wall - self.start_wall).total_seconds())
         text = self.prefix + end_text(final, end, snap, runtime, errors)
-        one_liner = res.loss_one_liner(snap)
+        one_liner = res.loss_one_liner(snap, final)
         suggestions = res.next_steps(final, checkpoint, snap)
         env = self.env
         start = self.start_wall

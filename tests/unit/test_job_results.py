@@ -94,6 +94,16 @@ def test_one_liner_steady_fall_val_tracks() -> None:
     assert sum(c.isdigit() for c in text) < len(text) / 5
 
 
+def test_one_liner_suggests_more_steps_only_when_the_run_ran_out() -> None:
+    falling = [2.3 - 0.01 * i for i in range(200)]  # still falling at the end
+    snap = snap_of(falling, [2.2, 1.9, 1.7, 1.5, 1.2, 1.0, 0.8, 0.6])
+    for state in ("COMPLETED", "TIMEOUT"):
+        assert "more steps may help" in (loss_one_liner(snap, state) or ""), state
+    for state in ("FAILED", "OUT_OF_MEMORY", "CANCELLED"):
+        text = loss_one_liner(snap, state) or ""
+        assert "val loss tracked it" in text and "more steps" not in text, state
+
+
 def test_one_liner_overfitting() -> None:
     val = [2.0, 1.2, 0.9, 0.8, 0.85, 0.95, 1.05, 1.2]
     text = loss_one_liner(snap_of(decay(200, b=0.05), val))
