@@ -21,7 +21,7 @@ _STATUS = re.compile(
     "\\s*[\u2014\u2013-]+\\s?(.*)$",
     re.DOTALL,
 )
-_CODE_SPAN = re.compile(r"^`([^`]*)`$")
+_CODE_SPAN = re.compile(r"^`([^`]+)`$")  # "``" is two backticks, not an empty span
 _NAME_DATE = re.compile(r"^(\d{4}-\d{2}-\d{2})_(.+?)(?:_(\d+))?$")
 
 
@@ -52,6 +52,11 @@ def code_value(value: str) -> str | None:
         return None
     m = _CODE_SPAN.match(value.strip())
     return m.group(1) if m else value
+
+
+def synced_value(value: str) -> str | None:
+    """A W&B ``synced`` field: the URL, or None for the spec's "pending — run `wandb sync`"."""
+    return None if value.strip().lower().startswith("pending") else code_value(value)
 
 
 def _float(value: str) -> float | None:
@@ -135,7 +140,9 @@ def _job(sec: DiskSection) -> JobBlock:
             setattr(job, fname, parse_timestamp(uncode(value)))
         elif fname in ("exit_code", "restart_count"):
             setattr(job, fname, _int(value))
-        elif fname in ("resumed_from", "wandb_local", "wandb_synced"):
+        elif fname == "wandb_synced":
+            job.wandb_synced = synced_value(item.value)
+        elif fname in ("resumed_from", "wandb_local"):
             setattr(job, fname, code_value(item.value))
         else:
             setattr(job, fname, item.value or None)
@@ -204,7 +211,7 @@ def parse_state(doc: Document, name: str = "", group: str | None = None) -> RunS
                 if fname == "local":
                     state.wandb_local = code_value(item.value)
                 elif fname == "synced":
-                    state.wandb_synced = code_value(item.value)
+                    state.wandb_synced = synced_value(item.value)
                 else:
                     state.wandb_notes = item.value or None
         elif sec.kind == "next":

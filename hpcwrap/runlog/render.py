@@ -177,6 +177,17 @@ def code(value: str) -> str:
     return value
 
 
+def synced_text(local: str | None, synced: str | None) -> str | None:
+    """The W&B ``synced`` value: the URL, or the spec's pending note for a local-only run."""
+    if synced and synced.strip():
+        return code(synced)
+    lines = clean_lines(local or "")
+    path = lines[0].strip("`").strip() if len(lines) == 1 else ""
+    if path:
+        return f"pending — run `wandb sync {path}`"
+    return None
+
+
 def fmt_float(value: float) -> str:
     if math.isnan(value):
         return "nan"
@@ -246,8 +257,12 @@ def _job_items(n: int, job: JobBlock) -> list[tuple[str, str]]:
         _kv(items, p + "resumed_from", lab["resumed_from"], code(job.resumed_from))
     if job.wandb_local:
         _kv(items, p + "wandb_local", lab["wandb_local"], code(job.wandb_local))
-    if job.wandb_synced:
-        _kv(items, p + "wandb_synced", lab["wandb_synced"], code(job.wandb_synced))
+    _kv(
+        items,
+        p + "wandb_synced",
+        lab["wandb_synced"],
+        synced_text(job.wandb_local, job.wandb_synced),
+    )
     _kv(items, p + "submit_error", lab["submit_error"], job.submit_error)
     return items
 
@@ -358,8 +373,7 @@ def render_sections(state: RunState) -> list[Section]:
     wandb: list[tuple[str, str]] = []
     if state.wandb_local:
         _kv(wandb, "wandb.local", "local", code(state.wandb_local))
-    if state.wandb_synced:
-        _kv(wandb, "wandb.synced", "synced", code(state.wandb_synced))
+    _kv(wandb, "wandb.synced", "synced", synced_text(state.wandb_local, state.wandb_synced))
     _kv(wandb, "wandb.notes", "notes", state.wandb_notes)
     out.append(Section("wandb", HEADINGS["wandb"], tuple(wandb)))
 

@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
+from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
 from runlog_fixtures.strategies import states
 
-from hpcwrap.runlog import JobBlock, Results, RunState, StatusEntry, render_text
+from hpcwrap.runlog import (
+    JobBlock,
+    Results,
+    RunState,
+    StatusEntry,
+    create_run,
+    open_run,
+    render_text,
+)
 from hpcwrap.runlog.adopt import parse_settings, parse_state
 from hpcwrap.runlog.markdown import parse_document
 from hpcwrap.runlog.render import fmt_settings
@@ -133,3 +142,19 @@ def test_render_parse_render_is_stable(state: RunState) -> None:
     assert again == first
     # and a third time changes nothing either
     assert render_text(_reparse(again)) == first
+
+
+def test_wandb_synced_says_pending_until_a_url_is_known(tmp_path: Path) -> None:
+    local = "/scratch/u/wandb/offline-run-20260311_150000-abc123"
+    state = RunState(task="train", run_type="replication", objective="o")
+    log = create_run(tmp_path, state)
+    log.update(lambda s: s.jobs.append(JobBlock(execution_id="7", wandb_local=local)))
+    log.update(lambda s: setattr(s, "wandb_local", local))
+    text = log.path.read_text()
+    pending = f"pending — run `wandb sync {local}`"
+    assert f"- W&B synced: {pending}" in text and f"- synced: {pending}" in text
+    assert open_run(log.path).read().wandb_synced is None
+    url = "https://wandb.ai/team/project/runs/abc123"
+    log.update(lambda s: setattr(s, "wandb_synced", url))
+    text = log.path.read_text()
+    assert f"- synced: `{url}`" in text and f"- W&B synced: {pending}" in text
