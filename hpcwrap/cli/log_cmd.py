@@ -139,6 +139,8 @@ def _show(args: argparse.Namespace) -> int:
             "path": str(log.path),
             "sidecar": str(log.sidecar),
             "state": to_dict(log.read()),
+            # fields a person edited: the file shows their text, "state" hpcwrap's value
+            "person_owned": log.person_owned(),
         }
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0

@@ -125,6 +125,14 @@ class RunLog:
             raise RunNotFoundError(f"no run log at {self.path}")
         return self._parse_for_adoption(md)[0]
 
+    def person_owned(self) -> list[str]:
+        """Keys of the fields a person edited (``results.loss_one_liner``, ...): theirs now.
+
+        For these, the Markdown shows the person's text; ``read()`` still has hpcwrap's value.
+        """
+        snap = self._store.load(read_bytes(self.path))
+        return sorted(snap.human) if snap is not None else []
+
     def _parse_for_adoption(self, md: bytes) -> tuple[RunState, Base]:
         try:
             doc = parse_document(md.decode("utf-8"))

@@ -95,6 +95,15 @@ def test_note_show_and_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert doc["path"] == str(path.resolve())
     assert doc["state"]["status"][0][1] == "step 2400, train_loss 0.085"
     assert doc["state"]["run_type"] == "experiment"
+    assert doc["person_owned"] == []
+    # a person rewrites the objective: the file keeps theirs, --json says the field is theirs
+    path.write_text(path.read_text().replace("does lr 5e-4 help?", "does 5e-4 beat 3e-4?"))
+    assert main(["log", "note", path.name, "checked"]) == 0
+    capsys.readouterr()
+    assert main(["log", "show", str(path), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["person_owned"] == ["mode.objective", "title"]  # the title held it too
+    assert "- objective: does 5e-4 beat 3e-4?" in path.read_text()
 
 
 def test_errors_get_their_exit_codes(capsys: pytest.CaptureFixture[str]) -> None:
