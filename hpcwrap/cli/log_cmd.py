@@ -135,12 +135,13 @@ def _show(args: argparse.Namespace) -> int:
 
         from hpcwrap.runlog.model import to_dict
 
+        state, owned = log.read_with_owners()
         doc = {
             "path": str(log.path),
             "sidecar": str(log.sidecar),
-            "state": to_dict(log.read()),
+            "state": to_dict(state),
             # fields a person edited: the file shows their text, "state" hpcwrap's value
-            "person_owned": log.person_owned(),
+            "person_owned": owned,
         }
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0

@@ -116,22 +116,21 @@ class RunLog:
 
     def read(self) -> RunState:
         """The run's state (a hand-written log without sidecar is parsed, nothing written)."""
+        return self.read_with_owners()[0]
+
+    def read_with_owners(self) -> tuple[RunState, list[str]]:
+        """The state and the keys of the fields a person edited (``mode.objective``, ...).
+
+        For those the Markdown shows the person's text; the state keeps hpcwrap's value.
+        """
         md = read_bytes(self.path)
         snap = self._store.load(md)
         if snap is not None:
             self._use_recorded_root(snap)
-            return snap.state
+            return snap.state, sorted(snap.human)
         if md is None:
             raise RunNotFoundError(f"no run log at {self.path}")
-        return self._parse_for_adoption(md)[0]
-
-    def person_owned(self) -> list[str]:
-        """Keys of the fields a person edited (``results.loss_one_liner``, ...): theirs now.
-
-        For these, the Markdown shows the person's text; ``read()`` still has hpcwrap's value.
-        """
-        snap = self._store.load(read_bytes(self.path))
-        return sorted(snap.human) if snap is not None else []
+        return self._parse_for_adoption(md)[0], []
 
     def _parse_for_adoption(self, md: bytes) -> tuple[RunState, Base]:
         try:
