@@ -11,6 +11,9 @@ from hpcwrap.cli import main
 from hpcwrap.errors import AmbiguousRunError, RunNotFoundError
 from hpcwrap.runlog import open_run
 
+# An obviously fake token in the hf_ format the redactor must catch.
+FAKE_HF_TOKEN = "hf_" + "FAKE" * 8
+
 
 @pytest.fixture(autouse=True)
 def _in_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -160,7 +163,7 @@ def test_new_keeps_secrets_out_of_log_state_and_events(
         "--set",
         "wandb_api_key=SEKRET1",
         "--set",
-        "note=uses hf_abcdefghijklmnopqrstuvwxyz0123",
+        f"note=uses {FAKE_HF_TOKEN}",
         "--script",
         "docker run -e HF_TOKEN=SEKRET2 --wandb-key SEKRET3 'my img' --lr 3e-4",
     )
@@ -170,7 +173,7 @@ def test_new_keeps_secrets_out_of_log_state_and_events(
     for f in [path, *(tmp_path / "run_logs" / ".hpcwrap").rglob("*")]:
         if f.is_file():
             data = f.read_text()
-            for secret in ("SEKRET", "hf_abcdefghij"):
+            for secret in ("SEKRET", FAKE_HF_TOKEN[:12]):
                 assert secret not in data, f
     # A command with nothing secret in it is kept as written.
     path2 = _new(capsys, "--script", 'docker run  "img"')

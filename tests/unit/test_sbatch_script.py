@@ -37,6 +37,10 @@ python train.py "$@"
 """
 
 
+# An obviously fake token in the hf_ format the redactor must catch.
+FAKE_HF_TOKEN = "hf_" + "FAKE" * 8
+
+
 def _prep(tmp: Path, argv: list[str], script_text: str = SCRIPT, name: str = "train.sh",
           signal: WalltimeSignal | None = USR2) -> Prepared:  # fmt: skip
     (tmp / name).write_text(script_text)
@@ -231,7 +235,5 @@ def test_describe_command_is_one_line_and_redacted() -> None:
 def test_redact_argv_catches_known_token_formats_and_key_names() -> None:
     from hpcwrap.newrun import describe_command
 
-    line = describe_command(
-        "t.sh", ["hf_abcdefghijklmnopqrstuvwxyz0123", "--wandb-key", "k1", "--hf_key=k2"]
-    )
+    line = describe_command("t.sh", [FAKE_HF_TOKEN, "--wandb-key", "k1", "--hf_key=k2"])
     assert line == "`t.sh` '***' --wandb-key '***' '--hf_key=***'"
