@@ -80,10 +80,18 @@ def default_timeout() -> float:
     return _configured_timeout[0]
 
 
-def _mount_options(path: Path) -> tuple[str, set[str]] | None:
-    """(fstype, mount + superblock options) of the mount holding ``path``."""
+def _mount_options(
+    path: Path, mountinfo: str = "/proc/self/mountinfo"
+) -> tuple[str, set[str]] | None:
+    """(fstype, mount + superblock options) of the mount holding ``path``.
+
+    None when no visible mount holds it: in a chroot (or a container whose
+    root is no mount of its own) mountinfo lists only the mounts inside the
+    root, not the one the root lives on, and some sandboxes have no
+    mountinfo at all. The caller then relies on its flock probe alone.
+    """
     try:
-        with open("/proc/self/mountinfo", encoding="utf-8", errors="replace") as fh:
+        with open(mountinfo, encoding="utf-8", errors="replace") as fh:
             entries = fh.read().splitlines()
     except OSError:
         return None

@@ -137,6 +137,46 @@ def test_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert not list(tmp_path.iterdir())  # the probe cleaned up
 
 
+MOUNTINFO_HOST = """\
+27 1 254:0 / / rw,relatime - ext4 /dev/vda rw,discard
+22 27 0:21 / /proc rw,relatime - proc proc rw
+40 27 0:50 / /scratch rw,relatime - lustre 10.0.0.1@tcp:/fs rw,localflock
+41 40 0:51 / /scratch/with\\040space rw - nfs4 srv:/x rw,local_lock=all
+"""
+# What a process in a chroot sees: the root's own mount lies outside it and is
+# left out, so only what was mounted inside (proc, sys, dev) is listed.
+MOUNTINFO_CHROOT = """\
+22 27 0:21 / /proc rw,relatime - proc proc rw
+23 27 0:22 / /sys rw,relatime - sysfs sysfs rw
+24 27 0:6 / /dev rw,relatime - devtmpfs devtmpfs rw,mode=755
+"""
+
+
 def test_mount_options_finds_the_mount(tmp_path: Path) -> None:
+    info = tmp_path / "mountinfo"
+    info.write_text(MOUNTINFO_HOST)
+    root = ("ext4", {"rw", "relatime", "discard"})
+    assert locks._mount_options(Path("/scratch/run"), str(info)) == (
+        "lustre", {"rw", "relatime", "localflock"})  # fmt: skip
+    assert locks._mount_options(Path("/scratch/with space/x"), str(info)) == (
+        "nfs4", {"rw", "local_lock=all"})  # fmt: skip
+    assert locks._mount_options(Path("/home/u"), str(info)) == root
+    assert locks._mount_options(Path("/"), str(info)) == root
+
+
+def test_mount_options_none_when_no_visible_mount_holds_the_path(tmp_path: Path) -> None:
+    """A chroot or container: a defined answer (None), and detection still works."""
+    info = tmp_path / "mountinfo"
+    info.write_text(MOUNTINFO_CHROOT)
+    assert locks._mount_options(tmp_path, str(info)) is None
+    assert locks._mount_options(tmp_path, str(tmp_path / "absent")) is None
+    # This machine, whatever its layout: a mount with a type, or None, never an error.
     found = locks._mount_options(tmp_path)
-    assert found is not None and found[0]
+    assert found is None or found[0]
+
+
+def test_detection_without_a_visible_mount(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(locks, "_detected", {})
+    monkeypatch.setattr(locks, "_mount_options", lambda p: None)
+    assert locks.detect(tmp_path) == "flock"  # the probe decides
+    assert not list(tmp_path.iterdir())
