@@ -32,7 +32,8 @@ case "$FAKE_SBATCH" in
           exit 1 ;;
   cluster) echo "4242;fedcl" ;;
   warn) echo "sbatch: warning: a warning" >&2; echo 4244 ;;
-  slow) sleep "$FAKE_SBATCH_SLEEP"; echo 4243 ;;
+  gate) for _ in $(seq 3000); do [ -e "$FAKE_SBATCH_LOG.go" ] && break; sleep 0.02; done
+        echo 4243 ;;
   wait) echo 4245; sleep 0.3; exit 3 ;;
   *) echo 4241 ;;
 esac
@@ -293,11 +294,42 @@ def _wait_for(path: Path, timeout: float = 20) -> None:
         time.sleep(0.05)
 
 
+def _wchan(pid: int) -> str | None:
+    """Where the process's main thread sleeps in the kernel; None where that is hidden."""
+    try:
+        text = Path(f"/proc/{pid}/wchan").read_text().strip()
+    except OSError:
+        return None
+    return text if text and text != "0" else None
+
+
+def _wait_wchan(proc: subprocess.Popen[str], want: str, present: bool, timeout: float = 20) -> None:
+    """Wait until hpcwrap's main thread sleeps in (present) or out of a kernel
+    function named like ``want`` (e.g. pipe_read: reading sbatch's output).
+    Where the kernel hides it (some sandboxes), wait a fixed second instead."""
+    if _wchan(proc.pid) is None:
+        time.sleep(1.0)
+        return
+    deadline = time.monotonic() + timeout
+    while True:
+        where = _wchan(proc.pid) or ""
+        if (want in where) == present and where:
+            return
+        assert proc.poll() is None, f"hpcwrap exited early: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"hpcwrap never {'in' if present else 'out of'} {want}"
+        time.sleep(0.02)
+
+
 def test_ctrl_c_lets_sbatch_finish_and_records_the_job_fake_sbatch(project: Path) -> None:
-    env = {**os.environ, "FAKE_SBATCH": "slow", "FAKE_SBATCH_SLEEP": "1.5"}
+    # sbatch answers only when told to (FAKE_SBATCH=gate), so the Ctrl-C
+    # lands while hpcwrap reads its output, however slow the machine.
+    env = {**os.environ, "FAKE_SBATCH": "gate"}
     proc = _start(project, env, *BASE, "train.sh")
     _wait_for(project.parent / "sbatch-argv")
+    _wait_wchan(proc, "pipe_read", present=True)  # reading sbatch's output
     proc.send_signal(signal.SIGINT)
+    _wait_wchan(proc, "pipe_read", present=False)  # the Ctrl-C taken: waiting for sbatch
+    (project.parent / "sbatch-argv.go").touch()  # now sbatch prints its job id
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
     assert "job 4243 was submitted" in err
@@ -309,13 +341,14 @@ def test_ctrl_c_lets_sbatch_finish_and_records_the_job_fake_sbatch(project: Path
 
 
 def test_second_ctrl_c_stops_sbatch_and_says_a_job_may_exist_fake_sbatch(project: Path) -> None:
-    env = {**os.environ, "FAKE_SBATCH": "slow", "FAKE_SBATCH_SLEEP": "60"}
+    env = {**os.environ, "FAKE_SBATCH": "gate"}  # sbatch never answers: it is never told to
     proc = _start(project, env, *BASE, "train.sh")
     _wait_for(project.parent / "sbatch-argv")
+    _wait_wchan(proc, "pipe_read", present=True)
     proc.send_signal(signal.SIGINT)
-    # Room for the first Ctrl-C to be handled on a loaded machine (sbatch sleeps 60 s,
-    # hpcwrap waits 30 s for it), so the second one is seen as a second.
-    time.sleep(2.0)
+    # The first Ctrl-C handled (hpcwrap has left the read and waits for sbatch)
+    # before the second is sent, so the two are not merged into one.
+    _wait_wchan(proc, "pipe_read", present=False)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
