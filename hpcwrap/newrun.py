@@ -26,7 +26,7 @@ from typing import Any
 
 from hpcwrap import codestate
 from hpcwrap.errors import CodeStateError, UsageError
-from hpcwrap.runlog import JobBlock, RunLog, RunState, create_run
+from hpcwrap.runlog import JobBlock, RunLog, RunState, create_run, layout, lifecycle
 from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.fsio import write_atomic
 from hpcwrap.runrequest import RunRequest
@@ -229,11 +229,11 @@ def create_run_from_request(
 
     facts: dict[str, Any] = {}
     if code.dirty:
-        diff = codestate.save_diff(code, log.sidecar / "code.diff")
+        diff = codestate.save_diff(code, log.sidecar / layout.CODE_DIFF)
         if diff is not None:
             facts["code_diff"] = sidecar_rel(log, diff)
     if config is not None:
-        copy = log.sidecar / "config" / config[0].name
+        copy = log.sidecar / layout.CONFIG_DIR / config[0].name
         write_exact(copy, config[1])
         facts["config_copy"] = sidecar_rel(log, copy)
     if request.run_type == "experiment":
@@ -251,10 +251,10 @@ def create_run_from_request(
                 facts["git_tag_error"] = str(exc)
                 facts["git_tag_note"] = "experiment tag NOT created (see state.json)"
     if facts:
-
-        def mutate(st: RunState) -> None:
-            st.extra.update(facts)
-            st.code = code_line(st)
-
-        log.update(mutate, event="code_state", data={k: v for k, v in facts.items() if v})
+        line = code_line(RunState(code=state.code, extra={**extra, **facts}))
+        log.record(
+            lifecycle.Described(facts, line),
+            event="code_state",
+            data={k: v for k, v in facts.items() if v},
+        )
     return log

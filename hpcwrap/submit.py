@@ -48,7 +48,6 @@ from hpcwrap.config import Settings, parse_duration, signal_number
 from hpcwrap.errors import (
     ConfigError,
     SchedulerError,
-    SchedulerUnavailableError,
     SubmitError,
     UsageError,
 )
@@ -60,7 +59,7 @@ from hpcwrap.newrun import (
     sidecar_rel,
     write_exact,
 )
-from hpcwrap.runlog import JobBlock, RunLog, RunState
+from hpcwrap.runlog import RunLog, RunState, layout, lifecycle
 from hpcwrap.runlog.dates import now
 from hpcwrap.runrequest import RunRequest
 from hpcwrap.sbatch_options import (
@@ -82,9 +81,10 @@ from hpcwrap.sbatch_options import (
 )
 from hpcwrap.scheduler.base import Scheduler, SubmitInterrupted, SubmitResult
 
-COMMENT_PREFIX = "hpcwrap:"
-SCRIPT_DIR = "script"
-JOB_SCRIPT = "job.sh"
+# Re-exported for callers of this module; defined once in runlog.layout.
+COMMENT_PREFIX = layout.COMMENT_PREFIX
+SCRIPT_DIR = layout.SCRIPT_DIR
+JOB_SCRIPT = layout.JOB_SCRIPT
 
 
 @dataclass(frozen=True)
@@ -138,7 +138,7 @@ class Prepared:
         """hpcwrap's (option, value) defaults for this run."""
         out = [
             ("job-name", self.job_name),
-            ("comment", COMMENT_PREFIX + str(run_log)),
+            ("comment", layout.comment_for(run_log)),
             ("open-mode", "append"),
         ]
         if self.signal is not None:
@@ -312,7 +312,7 @@ def submit_facts(
     facts: dict[str, Any] = {
         "workdir": str(workdir),
         "job_name": job_name,
-        "comment_is_hpcwrap": (res.get("comment") or "").startswith(COMMENT_PREFIX)
+        "comment_is_hpcwrap": layout.run_log_from_comment(res.get("comment")) is not None
         and res.source("comment") == "hpcwrap",
     }
     for which in ("output", "error"):
@@ -332,13 +332,6 @@ def submit_facts(
     return facts
 
 
-def _set_job(state: RunState, job: JobBlock) -> None:
-    if state.jobs:
-        state.jobs[0] = job
-    else:
-        state.jobs.append(job)
-
-
 # ---------------------------------------------------------------- submit
 
 
@@ -355,7 +348,7 @@ class SubmitOutcome:
 Announce = Callable[[SubmitResult, str, RunLog], None]
 
 
-def _remove_tag(log: RunLog, state: RunState) -> str | None:
+def _remove_tag(state: RunState) -> str | None:
     tag = state.extra.get("git_tag")
     code = state.extra.get("code") or {}
     if not isinstance(tag, str) or not code.get("repo") or not code.get("commit"):
@@ -369,20 +362,35 @@ def _remove_tag(log: RunLog, state: RunState) -> str | None:
 
 def record_failure(log: RunLog, message: str, *, attempted: datetime, remove_tag: bool) -> None:
     """Job block SUBMIT_FAILED with ``message``; the experiment tag removed."""
-    removed: list[str] = []
+    state = log.read()
+    tag = _remove_tag(state) if remove_tag else None
+    extra: dict[str, Any] = {}
+    code: str | None = None
+    if tag is not None:
+        extra = {
+            "git_tag": None,
+            "git_tag_removed": tag,
+            "git_tag_note": f"tag `{tag}` removed: the submission failed",
+        }
+        probe = RunState(code=state.code, extra={**state.extra, **extra})
+        code = code_line(probe)
+    log.record(
+        lifecycle.SubmitFailed(attempted, message, extra, code),
+        data={"error": message, "tag_removed": [tag] if tag else []},
+    )
 
-    def mutate(state: RunState) -> None:
-        _set_job(state, JobBlock(submitted=attempted, state="SUBMIT_FAILED", submit_error=message))
-        if remove_tag:
-            tag = _remove_tag(log, state)
-            if tag is not None:
-                removed.append(tag)
-                state.extra["git_tag"] = None
-                state.extra["git_tag_removed"] = tag
-                state.extra["git_tag_note"] = f"tag `{tag}` removed: the submission failed"
-                state.code = code_line(state)
 
-    log.update(mutate, event="submit_failed", data={"error": message, "tag_removed": removed})
+def write_job_files(log: RunLog, prep: Prepared, *, python: str | None = None) -> Path:
+    """The sidecar's ``script/<name>`` snapshot and ``job.sh``; returns job.sh's path."""
+    snapshot = log.sidecar / SCRIPT_DIR / prep.script_path.name
+    write_exact(snapshot, prep.script_bytes, mode=0o755)
+    job_sh = log.sidecar / JOB_SCRIPT
+    text = batch_script(prep, run_log=log.path, snapshot=snapshot, python=python or sys.executable)
+    # The batch script must carry the real arguments; when one looks secret, keep
+    # the file to its owner (the run log, state and events only see "***").
+    secret = redact_argv(prep.script_args) != list(prep.script_args)
+    write_exact(job_sh, text.encode("utf-8", errors="surrogateescape"), 0o600 if secret else 0o644)
+    return job_sh
 
 
 def submit(
@@ -394,27 +402,33 @@ def submit(
     when: datetime | None = None,
     announce: Announce | None = None,
 ) -> SubmitOutcome:
-    """Create the run log, write the sidecar files, submit; see the module docstring."""
+    """Create the run log, then submit its job (``submit_job``); see the module docstring."""
     log = create_run_from_request(
         request,
         script=describe_command(prep.script, prep.script_args),
         cwd=prep.submit_dir,
         when=when,
     )
+    return submit_job(log, prep, scheduler=scheduler, python=python, announce=announce)
+
+
+def submit_job(
+    log: RunLog,
+    prep: Prepared,
+    *,
+    scheduler: Scheduler,
+    python: str | None = None,
+    announce: Announce | None = None,
+) -> SubmitOutcome:
+    """Submit a job script for an existing run log (a new run, or the next job of one).
+
+    Writes job.sh and the script snapshot into the sidecar, records the
+    effective sbatch settings, runs sbatch and records the job id the moment
+    sbatch prints it (``Submitted``), or the failure (``SubmitFailed``).
+    """
     attempted = now()
     try:
-        snapshot = log.sidecar / SCRIPT_DIR / prep.script_path.name
-        write_exact(snapshot, prep.script_bytes, mode=0o755)
-        job_sh = log.sidecar / JOB_SCRIPT
-        text = batch_script(
-            prep, run_log=log.path, snapshot=snapshot, python=python or sys.executable
-        )
-        # The batch script must carry the real arguments; when one looks secret, keep
-        # the file to its owner (the run log, state and events only see "***").
-        secret = redact_argv(prep.script_args) != list(prep.script_args)
-        write_exact(
-            job_sh, text.encode("utf-8", errors="surrogateescape"), 0o600 if secret else 0o644
-        )
+        job_sh = write_job_files(log, prep, python=python)
         args = prep.sbatch_args(log.path)
         command = redact_argv(scheduler.command(job_sh, args))
         facts = submit_facts(prep, log.path)
@@ -422,14 +436,12 @@ def submit(
             scheduler=scheduler.name,
             command=command,
             job_script=sidecar_rel(log, job_sh),
-            script_snapshot=sidecar_rel(log, snapshot),
+            script_snapshot=sidecar_rel(log, job_sh.parent / SCRIPT_DIR / prep.script_path.name),
             notes=list(prep.notes),
         )
-
-        def submitting(state: RunState) -> None:
-            state.extra["submit"] = facts
-
-        log.update(submitting, event="submitting", data={"command": command})
+        log.record(
+            lifecycle.Described({"submit": facts}), event="submitting", data={"command": command}
+        )
     except BaseException as exc:
         why = (
             "submit interrupted (Ctrl-C) before sbatch ran: no job"
@@ -444,27 +456,15 @@ def submit(
 
     def on_submitted(result: SubmitResult) -> None:
         exec_id = execution_id(result, resolved)
-        t = now()
         done = submit_facts(prep, log.path, result)
-
-        def mutate(state: RunState) -> None:
-            # Fill, never replace: on a fast cluster the job's own `hpcwrap run` may
-            # already have written start/node/RUNNING into this block.
-            if not state.jobs:
-                state.jobs.append(JobBlock())
-            job = state.jobs[0]
-            job.execution_id = exec_id  # ours names the whole array: 12_[0-3]
-            job.cluster = job.cluster or result.cluster
-            job.submitted = job.submitted or t
-            job.state = job.state or "SUBMITTED"
-            state.extra.setdefault("submit", {}).update(
-                {k: v for k, v in done.items() if k.endswith("_path")}
-            )
-            state.extra["submit"]["job_id"] = result.job_id
-
-        log.update(
-            mutate,
-            event="submitted",
+        log.record(
+            lifecycle.Submitted(
+                when=now(),
+                job_id=result.job_id,
+                execution_id=exec_id,
+                cluster=result.cluster,
+                submit={k: v for k, v in done.items() if k.endswith("_path")},
+            ),
             data={"job_id": result.job_id, "cluster": result.cluster, "execution_id": exec_id},
         )
         seen.append((result, exec_id))
@@ -498,20 +498,21 @@ def submit(
                 remove_tag=False,
             )
         raise
-    except SubmitError as exc:
-        record_failure(log, str(exc), attempted=attempted, remove_tag=True)
-        raise SubmitError(
-            f"{exc}\nrecorded as submit failed in {log.path}", exc.returncode
-        ) from None
-    except SchedulerUnavailableError as exc:
-        record_failure(log, str(exc), attempted=attempted, remove_tag=True)
-        raise SchedulerUnavailableError(f"{exc}\nrecorded as submit failed in {log.path}") from None
     except SchedulerError as exc:
+        # SubmitError, SchedulerUnavailableError or another SchedulerError: the same
+        # type goes up, its message saying where the failure was recorded.
         record_failure(log, str(exc), attempted=attempted, remove_tag=True)
-        raise SchedulerError(f"{exc}\nrecorded as submit failed in {log.path}") from None
+        raise _with_log_path(exc, log.path) from None
     exec_id = seen[0][1] if seen else execution_id(result, resolved)
     final = log.read().extra.get("submit", {})
     return SubmitOutcome(log, result, exec_id, job_sh, dict(final), tuple(prep.notes))
+
+
+def _with_log_path(exc: SchedulerError, path: Path) -> SchedulerError:
+    message = f"{exc}\nrecorded as submit failed in {path}"
+    if isinstance(exc, SubmitError):
+        return SubmitError(message, exc.returncode)
+    return type(exc)(message)
 
 
 # ---------------------------------------------------------------- --dry-run
@@ -539,10 +540,8 @@ def dry_run(
     root = (
         request.run_logs if request.run_logs.is_absolute() else prep.submit_dir / request.run_logs
     )
-    folder = root / request.group if request.group else root
-    stamp = (when or now()).date().isoformat()
-    md = folder / f"{stamp}_{request.task}.md"
-    sidecar = folder / ".hpcwrap" / md.stem
+    md = layout.predicted_log(root, request.group, (when or now()).date(), request.task)
+    sidecar = layout.sidecar_for(md)
     snapshot = sidecar / SCRIPT_DIR / prep.script_path.name
     text = batch_script(prep, run_log=md, snapshot=snapshot, python=python or sys.executable)
     command = scheduler.command(sidecar / JOB_SCRIPT, prep.sbatch_args(md))

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from hpcwrap.job.progress import ErrorRecord, Snapshot
 from hpcwrap.job.status import fmt_num
+from hpcwrap.runlog import lifecycle
 
 # Series are judged on bucket means, so noisy per-step losses do not read as zig-zags.
 _BUCKETS = 8
@@ -38,21 +39,20 @@ class EndFacts:
 
 
 def final_state(end: EndFacts, snap: Snapshot) -> str:
-    """COMPLETED, FAILED, CANCELLED, TIMEOUT or OUT_OF_MEMORY for the job block."""
+    """COMPLETED, FAILED, CANCELLED, TIMEOUT or OUT_OF_MEMORY, by the lifecycle's rules."""
     kinds = {e.kind for e in snap.errors}
-    if "oom_kill" in kinds or "mem_limit" in kinds:
-        return "OUT_OF_MEMORY"
-    if end.walltime_signal:
-        if end.exit_code == 0 and snap.finished_all_steps:
-            return "COMPLETED"
-        return "TIMEOUT"
-    if "time_limit" in kinds:
-        return "TIMEOUT"
-    if end.terminated_by is not None:
-        return "TIMEOUT" if end.near_time_limit else "CANCELLED"
-    if end.exit_code == 0:
-        return "COMPLETED"
-    return "FAILED"
+    return lifecycle.end_state(
+        lifecycle.EndEvidence(
+            exit_code=end.exit_code,
+            walltime_warning=end.walltime_signal,
+            terminated_by=end.terminated_by,
+            # the supervisor only knows whether squeue put the TERM near the limit
+            time_left_at_term=0.0 if end.near_time_limit else None,
+            oom_seen=bool(kinds & {"oom_kill", "mem_limit"}),
+            time_limit_seen="time_limit" in kinds,
+            finished_all_steps=snap.finished_all_steps,
+        )
+    )
 
 
 # --------------------------------------------------------------------------- loss story

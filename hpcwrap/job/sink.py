@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
-from hpcwrap.runlog import RunLog, RunState
+from hpcwrap.runlog import RunLog, lifecycle
 
 
 def warn(message: str, err: TextIO | None = None) -> None:
@@ -82,15 +82,15 @@ class LogSink:
     def event(self, kind: str, data: dict[str, Any] | None = None) -> bool:
         return self._attempt("append an event", lambda run: run.append_event(kind, data))
 
-    def update(
+    def record(
         self,
-        mutate: Callable[[RunState], None],
+        facts: lifecycle.Facts,
         *,
         event: str | None = None,
         data: dict[str, Any] | None = None,
     ) -> bool:
         return self._attempt(
-            "update the run", lambda run: run.update(mutate, event=event, data=data)
+            "update the run", lambda run: run.record(facts, event=event, data=data)
         )
 
 

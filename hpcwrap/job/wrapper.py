@@ -54,14 +54,14 @@ from hpcwrap.job.status import (
     progress_fields,
 )
 from hpcwrap.job.supervise import SignalNote, Supervisor, exit_code, signal_name
-from hpcwrap.runlog import JobBlock, Results, RunLog, RunState, StatusEntry
+from hpcwrap.runlog import RunLog, lifecycle
 from hpcwrap.runlog.dates import format_runtime
 from hpcwrap.runlog.dates import now as utc_now
 
 LINGER = 10.0  # after the child exits: wait this long for output still in flight
 FINAL_WRITE_TIMEOUT = 120.0
 TICK = 1.0
-NEAR_LIMIT = 120.0  # a TERM with less time left than this is the time limit, not scancel
+NEAR_LIMIT = lifecycle.NEAR_LIMIT  # a TERM with less time left is the time limit
 _STOP = object()
 
 
@@ -239,6 +239,17 @@ class Wrapper:
             data = {**data, "array_task": self.env.array_task_id}
         self.sink.status(self.prefix + text, utc_now(), event=event, data=data)
 
+    def signal_status(self, note: SignalNote, text: str, event: str, data: dict[str, Any]) -> None:
+        """A Status entry about a signal the wrapper received (``SignalReceived``)."""
+        if self.env.is_array_task:
+            data = {**data, "array_task": self.env.array_task_id}
+        full = self.prefix + text
+        self.sink.record(
+            lifecycle.SignalReceived(utc_now(), note.kind, note.name, full),
+            event=event,
+            data={"text": full, **data},
+        )
+
     def perform(self, write: Write) -> None:
         if write.text is not None:
             self.status(write.text, write.event, write.data)
@@ -248,35 +259,23 @@ class Wrapper:
     def record_start(self) -> None:
         env = self.env
         start = self.start_wall
-
-        def mutate(state: RunState) -> None:
-            if env.is_array_task:
-                arraytasks.record_task_start(state, env, start)
-                again = f" (restart {env.restart_count})" if env.restart_count else ""
-                text = f"{self.prefix}started on {env.nodes}{again}"
-                state.status.append(StatusEntry(start, text))
-                return
-            job = state.jobs[-1] if state.jobs else None
-            if job is None or job.start is not None or not _same_execution(job, env):
-                job = JobBlock(execution_id=env.execution_id)
-                state.jobs.append(job)
-            if job.execution_id is None:
-                job.execution_id = env.execution_id
-            job.start = start
-            job.end = None
-            job.exit_code = None
-            job.state = "RUNNING"
-            job.node = env.nodes
-            if env.in_slurm:
-                job.restart_count = env.restart_count
-                if env.cluster and not job.cluster:
-                    job.cluster = env.cluster
-
+        text = None
+        if env.is_array_task:
+            again = f" (restart {env.restart_count})" if env.restart_count else ""
+            text = f"{self.prefix}started on {env.nodes}{again}"
         from hpcwrap.newrun import describe_command
 
-        self.sink.update(
-            mutate,
-            event="started",
+        self.sink.record(
+            lifecycle.Started(
+                when=start,
+                execution_id=env.execution_id,
+                nodes=env.nodes,
+                in_slurm=env.in_slurm,
+                restart_count=env.restart_count,
+                cluster=env.cluster,
+                array=env if env.is_array_task else None,
+                text=text,
+            ),
             data={
                 "execution_id": env.execution_id,
                 "node": env.nodes,
@@ -327,7 +326,7 @@ class Wrapper:
                 self.sink.event("walltime_signal", data)
                 return
             text = f"walltime warning ({note.name}), {left_text}; {fields_}; {fwd}"
-            self.status(text, "walltime_signal", data)
+            self.signal_status(note, text, "walltime_signal", data)
         elif note.kind == "terminate":
             if self.env.in_slurm:
                 left = self.time_left.seconds()
@@ -335,7 +334,8 @@ class Wrapper:
                 if left is not None and left <= NEAR_LIMIT:
                     self.near_limit = True
             if note.count > 2:
-                self.status(
+                self.signal_status(
+                    note,
                     f"received {note.name} a third time: SIGKILL sent to the command; {fields_}",
                     "signal",
                     data,
@@ -353,9 +353,12 @@ class Wrapper:
                         seconds=max(note.kill_at_mono - self.mono(), 0)
                     )
                     kill = f", SIGKILL at {kill_wall.strftime('%H:%M:%S')} unless it exits"
-                self.status(f"received {note.name}{again}, {fwd}{kill}; {fields_}", "signal", data)
+                self.signal_status(
+                    note, f"received {note.name}{again}, {fwd}{kill}; {fields_}", "signal", data
+                )
         else:
-            self.status(
+            self.signal_status(
+                note,
                 f"grace period over: SIGKILL sent to the command's process group; {fields_}",
                 "signal",
                 data,
@@ -495,32 +498,19 @@ class Wrapper:
 
     def record_start_failed(self, end: res.EndFacts, end_wall: datetime, why: str) -> None:
         env = self.env
-        start = self.start_wall
-
-        text = f"{self.prefix}failed, exit code {end.exit_code}: {why}"
-
-        def mutate(state: RunState) -> None:
-            if env.is_array_task:
-                block, final = arraytasks.record_task_end(
-                    state, env, start, end_wall, "FAILED", end.exit_code
-                )
-                state.status.append(StatusEntry(end_wall, text))
-                if final:
-                    summary = arraytasks.summary_text(state, env, block)
-                    state.status.append(StatusEntry(block.end or end_wall, summary))
-                return
-            job = state.jobs[-1] if state.jobs else None
-            if job is None or job.start is not None or not _same_execution(job, env):
-                job = JobBlock(execution_id=env.execution_id)
-                state.jobs.append(job)
-            job.execution_id = job.execution_id or env.execution_id
-            job.start, job.end, job.node = start, end_wall, env.nodes
-            job.exit_code, job.state = end.exit_code, "FAILED"
-            state.status.append(StatusEntry(end_wall, text))
-
-        self.sink.update(
-            mutate,
-            event="ended",
+        self.sink.record(
+            lifecycle.Ended(
+                when=end_wall,
+                state="FAILED",
+                source=lifecycle.Source.WRAPPER,
+                execution_id=env.execution_id,
+                exit_code=end.exit_code,
+                start=self.start_wall,
+                nodes=env.nodes,
+                text=f"{self.prefix}failed, exit code {end.exit_code}: {why}",
+                array=env if env.is_array_task else None,
+                task_prefix=self.prefix,
+            ),
             data={
                 "exit_code": end.exit_code,
                 "state": "FAILED",
@@ -538,75 +528,41 @@ class Wrapper:
         cwd = self.opts.cwd
         since = time.time() - (self.mono() - self.start_mono)
         checkpoint = self._checkpoint_path(snap, cwd, since)
-        wandb_dir = _full_path(snap.wandb_dir, cwd)
         config_snapshot = self._config_snapshot(snap, cwd, since, checkpoint)
+        fallback = None
+        if config_snapshot is None and self.sink.run is not None:
+            copy = res.submitted_config_copy(self.sink.run.sidecar, None)
+            fallback = str(copy) if copy is not None else None
         runtime = format_runtime((end_wall - self.start_wall).total_seconds())
         text = self.prefix + end_text(final, end, snap, runtime, errors)
-        one_liner = res.loss_one_liner(snap, final)
-        suggestions = res.next_steps(final, checkpoint, snap)
         env = self.env
-        start = self.start_wall
-
-        def mutate(state: RunState) -> None:
-            array_final: JobBlock | None = None
-            if env.is_array_task:
-                job, all_ended = arraytasks.record_task_end(
-                    state, env, start, end_wall, final, end.exit_code, suggestions
-                )
-                array_final = job if all_ended else None
-            else:
-                ours = _our_job(state, env, start)
-                if ours is None:
-                    ours = JobBlock(execution_id=env.execution_id, start=start, node=env.nodes)
-                    state.jobs.append(ours)
-                job = ours
-                job.end = end_wall
-                job.exit_code = end.exit_code
-                job.state = final
-            if wandb_dir:
-                job.wandb_local = job.wandb_local or wandb_dir
-                state.wandb_local = state.wandb_local or wandb_dir
-            if snap.wandb_url:
-                job.wandb_synced = job.wandb_synced or snap.wandb_url
-                state.wandb_synced = state.wandb_synced or snap.wandb_url
-            r = state.results
-            if env.is_array_task and snap.has_progress:
-                # The last task with progress gives all of Results: never one task's start
-                # loss beside another's end loss.
-                state.results = r = Results()
-                state.extra[arraytasks.RESULTS_TASK_KEY] = env.array_task_id
-                r.checkpoint = checkpoint
-            if snap.step is not None:
-                r.final_step = snap.step
-            if r.start_train_loss is None and snap.first_loss is not None:
-                r.start_train_loss = snap.first_loss
-            if snap.loss is not None:
-                r.end_train_loss = snap.loss
-            if r.start_val_loss is None and snap.first_val_loss is not None:
-                r.start_val_loss = snap.first_val_loss
-            if snap.val_loss is not None:
-                r.end_val_loss = snap.val_loss
-            if one_liner:
-                r.loss_one_liner = self.prefix + one_liner
-            if checkpoint:
-                r.checkpoint = checkpoint
-            if config_snapshot:
-                r.config_snapshot = config_snapshot
-            elif r.config_snapshot is None and self.sink.run is not None:
-                copy = res.submitted_config_copy(self.sink.run.sidecar, state.config)
-                if copy is not None:
-                    r.config_snapshot = str(copy)
-            drafted = arraytasks.drafted_next(state) if env.is_array_task else suggestions
-            previous = state.extra.get("hpcwrap_next_drafted") or []
-            kept = [n for n in state.next if n not in previous]
-            state.next = kept + [s for s in drafted if s not in kept]
-            state.extra["hpcwrap_next_drafted"] = drafted
-            state.status.append(StatusEntry(end_wall, text))
-            if array_final is not None:
-                # at the array's end, which a task that wrote before us may have set
-                summary = arraytasks.summary_text(state, env, array_final)
-                state.status.append(StatusEntry(array_final.end or end_wall, summary))
-
+        facts = lifecycle.Ended(
+            when=end_wall,
+            state=final,
+            source=lifecycle.Source.WRAPPER,
+            execution_id=env.execution_id,
+            exit_code=end.exit_code,
+            start=self.start_wall,
+            nodes=env.nodes,
+            text=text,
+            results=lifecycle.ResultFacts(
+                final_step=snap.step,
+                first_loss=snap.first_loss,
+                loss=snap.loss,
+                first_val_loss=snap.first_val_loss,
+                val_loss=snap.val_loss,
+                one_liner=res.loss_one_liner(snap, final),
+                checkpoint=checkpoint,
+                config_snapshot=config_snapshot,
+                config_fallback=fallback,
+                has_progress=snap.has_progress,
+            ),
+            next_steps=tuple(res.next_steps(final, checkpoint, snap)),
+            wandb_local=_full_path(snap.wandb_dir, cwd),
+            wandb_url=snap.wandb_url,
+            array=env if env.is_array_task else None,
+            task_prefix=self.prefix,
+        )
         data: dict[str, Any] = {
             "exit_code": end.exit_code,
             "state": final,
@@ -626,7 +582,7 @@ class Wrapper:
             data["bytes_not_scanned"] = snap.bytes_skipped
         if self.write_errors:
             data["output_errors"] = self.write_errors[:5]
-        self.sink.update(mutate, event="ended", data=data)
+        self.sink.record(facts, data=data)
 
     def _checkpoint_path(self, snap: Snapshot, cwd: Path, since: float) -> str | None:
         ck = snap.checkpoint
@@ -693,19 +649,6 @@ def _full_path(printed: str | None, cwd: Path) -> str | None:
         return None
     path = res.resolve_path(printed, cwd)
     return str(path) if path.exists() else printed
-
-
-def _same_execution(job: JobBlock, env: JobEnv) -> bool:
-    return job.execution_id in (None, env.execution_id)
-
-
-def _our_job(state: RunState, env: JobEnv, start: datetime) -> JobBlock | None:
-    for job in reversed(state.jobs):
-        if job.start == start and (
-            job.execution_id == env.execution_id or _same_execution(job, env)
-        ):
-            return job
-    return None
 
 
 def peak_rss_kb(fallback: int) -> int:

@@ -17,16 +17,27 @@ from hpcwrap.errors import (
     RunLogConflictError,
     RunLogError,
     RunNotFoundError,
+    UnparseableError,
     UsageError,
 )
-from hpcwrap.runlog import experiments, timeline
+from hpcwrap.runlog import experiments, lifecycle, timeline
 from hpcwrap.runlog.adopt import parse_state
 from hpcwrap.runlog.dates import iso, now, to_utc
 from hpcwrap.runlog.fsio import read_bytes, write_atomic
+from hpcwrap.runlog.layout import (
+    CONFLICT_SUFFIX,
+    LOCK_FILE,
+    SIDECAR_DIR,
+    conflict_path,
+    is_run_log_name,
+    run_folder,
+    run_stem,
+    sidecar_for,
+)
 from hpcwrap.runlog.locks import Lock
-from hpcwrap.runlog.markdown import Document, UnparseableError, join_lines, parse_document
+from hpcwrap.runlog.markdown import Document, join_lines, parse_document
 from hpcwrap.runlog.merge import Base, adopt_base, full_base, merge
-from hpcwrap.runlog.model import RunState, StatusEntry, to_dict
+from hpcwrap.runlog.model import RunState, to_dict
 from hpcwrap.runlog.render import render_lines, render_sections
 from hpcwrap.runlog.store import (
     Sidecar,
@@ -36,11 +47,6 @@ from hpcwrap.runlog.store import (
     state_patch,
     status_patch,
 )
-
-SIDECAR_DIR = ".hpcwrap"
-CONFLICT_SUFFIX = ".hpcwrap-conflict.md"
-INDEX_FILES = ("timeline.md", "experiments.md")
-_LOG_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_.+\.md$")
 
 
 @contextlib.contextmanager
@@ -54,15 +60,6 @@ def io_errors(what: Path) -> Iterator[None]:
         detail = exc.strerror or str(exc)
         where = exc.filename or what
         raise RunLogError(f"{where}: {detail} (while writing {what})") from exc
-
-
-def sidecar_for(path: Path) -> Path:
-    return path.parent / SIDECAR_DIR / path.stem
-
-
-def is_run_log_name(name: str) -> bool:
-    """A run log's file name: ``<date>_<task>.md``, not an index or a conflict file."""
-    return bool(_LOG_NAME.match(name)) and not name.endswith(CONFLICT_SUFFIX)
 
 
 def _guess_root(path: Path) -> Path:
@@ -102,7 +99,7 @@ class RunLog:
 
     @property
     def conflict_path(self) -> Path:
-        return self.path.with_name(self.path.stem + CONFLICT_SUFFIX)
+        return conflict_path(self.path)
 
     @property
     def run_id(self) -> str:
@@ -110,7 +107,7 @@ class RunLog:
         return f"{self.group}/{self.name}" if self.group else self.name
 
     def lock(self) -> Lock:
-        return Lock(self.sidecar / "lock")
+        return Lock(self.sidecar / LOCK_FILE)
 
     # -------------------------------------------------------- reading
 
@@ -270,6 +267,24 @@ class RunLog:
                 self._store.save(snap)
             return state
 
+    def record(
+        self,
+        facts: lifecycle.Facts,
+        *,
+        event: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> RunState:
+        """Apply one lifecycle transition under the run's lock (the way writers change state).
+
+        ``event`` names the events.jsonl entry (default: the transition's kind);
+        ``data`` is what it carries besides the state patch.
+        """
+
+        def mutate(state: RunState) -> None:
+            lifecycle.replace_state(state, lifecycle.apply(state, facts))
+
+        return self.update(mutate, event=event or lifecycle.event_kind(facts), data=data)
+
     def add_status(
         self,
         text: str,
@@ -282,12 +297,8 @@ class RunLog:
         stamp = when if when is not None else now()
         if stamp.tzinfo is None:
             raise UsageError("add_status: 'when' must be timezone-aware")
-
-        def mutate(state: RunState) -> None:
-            state.status.append(StatusEntry(stamp, text))
-
         payload = {"text": text, **(data or {})}
-        self.update(mutate, event=event, data=payload)
+        self.record(lifecycle.ProgressObserved(stamp, text), event=event, data=payload)
 
     def append_event(self, kind: str, data: dict[str, Any] | None = None) -> None:
         """Append one event to events.jsonl under the run's lock; the Markdown is not touched."""
@@ -330,23 +341,21 @@ def create_run(root: Path, state: RunState, *, when: datetime | None = None) -> 
 def _create_run(root: Path, state: RunState, when: datetime | None) -> RunLog:
     stamp = to_utc(when) if when is not None else now()
     _check_component("task", state.task)
-    folder = Path(root)
     if state.group:
         parts = Path(state.group).parts
         if Path(state.group).is_absolute() or not parts:
             raise UsageError(f"invalid group {state.group!r}: a folder name under run_logs/")
         for part in parts:
             _check_component("group", part)
-        folder = folder / state.group
+    folder = run_folder(Path(root), state.group)
     folder.mkdir(parents=True, exist_ok=True)
     (folder / SIDECAR_DIR).mkdir(exist_ok=True)
-    stem = f"{stamp.date().isoformat()}_{state.task}"
     n = 1
     while True:
-        name = stem if n == 1 else f"{stem}_{n}"
+        name = run_stem(stamp.date(), state.task, n)
         n += 1
         md_path = folder / f"{name}.md"
-        if md_path.exists() or (folder / (name + CONFLICT_SUFFIX)).exists():
+        if md_path.exists() or conflict_path(md_path).exists():
             continue
         try:
             os.mkdir(sidecar_for(md_path))  # the name is ours once this succeeds

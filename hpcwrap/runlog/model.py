@@ -45,6 +45,12 @@ class JobBlock:
     wandb_local: str | None = None
     wandb_synced: str | None = None
     submit_error: str | None = None
+    # Slurm's own account (sacct's State and ExitCode as printed), beside hpcwrap's reading.
+    slurm_state: str | None = None
+    slurm_exit: str | None = None
+    # Who decided ``state`` (lifecycle.Source name) and, where it differs from Slurm's, why.
+    state_source: str | None = None
+    state_note: str | None = None
 
     @property
     def runtime_seconds(self) -> float | None:

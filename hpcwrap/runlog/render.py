@@ -60,6 +60,7 @@ JOB_LABELS = {
     "state": "state",
     "exit_code": "exit_code",
     "restart_count": "restart_count",
+    "slurm_state": "slurm_state",
     "resumed_from": "resumed from",
     "wandb_local": "W&B local",
     "wandb_synced": "W&B synced",
@@ -111,7 +112,7 @@ ALIASES: dict[str, dict[str, str]] = {
 }
 # Fields hpcwrap derives from others; read back from a file they are ignored.
 DERIVED = {
-    "job": {"submitted_human", "start_human", "end_human", "runtime"},
+    "job": {"submitted_human", "start_human", "end_human", "runtime", "slurm_state"},
     "results": {"runtime"},
 }
 
@@ -253,6 +254,11 @@ def _job_items(n: int, job: JobBlock) -> list[tuple[str, str]]:
         _kv(items, p + "exit_code", lab["exit_code"], str(job.exit_code))
     if job.restart_count is not None:
         _kv(items, p + "restart_count", lab["restart_count"], str(job.restart_count))
+    if job.slurm_state:
+        # Slurm's own account, as sacct prints it, and why hpcwrap reads it otherwise.
+        slurm = " ".join(x for x in (job.slurm_state, job.slurm_exit) if x)
+        note = f" ({job.state_note})" if job.state_note else ""
+        _kv(items, p + "slurm_state", lab["slurm_state"], slurm + note)
     if job.resumed_from:
         _kv(items, p + "resumed_from", lab["resumed_from"], code(job.resumed_from))
     if job.wandb_local:

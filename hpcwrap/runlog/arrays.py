@@ -1,0 +1,266 @@
+"""The tasks of a Slurm job array share one ``## Job`` block (state side; see lifecycle).
+
+Array tasks are not resumptions: ``hpcwrap sbatch --array=0-3`` records one
+block ``<id>_[0-3]`` and every task's wrapper keeps its own facts in
+``state.extra["array_tasks"][<task id>]`` (start, end, node, state, exit code,
+restarts). The block is derived from them, always under the run's lock
+(inside ``RunLog.update``'s mutate), so concurrent tasks cannot lose each
+other's facts: start is the earliest task start, state RUNNING while any
+recorded task runs; once all have ended, end is the latest end, exit code the
+largest and state the worst one. A requeued task overwrites its own entry.
+
+Nested values of ``state.extra`` are replaced, never changed in place: the
+update's event patch compares a shallow copy of ``extra`` taken before
+``mutate``, which would share (and so never see) an object changed in place.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from hpcwrap.runlog.dates import iso, parse_timestamp
+from hpcwrap.runlog.model import JobBlock, RunState
+
+
+class ArrayTask(Protocol):
+    """What an array task's transitions need to know (``job.jobenv.JobEnv`` has it all)."""
+
+    @property
+    def array_job_id(self) -> str | None: ...
+    @property
+    def array_task_id(self) -> str | None: ...
+    @property
+    def array_block_id(self) -> str | None: ...
+    @property
+    def array_task_count(self) -> int | None: ...
+    @property
+    def nodes(self) -> str | None: ...
+    @property
+    def restart_count(self) -> int | None: ...
+    @property
+    def cluster(self) -> str | None: ...
+
+
+TASKS_KEY = "array_tasks"
+RESULTS_TASK_KEY = "array_results_task"
+# Worst first: the block's state when not every task completed.
+_WORST = ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED")
+_WORDS = {
+    "COMPLETED": "completed",
+    "FAILED": "failed",
+    "TIMEOUT": "timeout",
+    "CANCELLED": "cancelled",
+    "OUT_OF_MEMORY": "out of memory",
+}
+_MAX_NEXT_TASKS = 3  # failing tasks whose suggestions go to Next
+
+
+def state_word(state: str) -> str:
+    """``COMPLETED`` -> ``completed`` (the first word of an end Status entry)."""
+    return _WORDS.get(state, state.lower())
+
+
+def _natural(text: str) -> list[Any]:
+    # re.split with a group alternates text and digits, so items compare like with like
+    return [int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", text))]
+
+
+def _when(value: Any) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return parse_timestamp(value)
+    return parsed if parsed.tzinfo is not None else parse_timestamp(value)
+
+
+def _is_array_block(job: JobBlock, array_id: str) -> bool:
+    eid = job.execution_id
+    if eid is None:
+        return False
+    if eid == array_id or eid.startswith(f"{array_id}_["):
+        return True
+    # a task's own id, written before `hpcwrap sbatch` named the whole array
+    rest = eid[len(array_id) + 1 :] if eid.startswith(f"{array_id}_") else ""
+    return rest.isdigit()
+
+
+def array_block(state: RunState, env: ArrayTask) -> JobBlock:
+    """The array's block: found by the array id, else an unnamed last block, else a new one."""
+    assert env.array_job_id is not None
+    for job in reversed(state.jobs):
+        if _is_array_block(job, env.array_job_id):
+            return job
+    if state.jobs and state.jobs[-1].execution_id is None:
+        job = state.jobs[-1]  # made before the submission named it (a race with sbatch)
+        job.execution_id = env.array_block_id
+        return job
+    job = JobBlock(execution_id=env.array_block_id)
+    state.jobs.append(job)
+    return job
+
+
+def tasks_of(state: RunState) -> dict[str, dict[str, Any]]:
+    raw = state.extra.get(TASKS_KEY)
+    if not isinstance(raw, Mapping):
+        return {}
+    return {str(k): dict(v) for k, v in raw.items() if isinstance(v, Mapping)}
+
+
+def _put_task(state: RunState, task_id: str, entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    tasks = tasks_of(state)
+    tasks[task_id] = entry
+    state.extra[TASKS_KEY] = dict(sorted(tasks.items(), key=lambda kv: _natural(kv[0])))
+    return tasks
+
+
+def record_task_start(state: RunState, env: ArrayTask, start: datetime) -> JobBlock:
+    """A task started (or was requeued): its entry is (re)written, the block derived."""
+    assert env.array_task_id is not None
+    job = array_block(state, env)
+    _put_task(
+        state,
+        env.array_task_id,
+        {
+            "start": iso(start),
+            "end": None,
+            "node": env.nodes,
+            "state": "RUNNING",
+            "exit_code": None,
+            "restart_count": env.restart_count,
+        },
+    )
+    if env.cluster and not job.cluster:
+        job.cluster = env.cluster
+    derive(job, state)
+    return job
+
+
+def record_task_end(
+    state: RunState,
+    env: ArrayTask,
+    start: datetime,
+    end: datetime,
+    final: str,
+    exit_code: int,
+    next_steps: Sequence[str] = (),
+) -> tuple[JobBlock, bool]:
+    """A task ended. Returns the block and whether this was the array's last task to end.
+
+    Last: no recorded task runs and, when Slurm told the array's size, every task
+    has been recorded (the block is final whenever no recorded task runs; tasks
+    still pending may make it RUNNING again).
+    """
+    assert env.array_task_id is not None
+    job = array_block(state, env)
+    was_running = job.state == "RUNNING" or job.end is None
+    old = tasks_of(state).get(env.array_task_id, {})
+    entry = {
+        "start": old.get("start") or iso(start),
+        "end": iso(end),
+        "node": old.get("node") or env.nodes,
+        "state": final,
+        "exit_code": exit_code,
+        "restart_count": env.restart_count,
+        "next": list(next_steps),
+    }
+    tasks = _put_task(state, env.array_task_id, entry)
+    derive(job, state)
+    count = env.array_task_count
+    everyone = count is None or len(tasks) >= count
+    return job, was_running and job.state != "RUNNING" and everyone
+
+
+def derive(job: JobBlock, state: RunState) -> None:
+    """The block's start/end/node/state/exit code from the recorded tasks."""
+    tasks = list(tasks_of(state).values())
+    if not tasks:
+        return
+    starts = [s for s in (_when(t.get("start")) for t in tasks) if s is not None]
+    if job.start is not None:
+        starts.append(job.start)  # a requeued task keeps the block's first start
+    if starts:
+        job.start = min(starts)
+    nodes = sorted({str(t["node"]) for t in tasks if t.get("node")}, key=_natural)
+    job.node = ",".join(nodes) or job.node
+    restarts = [int(t["restart_count"]) for t in tasks if t.get("restart_count") is not None]
+    if restarts:
+        job.restart_count = max(restarts)
+    if any(t.get("end") is None for t in tasks):
+        job.state, job.end, job.exit_code = "RUNNING", None, None
+        return
+    ends = [e for e in (_when(t.get("end")) for t in tasks) if e is not None]
+    job.end = max(ends) if ends else None
+    codes = [int(t["exit_code"]) for t in tasks if t.get("exit_code") is not None]
+    job.exit_code = max(codes) if codes else None
+    job.state = worst_state([str(t.get("state") or "FAILED") for t in tasks])
+
+
+def worst_state(states: Sequence[str]) -> str:
+    if all(s == "COMPLETED" for s in states):
+        return "COMPLETED"
+    for s in _WORST:
+        if s in states:
+            return s
+    return sorted(s for s in states if s != "COMPLETED")[0]
+
+
+def summary_text(state: RunState, env: ArrayTask, job: JobBlock) -> str:
+    """``all 3 tasks ended: 2 completed, 1 failed (task 1); Results from task 2``."""
+    tasks = tasks_of(state)
+    by_state: dict[str, list[str]] = {}
+    for tid, t in tasks.items():
+        by_state.setdefault(str(t.get("state") or "FAILED"), []).append(tid)
+    parts = []
+    for st in sorted(by_state, key=lambda s: (s != "COMPLETED", s)):
+        ids = by_state[st]
+        part = f"{len(ids)} {state_word(st)}"
+        if st != "COMPLETED":
+            part += " (task " + ", ".join(ids) + ")"
+        parts.append(part)
+    n = len(tasks)
+    count = env.array_task_count
+    head = f"all {n} tasks ended" if count in (None, n) else f"{n} of {count} tasks ended"
+    text = f"array {job.execution_id}: {head}: " + ", ".join(parts)
+    source = state.extra.get(RESULTS_TASK_KEY)
+    if source is not None:
+        text += f"; Results from task {source}"
+    return text
+
+
+def drafted_next(state: RunState) -> list[str]:
+    """Next for an array: the failing tasks' suggestions, then the Results task's ones."""
+    tasks = tasks_of(state)
+    out: list[str] = []
+    failing = [tid for tid, t in tasks.items() if t.get("state") not in ("COMPLETED", "RUNNING")]
+    for tid in failing[:_MAX_NEXT_TASKS]:
+        out.extend(f"task {tid}: {s}" for s in tasks[tid].get("next") or [])
+    if len(failing) > _MAX_NEXT_TASKS:
+        more = len(failing) - _MAX_NEXT_TASKS
+        out.append(f"{more} more tasks did not complete: see their Status entries")
+    source = state.extra.get(RESULTS_TASK_KEY)
+    if source is not None and str(source) not in failing[:_MAX_NEXT_TASKS]:
+        out.extend(f"task {source}: {s}" for s in tasks.get(str(source), {}).get("next") or [])
+    return out
+
+
+__all__ = [
+    "RESULTS_TASK_KEY",
+    "TASKS_KEY",
+    "ArrayTask",
+    "array_block",
+    "derive",
+    "drafted_next",
+    "record_task_end",
+    "record_task_start",
+    "state_word",
+    "summary_text",
+    "tasks_of",
+    "worst_state",
+]

@@ -1,0 +1,91 @@
+"""Where a run's files live: every name and path rule of the on-disk layout, in one place.
+
+::
+
+    <run_logs>/<group>/<date>_<task>[_N].md          the run log
+    <run_logs>/<group>/<name>.hpcwrap-conflict.md    an update that could not be merged
+    <run_logs>/<group>/.hpcwrap/<name>/               the sidecar
+        state.json, events.jsonl, lock, job.sh, script/<name>, config/, code.diff
+
+The job carries ``--comment=hpcwrap:<run log>`` so node hooks can find the log.
+Nothing here touches the disk except ``taken``; every other function is a
+pure path computation (``--dry-run`` predicts the log it would create with them).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+
+SIDECAR_DIR = ".hpcwrap"
+CONFLICT_SUFFIX = ".hpcwrap-conflict.md"
+JOB_SCRIPT = "job.sh"  # in the sidecar: exactly what sbatch got
+SCRIPT_DIR = "script"  # in the sidecar: byte-exact snapshot of the user's script
+CONFIG_DIR = "config"  # in the sidecar: copies of --config and resolved configs
+CODE_DIFF = "code.diff"
+LOCK_FILE = "lock"
+COMMENT_PREFIX = "hpcwrap:"  # the job's --comment: hpcwrap:<absolute run log path>
+
+_LOG_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_.+\.md$")
+
+
+def sidecar_for(path: Path) -> Path:
+    """The sidecar folder of the run log at ``path``."""
+    return path.parent / SIDECAR_DIR / path.stem
+
+
+def conflict_path(path: Path) -> Path:
+    return path.with_name(path.stem + CONFLICT_SUFFIX)
+
+
+def is_run_log_name(name: str) -> bool:
+    """A run log's file name: ``<date>_<task>.md``, not an index or a conflict file."""
+    return bool(_LOG_NAME.match(name)) and not name.endswith(CONFLICT_SUFFIX)
+
+
+def run_folder(root: Path, group: str | None) -> Path:
+    """The folder a run of ``group`` goes in (``root`` itself without a group)."""
+    return root / group if group else root
+
+
+def run_stem(day: date, task: str, n: int = 1) -> str:
+    """``2026-03-11_train``, or ``2026-03-11_train_2`` for the second run that day."""
+    stem = f"{day.isoformat()}_{task}"
+    return stem if n == 1 else f"{stem}_{n}"
+
+
+def predicted_log(root: Path, group: str | None, day: date, task: str) -> Path:
+    """The run log a new run would get when no other run of that day and task exists."""
+    return run_folder(root, group) / f"{run_stem(day, task)}.md"
+
+
+def comment_for(run_log: Path) -> str:
+    return COMMENT_PREFIX + str(run_log)
+
+
+def run_log_from_comment(comment: str | None) -> str | None:
+    """The run-log path a job comment names, or None when it is not hpcwrap's."""
+    if not comment or not comment.startswith(COMMENT_PREFIX):
+        return None
+    return comment[len(COMMENT_PREFIX) :] or None
+
+
+__all__ = [
+    "CODE_DIFF",
+    "COMMENT_PREFIX",
+    "CONFIG_DIR",
+    "CONFLICT_SUFFIX",
+    "JOB_SCRIPT",
+    "LOCK_FILE",
+    "SCRIPT_DIR",
+    "SIDECAR_DIR",
+    "comment_for",
+    "conflict_path",
+    "is_run_log_name",
+    "predicted_log",
+    "run_folder",
+    "run_log_from_comment",
+    "run_stem",
+    "sidecar_for",
+]

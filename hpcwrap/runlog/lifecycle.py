@@ -1,0 +1,707 @@
+"""Every change of a run's state, as pure functions, and the one set of evidence rules.
+
+Writers (``hpcwrap sbatch``, the in-job wrapper, the epilog hook, poll,
+resume) never edit run-log state by hand: they describe what they saw as a
+*facts* object and call ``RunLog.record(facts)``, which applies ``apply`` under
+the run's lock. ``apply(state, facts)`` returns a new ``RunState`` and leaves
+its input untouched, so every rule here is tested without files or processes.
+
+The transitions: ``Described`` (machine facts about what the run is),
+``Submitted``, ``SubmitFailed``, ``Started`` (a first start, or
+a restart after a requeue), ``SignalReceived`` (walltime warning, TERM),
+``ProgressObserved`` (a Status entry), ``Ended`` (with the final state and who
+saw it), ``Requeued``, ``Resumed`` (a new ``## Job (resumed)`` block) and
+``Reconciled`` (the scheduler's answer for a run whose log may be stale).
+
+Evidence rules (one place, used by every writer):
+
+- A job block keeps hpcwrap's reading of why the job ended (``state``: one word
+  of ``STATES``) apart from Slurm's own account (``slurm_state``, ``slurm_exit``
+  as sacct prints them); where the two differ, ``state_note`` says why.
+- The cause of an end ranks: what the wrapper observed directly > what the
+  epilog inferred > the scheduler's label (``Source``). A non-final state
+  (SUBMITTED, PENDING, RUNNING) is always replaced by a final one; a final state
+  is never replaced by a lower- or equal-ranked source. The scheduler is always
+  right about *whether* a job is over, its exit code and its times.
+- The same end reported twice gives one Status entry.
+- A requeue is REQUEUED, not CANCELLED: from inside, a requeue looks like a
+  TERM, so REQUEUED replaces a CANCELLED reading whoever reports it, and the
+  restart of the same job id (a higher restart count) proves it.
+- TIMEOUT: the job ended at its time limit, or the training exited on the
+  walltime-warning path (``end_state``); a warning followed by a normal finish
+  or a user's scancel (TERM with time left) is not a TIMEOUT.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any
+
+from hpcwrap.errors import TransitionError
+from hpcwrap.runlog import arrays
+from hpcwrap.runlog.model import JobBlock, Results, RunState, StatusEntry
+
+# hpcwrap's words for a job block's state.
+FINAL_STATES = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "REQUEUED",
+        "SUBMIT_FAILED",
+    }
+)
+NON_FINAL_STATES = frozenset({"SUBMITTED", "PENDING", "RUNNING"})
+STATES = FINAL_STATES | NON_FINAL_STATES
+
+# A TERM with at most this much time left is Slurm's time-limit kill (KillWait
+# is 30 s by default, and Slurm may signal up to a minute early).
+NEAR_LIMIT = 120.0
+NEXT_DRAFTED_KEY = "hpcwrap_next_drafted"
+
+
+class Source(enum.IntEnum):
+    """Who saw an end; higher ranks win (see the module docstring)."""
+
+    SCHEDULER = 1
+    EPILOG = 2
+    WRAPPER = 3
+
+    @classmethod
+    def of(cls, name: str | None) -> Source:
+        """The source recorded on a block; a final state without one came from the wrapper
+        (every writer before this module was the wrapper or the submitter)."""
+        try:
+            return cls[name.upper()] if name else cls.WRAPPER
+        except KeyError:
+            return cls.WRAPPER
+
+
+def is_final(state: str | None) -> bool:
+    return state in FINAL_STATES
+
+
+# Slurm's job states (sacct/squeue) in hpcwrap's words.
+_FROM_SLURM = {
+    "COMPLETED": "COMPLETED",
+    "FAILED": "FAILED",
+    "CANCELLED": "CANCELLED",
+    "TIMEOUT": "TIMEOUT",
+    "DEADLINE": "TIMEOUT",
+    "OUT_OF_MEMORY": "OUT_OF_MEMORY",
+    "OUT_OF_ME+": "OUT_OF_MEMORY",
+    "NODE_FAIL": "NODE_FAIL",
+    "BOOT_FAIL": "NODE_FAIL",
+    "PREEMPTED": "PREEMPTED",
+    "REQUEUED": "REQUEUED",
+    "REQUEUE_FED": "REQUEUED",
+    "REQUEUE_HOLD": "REQUEUED",
+    "PENDING": "PENDING",
+    "CONFIGURING": "PENDING",
+    "RUNNING": "RUNNING",
+    "COMPLETING": "RUNNING",
+    "SUSPENDED": "RUNNING",
+    "STOPPED": "RUNNING",
+    "RESIZING": "RUNNING",
+    "SIGNALING": "RUNNING",
+    "STAGE_OUT": "RUNNING",
+}
+
+
+def from_slurm(slurm_state: str) -> str:
+    """``CANCELLED by 1000`` -> ``CANCELLED``; TransitionError for a word Slurm never prints."""
+    word = slurm_state.split()[0].upper() if slurm_state.split() else ""
+    if word not in _FROM_SLURM:
+        raise TransitionError(f"unknown Slurm job state {slurm_state!r}")
+    return _FROM_SLURM[word]
+
+
+# ---------------------------------------------------------------- the end's cause
+
+
+@dataclass(frozen=True)
+class EndEvidence:
+    """What the wrapper saw directly when the command ended."""
+
+    exit_code: int
+    walltime_warning: bool = False  # the walltime warning signal arrived
+    terminated_by: str | None = None  # "SIGTERM" etc. when asked to stop
+    time_left_at_term: float | None = None  # seconds before the limit when that came
+    oom_seen: bool = False  # an OOM kill or memory-limit line in the output
+    time_limit_seen: bool = False  # slurmstepd's DUE TO TIME LIMIT line
+    finished_all_steps: bool = False
+
+
+def end_state(ev: EndEvidence) -> str:
+    """COMPLETED, FAILED, CANCELLED, TIMEOUT or OUT_OF_MEMORY, by the rules above."""
+    if ev.oom_seen:
+        return "OUT_OF_MEMORY"
+    if ev.terminated_by is not None:
+        near = ev.time_left_at_term is not None and ev.time_left_at_term <= NEAR_LIMIT
+        return "TIMEOUT" if near else "CANCELLED"
+    if ev.time_limit_seen:
+        return "TIMEOUT"
+    if ev.walltime_warning:
+        # exited on the warning path (checkpoint + exit), unless it simply finished
+        return "COMPLETED" if ev.exit_code == 0 and ev.finished_all_steps else "TIMEOUT"
+    return "COMPLETED" if ev.exit_code == 0 else "FAILED"
+
+
+# ---------------------------------------------------------------- facts
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """sbatch accepted the job and printed its id."""
+
+    when: datetime
+    job_id: str
+    execution_id: str  # ``12`` or ``12_[0-3]`` for an array
+    cluster: str | None = None
+    submit: Mapping[str, Any] = field(default_factory=dict)  # merged into extra["submit"]
+
+
+@dataclass(frozen=True)
+class Described:
+    """Machine facts about what the run is, learnt after the log was created: the code
+    state's diff and experiment tag, the copied config, the effective sbatch settings."""
+
+    extra: Mapping[str, Any]
+    code_line: str | None = None  # the Config ``code`` line, when those facts change it
+
+
+@dataclass(frozen=True)
+class SubmitFailed:
+    """No job: sbatch refused, was missing, or the submission was interrupted."""
+
+    when: datetime
+    message: str
+    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. the removed experiment tag
+    code_line: str | None = None  # the Config ``code`` line after the tag went
+
+
+@dataclass(frozen=True)
+class Started:
+    """The wrapper started the command (a first start, or a restart after a requeue)."""
+
+    when: datetime
+    execution_id: str
+    nodes: str | None = None
+    in_slurm: bool = False
+    restart_count: int | None = None
+    cluster: str | None = None
+    array: arrays.ArrayTask | None = None  # set for an array task
+    text: str | None = None  # a Status entry to add (array tasks say which task started)
+
+
+@dataclass(frozen=True)
+class SignalReceived:
+    """A signal reached the wrapper: ``walltime`` warning, ``terminate``, ``kill`` (grace over)."""
+
+    when: datetime
+    kind: str
+    signal: str
+    text: str | None = None  # the Status entry; None for a repeat that only goes to events
+
+
+@dataclass(frozen=True)
+class ProgressObserved:
+    """A Status entry backed by what the run printed (step, loss, a checkpoint, an error)."""
+
+    when: datetime
+    text: str
+
+
+@dataclass(frozen=True)
+class ResultFacts:
+    """What the end writes into Results (None: nothing new seen)."""
+
+    final_step: int | None = None
+    first_loss: float | None = None
+    loss: float | None = None
+    first_val_loss: float | None = None
+    val_loss: float | None = None
+    one_liner: str | None = None
+    checkpoint: str | None = None
+    config_snapshot: str | None = None
+    config_fallback: str | None = None  # the submitted --config copy, when no snapshot is known
+    has_progress: bool = False
+
+
+@dataclass(frozen=True)
+class Ended:
+    """The run's command (or its job) ended; ``source`` says who saw it."""
+
+    when: datetime
+    state: str
+    source: Source
+    execution_id: str
+    exit_code: int | None = None
+    start: datetime | None = None  # the attempt's start, to find its block
+    nodes: str | None = None
+    text: str | None = None  # the Status entry
+    results: ResultFacts | None = None
+    next_steps: tuple[str, ...] = ()
+    wandb_local: str | None = None
+    wandb_url: str | None = None
+    array: arrays.ArrayTask | None = None
+    task_prefix: str = ""  # "task 2: " for an array task
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """Slurm requeued the job: the attempt is over, the same job id will run again."""
+
+    when: datetime
+    execution_id: str
+    source: Source = Source.SCHEDULER
+    text: str | None = None
+
+
+@dataclass(frozen=True)
+class Resumed:
+    """A successor job continues the run: a new ``## Job (resumed)`` block."""
+
+    when: datetime
+    resumed_from: str | None
+    execution_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    """The scheduler's account of a job (squeue/sacct), for a log that may be stale."""
+
+    when: datetime
+    execution_id: str
+    slurm_state: str  # as sacct prints it: ``CANCELLED by 1000``
+    slurm_exit: str | None = None  # ``124:0``
+    start: datetime | None = None
+    end: datetime | None = None
+    nodes: str | None = None
+
+
+Facts = (
+    Described
+    | Submitted
+    | SubmitFailed
+    | Started
+    | SignalReceived
+    | ProgressObserved
+    | Ended
+    | Requeued
+    | Resumed
+    | Reconciled
+)
+
+EVENT_KIND: dict[type, str] = {
+    Described: "described",
+    Submitted: "submitted",
+    SubmitFailed: "submit_failed",
+    Started: "started",
+    SignalReceived: "signal",
+    ProgressObserved: "status",
+    Ended: "ended",
+    Requeued: "requeued",
+    Resumed: "resumed",
+    Reconciled: "reconciled",
+}
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _block_for(state: RunState, execution_id: str | None) -> JobBlock | None:
+    """The newest block of this execution (or a not yet named one)."""
+    for job in reversed(state.jobs):
+        if execution_id is not None and job.execution_id == execution_id:
+            return job
+    if state.jobs and state.jobs[-1].execution_id is None:
+        return state.jobs[-1]
+    return None
+
+
+def _is_this_attempt(job: JobBlock, execution_id: str, start: datetime | None = None) -> bool:
+    """``job`` is the block of the attempt that started at ``start`` (None: one not started).
+
+    A start the scheduler filled in (a poll saw the job running before the wrapper
+    wrote) does not make the block another attempt's.
+    """
+    if job.execution_id not in (None, execution_id):
+        return False
+    if job.start is None or job.start == start:
+        return True
+    return job.state_source == Source.SCHEDULER.name.lower() and not is_final(job.state)
+
+
+def _same_job(block_id: str | None, job_id: str) -> bool:
+    """``12_[0-3]`` and ``12`` name the same submission; ``12`` and ``123`` do not."""
+    if block_id is None:
+        return True
+    return block_id == job_id or block_id.startswith(f"{job_id}_")
+
+
+def state_note(job: JobBlock) -> str | None:
+    """One short clause on why hpcwrap's state and Slurm's differ (None when they agree)."""
+    if not job.slurm_state or not job.state:
+        return None
+    try:
+        slurm = from_slurm(job.slurm_state)
+    except TransitionError:
+        slurm = job.slurm_state
+    if slurm == job.state or not is_final(slurm):
+        return None
+    code = (job.slurm_exit or "").split(":")[0]
+    if job.state == "TIMEOUT" and slurm == "FAILED":
+        return f"the training stopped on the walltime warning and exited {code or 'non-zero'}"
+    if job.state == "TIMEOUT" and slurm == "CANCELLED":
+        return "the TERM came at the time limit"
+    if job.state == "CANCELLED" and slurm == "FAILED":
+        return "the training exited non-zero after a TERM"
+    if job.state == "OUT_OF_MEMORY":
+        return "an out-of-memory kill was seen in the output"
+    if job.state == "REQUEUED":
+        return "the job was requeued and ran again"
+    source = Source.of(job.state_source).name.lower()
+    return f"hpcwrap's reading from what the {source} saw"
+
+
+def _set_end(job: JobBlock, state: str, source: Source) -> bool:
+    """Apply the ranking; True when ``state`` became the block's state."""
+    if state not in STATES:
+        raise TransitionError(f"unknown state {state!r} (one of {', '.join(sorted(STATES))})")
+    current = job.state
+    if current == state:
+        if Source.of(job.state_source) < source:
+            job.state_source = source.name.lower()
+        return False
+    if is_final(current):
+        requeue = state == "REQUEUED" and current == "CANCELLED"
+        if not requeue and source <= Source.of(job.state_source):
+            return False
+        if not is_final(state):
+            return False  # a final state is never replaced by a non-final one
+    job.state = state
+    job.state_source = source.name.lower()
+    return True
+
+
+def _merge_next(state: RunState, drafted: Sequence[str]) -> None:
+    """Next: the person's lines kept, hpcwrap's earlier drafts replaced by these."""
+    previous = state.extra.get(NEXT_DRAFTED_KEY) or []
+    kept = [n for n in state.next if n not in previous]
+    state.next = kept + [s for s in drafted if s not in kept]
+    state.extra[NEXT_DRAFTED_KEY] = list(drafted)
+
+
+def _fill_results(state: RunState, r: ResultFacts, prefix: str, array_task: str | None) -> None:
+    res = state.results
+    if array_task is not None and r.has_progress:
+        # The last task with progress gives all of Results: never one task's start
+        # loss beside another's end loss.
+        state.results = res = Results()
+        state.extra[arrays.RESULTS_TASK_KEY] = array_task
+        res.checkpoint = r.checkpoint
+    if r.final_step is not None:
+        res.final_step = r.final_step
+    if res.start_train_loss is None and r.first_loss is not None:
+        res.start_train_loss = r.first_loss
+    if r.loss is not None:
+        res.end_train_loss = r.loss
+    if res.start_val_loss is None and r.first_val_loss is not None:
+        res.start_val_loss = r.first_val_loss
+    if r.val_loss is not None:
+        res.end_val_loss = r.val_loss
+    if r.one_liner:
+        res.loss_one_liner = prefix + r.one_liner
+    if r.checkpoint:
+        res.checkpoint = r.checkpoint
+    if r.config_snapshot:
+        res.config_snapshot = r.config_snapshot
+    elif res.config_snapshot is None and r.config_fallback is not None:
+        res.config_snapshot = r.config_fallback
+
+
+# ---------------------------------------------------------------- transitions
+# Each takes the state to change in place (a copy made by ``apply``) and the facts.
+
+
+def _described(state: RunState, f: Described) -> None:
+    for key, value in f.extra.items():
+        state.extra[key] = copy.deepcopy(value)
+    if f.code_line is not None:
+        state.code = f.code_line
+
+
+def _submitted(state: RunState, f: Submitted) -> None:
+    job = next(
+        (
+            j
+            for j in reversed(state.jobs)
+            if j.state in (None, "RUNNING", "SUBMITTED") and _same_job(j.execution_id, f.job_id)
+        ),
+        None,
+    )
+    if job is None:
+        job = JobBlock()
+        state.jobs.append(job)
+    # Fill, never replace: on a fast cluster the job's own wrapper may already
+    # have written start/node/RUNNING into this block.
+    job.execution_id = f.execution_id  # ours names the whole array: 12_[0-3]
+    job.cluster = job.cluster or f.cluster
+    job.submitted = job.submitted or f.when
+    if job.state is None:
+        job.state, job.state_source = "SUBMITTED", Source.WRAPPER.name.lower()
+    submit = dict(state.extra.get("submit") or {})
+    submit.update(f.submit)
+    submit["job_id"] = f.job_id
+    state.extra["submit"] = submit
+
+
+def _submit_failed(state: RunState, f: SubmitFailed) -> None:
+    job = JobBlock(
+        submitted=f.when,
+        state="SUBMIT_FAILED",
+        submit_error=f.message,
+        state_source=Source.WRAPPER.name.lower(),
+    )
+    if state.jobs and not is_final(state.jobs[-1].state) and state.jobs[-1].start is None:
+        state.jobs[-1] = job  # the block this submission was for
+    else:
+        state.jobs.append(job)
+    state.extra.update(f.extra)
+    if f.code_line is not None:
+        state.code = f.code_line
+
+
+def _started(state: RunState, f: Started) -> None:
+    if f.array is not None:
+        arrays.record_task_start(state, f.array, f.when)
+        if f.text:
+            state.status.append(StatusEntry(f.when, f.text))
+        return
+    job = state.jobs[-1] if state.jobs else None
+    if job is None or not _is_this_attempt(job, f.execution_id):
+        if (
+            job is not None
+            and job.execution_id == f.execution_id
+            and f.restart_count is not None
+            and f.restart_count > (job.restart_count or 0)
+            and (not is_final(job.state) or job.state == "CANCELLED")
+        ):
+            _set_end(job, "REQUEUED", Source.WRAPPER)  # the restart proves the requeue
+        job = JobBlock(execution_id=f.execution_id)
+        state.jobs.append(job)
+    job.execution_id = job.execution_id or f.execution_id
+    job.start, job.end, job.exit_code = f.when, None, None
+    job.state, job.state_source = "RUNNING", Source.WRAPPER.name.lower()
+    job.node = f.nodes
+    if f.in_slurm:
+        job.restart_count = f.restart_count
+        if f.cluster and not job.cluster:
+            job.cluster = f.cluster
+    if f.text:
+        state.status.append(StatusEntry(f.when, f.text))
+
+
+def _signal_received(state: RunState, f: SignalReceived) -> None:
+    if f.text:
+        state.status.append(StatusEntry(f.when, f.text))
+
+
+def _progress_observed(state: RunState, f: ProgressObserved) -> None:
+    state.status.append(StatusEntry(f.when, f.text))
+
+
+def _ended(state: RunState, f: Ended) -> None:
+    array_final: JobBlock | None = None
+    if f.array is not None:
+        job, all_ended = arrays.record_task_end(
+            state,
+            f.array,
+            f.start or f.when,
+            f.when,
+            f.state,
+            f.exit_code if f.exit_code is not None else 1,
+            f.next_steps,
+        )
+        array_final = job if all_ended else None
+    else:
+        found = _block_for(state, f.execution_id)
+        if (
+            found is not None
+            and f.start is not None
+            and not _is_this_attempt(found, f.execution_id, f.start)
+        ):
+            # a later attempt (a requeue) runs in the newest block: find ours by its start
+            found = next((j for j in reversed(state.jobs) if j.start == f.start), None)
+        if found is None:
+            found = JobBlock(execution_id=f.execution_id, start=f.start, node=f.nodes)
+            state.jobs.append(found)
+        job = found
+        was_final = is_final(job.state)
+        new_end = _set_end(job, f.state, f.source)
+        if not new_end and was_final:
+            return  # the same end reported again, or by a lower-ranked source: one entry
+        job.execution_id = job.execution_id or f.execution_id
+        job.start = job.start or f.start
+        job.node = job.node or f.nodes
+        if job.end is None or new_end:
+            job.end = f.when
+        if f.exit_code is not None:
+            job.exit_code = f.exit_code
+        job.state_note = state_note(job)
+    if f.wandb_local:
+        job.wandb_local = job.wandb_local or f.wandb_local
+        state.wandb_local = state.wandb_local or f.wandb_local
+    if f.wandb_url:
+        job.wandb_synced = job.wandb_synced or f.wandb_url
+        state.wandb_synced = state.wandb_synced or f.wandb_url
+    if f.results is not None:
+        _fill_results(
+            state,
+            f.results,
+            f.task_prefix,
+            f.array.array_task_id if f.array is not None else None,
+        )
+    drafted = arrays.drafted_next(state) if f.array is not None else list(f.next_steps)
+    if f.results is not None or drafted:
+        _merge_next(state, drafted)
+    if f.text:
+        state.status.append(StatusEntry(f.when, f.text))
+    if array_final is not None and f.array is not None:
+        # at the array's end, which a task that wrote before us may have set
+        summary = arrays.summary_text(state, f.array, array_final)
+        state.status.append(StatusEntry(array_final.end or f.when, summary))
+
+
+def _requeued(state: RunState, f: Requeued) -> None:
+    job = _block_for(state, f.execution_id)
+    if job is None:
+        return
+    if _set_end(job, "REQUEUED", f.source):
+        job.end = job.end or f.when
+        job.state_note = state_note(job)
+        if f.text:
+            state.status.append(StatusEntry(f.when, f.text))
+
+
+def _resumed(state: RunState, f: Resumed) -> None:
+    state.jobs.append(
+        JobBlock(execution_id=f.execution_id, submitted=f.when, resumed_from=f.resumed_from)
+    )
+
+
+def _reconciled(state: RunState, f: Reconciled) -> None:
+    job = _block_for(state, f.execution_id)
+    if job is None:
+        return
+    word = from_slurm(f.slurm_state)
+    job.slurm_state = f.slurm_state.split()[0].upper()
+    job.slurm_exit = f.slurm_exit or job.slurm_exit
+    # The scheduler is right about times and the exit code; fill what is missing.
+    job.start = job.start or f.start
+    job.node = job.node or f.nodes
+    if is_final(word):
+        if job.exit_code is None and f.slurm_exit:
+            with contextlib.suppress(ValueError):
+                job.exit_code = int(f.slurm_exit.split(":")[0])
+        was_final = is_final(job.state)
+        if _set_end(job, word, Source.SCHEDULER):
+            job.end = job.end or f.end or f.when
+            if not was_final:
+                state.status.append(
+                    StatusEntry(f.end or f.when, _reconciled_text(job, f.slurm_state))
+                )
+        elif job.end is None:
+            job.end = f.end
+    elif not is_final(job.state):
+        _set_end(job, word, Source.SCHEDULER)
+    job.state_note = state_note(job)
+
+
+def _reconciled_text(job: JobBlock, slurm_state: str) -> str:
+    code = f", exit {job.slurm_exit}" if job.slurm_exit else ""
+    return (
+        f"{job.state.lower() if job.state else 'ended'} (from the scheduler: {slurm_state}{code}); "
+        "the wrapper did not record the end"
+    )
+
+
+_APPLY: dict[type, Any] = {
+    Described: _described,
+    Submitted: _submitted,
+    SubmitFailed: _submit_failed,
+    Started: _started,
+    SignalReceived: _signal_received,
+    ProgressObserved: _progress_observed,
+    Ended: _ended,
+    Requeued: _requeued,
+    Resumed: _resumed,
+    Reconciled: _reconciled,
+}
+
+
+def apply(state: RunState, facts: Facts) -> RunState:
+    """The state after ``facts``; ``state`` itself is not changed."""
+    new = copy.deepcopy(state)
+    apply_in_place(new, facts)
+    return new
+
+
+def apply_in_place(state: RunState, facts: Facts) -> None:
+    """``apply`` on ``state`` itself (``RunLog.record`` uses it on the copy it holds locked)."""
+    try:
+        step = _APPLY[type(facts)]
+    except KeyError:
+        raise TransitionError(f"not a transition: {type(facts).__name__}") from None
+    step(state, facts)
+
+
+def event_kind(facts: Facts) -> str:
+    return EVENT_KIND[type(facts)]
+
+
+def replace_state(target: RunState, new: RunState) -> None:
+    """Make ``target`` equal to ``new`` field by field (for callers holding ``target``)."""
+    for f in fields(RunState):
+        setattr(target, f.name, getattr(new, f.name))
+
+
+__all__ = [
+    "FINAL_STATES",
+    "NEAR_LIMIT",
+    "NON_FINAL_STATES",
+    "STATES",
+    "Described",
+    "EndEvidence",
+    "Ended",
+    "Facts",
+    "ProgressObserved",
+    "Reconciled",
+    "Requeued",
+    "ResultFacts",
+    "Resumed",
+    "SignalReceived",
+    "Source",
+    "Started",
+    "SubmitFailed",
+    "Submitted",
+    "TransitionError",
+    "apply",
+    "apply_in_place",
+    "end_state",
+    "event_kind",
+    "from_slurm",
+    "is_final",
+    "replace_state",
+    "state_note",
+]
