@@ -8,9 +8,9 @@ the sidecar byte for byte with its sha256, creates the run log, and for
 
 Sidecar files written here (``<run_logs>/<group>/.hpcwrap/<name>/``):
 ``code.diff`` (only when the tree is dirty) and ``config/<file name>``.
-Machine facts go in ``state.extra``: ``code`` (CodeState.as_dict), ``code_diff``,
-``config_sha256``, ``config_copy``, ``config_source``, ``git_tag`` (name, or
-None), ``git_tag_error``.
+Machine facts go in ``state.code_state`` (commit, branch, dirty, the diff's
+path, the experiment tag or why there is none) and ``state.config_facts``
+(source, sha256, the copy's path).
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ import os
 import re
 import shlex
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 from hpcwrap import codestate
 from hpcwrap.errors import CodeStateError, UsageError
 from hpcwrap.runlog import JobBlock, RunLog, RunState, create_run, layout, lifecycle
 from hpcwrap.runlog.dates import now
+from hpcwrap.runlog.facts import CodeFacts, ConfigFacts, facts_from_dict
 from hpcwrap.runlog.fsio import write_atomic
 from hpcwrap.runrequest import RunRequest
 
@@ -168,23 +169,24 @@ def sidecar_rel(log: RunLog, path: Path) -> str:
     return os.path.relpath(path, log.path.parent)
 
 
-def code_line(state: RunState) -> str | None:
-    """The ``- code:`` line from what ``state.extra`` holds now (after a tag came or went)."""
-    raw = state.extra.get("code")
-    if not isinstance(raw, dict):
-        return state.code
+def code_line(facts: CodeFacts | None, fallback: str | None = None) -> str | None:
+    """The ``- code:`` line from the code facts (after a tag came or went)."""
+    if facts is None:
+        return fallback
     code = codestate.CodeState(
-        repo=Path(raw["repo"]) if raw.get("repo") else None,
-        commit=raw.get("commit"),
-        branch=raw.get("branch"),
-        dirty=bool(raw.get("dirty")),
-        changed_files=int(raw.get("changed_files") or 0),
-        untracked=int(raw.get("untracked") or 0),
-        reason=raw.get("reason") or "",
+        repo=Path(facts.repo) if facts.repo else None,
+        commit=facts.commit,
+        branch=facts.branch,
+        dirty=facts.dirty,
+        changed_files=facts.changed_files,
+        untracked=facts.untracked,
+        reason=facts.reason or "",
     )
-    tag = state.extra.get("git_tag")
-    note = state.extra.get("git_tag_note") or ""
-    return code.summary(state.extra.get("code_diff"), tag if isinstance(tag, str) else None, note)
+    return code.summary(facts.diff, facts.tag, facts.tag_note or "")
+
+
+def code_facts(code: codestate.CodeState) -> CodeFacts:
+    return facts_from_dict(CodeFacts, code.as_dict())
 
 
 def create_run_from_request(
@@ -207,10 +209,11 @@ def create_run_from_request(
     root = _resolve(request.run_logs, cwd)
     config = _read_config(request, cwd)
     code = codestate.capture(cwd, exclude=[root])
-    extra: dict[str, Any] = {"code": code.as_dict()}
+    config_facts = None
     if config is not None:
-        extra["config_source"] = str(config[0])
-        extra["config_sha256"] = hashlib.sha256(config[1]).hexdigest()
+        config_facts = ConfigFacts(
+            source=str(config[0]), sha256=hashlib.sha256(config[1]).hexdigest()
+        )
     state = RunState(
         task=request.task,
         description=request.description,
@@ -223,38 +226,41 @@ def create_run_from_request(
         key_settings=redact_settings(dict(request.key_settings)),
         code=code.summary(),
         jobs=[JobBlock(execution_id=execution_id, submitted=when or now())] if execution_id else [],
-        extra=extra,
+        code_state=code_facts(code),
+        config_facts=config_facts,
     )
     log = create_run(root, state, when=when)
 
-    facts: dict[str, Any] = {}
+    facts = code_facts(code)
     if code.dirty:
         diff = codestate.save_diff(code, log.sidecar / layout.CODE_DIFF)
         if diff is not None:
-            facts["code_diff"] = sidecar_rel(log, diff)
-    if config is not None:
+            facts.diff = sidecar_rel(log, diff)
+    if config_facts is not None and config is not None:
         copy = log.sidecar / layout.CONFIG_DIR / config[0].name
         write_exact(copy, config[1])
-        facts["config_copy"] = sidecar_rel(log, copy)
+        config_facts = replace(config_facts, copy=sidecar_rel(log, copy))
     if request.run_type == "experiment":
         if code.commit is None:
-            facts["git_tag"] = None
-            facts["git_tag_note"] = "no experiment tag (" + (code.reason or "no commits yet") + ")"
+            facts.tag_note = "no experiment tag (" + (code.reason or "no commits yet") + ")"
         else:
             try:
-                facts["git_tag"] = codestate.create_tag(
-                    code, codestate.tag_name(log.name, request.group)
-                )
+                facts.tag = codestate.create_tag(code, codestate.tag_name(log.name, request.group))
             except CodeStateError as exc:
                 # The run still goes: the commit sha is recorded; the log says why no tag.
-                facts["git_tag"] = None
-                facts["git_tag_error"] = str(exc)
-                facts["git_tag_note"] = "experiment tag NOT created (see state.json)"
-    if facts:
-        line = code_line(RunState(code=state.code, extra={**extra, **facts}))
+                facts.tag_error = str(exc)
+                facts.tag_note = "experiment tag NOT created (see state.json)"
+    if facts != state.code_state or config_facts != state.config_facts:
+        noted = {
+            "code_diff": facts.diff,
+            "config_copy": config_facts.copy if config_facts else None,
+            "git_tag": facts.tag,
+            "git_tag_note": facts.tag_note,
+            "git_tag_error": facts.tag_error,
+        }
         log.record(
-            lifecycle.Described(facts, line),
+            lifecycle.Described(code=facts, config=config_facts, code_line=code_line(facts)),
             event="code_state",
-            data={k: v for k, v in facts.items() if v},
+            data={k: v for k, v in noted.items() if v},
         )
     return log

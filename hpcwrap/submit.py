@@ -38,7 +38,7 @@ import os
 import shlex
 import sys
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -59,8 +59,9 @@ from hpcwrap.newrun import (
     sidecar_rel,
     write_exact,
 )
-from hpcwrap.runlog import RunLog, RunState, layout, lifecycle
+from hpcwrap.runlog import RunLog, layout, lifecycle
 from hpcwrap.runlog.dates import now
+from hpcwrap.runlog.facts import CodeFacts, SubmitFacts, facts_from_dict, facts_to_dict
 from hpcwrap.runrequest import RunRequest
 from hpcwrap.sbatch_options import (
     NOT_A_SUBMISSION,
@@ -297,7 +298,7 @@ def execution_id(result: SubmitResult, resolved: Resolved) -> str:
 def submit_facts(
     prep: Prepared, run_log: Path, result: SubmitResult | None = None
 ) -> dict[str, Any]:
-    """The effective sbatch settings, for ``state.extra["submit"]`` (read by later tools).
+    """The effective sbatch settings, for ``state.submit`` (read by later tools).
 
     ``output``/``error``: absolute filename patterns; ``output_path``/``error_path``:
     the same with what is known filled in (%j %A %x %u); ``error`` None means stderr
@@ -348,34 +349,29 @@ class SubmitOutcome:
 Announce = Callable[[SubmitResult, str, RunLog], None]
 
 
-def _remove_tag(state: RunState) -> str | None:
-    tag = state.extra.get("git_tag")
-    code = state.extra.get("code") or {}
-    if not isinstance(tag, str) or not code.get("repo") or not code.get("commit"):
+def _remove_tag(code: CodeFacts | None) -> str | None:
+    if code is None or not code.tag or not code.repo or not code.commit:
         return None
     try:
-        removed = codestate.delete_tag(Path(code["repo"]), tag, code["commit"])
+        removed = codestate.delete_tag(Path(code.repo), code.tag, code.commit)
     except Exception:  # a failure to clean up must not hide the submission error
         removed = False
-    return tag if removed else None
+    return code.tag if removed else None
 
 
 def record_failure(log: RunLog, message: str, *, attempted: datetime, remove_tag: bool) -> None:
     """Job block SUBMIT_FAILED with ``message``; the experiment tag removed."""
-    state = log.read()
-    tag = _remove_tag(state) if remove_tag else None
-    extra: dict[str, Any] = {}
-    code: str | None = None
-    if tag is not None:
-        extra = {
-            "git_tag": None,
-            "git_tag_removed": tag,
-            "git_tag_note": f"tag `{tag}` removed: the submission failed",
-        }
-        probe = RunState(code=state.code, extra={**state.extra, **extra})
-        code = code_line(probe)
+    code = log.read().code_state
+    tag = _remove_tag(code) if remove_tag else None
+    after: CodeFacts | None = None
+    if code is not None and tag is not None:
+        after = replace(
+            code, tag=None, tag_removed=tag, tag_note=f"tag `{tag}` removed: the submission failed"
+        )
     log.record(
-        lifecycle.SubmitFailed(attempted, message, extra, code),
+        lifecycle.SubmitFailed(
+            attempted, message, code=after, code_line=code_line(after) if after else None
+        ),
         data={"error": message, "tag_removed": [tag] if tag else []},
     )
 
@@ -440,7 +436,9 @@ def submit_job(
             notes=list(prep.notes),
         )
         log.record(
-            lifecycle.Described({"submit": facts}), event="submitting", data={"command": command}
+            lifecycle.Described(submit=facts_from_dict(SubmitFacts, facts)),
+            event="submitting",
+            data={"command": command},
         )
     except BaseException as exc:
         why = (
@@ -463,7 +461,8 @@ def submit_job(
                 job_id=result.job_id,
                 execution_id=exec_id,
                 cluster=result.cluster,
-                submit={k: v for k, v in done.items() if k.endswith("_path")},
+                output_path=done["output_path"],
+                error_path=done["error_path"],
             ),
             data={"job_id": result.job_id, "cluster": result.cluster, "execution_id": exec_id},
         )
@@ -504,8 +503,9 @@ def submit_job(
         record_failure(log, str(exc), attempted=attempted, remove_tag=True)
         raise _with_log_path(exc, log.path) from None
     exec_id = seen[0][1] if seen else execution_id(result, resolved)
-    final = log.read().extra.get("submit", {})
-    return SubmitOutcome(log, result, exec_id, job_sh, dict(final), tuple(prep.notes))
+    final = log.read().submit
+    facts_now = facts_to_dict(final) if final is not None else {}
+    return SubmitOutcome(log, result, exec_id, job_sh, facts_now, tuple(prep.notes))
 
 
 def _with_log_path(exc: SchedulerError, path: Path) -> SchedulerError:

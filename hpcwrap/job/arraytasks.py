@@ -9,9 +9,6 @@ from __future__ import annotations
 
 from hpcwrap.job.jobenv import JobEnv
 from hpcwrap.runlog.arrays import (
-    RESULTS_TASK_KEY,
-    TASKS_KEY,
-    _when,
     array_block,
     derive,
     drafted_next,
@@ -30,9 +27,6 @@ def task_prefix(env: JobEnv) -> str:
 
 
 __all__ = [
-    "RESULTS_TASK_KEY",
-    "TASKS_KEY",
-    "_when",
     "array_block",
     "derive",
     "drafted_next",

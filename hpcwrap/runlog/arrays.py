@@ -2,26 +2,22 @@
 
 Array tasks are not resumptions: ``hpcwrap sbatch --array=0-3`` records one
 block ``<id>_[0-3]`` and every task's wrapper keeps its own facts in
-``state.extra["array_tasks"][<task id>]`` (start, end, node, state, exit code,
+``state.array_tasks[<task id>]`` (start, end, node, state, exit code,
 restarts). The block is derived from them, always under the run's lock
-(inside ``RunLog.update``'s mutate), so concurrent tasks cannot lose each
+(inside a lifecycle transition), so concurrent tasks cannot lose each
 other's facts: start is the earliest task start, state RUNNING while any
 recorded task runs; once all have ended, end is the latest end, exit code the
 largest and state the worst one. A requeued task overwrites its own entry.
-
-Nested values of ``state.extra`` are replaced, never changed in place: the
-update's event patch compares a shallow copy of ``extra`` taken before
-``mutate``, which would share (and so never see) an object changed in place.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from hpcwrap.runlog.dates import iso, parse_timestamp
+from hpcwrap.runlog.facts import ArrayTaskFacts
 from hpcwrap.runlog.model import JobBlock, RunState
 
 
@@ -44,8 +40,6 @@ class ArrayTask(Protocol):
     def cluster(self) -> str | None: ...
 
 
-TASKS_KEY = "array_tasks"
-RESULTS_TASK_KEY = "array_results_task"
 # Worst first: the block's state when not every task completed.
 _WORST = ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED")
 _WORDS = {
@@ -66,18 +60,6 @@ def state_word(state: str) -> str:
 def _natural(text: str) -> list[Any]:
     # re.split with a group alternates text and digits, so items compare like with like
     return [int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", text))]
-
-
-def _when(value: Any) -> datetime | None:
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return parse_timestamp(value)
-    return parsed if parsed.tzinfo is not None else parse_timestamp(value)
 
 
 def _is_array_block(job: JobBlock, array_id: str) -> bool:
@@ -106,17 +88,14 @@ def array_block(state: RunState, env: ArrayTask) -> JobBlock:
     return job
 
 
-def tasks_of(state: RunState) -> dict[str, dict[str, Any]]:
-    raw = state.extra.get(TASKS_KEY)
-    if not isinstance(raw, Mapping):
-        return {}
-    return {str(k): dict(v) for k, v in raw.items() if isinstance(v, Mapping)}
+def tasks_of(state: RunState) -> dict[str, ArrayTaskFacts]:
+    return dict(state.array_tasks)
 
 
-def _put_task(state: RunState, task_id: str, entry: dict[str, Any]) -> dict[str, dict[str, Any]]:
+def _put_task(state: RunState, task_id: str, entry: ArrayTaskFacts) -> dict[str, ArrayTaskFacts]:
     tasks = tasks_of(state)
     tasks[task_id] = entry
-    state.extra[TASKS_KEY] = dict(sorted(tasks.items(), key=lambda kv: _natural(kv[0])))
+    state.array_tasks = dict(sorted(tasks.items(), key=lambda kv: _natural(kv[0])))
     return tasks
 
 
@@ -127,14 +106,9 @@ def record_task_start(state: RunState, env: ArrayTask, start: datetime) -> JobBl
     _put_task(
         state,
         env.array_task_id,
-        {
-            "start": iso(start),
-            "end": None,
-            "node": env.nodes,
-            "state": "RUNNING",
-            "exit_code": None,
-            "restart_count": env.restart_count,
-        },
+        ArrayTaskFacts(
+            start=start, node=env.nodes, state="RUNNING", restart_count=env.restart_count
+        ),
     )
     if env.cluster and not job.cluster:
         job.cluster = env.cluster
@@ -160,16 +134,16 @@ def record_task_end(
     assert env.array_task_id is not None
     job = array_block(state, env)
     was_running = job.state == "RUNNING" or job.end is None
-    old = tasks_of(state).get(env.array_task_id, {})
-    entry = {
-        "start": old.get("start") or iso(start),
-        "end": iso(end),
-        "node": old.get("node") or env.nodes,
-        "state": final,
-        "exit_code": exit_code,
-        "restart_count": env.restart_count,
-        "next": list(next_steps),
-    }
+    old = state.array_tasks.get(env.array_task_id) or ArrayTaskFacts()
+    entry = ArrayTaskFacts(
+        start=old.start or start,
+        end=end,
+        node=old.node or env.nodes,
+        state=final,
+        exit_code=exit_code,
+        restart_count=env.restart_count,
+        next=list(next_steps),
+    )
     tasks = _put_task(state, env.array_task_id, entry)
     derive(job, state)
     count = env.array_task_count
@@ -179,27 +153,27 @@ def record_task_end(
 
 def derive(job: JobBlock, state: RunState) -> None:
     """The block's start/end/node/state/exit code from the recorded tasks."""
-    tasks = list(tasks_of(state).values())
+    tasks = list(state.array_tasks.values())
     if not tasks:
         return
-    starts = [s for s in (_when(t.get("start")) for t in tasks) if s is not None]
+    starts = [t.start for t in tasks if t.start is not None]
     if job.start is not None:
         starts.append(job.start)  # a requeued task keeps the block's first start
     if starts:
         job.start = min(starts)
-    nodes = sorted({str(t["node"]) for t in tasks if t.get("node")}, key=_natural)
+    nodes = sorted({t.node for t in tasks if t.node}, key=_natural)
     job.node = ",".join(nodes) or job.node
-    restarts = [int(t["restart_count"]) for t in tasks if t.get("restart_count") is not None]
+    restarts = [t.restart_count for t in tasks if t.restart_count is not None]
     if restarts:
         job.restart_count = max(restarts)
-    if any(t.get("end") is None for t in tasks):
+    if any(t.end is None for t in tasks):
         job.state, job.end, job.exit_code = "RUNNING", None, None
         return
-    ends = [e for e in (_when(t.get("end")) for t in tasks) if e is not None]
+    ends = [t.end for t in tasks if t.end is not None]
     job.end = max(ends) if ends else None
-    codes = [int(t["exit_code"]) for t in tasks if t.get("exit_code") is not None]
+    codes = [t.exit_code for t in tasks if t.exit_code is not None]
     job.exit_code = max(codes) if codes else None
-    job.state = worst_state([str(t.get("state") or "FAILED") for t in tasks])
+    job.state = worst_state([t.state or "FAILED" for t in tasks])
 
 
 def worst_state(states: Sequence[str]) -> str:
@@ -213,10 +187,10 @@ def worst_state(states: Sequence[str]) -> str:
 
 def summary_text(state: RunState, env: ArrayTask, job: JobBlock) -> str:
     """``all 3 tasks ended: 2 completed, 1 failed (task 1); Results from task 2``."""
-    tasks = tasks_of(state)
+    tasks = state.array_tasks
     by_state: dict[str, list[str]] = {}
     for tid, t in tasks.items():
-        by_state.setdefault(str(t.get("state") or "FAILED"), []).append(tid)
+        by_state.setdefault(t.state or "FAILED", []).append(tid)
     parts = []
     for st in sorted(by_state, key=lambda s: (s != "COMPLETED", s)):
         ids = by_state[st]
@@ -228,31 +202,29 @@ def summary_text(state: RunState, env: ArrayTask, job: JobBlock) -> str:
     count = env.array_task_count
     head = f"all {n} tasks ended" if count in (None, n) else f"{n} of {count} tasks ended"
     text = f"array {job.execution_id}: {head}: " + ", ".join(parts)
-    source = state.extra.get(RESULTS_TASK_KEY)
-    if source is not None:
-        text += f"; Results from task {source}"
+    if state.array_results_task is not None:
+        text += f"; Results from task {state.array_results_task}"
     return text
 
 
 def drafted_next(state: RunState) -> list[str]:
     """Next for an array: the failing tasks' suggestions, then the Results task's ones."""
-    tasks = tasks_of(state)
+    tasks = state.array_tasks
     out: list[str] = []
-    failing = [tid for tid, t in tasks.items() if t.get("state") not in ("COMPLETED", "RUNNING")]
+    failing = [tid for tid, t in tasks.items() if t.state not in ("COMPLETED", "RUNNING")]
     for tid in failing[:_MAX_NEXT_TASKS]:
-        out.extend(f"task {tid}: {s}" for s in tasks[tid].get("next") or [])
+        out.extend(f"task {tid}: {s}" for s in tasks[tid].next)
     if len(failing) > _MAX_NEXT_TASKS:
         more = len(failing) - _MAX_NEXT_TASKS
         out.append(f"{more} more tasks did not complete: see their Status entries")
-    source = state.extra.get(RESULTS_TASK_KEY)
-    if source is not None and str(source) not in failing[:_MAX_NEXT_TASKS]:
-        out.extend(f"task {source}: {s}" for s in tasks.get(str(source), {}).get("next") or [])
+    source = state.array_results_task
+    if source is not None and source not in failing[:_MAX_NEXT_TASKS]:
+        task = tasks.get(source)
+        out.extend(f"task {source}: {s}" for s in (task.next if task else []))
     return out
 
 
 __all__ = [
-    "RESULTS_TASK_KEY",
-    "TASKS_KEY",
     "ArrayTask",
     "array_block",
     "derive",

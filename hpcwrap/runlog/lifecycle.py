@@ -37,13 +37,14 @@ from __future__ import annotations
 import contextlib
 import copy
 import enum
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 
 from hpcwrap.errors import TransitionError
 from hpcwrap.runlog import arrays
+from hpcwrap.runlog.facts import CodeFacts, ConfigFacts, SubmitFacts
 from hpcwrap.runlog.model import JobBlock, Results, RunState, StatusEntry
 
 # hpcwrap's words for a job block's state.
@@ -66,7 +67,6 @@ STATES = FINAL_STATES | NON_FINAL_STATES
 # A TERM with at most this much time left is Slurm's time-limit kill (KillWait
 # is 30 s by default, and Slurm may signal up to a minute early).
 NEAR_LIMIT = 120.0
-NEXT_DRAFTED_KEY = "hpcwrap_next_drafted"
 
 
 class Source(enum.IntEnum):
@@ -167,7 +167,8 @@ class Submitted:
     job_id: str
     execution_id: str  # ``12`` or ``12_[0-3]`` for an array
     cluster: str | None = None
-    submit: Mapping[str, Any] = field(default_factory=dict)  # merged into extra["submit"]
+    output_path: str | None = None  # the output file with the job id filled in
+    error_path: str | None = None
 
 
 @dataclass(frozen=True)
@@ -175,7 +176,9 @@ class Described:
     """Machine facts about what the run is, learnt after the log was created: the code
     state's diff and experiment tag, the copied config, the effective sbatch settings."""
 
-    extra: Mapping[str, Any]
+    code: CodeFacts | None = None  # each given one replaces what was recorded
+    config: ConfigFacts | None = None
+    submit: SubmitFacts | None = None
     code_line: str | None = None  # the Config ``code`` line, when those facts change it
 
 
@@ -185,7 +188,7 @@ class SubmitFailed:
 
     when: datetime
     message: str
-    extra: Mapping[str, Any] = field(default_factory=dict)  # e.g. the removed experiment tag
+    code: CodeFacts | None = None  # the code facts after the experiment tag was removed
     code_line: str | None = None  # the Config ``code`` line after the tag went
 
 
@@ -396,10 +399,9 @@ def _set_end(job: JobBlock, state: str, source: Source) -> bool:
 
 def _merge_next(state: RunState, drafted: Sequence[str]) -> None:
     """Next: the person's lines kept, hpcwrap's earlier drafts replaced by these."""
-    previous = state.extra.get(NEXT_DRAFTED_KEY) or []
-    kept = [n for n in state.next if n not in previous]
+    kept = [n for n in state.next if n not in state.next_drafted]
     state.next = kept + [s for s in drafted if s not in kept]
-    state.extra[NEXT_DRAFTED_KEY] = list(drafted)
+    state.next_drafted = list(drafted)
 
 
 def _fill_results(state: RunState, r: ResultFacts, prefix: str, array_task: str | None) -> None:
@@ -408,7 +410,7 @@ def _fill_results(state: RunState, r: ResultFacts, prefix: str, array_task: str 
         # The last task with progress gives all of Results: never one task's start
         # loss beside another's end loss.
         state.results = res = Results()
-        state.extra[arrays.RESULTS_TASK_KEY] = array_task
+        state.array_results_task = array_task
         res.checkpoint = r.checkpoint
     if r.final_step is not None:
         res.final_step = r.final_step
@@ -435,8 +437,12 @@ def _fill_results(state: RunState, r: ResultFacts, prefix: str, array_task: str 
 
 
 def _described(state: RunState, f: Described) -> None:
-    for key, value in f.extra.items():
-        state.extra[key] = copy.deepcopy(value)
+    if f.code is not None:
+        state.code_state = copy.deepcopy(f.code)
+    if f.config is not None:
+        state.config_facts = copy.deepcopy(f.config)
+    if f.submit is not None:
+        state.submit = copy.deepcopy(f.submit)
     if f.code_line is not None:
         state.code = f.code_line
 
@@ -460,10 +466,11 @@ def _submitted(state: RunState, f: Submitted) -> None:
     job.submitted = job.submitted or f.when
     if job.state is None:
         job.state, job.state_source = "SUBMITTED", Source.WRAPPER.name.lower()
-    submit = dict(state.extra.get("submit") or {})
-    submit.update(f.submit)
-    submit["job_id"] = f.job_id
-    state.extra["submit"] = submit
+    submit = copy.deepcopy(state.submit) if state.submit is not None else SubmitFacts()
+    submit.job_id = f.job_id
+    submit.output_path = f.output_path or submit.output_path
+    submit.error_path = f.error_path or submit.error_path
+    state.submit = submit
 
 
 def _submit_failed(state: RunState, f: SubmitFailed) -> None:
@@ -477,7 +484,8 @@ def _submit_failed(state: RunState, f: SubmitFailed) -> None:
         state.jobs[-1] = job  # the block this submission was for
     else:
         state.jobs.append(job)
-    state.extra.update(f.extra)
+    if f.code is not None:
+        state.code_state = copy.deepcopy(f.code)
     if f.code_line is not None:
         state.code = f.code_line
 

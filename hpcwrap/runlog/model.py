@@ -15,6 +15,17 @@ from datetime import datetime
 from typing import Any
 
 from hpcwrap.runlog.dates import iso, parse_timestamp
+from hpcwrap.runlog.facts import (
+    LEGACY_KEYS,
+    ArrayTaskFacts,
+    CodeFacts,
+    ConfigFacts,
+    SubmitFacts,
+    facts_from_dict,
+    facts_to_dict,
+    legacy_code,
+    legacy_config,
+)
 from hpcwrap.runrequest import parse_run_type
 
 __all__ = [
@@ -98,6 +109,14 @@ class RunState:
     wandb_notes: str | None = None
     next: list[str] = field(default_factory=list)
     huggingface: dict[str, str] = field(default_factory=dict)
+    # Machine facts the Markdown does not show line by line (see facts.py).
+    code_state: CodeFacts | None = None
+    config_facts: ConfigFacts | None = None
+    submit: SubmitFacts | None = None
+    array_tasks: dict[str, ArrayTaskFacts] = field(default_factory=dict)
+    array_results_task: str | None = None  # the array task whose progress Results show
+    next_drafted: list[str] = field(default_factory=list)  # Next lines hpcwrap drafted last
+    # Anything else a caller keeps (unknown keys of a newer state.json land here too).
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -141,8 +160,12 @@ def to_dict(
                     out["status"] = [[iso(s.when), s.text] for s in value]
         elif name == "results":
             out["results"] = {r.name: _enc(getattr(value, r.name)) for r in fields(value)}
+        elif name in ("code_state", "config_facts", "submit"):
+            out[name] = None if value is None else facts_to_dict(value)
+        elif name == "array_tasks":
+            out[name] = {k: facts_to_dict(v) for k, v in value.items()}
         elif name == "extra":
-            # Deep: callers change nested values in place (extra["submit"][...]), and the
+            # Deep: callers change nested values in place (extra["x"]["y"] = ...), and the
             # update path diffs this copy against the mutated state to build its event.
             out[name] = copy.deepcopy(value)
         elif isinstance(value, dict):
@@ -240,6 +263,16 @@ def from_dict(data: dict[str, Any]) -> RunState:
             state.results = _results_from_dict(raw or {})
         elif f.name in ("key_settings", "huggingface"):
             setattr(state, f.name, {str(k): str(v) for k, v in (raw or {}).items()})
+        elif f.name == "code_state":
+            state.code_state = facts_from_dict(CodeFacts, raw) if raw else None
+        elif f.name == "config_facts":
+            state.config_facts = facts_from_dict(ConfigFacts, raw) if raw else None
+        elif f.name == "submit":
+            state.submit = facts_from_dict(SubmitFacts, raw) if raw else None
+        elif f.name == "array_tasks":
+            state.array_tasks = _array_tasks(raw)
+        elif f.name == "next_drafted":
+            state.next_drafted = [str(x) for x in raw or []]
         elif f.name == "extra":
             state.extra = dict(raw or {})
         elif f.name == "next":
@@ -248,4 +281,36 @@ def from_dict(data: dict[str, Any]) -> RunState:
             setattr(state, f.name, "" if raw is None else str(raw))
         else:
             setattr(state, f.name, _str(raw))
+    _migrate_extra(state, data)
     return state
+
+
+def _array_tasks(raw: Any) -> dict[str, ArrayTaskFacts]:
+    if not isinstance(raw, dict):
+        return {}
+    return {
+        str(k): facts_from_dict(ArrayTaskFacts, v) for k, v in raw.items() if isinstance(v, dict)
+    }
+
+
+def _migrate_extra(state: RunState, data: dict[str, Any]) -> None:
+    """Versions before the typed facts kept them in ``extra``: move them to their fields.
+
+    A key present at the top level (written by this version) wins over the old place.
+    """
+    old = state.extra
+    if not LEGACY_KEYS & old.keys():
+        return
+    if "code_state" not in data:
+        state.code_state = legacy_code(old)
+    if "config_facts" not in data:
+        state.config_facts = legacy_config(old)
+    if "submit" not in data and isinstance(old.get("submit"), dict):
+        state.submit = facts_from_dict(SubmitFacts, old["submit"])
+    if "array_tasks" not in data:
+        state.array_tasks = _array_tasks(old.get("array_tasks"))
+    if "array_results_task" not in data and old.get("array_results_task") is not None:
+        state.array_results_task = str(old["array_results_task"])
+    if "next_drafted" not in data:
+        state.next_drafted = [str(x) for x in old.get("hpcwrap_next_drafted") or []]
+    state.extra = {k: v for k, v in old.items() if k not in LEGACY_KEYS}

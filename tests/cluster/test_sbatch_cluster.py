@@ -148,7 +148,7 @@ def test_job_id_recorded_at_once_and_output_where_sbatch_puts_it(cluster: Any) -
     plain_out = wait_file(proj / f"slurm-{plain}.out", "<one>")
     # Same output but for the job id (only there: the folder's name may hold its digits).
     assert out.replace(f"job {job_id} ", "job N ") == plain_out.replace(f"job {plain} ", "job N ")
-    assert state_of(md)["extra"]["submit"]["output_path"] == str(proj / f"slurm-{job_id}.out")
+    assert state_of(md)["submit"]["output_path"] == str(proj / f"slurm-{job_id}.out")
     assert (proj / f"slurm-{job_id}.out").stat().st_uid == pwd.getpwnam(cluster.user).pw_uid
 
 
@@ -181,7 +181,7 @@ echo hi
             assert a[key] == str(proj / pattern.replace("%j", ours)), key
             assert b[key] == str(proj / pattern.replace("%j", theirs)), key
         assert "your --comment" in res.stderr
-        facts = state_of(run_log_of(res))["extra"]["submit"]
+        facts = state_of(run_log_of(res))["submit"]
         assert facts["sources"]["time"] == "environment (SBATCH_TIMELIMIT)"
         assert facts["sources"]["job-name"] == "command line"
         assert facts["output_path"] == str(proj / f"logs-cli_name-{ours}.out")
@@ -195,7 +195,7 @@ def test_array_job(cluster: Any) -> None:
     job_id = job_id_of(res)
     state = state_of(run_log_of(res))
     assert state["jobs"][0]["execution_id"] == f"{job_id}_[0-2]"
-    assert state["extra"]["submit"]["output_path"] == str(proj / f"slurm-{job_id}_%a.out")
+    assert state["submit"]["output_path"] == str(proj / f"slurm-{job_id}_%a.out")
     for task in range(3):
         tid = f"{job_id}_{task}"
         assert cluster.wait_job(tid) == "COMPLETED", tid
@@ -248,13 +248,13 @@ def test_experiment_dirty_tree_tag_and_reapplicable_diff(cluster: Any) -> None:
     md = run_log_of(res)
     state = state_of(md)
     head = as_user(cluster, proj, "git", "rev-parse", "HEAD").stdout.strip()
-    tag = state["extra"]["git_tag"]
+    tag = state["code_state"]["tag"]
     assert tag == f"hpcwrap/{md.stem}"
     assert as_user(cluster, proj, "git", "rev-parse", tag).stdout.strip() == head
     text = md.read_text()
     assert f"tag `{tag}` points at the base commit" in text
-    assert state["extra"]["code"]["untracked"] == 1
-    diff = md.parent / state["extra"]["code_diff"]
+    assert state["code_state"]["untracked"] == 1
+    diff = md.parent / state["code_state"]["diff"]
     # a clean checkout of the tag + the saved diff gives back the submitted code
     clone = cluster.user_dir("sbatch-experiment-clone") / "c"
     assert as_user(cluster, clone.parent, "git", "clone", "-q", str(proj), "c").returncode == 0

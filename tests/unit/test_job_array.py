@@ -109,8 +109,8 @@ def test_three_concurrent_hpcwrap_run_processes_fill_one_block(tmp_path: Path) -
     state = log.read()
     tasks = arraytasks.tasks_of(state)
     assert sorted(tasks) == ["0", "1", "2"]
-    starts = [arraytasks._when(t["start"]) for t in tasks.values()]
-    ends = [arraytasks._when(t["end"]) for t in tasks.values()]
+    starts = [t.start for t in tasks.values()]
+    ends = [t.end for t in tasks.values()]
     assert job.start == min(s for s in starts if s) and job.end == max(e for e in ends if e)
     lines = texts(log)
     for task in range(3):
@@ -121,7 +121,7 @@ def test_three_concurrent_hpcwrap_run_processes_fill_one_block(tmp_path: Path) -
     assert len(summary) == 1 and summary[0].startswith(
         f"array {ARRAY}_[0-2]: all 3 tasks ended: 3 completed; Results from task "
     ), lines
-    source = state.extra[arraytasks.RESULTS_TASK_KEY]
+    source = state.array_results_task
     assert summary[0].endswith(f"task {source}")
     assert state.results.final_step == 60
     assert state.results.loss_one_liner and state.results.loss_one_liner.startswith(
@@ -151,7 +151,7 @@ def test_sequential_tasks_one_fails_block_failed(tmp_path: Path) -> None:
     assert job.state == "FAILED" and job.exit_code == 1, "one failed task fails the array"
     assert job.node == "n1,n2"
     state = log.read()
-    assert job.end == arraytasks._when(arraytasks.tasks_of(state)["2"]["end"])
+    assert job.end == arraytasks.tasks_of(state)["2"].end
     lines = texts(log)
     failed = [t for t in lines if t.startswith("task 1: failed, exit code 1")]
     assert len(failed) == 1 and "RuntimeError: toy crash at step 20" in failed[0]
@@ -161,7 +161,7 @@ def test_sequential_tasks_one_fails_block_failed(tmp_path: Path) -> None:
     )
     # Results all come from one task (the last to end), never mixed
     assert state.results.final_step == 30
-    assert state.extra[arraytasks.RESULTS_TASK_KEY] == "2"
+    assert state.array_results_task == "2"
     assert any(n.startswith("task 1: fix the failure first (RuntimeError") for n in state.next)
     assert any(n.startswith("task 2: ") for n in state.next)
     assert sum(t.startswith(f"array {ARRAY}_[0-2]: ") for t in lines) == 1
@@ -180,8 +180,8 @@ def test_requeued_task_updates_its_own_entry(tmp_path: Path) -> None:
     assert job.state == "COMPLETED" and job.exit_code == 0
     assert job.start == first_start and job.restart_count == 1
     tasks = arraytasks.tasks_of(log.read())
-    assert sorted(tasks) == ["0", "1"] and tasks["1"]["restart_count"] == 1
-    assert tasks["1"]["node"] == "n2" and tasks["1"]["state"] == "COMPLETED"
+    assert sorted(tasks) == ["0", "1"] and tasks["1"].restart_count == 1
+    assert tasks["1"].node == "n2" and tasks["1"].state == "COMPLETED"
     assert "task 1: started on n2 (restart 1)" in texts(log)
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from hpcwrap.errors import TransitionError
 from hpcwrap.runlog import RunLog, RunState, create_run, lifecycle, render_text
+from hpcwrap.runlog.facts import CodeFacts, ConfigFacts
 from hpcwrap.runlog.lifecycle import (
     Described,
     Ended,
@@ -89,12 +90,14 @@ def test_submitted_fills_the_block_and_keeps_what_the_wrapper_wrote_first() -> N
     # A fast cluster: the job's wrapper wrote RUNNING before sbatch's answer came back.
     state = apply(RunState(), Started(at(0), execution_id="12", nodes="n1", in_slurm=True))
     state = apply(
-        state, Submitted(at(1), job_id="12", execution_id="12", cluster="c", submit={"x": 1})
+        state,
+        Submitted(at(1), job_id="12", execution_id="12", cluster="c", output_path="/o/12.out"),
     )
     (job,) = state.jobs
     assert (job.state, job.node, job.start, job.submitted) == ("RUNNING", "n1", at(0), at(1))
     assert job.cluster == "c"
-    assert state.extra["submit"] == {"x": 1, "job_id": "12"}
+    assert state.submit is not None
+    assert (state.submit.job_id, state.submit.output_path) == ("12", "/o/12.out")
 
 
 def test_submitted_names_an_array_by_its_range() -> None:
@@ -106,17 +109,24 @@ def test_submit_failed_replaces_the_pending_block_and_records_the_tag() -> None:
     state = apply(
         submitted_state(),
         SubmitFailed(
-            at(2), "sbatch: error: invalid partition", {"git_tag": None}, code_line="abc123"
+            at(2),
+            "sbatch: error: invalid partition",
+            code=CodeFacts(commit="abc123", tag_removed="t"),
+            code_line="abc123",
         ),
     )
     (job,) = state.jobs
     assert job.state == "SUBMIT_FAILED" and job.submit_error == "sbatch: error: invalid partition"
-    assert state.code == "abc123" and state.extra["git_tag"] is None
+    assert state.code == "abc123" and state.code_state == CodeFacts(
+        commit="abc123", tag_removed="t"
+    )
 
 
 def test_described_merges_facts_and_the_code_line() -> None:
-    state = apply(RunState(extra={"code": {"commit": "a"}}), Described({"code_diff": "d"}, "L"))
-    assert state.extra == {"code": {"commit": "a"}, "code_diff": "d"} and state.code == "L"
+    before = RunState(code_state=CodeFacts(commit="a"), config_facts=ConfigFacts(source="c"))
+    state = apply(before, Described(code=CodeFacts(commit="a", diff="d"), code_line="L"))
+    assert state.code_state == CodeFacts(commit="a", diff="d") and state.code == "L"
+    assert state.config_facts == ConfigFacts(source="c")  # not given: kept
 
 
 def test_a_restart_of_the_same_job_marks_the_previous_attempt_requeued() -> None:

@@ -125,13 +125,15 @@ def test_submit_records_everything_fake_sbatch(
     # config: byte-exact copy with its sha256
     raw = (project / "conf.yaml").read_bytes()
     assert (log.sidecar / "config" / "conf.yaml").read_bytes() == raw
-    assert state.extra["config_sha256"] == hashlib.sha256(raw).hexdigest()
+    assert state.config_facts is not None and state.config_facts.sha256 == hashlib.sha256(raw).hexdigest()
     # code: dirty, diff saved, untracked counted, experiment tag on the base commit
     head = git(project, "rev-parse", "HEAD")
-    assert state.extra["code"]["commit"] == head and state.extra["code"]["dirty"]
-    assert state.extra["code"]["untracked"] == 1
+    code = state.code_state
+    assert code is not None and code.commit == head and code.dirty
+    assert code.untracked == 1
     assert b"x = 2" in (log.sidecar / "code.diff").read_bytes()
-    tag = state.extra["git_tag"]
+    tag = code.tag
+    assert tag is not None
     assert tag == f"hpcwrap/{log.name}" and git(project, "rev-parse", tag) == head
     md = log.path.read_text()
     assert "- run_type: experiment" in md
@@ -141,10 +143,11 @@ def test_submit_records_everything_fake_sbatch(
     assert f"tag `{tag}` points at the base commit" in md
     assert "- execution_id: 4241" in md and "- state: SUBMITTED" in md
     # output where sbatch puts it, recorded for later tools
-    facts = state.extra["submit"]
-    assert facts["output_path"] == str(project / "slurm-4241.out")
-    assert facts["error"] is None and facts["job_id"] == "4241"
-    assert facts["sources"]["time"] == "#SBATCH" and facts["sources"]["partition"] == (
+    facts = state.submit
+    assert facts is not None
+    assert facts.output_path == str(project / "slurm-4241.out")
+    assert facts.error is None and facts.job_id == "4241"
+    assert facts.sources["time"] == "#SBATCH" and facts.sources["partition"] == (
         "command line"
     )
     assert log.name in (log.root / "timeline.md").read_text()
@@ -158,7 +161,8 @@ def test_array_and_output_pattern_fake_sbatch(
     assert rc == 0
     state = open_run(out.splitlines()[1].removeprefix("run log: ")).read()
     assert state.jobs[0].execution_id == "4241_[0-15]"
-    assert state.extra["submit"]["output_path"] == str(project / "out/train.sh-4241_%a.log")
+    assert state.submit is not None
+    assert state.submit.output_path == str(project / "out/train.sh-4241_%a.log")
 
 
 def test_cluster_and_warnings_fake_sbatch(

@@ -1,0 +1,202 @@
+"""Typed machine facts of a run that the Markdown does not show line by line.
+
+``CodeFacts`` (git state, diff, experiment tag), ``ConfigFacts`` (the copied
+``--config``), ``SubmitFacts`` (the effective sbatch settings) and
+``ArrayTaskFacts`` (one array task's start and end). Their state.json form is
+plain JSON (datetimes as ISO strings); ``facts_from_dict`` ignores unknown keys
+and converts each value to its field's type, so a file written by another
+version still loads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from datetime import datetime
+from typing import Any, TypeVar
+
+from hpcwrap.runlog.dates import iso, parse_timestamp
+
+
+@dataclass
+class CodeFacts:
+    """The code a run used (``codestate.CodeState``) and what hpcwrap kept of it."""
+
+    repo: str | None = None
+    commit: str | None = None
+    branch: str | None = None
+    dirty: bool = False
+    changed_files: int = 0
+    untracked: int = 0
+    untracked_sample: list[str] = field(default_factory=list)
+    reason: str | None = None  # why there is no commit (not a git repo, ...)
+    diff: str | None = None  # code.diff, relative to the run log's folder
+    tag: str | None = None  # the experiment tag, while it exists
+    tag_error: str | None = None
+    tag_note: str | None = None
+    tag_removed: str | None = None
+
+
+@dataclass
+class ConfigFacts:
+    """The ``--config`` file: where it was, its sha256, hpcwrap's byte-exact copy."""
+
+    source: str | None = None
+    sha256: str | None = None
+    copy: str | None = None  # relative to the run log's folder
+
+
+@dataclass
+class SubmitFacts:
+    """The effective sbatch settings of the submission (read by later tools and hooks).
+
+    ``output``/``error``: absolute filename patterns; ``*_path``: the same with what
+    is known filled in (%j %A %x %u); ``error`` None means stderr goes to the output
+    file. ``sources`` says where each setting came from.
+    """
+
+    workdir: str | None = None
+    job_name: str | None = None
+    comment_is_hpcwrap: bool = False
+    output: str | None = None
+    output_path: str | None = None
+    error: str | None = None
+    error_path: str | None = None
+    array: str | None = None
+    time: str | None = None
+    partition: str | None = None
+    nodes: str | None = None
+    open_mode: str | None = None
+    signal: str | None = None
+    dependency: str | None = None
+    wait: bool = False
+    sources: dict[str, str] = field(default_factory=dict)
+    scheduler: str | None = None
+    command: list[str] = field(default_factory=list)
+    job_script: str | None = None
+    script_snapshot: str | None = None
+    notes: list[str] = field(default_factory=list)
+    job_id: str | None = None
+
+
+@dataclass
+class ArrayTaskFacts:
+    """One task of a job array (the array's block is derived from all of them)."""
+
+    start: datetime | None = None
+    end: datetime | None = None
+    node: str | None = None
+    state: str | None = None
+    exit_code: int | None = None
+    restart_count: int | None = None
+    next: list[str] = field(default_factory=list)  # the task's own Next suggestions
+
+
+F = TypeVar("F", CodeFacts, ConfigFacts, SubmitFacts, ArrayTaskFacts)
+
+
+def _when(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    text = str(value)
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return parse_timestamp(text)
+    return parsed if parsed.tzinfo is not None else parse_timestamp(text)
+
+
+def _convert(kind: str, value: Any) -> Any:
+    """``value`` as the field type spelled ``kind`` (the annotation's text)."""
+    if kind.startswith("datetime"):
+        return _when(value)
+    if value is None:
+        return None
+    if kind.startswith("bool"):
+        return bool(value)
+    if kind.startswith("int"):
+        return int(value)
+    if kind.startswith("list"):
+        return [str(v) for v in value] if isinstance(value, list) else []
+    if kind.startswith("dict"):
+        return {str(k): str(v) for k, v in value.items()} if isinstance(value, Mapping) else {}
+    return str(value)
+
+
+def facts_from_dict(cls: type[F], raw: Mapping[str, Any]) -> F:
+    """``cls`` from its state.json form; unknown keys are ignored, missing ones default."""
+    kwargs: dict[str, Any] = {}
+    for f in fields(cls):
+        if f.name in raw:
+            value = _convert(str(f.type), raw[f.name])
+            if value is not None or "None" in str(f.type):
+                kwargs[f.name] = value
+    return cls(**kwargs)
+
+
+def facts_to_dict(obj: CodeFacts | ConfigFacts | SubmitFacts | ArrayTaskFacts) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for f in fields(obj):
+        value = getattr(obj, f.name)
+        if isinstance(value, datetime):
+            value = iso(value)
+        elif isinstance(value, list):
+            value = list(value)
+        elif isinstance(value, dict):
+            value = dict(value)
+        out[f.name] = value
+    return out
+
+
+# ---------------------------------------------------------------- older state.json files
+
+# Where versions before the typed facts kept them: state["extra"][<key>].
+_LEGACY_CODE = {
+    "code_diff": "diff",
+    "git_tag": "tag",
+    "git_tag_error": "tag_error",
+    "git_tag_note": "tag_note",
+    "git_tag_removed": "tag_removed",
+}
+_LEGACY_CONFIG = {"config_source": "source", "config_sha256": "sha256", "config_copy": "copy"}
+LEGACY_KEYS = frozenset(
+    {
+        "code",
+        "submit",
+        "array_tasks",
+        "array_results_task",
+        "hpcwrap_next_drafted",
+        *_LEGACY_CODE,
+        *_LEGACY_CONFIG,
+    }
+)
+
+
+def legacy_code(extra: Mapping[str, Any]) -> CodeFacts | None:
+    raw = extra.get("code")
+    if not isinstance(raw, Mapping) and not any(k in extra for k in _LEGACY_CODE):
+        return None
+    data = dict(raw) if isinstance(raw, Mapping) else {}
+    data.update({new: extra[old] for old, new in _LEGACY_CODE.items() if old in extra})
+    return facts_from_dict(CodeFacts, data)
+
+
+def legacy_config(extra: Mapping[str, Any]) -> ConfigFacts | None:
+    if not any(k in extra for k in _LEGACY_CONFIG):
+        return None
+    return facts_from_dict(
+        ConfigFacts, {new: extra[old] for old, new in _LEGACY_CONFIG.items() if old in extra}
+    )
+
+
+__all__ = [
+    "LEGACY_KEYS",
+    "ArrayTaskFacts",
+    "CodeFacts",
+    "ConfigFacts",
+    "SubmitFacts",
+    "facts_from_dict",
+    "facts_to_dict",
+    "legacy_code",
+    "legacy_config",
+]
