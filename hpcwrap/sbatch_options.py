@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path, PurePosixPath
 
+# AmbiguousOptionError is defined in hpcwrap.errors; importable from here as before.
+from hpcwrap.errors import AmbiguousOptionError as AmbiguousOptionError
 from hpcwrap.errors import UsageError
 
 SBATCH_VERSION_CHECKED = "22.05.8"
@@ -191,19 +193,6 @@ NOT_A_SUBMISSION = {
 }
 
 _SPACE = " \t\n\v\f\r"  # C isspace() in the C locale, as sbatch uses it
-
-
-class AmbiguousOptionError(UsageError):
-    """A long-option prefix that matches several sbatch options (sbatch refuses it too)."""
-
-    def __init__(self, spelled: str, candidates: Sequence[str]) -> None:
-        listing = " ".join(f"--{c}" for c in candidates)
-        super().__init__(f"option '--{spelled}' is ambiguous for sbatch; possibilities: {listing}")
-        self._candidates = tuple(candidates)
-
-    @property
-    def candidates(self) -> tuple[str, ...]:
-        return self._candidates
 
 
 def lookup_long(name: str) -> OptSpec | None:

@@ -16,29 +16,36 @@ import warnings
 from collections.abc import Callable, Sequence
 
 from hpcwrap import __version__
-from hpcwrap.errors import HpcwrapError, exit_code_for
+from hpcwrap.errors import (
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    HpcwrapError,
+    UsageError,
+    exit_code_for,
+    exit_code_table,
+)
 
 # Order is the order shown in --help.
 COMMAND_MODULES: tuple[str, ...] = ("sbatch", "run", "log")
 
 Handler = Callable[[argparse.Namespace], int]
 
-EPILOG = """\
-exit codes:
-  0 success; 1 other hpcwrap error; 2 usage error; 3 config error;
-  4 run not found; 5 ambiguous run; 6 run-log conflict (update written beside it);
-  7 lock timeout; 8 sbatch refused the job; 9 Slurm commands missing;
-  10 other scheduler error; 11 git/code-state error; 12 wrapper error;
-  13 run-log error; 130 interrupted.
-  `hpcwrap run` exits with its command's status (128+N when killed by signal N).
-"""
+
+def exit_codes_epilog() -> str:
+    """The ``exit codes:`` block of ``hpcwrap --help``, one code a line, from ``EXIT_CODES``."""
+    table = exit_code_table()
+    width = max(len(str(code)) for code, _meaning in table)
+    lines = ["exit codes:"]
+    lines += [f"  {code:>{width}} {meaning}" for code, meaning in table]
+    lines.append("  `hpcwrap run` exits with its command's status (128+N when killed by signal N).")
+    return "\n".join(lines) + "\n"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpcwrap",
         description="Run logs that keep themselves for ML training on Slurm clusters.",
-        epilog=EPILOG,
+        epilog=exit_codes_epilog(),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"hpcwrap {__version__}")
@@ -68,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)
-        return 2
+        return EXIT_CODES[UsageError]
     try:
         return handler(args)
     except HpcwrapError as exc:
@@ -76,4 +83,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exit_code_for(exc)
     except KeyboardInterrupt:
         print("hpcwrap: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

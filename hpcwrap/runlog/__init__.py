@@ -11,6 +11,7 @@ classes, and ``reindex``. Modules: ``model`` (typed state), ``render``
 
 from __future__ import annotations
 
+from hpcwrap.errors import RunLogWarning
 from hpcwrap.runlog.handle import (
     CONFLICT_SUFFIX,
     SIDECAR_DIR,
@@ -24,7 +25,6 @@ from hpcwrap.runlog.locks import configure as configure_locks
 from hpcwrap.runlog.model import JobBlock, Results, RunState, StatusEntry, parse_run_type
 from hpcwrap.runlog.reindex import ReindexResult, reindex
 from hpcwrap.runlog.render import render_text
-from hpcwrap.runlog.store import RunLogWarning
 
 __all__ = [
     "CONFLICT_SUFFIX",

@@ -11,12 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+# Defined in hpcwrap.errors with the other exceptions; importable from here as before.
+from hpcwrap.errors import UnparseableError as UnparseableError
+
 _FENCE = re.compile(r"^(```|~~~)")
 _LABEL = re.compile(r"^[-*+] +([^:\n]{1,60}?)\s*:(?: (.*)|\s*)$")
-
-
-class UnparseableError(ValueError):
-    """The text is not a run log hpcwrap can merge into safely (the reason is the message)."""
 
 
 @dataclass

@@ -33,6 +33,8 @@ from typing import Any
 
 import orjson
 
+# Defined in hpcwrap.errors with the exceptions; importable from here as before.
+from hpcwrap.errors import RunLogWarning as RunLogWarning
 from hpcwrap.runlog.dates import iso
 from hpcwrap.runlog.fsio import append_line, read_bytes, write_atomic
 from hpcwrap.runlog.merge import Base
@@ -41,10 +43,6 @@ from hpcwrap.runlog.model import RunState, StatusEntry, from_dict, to_dict
 STATE_FILE = "state.json"
 EVENTS_FILE = "events.jsonl"
 FORMAT = 1
-
-
-class RunLogWarning(UserWarning):
-    """Something in a sidecar was damaged and has been recovered from."""
 
 
 @dataclass

@@ -13,7 +13,7 @@ import pytest
 
 import hpcwrap
 from hpcwrap.cli import COMMAND_MODULES, build_parser
-from hpcwrap.errors import EXIT_CODES, UsageError
+from hpcwrap.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, UsageError
 
 HEAVY_MODULES = ("wandb", "pyslurm", "pynvml", "yaml", "matplotlib")
 
@@ -64,6 +64,33 @@ def test_help_documents_the_usage_exit_code() -> None:
     res = run([hpcwrap_exe(), "--help"])
     assert EXIT_CODES[UsageError] == 2
     assert "2 usage error" in res.stdout
+
+
+def listed_exit_codes(help_text: str) -> dict[int, str]:
+    """``{code: meaning}`` from the ``exit codes:`` block of the top-level --help."""
+    block = help_text.split("\nexit codes:\n", 1)[1]
+    listed: dict[int, str] = {}
+    for line in block.splitlines():
+        m = re.fullmatch(r" +(\d+) (\S.*)", line)
+        if m is None:
+            assert line.lstrip().startswith("`hpcwrap run`"), f"not an exit code: {line!r}"
+            continue
+        code = int(m.group(1))
+        assert code not in listed, f"exit code {code} listed twice"
+        listed[code] = m.group(2)
+    return listed
+
+
+def test_help_lists_every_exit_code_with_its_meaning_and_nothing_else() -> None:
+    res = run([hpcwrap_exe(), "--help"])
+    assert res.returncode == 0, res.stderr
+    expected = {code: cls.meaning for cls, code in EXIT_CODES.items()}
+    expected[EXIT_OK] = "success"
+    expected[EXIT_INTERRUPTED] = "interrupted"
+    assert listed_exit_codes(res.stdout) == expected
+    # In code order, each on its own line.
+    codes = list(listed_exit_codes(res.stdout))
+    assert codes == sorted(codes)
 
 
 def test_version() -> None:
