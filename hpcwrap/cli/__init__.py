@@ -79,7 +79,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return handler(args)
     except HpcwrapError as exc:
-        print(f"hpcwrap: error: {exc}", file=sys.stderr)
+        from hpcwrap.redact import redact_text  # an error may quote a command or a config
+
+        print(f"hpcwrap: error: {redact_text(str(exc))}", file=sys.stderr)
         return exit_code_for(exc)
     except KeyboardInterrupt:
         print("hpcwrap: interrupted", file=sys.stderr)

@@ -19,6 +19,7 @@ from pathlib import Path
 from hpcwrap.job.progress import ErrorRecord, Snapshot
 from hpcwrap.job.status import fmt_num
 from hpcwrap.runlog import lifecycle
+from hpcwrap.runlog.fsio import copy_mode
 
 # Series are judged on bucket means, so noisy per-step losses do not read as zig-zags.
 _BUCKETS = 8
@@ -308,6 +309,7 @@ def keep_config_copy(src: Path, sidecar: Path, label: str, limit: int = 1 << 20)
         dest = dest_dir / f"resolved_{safe}_{src.name}"
         tmp = dest.with_name(f".{dest.name}.{os.getpid()}.tmp")
         shutil.copyfile(src, tmp)
+        os.chmod(tmp, copy_mode(src.stat().st_mode))  # a private config stays private
         os.replace(tmp, dest)
         return dest
     except OSError:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
+from hpcwrap.redact import redact_text
 from hpcwrap.runlog import RunLog, lifecycle
 
 
@@ -21,7 +22,7 @@ def warn(message: str, err: TextIO | None = None) -> None:
     """One ``hpcwrap: ...`` line on stderr; never raises."""
     try:
         stream = err if err is not None else sys.stderr
-        stream.write(f"hpcwrap: {message}\n")
+        stream.write(f"hpcwrap: {redact_text(message)}\n")
         stream.flush()
     except Exception:  # stderr itself may be gone; nothing else to do
         pass

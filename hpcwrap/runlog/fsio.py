@@ -46,6 +46,23 @@ def write_all(fd: int, data: bytes) -> None:
         view = view[written:]
 
 
+def current_umask() -> int:
+    """The process umask, read without changing it (os.umask would, for every thread)."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022  # kernels before 4.7 do not show it; the common default
+
+
+def copy_mode(source_mode: int) -> int:
+    """Permission bits for a copy: never wider than the original's, and the umask applied."""
+    return stat.S_IMODE(source_mode) & 0o666 & ~current_umask()
+
+
 def write_atomic(path: Path, data: bytes, *, sync: bool = True, mode: int | None = None) -> None:
     """Replace ``path`` with ``data`` atomically (caller holds ``path``'s lock).
 

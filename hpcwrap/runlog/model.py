@@ -299,8 +299,8 @@ def _migrate_extra(state: RunState, data: dict[str, Any]) -> None:
     A key present at the top level (written by this version) wins over the old place.
     """
     old = state.extra
-    if not LEGACY_KEYS & old.keys():
-        return
+    if "code_state" in data or not LEGACY_KEYS & old.keys():
+        return  # written by this version: ``extra`` holds only callers' own keys
     if "code_state" not in data:
         state.code_state = legacy_code(old)
     if "config_facts" not in data:

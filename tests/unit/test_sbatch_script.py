@@ -221,7 +221,8 @@ def test_script_path_with_spaces_and_folder(tmp_path: Path) -> None:
 
 
 def test_describe_command_is_one_line_and_redacted() -> None:
-    from hpcwrap.newrun import describe_command, redact_argv
+    from hpcwrap.newrun import describe_command
+    from hpcwrap.redact import redact_argv
 
     assert describe_command("slurm/train.sh", ["--lr", "3e-4", "two words", "a\nb"]) == (
         "`slurm/train.sh` --lr 3e-4 'two words' $'a\\nb'"
