@@ -25,7 +25,10 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 from hpcwrap.runlog import RunState, create_run, open_run, reindex, render_text
@@ -39,8 +42,8 @@ def _line(writer: int, i: int) -> str:
 
 
 def _runlog_writer(
-    path: str, writer: int, count: int, start: mp.synchronize.Event, out: mp.Queue
-) -> None:  # type: ignore[type-arg]
+    path: str, writer: int, count: int, start: Event, out: Queue[list[float]]
+) -> None:
     log = open_run(path)
     lat = []
     start.wait()
@@ -52,8 +55,8 @@ def _runlog_writer(
 
 
 def _bare_writer(
-    path: str, writer: int, count: int, sync: bool, start: mp.synchronize.Event, out: mp.Queue
-) -> None:  # type: ignore[type-arg]
+    path: str, writer: int, count: int, sync: bool, start: Event, out: Queue[list[float]]
+) -> None:
     lat = []
     start.wait()
     for i in range(count):
@@ -69,10 +72,12 @@ def _bare_writer(
     out.put(lat)
 
 
-def _run(target, args_list: list[tuple[object, ...]]) -> tuple[list[float], float]:  # type: ignore[no-untyped-def]
+def _run(
+    target: Callable[..., None], args_list: list[tuple[object, ...]]
+) -> tuple[list[float], float]:
     ctx = mp.get_context("fork")
     start = ctx.Event()
-    out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+    out: Queue[list[float]] = ctx.Queue()
     procs = [ctx.Process(target=target, args=(*a, start, out)) for a in args_list]
     for p in procs:
         p.start()

@@ -115,7 +115,9 @@ def timed(
 
 def last_ended(log: Path) -> dict[str, object]:
     events = log.parent / ".hpcwrap" / log.stem / "events.jsonl"
-    ended = [json.loads(x) for x in events.read_text().splitlines() if '"kind":"ended"' in x]
+    ended: list[dict[str, object]] = [
+        json.loads(x) for x in events.read_text().splitlines() if '"kind":"ended"' in x
+    ]
     return ended[-1]
 
 

@@ -15,7 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import DEV_CLUSTER, Cluster
+
+from tests.cluster.conftest import DEV_CLUSTER, Cluster
 
 pytestmark = pytest.mark.cluster
 

@@ -22,6 +22,7 @@ from typing import Any
 import pytest
 
 from hpcwrap.scheduler.cli_backend import CliScheduler
+from tests.cluster.conftest import Cluster
 
 pytestmark = pytest.mark.cluster
 
@@ -35,12 +36,12 @@ BASE = ["--mode", "replication", "--objective", "does hpcwrap sbatch behave like
 SUBMITTED = re.compile(r"^Submitted batch job (\d+)$", re.M)
 
 
-def _own(cluster: Any, path: Path) -> None:
+def _own(cluster: Cluster, path: Path) -> None:
     pw = pwd.getpwnam(cluster.user)
     os.chown(path, pw.pw_uid, pw.pw_gid)
 
 
-def write(cluster: Any, path: Path, text: str, mode: int = 0o755) -> Path:
+def write(cluster: Cluster, path: Path, text: str, mode: int = 0o755) -> Path:
     """A file (and its folders) owned by the test user."""
     missing = [p for p in [path.parent, *path.parent.parents] if not p.exists()]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -52,13 +53,13 @@ def write(cluster: Any, path: Path, text: str, mode: int = 0o755) -> Path:
     return path
 
 
-def as_user(cluster: Any, cwd: Path, *argv: str, env: dict[str, str] | None = None,
+def as_user(cluster: Cluster, cwd: Path, *argv: str, env: dict[str, str] | None = None,
             timeout: float = 120) -> subprocess.CompletedProcess[str]:  # fmt: skip
     return cluster.run_as_user(list(argv), cwd=cwd, env={**GIT_ENV, **(env or {})},
                                timeout=timeout)  # fmt: skip
 
 
-def hpcwrap_sbatch(cluster: Any, cwd: Path, *args: str, env: dict[str, str] | None = None,
+def hpcwrap_sbatch(cluster: Cluster, cwd: Path, *args: str, env: dict[str, str] | None = None,
                    ok: bool = True) -> subprocess.CompletedProcess[str]:  # fmt: skip
     res = as_user(cluster, cwd, cluster.hpcwrap, "sbatch", *args, env=env)
     if ok:
@@ -83,7 +84,7 @@ def state_of(md: Path) -> dict[str, Any]:
     return data["state"]  # type: ignore[no-any-return]
 
 
-def scontrol(cluster: Any, job_id: str) -> dict[str, str]:
+def scontrol(cluster: Cluster, job_id: str) -> dict[str, str]:
     res = cluster.run(["scontrol", "show", "job", "-o", job_id])
     assert res.returncode == 0, res.stderr
     line = res.stdout.splitlines()[0]
@@ -102,7 +103,7 @@ def wait_file(path: Path, text: str, timeout: float = 60) -> str:
     raise AssertionError(f"{text!r} never appeared in {path}")
 
 
-def git_project(cluster: Any, name: str, script: str, script_name: str = "train.sh") -> Path:
+def git_project(cluster: Cluster, name: str, script: str, script_name: str = "train.sh") -> Path:
     proj = cluster.user_dir(name)
     write(cluster, proj / script_name, script)
     write(cluster, proj / "model.py", "width = 64\n", 0o644)
@@ -120,7 +121,7 @@ printf '<%s>\\n' "$@"
 """
 
 
-def test_job_id_recorded_at_once_and_output_where_sbatch_puts_it(cluster: Any) -> None:
+def test_job_id_recorded_at_once_and_output_where_sbatch_puts_it(cluster: Cluster) -> None:
     proj = git_project(cluster, "sbatch-basic", SCRIPT)
     res = hpcwrap_sbatch(cluster, proj, *BASE, "-p", "debug", "train.sh", "one")
     job_id = job_id_of(res)
@@ -152,7 +153,7 @@ def test_job_id_recorded_at_once_and_output_where_sbatch_puts_it(cluster: Any) -
     assert (proj / f"slurm-{job_id}.out").stat().st_uid == pwd.getpwnam(cluster.user).pw_uid
 
 
-def test_same_slurm_view_as_plain_sbatch_precedence(cluster: Any) -> None:
+def test_same_slurm_view_as_plain_sbatch_precedence(cluster: Cluster) -> None:
     """#SBATCH vs command line vs SBATCH_*: Slurm sees the same job either way."""
     script = """#!/bin/bash
 #SBATCH -J script_name
@@ -189,7 +190,7 @@ echo hi
         cluster.run(["scancel", ours, theirs])
 
 
-def test_array_job(cluster: Any) -> None:
+def test_array_job(cluster: Cluster) -> None:
     proj = git_project(cluster, "sbatch-array", "#!/bin/bash\necho task $SLURM_ARRAY_TASK_ID\n")
     res = hpcwrap_sbatch(cluster, proj, *BASE, "--array=0-2", "-t", "2", "train.sh")
     job_id = job_id_of(res)
@@ -205,7 +206,7 @@ def test_array_job(cluster: Any) -> None:
 HOSTILE_ARGS = ["a b", "it's", 'say "hi"', "$HOME", "$(id)", "`id`", "two\nlines", "", "*"]
 
 
-def test_hostile_arguments_and_script_path(cluster: Any) -> None:
+def test_hostile_arguments_and_script_path(cluster: Cluster) -> None:
     proj = cluster.user_dir("sbatch-hostile")
     script = write(
         cluster, proj / "my dir" / "run it's.sh", "#!/bin/bash\nprintf '<%s>\\n' \"$@\"\n"
@@ -223,7 +224,7 @@ def test_hostile_arguments_and_script_path(cluster: Any) -> None:
     assert "$'two\\nlines'" in md
 
 
-def test_rejection_is_recorded_without_job_or_tag(cluster: Any) -> None:
+def test_rejection_is_recorded_without_job_or_tag(cluster: Cluster) -> None:
     proj = git_project(cluster, "sbatch-reject", SCRIPT)
     args = ["--mode", "experiment", "--objective", "x", "-p", "nosuchpartition", "train.sh"]
     res = hpcwrap_sbatch(cluster, proj, *args, ok=False)
@@ -239,7 +240,7 @@ def test_rejection_is_recorded_without_job_or_tag(cluster: Any) -> None:
     assert str(md) not in jobs
 
 
-def test_experiment_dirty_tree_tag_and_reapplicable_diff(cluster: Any) -> None:
+def test_experiment_dirty_tree_tag_and_reapplicable_diff(cluster: Cluster) -> None:
     proj = git_project(cluster, "sbatch-experiment", SCRIPT)
     write(cluster, proj / "model.py", "width = 128  # the experiment\n", 0o644)
     write(cluster, proj / "notes.txt", "untracked\n", 0o644)
@@ -265,7 +266,7 @@ def test_experiment_dirty_tree_tag_and_reapplicable_diff(cluster: Any) -> None:
     assert cluster.wait_job(job_id_of(res)) == "COMPLETED"
 
 
-def test_two_submissions_in_the_same_second(cluster: Any) -> None:
+def test_two_submissions_in_the_same_second(cluster: Cluster) -> None:
     proj = git_project(cluster, "sbatch-concurrent", SCRIPT)
     args = ["--mode", "experiment", "--objective", "race", "-t", "2", "--hold", "train.sh"]
     results: list[subprocess.CompletedProcess[str]] = []

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from tests.cluster.conftest import Cluster
+
 pytestmark = pytest.mark.cluster
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,7 +27,7 @@ BASE = ["--mode", "replication", "--objective", "does the toy train under hpcwra
 SUBMITTED = re.compile(r"^Submitted batch job (\d+)$", re.M)
 
 
-def project(cluster: Any, name: str) -> Path:
+def project(cluster: Cluster, name: str) -> Path:
     """A user-owned folder holding a copy of examples/ (the repo may be unreadable)."""
     root: Path = cluster.user_dir(name)
     shutil.copytree(REPO / "examples", root / "examples")
@@ -36,7 +38,7 @@ def project(cluster: Any, name: str) -> Path:
     return root
 
 
-def submit(cluster: Any, cwd: Path, *args: str) -> tuple[str, Path]:
+def submit(cluster: Cluster, cwd: Path, *args: str) -> tuple[str, Path]:
     res = cluster.run_as_user([cluster.hpcwrap, "sbatch", *args], cwd=cwd, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     m = SUBMITTED.search(res.stdout)
@@ -69,7 +71,7 @@ def output_file(cwd: Path, job_id: str) -> Path:
     return cwd / f"slurm-{job_id}.out"
 
 
-def test_sbatch_train_sh_fills_status_and_results(cluster: Any) -> None:
+def test_sbatch_train_sh_fills_status_and_results(cluster: Cluster) -> None:
     cwd = project(cluster, "wrap-e2e")
     job_id, log = submit(
         cluster, cwd, *BASE, "examples/train.sh",
@@ -103,7 +105,7 @@ def test_sbatch_train_sh_fills_status_and_results(cluster: Any) -> None:
     assert ended["state"] == "COMPLETED" and ended["wrapper_cpu_s"] < 5
 
 
-def test_walltime_signal_from_slurm_is_recorded_and_forwarded(cluster: Any) -> None:
+def test_walltime_signal_from_slurm_is_recorded_and_forwarded(cluster: Cluster) -> None:
     cwd = project(cluster, "wrap-walltime")
     # -t 1 with the warning 40 s before: Slurm delivers it within seconds of the start.
     job_id, log = submit(
@@ -127,7 +129,7 @@ def test_walltime_signal_from_slurm_is_recorded_and_forwarded(cluster: Any) -> N
     assert 0 < ev["time_left_s"] <= 60
 
 
-def test_scancel_is_forwarded_and_recorded(cluster: Any) -> None:
+def test_scancel_is_forwarded_and_recorded(cluster: Cluster) -> None:
     cwd = project(cluster, "wrap-scancel")
     job_id, log = submit(
         cluster, cwd, *BASE, "examples/train.sh",
@@ -153,7 +155,7 @@ def test_scancel_is_forwarded_and_recorded(cluster: Any) -> None:
     )
 
 
-def test_plain_sbatch_script_with_hpcwrap_run(cluster: Any) -> None:
+def test_plain_sbatch_script_with_hpcwrap_run(cluster: Cluster) -> None:
     """No `hpcwrap sbatch`: a batch script of one's own creates its run log in the job."""
     cwd = project(cluster, "wrap-plain")
     script = cwd / "job.sh"
@@ -181,7 +183,7 @@ def test_plain_sbatch_script_with_hpcwrap_run(cluster: Any) -> None:
     assert out.startswith("hpcwrap: run log ") and '"step": 100' in out
 
 
-def test_array_tasks_share_one_job_block(cluster: Any) -> None:
+def test_array_tasks_share_one_job_block(cluster: Cluster) -> None:
     cwd = project(cluster, "wrap-array")
     job_id, log = submit(
         cluster, cwd, *BASE, "--array=0-2", "examples/train.sh",

@@ -62,7 +62,7 @@ def test_clean(repo: Path) -> None:
     assert s.branch == "main"
     assert s.commit == git(repo, "rev-parse", "HEAD")
     assert not s.dirty and s.diff == b"" and s.untracked == 0
-    assert s.summary() == f"git `{s.commit[:12]}` (branch main), clean"  # type: ignore[index]
+    assert s.summary() == f"git `{s.commit[:12]}` (branch main), clean"
 
 
 def test_dirty_diff_reapplies_in_a_clean_checkout(repo: Path, tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ import os
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,8 +36,8 @@ def snap_of(
     return progress.snapshot()
 
 
-def end(code: int = 0, **kw: object) -> EndFacts:
-    base = dict(
+def end(code: int = 0, **kw: Any) -> EndFacts:
+    base: dict[str, Any] = dict(
         exit_code=code,
         signaled=None,
         walltime_signal=False,
@@ -45,7 +46,7 @@ def end(code: int = 0, **kw: object) -> EndFacts:
         killed_by_us=False,
     )
     base.update(kw)
-    return EndFacts(**base)  # type: ignore[arg-type]
+    return EndFacts(**base)
 
 
 def decay(n: int, a: float = 2.3, b: float = 0.4) -> list[float]:

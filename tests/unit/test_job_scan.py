@@ -6,7 +6,7 @@ import threading
 import time
 from datetime import datetime, timezone
 
-from hpcwrap.job.formats import LineParser
+from hpcwrap.job.formats import LineParser, Observation
 from hpcwrap.job.progress import LossHistory, Progress
 from hpcwrap.job.scan import LINE_MAX, Scanner
 
@@ -100,11 +100,11 @@ def test_parser_exception_is_reported_once_and_scanning_goes_on() -> None:
     real = scanner.parser.parse
     calls = {"n": 0}
 
-    def flaky(text: str, stream: int = 2):  # type: ignore[no-untyped-def]
+    def flaky(raw: str, stream: int = 2) -> Observation | None:
         calls["n"] += 1
-        if "boom" in text:
+        if "boom" in raw:
             raise ValueError("parser bug")
-        return real(text, stream)
+        return real(raw, stream)
 
     scanner.parser.parse = flaky  # type: ignore[method-assign]
     scanner.feed(1, b"step 1 loss boom\nstep 2 loss boom\nstep 3 loss 0.5\n")

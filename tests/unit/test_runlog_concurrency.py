@@ -9,6 +9,7 @@ import re
 import signal
 import time
 from datetime import datetime, timedelta, timezone
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import pytest
@@ -117,14 +118,18 @@ def test_many_writers_one_log_one_timeline(
     assert _leftovers(tmp_path) == []
 
 
-def _kill_target(md: str, start: int, ready: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
+def _kill_target(md: str, start: int, ready: Event) -> None:
     log = open_run(md)
     ready.set()
     k = start
     while True:
         log.add_status(f"kill-test {k:04d}", T0 + timedelta(seconds=k))
         if k % 3 == 0:
-            log.update(lambda s, k=k: setattr(s, "wandb_notes", f"notes {k}"))
+
+            def set_notes(s: RunState, notes: str = f"notes {k}") -> None:
+                s.wandb_notes = notes
+
+            log.update(set_notes)
         k += 1
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from hpcwrap.runlog import open_run
+from hpcwrap.runlog import RunState, open_run
 
 FIXTURES = Path(__file__).parent / "runlog_fixtures"
 NAMES = sorted(p.name for p in FIXTURES.glob("*.md"))
@@ -100,7 +100,7 @@ def test_resumed_log_gets_machine_updates_in_the_right_block(run_logs: Path) -> 
     log = open_run("2026-03-11_train_front", run_logs)
     end = datetime(2026, 3, 14, 9, 0, tzinfo=UTC)
 
-    def finish(s):  # type: ignore[no-untyped-def]
+    def finish(s: RunState) -> None:
         s.jobs[2].end = end
         s.results.end_val_loss = 0.021
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import multiprocessing as mp
 import shutil
 from datetime import date, datetime, timezone
+from multiprocessing.queues import Queue
+from multiprocessing.synchronize import Barrier
 from pathlib import Path
 
 import pytest
@@ -133,7 +135,7 @@ def test_two_runs_same_day_get_distinct_names(tmp_path: Path) -> None:
     assert "3. `2026-03-11_train_4.md`" in (tmp_path / "timeline.md").read_text()
 
 
-def _create(root: str, barrier: mp.synchronize.Barrier, out: mp.Queue) -> None:  # type: ignore[name-defined,type-arg]
+def _create(root: str, barrier: Barrier, out: Queue[str]) -> None:
     barrier.wait()
     log = create_run(
         Path(root), RunState(task="train", group="g", run_type="experiment", objective="o"), when=T0

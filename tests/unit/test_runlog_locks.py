@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import multiprocessing as mp
 import os
 import socket
 import subprocess
 import sys
 import time
+from multiprocessing.synchronize import Event
 from pathlib import Path
 
 import pytest
@@ -18,7 +20,7 @@ from hpcwrap.runlog import locks
 from hpcwrap.runlog.locks import Lock
 
 
-def _hold(path: str, ready: mp.synchronize.Event, release: mp.synchronize.Event) -> None:  # type: ignore[name-defined]
+def _hold(path: str, ready: Event, release: Event) -> None:
     with Lock(Path(path)).held():
         ready.set()
         release.wait(30)
@@ -132,7 +134,7 @@ def test_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def no_flock(fd: int, op: int) -> None:
         raise OSError(errno.ENOLCK, "No locks available")
 
-    monkeypatch.setattr(locks.fcntl, "flock", no_flock)
+    monkeypatch.setattr(fcntl, "flock", no_flock)  # the module locks uses
     assert locks.detect(tmp_path) == "soft"
     assert not list(tmp_path.iterdir())  # the probe cleaned up
 

@@ -60,7 +60,11 @@ def test_deleted_line_and_section_stay_deleted(tmp_path: Path) -> None:
     log = _new(tmp_path, jobs=[JobBlock(execution_id="1", node="n1")], wandb_notes="w")
     _edit(log, "- node: n1\n", "")
     _edit(log, "## W&B\n- notes: w\n", "")
-    log.update(lambda s: (setattr(s.jobs[0], "node", "n2"), setattr(s, "wandb_notes", "x")))
+    def change(s: RunState) -> None:
+        s.jobs[0].node = "n2"
+        s.wandb_notes = "x"
+
+    log.update(change)
     text = log.path.read_text()
     assert "node" not in text and "## W&B" not in text
     assert "- execution_id: 1\n" in text

@@ -7,7 +7,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hypothesis import HealthCheck, given, settings
-from runlog_fixtures.strategies import states
 
 from hpcwrap.runlog import (
     JobBlock,
@@ -21,6 +20,7 @@ from hpcwrap.runlog import (
 from hpcwrap.runlog.adopt import parse_settings, parse_state
 from hpcwrap.runlog.markdown import parse_document
 from hpcwrap.runlog.render import fmt_settings
+from tests.unit.runlog_fixtures.strategies import states
 
 UTC = timezone.utc
 

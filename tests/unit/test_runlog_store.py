@@ -8,7 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from hpcwrap.runlog import JobBlock, RunLog, RunLogWarning, RunState, create_run, open_run
+from hpcwrap.runlog import JobBlock, RunLog, RunLogWarning, RunState, create_run, fsio, open_run
 from hpcwrap.runlog import handle as handle_mod
 from hpcwrap.runlog.model import to_dict
 from hpcwrap.runlog.store import Sidecar
@@ -125,7 +125,7 @@ def test_killed_after_the_event_before_the_markdown(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     log = _log(tmp_path)
-    real = handle_mod.write_atomic
+    real = fsio.write_atomic
 
     def crash_on_md(path: Path, data: bytes, *, sync: bool = True) -> None:
         if path == log.path:

@@ -17,13 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from hpcwrap.errors import UsageError
+from hpcwrap.errors import AmbiguousOptionError, UsageError
 from hpcwrap.sbatch_options import (
     LONG,
     SBATCH_OPTIONS,
     SHORT,
-    AmbiguousOptionError,
     Arg,
+    Resolved,
     check_batch_script,
     expand_pattern,
     lookup_long,
@@ -262,7 +262,12 @@ def test_quote_directive_arg_refuses_newlines() -> None:
 # ---------------------------------------------------------------- precedence
 
 
-def _resolve(cmd: list[str], body: str, env: dict[str, str], defaults: list[str] = []):  # type: ignore[no-untyped-def]  # noqa: B006
+def _resolve(
+    cmd: list[str],
+    body: str,
+    env: dict[str, str],
+    defaults: list[str] = [],  # noqa: B006 - never mutated
+) -> Resolved:
     return resolve(
         parse_sbatch_args(cmd),
         read_directives("#!/bin/bash\n" + body),

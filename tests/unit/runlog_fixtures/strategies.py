@@ -11,7 +11,7 @@ from hpcwrap.runlog.model import JobBlock, Results, RunState, StatusEntry
 # Any text a person or a program might put in a field: unicode, newlines, CR,
 # backticks, dashes, markdown-looking bits. Only NUL and lone surrogates are out
 # (no file on disk holds them as UTF-8).
-_chars = st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00")
+_chars = st.characters(blacklist_categories=["Cs"], blacklist_characters="\x00")
 text = st.text(_chars, max_size=30)
 markdownish = st.sampled_from(
     ["## Status", "# title", "- key: v", "```", "<!-- x -->", "`a`", "a — b", " — ", "|", "\\"]
