@@ -17,17 +17,16 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, TypeVar
 
-from hpcwrap.runlog.fsio import read_bytes, write_atomic
+from hpcwrap.runlog.indexfile import edit_lines, index_lock_path
 from hpcwrap.runlog.locks import Lock
-from hpcwrap.runlog.markdown import join_lines, split_lines
 from hpcwrap.runlog.model import RunState
 from hpcwrap.runlog.render import fmt_float, one_line
 
-if TYPE_CHECKING:
-    from hpcwrap.runlog.handle import RunLog
+T = TypeVar("T")
 
 EXPERIMENTS = "experiments.md"
 COLUMNS = ("run", "description", "val_loss", "status", "notes")
@@ -156,29 +155,23 @@ class Table:
         return kept
 
 
-def _edit(root: Path, fn: Any) -> Any:
+def _edit(root: Path, fn: Callable[[Table], T]) -> T:
+    """``fn`` on root/experiments.md's table, under its lock; written back if it changed."""
     path = Path(root) / EXPERIMENTS
-    (Path(root) / ".hpcwrap").mkdir(parents=True, exist_ok=True)
-    with Lock(Path(root) / ".hpcwrap" / "experiments.lock").held():
-        raw = read_bytes(path)
-        text = raw.decode("utf-8", errors="surrogateescape") if raw is not None else ""
-        lines, newline, _final = split_lines(text)
-        before = list(lines)
-        table = Table(lines)
-        result = fn(table)
-        if table.lines != before:
-            data = join_lines(table.lines, newline, True).encode("utf-8", errors="surrogateescape")
-            write_atomic(path, data)
-        return result
+    lock = Lock(index_lock_path(path))
+    return edit_lines(path, lock, lambda lines: fn(Table(lines)))
 
 
-def refresh_run(log: RunLog, state: RunState, index: dict[str, Any]) -> None:
-    """Bring ``log``'s row up to date; ``index`` (the sidecar's) remembers what was written."""
+def refresh_run(root: Path, run_id: str, state: RunState, index: dict[str, Any]) -> None:
+    """Bring ``run_id``'s row in root/experiments.md up to date.
+
+    ``index`` (the run's sidecar keeps it) remembers what hpcwrap last wrote.
+    """
     values = row_values(state)
     last = index.get("experiments")
     if isinstance(last, dict) and all(last.get(k) == v for k, v in values.items()):
         return  # nothing new to say; do not even take the lock
-    written = _edit(log.root, lambda table: table.fill(log.run_id, values, last))
+    written = _edit(root, lambda table: table.fill(run_id, values, last))
     index["experiments"] = written
 
 
@@ -193,5 +186,4 @@ def add_rows(root: Path, rows: list[tuple[str, dict[str, str]]]) -> int:
             added += 0 if had else 1
         return added
 
-    result: int = _edit(root, fn)
-    return result
+    return _edit(root, fn)

@@ -262,7 +262,7 @@ class RunLog:
             snap.base = new_base
             snap.human |= found_human
             if experiments.wants_row(state) and not nothing:
-                experiments.refresh_run(self, state, snap.index)
+                experiments.refresh_run(self.root, self.run_id, state, snap.index)
             if not nothing:
                 self._store.save(snap)
             return state
@@ -391,7 +391,7 @@ def _create_run(root: Path, state: RunState, when: datetime | None) -> RunLog:
             shutil.rmtree(log.sidecar, ignore_errors=True)
             raise
         if experiments.wants_row(state):
-            experiments.refresh_run(log, state, snap.index)
+            experiments.refresh_run(log.root, log.run_id, state, snap.index)
         log._store.save(snap)
     timeline.add_runs(folder, Path(root), [md_path.name])
     return log

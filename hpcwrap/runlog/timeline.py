@@ -20,9 +20,8 @@ from datetime import date
 from pathlib import Path
 
 from hpcwrap.runlog.dates import timeline_date
-from hpcwrap.runlog.fsio import read_bytes, write_atomic
+from hpcwrap.runlog.indexfile import edit_lines, index_lock_path
 from hpcwrap.runlog.locks import Lock
-from hpcwrap.runlog.markdown import join_lines, split_lines
 
 TIMELINE = "timeline.md"
 _ENTRY = re.compile(r"^(\d+)\.(\s+)(.*)$")
@@ -134,15 +133,14 @@ def merge_entries(lines: list[str], names: list[str], header: str) -> list[str] 
 def add_runs(folder: Path, root: Path, names: list[str]) -> int:
     """Add ``names`` (``2026-03-11_train.md``, ...) to folder/timeline.md; returns how many."""
     path = Path(folder) / TIMELINE
-    (Path(folder) / ".hpcwrap").mkdir(parents=True, exist_ok=True)
-    with Lock(Path(folder) / ".hpcwrap" / "timeline.lock").held():
-        raw = read_bytes(path)
-        text = raw.decode("utf-8", errors="surrogateescape") if raw is not None else ""
-        lines, newline, _final = split_lines(text)
+    header = timeline_header(folder, root)
+
+    def add(lines: list[str]) -> int:
         before = len(_entries(lines))
-        merged = merge_entries(lines, names, timeline_header(folder, root))
+        merged = merge_entries(lines, names, header)
         if merged is None:
             return 0
-        data = join_lines(merged, newline, True).encode("utf-8", errors="surrogateescape")
-        write_atomic(path, data)
+        lines[:] = merged
         return len(_entries(merged)) - before
+
+    return edit_lines(path, Lock(index_lock_path(path)), add)
