@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from hpcwrap.cli.run_options import add_run_options, command_settings, request_from_args
-from hpcwrap.errors import UsageError
+from hpcwrap.errors import EXIT_INTERRUPTED, UsageError
 from hpcwrap.scheduler import SCHEDULERS, SubmitInterrupted, SubmitResult, get_scheduler
 
 if TYPE_CHECKING:
@@ -186,7 +186,7 @@ def handle(args: argparse.Namespace) -> int:
         outcome = submit.submit(request, prep, scheduler=scheduler, announce=announce)
     except SubmitInterrupted as exc:
         print(f"hpcwrap: interrupted: {exc.detail}", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
     for note in outcome.notes:
         print(f"hpcwrap: note: {note}", file=sys.stderr)
     if outcome.result.messages:
