@@ -30,6 +30,7 @@ from hpcwrap.runlog import JobBlock, RunLog, RunState, create_run, layout, lifec
 from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import CodeFacts, ConfigFacts, facts_from_dict
 from hpcwrap.runlog.fsio import write_atomic
+from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runrequest import RunRequest
 
 # Names whose values are secrets: never into a run log (they stay only where the user put them).
@@ -196,6 +197,7 @@ def create_run_from_request(
     cwd: Path,
     when: datetime | None = None,
     execution_id: str | None = None,
+    locks: LockConfig | None = None,
 ) -> RunLog:
     """Create the run log for ``request``; see the module docstring.
 
@@ -229,7 +231,7 @@ def create_run_from_request(
         code_state=code_facts(code),
         config_facts=config_facts,
     )
-    log = create_run(root, state, when=when)
+    log = create_run(root, state, when=when, locks=locks)
 
     facts = code_facts(code)
     if code.dirty:

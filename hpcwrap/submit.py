@@ -62,6 +62,7 @@ from hpcwrap.newrun import (
 from hpcwrap.runlog import RunLog, layout, lifecycle
 from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import CodeFacts, SubmitFacts, facts_from_dict, facts_to_dict
+from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runrequest import RunRequest
 from hpcwrap.sbatch_options import (
     NOT_A_SUBMISSION,
@@ -397,6 +398,7 @@ def submit(
     python: str | None = None,
     when: datetime | None = None,
     announce: Announce | None = None,
+    locks: LockConfig | None = None,
 ) -> SubmitOutcome:
     """Create the run log, then submit its job (``submit_job``); see the module docstring."""
     log = create_run_from_request(
@@ -404,6 +406,7 @@ def submit(
         script=describe_command(prep.script, prep.script_args),
         cwd=prep.submit_dir,
         when=when,
+        locks=locks,
     )
     return submit_job(log, prep, scheduler=scheduler, python=python, announce=announce)
 

@@ -20,7 +20,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hpcwrap.cli.run_options import add_run_options, command_settings, request_from_args
+from hpcwrap.cli.run_options import (
+    add_run_options,
+    command_settings,
+    lock_config,
+    request_from_args,
+)
 from hpcwrap.config import Settings
 
 
@@ -106,7 +111,11 @@ def _new(args: argparse.Namespace) -> int:
     script = redact_command_text(args.script) if args.script is not None else None
     # Same path as sbatch/run: code state, the config copy with its sha256, the experiment tag.
     log = create_run_from_request(
-        req, script=script, cwd=Path.cwd(), execution_id=args.execution_id
+        req,
+        script=script,
+        cwd=Path.cwd(),
+        execution_id=args.execution_id,
+        locks=lock_config(settings),
     )
     print(log.path)
     return 0
@@ -119,7 +128,7 @@ def _note(args: argparse.Namespace) -> int:
     settings = _settings()
     if not args.text.strip():
         raise UsageError("log note: the text is empty; say what you saw (step, loss, ...)")
-    log = open_run(args.run, _root(args, settings))
+    log = open_run(args.run, _root(args, settings), locks=lock_config(settings))
     log.add_status(args.text, event="note")
     print(log.path)
     return 0
@@ -129,7 +138,7 @@ def _show(args: argparse.Namespace) -> int:
     from hpcwrap.runlog import open_run
 
     settings = _settings()
-    log = open_run(args.run, _root(args, settings))
+    log = open_run(args.run, _root(args, settings), locks=lock_config(settings))
     if args.json:
         import orjson
 
@@ -163,7 +172,7 @@ def _reindex(args: argparse.Namespace) -> int:
         from hpcwrap.errors import UsageError
 
         raise UsageError(f"{root} is not a run_logs folder but holds one: run it on {inner}")
-    res = reindex(root)
+    res = reindex(root, locks=lock_config(settings))
     print(
         f"{root}: {res.logs} run logs in {res.folders} folders; "
         f"{res.timeline_added} timeline entries and {res.experiment_rows_added} "

@@ -9,7 +9,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hpcwrap.cli.run_options import add_run_options, command_settings, request_from_args
+from hpcwrap.cli.run_options import (
+    add_run_options,
+    command_settings,
+    lock_config,
+    request_from_args,
+)
 from hpcwrap.config import Settings, parse_duration
 from hpcwrap.errors import ConfigError, HpcwrapError, UsageError
 
@@ -143,7 +148,7 @@ def handle(args: argparse.Namespace) -> int:
         from hpcwrap.runlog import open_run
 
         try:
-            run = open_run(log_spec)
+            run = open_run(log_spec, locks=lock_config(settings))
         except (HpcwrapError, OSError) as exc:
             warn(
                 f"warning: cannot open the run log {log_spec!r}: {exc}; running the command "
@@ -160,6 +165,7 @@ def handle(args: argparse.Namespace) -> int:
                 script=describe_command(command[0], command[1:]),
                 cwd=Path.cwd(),
                 execution_id=env.execution_id,
+                locks=lock_config(settings),
             )
         except (UsageError, ConfigError):
             raise

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcwrap.config import Settings, load_settings
 from hpcwrap.runrequest import RunRequest, build_run_request
+
+if TYPE_CHECKING:
+    from hpcwrap.runlog.locks import LockConfig
 
 
 def add_run_options(parser: argparse.ArgumentParser) -> None:
@@ -38,12 +42,15 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def command_settings(cwd: Path) -> Settings:
-    """The settings a command works under, with the run-log lock kind applied."""
-    from hpcwrap.runlog import configure_locks
+    """The settings a command works under."""
+    return load_settings(cwd)
 
-    settings = load_settings(cwd)
-    configure_locks(settings.lock)
-    return settings
+
+def lock_config(settings: Settings) -> LockConfig:
+    """The run-log locks for a command: the ``lock`` setting under ``HPCWRAP_LOCK*``."""
+    from hpcwrap.runlog import LockConfig
+
+    return LockConfig.from_env(settings.lock)
 
 
 def request_from_args(args: argparse.Namespace, settings: Settings | None = None) -> RunRequest:

@@ -17,7 +17,12 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from hpcwrap.cli.run_options import add_run_options, command_settings, request_from_args
+from hpcwrap.cli.run_options import (
+    add_run_options,
+    command_settings,
+    lock_config,
+    request_from_args,
+)
 from hpcwrap.errors import EXIT_INTERRUPTED, UsageError
 from hpcwrap.scheduler import SCHEDULERS, SubmitInterrupted, SubmitResult, get_scheduler
 
@@ -183,7 +188,9 @@ def handle(args: argparse.Namespace) -> int:
         print(f"run log: {log.path}", flush=True)
 
     try:
-        outcome = submit.submit(request, prep, scheduler=scheduler, announce=announce)
+        outcome = submit.submit(
+            request, prep, scheduler=scheduler, announce=announce, locks=lock_config(settings)
+        )
     except SubmitInterrupted as exc:
         print(f"hpcwrap: interrupted: {exc.detail}", file=sys.stderr)
         return EXIT_INTERRUPTED

@@ -21,7 +21,7 @@ from hpcwrap.runlog.handle import (
     open_run,
     sidecar_for,
 )
-from hpcwrap.runlog.locks import configure as configure_locks
+from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runlog.model import JobBlock, Results, RunState, StatusEntry, parse_run_type
 from hpcwrap.runlog.reindex import ReindexResult, reindex
 from hpcwrap.runlog.render import render_text
@@ -30,13 +30,13 @@ __all__ = [
     "CONFLICT_SUFFIX",
     "SIDECAR_DIR",
     "JobBlock",
+    "LockConfig",
     "ReindexResult",
     "Results",
     "RunLog",
     "RunLogWarning",
     "RunState",
     "StatusEntry",
-    "configure_locks",
     "create_run",
     "list_run_logs",
     "open_run",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from hpcwrap.runlog.indexfile import edit_lines, index_lock_path
-from hpcwrap.runlog.locks import Lock
+from hpcwrap.runlog.locks import Lock, LockConfig
 from hpcwrap.runlog.model import RunState
 from hpcwrap.runlog.render import fmt_float, one_line
 
@@ -155,14 +155,21 @@ class Table:
         return kept
 
 
-def _edit(root: Path, fn: Callable[[Table], T]) -> T:
+def _edit(root: Path, fn: Callable[[Table], T], locks: LockConfig | None) -> T:
     """``fn`` on root/experiments.md's table, under its lock; written back if it changed."""
     path = Path(root) / EXPERIMENTS
-    lock = Lock(index_lock_path(path))
+    lock = Lock(index_lock_path(path), config=locks)
     return edit_lines(path, lock, lambda lines: fn(Table(lines)))
 
 
-def refresh_run(root: Path, run_id: str, state: RunState, index: dict[str, Any]) -> None:
+def refresh_run(
+    root: Path,
+    run_id: str,
+    state: RunState,
+    index: dict[str, Any],
+    *,
+    locks: LockConfig | None = None,
+) -> None:
     """Bring ``run_id``'s row in root/experiments.md up to date.
 
     ``index`` (the run's sidecar keeps it) remembers what hpcwrap last wrote.
@@ -171,11 +178,13 @@ def refresh_run(root: Path, run_id: str, state: RunState, index: dict[str, Any])
     last = index.get("experiments")
     if isinstance(last, dict) and all(last.get(k) == v for k, v in values.items()):
         return  # nothing new to say; do not even take the lock
-    written = _edit(root, lambda table: table.fill(run_id, values, last))
+    written = _edit(root, lambda table: table.fill(run_id, values, last), locks)
     index["experiments"] = written
 
 
-def add_rows(root: Path, rows: list[tuple[str, dict[str, str]]]) -> int:
+def add_rows(
+    root: Path, rows: list[tuple[str, dict[str, str]]], *, locks: LockConfig | None = None
+) -> int:
     """Rows for runs not in the table yet, and empty cells filled (``log reindex``)."""
 
     def fn(table: Table) -> int:
@@ -186,4 +195,4 @@ def add_rows(root: Path, rows: list[tuple[str, dict[str, str]]]) -> int:
             added += 0 if had else 1
         return added
 
-    return _edit(root, fn)
+    return _edit(root, fn, locks)

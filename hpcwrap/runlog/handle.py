@@ -34,7 +34,7 @@ from hpcwrap.runlog.layout import (
     run_stem,
     sidecar_for,
 )
-from hpcwrap.runlog.locks import Lock
+from hpcwrap.runlog.locks import Lock, LockConfig
 from hpcwrap.runlog.markdown import Document, join_lines, parse_document
 from hpcwrap.runlog.merge import Base, adopt_base, full_base, merge
 from hpcwrap.runlog.model import RunState, to_dict
@@ -74,8 +74,11 @@ def _guess_root(path: Path) -> Path:
 class RunLog:
     """One run log and its sidecar. Cheap to create; every write takes the run's lock."""
 
-    def __init__(self, path: Path, root: Path | None = None) -> None:
+    def __init__(
+        self, path: Path, root: Path | None = None, locks: LockConfig | None = None
+    ) -> None:
         self.path = Path(os.path.abspath(path))
+        self.locks = locks  # None: LockConfig.from_env() when a lock is taken
         self._root_given = root is not None
         self.root = Path(os.path.abspath(root)) if root is not None else _guess_root(self.path)
         self.sidecar = sidecar_for(self.path)
@@ -107,7 +110,7 @@ class RunLog:
         return f"{self.group}/{self.name}" if self.group else self.name
 
     def lock(self) -> Lock:
-        return Lock(self.sidecar / LOCK_FILE)
+        return Lock(self.sidecar / LOCK_FILE, config=self.locks)
 
     # -------------------------------------------------------- reading
 
@@ -262,7 +265,7 @@ class RunLog:
             snap.base = new_base
             snap.human |= found_human
             if experiments.wants_row(state) and not nothing:
-                experiments.refresh_run(self.root, self.run_id, state, snap.index)
+                experiments.refresh_run(self.root, self.run_id, state, snap.index, locks=self.locks)
             if not nothing:
                 self._store.save(snap)
             return state
@@ -328,17 +331,21 @@ def _check_component(what: str, value: str) -> None:
         raise UsageError(f"invalid {what} {value!r}: a plain name (no '/', not starting with '.')")
 
 
-def create_run(root: Path, state: RunState, *, when: datetime | None = None) -> RunLog:
+def create_run(
+    root: Path, state: RunState, *, when: datetime | None = None, locks: LockConfig | None = None
+) -> RunLog:
     """Create a new run log ``<date>_<task>.md`` (``_2``, ``_3``... on collision) under root.
 
     Also its sidecar, its timeline.md entry and, for experiments, its
     experiments.md row. ``state.name`` is set here.
     """
     with io_errors(Path(root)):
-        return _create_run(Path(root), state, when)
+        return _create_run(Path(root), state, when, locks)
 
 
-def _create_run(root: Path, state: RunState, when: datetime | None) -> RunLog:
+def _create_run(
+    root: Path, state: RunState, when: datetime | None, locks: LockConfig | None = None
+) -> RunLog:
     stamp = to_utc(when) if when is not None else now()
     _check_component("task", state.task)
     if state.group:
@@ -366,7 +373,7 @@ def _create_run(root: Path, state: RunState, when: datetime | None) -> RunLog:
             continue
         break
     state.name = name
-    log = RunLog(md_path, root)
+    log = RunLog(md_path, root, locks)
     sections = render_sections(state)
     text = "\n".join(render_lines(sections)) + "\n"
     data = text.encode()
@@ -391,9 +398,9 @@ def _create_run(root: Path, state: RunState, when: datetime | None) -> RunLog:
             shutil.rmtree(log.sidecar, ignore_errors=True)
             raise
         if experiments.wants_row(state):
-            experiments.refresh_run(log.root, log.run_id, state, snap.index)
+            experiments.refresh_run(log.root, log.run_id, state, snap.index, locks=log.locks)
         log._store.save(snap)
-    timeline.add_runs(folder, Path(root), [md_path.name])
+    timeline.add_runs(folder, Path(root), [md_path.name], locks=locks)
     return log
 
 
@@ -419,7 +426,9 @@ def _check_run_log_name(path: Path) -> None:
         )
 
 
-def open_run(spec: str | Path, root: Path | None = None) -> RunLog:
+def open_run(
+    spec: str | Path, root: Path | None = None, *, locks: LockConfig | None = None
+) -> RunLog:
     """The run log named by a path, a file name, or a unique prefix of a run name."""
     text = str(spec)
     if not text.strip():
@@ -427,7 +436,7 @@ def open_run(spec: str | Path, root: Path | None = None) -> RunLog:
     path = Path(text).expanduser()
     if path.is_file():
         _check_run_log_name(path)
-        return RunLog(path, root)
+        return RunLog(path, root, locks)
     if path.is_dir():
         raise UsageError(f"{path} is a folder; name a run log (.md) in it")
     where = _search_root(root)
@@ -437,7 +446,7 @@ def open_run(spec: str | Path, root: Path | None = None) -> RunLog:
             candidate = candidate.with_name(candidate.name + ".md")
         if candidate.is_file():
             _check_run_log_name(candidate)
-            return RunLog(candidate, where)
+            return RunLog(candidate, where, locks)
         raise RunNotFoundError(f"no run log at {path} or {candidate}")
     if not where.is_dir():
         raise RunNotFoundError(f"no run log {text!r}: {where} does not exist")
@@ -445,7 +454,7 @@ def open_run(spec: str | Path, root: Path | None = None) -> RunLog:
     logs = list_run_logs(where)
     exact = [p for p in logs if p.stem == stem]
     if len(exact) == 1:
-        return RunLog(exact[0], where)
+        return RunLog(exact[0], where, locks)
     matches = exact or [p for p in logs if p.stem.startswith(stem)]
     if not matches:
         raise RunNotFoundError(f"no run log matching {text!r} under {where}")
@@ -456,7 +465,7 @@ def open_run(spec: str | Path, root: Path | None = None) -> RunLog:
             f"{text!r} matches {len(matches)} run logs under {where}: {listing}{more}",
             matches,
         )
-    return RunLog(matches[0], where)
+    return RunLog(matches[0], where, locks)
 
 
 __all__ = [

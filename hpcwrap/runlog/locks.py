@@ -15,19 +15,26 @@ Two kinds:
   that started later); a holder on another host cannot be checked from here,
   so a waiter times out naming the marker and its holder.
 
-The kind is, in order: ``HPCWRAP_LOCK=flock|soft`` in the environment, then
-``configure(mode=...)`` (the ``lock`` setting of hpcwrap.toml), then
-detection per filesystem (``auto``). Every machine that writes the same
-run_logs/ must end up with the same kind; set ``HPCWRAP_LOCK`` cluster-wide
-when in doubt. The wait is ``HPCWRAP_LOCK_TIMEOUT`` seconds (default 60),
-then ``LockTimeoutError`` names the lock file and the last holder.
+The kind and the wait are a ``LockConfig`` handed to whoever makes locks
+(``RunLog(locks=...)``, ``open_run``, ``create_run``, ``reindex``, the index
+edits); nothing is configured process-wide. Without one,
+``LockConfig.from_env()`` is read when the lock is taken. The kind is, in
+order: ``HPCWRAP_LOCK=flock|soft`` in the environment, then the ``lock``
+setting of hpcwrap.toml where the caller passed it, then detection per
+filesystem (``auto``). Every machine that writes the same run_logs/ must end
+up with the same kind; set ``HPCWRAP_LOCK`` cluster-wide when in doubt. The
+wait is ``HPCWRAP_LOCK_TIMEOUT`` seconds (default 60), then
+``LockTimeoutError`` names the lock file and the last holder.
 
-Why not the ``filelock`` package here: its UnixFileLock truncates the lock
-file on every attempt (so it cannot say who holds the lock) and polls at a
-fixed interval, costs ~100 us per acquire against ~2 us for the flock call
-itself, and its SoftFileLock records the holder and breaks dead holders only
-from release 3.22 on (we support 3.12+). Both kinds here are a few dozen
-lines with exactly the behaviour above.
+Why not the ``filelock`` package (4.3.1 measured, tests/bench/bench_locks.py,
+figures in the README): its UnixFileLock waits by polling, and under 32
+concurrent writers its p99 wait was 2-3x the kernel queue's used here. Its
+SoftFileLock kept up, but it creates its marker empty and writes the holder
+after; a writer killed in between leaves an empty marker that filelock never
+breaks (it reads it as a pre-3.22 holder), so the run log stays locked until
+a person deletes it (tests/unit/test_runlog_concurrency.py kills writers at
+random points and caught it). And filelock's fixes to that lock's stale-lock
+break (4.2.1, 4.2.6, October 2026) need Python 3.11; hpcwrap supports 3.10.
 """
 
 from __future__ import annotations
@@ -35,12 +42,14 @@ from __future__ import annotations
 import contextlib
 import errno
 import fcntl
+import math
 import os
 import random
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from hpcwrap.errors import ConfigError, LockTimeoutError
@@ -53,31 +62,41 @@ MODES = ("auto", "flock", "soft")
 # A soft marker still empty after this long was left by a writer killed while creating it.
 EMPTY_MARKER_GRACE = 10.0
 
-_configured: dict[str, str] = {"mode": "auto"}
-_configured_timeout = [DEFAULT_TIMEOUT]
 _detected: dict[int, str] = {}  # st_dev -> kind
 _held = threading.local()
 _Release = Callable[[], None]
 
 
-def configure(mode: str | None = None, timeout: float | None = None) -> None:
-    """Set the lock kind (``auto|flock|soft``) and default timeout for this process."""
-    if mode is not None:
-        if mode not in MODES:
-            raise ConfigError(f"lock: expected one of {', '.join(MODES)}, got {mode!r}")
-        _configured["mode"] = mode
-    if timeout is not None:
-        _configured_timeout[0] = float(timeout)
+@dataclass(frozen=True)
+class LockConfig:
+    """The lock kind (``auto|flock|soft``) and the default wait in seconds."""
 
+    mode: str = "auto"
+    timeout: float = DEFAULT_TIMEOUT
 
-def default_timeout() -> float:
-    raw = os.environ.get(TIMEOUT_ENV)
-    if raw:
-        try:
-            return float(raw)
-        except ValueError:
-            raise ConfigError(f"{TIMEOUT_ENV}={raw!r}: expected seconds") from None
-    return _configured_timeout[0]
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise ConfigError(f"lock: expected one of {', '.join(MODES)}, got {self.mode!r}")
+        if not (self.timeout >= 0 and math.isfinite(self.timeout)):
+            raise ConfigError(f"lock timeout: expected seconds, got {self.timeout!r}")
+
+    @classmethod
+    def from_env(cls, mode: str = "auto", timeout: float = DEFAULT_TIMEOUT) -> LockConfig:
+        """``mode`` (hpcwrap.toml's ``lock``) and ``timeout``, under the environment now."""
+        env = os.environ.get(LOCK_ENV, "").strip()
+        if env and env not in MODES:
+            raise ConfigError(f"{LOCK_ENV}={env!r}: expected one of {', '.join(MODES)}")
+        raw = os.environ.get(TIMEOUT_ENV)
+        if raw:
+            try:
+                timeout = float(raw)
+            except ValueError:
+                raise ConfigError(f"{TIMEOUT_ENV}={raw!r}: expected seconds") from None
+        return cls(mode=env or mode, timeout=timeout)
+
+    def kind(self, folder: Path) -> str:
+        """``flock`` or ``soft`` for the locks in ``folder``."""
+        return detect(folder) if self.mode == "auto" else self.mode
 
 
 def _mount_options(
@@ -147,17 +166,6 @@ def detect(folder: Path) -> str:
                 kind = "soft"
     _detected[dev] = kind
     return kind
-
-
-def lock_kind(folder: Path) -> str:
-    env = os.environ.get(LOCK_ENV, "").strip()
-    if env:
-        if env not in MODES:
-            raise ConfigError(f"{LOCK_ENV}={env!r}: expected one of {', '.join(MODES)}")
-        mode = env
-    else:
-        mode = _configured["mode"]
-    return detect(folder) if mode == "auto" else mode
 
 
 # ---------------------------------------------------------------- holders
@@ -274,12 +282,15 @@ def _wait_flock(fd: int, timeout: float) -> bool:
 class Lock:
     """A lock on one file path. Reentrant within a thread; use as a context manager."""
 
-    def __init__(self, path: Path, timeout: float | None = None) -> None:
+    def __init__(
+        self, path: Path, timeout: float | None = None, config: LockConfig | None = None
+    ) -> None:
         self.path = path
         self.timeout = timeout
+        self.config = config  # None: LockConfig.from_env() when the lock is taken
 
     def _key(self) -> str:
-        return str(self.path)
+        return f"{os.getpid()}:{self.path}"  # a forked child holds nothing of its parent's
 
     @contextlib.contextmanager
     def held(self) -> Iterator[None]:
@@ -293,8 +304,9 @@ class Lock:
             finally:
                 counts[key] -= 1
             return
-        kind = lock_kind(self.path.parent)
-        timeout = default_timeout() if self.timeout is None else self.timeout
+        config = self.config if self.config is not None else LockConfig.from_env()
+        kind = config.kind(self.path.parent)
+        timeout = config.timeout if self.timeout is None else self.timeout
         release = self._acquire_soft(timeout) if kind == "soft" else self._acquire_flock(timeout)
         counts[key] = 1
         try:
@@ -385,7 +397,7 @@ class Lock:
                 moved = fh.read(200)
             if moved != text:  # someone else's fresh marker: put it back if we can
                 with contextlib.suppress(OSError):
-                    os.link(aside, marker)
+                    os.link(aside, marker, follow_symlinks=False)
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(aside)
@@ -407,7 +419,7 @@ def _create_marker(marker: Path, note: bytes) -> bool:
         finally:
             os.close(fd)
         try:
-            os.link(private, marker)
+            os.link(private, marker, follow_symlinks=False)
             return True
         except FileExistsError:
             return False

@@ -16,6 +16,7 @@ from hpcwrap.errors import RunNotFoundError
 from hpcwrap.runlog import experiments, timeline
 from hpcwrap.runlog.adopt import uncode
 from hpcwrap.runlog.handle import io_errors, is_run_log_name
+from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runlog.render import fmt_float
 
 _RUN_TYPE = re.compile(r"^[-*+] +run_type:[ \t]*(.*?)\r?$", re.MULTILINE | re.IGNORECASE)
@@ -56,13 +57,13 @@ def _experiment_row(path: Path) -> dict[str, str] | None:
     return {"description": experiments.escape_cell(desc), "val_loss": val}
 
 
-def reindex(root: Path) -> ReindexResult:
+def reindex(root: Path, *, locks: LockConfig | None = None) -> ReindexResult:
     """Add missing timeline entries (per folder) and experiments rows under ``root``."""
     with io_errors(Path(root)):
-        return _reindex(Path(root))
+        return _reindex(Path(root), locks)
 
 
-def _reindex(root: Path) -> ReindexResult:
+def _reindex(root: Path, locks: LockConfig | None = None) -> ReindexResult:
     if not root.is_dir():
         raise RunNotFoundError(f"no run_logs folder at {root}")
     result = ReindexResult()
@@ -75,7 +76,7 @@ def _reindex(root: Path) -> ReindexResult:
         folder = Path(dirpath)
         result.folders += 1
         result.logs += len(names)
-        result.timeline_added += timeline.add_runs(folder, root, names)
+        result.timeline_added += timeline.add_runs(folder, root, names, locks=locks)
         rel = folder.relative_to(root).as_posix()
         for name in names:
             row = _experiment_row(folder / name)
@@ -83,5 +84,5 @@ def _reindex(root: Path) -> ReindexResult:
                 stem = name[:-3]
                 rows.append((stem if rel in ("", ".") else f"{rel}/{stem}", row))
     if rows:
-        result.experiment_rows_added = experiments.add_rows(root, rows)
+        result.experiment_rows_added = experiments.add_rows(root, rows, locks=locks)
     return result

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from hpcwrap.runlog.dates import timeline_date
 from hpcwrap.runlog.indexfile import edit_lines, index_lock_path
-from hpcwrap.runlog.locks import Lock
+from hpcwrap.runlog.locks import Lock, LockConfig
 
 TIMELINE = "timeline.md"
 _ENTRY = re.compile(r"^(\d+)\.(\s+)(.*)$")
@@ -130,7 +130,7 @@ def merge_entries(lines: list[str], names: list[str], header: str) -> list[str] 
     return out
 
 
-def add_runs(folder: Path, root: Path, names: list[str]) -> int:
+def add_runs(folder: Path, root: Path, names: list[str], *, locks: LockConfig | None = None) -> int:
     """Add ``names`` (``2026-03-11_train.md``, ...) to folder/timeline.md; returns how many."""
     path = Path(folder) / TIMELINE
     header = timeline_header(folder, root)
@@ -143,4 +143,4 @@ def add_runs(folder: Path, root: Path, names: list[str]) -> int:
         lines[:] = merged
         return len(_entries(merged)) - before
 
-    return edit_lines(path, Lock(index_lock_path(path)), add)
+    return edit_lines(path, Lock(index_lock_path(path), config=locks), add)

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from hpcwrap.errors import ConfigError, LockTimeoutError
-from hpcwrap.runlog import locks
-from hpcwrap.runlog.locks import Lock
+from hpcwrap.runlog import RunLog, RunState, create_run, locks
+from hpcwrap.runlog.locks import Lock, LockConfig
 
 
 def _hold(path: str, ready: Event, release: Event) -> None:
@@ -97,10 +97,31 @@ def test_soft_lock_with_reused_pid_is_broken(
     assert not (tmp_path / "lock.soft").exists()
 
 
+def _try_once(path: str, out: mp.Queue) -> None:  # type: ignore[type-arg]
+    try:
+        with Lock(Path(path), timeout=0.2).held():
+            out.put("got it")
+    except LockTimeoutError:
+        out.put("timed out")
+
+
+def _other_process_gets(path: Path) -> str:
+    ctx = mp.get_context("fork")
+    out: mp.Queue = ctx.Queue()  # type: ignore[type-arg]
+    proc = ctx.Process(target=_try_once, args=(str(path), out))
+    proc.start()
+    proc.join(10)
+    return str(out.get(timeout=5))
+
+
 def test_reentrant_in_one_thread(tmp_path: Path, kind: str) -> None:
     lock = Lock(tmp_path / "lock", timeout=0.5)
-    with lock.held(), Lock(tmp_path / "lock", timeout=0.5).held():
-        pass
+    with lock.held():
+        with Lock(tmp_path / "lock", timeout=0.5).held():  # no self-deadlock
+            assert _other_process_gets(tmp_path / "lock") == "timed out"
+        # leaving the inner hold does not release the outer one
+        assert _other_process_gets(tmp_path / "lock") == "timed out"
+    assert _other_process_gets(tmp_path / "lock") == "got it"
     with lock.held():
         pass
 
@@ -108,15 +129,29 @@ def test_reentrant_in_one_thread(tmp_path: Path, kind: str) -> None:
 def test_env_and_config_choose_the_kind(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HPCWRAP_LOCK", "bogus")
     with pytest.raises(ConfigError, match="HPCWRAP_LOCK"):
-        locks.lock_kind(tmp_path)
+        LockConfig.from_env().kind(tmp_path)
     monkeypatch.delenv("HPCWRAP_LOCK")
-    locks.configure(mode="soft")
-    try:
-        assert locks.lock_kind(tmp_path) == "soft"
-    finally:
-        locks.configure(mode="auto")
+    assert LockConfig.from_env("soft").kind(tmp_path) == "soft"  # the ``lock`` setting
+    monkeypatch.setenv("HPCWRAP_LOCK", "flock")
+    assert LockConfig.from_env("soft").kind(tmp_path) == "flock"  # the environment wins
+    monkeypatch.setenv("HPCWRAP_LOCK_TIMEOUT", "7")
+    assert LockConfig.from_env().timeout == 7.0
     with pytest.raises(ConfigError):
-        locks.configure(mode="nfs")
+        LockConfig(mode="nfs")
+
+
+def test_the_config_is_passed_not_global(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HPCWRAP_LOCK", "flock")  # for RunLogs without a config of their own
+    log = create_run(tmp_path, RunState(task="train", run_type="replication", objective="o"))
+    soft = RunLog(log.path, tmp_path, LockConfig(mode="soft"))
+    marker = soft.sidecar / "lock.soft"
+    with soft.lock().held():
+        assert marker.exists()  # this RunLog's locks are soft...
+    assert not marker.exists()
+    with RunLog(log.path, tmp_path).lock().held():  # ...and no other's became soft
+        assert not marker.exists()
+    soft.add_status("a soft-locked write")
+    assert "a soft-locked write" in log.path.read_text()
 
 
 def test_detection(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
