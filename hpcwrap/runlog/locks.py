@@ -27,8 +27,9 @@ wait is ``HPCWRAP_LOCK_TIMEOUT`` seconds (default 60), then
 ``LockTimeoutError`` names the lock file and the last holder.
 
 Why not the ``filelock`` package (4.3.1 measured, tests/bench/bench_locks.py,
-figures in the README): its UnixFileLock waits by polling, and under 32
-concurrent writers its p99 wait was 2-3x the kernel queue's used here. Its
+figures in the README): its UnixFileLock waits by polling; under 32
+concurrent writers its p99 wait stayed within 2x of the kernel queue's used
+here only when polling every millisecond (1.2x-2.5x; 6.7x at 5 ms). Its
 SoftFileLock kept up, but it creates its marker empty and writes the holder
 after; a writer killed in between leaves an empty marker that filelock never
 breaks (it reads it as a pre-3.22 holder), so the run log stays locked until
