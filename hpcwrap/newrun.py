@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
-import shlex
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
@@ -26,110 +24,13 @@ from pathlib import Path
 
 from hpcwrap import codestate
 from hpcwrap.errors import CodeStateError, UsageError
+from hpcwrap.redact import quote_word, redact_argv, redact_settings
 from hpcwrap.runlog import JobBlock, RunLog, RunState, create_run, layout, lifecycle
 from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import CodeFacts, ConfigFacts, facts_from_dict
-from hpcwrap.runlog.fsio import write_atomic
+from hpcwrap.runlog.fsio import copy_mode, write_atomic
 from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runrequest import RunRequest
-
-# Names whose values are secrets: never into a run log (they stay only where the user put them).
-_SECRET_NAME = re.compile(
-    r"(secret|token|passw(or)?d|passwd|api[_-]?key|access[_-]?key|private[_-]?key|"
-    r"credential|auth|(wandb|hf|huggingface|openai|aws|github|gh)[_-]?key)",
-    re.IGNORECASE,
-)
-REDACTED = "***"
-# Values that are secrets whatever they are called: Hugging Face, GitHub and AWS key formats.
-_SECRET_VALUE = re.compile(
-    r"\b(hf_[A-Za-z0-9]{20,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_\w{20,}|AKIA[0-9A-Z]{16})\b"
-)
-
-
-def _redact_value(text: str) -> str:
-    return _SECRET_VALUE.sub(REDACTED, text)
-
-
-def _redact_pairs(text: str) -> str:
-    """``A=1,WANDB_API_KEY=x`` -> ``A=1,WANDB_API_KEY=***`` (comma lists as in --export)."""
-    parts = text.split(",")
-    out = []
-    for part in parts:
-        name, eq, _ = part.partition("=")
-        out.append(f"{name}={REDACTED}" if eq and _SECRET_NAME.search(name) else part)
-    return ",".join(out)
-
-
-def redact_settings(settings: dict[str, str]) -> dict[str, str]:
-    """``--set`` key settings with the values of secret-looking keys replaced by ``***``."""
-    return {
-        k: REDACTED if _SECRET_NAME.search(k) else _redact_value(v) for k, v in settings.items()
-    }
-
-
-def redact_command_text(text: str) -> str:
-    """A command written as one string (``log new --script``), secrets redacted.
-
-    Split as the shell would and redacted like ``redact_argv``; returned as
-    written when nothing secret is in it, so a person's quoting is kept.
-    """
-    try:
-        words = shlex.split(text)
-    except ValueError:  # unbalanced quotes: redact what the value patterns catch
-        return _redact_value(text)
-    hidden = redact_argv(words)
-    if hidden == words:
-        return text
-    return " ".join(quote_word(w) if w != REDACTED else w for w in hidden)
-
-
-def redact_argv(argv: Sequence[str]) -> list[str]:
-    """``argv`` with values of secret-looking names replaced by ``***``.
-
-    Catches ``NAME=value``, ``--name=value``, ``--name value`` and comma lists
-    (``--export=ALL,HF_TOKEN=...``) where the name says token/secret/password/
-    api key/credential, and values in a known key format (``hf_...``, ``ghp_...``,
-    ``AKIA...``) whatever their name. For the run log only; what runs is never changed.
-    """
-    out: list[str] = []
-    hide_next = False
-    for word in argv:
-        if hide_next:
-            out.append(REDACTED)
-            hide_next = False
-            continue
-        if word.startswith("-") and "=" not in word:
-            out.append(word)
-            hide_next = bool(_SECRET_NAME.search(word))
-            continue
-        if "=" in word:
-            head, _, value = word.partition("=")
-            if _SECRET_NAME.search(head):
-                out.append(f"{head}={REDACTED}")
-            elif "," in value or "=" in value:
-                out.append(f"{head}={_redact_value(_redact_pairs(value))}")
-            else:
-                out.append(_redact_value(word))
-            continue
-        out.append(_redact_value(word))
-    return out
-
-
-_PLAIN = re.compile(r"^[\w@%+=:,./-]+$")
-
-
-def quote_word(word: str) -> str:
-    """Shell-quote one word, on one line: ``$'...'`` for control characters."""
-    if word and _PLAIN.match(word):
-        return word
-    if any(ord(c) < 32 or ord(c) == 127 for c in word):
-        body = "".join(
-            {"\n": "\\n", "\t": "\\t", "\r": "\\r", "\\": "\\\\", "'": "\\'"}.get(c)
-            or (f"\\x{ord(c):02x}" if ord(c) < 32 or ord(c) == 127 else c)
-            for c in word
-        )
-        return f"$'{body}'"
-    return shlex.quote(word)
 
 
 def describe_command(script: str, args: Sequence[str] = ()) -> str:
@@ -147,12 +48,14 @@ def _resolve(path: Path, cwd: Path) -> Path:
     return path if path.is_absolute() else cwd / path
 
 
-def _read_config(request: RunRequest, cwd: Path) -> tuple[Path, bytes] | None:
+def _read_config(request: RunRequest, cwd: Path) -> tuple[Path, bytes, int] | None:
+    """The --config file's path, bytes and permission bits (its copy gets no wider ones)."""
     if request.config is None:
         return None
     source = _resolve(request.config, cwd)
     try:
-        return source, source.read_bytes()
+        with source.open("rb") as fh:
+            return source, fh.read(), os.fstat(fh.fileno()).st_mode
     except IsADirectoryError:
         raise UsageError(f"--config {request.config}: is a folder, not a file") from None
     except OSError as exc:
@@ -240,7 +143,7 @@ def create_run_from_request(
             facts.diff = sidecar_rel(log, diff)
     if config_facts is not None and config is not None:
         copy = log.sidecar / layout.CONFIG_DIR / config[0].name
-        write_exact(copy, config[1])
+        write_exact(copy, config[1], mode=copy_mode(config[2]))
         config_facts = replace(config_facts, copy=sidecar_rel(log, copy))
     if request.run_type == "experiment":
         if code.commit is None:

@@ -104,7 +104,8 @@ def _root(args: argparse.Namespace, settings: Settings) -> Path:
 
 
 def _new(args: argparse.Namespace) -> int:
-    from hpcwrap.newrun import create_run_from_request, redact_command_text
+    from hpcwrap.newrun import create_run_from_request
+    from hpcwrap.redact import redact_command_text
 
     settings = _settings()
     req = request_from_args(args, settings)

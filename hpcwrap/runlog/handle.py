@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from hpcwrap import redact
 from hpcwrap.errors import (
     AmbiguousRunError,
     HpcwrapError,
@@ -200,6 +201,7 @@ class RunLog:
             before = to_dict(snap.state, with_status=False)
             before_status = [(s.when, s.text) for s in snap.state.status]
             mutate(snap.state)
+            redact.scrub_state(snap.state)  # no secret reaches the Markdown, state or events
             state = snap.state
             state.status.sort(key=lambda s: to_utc(s.when))  # stable: equal stamps keep order
             patch = state_patch(before, to_dict(state, with_status=False))
@@ -234,7 +236,7 @@ class RunLog:
 
             ev: dict[str, Any] = {"t": iso(now()), "kind": event or "update"}
             if data:
-                ev.update({k: v for k, v in data.items() if not k.startswith("_")})
+                ev.update(redact.scrub({k: v for k, v in data.items() if not k.startswith("_")}))
             if patch:
                 ev["_patch"] = patch
             delta = base_delta(snap.base, new_base)
@@ -307,7 +309,7 @@ class RunLog:
         """Append one event to events.jsonl under the run's lock; the Markdown is not touched."""
         ev: dict[str, Any] = {"t": iso(now()), "kind": kind}
         if data:
-            ev.update({k: v for k, v in data.items() if not k.startswith("_")})
+            ev.update(redact.scrub({k: v for k, v in data.items() if not k.startswith("_")}))
         with io_errors(self.path):
             self.sidecar.mkdir(parents=True, exist_ok=True)
             with self.lock().held():
@@ -373,6 +375,7 @@ def _create_run(
             continue
         break
     state.name = name
+    redact.scrub_state(state)
     log = RunLog(md_path, root, locks)
     sections = render_sections(state)
     text = "\n".join(render_lines(sections)) + "\n"
