@@ -55,10 +55,10 @@ from hpcwrap.newrun import (
     code_line,
     create_run_from_request,
     describe_command,
-    redact_argv,
     sidecar_rel,
     write_exact,
 )
+from hpcwrap.redact import redact_argv
 from hpcwrap.runlog import RunLog, layout, lifecycle
 from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import CodeFacts, SubmitFacts, facts_from_dict, facts_to_dict
@@ -401,14 +401,25 @@ def submit(
     locks: LockConfig | None = None,
 ) -> SubmitOutcome:
     """Create the run log, then submit its job (``submit_job``); see the module docstring."""
-    log = create_run_from_request(
+    log = create_log(request, prep, when=when, locks=locks)
+    return submit_job(log, prep, scheduler=scheduler, python=python, announce=announce)
+
+
+def create_log(
+    request: RunRequest,
+    prep: Prepared,
+    *,
+    when: datetime | None = None,
+    locks: LockConfig | None = None,
+) -> RunLog:
+    """The run log of a submission, written before anything is submitted."""
+    return create_run_from_request(
         request,
         script=describe_command(prep.script, prep.script_args),
         cwd=prep.submit_dir,
         when=when,
         locks=locks,
     )
-    return submit_job(log, prep, scheduler=scheduler, python=python, announce=announce)
 
 
 def submit_job(

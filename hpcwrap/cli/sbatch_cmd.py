@@ -23,7 +23,7 @@ from hpcwrap.cli.run_options import (
     lock_config,
     request_from_args,
 )
-from hpcwrap.errors import EXIT_INTERRUPTED, UsageError
+from hpcwrap.errors import EXIT_INTERRUPTED, HpcwrapError, UsageError, exit_code_for
 from hpcwrap.scheduler import SCHEDULERS, SubmitInterrupted, SubmitResult, get_scheduler
 
 if TYPE_CHECKING:
@@ -83,9 +83,13 @@ script, wins):
 output:
   "Submitted batch job <id>" and the run log's path; with --json one object
   {{"job_id", "cluster", "execution_id", "run_log", "job_script", "output",
-  "error", "notes"}}. With sbatch's --wait, hpcwrap waits too and exits with
+  "error", "notes"}}. With sbatch's --parsable, stdout is exactly what
+  sbatch's would be ("<id>" or "<id>;<cluster>") and hpcwrap's own lines go
+  to stderr, so jid=$(hpcwrap sbatch --parsable ...) works (--parsable with
+  --json is refused). With sbatch's --wait, hpcwrap waits too and exits with
   sbatch's status. When sbatch refuses the job, the run log says "submit
-  failed" with sbatch's message, and hpcwrap exits 8 with that message.
+  failed" with sbatch's message, and hpcwrap exits 8 with that message; with
+  --json it also prints {{"job_id": null, "run_log", "error", "exit_code"}}.
 """
 
 
@@ -176,6 +180,11 @@ def handle(args: argparse.Namespace) -> int:
     request = request_from_args(ns, settings)
     walltime = submit.walltime_signal(settings, ns.walltime_signal, ns.no_walltime_signal)
     prep = submit.prepare(cl, settings=settings, cwd=cwd, env=os.environ, walltime=walltime)
+    # The user's own --parsable: stdout is exactly sbatch's ("69" or "69;cluster"), so
+    # `jid=$(hpcwrap sbatch --parsable ...)` works; hpcwrap's own lines go to stderr.
+    parsable = any(o.key == "parsable" for o in cl.opts)
+    if parsable and ns.json:
+        raise UsageError("--parsable and --json both say what to print: choose one")
     scheduler = get_scheduler(ns.scheduler)
     if ns.dry_run:
         return _print_dry_run(submit.dry_run(request, prep, scheduler=scheduler), ns.json)
@@ -184,16 +193,24 @@ def handle(args: argparse.Namespace) -> int:
         if ns.json:
             return
         # Printed at once, before an sbatch --wait starts waiting.
+        if parsable:
+            job = f"{result.job_id};{result.cluster}" if result.cluster else result.job_id
+            print(job, flush=True)
+            print(f"hpcwrap: run log: {log.path}", file=sys.stderr, flush=True)
+            return
         print(f"Submitted batch job {result.job_id}", flush=True)
         print(f"run log: {log.path}", flush=True)
 
+    log = submit.create_log(request, prep, locks=lock_config(settings))
     try:
-        outcome = submit.submit(
-            request, prep, scheduler=scheduler, announce=announce, locks=lock_config(settings)
-        )
+        outcome = submit.submit_job(log, prep, scheduler=scheduler, announce=announce)
     except SubmitInterrupted as exc:
         print(f"hpcwrap: interrupted: {exc.detail}", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except HpcwrapError as exc:
+        if ns.json:  # one object on stdout for scripts; the message on stderr as always
+            print(json.dumps(_error_object(exc, log.path)), flush=True)
+        raise
     for note in outcome.notes:
         print(f"hpcwrap: note: {note}", file=sys.stderr)
     if outcome.result.messages:
@@ -217,6 +234,17 @@ def handle(args: argparse.Namespace) -> int:
             )
         )
     return outcome.result.returncode
+
+
+def _error_object(exc: HpcwrapError, run_log: Path) -> dict[str, Any]:
+    from hpcwrap.redact import redact_text
+
+    return {
+        "job_id": None,
+        "run_log": str(run_log),
+        "error": redact_text(str(exc)),
+        "exit_code": exit_code_for(exc),
+    }
 
 
 def _print_dry_run(dry: submit.DryRun, as_json: bool) -> int:

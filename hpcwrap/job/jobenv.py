@@ -110,13 +110,25 @@ def parse_slurm_duration(text: str) -> float | None:
 class TimeLeft:
     """The job's time left, asked of squeue at most once; then counted down locally."""
 
-    def __init__(self, job_id: str | None, *, timeout: float = 10.0) -> None:
+    def __init__(
+        self, job_id: str | None, *, timeout: float = 10.0, end_epoch: str | None = None
+    ) -> None:
         self.job_id = job_id
         self.timeout = timeout
         self._lock = threading.Lock()
         self._asked = False
         self._end_mono: float | None = None
         self.error: str | None = None
+        # SLURM_JOB_END_TIME (Slurm 23.02+; not in 22.05): no question to ask at all.
+        end = _int(end_epoch)
+        if job_id and end is not None and end > 0:
+            self._asked = True
+            self._end_mono = time.monotonic() + (end - time.time())
+
+    def prefetch(self) -> None:
+        """Ask now, at the job's start: at the time-limit TERM the job is COMPLETING and
+        squeue prints ``INVALID``, so a first question then would get no answer."""
+        self.seconds()
 
     def seconds(self) -> float | None:
         """Seconds left, or None when unknown (not in Slurm, squeue failed, no limit)."""

@@ -7,9 +7,10 @@
 | 2026-03-11_train | front cam, default LR | 0.028 | keep | baseline |
 ```
 
-hpcwrap fills ``run``, ``description`` and ``val_loss``. A cell is only
-(re)written while it is empty or still holds what hpcwrap last wrote there;
-``status`` and ``notes`` are the person's verdicts and are never written.
+hpcwrap fills ``run``, ``description`` and ``val_loss``, and ``status`` only
+with ``submit failed`` for a run that never ran. A cell is only (re)written
+while it is empty or still holds what hpcwrap last wrote there, so a person's
+verdict in ``status`` (keep, discard, ...) and ``notes`` are never touched.
 Columns a person added are kept (new rows get them empty).
 """
 
@@ -30,7 +31,8 @@ T = TypeVar("T")
 
 EXPERIMENTS = "experiments.md"
 COLUMNS = ("run", "description", "val_loss", "status", "notes")
-FILLED = ("description", "val_loss")
+FILLED = ("description", "val_loss", "status")
+NEVER_RAN = "submit failed"
 HEADER = [
     "# Experiments",
     "| " + " | ".join(COLUMNS) + " |",
@@ -51,7 +53,12 @@ def escape_cell(text: str) -> str:
 def row_values(state: RunState) -> dict[str, str]:
     loss = state.results.end_val_loss
     val = "" if loss is None else fmt_float(loss) if not math.isinf(loss) else repr(loss)
-    return {"description": escape_cell(state.description), "val_loss": val}
+    never_ran = bool(state.jobs) and all(j.state == "SUBMIT_FAILED" for j in state.jobs)
+    return {
+        "description": escape_cell(state.description),
+        "val_loss": val,
+        "status": NEVER_RAN if never_ran else "",
+    }
 
 
 def cells(line: str) -> list[str]:
@@ -127,7 +134,7 @@ class Table:
             row = ["" for _ in self.columns]
             row[self.columns.index("run")] = run
             for col in FILLED:
-                if col in self.columns:
+                if col in self.columns and col in values:
                     row[self.columns.index(col)] = values[col]
             self.end += 1
             self.lines.insert(self.end, _row_line(row))
@@ -138,7 +145,7 @@ class Table:
         kept = dict(values)
         changed = False
         for col in FILLED:
-            if col not in self.columns:
+            if col not in self.columns or col not in values:
                 continue
             k = self.columns.index(col)
             current = row[k]

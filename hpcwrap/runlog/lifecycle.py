@@ -67,6 +67,7 @@ STATES = FINAL_STATES | NON_FINAL_STATES
 # A TERM with at most this much time left is Slurm's time-limit kill (KillWait
 # is 30 s by default, and Slurm may signal up to a minute early).
 NEAR_LIMIT = 120.0
+PROLOG = "prolog"  # state_source of a start the node prolog recorded
 
 
 class Source(enum.IntEnum):
@@ -80,6 +81,8 @@ class Source(enum.IntEnum):
     def of(cls, name: str | None) -> Source:
         """The source recorded on a block; a final state without one came from the wrapper
         (every writer before this module was the wrapper or the submitter)."""
+        if name == PROLOG:
+            return cls.EPILOG  # the node hooks rank alike
         try:
             return cls[name.upper()] if name else cls.WRAPPER
         except KeyError:
@@ -156,6 +159,12 @@ def end_state(ev: EndEvidence) -> str:
     return "COMPLETED" if ev.exit_code == 0 else "FAILED"
 
 
+def slurm_account(exit_code: int) -> tuple[str, str]:
+    """What sacct records for a batch script that exited with ``exit_code`` by itself
+    (no signal from Slurm): ``COMPLETED 0:0``, else ``FAILED <code>:0``."""
+    return ("COMPLETED" if exit_code == 0 else "FAILED"), f"{exit_code}:0"
+
+
 # ---------------------------------------------------------------- facts
 
 
@@ -204,6 +213,8 @@ class Started:
     cluster: str | None = None
     array: arrays.ArrayTask | None = None  # set for an array task
     text: str | None = None  # a Status entry to add (array tasks say which task started)
+    limit_at: datetime | None = None  # when the job's time limit falls
+    by_prolog: bool = False  # the node prolog saw the start (before any wrapper ran)
 
 
 @dataclass(frozen=True)
@@ -258,6 +269,9 @@ class Ended:
     wandb_url: str | None = None
     array: arrays.ArrayTask | None = None
     task_prefix: str = ""  # "task 2: " for an array task
+    # Slurm's account where it is known to differ from ``state`` (as sacct will print it).
+    slurm_state: str | None = None
+    slurm_exit: str | None = None
 
 
 @dataclass(frozen=True)
@@ -342,7 +356,8 @@ def _is_this_attempt(job: JobBlock, execution_id: str, start: datetime | None = 
         return False
     if job.start is None or job.start == start:
         return True
-    return job.state_source == Source.SCHEDULER.name.lower() and not is_final(job.state)
+    # A start the scheduler or the prolog filled in: the wrapper's start adopts it.
+    return job.state_source in ("scheduler", PROLOG) and not is_final(job.state)
 
 
 def _same_job(block_id: str | None, job_id: str) -> bool:
@@ -509,9 +524,13 @@ def _started(state: RunState, f: Started) -> None:
         job = JobBlock(execution_id=f.execution_id)
         state.jobs.append(job)
     job.execution_id = job.execution_id or f.execution_id
+    if f.by_prolog and job.state == "RUNNING" and job.state_source == "wrapper":
+        return  # the wrapper's own start came first: it stands
     job.start, job.end, job.exit_code = f.when, None, None
-    job.state, job.state_source = "RUNNING", Source.WRAPPER.name.lower()
+    job.state = "RUNNING"
+    job.state_source = PROLOG if f.by_prolog else Source.WRAPPER.name.lower()
     job.node = f.nodes
+    job.limit_at = f.limit_at or job.limit_at
     if f.in_slurm:
         job.restart_count = f.restart_count
         if f.cluster and not job.cluster:
@@ -566,6 +585,8 @@ def _ended(state: RunState, f: Ended) -> None:
             job.end = f.when
         if f.exit_code is not None:
             job.exit_code = f.exit_code
+        if f.slurm_state is not None:
+            job.slurm_state, job.slurm_exit = f.slurm_state, f.slurm_exit
         job.state_note = state_note(job)
     if f.wandb_local:
         job.wandb_local = job.wandb_local or f.wandb_local
@@ -711,5 +732,6 @@ __all__ = [
     "from_slurm",
     "is_final",
     "replace_state",
+    "slurm_account",
     "state_note",
 ]

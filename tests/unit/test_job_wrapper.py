@@ -248,3 +248,48 @@ def test_relative_wandb_dir_is_recorded_absolute(tmp_path: Path) -> None:
     state = log.read()
     assert state.jobs[-1].wandb_local == str(run_dir)
     assert state.wandb_local == str(run_dir)
+
+
+@pytest.mark.timeout(60)
+def test_exit_124_on_the_warning_is_timeout_with_slurms_failed_beside_it(tmp_path: Path) -> None:
+    """sacct will say FAILED 124:0 for this job: the log says TIMEOUT and why Slurm differs."""
+    log = new_log(tmp_path)
+    argv = toy(tmp_path, "--steps", "100000", "--log-every", "5", "--ckpt-every", "0")
+    argv[argv.index("--steps-per-sec") + 1] = "200"
+
+    def later() -> None:
+        time.sleep(2.0)
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+    threading.Thread(target=later, daemon=True).start()
+    out_path = tmp_path / "job.out"
+    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        outcome = run_command(
+            argv,
+            log,
+            WrapperOptions(
+                stdout_fd=fd,
+                stderr_fd=fd,
+                err=io.StringIO(),
+                cwd=tmp_path,
+                # a Slurm job without squeue here: the time left stays unknown
+                environ={"SLURM_JOB_ID": "77", "SLURM_JOB_NODELIST": "n1", "PATH": "/nonexistent"},
+            ),
+        )
+    finally:
+        os.close(fd)
+    assert outcome.exit_code == 124
+    job = log.read().jobs[-1]
+    assert (job.state, job.slurm_state, job.slurm_exit) == ("TIMEOUT", "FAILED", "124:0")
+    md = log.path.read_text()
+    assert "- state: TIMEOUT\n" in md
+    assert "- slurm_state: FAILED 124:0 (the training stopped on the walltime warning" in md
+
+
+def test_no_slurm_account_line_when_slurm_agrees(tmp_path: Path) -> None:
+    log = new_log(tmp_path)
+    wrap([PY, "-c", "print('step 1 loss 1.0'); raise SystemExit(3)"], log, tmp_path)
+    job = log.read().jobs[-1]
+    assert job.state == "FAILED" and job.slurm_state is None
+    assert "slurm_state" not in log.path.read_text()

@@ -125,7 +125,8 @@ def test_submit_records_everything_fake_sbatch(
     # config: byte-exact copy with its sha256
     raw = (project / "conf.yaml").read_bytes()
     assert (log.sidecar / "config" / "conf.yaml").read_bytes() == raw
-    assert state.config_facts is not None and state.config_facts.sha256 == hashlib.sha256(raw).hexdigest()
+    assert state.config_facts is not None
+    assert state.config_facts.sha256 == hashlib.sha256(raw).hexdigest()
     # code: dirty, diff saved, untracked counted, experiment tag on the base commit
     head = git(project, "rev-parse", "HEAD")
     code = state.code_state
@@ -417,3 +418,56 @@ def test_local_scheduler_state_and_cancel(project: Path) -> None:
     os.waitpid(int(result.job_id.rpartition(":")[2]), 0)  # reap: it is our child here
     assert local.job_state(result.job_id) is None
     assert local.job_state("otherhost:1") is None
+
+
+def test_users_parsable_prints_exactly_what_sbatch_would_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rc, out, err = cli(capsys, *BASE, "--parsable", "train.sh")
+    assert rc == 0, err
+    assert out == "4241\n"  # jid=$(hpcwrap sbatch --parsable ...) gets the id alone
+    assert "hpcwrap: run log: " in err and "Submitted batch job" not in out + err
+    monkeypatch.setenv("FAKE_SBATCH", "cluster")
+    rc, out, _ = cli(capsys, *BASE, "--parsable", "train.sh")
+    assert rc == 0 and out == "4242;fedcl\n"
+
+
+def test_parsable_with_json_is_refused_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc, out, err = cli(capsys, *BASE, "--json", "--parsable", "train.sh")
+    assert rc == 2 and out == ""
+    assert "--parsable and --json" in err and "choose one" in err
+    assert not (project / "run_logs").exists()  # refused before anything was written
+
+
+def test_json_refusal_prints_one_error_object_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_SBATCH", "refuse")
+    rc, out, err = cli(capsys, *BASE, "--json", "-p", "nosuch", "train.sh")
+    assert rc == 8
+    data = json.loads(out)
+    assert data["job_id"] is None and data["exit_code"] == 8
+    assert "Invalid partition name specified" in data["error"]
+    assert open_run(data["run_log"]).read().jobs[0].state == "SUBMIT_FAILED"
+    assert "Invalid partition name specified" in err  # the message still goes to stderr
+
+
+def test_a_refused_experiment_says_so_in_experiments_md_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FAKE_SBATCH", "refuse")
+    rc, _, _ = cli(capsys, *BASE, "--task", "bad", "-p", "nosuch", "train.sh")
+    assert rc == 8
+    monkeypatch.setenv("FAKE_SBATCH", "ok")
+    rc, _, _ = cli(capsys, *BASE, "--task", "good", "train.sh")
+    assert rc == 0
+    rows = {
+        line.split("|")[1].strip(): [c.strip() for c in line.split("|")[1:-1]]
+        for line in (project / "run_logs" / "experiments.md").read_text().splitlines()
+        if line.startswith("| 2")
+    }
+    bad = next(v for k, v in rows.items() if k.endswith("_bad"))
+    good = next(v for k, v in rows.items() if k.endswith("_good"))
+    assert bad[3] == "submit failed" and good[3] == ""
