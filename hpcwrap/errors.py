@@ -153,6 +153,15 @@ class TransitionError(RunLogError, ValueError):
     """Facts that cannot describe a change of a run's state (an unknown state word, say)."""
 
 
+class HookError(HpcwrapError, RuntimeError):
+    """A Slurm prolog/epilog hook refused its input (the hook reports it and exits 0)."""
+
+
+class HookDeadline(BaseException):
+    """A hook ran out of its own time limit (BaseException: no ``except Exception``
+    on the way out may swallow it)."""
+
+
 class CodeStateError(HpcwrapError, RuntimeError):
     """Recording the git state (commit, diff, tag) failed."""
 

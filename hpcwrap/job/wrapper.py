@@ -136,10 +136,12 @@ class Monitor(threading.Thread):
 
     def run(self) -> None:
         w = self.w
+        w.time_left.prefetch()  # the limit, known from the start (see TimeLeft.prefetch)
         try:
             w.record_start()
         except Exception as exc:  # never fatal
             warn(f"warning: could not record the start: {exc!r}", w.err)
+        w.register_for_hooks()
         stop = False
         while not stop:
             items: list[object] = []
@@ -200,7 +202,10 @@ class Wrapper:
             self.start_mono,
         )
         self.monitor = Monitor(self)
-        self.time_left = TimeLeft(self.env.job_id if self.env.in_slurm else None)
+        self.time_left = TimeLeft(
+            self.env.job_id if self.env.in_slurm else None,
+            end_epoch=opts.environ.get("SLURM_JOB_END_TIME"),
+        )
         self.near_limit = False
         self.walltime_left: float | None = None
         self.write_errors: list[str] = []
@@ -256,9 +261,23 @@ class Wrapper:
         else:
             self.sink.event(write.event, write.data)
 
+    def register_for_hooks(self) -> None:
+        """Name the run log in the node's hook spool, so the epilog finds this job even
+        without an hpcwrap comment (plain sbatch of a script that runs ``hpcwrap run``)."""
+        if not self.env.in_slurm or self.sink.run is None:
+            return
+        from hpcwrap.hooks import register_job
+
+        try:
+            register_job(self.opts.environ, self.sink.run.path)
+        except Exception as exc:  # never fatal
+            warn(f"warning: could not register the job for the node hooks: {exc!r}", self.err)
+
     def record_start(self) -> None:
         env = self.env
         start = self.start_wall
+        left = self.time_left.seconds()
+        limit_at = utc_now() + timedelta(seconds=left) if left is not None else None
         text = None
         if env.is_array_task:
             again = f" (restart {env.restart_count})" if env.restart_count else ""
@@ -275,6 +294,7 @@ class Wrapper:
                 cluster=env.cluster,
                 array=env if env.is_array_task else None,
                 text=text,
+                limit_at=limit_at,
             ),
             data={
                 "execution_id": env.execution_id,
@@ -536,6 +556,14 @@ class Wrapper:
         runtime = format_runtime((end_wall - self.start_wall).total_seconds())
         text = self.prefix + end_text(final, end, snap, runtime, errors)
         env = self.env
+        # The batch script exits with our status; where Slurm will read that status
+        # otherwise than we read the end (exit 124 on the walltime-warning path is
+        # FAILED 124:0 to sacct), its account goes beside ours with the reason.
+        slurm: tuple[str, str] | tuple[None, None] = (None, None)
+        if env.in_slurm and not env.is_array_task and end.terminated_by is None:
+            account = lifecycle.slurm_account(end.exit_code)
+            if account[0] != final:
+                slurm = account
         facts = lifecycle.Ended(
             when=end_wall,
             state=final,
@@ -562,6 +590,8 @@ class Wrapper:
             wandb_url=snap.wandb_url,
             array=env if env.is_array_task else None,
             task_prefix=self.prefix,
+            slurm_state=slurm[0],
+            slurm_exit=slurm[1],
         )
         data: dict[str, Any] = {
             "exit_code": end.exit_code,

@@ -62,6 +62,9 @@ class JobBlock:
     # Who decided ``state`` (lifecycle.Source name) and, where it differs from Slurm's, why.
     state_source: str | None = None
     state_note: str | None = None
+    # When the job's time limit falls (read by the wrapper at the start; the epilog
+    # judges a kill against it). Machine-only: not rendered.
+    limit_at: datetime | None = None
 
     @property
     def runtime_seconds(self) -> float | None:
@@ -208,7 +211,7 @@ def _str(value: Any) -> str | None:
     return str(value)
 
 
-_JOB_TIMES = {"submitted", "start", "end"}
+_JOB_TIMES = {"submitted", "start", "end", "limit_at"}
 _JOB_INTS = {"exit_code", "restart_count"}
 _RESULT_FLOATS = {"start_train_loss", "end_train_loss", "start_val_loss", "end_val_loss"}
 

@@ -82,7 +82,8 @@ def test_hook_lines_run_this_checkouts_shims(cluster: Cluster) -> None:
         shim = repo / "slurm" / f"{key.lower()}.sh"
         assert os.access(shim, os.X_OK), shim
         assert f"exec '{shim}'" in wrapper.read_text()
-        assert f"HPCWRAP_EXE='{cluster.hpcwrap}'" in wrapper.read_text()
+        python = Path(cluster.hpcwrap).with_name("python")
+        assert f"HPCWRAP_PYTHON='{python}'" in wrapper.read_text()
 
 
 def test_test_user_is_not_root_and_runs_current_hpcwrap(cluster: Cluster, tmp_path: Path) -> None:

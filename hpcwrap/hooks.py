@@ -1,0 +1,584 @@
+"""Slurm Prolog/Epilog entry points: record a job's start and end even when the wrapper could not.
+
+``slurm/prolog.sh`` and ``slurm/epilog.sh`` (the shims Slurm runs, as root, on
+every node of every job) decide in the shell whether a job is an hpcwrap job
+(its comment starts with ``hpcwrap:``, or its wrapper registered it in the
+node's spool folder) and only then run ``python -I -m hpcwrap hook prolog|epilog``.
+
+Everything the job controls is hostile here: the comment, the spool file, the
+paths in them, the run-log folder and every file in it. So this module:
+
+- validates the run-log path (absolute, normalised, a ``<date>_<task>.md`` name,
+  no control characters, bounded length) before anything else;
+- drops to the job's uid, gid and groups before it opens anything in the
+  user's tree or takes a lock there (what it can then reach, the user could
+  reach anyway), and refuses a log, folder, sidecar, state or lock that is a
+  symlink or is not owned by the job's user;
+- never calls a Slurm command (Slurm's own advice) and reads only its
+  environment and what the wrapper left behind;
+- stops itself after ``HPCWRAP_HOOK_TIMEOUT`` seconds (default 20), well under
+  any sane ``PrologEpilogTimeout``;
+- always exits 0 (a failing epilog drains the node) and reports its own
+  problems to syslog and, where the shim names one, a root-owned log file.
+
+On a job of several nodes only the first node of the allocation (where the
+batch step runs) writes; the lifecycle rules make a repeated end one entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import re
+import signal
+import stat
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+import orjson
+
+from hpcwrap.errors import HookDeadline, HookError
+from hpcwrap.runlog import RunLog, layout, lifecycle
+from hpcwrap.runlog.dates import format_runtime, now
+from hpcwrap.runlog.model import JobBlock, RunState
+
+DEFAULT_TIMEOUT = 20.0
+DEFAULT_SPOOL = "/var/spool/hpcwrap"
+MAX_PATH = 4096
+MAX_SPOOL_FILE = 4096
+TAIL_BYTES = 64 * 1024  # of the job's output, searched for the memory-limit kill
+EVENTS_BUDGET = 8 * 1024 * 1024  # bytes of events.jsonl read for the last progress
+_JOB_ID = re.compile(r"^[0-9]{1,12}$")
+_CLUSTER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+_OOM = re.compile(
+    rb"(Exceeded job memory limit|exceeded memory limit|oom[-_]kill|Out Of Memory|OOM Killed)",
+    re.IGNORECASE,
+)
+# slurmstepd's own line in the job's output: "*** JOB 28 ON n1 CANCELLED AT <ts> [DUE TO ...] ***"
+_STEPD_END = re.compile(rb"\*\*\* JOB (\d+) ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))? \*\*\*")
+
+
+@dataclass(frozen=True)
+class HookEnv:
+    """What Slurm tells a node Prolog/Epilog (22.05), validated."""
+
+    kind: str  # "prolog" | "epilog"
+    job_id: str
+    uid: int
+    gid: int
+    user: str | None
+    comment: str | None
+    node: str | None
+    nodelist: str | None
+    cluster: str | None
+    restart_count: int
+    exit_code2: str | None  # "exit:signal" (epilog only)
+
+    @classmethod
+    def from_environ(cls, kind: str, env: Mapping[str, str]) -> HookEnv:
+        job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID") or ""
+        if not _JOB_ID.match(job_id):
+            raise HookError(f"no valid SLURM_JOB_ID ({job_id[:40]!r})")
+        try:
+            uid, gid = int(env["SLURM_JOB_UID"]), int(env["SLURM_JOB_GID"])
+        except (KeyError, ValueError):
+            raise HookError("no valid SLURM_JOB_UID / SLURM_JOB_GID") from None
+        cluster = env.get("SLURM_CLUSTER_NAME")
+        try:
+            restarts = int(env.get("SLURM_JOB_RESTART_COUNT") or 0)
+        except ValueError:
+            restarts = 0
+        return cls(
+            kind=kind,
+            job_id=job_id,
+            uid=uid,
+            gid=gid,
+            user=env.get("SLURM_JOB_USER"),
+            comment=env.get("SLURM_JOB_COMMENT"),
+            node=env.get("SLURMD_NODENAME"),
+            nodelist=env.get("SLURM_NODELIST") or env.get("SLURM_JOB_NODELIST"),
+            cluster=cluster if cluster and _CLUSTER.match(cluster) else None,
+            restart_count=max(restarts, 0),
+            exit_code2=env.get("SLURM_JOB_EXIT_CODE2"),
+        )
+
+
+def first_node(nodelist: str | None) -> str | None:
+    """The first node of a Slurm node list: ``n[1-2],m3`` -> ``n1``, ``gpu[07,09]`` -> ``gpu07``."""
+    if not nodelist:
+        return None
+    m = re.match(r"^([^,\[]+)(?:\[([^\]]*)\])?", nodelist.strip())
+    if m is None:
+        return None
+    prefix, ranges = m.group(1), m.group(2)
+    if ranges is None:
+        return prefix
+    first = re.split(r"[-,]", ranges, maxsplit=1)[0]
+    return prefix + first
+
+
+def spool_dir(env: Mapping[str, str]) -> Path:
+    return Path(env.get("HPCWRAP_SPOOL") or DEFAULT_SPOOL)
+
+
+def spool_name(job_id: str, cluster: str | None) -> str:
+    """The spool file of a job: ``<cluster>_<job id>`` (two clusters may share a node)."""
+    return f"{cluster or 'cluster'}_{job_id}"
+
+
+def check_run_log_path(text: str) -> Path:
+    """A run-log path from a comment or spool file, or HookError saying what is wrong."""
+    if not text or len(text) > MAX_PATH:
+        raise HookError("run-log path empty or too long")
+    if any(ord(c) < 32 or ord(c) == 127 for c in text):
+        raise HookError("run-log path holds control characters")
+    if not text.startswith("/"):
+        raise HookError("run-log path is not absolute")
+    if os.path.normpath(text) != text or "/../" in f"{text}/":
+        raise HookError("run-log path is not normalised")
+    path = Path(text)
+    if not layout.is_run_log_name(path.name):
+        raise HookError("not a run-log file name (<date>_<task>.md)")
+    return path
+
+
+# ---------------------------------------------------------------- safety
+
+
+def drop_privileges(uid: int, gid: int, user: str | None) -> None:
+    """Become the job's user for good (groups, gid, uid), before touching its files."""
+    if os.geteuid() != 0:
+        if os.geteuid() != uid:
+            raise HookError(f"running as uid {os.geteuid()}, not root nor the job's {uid}")
+        return
+    if uid == 0:
+        raise HookError("a job of root: hooks do not act for root")
+    name = user
+    with contextlib.suppress(KeyError):
+        name = pwd.getpwuid(uid).pw_name
+    groups = os.getgrouplist(name, gid) if name else [gid]
+    os.setgroups(groups)
+    os.setgid(gid)
+    os.setuid(uid)
+    if os.getuid() != uid or os.geteuid() != uid:
+        raise HookError("could not drop to the job's user")
+
+
+def _owned_plain(path: Path, uid: int, *, folder: bool, missing_ok: bool = False) -> bool:
+    """``path`` is not a symlink, is a folder/file as expected and belongs to ``uid``."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        if missing_ok:
+            return False
+        raise HookError(f"{path.name}: missing") from None
+    if stat.S_ISLNK(st.st_mode):
+        raise HookError(f"{path.name}: is a symlink")
+    if folder != stat.S_ISDIR(st.st_mode) or (not folder and not stat.S_ISREG(st.st_mode)):
+        raise HookError(f"{path.name}: not a {'folder' if folder else 'regular file'}")
+    if st.st_uid != uid:
+        raise HookError(f"{path.name}: owned by uid {st.st_uid}, not the job's user")
+    return True
+
+
+def check_tree(log: Path, uid: int) -> None:
+    """The run log, its folder, the sidecar and its files: plain, and the user's."""
+    _owned_plain(log.parent, uid, folder=True)
+    _owned_plain(log, uid, folder=False)
+    side = layout.sidecar_for(log)
+    _owned_plain(side.parent, uid, folder=True)
+    _owned_plain(side, uid, folder=True)
+    for name in ("state.json", "events.jsonl", layout.LOCK_FILE, f"{layout.LOCK_FILE}.soft"):
+        _owned_plain(side / name, uid, folder=False, missing_ok=True)
+
+
+def read_spool(env: HookEnv, environ: Mapping[str, str]) -> Path | None:
+    """The run log the job's wrapper registered, checked like a comment (owner too)."""
+    path = spool_dir(environ) / spool_name(env.job_id, env.cluster)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise HookError(f"spool file: {exc.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_uid != env.uid:
+            raise HookError("spool file is not a regular file of the job's user")
+        data = os.read(fd, MAX_SPOOL_FILE + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_SPOOL_FILE:
+        raise HookError("spool file too long")
+    try:
+        text = data.decode("utf-8").rstrip("\n")
+    except UnicodeDecodeError:
+        raise HookError("spool file is not UTF-8") from None
+    return check_run_log_path(text)
+
+
+def register_job(environ: Mapping[str, str], run_log: Path) -> bool:
+    """Called by the wrapper inside a job: name its run log in the node's spool folder.
+
+    So the hooks find a job that carries no ``hpcwrap:`` comment (plain sbatch of a
+    script that runs ``hpcwrap run``). Only into a root-owned sticky folder (the
+    admin's, or the dev cluster's): a folder another user made could be theirs to
+    empty. Returns whether the job was registered.
+    """
+    job_id = environ.get("SLURM_JOB_ID") or ""
+    if not _JOB_ID.match(job_id):
+        return False
+    cluster = environ.get("SLURM_CLUSTER_NAME")
+    folder = spool_dir(environ)
+    try:
+        st = os.lstat(folder)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or not st.st_mode & stat.S_ISVTX:
+        return False
+    name = spool_name(job_id, cluster if cluster and _CLUSTER.match(cluster) else None)
+    target = folder / name
+    tmp = folder / f".{name}.{os.getpid()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        try:
+            os.write(fd, f"{run_log}\n".encode())
+        finally:
+            os.close(fd)
+        os.replace(tmp, target)  # a requeue of the same job id replaces its own file
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        return False
+    return True
+
+
+def remove_spool(env: HookEnv, environ: Mapping[str, str]) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(spool_dir(environ) / spool_name(env.job_id, env.cluster))
+
+
+# ---------------------------------------------------------------- reading what the wrapper left
+
+
+@dataclass
+class LastProgress:
+    step: int | None = None
+    first_loss: float | None = None
+    loss: float | None = None
+    first_val_loss: float | None = None
+    val_loss: float | None = None
+    checkpoint: str | None = None
+    oom_seen: bool = False
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    return None
+
+
+def last_progress(log: RunLog) -> LastProgress:
+    """The wrapper's last progress and checkpoint events (events.jsonl, bounded read)."""
+    out = LastProgress()
+    path = log.sidecar / "events.jsonl"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return out
+    with os.fdopen(fd, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        fh.seek(max(size - EVENTS_BUDGET, 0))
+        data = fh.read(EVENTS_BUDGET)
+    for line in data.splitlines():
+        try:
+            ev = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(ev, dict):
+            continue
+        kind = ev.get("kind")
+        if kind in ("progress", "status"):
+            loss, val = _num(ev.get("train_loss")), _num(ev.get("val_loss"))
+            if isinstance(ev.get("step"), int):
+                out.step = ev["step"]
+            if loss is not None:
+                out.first_loss = out.first_loss if out.first_loss is not None else loss
+                out.loss = loss
+            if val is not None:
+                out.first_val_loss = out.first_val_loss if out.first_val_loss is not None else val
+                out.val_loss = val
+        elif kind == "checkpoint" and isinstance(ev.get("path"), str):
+            out.checkpoint = ev["path"]
+    return out
+
+
+@dataclass(frozen=True)
+class OutputEvidence:
+    """What slurmstepd wrote straight into the job's output file (never through the
+    wrapper's pipe): the memory-limit kill, and how Slurm cancelled the job."""
+
+    oom: bool = False
+    time_limit: bool = False
+    preempted: bool = False
+    cancelled: bool = False
+
+
+def output_evidence(state: RunState, env: HookEnv, work_dir: str | None) -> OutputEvidence:
+    """The tail of the job's output file (the recorded path, else Slurm's default one)."""
+    path = state.submit.output_path if state.submit else None
+    if (not path or "%" in path) and work_dir and work_dir.startswith("/"):
+        path = f"{work_dir}/slurm-{env.job_id}.out"
+    if not path or "%" in path or not path.startswith("/"):
+        return OutputEvidence()
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return OutputEvidence()
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return OutputEvidence()
+        size = os.fstat(fh.fileno()).st_size
+        fh.seek(max(size - TAIL_BYTES, 0))
+        tail = fh.read(TAIL_BYTES)
+    ends = [m for m in _STEPD_END.finditer(tail) if m.group(1).decode() == env.job_id]
+    why = (ends[-1].group(2) or b"").decode() if ends else ""
+    return OutputEvidence(
+        oom=bool(_OOM.search(tail)),
+        time_limit="TIME LIMIT" in why,
+        preempted="PREEMPTION" in why,
+        cancelled=bool(ends) and not why,
+    )
+
+
+# ---------------------------------------------------------------- inference
+
+
+def _exit_parts(exit2: str | None) -> tuple[int | None, int | None]:
+    """``"99:0"`` -> (99, 0); ``"0:9"`` -> (0, 9)."""
+    if not exit2 or ":" not in exit2:
+        return None, None
+    code, _, sig = exit2.partition(":")
+    try:
+        return int(code), int(sig)
+    except ValueError:
+        return None, None
+
+
+@dataclass(frozen=True)
+class Inference:
+    state: str
+    exit_code: int | None
+    slurm_state: str
+    slurm_exit: str | None
+    why: str
+
+
+def infer_end(job: JobBlock, env: HookEnv, when: datetime, out: OutputEvidence) -> Inference:
+    """The end of a job whose wrapper recorded none, by the lifecycle's evidence rules,
+    and Slurm's own label for it (as sacct prints it; ``slurm_exit`` is Slurm's own).
+
+    OUT_OF_MEMORY: slurmstepd's memory-limit kill is in the output. TIMEOUT: Slurm's
+    "DUE TO TIME LIMIT" line, or it ended at the limit the wrapper read at the start.
+    CANCELLED: Slurm's plain "CANCELLED AT" line, or a TERM with time left. FAILED:
+    a non-zero exit or another signal. COMPLETED: 0:0 and nothing else seen.
+    """
+    code, sig = _exit_parts(env.exit_code2)
+    exit2 = env.exit_code2 if code is not None else None
+    at_limit = job.limit_at is not None and when >= job.limit_at - timedelta(
+        seconds=lifecycle.NEAR_LIMIT
+    )
+    failed = "FAILED"
+    if out.oom:
+        return Inference("OUT_OF_MEMORY", 128 + (sig or 9), failed, exit2, "memory limit kill")
+    if out.time_limit or (at_limit and not out.cancelled and not code):
+        return Inference("TIMEOUT", None, "TIMEOUT", exit2, "ended at its time limit")
+    if out.preempted:
+        return Inference("PREEMPTED", None, "PREEMPTED", exit2, "preempted by Slurm")
+    if out.cancelled:
+        return Inference("CANCELLED", None, "CANCELLED", exit2, "cancelled (scancel)")
+    if sig == signal.SIGTERM:
+        return Inference("CANCELLED", 128 + sig, failed, exit2, "TERM with time left")
+    if sig:
+        return Inference("FAILED", 128 + sig, failed, exit2, f"killed by signal {sig}")
+    if code:
+        return Inference("FAILED", code, failed, exit2, f"exit code {code}")
+    if code == 0:
+        return Inference("COMPLETED", 0, "COMPLETED", exit2, "exit code 0")
+    return Inference("FAILED", None, failed, exit2, "no exit status from Slurm")
+
+
+def _our_block(state: RunState, job_id: str) -> JobBlock | None:
+    for job in reversed(state.jobs):
+        if job.execution_id == job_id:
+            return job
+    return None
+
+
+def record_prolog(log: RunLog, env: HookEnv, when: datetime) -> None:
+    log.record(
+        lifecycle.Started(
+            when=when,
+            execution_id=env.job_id,
+            nodes=env.nodelist,
+            in_slurm=True,
+            restart_count=env.restart_count,
+            cluster=env.cluster,
+            by_prolog=True,
+        ),
+        event="prolog",
+        data={"node": env.node, "nodes": env.nodelist, "restart_count": env.restart_count},
+    )
+
+
+def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | None) -> str:
+    """Close the job's block if the wrapper did not, and put Slurm's own account of the
+    end beside hpcwrap's; returns what was done (for the hook's log)."""
+    state = log.read()
+    job = _our_block(state, env.job_id)
+    if job is None:
+        return "no block for this job in the run log"
+    inf = infer_end(job, env, when, output_evidence(state, env, work_dir))
+    if lifecycle.is_final(job.state):
+        # The wrapper wrote the end: confirm it, with Slurm's label and exit status.
+        if inf.slurm_exit is not None and job.slurm_state is None:
+            log.record(
+                lifecycle.Reconciled(when, env.job_id, inf.slurm_state, inf.slurm_exit),
+                event="epilog",
+                data={"confirmed": job.state, "exit_code2": env.exit_code2},
+            )
+        return f"already {job.state}: confirmed (Slurm: {inf.slurm_state} {inf.slurm_exit})"
+    last = last_progress(log)
+    runtime = format_runtime((when - job.start).total_seconds()) if job.start else "?"
+    parts = [f"{inf.state.lower().replace('_', ' ')} (recorded by the epilog: {inf.why})"]
+    parts.append(f"Slurm exit {env.exit_code2 or '?'}, after {runtime}")
+    if last.step is not None:
+        parts.append(f"last step {last.step}")
+    if last.loss is not None:
+        parts.append(f"train_loss {last.loss:.4g}")
+    parts.append("the wrapper did not record the end")
+    log.record(
+        lifecycle.Ended(
+            when=when,
+            state=inf.state,
+            source=lifecycle.Source.EPILOG,
+            execution_id=env.job_id,
+            exit_code=inf.exit_code,
+            start=job.start,
+            nodes=env.nodelist,
+            text=", ".join(parts),
+            results=lifecycle.ResultFacts(
+                final_step=last.step,
+                first_loss=last.first_loss,
+                loss=last.loss,
+                first_val_loss=last.first_val_loss,
+                val_loss=last.val_loss,
+                checkpoint=last.checkpoint,
+                has_progress=last.step is not None,
+            ),
+            slurm_state=inf.slurm_state,
+            slurm_exit=inf.slurm_exit,
+        ),
+        event="epilog",
+        data={"state": inf.state, "why": inf.why, "exit_code2": env.exit_code2},
+    )
+    return f"recorded {inf.state} ({inf.why})"
+
+
+# ---------------------------------------------------------------- entry point
+
+
+@contextlib.contextmanager
+def deadline(seconds: float) -> Iterator[None]:
+    def expired(signum: int, frame: FrameType | None) -> None:
+        raise HookDeadline(f"stopped after {seconds:g} s")
+
+    old = signal.signal(signal.SIGALRM, expired)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, old)
+
+
+class Reporter:
+    """The hook's own messages: syslog, and a root-owned log file opened before the drop."""
+
+    def __init__(self, environ: Mapping[str, str]) -> None:
+        self.file: TextIO | None = None
+        path = environ.get("HPCWRAP_HOOK_LOG")
+        if path:
+            with contextlib.suppress(OSError):
+                fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+                self.file = os.fdopen(fd, "a", encoding="utf-8", errors="replace")
+
+    def __call__(self, message: str) -> None:
+        from hpcwrap.redact import redact_text
+
+        line = redact_text(message)[:2000]
+        with contextlib.suppress(Exception):
+            import syslog
+
+            syslog.openlog("hpcwrap-hook", 0, syslog.LOG_DAEMON)
+            syslog.syslog(syslog.LOG_NOTICE, line)
+        if self.file is not None:
+            with contextlib.suppress(Exception):
+                stamp = time.strftime("%Y-%m-%dT%H:%M:%S")
+                self.file.write(f"{stamp} {line}\n")
+                self.file.flush()
+
+
+def run_hook(kind: str, environ: Mapping[str, str], report: Reporter) -> str:
+    env = HookEnv.from_environ(kind, environ)
+    first = first_node(env.nodelist)
+    if env.node and first and env.node != first:
+        return f"job {env.job_id}: not the batch node ({env.node}, first is {first})"
+    from_comment = layout.run_log_from_comment(env.comment)
+    path = check_run_log_path(from_comment) if from_comment is not None else None
+    drop_privileges(env.uid, env.gid, env.user)
+    if path is None:
+        path = read_spool(env, environ)
+    if path is None:
+        return f"job {env.job_id}: not an hpcwrap job"
+    check_tree(path, env.uid)
+    log = RunLog(path)
+    when = now()
+    if kind == "prolog":
+        record_prolog(log, env, when)
+        done = "start recorded"
+    else:
+        done = record_epilog(log, env, when, environ.get("SLURM_JOB_WORK_DIR"))
+        remove_spool(env, environ)
+    return f"job {env.job_id} {kind} (exit {env.exit_code2 or '-'}): {path}: {done}"
+
+
+def main(kind: str, environ: Mapping[str, str] | None = None) -> int:
+    """Run one hook; always 0. Problems go to syslog / HPCWRAP_HOOK_LOG, never to Slurm."""
+    env = dict(os.environ if environ is None else environ)
+    report = Reporter(env)
+    try:
+        limit = float(env.get("HPCWRAP_HOOK_TIMEOUT") or DEFAULT_TIMEOUT)
+    except ValueError:
+        limit = DEFAULT_TIMEOUT
+    try:
+        with deadline(max(min(limit, 120.0), 0.1)):
+            if kind not in ("prolog", "epilog"):
+                raise HookError(f"unknown hook {kind!r}")
+            done = run_hook(kind, env, report)
+        if env.get("HPCWRAP_HOOK_VERBOSE"):
+            report(done)
+    except BaseException as exc:  # a hook must never fail: report it, exit 0
+        report(f"{kind} hook, job {env.get('SLURM_JOB_ID', '?')}: {type(exc).__name__}: {exc}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover - the CLI's `hpcwrap hook` is the entry
+    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else ""))

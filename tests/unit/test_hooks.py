@@ -1,0 +1,429 @@
+"""The Slurm prolog/epilog hooks without a cluster: the shims and ``hpcwrap.hooks`` run as
+Slurm runs them (root, ``env -i``, only Slurm's variables), for a run log of a real
+non-root user ("nobody"). Hostile inputs each check: exit 0, nothing outside the
+user's tree touched (a root-owned canary), the problem reported in the hook log."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pwd
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from hpcwrap import hooks
+from hpcwrap.errors import HookError
+from hpcwrap.runlog import RunLog, RunState, create_run, lifecycle
+from hpcwrap.runlog.facts import SubmitFacts
+from hpcwrap.runlog.model import JobBlock
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 3, 11, 14, 0, tzinfo=timezone.utc)
+
+needs_root = pytest.mark.skipif(
+    os.geteuid() != 0 or shutil.which("runuser") is None, reason="hooks run as root"
+)
+
+
+# ---------------------------------------------------------------- pure parts
+
+
+@pytest.mark.parametrize(
+    ("nodelist", "first"),
+    [("n1", "n1"), ("n[1-2]", "n1"), ("gpu[07,09]", "gpu07"), ("a1,b2", "a1"), ("", None)],
+)
+def test_first_node(nodelist: str, first: str | None) -> None:
+    assert hooks.first_node(nodelist) == first
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "../../etc/passwd",
+        "run_logs/2026-03-11_train.md",  # relative
+        "/home/u/run_logs/../../../etc/2026-03-11_x.md",
+        "/etc/passwd",
+        "/home/u/run_logs/2026-03-11_train.md\n/etc/shadow",
+        "/x/" + "A" * 10_000 + ".md",
+        "",
+    ],
+)
+def test_hostile_run_log_paths_are_refused(text: str) -> None:
+    with pytest.raises(HookError):
+        hooks.check_run_log_path(text)
+
+
+def env_of(exit2: str | None, kind: str = "epilog") -> hooks.HookEnv:
+    return hooks.HookEnv.from_environ(
+        kind,
+        {
+            "SLURM_JOB_ID": "12",
+            "SLURM_JOB_UID": "1000",
+            "SLURM_JOB_GID": "1000",
+            **({"SLURM_JOB_EXIT_CODE2": exit2} if exit2 else {}),
+        },
+    )
+
+
+@pytest.mark.parametrize(
+    ("exit2", "limit_in", "out", "want", "slurm"),
+    [
+        # what slurmstepd wrote into the output decides first (seen on the dev cluster)
+        ("0:0", 3600.0, hooks.OutputEvidence(time_limit=True), "TIMEOUT", "TIMEOUT"),
+        ("0:0", 3600.0, hooks.OutputEvidence(cancelled=True), "CANCELLED", "CANCELLED"),
+        ("0:9", 3600.0, hooks.OutputEvidence(oom=True, cancelled=True), "OUT_OF_MEMORY", "FAILED"),
+        ("0:0", 3600.0, hooks.OutputEvidence(preempted=True), "PREEMPTED", "PREEMPTED"),
+        # else the limit the wrapper read, then Slurm's exit status
+        ("0:0", 60.0, hooks.OutputEvidence(), "TIMEOUT", "TIMEOUT"),
+        ("0:9", 3600.0, hooks.OutputEvidence(), "FAILED", "FAILED"),
+        ("3:0", 3600.0, hooks.OutputEvidence(), "FAILED", "FAILED"),
+        ("0:0", 3600.0, hooks.OutputEvidence(), "COMPLETED", "COMPLETED"),
+        ("0:0", None, hooks.OutputEvidence(), "COMPLETED", "COMPLETED"),  # no limit known
+    ],
+)
+def test_infer_end(
+    exit2: str, limit_in: float | None, out: hooks.OutputEvidence, want: str, slurm: str
+) -> None:
+    limit = T0 + timedelta(seconds=limit_in) if limit_in is not None else None
+    job = JobBlock(execution_id="12", start=T0 - timedelta(minutes=5), limit_at=limit)
+    inf = hooks.infer_end(job, env_of(exit2), T0 + timedelta(seconds=10), out)
+    assert (inf.state, inf.slurm_state, inf.slurm_exit) == (want, slurm, exit2)
+
+
+# ---------------------------------------------------------------- as Slurm runs them
+
+
+@dataclass
+class Site:
+    """A user's project under a world-walkable temp folder, and root's canary."""
+
+    home: Path
+    user: str
+    uid: int
+    gid: int
+    canary: Path
+    hook_log: Path
+    spool: Path
+
+    def env(self, job_id: str = "12", **extra: str) -> dict[str, str]:
+        return {
+            "SLURM_JOB_ID": job_id,
+            "SLURM_JOB_UID": str(self.uid),
+            "SLURM_JOB_GID": str(self.gid),
+            "SLURM_JOB_USER": self.user,
+            "SLURMD_NODENAME": "n1",
+            "SLURM_NODELIST": "n1",
+            "SLURM_CLUSTER_NAME": "dev",
+            "SLURM_JOB_RESTART_COUNT": "0",
+            "SLURM_SCRIPT_CONTEXT": "epilog_slurmd",
+            "HPCWRAP_HOOK_LOG": str(self.hook_log),
+            "HPCWRAP_SPOOL": str(self.spool),
+            "HPCWRAP_PYTHON": sys.executable,
+            **extra,
+        }
+
+    def chown(self, path: Path) -> None:
+        for dirpath, dirnames, filenames in os.walk(path):
+            os.chown(dirpath, self.uid, self.gid)
+            for n in [*dirnames, *filenames]:
+                os.lchown(os.path.join(dirpath, n), self.uid, self.gid)
+
+    def log(self, *jobs: JobBlock) -> RunLog:
+        log = create_run(self.home / "run_logs", RunState(run_type="replication", objective="o"))
+        if jobs:
+            log.update(lambda s: s.jobs.extend(jobs))
+        self.chown(self.home / "run_logs")
+        return log
+
+    def hook(self, kind: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+        """Slurm's way: the shim, as root, under ``env -i`` with only these variables."""
+        shim = REPO / "slurm" / f"{kind}.sh"
+        argv = ["env", "-i", *(f"{k}={v}" for k, v in env.items()), "/bin/sh", str(shim)]
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120)
+
+    def problems(self) -> str:
+        return self.hook_log.read_text() if self.hook_log.exists() else ""
+
+
+@pytest.fixture
+def site() -> Iterator[Site]:
+    base = Path(tempfile.mkdtemp(prefix="hpcwrap-hooks-"))
+    base.chmod(0o755)
+    pw = pwd.getpwnam("nobody")
+    home = base / "home"
+    home.mkdir()
+    os.chown(home, pw.pw_uid, pw.pw_gid)
+    canary = base / "canary"
+    canary.write_text("root's\n")
+    canary.chmod(0o644)
+    spool = base / "spool"
+    spool.mkdir()
+    spool.chmod(0o1777)
+    try:
+        yield Site(home, "nobody", pw.pw_uid, pw.pw_gid, canary, base / "hooks.log", spool)
+    finally:
+        assert canary.read_text() == "root's\n" and canary.stat().st_uid == 0
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def running(limit_in: float = 3600.0) -> JobBlock:
+    start = datetime.now(timezone.utc) - timedelta(minutes=2)
+    return JobBlock(
+        execution_id="12",
+        start=start,
+        state="RUNNING",
+        state_source="wrapper",
+        node="n1",
+        limit_at=datetime.now(timezone.utc) + timedelta(seconds=limit_in),
+    )
+
+
+def comment(log: RunLog) -> dict[str, str]:
+    return {"SLURM_JOB_COMMENT": f"hpcwrap:{log.path}"}
+
+
+@needs_root
+def test_epilog_closes_a_cancelled_job(site: Site) -> None:
+    log = site.log(running())
+    res = site.hook("epilog", site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15"))
+    assert res.returncode == 0 and res.stdout == res.stderr == ""
+    state = log.read()
+    job = state.jobs[0]
+    # a TERM with time left and nothing from Slurm in the output: hpcwrap reads a cancel;
+    # Slurm labels a batch script killed by a signal FAILED
+    assert (job.state, job.state_source, job.slurm_state, job.slurm_exit) == (
+        "CANCELLED",
+        "epilog",
+        "FAILED",
+        "0:15",
+    )
+    assert job.end is not None and job.exit_code == 143
+    assert state.status[-1].text.startswith("cancelled (recorded by the epilog: TERM with time")
+    assert log.path.stat().st_uid == site.uid  # written as the user, not root
+    assert not site.problems()
+
+
+@needs_root
+def test_epilog_at_the_time_limit_is_timeout_and_twice_is_one_entry(site: Site) -> None:
+    log = site.log(running(limit_in=5))
+    env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:0")
+    assert site.hook("epilog", env).returncode == 0
+    assert site.hook("epilog", env).returncode == 0  # slurmctld restarts re-run hooks
+    state = log.read()
+    assert state.jobs[0].state == "TIMEOUT" and state.jobs[0].slurm_state == "TIMEOUT"
+    assert sum("recorded by the epilog" in s.text for s in state.status) == 1
+
+
+@needs_root
+def test_epilog_confirms_an_end_the_wrapper_wrote(site: Site) -> None:
+    done = running()
+    done.state, done.end, done.exit_code = "COMPLETED", datetime.now(timezone.utc), 0
+    log = site.log(done)
+    entries = len(log.read().status)
+    assert site.hook("epilog", site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:0")).returncode == 0
+    state = log.read()
+    job = state.jobs[0]
+    assert job.state == "COMPLETED" and job.state_source == "wrapper"  # the wrapper's reading
+    assert (job.slurm_state, job.slurm_exit) == ("COMPLETED", "0:0")  # Slurm's, beside it
+    assert len(state.status) == entries  # no second end entry
+
+
+@needs_root
+def test_epilog_finds_memory_kill_in_the_output(site: Site) -> None:
+    out = site.home / "slurm-12.out"
+    out.write_text(
+        "step 10 loss 2\nslurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT 2026-11-29T19:40:18"
+        " ***\nslurmstepd-n1: error: Exceeded job memory limit\n"
+    )
+    log = site.log(running())
+    log.update(lambda s: setattr(s, "submit", SubmitFacts(output_path=str(out))))
+    site.chown(site.home)
+    assert site.hook("epilog", site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:9")).returncode == 0
+    job = log.read().jobs[0]
+    assert job.state == "OUT_OF_MEMORY" and (job.slurm_state, job.slurm_exit) == ("FAILED", "0:9")
+
+
+@needs_root
+def test_only_the_batch_node_writes(site: Site) -> None:
+    log = site.log(running())
+    env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15", SLURM_NODELIST="n[1-2]")
+    assert site.hook("epilog", {**env, "SLURMD_NODENAME": "n2"}).returncode == 0
+    assert log.read().jobs[0].state == "RUNNING"
+    assert site.hook("epilog", env).returncode == 0
+    assert log.read().jobs[0].state == "CANCELLED"
+
+
+@needs_root
+def test_prolog_records_the_start_and_the_wrapper_adopts_it(site: Site) -> None:
+    log = site.log(JobBlock(execution_id="12", state="SUBMITTED"))
+    assert site.hook("prolog", site.env(**comment(log))).returncode == 0
+    job = log.read().jobs[0]
+    assert job.state == "RUNNING" and job.state_source == "prolog" and job.start is not None
+    log.record(lifecycle.Started(datetime.now(timezone.utc), execution_id="12", in_slurm=True))
+    assert len(log.read().jobs) == 1 and log.read().jobs[0].state_source == "wrapper"
+
+
+@needs_root
+def test_plain_sbatch_job_found_through_the_spool(site: Site) -> None:
+    log = site.log(running())
+    os.seteuid(site.uid)  # the wrapper registers as the job's user
+    try:
+        assert hooks.register_job(site.env(), log.path)
+    finally:
+        os.seteuid(0)
+    assert (site.spool / "dev_12").read_text() == f"{log.path}\n"
+    assert site.hook("epilog", site.env(SLURM_JOB_EXIT_CODE2="3:0")).returncode == 0
+    assert log.read().jobs[0].state == "FAILED"
+    assert not (site.spool / "dev_12").exists()  # the epilog removed it
+
+
+@needs_root
+def test_a_spool_file_of_another_user_is_refused(site: Site) -> None:
+    log = site.log(running())
+    (site.spool / "dev_12").write_text(f"{log.path}\n")  # root's, not the job user's
+    assert site.hook("epilog", site.env(SLURM_JOB_EXIT_CODE2="3:0")).returncode == 0
+    assert log.read().jobs[0].state == "RUNNING"
+    assert "spool file is not a regular file of the job's user" in site.problems()
+
+
+# ---------------------------------------------------------------- hostile cases
+
+
+def _hostile(site: Site, env: dict[str, str], why: str) -> None:
+    res = site.hook("epilog", env)
+    assert res.returncode == 0 and res.stdout == res.stderr == ""
+    assert why in site.problems(), site.problems()
+
+
+@needs_root
+def test_symlink_at_the_run_log_path_to_a_root_file(site: Site) -> None:
+    log = site.log(running())
+    log.path.unlink()
+    log.path.symlink_to(site.canary)
+    _hostile(site, site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15"), "is a symlink")
+
+
+@needs_root
+def test_symlink_at_the_sidecar_folder(site: Site) -> None:
+    log = site.log(running())
+    elsewhere = site.home / "elsewhere"
+    log.sidecar.rename(elsewhere)
+    log.sidecar.symlink_to(elsewhere)
+    site.chown(site.home)
+    _hostile(site, site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15"), "is a symlink")
+
+
+@needs_root
+@pytest.mark.parametrize(
+    ("value", "why"),
+    [
+        ("hpcwrap:../../etc/passwd", "not absolute"),
+        ("hpcwrap:run_logs/2026-03-11_train.md", "not absolute"),
+        ("hpcwrap:/root/run_logs/2026-03-11_train.md", "Permission denied"),
+        ("hpcwrap:" + "\x01garbage" * 1250, "too long"),
+    ],
+)
+def test_hostile_comments(site: Site, value: str, why: str) -> None:
+    if "/root/" in value:
+        root_log = Path("/root/run_logs/2026-03-11_train.md")
+        if root_log.exists():
+            pytest.skip("a real run log at /root/run_logs")
+    _hostile(site, site.env(SLURM_JOB_COMMENT=value, SLURM_JOB_EXIT_CODE2="0:15"), why)
+
+
+@needs_root
+def test_a_run_log_folder_of_another_user(site: Site) -> None:
+    log = site.log(running())
+    os.chown(log.path.parent, 0, 0)  # root's folder holding the user's log
+    _hostile(site, site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15"), "owned by uid 0")
+    assert log.read().jobs[0].state == "RUNNING"
+
+
+@needs_root
+def test_an_unwritable_folder(site: Site) -> None:
+    log = site.log(running())
+    tree = site.home / "run_logs"
+    modes = {p: p.stat().st_mode for p in [tree, *tree.rglob("*")]}
+    for p in modes:
+        p.chmod(modes[p] & ~0o222)  # the user's whole run-log tree read-only
+    try:
+        _hostile(site, site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15"), "Permission denied")
+    finally:
+        for p, mode in modes.items():
+            p.chmod(mode)
+    assert log.read().jobs[0].state == "RUNNING"
+
+
+@needs_root
+def test_a_corrupt_state_json(site: Site) -> None:
+    log = site.log(running())
+    (log.sidecar / "state.json").write_text("{ not json")
+    site.chown(site.home)
+    res = site.hook("epilog", site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15"))
+    assert res.returncode == 0
+    # rebuilt from the events (state.json written anew), then closed
+    assert log.read().jobs[0].state == "CANCELLED"
+
+
+@needs_root
+def test_a_hook_that_would_run_past_its_limit_stops_itself(site: Site) -> None:
+    log = site.log(running())
+    lock = log.sidecar / "lock"
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)  # someone holds the run's lock and never lets go
+        t0 = time.monotonic()
+        env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15", HPCWRAP_HOOK_TIMEOUT="1")
+        res = site.hook("epilog", {**env, "HPCWRAP_LOCK": "flock"})
+        took = time.monotonic() - t0
+    assert res.returncode == 0 and took < 10
+    assert "stopped after 1 s" in site.problems()
+
+
+# ---------------------------------------------------------------- the shim's fast path
+
+
+@needs_root
+def test_a_job_that_is_not_hpcwraps_starts_no_python(site: Site) -> None:
+    marker = site.home / "python-started"
+    fake = site.home / "fake-python"
+    fake.write_text(f"#!/bin/sh\ntouch {marker}\n")
+    fake.chmod(0o755)
+    plain = site.env(HPCWRAP_PYTHON=str(fake), SLURM_JOB_COMMENT="my own comment")
+    assert site.hook("epilog", plain).returncode == 0
+    assert site.hook("prolog", {**plain, "SLURM_JOB_COMMENT": ""}).returncode == 0
+    assert not marker.exists()
+    # the same shim does start it for an hpcwrap job (so the check can fail)
+    ours = {**plain, "SLURM_JOB_COMMENT": "hpcwrap:/x/2026-03-11_t.md"}
+    assert site.hook("epilog", ours).returncode == 0
+    assert marker.exists()
+
+
+@needs_root
+def test_the_shims_exit_0_on_garbage(site: Site) -> None:
+    for kind in ("prolog", "epilog"):
+        res = site.hook(kind, {"SLURM_JOB_COMMENT": "hpcwrap:x", "HPCWRAP_PYTHON": sys.executable})
+        assert res.returncode == 0
+        res = site.hook(kind, {})
+        assert res.returncode == 0
+
+
+@needs_root
+def test_epilog_reads_slurms_cancel_line_from_the_default_output(site: Site) -> None:
+    log = site.log(running())
+    (site.home / "slurm-12.out").write_text(
+        "step 3\nslurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT 2026-11-29T19:40:22 ***\n"
+    )
+    site.chown(site.home)
+    env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:0", SLURM_JOB_WORK_DIR=str(site.home))
+    assert site.hook("epilog", env).returncode == 0
+    job = log.read().jobs[0]
+    assert (job.state, job.slurm_state, job.slurm_exit) == ("CANCELLED", "CANCELLED", "0:0")
