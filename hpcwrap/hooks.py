@@ -391,7 +391,7 @@ def infer_end(job: JobBlock, env: HookEnv, when: datetime, out: OutputEvidence) 
     a non-zero exit or another signal. COMPLETED: 0:0 and nothing else seen.
     """
     code, sig = _exit_parts(env.exit_code2)
-    exit2 = env.exit_code2 if code is not None else None
+    exit2 = lifecycle.sacct_exit(code, sig or 0) if code is not None else None
     at_limit = job.limit_at is not None and when >= job.limit_at - timedelta(
         seconds=lifecycle.NEAR_LIMIT
     )

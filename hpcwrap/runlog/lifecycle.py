@@ -159,10 +159,16 @@ def end_state(ev: EndEvidence) -> str:
     return "COMPLETED" if ev.exit_code == 0 else "FAILED"
 
 
+def sacct_exit(code: int, sig: int = 0) -> str:
+    """An exit status as sacct prints it: ``code:signal``, where sacct takes 128 off a code
+    of 128 or more (a batch script that exited 137 shows as ``9:0``; seen on the dev cluster)."""
+    return f"{code - 128 if code >= 128 else code}:{sig}"
+
+
 def slurm_account(exit_code: int) -> tuple[str, str]:
     """What sacct records for a batch script that exited with ``exit_code`` by itself
     (no signal from Slurm): ``COMPLETED 0:0``, else ``FAILED <code>:0``."""
-    return ("COMPLETED" if exit_code == 0 else "FAILED"), f"{exit_code}:0"
+    return ("COMPLETED" if exit_code == 0 else "FAILED"), sacct_exit(exit_code)
 
 
 # ---------------------------------------------------------------- facts
@@ -732,6 +738,7 @@ __all__ = [
     "from_slurm",
     "is_final",
     "replace_state",
+    "sacct_exit",
     "slurm_account",
     "state_note",
 ]
