@@ -1,0 +1,451 @@
+"""Walltime-resume chaining: continue a training in a successor job, in the same run log.
+
+How a chain runs (``hpcwrap sbatch --resume auto``; one mechanism, recorded in
+``state.chain``): every job of the chain, as its wrapper starts, submits its own
+successor with ``--dependency=afternotok:<itself> --kill-on-invalid-dep=yes``
+(the same ``job.sh`` and sbatch options, from the run's sidecar). Before the
+limit Slurm sends the walltime warning, the training checkpoints and exits, the
+job ends TIMEOUT, and the successor starts. If the job is killed hard at its
+limit (the wrapper never handled the warning), the successor still starts: it
+was submitted long before. A job that ends otherwise (completed, failed, user
+scancel) makes its wrapper cancel the successor; a successor that starts
+anyway checks the guards and stops the chain, saying why.
+
+The successor's wrapper (``begin``) decides from the run log alone:
+
+- the previous block ended TIMEOUT or PREEMPTED by hpcwrap's reading (not
+  Slurm's: a training that saved on the warning and exited 124 is FAILED to
+  sacct but TIMEOUT here, and resumes);
+- it made progress (a newer step or checkpoint than the block before it);
+- ``max_resumes`` is not reached;
+- a checkpoint exists (what the wrapper saw saved, else the newest match of
+  ``--checkpoint-glob``).
+
+Then it opens a ``## Job (resumed)`` block, tells the training where to resume
+(``HPCWRAP_RESUME_FROM`` and ``LOAD_CKPT_PATH`` in its environment, and the
+``--resume-arg`` template added to its command) and gives every job of the chain
+the same ``WANDB_RUN_ID``, so the W&B issue can sync the pieces as one run.
+
+``hpcwrap resume <run>`` submits one such successor by hand (no dependency);
+``hpcwrap cancel <run>`` cancels the running job and any waiting successor.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import secrets
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from hpcwrap.errors import ResumeError, SchedulerError
+from hpcwrap.runlog import RunLog, layout, lifecycle
+from hpcwrap.runlog.dates import now
+from hpcwrap.runlog.facts import ChainFacts
+from hpcwrap.runlog.model import RunState
+from hpcwrap.scheduler.base import Scheduler
+
+RESUMABLE = frozenset({"TIMEOUT", "PREEMPTED"})
+SBATCH_ARGS = "sbatch.args"  # in the sidecar: the submission's sbatch options, NUL-separated
+ENV_FROM = ("HPCWRAP_RESUME_FROM", "LOAD_CKPT_PATH")
+_PARTIAL = (".tmp", "tmp-", ".partial", ".incomplete", "-incomplete", ".lock")
+
+
+@dataclass(frozen=True)
+class Decision:
+    go: bool
+    reason: str
+    checkpoint: str | None = None
+
+
+def new_chain(
+    *, max_resumes: int, resume_arg: str | None, checkpoint_glob: str | None, mode: str = "auto"
+) -> ChainFacts:
+    if max_resumes < 0:
+        raise ResumeError("--max-resumes must be 0 or more")
+    if resume_arg is not None and "{checkpoint}" not in resume_arg:
+        raise ResumeError(
+            f"--resume-arg {resume_arg!r} has no {{checkpoint}}: say where the path goes, "
+            "e.g. --resume-arg '--resume-from {checkpoint}'"
+        )
+    return ChainFacts(
+        mode=mode,
+        max_resumes=max_resumes,
+        resume_arg=resume_arg,
+        checkpoint_glob=checkpoint_glob,
+        wandb_run_id=secrets.token_hex(4),
+    )
+
+
+def capped_lead(lead: float, limit: float | None) -> tuple[float, str | None]:
+    """The walltime warning's lead, capped at half the limit (Slurm may send it up to 60 s
+    early, so a lead as long as the limit would leave no time to train)."""
+    if limit is None or limit <= 0 or lead <= limit / 2:
+        return lead, None
+    capped = max(int(limit / 2), 1)
+    return capped, (
+        f"walltime warning lead {lead:g} s is more than half the {limit:g} s limit: "
+        f"asked for {capped} s before the limit instead"
+    )
+
+
+def slurm_time_seconds(text: str | None) -> float | None:
+    """sbatch's --time forms in seconds: ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``,
+    ``D-H:M:S``; None for UNLIMITED, INFINITE or nothing."""
+    if not text or not text.strip() or text.strip().upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    days, _, rest = text.strip().rpartition("-")
+    try:
+        d = int(days) if days else 0
+        parts = [int(p) for p in rest.split(":")]
+    except ValueError:
+        return None
+    if days:  # D-H, D-H:M, D-H:M:S
+        h, m, sec = [*parts, 0, 0][:3]
+    elif len(parts) == 1:
+        h, m, sec = 0, parts[0], 0
+    elif len(parts) == 2:
+        h, m, sec = 0, parts[0], parts[1]
+    else:
+        h, m, sec = parts[-3], parts[-2], parts[-1]
+    return float(((d * 24 + h) * 60 + m) * 60 + sec)
+
+
+def cap_walltime_signal(prep: Any) -> str | None:
+    """Cap the walltime warning of a chained submission at half its time limit.
+
+    hpcwrap's own ``--signal`` default is replaced; a user's ``--signal`` (from the script
+    or SBATCH_SIGNAL) is overridden on the command line, which sbatch ranks above both.
+    Returns the note for the run log, or None when nothing was capped.
+    """
+    from hpcwrap.submit import WalltimeSignal
+
+    user = prep.user_resolved()
+    limit = slurm_time_seconds(user.get("time"))
+    if user.has("signal"):
+        value = str(user.get("signal") or "")
+        head, _, lead_text = value.rpartition("@") if "@" in value else (value, "", "60")
+        try:
+            lead = float(lead_text)
+        except ValueError:
+            return None
+        capped, note = capped_lead(lead, limit)
+        if note is not None and user.source("signal") != "command line":
+            prep.extra_args.append(f"--signal={head}@{int(capped)}")
+        return note if user.source("signal") != "command line" else None
+    if prep.signal is None:
+        return None
+    capped, note = capped_lead(prep.signal.lead, limit)
+    if note is not None:
+        prep.signal = WalltimeSignal(prep.signal.name, capped)
+    return note
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def _complete(path: Path) -> bool:
+    """A checkpoint that looks whole: it exists, no partial-write name, a folder not empty."""
+    name = path.name.lower()
+    if any(mark in name for mark in _PARTIAL):
+        return False
+    try:
+        if path.is_dir():
+            return any(path.iterdir())
+        return path.is_file() and path.stat().st_size > 0
+    except OSError:
+        return False
+
+
+def newest_checkpoint(pattern: str, cwd: Path) -> str | None:
+    """The newest complete match of ``--checkpoint-glob`` (relative to the run's workdir)."""
+    full = pattern if os.path.isabs(pattern) else str(cwd / pattern)
+    found = [Path(p) for p in glob.glob(full)]
+    whole = [p for p in found if _complete(p)]
+    if not whole:
+        return None
+    return str(max(whole, key=lambda p: p.stat().st_mtime))
+
+
+def find_checkpoint(state: RunState, cwd: Path) -> str | None:
+    """What the wrapper saw the training save, if it is there; else the glob's newest."""
+    seen = state.results.checkpoint
+    if seen and _complete(Path(seen)):
+        return seen
+    chain = state.chain
+    if chain is not None and chain.checkpoint_glob:
+        return newest_checkpoint(chain.checkpoint_glob, cwd)
+    return None
+
+
+# ---------------------------------------------------------------- guards
+
+
+def decide(
+    state: RunState, job_id: str, checkpoint: str | None, *, by_hand: bool = False
+) -> Decision:
+    """Whether the successor ``job_id`` continues the run (see the module docstring).
+
+    ``by_hand``: submitted by ``hpcwrap resume``; a person chose to go on, so how the
+    previous job ended and ``--max-resumes`` do not stop it (a checkpoint must exist).
+    """
+    chain = state.chain
+    if chain is None:
+        return Decision(False, "the run has no resume chain")
+    if chain.stopped and not by_hand:
+        return Decision(False, f"the chain was stopped: {chain.stopped}")
+    if chain.resumes >= chain.max_resumes and not by_hand:
+        return Decision(False, f"--max-resumes {chain.max_resumes} reached")
+    previous = [j for j in state.jobs if j.execution_id != job_id and j.start is not None]
+    if not previous:
+        return Decision(False, "no earlier job of this run ran")
+    last = previous[-1]
+    if not by_hand and last.state not in RESUMABLE:
+        why = last.state or "no recorded end"
+        return Decision(
+            False, f"the previous job ({last.execution_id}) ended {why}, not at its limit"
+        )
+    if checkpoint is None:
+        return Decision(False, "no checkpoint to resume from")
+    if last.resumed_from is not None and os.path.realpath(last.resumed_from) == os.path.realpath(
+        checkpoint
+    ):
+        return Decision(
+            False,
+            f"no progress: job {last.execution_id} saved no newer checkpoint than "
+            f"`{checkpoint}`, which it resumed from",
+        )
+    return Decision(True, "continues", checkpoint)
+
+
+def resume_argv(argv: Sequence[str], chain: ChainFacts, checkpoint: str) -> list[str]:
+    """The command with the ``--resume-arg`` template filled in and appended."""
+    out = list(argv)
+    if chain.resume_arg:
+        out += [w.replace("{checkpoint}", checkpoint) for w in shlex.split(chain.resume_arg)]
+    return out
+
+
+def chain_env(
+    environ: Mapping[str, str], chain: ChainFacts, checkpoint: str | None
+) -> dict[str, str]:
+    """The training's environment in a chain: where to resume from, one W&B run id."""
+    env = dict(environ)
+    if checkpoint is not None:
+        for name in ENV_FROM:
+            env[name] = checkpoint
+    if chain.wandb_run_id and not environ.get("WANDB_RUN_ID"):
+        env["WANDB_RUN_ID"] = chain.wandb_run_id
+    return env
+
+
+# ---------------------------------------------------------------- submitting and cancelling
+
+
+def save_sbatch_args(log: RunLog, args: Sequence[str]) -> Path:
+    """The submission's sbatch options beside job.sh (0600: they may hold real secrets)."""
+    from hpcwrap.newrun import write_exact
+
+    path = log.sidecar / SBATCH_ARGS
+    write_exact(path, "\0".join(args).encode("utf-8", "surrogateescape"), mode=0o600)
+    return path
+
+
+def load_sbatch_args(log: RunLog) -> list[str]:
+    try:
+        raw = (log.sidecar / SBATCH_ARGS).read_bytes()
+    except FileNotFoundError:
+        return []
+    text = raw.decode("utf-8", "surrogateescape")
+    return [a for a in text.split("\0") if a] if text else []
+
+
+def _clean_env(environ: Mapping[str, str]) -> dict[str, str]:
+    """Submitting from inside a job: the job's own SLURM_*/SBATCH_* must not leak into the
+    successor (sbatch would take SLURM_JOB_ID-style settings for the new job)."""
+    return {
+        k: v
+        for k, v in environ.items()
+        if not k.startswith(("SLURM_", "SBATCH_", "SALLOC_")) or k == "SLURM_CONF"
+    }
+
+
+def _without(args: Sequence[str], options: Sequence[str]) -> list[str]:
+    """``args`` without the given long options (``--x=v`` and ``--x v`` forms)."""
+    out: list[str] = []
+    skip = False
+    for a in args:
+        if skip:
+            skip = False
+            continue
+        if any(a == f"--{o}" for o in options):
+            skip = True
+            continue
+        if any(a.startswith(f"--{o}=") for o in options):
+            continue
+        out.append(a)
+    return out
+
+
+def submit_successor(
+    log: RunLog,
+    scheduler: Scheduler,
+    environ: Mapping[str, str],
+    *,
+    after: str | None,
+    workdir: Path,
+) -> str:
+    """Submit the next job of the chain (``after``: the job it waits for); returns its id."""
+    job_sh = log.sidecar / layout.JOB_SCRIPT
+    if not job_sh.is_file():
+        raise ResumeError(f"{job_sh}: missing; only runs submitted by hpcwrap sbatch can resume")
+    args = _without(load_sbatch_args(log), ("dependency", "kill-on-invalid-dep", "array"))
+    if after is not None:
+        args += [f"--dependency=afternotok:{after}", "--kill-on-invalid-dep=yes"]
+    result = scheduler.submit(job_sh, args, _clean_env(environ), cwd=workdir)
+    return result.job_id
+
+
+def cancel_successor(scheduler: Scheduler, job_id: str) -> str | None:
+    """Cancel a waiting successor; the problem in words when it could not be."""
+    try:
+        scheduler.cancel(job_id)
+    except SchedulerError as exc:
+        return str(exc)
+    return None
+
+
+def workdir_of(state: RunState, log: RunLog) -> Path:
+    if state.submit is not None and state.submit.workdir:
+        return Path(state.submit.workdir)
+    return log.path.parent
+
+
+def record_successor(
+    log: RunLog, job_id: str, after: str | None, when: datetime | None = None
+) -> None:
+    what = f"waits for job {after} to end at its limit" if after else "submitted by hand"
+    log.record(
+        lifecycle.Chained(
+            when or now(), pending=job_id, text=f"resume: successor job {job_id} {what}"
+        ),
+        data={"successor": job_id, "after": after},
+    )
+
+
+def stop_chain(log: RunLog, reason: str, *, pending: str | None = None) -> None:
+    log.record(
+        lifecycle.Chained(
+            now(), pending=pending, stopped=reason, text=f"resume chain stopped: {reason}"
+        ),
+        data={"reason": reason},
+    )
+
+
+def resume_by_hand(
+    log: RunLog, scheduler: Scheduler, environ: Mapping[str, str], *, extra_sbatch: Sequence[str]
+) -> str:
+    """``hpcwrap resume``: submit one successor now (no dependency); returns its job id.
+
+    Refused while a job of the run still runs or a successor already waits, and when
+    there is no checkpoint to resume from (the successor would only stop).
+    """
+    state = log.read()
+    running = [j.execution_id for j in state.jobs if not lifecycle.is_final(j.state)]
+    if any(running):
+        raise ResumeError(
+            f"job {', '.join(str(r) for r in running)} of this run is not over yet "
+            f"(run `hpcwrap cancel {log.name}` first, or wait)"
+        )
+    if state.chain is not None and state.chain.pending:
+        raise ResumeError(f"successor job {state.chain.pending} already waits to resume this run")
+    workdir = workdir_of(state, log)
+    probe = state
+    if state.chain is None:
+        probe = RunState(results=state.results, chain=ChainFacts(mode="manual"))
+    checkpoint = find_checkpoint(probe, workdir)
+    if checkpoint is None:
+        raise ResumeError(
+            "no checkpoint to resume from: the run's Results name none that exists "
+            "(and no --checkpoint-glob matched); record one with `hpcwrap log note`"
+        )
+    if state.chain is None:
+        chain = ChainFacts(mode="manual", max_resumes=0, wandb_run_id=secrets.token_hex(4))
+        log.record(lifecycle.Described(chain=chain), event="chain")
+    args = [*load_sbatch_args(log), *extra_sbatch]
+    job_sh = log.sidecar / layout.JOB_SCRIPT
+    if not job_sh.is_file():
+        raise ResumeError(f"{job_sh}: missing; only runs submitted by hpcwrap sbatch can resume")
+    args = _without(args, ("dependency", "kill-on-invalid-dep"))
+    result = scheduler.submit(job_sh, args, _clean_env(environ), cwd=workdir)
+    log.record(
+        lifecycle.Chained(
+            now(),
+            pending=result.job_id,
+            by_hand=True,
+            restart=True,
+            text=f"resume: job {result.job_id} submitted by hand to continue from `{checkpoint}`",
+        ),
+        data={"successor": result.job_id, "checkpoint": checkpoint},
+    )
+    return result.job_id
+
+
+def cancel_run(log: RunLog, scheduler: Scheduler) -> list[str]:
+    """``hpcwrap cancel``: scancel the run's running jobs and its waiting successor."""
+    state = log.read()
+    targets = [
+        j.execution_id
+        for j in state.jobs
+        if j.execution_id and not lifecycle.is_final(j.state) and j.execution_id.isdigit()
+    ]
+    if state.chain is not None and state.chain.pending:
+        targets.append(state.chain.pending)
+    done: list[str] = []
+    problems: list[str] = []
+    for job_id in dict.fromkeys(targets):
+        problem = cancel_successor(scheduler, job_id)
+        if problem is None:
+            done.append(job_id)
+        else:
+            problems.append(problem)
+    text = "cancelled by hand (hpcwrap cancel): " + (
+        ", ".join(f"job {j}" for j in done) if done else "nothing was running or waiting"
+    )
+    if problems:
+        text += "; not cancelled: " + "; ".join(problems)
+    log.record(
+        lifecycle.Chained(now(), stopped="cancelled by hand (hpcwrap cancel)", text=text),
+        event="cancel",
+        data={"cancelled": done, "problems": problems},
+    )
+    if problems and not done:
+        raise ResumeError("; ".join(problems))
+    return done
+
+
+__all__ = [
+    "ENV_FROM",
+    "RESUMABLE",
+    "Decision",
+    "cancel_run",
+    "cancel_successor",
+    "capped_lead",
+    "chain_env",
+    "decide",
+    "find_checkpoint",
+    "load_sbatch_args",
+    "new_chain",
+    "newest_checkpoint",
+    "record_successor",
+    "resume_argv",
+    "resume_by_hand",
+    "save_sbatch_args",
+    "stop_chain",
+    "submit_successor",
+    "workdir_of",
+]

@@ -1,0 +1,157 @@
+"""Walltime-resume chains on the real dev cluster: `-t 1` jobs of the toy trainer, each
+stopped by Slurm's warning (or killed hard at its limit), continued by a successor job in
+the same run log; the guards that stop a chain; `hpcwrap resume` and `hpcwrap cancel`."""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.conftest import Cluster
+from tests.cluster.test_hooks_cluster import script, started
+from tests.cluster.test_wrapper_cluster import BASE, project, state_of, submit, wait_for
+
+pytestmark = pytest.mark.cluster
+
+# 20 steps/s, a checkpoint every 100 steps: a -t 1 job trains a few hundred steps
+# before the warning (asked for 30 s before the limit: the lead is capped at half).
+TRAIN = [
+    "examples/train.sh", "--steps-per-sec", "20", "--ckpt-every", "100", "--format", "json",
+    "--out-dir", "runs/chain",
+]  # fmt: skip
+CHAIN = ["--resume", "auto", "--resume-arg", "--resume {checkpoint}", "-t", "1"]
+
+
+def chain_done(log: Path) -> bool:
+    try:
+        state = state_of(log)
+    except (OSError, ValueError):
+        return False
+    chain = state.get("chain") or {}
+    last = state["jobs"][-1] if state["jobs"] else {}
+    final = last.get("state") not in (None, "SUBMITTED", "PENDING", "RUNNING")
+    return bool(final and not chain.get("pending"))
+
+
+def blocks(log: Path) -> list[dict[str, Any]]:
+    return list(state_of(log)["jobs"])
+
+
+def checkpoint_steps(log: Path) -> list[str]:
+    return [Path(j["resumed_from"]).name for j in blocks(log) if j.get("resumed_from")]
+
+
+@pytest.mark.slow
+def test_three_job_chain_completes_in_one_run_log(cluster: Cluster) -> None:
+    cwd = project(cluster, "chain-three")
+    total = 1500
+    _, log = submit(
+        cluster, cwd, *BASE, *CHAIN, "--max-resumes", "4", *TRAIN, "--steps", str(total)
+    )
+    wait_for(lambda: chain_done(log), 600, "the chain to finish")
+    state = state_of(log)
+    jobs = state["jobs"]
+    assert len(jobs) >= 3, state["status"]
+    assert jobs[-1]["state"] == "COMPLETED", state["status"]
+    assert all(j["state"] == "TIMEOUT" for j in jobs[:-1]), [j["state"] for j in jobs]
+    assert state["results"]["final_step"] == total
+    # each resumed block starts from the checkpoint the block before it saved last
+    ends = [t for t in (s[1] for s in state["status"]) if t.startswith(("timeout,", "completed,"))]
+    assert len(ends) == len(jobs), ends
+    for (before, after), end in zip(itertools.pairwise(jobs), ends, strict=False):
+        m = re.search(r"ckpt step (\d+)", end)
+        assert m and after["resumed_from"], (end, after)
+        assert Path(after["resumed_from"]).name == m.group(1), (end, after)
+        assert after["execution_id"] != before["execution_id"]
+    md = log.read_text()
+    assert md.count("## Job (resumed)") == len(jobs) - 1
+    # the run continued, not restarted: the toy names the checkpoint it resumed from
+    outs = sorted(cwd.glob("slurm-*.out"))
+    assert any("Resuming" in p.read_text() or "resum" in p.read_text() for p in outs[1:])
+    texts = [s[1] for s in state["status"]]
+    assert sum(t.startswith("resumed: job ") for t in texts) == len(jobs) - 1
+    assert state["chain"]["stopped"].startswith(f"job {jobs[-1]['execution_id']} ended COMPLETED")
+    one_liner = state["results"]["loss_one_liner"]
+    assert one_liner.startswith(f"Over the {len(jobs)} jobs of this run")
+
+
+@pytest.mark.slow
+def test_chain_goes_on_when_the_wrapper_could_not_write_at_the_limit(cluster: Cluster) -> None:
+    """No warning at all, and the wrapper cannot write when Slurm kills the job at its limit
+    (the run's lock is held until the wrapper is dead): the successor, submitted when the
+    job started, still continues from the last periodic checkpoint (the epilog's TIMEOUT)."""
+    cwd = project(cluster, "chain-hard")
+    long = script(
+        cluster, cwd, "long.sh",
+        "#!/bin/bash\nexec python3 -u examples/toy_train.py --config examples/config.json "
+        '--steps-per-sec 20 --ckpt-every 100 --format json --out-dir runs/hard "$@"\n',
+    )  # fmt: skip
+    _, log = submit(
+        cluster, cwd, *BASE, "--resume", "auto", "--max-resumes", "1", "--no-walltime-signal",
+        "-t", "1", "--resume-arg", "--resume {checkpoint}", long, "--steps", "100000",
+    )  # fmt: skip
+    wrapper = int(started(log)["pid"])
+    wait_for(lambda: (state_of(log).get("chain") or {}).get("pending"), 60, "the successor")
+    lock = log.parent / ".hpcwrap" / log.stem / "lock"
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        wait_for(lambda: not Path(f"/proc/{wrapper}").exists(), 240, "the wrapper's death")
+    wait_for(lambda: len(blocks(log)) >= 2 and blocks(log)[1].get("start"), 240, "job 2")
+    first, second = blocks(log)[:2]
+    assert first["state"] == "TIMEOUT" and first["state_source"] == "epilog", first
+    assert second["resumed_from"] and Path(second["resumed_from"]).name.isdigit()
+    assert int(Path(second["resumed_from"]).name) >= 100
+    cluster.run(["scancel", second["execution_id"]])
+
+
+def test_a_crash_does_not_resume_and_the_successor_is_cancelled(cluster: Cluster) -> None:
+    cwd = project(cluster, "chain-crash")
+    _, log = submit(
+        cluster, cwd, *BASE, *CHAIN, *TRAIN, "--steps", "100000", "--crash-at-step", "30"
+    )
+    wait_for(lambda: chain_done(log), 240, "the chain to stop")
+    state = state_of(log)
+    assert len(state["jobs"]) == 1 and state["jobs"][0]["state"] == "FAILED"
+    stopped = state["chain"]["stopped"]
+    assert stopped.startswith(f"job {state['jobs'][0]['execution_id']} ended FAILED")
+    assert "cancelled" in stopped
+    successor = json.dumps(state["status"])
+    assert "resume chain stopped" in successor
+
+
+def test_max_resumes_zero_stops_after_the_first_job(cluster: Cluster) -> None:
+    cwd = project(cluster, "chain-max")
+    _, log = submit(cluster, cwd, *BASE, *CHAIN, "--max-resumes", "0", *TRAIN, "--steps", "100000")
+    wait_for(lambda: chain_done(log), 300, "the first job to end")
+    state = state_of(log)
+    assert len(state["jobs"]) == 1 and state["jobs"][0]["state"] == "TIMEOUT"
+    assert state["chain"]["stopped"] == "--max-resumes 0 reached"
+
+
+def test_user_scancel_stops_the_chain_and_resume_cancel_by_hand(cluster: Cluster) -> None:
+    cwd = project(cluster, "chain-cancel")
+    job_id, log = submit(cluster, cwd, *BASE, *CHAIN, *TRAIN, "--steps", "100000")
+    started(log)
+    wait_for(lambda: (state_of(log).get("chain") or {}).get("pending"), 60, "the successor")
+    assert cluster.run_as_user(["scancel", job_id], cwd=cwd).returncode == 0
+    wait_for(lambda: chain_done(log), 120, "the chain to stop")
+    state = state_of(log)
+    assert state["jobs"][-1]["state"] == "CANCELLED" and len(state["jobs"]) == 1
+    assert "ended CANCELLED" in state["chain"]["stopped"]
+    # by hand: resume from the newest checkpoint, then cancel it
+    res = cluster.run_as_user([cluster.hpcwrap, "resume", str(log)], cwd=cwd)
+    assert res.returncode == 0, res.stderr
+    new_id = res.stdout.split()[3]
+    wait_for(lambda: len(blocks(log)) == 2 and blocks(log)[1].get("start"), 120, "the resume")
+    assert blocks(log)[1]["execution_id"] == new_id and blocks(log)[1]["resumed_from"]
+    res = cluster.run_as_user([cluster.hpcwrap, "cancel", str(log)], cwd=cwd)
+    assert res.returncode == 0 and new_id in res.stdout, res.stdout + res.stderr
+    cluster.wait_job(new_id, timeout=120)
+    wait_for(lambda: blocks(log)[1]["state"] == "CANCELLED", 60, "the cancel recorded")
+    assert "cancelled by hand" in state_of(log)["chain"]["stopped"]

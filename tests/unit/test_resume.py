@@ -1,0 +1,192 @@
+"""Walltime-resume chaining without a cluster: the guards, the lead cap, the checkpoint rule,
+what the training is told, and the lifecycle transitions a chain makes (incl. a log kept
+by hand in the spec's format)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from hpcwrap import resume
+from hpcwrap.errors import ResumeError
+from hpcwrap.runlog import RunLog, RunState, lifecycle
+from hpcwrap.runlog.facts import ChainFacts
+from hpcwrap.runlog.lifecycle import Chained, Resumed, apply
+from hpcwrap.runlog.model import JobBlock, Results
+
+T0 = datetime(2026, 3, 11, 14, 0, tzinfo=timezone.utc)
+FIXTURES = Path(__file__).parent / "runlog_fixtures"
+
+
+def ended(job_id: str, state: str, resumed_from: str | None = None) -> JobBlock:
+    return JobBlock(
+        execution_id=job_id,
+        start=T0,
+        end=T0 + timedelta(minutes=1),
+        state=state,
+        resumed_from=resumed_from,
+    )
+
+
+def chained(*jobs: JobBlock, **chain: object) -> RunState:
+    return RunState(jobs=list(jobs), chain=ChainFacts(pending="13", **chain))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("state", "checkpoint", "by_hand", "go", "reason"),
+    [
+        (chained(ended("12", "TIMEOUT")), "/ck/200", False, True, "continues"),
+        # hpcwrap's reading decides, not Slurm's: exit 124 on the warning is TIMEOUT here
+        (chained(ended("12", "PREEMPTED")), "/ck/200", False, True, "continues"),
+        (chained(ended("12", "FAILED")), "/ck/200", False, False, "ended FAILED"),
+        (chained(ended("12", "OUT_OF_MEMORY")), "/ck/200", False, False, "OUT_OF_MEMORY"),
+        (chained(ended("12", "CANCELLED")), "/ck/200", False, False, "ended CANCELLED"),
+        (chained(ended("12", "TIMEOUT")), None, False, False, "no checkpoint"),
+        (chained(ended("12", "TIMEOUT"), max_resumes=0), "/ck/2", False, False, "--max-resumes 0"),
+        (
+            chained(ended("11", "TIMEOUT"), ended("12", "TIMEOUT", "/ck/200"), resumes=1),
+            "/ck/200",
+            False,
+            False,
+            "no progress",
+        ),
+        (chained(ended("12", "TIMEOUT"), stopped="by hand"), "/ck/2", False, False, "stopped"),
+        # `hpcwrap resume`: a person chose to go on after a crash
+        (chained(ended("12", "FAILED"), max_resumes=0), "/ck/200", True, True, "continues"),
+    ],
+)
+def test_the_guards(
+    state: RunState, checkpoint: str | None, by_hand: bool, go: bool, reason: str
+) -> None:
+    decision = resume.decide(state, "13", checkpoint, by_hand=by_hand)
+    assert decision.go is go and reason in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("1", 60),
+        ("2:30", 150),
+        ("1:00:00", 3600),
+        ("1-0", 86400),
+        ("1-2:03", 93780),
+        ("0-0:1:5", 65),
+        ("UNLIMITED", None),
+        (None, None),
+    ],
+)
+def test_slurm_time(text: str | None, seconds: float | None) -> None:
+    assert resume.slurm_time_seconds(text) == seconds
+
+
+def test_the_warning_lead_is_capped_at_half_the_limit() -> None:
+    assert resume.capped_lead(300, 60) == (30, resume.capped_lead(300, 60)[1])
+    assert "more than half the 60 s limit" in (resume.capped_lead(300, 60)[1] or "")
+    assert resume.capped_lead(300, 3600) == (300, None)
+    assert resume.capped_lead(300, None) == (300, None)
+
+
+def test_what_the_training_is_told() -> None:
+    chain = ChainFacts(resume_arg="--resume-from {checkpoint} --strict", wandb_run_id="ab12cd34")
+    argv = resume.resume_argv(["python", "train.py", "--lr", "3"], chain, "/ck/a b/200")
+    assert argv == ["python", "train.py", "--lr", "3", "--resume-from", "/ck/a b/200", "--strict"]
+    env = resume.chain_env({"PATH": "/bin"}, chain, "/ck/200")
+    assert env["HPCWRAP_RESUME_FROM"] == env["LOAD_CKPT_PATH"] == "/ck/200"
+    assert env["WANDB_RUN_ID"] == "ab12cd34"
+    assert resume.chain_env({"WANDB_RUN_ID": "mine"}, chain, None)["WANDB_RUN_ID"] == "mine"
+
+
+def test_a_resume_arg_without_the_placeholder_is_refused() -> None:
+    with pytest.raises(ResumeError, match="no \\{checkpoint\\}"):
+        resume.new_chain(max_resumes=2, resume_arg="--resume", checkpoint_glob=None)
+
+
+def test_newest_complete_checkpoint(tmp_path: Path) -> None:
+    ck = tmp_path / "ck"
+    for name in ("100", "200", "300.tmp", "400"):
+        (ck / name).mkdir(parents=True)
+    (ck / "100" / "model.bin").write_bytes(b"x")
+    (ck / "200" / "model.bin").write_bytes(b"x")
+    (ck / "300.tmp" / "model.bin").write_bytes(b"x")  # half-written: never chosen
+    # 400 is empty (being written): never chosen
+    assert resume.newest_checkpoint("ck/*", tmp_path) == str(ck / "200")
+    state = RunState(results=Results(checkpoint=str(ck / "100")), chain=ChainFacts())
+    assert resume.find_checkpoint(state, tmp_path) == str(ck / "100")  # what the output said
+    state.results.checkpoint = str(ck / "gone")
+    state.chain = ChainFacts(checkpoint_glob="ck/*")
+    assert resume.find_checkpoint(state, tmp_path) == str(ck / "200")
+
+
+def test_without_drops_an_option_in_both_spellings() -> None:
+    args = ["-t", "1", "--dependency", "afterok:3", "--array=0-2", "--dependency=x", "-p", "d"]
+    assert resume._without(args, ("dependency", "array")) == ["-t", "1", "-p", "d"]
+
+
+def test_submitting_from_inside_a_job_drops_the_jobs_own_slurm_variables() -> None:
+    env = resume._clean_env(
+        {"SLURM_JOB_ID": "12", "SLURM_CONF": "/c", "SBATCH_TIMELIMIT": "1", "HOME": "/h"}
+    )
+    assert env == {"SLURM_CONF": "/c", "HOME": "/h"}
+
+
+# ---------------------------------------------------------------- lifecycle of a chain
+
+
+def test_resumed_opens_a_block_and_counts_the_resume() -> None:
+    state = chained(ended("12", "TIMEOUT"), max_resumes=3)
+    state = apply(state, Resumed(T0, "/ck/200", execution_id="13", text="resumed: job 13"))
+    assert state.jobs[-1].execution_id == "13" and state.jobs[-1].resumed_from == "/ck/200"
+    assert state.chain is not None and state.chain.resumes == 1 and state.chain.pending is None
+    state = apply(state, Chained(T0, pending="14", text="resume: successor job 14"))
+    assert state.chain is not None and state.chain.pending == "14"
+    state = apply(state, Chained(T0, stopped="job 13 ended COMPLETED", text="stopped"))
+    assert state.chain is not None and state.chain.stopped == "job 13 ended COMPLETED"
+    assert [s.text for s in state.status] == [
+        "resumed: job 13",
+        "resume: successor job 14",
+        "stopped",
+    ]
+
+
+def test_a_persons_loss_one_liner_survives_a_resume() -> None:
+    state = RunState(results=Results(loss_one_liner="Mine: it learns, slowly."))
+    facts = lifecycle.Ended(
+        T0,
+        "TIMEOUT",
+        lifecycle.Source.WRAPPER,
+        "12",
+        results=lifecycle.ResultFacts(one_liner="Train loss fell.", has_progress=True),
+    )
+    assert apply(state, facts).results.loss_one_liner == "Mine: it learns, slowly."
+    drafted = apply(RunState(), facts)
+    again = apply(drafted, facts)
+    assert again.results.loss_one_liner == "Train loss fell."  # hpcwrap's own draft updates
+
+
+def test_a_log_kept_by_hand_is_resumed_with_every_line_kept(tmp_path: Path) -> None:
+    src = FIXTURES / "2026-03-11_train_front_cam.md"
+    folder = tmp_path / "run_logs" / "arx5"
+    folder.mkdir(parents=True)
+    path = folder / src.name
+    shutil.copy(src, path)
+    before = path.read_text().splitlines()
+    log = RunLog(path)
+    log.record(Resumed(T0, "/shared/ckpt/front_cam/12347/step_300000", execution_id="12348"))
+    after = path.read_text().splitlines()
+    kept = [line for line in before if line in after]
+    assert kept == before  # not one hand-written line lost or changed
+    assert after.count("## Job (resumed)") == before.count("## Job (resumed)") + 1
+    assert "- resumed from: `/shared/ckpt/front_cam/12347/step_300000`" in after
+
+
+def test_resumed_adopts_the_block_the_prolog_opened() -> None:
+    state = chained(ended("12", "TIMEOUT"), max_resumes=3)
+    prolog = lifecycle.Started(T0, execution_id="13", in_slurm=True, by_prolog=True)
+    state = apply(state, prolog)
+    state = apply(state, Resumed(T0, "/ck/200", execution_id="13"))
+    state = apply(state, lifecycle.Started(T0, execution_id="13", in_slurm=True))
+    assert [j.execution_id for j in state.jobs] == ["12", "13"]
+    assert state.jobs[1].resumed_from == "/ck/200" and state.jobs[1].state == "RUNNING"
