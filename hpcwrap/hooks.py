@@ -392,6 +392,7 @@ def infer_end(job: JobBlock, env: HookEnv, when: datetime, out: OutputEvidence) 
     """
     code, sig = _exit_parts(env.exit_code2)
     exit2 = lifecycle.sacct_exit(code, sig or 0) if code is not None else None
+    # The epilog runs after the job's processes are gone: at the limit means after it.
     at_limit = job.limit_at is not None and when >= job.limit_at - timedelta(
         seconds=lifecycle.NEAR_LIMIT
     )
@@ -447,7 +448,14 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
         return "no block for this job in the run log"
     inf = infer_end(job, env, when, output_evidence(state, env, work_dir))
     if lifecycle.is_final(job.state):
-        # The wrapper wrote the end: confirm it, with Slurm's label and exit status.
+        # The wrapper wrote the end: confirm it, with Slurm's label and exit status (from
+        # slurmstepd's lines and the exit status alone: the wrapper saw how it ended).
+        inf = infer_end(
+            JobBlock(execution_id=job.execution_id),
+            env,
+            when,
+            output_evidence(state, env, work_dir),
+        )
         if inf.slurm_exit is not None and job.slurm_state is None:
             log.record(
                 lifecycle.Reconciled(when, env.job_id, inf.slurm_state, inf.slurm_exit),

@@ -292,6 +292,8 @@ class Observation:
     val_loss: float | None = None
     lr: float | None = None
     epoch: float | None = None
+    loss_text: str | None = None  # the loss as printed ("3.0000"), for the run log
+    val_loss_text: str | None = None
     checkpoint: str | None = None  # path as printed
     checkpoint_step: int | None = None
     checkpoint_saved: bool = False  # a save was announced (with or without a path)
@@ -334,6 +336,14 @@ def parse_number(text: str) -> float | None:
         return float(t) * mult
     except ValueError:
         return None
+
+
+_LOSSES = ("loss", "val_loss")
+
+
+def printed(text: str) -> str:
+    """A number as the line printed it, without the quotes around it (``'0.5123'``)."""
+    return text.strip().strip("'\"")
 
 
 def _as_step(value: float | None) -> int | None:
@@ -465,6 +475,8 @@ class LineParser:
                 number = parse_number(value)
                 if number is not None:
                     setattr(obs, key, number)
+                    if key in _LOSSES:
+                        setattr(obs, key + "_text", printed(value))
             elif key == "checkpoint":
                 obs.checkpoint = _clean_path(value)
                 obs.checkpoint_saved = True
@@ -549,7 +561,13 @@ class LineParser:
         self._kv(text, lower, obs)
 
     def _set(
-        self, obs: Observation, name: str, value: float | None, *, force: bool = False
+        self,
+        obs: Observation,
+        name: str,
+        value: float | None,
+        *,
+        force: bool = False,
+        text: str | None = None,
     ) -> None:
         if value is None:
             return
@@ -560,6 +578,8 @@ class LineParser:
             return
         if force or getattr(obs, name) is None:
             setattr(obs, name, value)
+            if name in _LOSSES:
+                setattr(obs, name + "_text", printed(text) if text is not None else None)
 
     def _tqdm(self, text: str, obs: Observation) -> bool:
         m = _TQDM.search(text)
@@ -594,16 +614,18 @@ class LineParser:
             return False
         obs.sources.append("megatron")
         fields_: dict[str, float] = {}
+        texts: dict[str, str] = {}
         for f in _MEGATRON_FIELD.finditer(text + "|"):
             number = parse_number(f.group("val"))
             if number is not None:
                 fields_[f.group("key").strip().lower()] = number
+                texts[f.group("key").strip().lower()] = printed(f.group("val"))
         if v is not None:
             self._set(obs, "step", float(v.group("n")), force=True)
             vals = [k for k in fields_ if k.endswith(" value")]
             key = "lm loss value" if "lm loss value" in fields_ else (vals[0] if vals else None)
             if key is not None:
-                obs.val_loss = fields_[key]
+                obs.val_loss, obs.val_loss_text = fields_[key], texts[key]
             return True
         assert t is not None
         self._set(obs, "step", float(t.group("n")), force=True)
@@ -611,7 +633,7 @@ class LineParser:
         losses = [k for k in fields_ if k.endswith("loss") and k != "loss scale"]
         key = "lm loss" if "lm loss" in fields_ else (losses[0] if losses else None)
         if key is not None:
-            obs.loss = fields_[key]
+            obs.loss, obs.loss_text = fields_[key], texts[key]
         if "learning rate" in fields_:
             obs.lr = fields_["learning rate"]
         return True
@@ -619,7 +641,7 @@ class LineParser:
     def _json(self, text: str, obs: Observation) -> bool:
         start = text.find("{")
         try:
-            data = json.loads(text[start:])
+            data = json.loads(text[start:], parse_float=str)  # floats kept as printed
         except ValueError:
             return False  # a Python dict repr (HF): the key/value reader handles it
         if not isinstance(data, dict):
@@ -633,7 +655,7 @@ class LineParser:
             number = parse_number(value) if isinstance(value, str) else value
             if isinstance(number, bool) or not isinstance(number, (int, float)):
                 continue
-            self._set(obs, name, float(number))
+            self._set(obs, name, float(number), text=str(value))
         return True
 
     @staticmethod
@@ -669,17 +691,17 @@ class LineParser:
             value = text[m.start("val") : m.end("val")]
             if name == "loss" and (summary or validate):
                 if validate:
-                    self._set(obs, "val_loss", parse_number(value))
+                    self._set(obs, "val_loss", parse_number(value), text=value)
                 continue
             if key == "loss" and (ctx := self._eval_context(text, m.start())) is not None:
                 if ctx == "val":
-                    self._set(obs, "val_loss", parse_number(value))
+                    self._set(obs, "val_loss", parse_number(value), text=value)
                     found = True
                 continue
             number = parse_number(value)
             if number is None:
                 continue
-            self._set(obs, name, number)
+            self._set(obs, name, number, text=value)
             if name == "step" and m.group("total") and obs.step_total is None:
                 obs.step_total = int(m.group("total"))
             found = True

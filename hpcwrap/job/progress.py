@@ -84,6 +84,11 @@ class Snapshot:
     lr: float | None = None
     first_loss: float | None = None
     first_val_loss: float | None = None
+    # The same four losses as the training printed them (the run log shows these).
+    loss_text: str | None = None
+    val_loss_text: str | None = None
+    first_loss_text: str | None = None
+    first_val_loss_text: str | None = None
     nonfinite_since_step: int | None = None  # first step whose train loss was nan/inf
     nonfinite_seen: bool = False
     progress_marks: int = 0  # grows with every new step (or every loss line when no steps)
@@ -228,11 +233,11 @@ class Progress:
                 s.lr = obs.lr
                 s.version += 1
             if obs.loss is not None:
-                s.loss = obs.loss
+                s.loss, s.loss_text = obs.loss, obs.loss_text
                 s.version += 1
                 self._train.add(step, obs.loss)
                 if s.first_loss is None:
-                    s.first_loss = obs.loss
+                    s.first_loss, s.first_loss_text = obs.loss, obs.loss_text
                 if not math.isfinite(obs.loss) and not s.nonfinite_seen:
                     notable.nonfinite = True
                     s.nonfinite_seen = True
@@ -241,11 +246,11 @@ class Progress:
                     # No step counter in this output: each loss line is the progress.
                     self._progressed(None)
             if obs.val_loss is not None:
-                s.val_loss = obs.val_loss
+                s.val_loss, s.val_loss_text = obs.val_loss, obs.val_loss_text
                 s.version += 1
                 self._val.add(step, obs.val_loss)
                 if s.first_val_loss is None:
-                    s.first_val_loss = obs.val_loss
+                    s.first_val_loss, s.first_val_loss_text = obs.val_loss, obs.val_loss_text
             if obs.checkpoint_saved:
                 self._checkpoint(obs, step, notable)
             if obs.wandb_dir is not None and obs.wandb_dir != s.wandb_dir:

@@ -15,11 +15,15 @@ import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcwrap.job.progress import ErrorRecord, Snapshot
 from hpcwrap.job.status import fmt_num
 from hpcwrap.runlog import lifecycle
 from hpcwrap.runlog.fsio import copy_mode
+
+if TYPE_CHECKING:
+    from hpcwrap.runlog.handle import RunLog
 
 # Series are judged on bucket means, so noisy per-step losses do not read as zig-zags.
 _BUCKETS = 8
@@ -333,28 +337,63 @@ def submitted_config_copy(sidecar: Path, config: str | None) -> Path | None:
     return files[0] if files else None
 
 
+def relative_to_log(path: Path, run_log: Path) -> str:
+    """A sidecar file as the run log shows it: relative to the log's folder."""
+    return os.path.relpath(path, run_log.parent)
+
+
 # --------------------------------------------------------------------------- Next
+
+
+@dataclass(frozen=True)
+class RunKind:
+    """What the drafts need to know about the run: its name for commands, and its mode."""
+
+    name: str | None = None  # ``<group>/<name>``, as ``hpcwrap ... <run>`` takes it
+    pipeline: bool = False
+
+
+def run_kind(run: RunLog | None) -> RunKind:
+    """The run's name and whether it is a pipeline run (never raises: drafts only)."""
+    if run is None:
+        return RunKind()
+    try:
+        run_type = run.read().run_type
+    except Exception:  # a draft must never stop the end from being recorded
+        run_type = ""
+    return RunKind(run.run_id, run_type.strip().strip("`").lower().startswith("pipeline"))
+
+
+def _cmd(words: str) -> str:
+    return f"`{words}`"
 
 
 def _first_error(errors: Sequence[ErrorRecord]) -> ErrorRecord | None:
     return errors[0] if errors else None
 
 
-def next_steps(state: str, checkpoint: str | None, snap: Snapshot) -> list[str]:
-    """Suggestions for ``## Next`` (drafts; a person edits or deletes them)."""
+def next_steps(
+    state: str, checkpoint: str | None, snap: Snapshot, kind: RunKind | None = None
+) -> list[str]:
+    """Suggestions for ``## Next``, each with the exact command (drafts; a person edits them)."""
+    kind = kind or RunKind()
+    run = kind.name or "<run>"
+    if kind.pipeline:
+        return _pipeline_next(state, checkpoint, snap, run)
     out: list[str] = []
     ck = f"`{checkpoint}`" if checkpoint else None
+    resume = _cmd(f"hpcwrap resume {run}")
     err = _first_error(snap.errors)
     if state == "FAILED" or state == "OUT_OF_MEMORY":
         what = err.text if err is not None else f"the {state.lower().replace('_', ' ')} exit"
         out.append(f"fix the failure first ({what[:160]}), then resubmit")
         if ck:
-            out.append(f"once fixed, resume from {ck} instead of starting over")
+            out.append(f"once fixed, resume from {ck} instead of starting over: {resume}")
     elif state in ("TIMEOUT", "CANCELLED"):
         if ck:
             out.append(
-                f"resume for more steps from {ck} with the same config (point the script's "
-                "resume option at it), then resubmit; note it here as a `## Job (resumed)` block"
+                f"resume for more steps from {ck} with the same config: {resume} "
+                "(a `## Job (resumed)` block in this log)"
             )
         else:
             out.append(
@@ -364,16 +403,18 @@ def next_steps(state: str, checkpoint: str | None, snap: Snapshot) -> list[str]:
     elif state == "COMPLETED" and ck:
         trend_ = trend(snap.train_history)
         if trend_ is not None and trend_.direction == "fell" and not trend_.plateau:
-            out.append(f"resume for more steps from {ck} (the loss was still falling)")
+            out.append(f"resume for more steps from {ck} (the loss was still falling): {resume}")
         either = "or " if out else ""  # an alternative only after the resume suggestion
         out.append(
             f"{either}generate `MODEL_PASSPORT.json` + `SIGNOFF.json` for {ck}, "
             "then eval / upload / hand off"
         )
     if not checkpoint and state == "COMPLETED":
+        note = _cmd(f"hpcwrap log note {run} 'checkpoint at <path>'")
         out.append(
-            "no checkpoint path was seen in the output: record it in Results, then generate "
-            "`MODEL_PASSPORT.json` + `SIGNOFF.json` for it before any eval / upload / hand-off"
+            f"no checkpoint path was seen in the output: record it in Results (and {note}), "
+            "then generate `MODEL_PASSPORT.json` + `SIGNOFF.json` for it before any eval / "
+            "upload / hand-off"
         )
     if snap.nonfinite_seen:
         out.insert(
@@ -384,8 +425,37 @@ def next_steps(state: str, checkpoint: str | None, snap: Snapshot) -> list[str]:
     return out
 
 
+def _pipeline_next(state: str, output: str | None, snap: Snapshot, run: str) -> list[str]:
+    """A pipeline's Next: about what it wrote and its failures, not checkpoints or eval."""
+    err = _first_error(snap.errors)
+    note = _cmd(f"hpcwrap log note {run} '<what you checked>'")
+    where = f"`{output}`" if output else None
+    count = f" ({snap.step} items processed)" if snap.step is not None else ""
+    if state == "COMPLETED":
+        if where:
+            return [f"check what it wrote at {where}{count} before the next stage uses it; {note}"]
+        return [
+            f"no output path was seen in its output{count}: note where it wrote "
+            f"({_cmd(f'hpcwrap log note {run} {chr(39)}output at <path>{chr(39)}')}) and check "
+            "it before the next stage uses it"
+        ]
+    if state in ("FAILED", "OUT_OF_MEMORY"):
+        what = err.text if err is not None else f"the {state.lower().replace('_', ' ')} exit"
+        out = [f"fix the failure first ({what[:160]}), then resubmit"]
+        if where:
+            out.append(f"what it wrote before failing ({where}) may be partial: check it; {note}")
+        return out
+    if state in ("TIMEOUT", "CANCELLED"):
+        return [
+            f"it stopped before the end{count}: resubmit with more time, and check that it "
+            f"skips or redoes partial outputs{f' at {where}' if where else ''}; {note}"
+        ]
+    return []
+
+
 __all__ = [
     "EndFacts",
+    "RunKind",
     "Trend",
     "final_state",
     "find_checkpoint_on_disk",
@@ -393,7 +463,9 @@ __all__ = [
     "keep_config_copy",
     "loss_one_liner",
     "next_steps",
+    "relative_to_log",
     "resolve_path",
+    "run_kind",
     "submitted_config_copy",
     "trend",
 ]

@@ -548,11 +548,12 @@ class Wrapper:
         cwd = self.opts.cwd
         since = time.time() - (self.mono() - self.start_mono)
         checkpoint = self._checkpoint_path(snap, cwd, since)
-        config_snapshot = self._config_snapshot(snap, cwd, since, checkpoint)
-        fallback = None
+        config_snapshot, config_copy = self._config_snapshot(snap, cwd, since, checkpoint)
         if config_snapshot is None and self.sink.run is not None:
+            # No resolved config seen: hpcwrap's copy of --config is the one kept.
             copy = res.submitted_config_copy(self.sink.run.sidecar, None)
-            fallback = str(copy) if copy is not None else None
+            config_copy = res.relative_to_log(copy, self.sink.run.path) if copy else None
+        kind = res.run_kind(self.sink.run)
         runtime = format_runtime((end_wall - self.start_wall).total_seconds())
         text = self.prefix + end_text(final, end, snap, runtime, errors)
         env = self.env
@@ -582,10 +583,14 @@ class Wrapper:
                 one_liner=res.loss_one_liner(snap, final),
                 checkpoint=checkpoint,
                 config_snapshot=config_snapshot,
-                config_fallback=fallback,
                 has_progress=snap.has_progress,
+                first_loss_text=snap.first_loss_text,
+                loss_text=snap.loss_text,
+                first_val_loss_text=snap.first_val_loss_text,
+                val_loss_text=snap.val_loss_text,
+                config_copy=config_copy,
             ),
-            next_steps=tuple(res.next_steps(final, checkpoint, snap)),
+            next_steps=tuple(res.next_steps(final, checkpoint, snap, kind)),
             wandb_local=_full_path(snap.wandb_dir, cwd),
             wandb_url=snap.wandb_url,
             array=env if env.is_array_task else None,
@@ -629,7 +634,8 @@ class Wrapper:
 
     def _config_snapshot(
         self, snap: Snapshot, cwd: Path, since: float, checkpoint: str | None
-    ) -> str | None:
+    ) -> tuple[str | None, str | None]:
+        """The resolved config the run wrote, and hpcwrap's copy of it (relative to the log)."""
         near = [p for p in (checkpoint, snap.wandb_dir) if p]
         found = res.find_config_snapshot(
             self.settings.config_snapshot,
@@ -639,13 +645,13 @@ class Wrapper:
             since=since,
         )
         if found is None:
-            return None
+            return None, None
         if self.sink.run is not None:
             copy = res.keep_config_copy(found, self.sink.run.sidecar, self.env.execution_id)
             if copy is not None:
                 self.sink.event("config_snapshot", {"source": str(found), "copy": str(copy)})
-                return str(copy)
-        return str(found)
+                return str(found), res.relative_to_log(copy, self.sink.run.path)
+        return str(found), None
 
 
 def end_text(

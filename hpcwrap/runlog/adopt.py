@@ -14,7 +14,7 @@ from pathlib import Path
 from hpcwrap.runlog.dates import parse_timestamp
 from hpcwrap.runlog.markdown import DiskSection, Document, Item
 from hpcwrap.runlog.model import JobBlock, RunState, StatusEntry
-from hpcwrap.runlog.render import DERIVED, field_for_label, norm_label
+from hpcwrap.runlog.render import DERIVED, SUBMITTED_MARK, field_for_label, norm_label
 
 _STATUS = re.compile(
     r"^[-*+] +`?(\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(?::\d{2})?)(?:\s*(?:UTC|Z))?`?"
@@ -46,9 +46,20 @@ def uncode(value: str) -> str:
     return m.group(1) if m else value
 
 
+_MISSING = ("", "n/a", "none seen")
+
+
+def missing(value: str) -> bool:
+    """What hpcwrap writes for nothing seen (``n/a``, ``none seen``), or nothing.
+
+    Only the bare words: a value that reads the same is rendered in a code span.
+    """
+    return value.strip() in _MISSING
+
+
 def code_value(value: str) -> str | None:
     """A path-like field: the inside of a lone code span, else the text as written."""
-    if not value.strip():
+    if missing(value):
         return None
     m = _CODE_SPAN.match(value.strip())
     return m.group(1) if m else value
@@ -136,7 +147,11 @@ def _job(sec: DiskSection) -> JobBlock:
         if fname in DERIVED["job"]:
             continue
         value = item.value.strip()
-        if fname in ("submitted", "start", "end"):
+        if fname == "start" and value.endswith(SUBMITTED_MARK):
+            # hpcwrap's submitted/start before the job started: the submission time
+            when = parse_timestamp(uncode(value[: -len(SUBMITTED_MARK)].strip()))
+            job.submitted = job.submitted or when
+        elif fname in ("submitted", "start", "end"):
             setattr(job, fname, parse_timestamp(uncode(value)))
         elif fname in ("exit_code", "restart_count"):
             setattr(job, fname, _int(value))
@@ -201,9 +216,14 @@ def parse_state(doc: Document, name: str = "", group: str | None = None) -> RunS
                 if fname == "final_step":
                     res.final_step = _int(item.value)
                 elif fname.endswith("_loss"):
-                    setattr(res, fname, _float(item.value))
-                elif fname in ("checkpoint", "config_snapshot"):
+                    number = _float(item.value)
+                    setattr(res, fname, number)
+                    if number is not None:  # shown again exactly as written
+                        setattr(res, fname + "_text", uncode(item.value.strip()).strip())
+                elif fname in ("checkpoint", "config_snapshot", "config_copy"):
                     setattr(res, fname, code_value(item.value))
+                elif fname == "output":
+                    res.checkpoint = res.checkpoint or code_value(item.value)
                 else:
                     res.loss_one_liner = item.value or None
         elif sec.kind == "wandb":

@@ -255,6 +255,12 @@ class ResultFacts:
     config_snapshot: str | None = None
     config_fallback: str | None = None  # the submitted --config copy, when no snapshot is known
     has_progress: bool = False
+    # The losses as printed (``3.0000``), shown in Results in place of the floats.
+    first_loss_text: str | None = None
+    loss_text: str | None = None
+    first_val_loss_text: str | None = None
+    val_loss_text: str | None = None
+    config_copy: str | None = None  # hpcwrap's copy of the config snapshot (sidecar)
 
 
 @dataclass(frozen=True)
@@ -436,21 +442,23 @@ def _fill_results(state: RunState, r: ResultFacts, prefix: str, array_task: str 
     if r.final_step is not None:
         res.final_step = r.final_step
     if res.start_train_loss is None and r.first_loss is not None:
-        res.start_train_loss = r.first_loss
+        res.start_train_loss, res.start_train_loss_text = r.first_loss, r.first_loss_text
     if r.loss is not None:
-        res.end_train_loss = r.loss
+        res.end_train_loss, res.end_train_loss_text = r.loss, r.loss_text
     if res.start_val_loss is None and r.first_val_loss is not None:
-        res.start_val_loss = r.first_val_loss
+        res.start_val_loss, res.start_val_loss_text = r.first_val_loss, r.first_val_loss_text
     if r.val_loss is not None:
-        res.end_val_loss = r.val_loss
+        res.end_val_loss, res.end_val_loss_text = r.val_loss, r.val_loss_text
     if r.one_liner:
         res.loss_one_liner = prefix + r.one_liner
     if r.checkpoint:
         res.checkpoint = r.checkpoint
     if r.config_snapshot:
         res.config_snapshot = r.config_snapshot
-    elif res.config_snapshot is None and r.config_fallback is not None:
+    elif res.config_snapshot is None and r.config_fallback is not None and not r.config_copy:
         res.config_snapshot = r.config_fallback
+    if r.config_copy:
+        res.config_copy = r.config_copy
 
 
 # ---------------------------------------------------------------- transitions

@@ -88,7 +88,14 @@ class Results:
     end_val_loss: float | None = None
     loss_one_liner: str | None = None
     checkpoint: str | None = None
-    config_snapshot: str | None = None
+    config_snapshot: str | None = None  # the resolved config the run wrote (its path)
+    config_copy: str | None = None  # hpcwrap's copy of it (or of --config) in the sidecar
+    # The losses as the training printed them (``0.4544526051680415``, ``3.0000``);
+    # the floats above are for comparing, these are what the run log shows.
+    start_train_loss_text: str | None = None
+    end_train_loss_text: str | None = None
+    start_val_loss_text: str | None = None
+    end_val_loss_text: str | None = None
 
 
 @dataclass

@@ -17,11 +17,11 @@ import functools
 import json
 import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from hpcwrap.runlog.dates import format_runtime, human_date, iso, status_stamp, to_utc
-from hpcwrap.runlog.model import JobBlock, RunState, StatusEntry
+from hpcwrap.runlog.model import JobBlock, Results, RunState, StatusEntry
 
 # Section ids in canonical order; job sections are "job.<n>" (0 = "## Job").
 SECTION_ORDER = ("title", "mode", "config", "jobs", "status", "results", "wandb", "next", "hf")
@@ -46,17 +46,17 @@ CONFIG_LABELS = {
     "key_settings": "key settings",
     "code": "code",
 }
+# The spec's lines of a Job block come first, in its order and spelling; hpcwrap's own after.
 JOB_LABELS = {
     "execution_id": "execution_id",
-    "cluster": "cluster",
-    "submitted": "submitted",
-    "submitted_human": "submitted_human",
-    "start": "start",
+    "start": "submitted/start",  # the submission time until the job starts, then its start
     "start_human": "start_human",
     "end": "end",
     "end_human": "end_human",
     "runtime": "runtime",
-    "node": "node",
+    "node": "node",  # Slurm only
+    "submitted": "submitted",
+    "cluster": "cluster",
     "state": "state",
     "exit_code": "exit_code",
     "restart_count": "restart_count",
@@ -66,6 +66,8 @@ JOB_LABELS = {
     "wandb_synced": "W&B synced",
     "submit_error": "submit error",
 }
+# A ``## Job (resumed)`` block: the spec's three lines, then hpcwrap's own (its own times).
+RESUMED_LABELS = {**JOB_LABELS, "start": "start"}
 RESULTS_LABELS = {
     "runtime": "runtime",
     "final_step": "final step",
@@ -76,6 +78,8 @@ RESULTS_LABELS = {
     "loss_one_liner": "loss_one_liner",
     "checkpoint": "checkpoint",
     "config_snapshot": "config_snapshot",
+    "config_copy": "config_copy",  # hpcwrap's own copy, which outlives the output folder
+    "output": "output",  # a pipeline's: what it wrote (in place of checkpoint)
 }
 WANDB_LABELS = {"local": "local", "synced": "synced", "notes": "notes"}
 
@@ -92,6 +96,7 @@ ALIASES: dict[str, dict[str, str]] = {
     "config": {"command": "script", "key_setting": "key_settings", "settings": "key_settings"},
     "job": {
         "submitted/start": "start",
+        "start": "start",
         "job_id": "execution_id",
         "jobid": "execution_id",
         "slurm_job_id": "execution_id",
@@ -107,12 +112,17 @@ ALIASES: dict[str, dict[str, str]] = {
         "w&b": "wandb_synced",
         "submit_error": "submit_error",
     },
-    "results": {"final_step": "final_step", "steps": "final_step"},
+    "results": {
+        "final_step": "final_step",
+        "steps": "final_step",
+        "config_copy": "config_copy",
+        "outputs": "output",
+    },
     "wandb": {"synced_url": "synced", "url": "synced", "local_dir": "local"},
 }
 # Fields hpcwrap derives from others; read back from a file they are ignored.
 DERIVED = {
-    "job": {"submitted_human", "start_human", "end_human", "runtime", "slurm_state"},
+    "job": {"start_human", "end_human", "runtime", "slurm_state"},
     "results": {"runtime"},
 }
 
@@ -219,6 +229,44 @@ def fmt_settings(settings: dict[str, str]) -> str:
     return ", ".join(parts)
 
 
+NONE_SEEN = "none seen"
+_URL = re.compile(r"^[a-z][a-z0-9+.-]*://\S+$", re.IGNORECASE)
+
+
+def script_text(value: str) -> str:
+    """The Config ``script`` line's value in a code span (a ``docker run`` line too).
+
+    A value that already has backticks (hpcwrap's own form, with the script in a
+    span and its arguments after it, or a person's) is shown as it is.
+    """
+    if "`" in value:
+        return value
+    text = one_line(value)
+    return f"`{text}`" if text else value
+
+
+def dataset_text(value: str) -> str:
+    """The spec's form: the file name in a span, ``at`` its folder in a span.
+
+    ``/data/cam/v3.parquet`` becomes the span ``v3.parquet`` at the span ``/data/cam/``;
+    a URL the same plus ``(link: <the URL in a span>)``; a bare name its span; text
+    already formatted, or prose, stays as it is.
+    """
+    text = value.strip()
+    if "`" in text or "\n" in text or not text:
+        return value
+    if _URL.match(text):
+        head, _, name = text.rstrip("/").rpartition("/")
+        where = head + "/" if "://" in head else text
+        return f"`{name or text}` at `{where}` (link: `{text}`)"
+    if " " in text:
+        return value  # prose: "front_cam_v3.parquet at /shared/data", a description
+    if "/" not in text.rstrip("/"):
+        return f"`{text}`"
+    head, _, name = text.rstrip("/").rpartition("/")
+    return f"`{name}` at `{head or '/'}/`" if head else f"`{name}` at `/`"
+
+
 # ---------------------------------------------------------------- sections
 
 
@@ -234,21 +282,63 @@ def title_line(state: RunState) -> str:
     return f"# {task} — {desc}" if desc else f"# {task}"
 
 
+_SLURM_ID = re.compile(r"^\d+(?:[_+]\S*)?$")
+
+
+def is_slurm_block(job: JobBlock) -> bool:
+    """A block of a Slurm job (the spec's ``node`` line is for those only).
+
+    Outside Slurm the wrapper's execution id is ``<host>:<pid>`` or a cloud VM's
+    name/zone and no restart count is read; Slurm's job ids are numbers
+    (``12``, ``12_3``, ``12_[0-3]``, ``12+0``).
+    """
+    if job.restart_count is not None or job.slurm_state or job.cluster:
+        return True
+    return bool(job.execution_id and _SLURM_ID.match(job.execution_id.strip()))
+
+
+# After the submitted/start value while the job has not started: the time is the submission's.
+SUBMITTED_MARK = " (submitted)"
+
+
+def resumed_submitted(value: datetime) -> str:
+    """``2026-03-12 15:00 UTC``: the spec's spelling of a resumed block's submission."""
+    return f"{status_stamp(value)} UTC"
+
+
 def _job_items(n: int, job: JobBlock) -> list[tuple[str, str]]:
+    """The spec's lines first (in its order and spelling), then hpcwrap's own."""
     p = f"job.{n}."
     items: list[tuple[str, str]] = []
-    lab = JOB_LABELS
+    resumed = n > 0
+    lab = RESUMED_LABELS if resumed else JOB_LABELS
     _kv(items, p + "execution_id", lab["execution_id"], job.execution_id)
-    _kv(items, p + "cluster", lab["cluster"], job.cluster)
-    for fname in ("submitted", "start", "end"):
-        value: datetime | None = getattr(job, fname)
-        if value is not None:
-            _kv(items, p + fname, lab[fname], fmt_time(value))
-            _kv(items, p + fname + "_human", lab[fname + "_human"], f"`{human_date(value)}`")
+    if resumed:
+        # ## Job (resumed): execution_id, submitted, resumed from; then its own times.
+        if job.submitted is not None:
+            _kv(items, p + "submitted", lab["submitted"], resumed_submitted(job.submitted))
+        if job.resumed_from:
+            _kv(items, p + "resumed_from", lab["resumed_from"], code(job.resumed_from))
+        shown = job.start
+    else:
+        # submitted/start: the submission time until the job starts (said so), then its start.
+        shown = job.start if job.start is not None else job.submitted
+    if shown is not None:
+        when = fmt_time(shown) + (SUBMITTED_MARK if shown is not job.start else "")
+        _kv(items, p + "start", lab["start"], when)
+        _kv(items, p + "start_human", lab["start_human"], f"`{human_date(shown)}`")
+    if job.end is not None:
+        _kv(items, p + "end", lab["end"], fmt_time(job.end))
+        _kv(items, p + "end_human", lab["end_human"], f"`{human_date(job.end)}`")
     runtime = job.runtime_seconds
     if runtime is not None:
         _kv(items, p + "runtime", lab["runtime"], f"`{format_runtime(runtime)}`")
-    _kv(items, p + "node", lab["node"], job.node)
+    if is_slurm_block(job):
+        _kv(items, p + "node", lab["node"], job.node)
+    # hpcwrap's own lines.
+    if not resumed and job.submitted is not None and job.start is not None:
+        _kv(items, p + "submitted", lab["submitted"], fmt_time(job.submitted))
+    _kv(items, p + "cluster", lab["cluster"], job.cluster)
     _kv(items, p + "state", lab["state"], job.state)
     if job.exit_code is not None:
         _kv(items, p + "exit_code", lab["exit_code"], str(job.exit_code))
@@ -259,7 +349,7 @@ def _job_items(n: int, job: JobBlock) -> list[tuple[str, str]]:
         slurm = " ".join(x for x in (job.slurm_state, job.slurm_exit) if x)
         note = f" ({job.state_note})" if job.state_note else ""
         _kv(items, p + "slurm_state", lab["slurm_state"], slurm + note)
-    if job.resumed_from:
+    if job.resumed_from and not resumed:
         _kv(items, p + "resumed_from", lab["resumed_from"], code(job.resumed_from))
     if job.wandb_local:
         _kv(items, p + "wandb_local", lab["wandb_local"], code(job.wandb_local))
@@ -284,31 +374,99 @@ def total_runtime(state: RunState) -> tuple[float, datetime, datetime] | None:
     return total, first, last
 
 
+NA = "n/a"
+
+
+def is_pipeline(state: RunState) -> bool:
+    """A ``pipeline (...)`` run: Results speak of what it produced, not of loss."""
+    return state.run_type.strip().strip("`").lower().startswith("pipeline")
+
+
+def loss_text(value: float | None, printed: str | None) -> str:
+    """A loss as the training printed it (``3.0000``), else as stored; ``n/a`` when none."""
+    if printed is not None and printed.strip():
+        return f"`{one_line(printed)}`"
+    if value is None:
+        return NA
+    return f"`{fmt_float(value)}`"
+
+
+def results_due(state: RunState) -> bool:
+    """Results are filled once a job block has ended (or a value is known before that)."""
+    if any(j.state in _FINAL for j in state.jobs):
+        return True
+    return any(
+        v is not None and (not isinstance(v, str) or v.strip())
+        for v in (getattr(state.results, f.name) for f in fields(Results))
+    )
+
+
+_FINAL = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "PREEMPTED",
+        "REQUEUED",
+        "SUBMIT_FAILED",
+    }
+)
+
+
 def _results_items(state: RunState) -> list[tuple[str, str]]:
+    """The spec's Results lines in its order; ``n/a`` where nothing was seen.
+
+    Before any job ended only what is known shows. A pipeline run shows what it
+    produced (``output``) and losses only when it printed some. hpcwrap's own lines
+    (``config_copy``, and later ones such as telemetry) go after the spec's.
+    """
     res = state.results
     items: list[tuple[str, str]] = []
     lab = RESULTS_LABELS
+    full = results_due(state)
+    pipeline = is_pipeline(state)
+
+    def line(fname: str, value: str | None) -> None:
+        if value is not None and value.strip():
+            items.append((f"results.{fname}", block(f"- {lab[fname]}: ", value)))
+        elif full:
+            items.append((f"results.{fname}", f"- {lab[fname]}: {NA}"))
+
     rt = total_runtime(state)
-    if rt is not None:
-        total, first, last = rt
-        items.append(
-            (
-                "results.runtime",
-                f"- {lab['runtime']}: `{format_runtime(total)}` "
-                f"(start `{iso(first)}`, end `{iso(last)}`)",
-            )
-        )
-    if res.final_step is not None:
-        _kv(items, "results.final_step", lab["final_step"], str(res.final_step))
-    for fname in ("start_train_loss", "end_train_loss", "start_val_loss", "end_val_loss"):
-        value: float | None = getattr(res, fname)
-        if value is not None:
-            _kv(items, "results." + fname, lab[fname], f"`{fmt_float(value)}`")
-    _kv(items, "results.loss_one_liner", lab["loss_one_liner"], res.loss_one_liner)
-    if res.checkpoint:
-        _kv(items, "results.checkpoint", lab["checkpoint"], code(res.checkpoint))
-    if res.config_snapshot:
-        _kv(items, "results.config_snapshot", lab["config_snapshot"], code(res.config_snapshot))
+    line(
+        "runtime",
+        None
+        if rt is None
+        else f"`{format_runtime(rt[0])}` (start `{iso(rt[1])}`, end `{iso(rt[2])}`)",
+    )
+    if not pipeline or res.final_step is not None:
+        line("final_step", None if res.final_step is None else str(res.final_step))
+    losses = (
+        ("start_train_loss", res.start_train_loss, res.start_train_loss_text),
+        ("end_train_loss", res.end_train_loss, res.end_train_loss_text),
+        ("start_val_loss", res.start_val_loss, res.start_val_loss_text),
+        ("end_val_loss", res.end_val_loss, res.end_val_loss_text),
+    )
+    printed_loss = any(v is not None or t for _, v, t in losses)
+    if not pipeline or printed_loss:
+        for fname, value, printed in losses:
+            if value is not None or printed or full:
+                items.append((f"results.{fname}", f"- {lab[fname]}: {loss_text(value, printed)}"))
+        if res.loss_one_liner and res.loss_one_liner.strip():
+            _kv(items, "results.loss_one_liner", lab["loss_one_liner"], res.loss_one_liner)
+        elif full:
+            items.append(("results.loss_one_liner", f"- {lab['loss_one_liner']}:"))
+    if pipeline:
+        line("output", code(res.checkpoint) if res.checkpoint else None)
+    else:
+        line("checkpoint", code(res.checkpoint) if res.checkpoint else None)
+    line("config_snapshot", code(res.config_snapshot) if res.config_snapshot else None)
+    if res.config_copy:
+        _kv(items, "results.config_copy", lab["config_copy"], code(res.config_copy))
+    # More of hpcwrap's own Results lines go here (each its own ``results.<field>`` key).
     return items
 
 
@@ -350,10 +508,12 @@ def render_sections(state: RunState) -> list[Section]:
     out.append(Section("mode", HEADINGS["mode"], tuple(mode)))
 
     config: list[tuple[str, str]] = []
-    _kv(config, "config.script", CONFIG_LABELS["script"], state.script)
+    if state.script:
+        _kv(config, "config.script", CONFIG_LABELS["script"], script_text(state.script))
     if state.config:
         _kv(config, "config.config", CONFIG_LABELS["config"], code(state.config))
-    _kv(config, "config.dataset", CONFIG_LABELS["dataset"], state.dataset)
+    if state.dataset:
+        _kv(config, "config.dataset", CONFIG_LABELS["dataset"], dataset_text(state.dataset))
     if state.key_settings:
         _kv(
             config,
@@ -376,11 +536,19 @@ def render_sections(state: RunState) -> list[Section]:
     out.append(Section("status", HEADINGS["status"], status))
     out.append(Section("results", HEADINGS["results"], tuple(_results_items(state))))
 
-    wandb: list[tuple[str, str]] = []
-    if state.wandb_local:
-        _kv(wandb, "wandb.local", "local", code(state.wandb_local))
-    _kv(wandb, "wandb.synced", "synced", synced_text(state.wandb_local, state.wandb_synced))
-    _kv(wandb, "wandb.notes", "notes", state.wandb_notes)
+    # W&B: always local, synced and notes ("none seen" without a W&B run; notes are the
+    # person's: an empty line to fill until they write one).
+    wandb: list[tuple[str, str]] = [
+        (
+            "wandb.local",
+            block("- local: ", code(state.wandb_local) if state.wandb_local else NONE_SEEN),
+        ),
+        (
+            "wandb.synced",
+            block("- synced: ", synced_text(state.wandb_local, state.wandb_synced) or NONE_SEEN),
+        ),
+        ("wandb.notes", block("- notes: ", state.wandb_notes or "")),
+    ]
     out.append(Section("wandb", HEADINGS["wandb"], tuple(wandb)))
 
     nxt = tuple(

@@ -83,7 +83,7 @@ def env_of(exit2: str | None, kind: str = "epilog") -> hooks.HookEnv:
         ("0:9", 3600.0, hooks.OutputEvidence(oom=True, cancelled=True), "OUT_OF_MEMORY", "FAILED"),
         ("0:0", 3600.0, hooks.OutputEvidence(preempted=True), "PREEMPTED", "PREEMPTED"),
         # else the limit the wrapper read, then Slurm's exit status
-        ("0:0", 60.0, hooks.OutputEvidence(), "TIMEOUT", "TIMEOUT"),
+        ("0:0", 5.0, hooks.OutputEvidence(), "TIMEOUT", "TIMEOUT"),
         ("0:9", 3600.0, hooks.OutputEvidence(), "FAILED", "FAILED"),
         ("3:0", 3600.0, hooks.OutputEvidence(), "FAILED", "FAILED"),
         ("137:0", 3600.0, hooks.OutputEvidence(), "FAILED", "FAILED"),

@@ -60,7 +60,7 @@ def test_new_creates_log_timeline_and_experiment_row(
         "# train_lr — lr 5e-4",
         "- run_type: experiment",
         "- objective: does lr 5e-4 help?",
-        "- script: docker run img train",
+        "- script: `docker run img train`",  # in a code span, as the spec writes it
         f"- config: `{cfg}`",
         "- dataset: `d.parquet` at `/data`",
         "- key settings: lr=5e-4, batch_size=64",
@@ -177,7 +177,7 @@ def test_new_keeps_secrets_out_of_log_state_and_events(
                 assert secret not in data, f
     # A command with nothing secret in it is kept as written.
     path2 = _new(capsys, "--script", 'docker run  "img"')
-    assert '- script: docker run  "img"' in path2.read_text()
+    assert '- script: `docker run  "img"`' in path2.read_text()
 
 
 @pytest.mark.parametrize("name", ["run_logs/timeline.md", "x.py", "run_logs/notes.md"])

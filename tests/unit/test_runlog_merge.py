@@ -59,7 +59,8 @@ def test_untouched_fields_follow_the_machine(tmp_path: Path) -> None:
 def test_deleted_line_and_section_stay_deleted(tmp_path: Path) -> None:
     log = _new(tmp_path, jobs=[JobBlock(execution_id="1", node="n1")], wandb_notes="w")
     _edit(log, "- node: n1\n", "")
-    _edit(log, "## W&B\n- notes: w\n", "")
+    _edit(log, "## W&B\n- local: none seen\n- synced: none seen\n- notes: w\n", "")
+
     def change(s: RunState) -> None:
         s.jobs[0].node = "n2"
         s.wandb_notes = "x"

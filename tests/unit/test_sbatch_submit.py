@@ -139,7 +139,7 @@ def test_submit_records_everything_fake_sbatch(
     md = log.path.read_text()
     assert "- run_type: experiment" in md
     assert "- script: `train.sh` 'a b' '$x'" in md
-    assert "- config: `conf.yaml`" in md and "- dataset: d.parquet" in md
+    assert "- config: `conf.yaml`" in md and "- dataset: `d.parquet`" in md
     assert "dirty" in md and f".hpcwrap/{log.name}/code.diff" in md
     assert f"tag `{tag}` points at the base commit" in md
     assert "- execution_id: 4241" in md and "- state: SUBMITTED" in md

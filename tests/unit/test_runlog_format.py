@@ -1,0 +1,274 @@
+"""The run log's lines as the spec writes them: order, spelling, values as printed (issue 10)."""
+
+from __future__ import annotations
+
+import io
+import os
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hpcwrap.config import Settings
+from hpcwrap.job.formats import LineParser
+from hpcwrap.job.wrapper import WrapperOptions, run_command
+from hpcwrap.runlog import JobBlock, RunState, create_run, lifecycle
+from hpcwrap.runlog.markdown import parse_document
+from hpcwrap.runlog.model import Results
+from hpcwrap.runlog.render import render_text
+
+UTC = timezone.utc
+T0 = datetime(2026, 3, 11, 15, 0, tzinfo=UTC)
+T1 = datetime(2026, 3, 11, 15, 5, tzinfo=UTC)
+T2 = datetime(2026, 3, 12, 15, 0, tzinfo=UTC)
+
+
+def labels(md: str, heading: str, nth: int = 0) -> list[str]:
+    """The ``- label:`` names of the nth section with this heading, in order."""
+    doc = parse_document(md)
+    found = [s for s in doc.sections if s.heading >= 0 and doc.lines[s.heading] == heading]
+    return [item.label or "" for item in found[nth].items]
+
+
+def line_of(md: str, label: str, nth: int = 0) -> str:
+    lines = [ln for ln in md.splitlines() if ln.startswith(f"- {label}:")]
+    return lines[nth]
+
+
+def finished(**job: object) -> RunState:
+    block = JobBlock(
+        execution_id="12345",
+        submitted=T0,
+        start=T1,
+        end=T2,
+        node="n7",
+        cluster="dev",
+        state="COMPLETED",
+        exit_code=0,
+        restart_count=0,
+    )
+    for k, v in job.items():
+        setattr(block, k, v)
+    return RunState(task="train", run_type="replication", objective="o", jobs=[block])
+
+
+# ---------------------------------------------------------------- Job block
+
+
+def test_job_block_has_the_spec_lines_first_then_hpcwrap_lines() -> None:
+    md = render_text(finished())
+    assert labels(md, "## Job") == [
+        "execution_id",
+        "submitted/start",
+        "start_human",
+        "end",
+        "end_human",
+        "runtime",
+        "node",
+        "submitted",
+        "cluster",
+        "state",
+        "exit_code",
+        "restart_count",
+    ]
+    assert line_of(md, "submitted/start") == "- submitted/start: `2026-03-11T15:05:00+00:00`"
+    assert line_of(md, "start_human") == "- start_human: `Wednesday, Mar 11th, 2026`"
+    assert line_of(md, "submitted") == "- submitted: `2026-03-11T15:00:00+00:00`"
+    assert "submitted_human" not in md
+
+
+def test_submitted_start_is_the_submission_until_the_job_starts() -> None:
+    state = finished(start=None, end=None, state="SUBMITTED", node=None, exit_code=None)
+    md = render_text(state)
+    assert line_of(md, "submitted/start") == (
+        "- submitted/start: `2026-03-11T15:00:00+00:00` (submitted)"
+    )
+    assert "- submitted: " not in md  # the same time once is enough
+    # started: the start replaces it, the submission moves to hpcwrap's own line
+    state.jobs[0].start = T1
+    md = render_text(state)
+    assert line_of(md, "submitted/start") == "- submitted/start: `2026-03-11T15:05:00+00:00`"
+    assert line_of(md, "submitted") == "- submitted: `2026-03-11T15:00:00+00:00`"
+
+
+def test_node_is_written_for_slurm_runs_only() -> None:
+    vm = finished(execution_id="ws1:4242", node="ws1", cluster=None, restart_count=None)
+    assert "- node:" not in render_text(vm)
+    cloud = finished(execution_id="vm-3/europe-west4-a", node="vm", cluster=None)
+    cloud.jobs[0].restart_count = None
+    assert "- node:" not in render_text(cloud)
+    slurm = finished(cluster=None, restart_count=None)  # job id 12345
+    assert "- node: n7" in render_text(slurm)
+
+
+def test_resumed_block_has_the_spec_lines_first() -> None:
+    state = finished(wandb_synced="https://wandb.ai/t/p/runs/a")
+    state = lifecycle.apply(state, lifecycle.Resumed(T2, "/ck/step_100", execution_id="12346"))
+    state.jobs[1].start = datetime(2026, 3, 12, 15, 2, tzinfo=UTC)
+    state.jobs[1].node = "n8"
+    state.jobs[1].wandb_local = "/w/wandb/offline-run-x"
+    md = render_text(state)
+    got = labels(md, "## Job (resumed)")
+    assert got[:3] == ["execution_id", "submitted", "resumed from"]
+    assert got[3:] == ["start", "start_human", "node", "W&B local", "W&B synced"]
+    assert "- execution_id: 12346\n- submitted: 2026-03-12 15:00 UTC\n" in md
+    assert "- resumed from: `/ck/step_100`\n" in md
+    assert "- W&B synced: pending — run `wandb sync /w/wandb/offline-run-x`" in md
+
+
+# ---------------------------------------------------------------- Results
+
+
+def test_results_lines_always_present_with_na() -> None:
+    md = render_text(finished())
+    assert labels(md, "## Results") == [
+        "runtime",
+        "final step",
+        "start_train_loss",
+        "end_train_loss",
+        "start_val_loss",
+        "end_val_loss",
+        "loss_one_liner",
+        "checkpoint",
+        "config_snapshot",
+    ]
+    assert "- start_val_loss: n/a\n- end_val_loss: n/a\n" in md
+
+
+def test_results_stay_empty_while_nothing_ended() -> None:
+    state = finished(end=None, state="RUNNING")
+    assert labels(render_text(state), "## Results") == []
+
+
+def test_losses_shown_as_printed() -> None:
+    state = finished()
+    state.results = Results(
+        start_train_loss=3.0,
+        start_train_loss_text="3.0000",
+        end_val_loss=0.4544526051680415,
+        end_val_loss_text="0.4544526051680415",
+        start_val_loss=1.4612499809697197,
+    )
+    md = render_text(state)
+    assert "- start_train_loss: `3.0000`" in md
+    assert "- end_val_loss: `0.4544526051680415`" in md
+    assert "- start_val_loss: `1.4612499809697197`" in md
+
+
+def test_parser_keeps_the_printed_token() -> None:
+    p = LineParser()
+    cases = {
+        "step 10: loss 3.0000, val loss 1.50": ("3.0000", "1.50"),
+        "{'loss': '0.5123', 'learning_rate': 4.5e-05, 'epoch': 0.1}": ("0.5123", None),
+        '{"step": 5, "loss": 0.4544526051680415, "val_loss": 2.10}': (
+            "0.4544526051680415",
+            "2.10",
+        ),
+        " iteration      100/  500000 | consumed samples: 1 | lm loss: 6.540000E+00 |": (
+            "6.540000E+00",
+            None,
+        ),
+    }
+    for line, (loss, val) in cases.items():
+        obs = p.parse(line)
+        assert obs is not None, line
+        assert obs.loss_text == loss, line
+        assert obs.val_loss_text == val, line
+
+
+def test_wrapper_results_show_losses_exactly_as_printed(tmp_path: Path) -> None:
+    state = RunState(task="train", run_type="replication", objective="o")
+    log = create_run(tmp_path / "run_logs", state)
+    script = (
+        "print('step 1: loss 3.0000, val loss 1.4612499809697197', flush=True)\n"
+        "print('step 2: loss 2.5, val loss 0.4544526051680415', flush=True)\n"
+    )
+    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
+    try:
+        run_command(
+            [sys.executable, "-c", script],
+            log,
+            WrapperOptions(
+                settings=Settings(),
+                stdout_fd=fd,
+                stderr_fd=fd,
+                err=io.StringIO(),
+                cwd=tmp_path,
+                environ={},
+            ),
+        )
+    finally:
+        os.close(fd)
+    md = log.path.read_text()
+    assert "- start_train_loss: `3.0000`" in md
+    assert "- end_train_loss: `2.5`" in md
+    assert "- start_val_loss: `1.4612499809697197`" in md
+    assert "- end_val_loss: `0.4544526051680415`" in md
+    assert "- node:" not in md  # a workstation run
+
+
+def test_config_snapshot_is_the_run_output_and_the_copy_has_its_own_line(tmp_path: Path) -> None:
+    state = RunState(task="train", run_type="replication", objective="o")
+    log = create_run(tmp_path / "run_logs", state)
+    out = tmp_path / "out"
+    script = (
+        "import pathlib\n"
+        f"p = pathlib.Path({str(out)!r}); p.mkdir()\n"
+        "(p / 'config_resolved.yaml').write_text('lr: 1\\n')\n"
+        "print('step 1: loss 1.0', flush=True)\n"
+    )
+    fd = os.open(tmp_path / "job.out", os.O_WRONLY | os.O_CREAT)
+    try:
+        run_command(
+            [sys.executable, "-c", script],
+            log,
+            WrapperOptions(
+                settings=Settings(),
+                stdout_fd=fd,
+                stderr_fd=fd,
+                err=io.StringIO(),
+                cwd=tmp_path,
+                environ={},
+            ),
+        )
+    finally:
+        os.close(fd)
+    md = log.path.read_text()
+    assert f"- config_snapshot: `{out / 'config_resolved.yaml'}`" in md
+    copy = line_of(md, "config_copy")
+    assert copy.startswith(f"- config_copy: `.hpcwrap/{log.name}/config/resolved_")
+    rel = copy.split("`")[1]
+    assert (log.path.parent / rel).read_text() == "lr: 1\n"
+    order = labels(md, "## Results")
+    assert order.index("config_copy") == order.index("config_snapshot") + 1
+
+
+# ---------------------------------------------------------------- Config and W&B
+
+
+def test_dataset_and_script_formatting() -> None:
+    state = finished()
+    state.script = "docker run --gpus all img python train.py"
+    state.dataset = "/shared/data/front_cam/v3.parquet"
+    md = render_text(state)
+    assert "- script: `docker run --gpus all img python train.py`" in md
+    assert "- dataset: `v3.parquet` at `/shared/data/front_cam/`" in md
+    state.dataset = "https://example.org/data/v3.parquet"
+    md = render_text(state)
+    assert (
+        "- dataset: `v3.parquet` at `https://example.org/data/` "
+        "(link: `https://example.org/data/v3.parquet`)"
+    ) in md
+    state.script = "`slurm/train.sh` --lr 3e-4"  # hpcwrap's own form stays
+    assert "- script: `slurm/train.sh` --lr 3e-4\n" in render_text(state)
+
+
+def test_wandb_section_always_has_local_synced_notes() -> None:
+    md = render_text(finished())
+    assert "## W&B\n- local: none seen\n- synced: none seen\n- notes:\n" in md
+    state = finished()
+    state.wandb_local = "/w/wandb/offline-run-1"
+    md = render_text(state)
+    assert (
+        "## W&B\n- local: `/w/wandb/offline-run-1`\n"
+        "- synced: pending — run `wandb sync /w/wandb/offline-run-1`\n- notes:\n"
+    ) in md
