@@ -74,13 +74,27 @@ class Settings:
     stall_after: float = 1200.0
     status_min_interval: float = 60.0
     lock: str = "auto"  # auto | flock | soft
+    # hpcwrap poll: at most one squeue and one sacct per this many seconds per user,
+    # and how long each Slurm call may take.
+    poll_min_interval: float = 30.0
+    poll_timeout: float = 30.0
+    # No admin for the node hooks: hpcwrap sbatch also submits a tiny follow-up job
+    # (afterany) that runs `hpcwrap poll <run>`; the wrapper cancels it when it wrote the end.
+    follow_up: bool = False
     config_snapshot: tuple[str, ...] = ("config_resolved.*", "resolved_config.*")
     patterns: tuple[Pattern, ...] = ()
     source: Path | None = field(default=None, compare=False)
 
 
-_DURATION_KEYS = {"walltime_lead", "status_every", "stall_after", "status_min_interval"}
-_BOOL_KEYS = {"walltime_warning", "forward_walltime_signal"}
+_DURATION_KEYS = {
+    "walltime_lead",
+    "status_every",
+    "stall_after",
+    "status_min_interval",
+    "poll_min_interval",
+    "poll_timeout",
+}
+_BOOL_KEYS = {"walltime_warning", "forward_walltime_signal", "follow_up"}
 _STR_KEYS = {"group", "mode", "objective", "task", "walltime_signal", "lock"}
 VALID_KEYS: frozenset[str] = frozenset(f.name for f in fields(Settings)) - {"source"}
 

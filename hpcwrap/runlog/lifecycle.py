@@ -316,6 +316,10 @@ class Reconciled:
     start: datetime | None = None
     end: datetime | None = None
     nodes: str | None = None
+    reason: str | None = None  # squeue's reason a pending job waits (Priority, Resources, ...)
+    # A Status entry for a change of a job not yet over (SUBMITTED -> PENDING, a new
+    # pending reason, PENDING -> RUNNING); added only when something did change.
+    text: str | None = None
 
 
 Facts = (
@@ -648,8 +652,9 @@ def _reconciled(state: RunState, f: Reconciled) -> None:
     if job is None:
         return
     word = from_slurm(f.slurm_state)
-    job.slurm_state = f.slurm_state.split()[0].upper()
-    job.slurm_exit = f.slurm_exit or job.slurm_exit
+    if is_final(word):  # a passing PENDING/RUNNING would go stale beside a later end
+        job.slurm_state = f.slurm_state.split()[0].upper()
+        job.slurm_exit = f.slurm_exit or job.slurm_exit
     # The scheduler is right about times and the exit code; fill what is missing.
     job.start = job.start or f.start
     job.node = job.node or f.nodes
@@ -667,7 +672,13 @@ def _reconciled(state: RunState, f: Reconciled) -> None:
         elif job.end is None:
             job.end = f.end
     elif not is_final(job.state):
+        before = (job.state, job.pending_reason)
         _set_end(job, word, Source.SCHEDULER)
+        job.pending_reason = f.reason if word == "PENDING" else None
+        if f.text and (job.state, job.pending_reason) != before:
+            state.status.append(StatusEntry(f.when, f.text))
+    if is_final(job.state):
+        job.pending_reason = None
     job.state_note = state_note(job)
 
 

@@ -65,6 +65,8 @@ class JobBlock:
     # When the job's time limit falls (read by the wrapper at the start; the epilog
     # judges a kill against it). Machine-only: not rendered.
     limit_at: datetime | None = None
+    # Why the scheduler keeps the job pending (squeue's reason, from poll). Machine-only.
+    pending_reason: str | None = None
 
     @property
     def runtime_seconds(self) -> float | None:

@@ -39,6 +39,13 @@ class JobInfo:
     start: datetime | None = None
     end: datetime | None = None
     reason: str | None = None
+    # Filled by the batched queries (``queue``/``history``):
+    exit: str | None = None  # ``code:signal`` as sacct prints it (final jobs)
+    array_job_id: str | None = None  # the array's id for one of its tasks
+    array_task_id: str | None = None
+    user: str | None = None
+    restart_count: int | None = None
+    submit: datetime | None = None
 
 
 class SubmitInterrupted(KeyboardInterrupt):
@@ -86,3 +93,15 @@ class Scheduler(Protocol):
         ...
 
     def cancel(self, job_id: str) -> None: ...
+
+    def queue(self, job_ids: Sequence[str], timeout: float) -> list[JobInfo]:
+        """What the controller knows of these jobs now, in ONE call (``squeue --json``):
+        one entry per job or array task, recently ended ones included (``MinJobAge``).
+        Raises SchedulerError when the scheduler does not answer within ``timeout``."""
+        ...
+
+    def history(self, job_ids: Sequence[str], timeout: float) -> list[JobInfo]:
+        """Accounting's rows for these jobs in ONE call (``sacct --duplicates``): every
+        attempt of a requeued job (earlier ones REQUEUED), oldest first, array tasks
+        one row each. Raises SchedulerError like ``queue``."""
+        ...

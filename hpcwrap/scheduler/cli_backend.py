@@ -9,6 +9,7 @@ never knowing. A second Ctrl-C stops sbatch at once.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -16,7 +17,7 @@ import signal
 import subprocess
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import IO
 
@@ -226,10 +227,178 @@ class CliScheduler:
                 )
         return None
 
+    # ------------------------------------------------------------ batched queries (poll)
+
+    def _batch(self, argv: Sequence[str], timeout: float) -> str:
+        """Run one query with ``timeout``; its stdout, or SchedulerError saying why not."""
+        try:
+            proc = subprocess.run(
+                [self._tool(argv[0]), *argv[1:]],
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise SchedulerError(
+                f"{argv[0]} did not answer within {timeout:g} s (slurmctld/slurmdbd busy or "
+                "unreachable); nothing was changed"
+            ) from None
+        if proc.returncode != 0:
+            detail = (proc.stderr.strip() or proc.stdout.strip() or "no message").splitlines()
+            raise SchedulerError(
+                f"{argv[0]} failed (exit {proc.returncode}): {detail[-1]}; nothing was changed"
+            )
+        return proc.stdout
+
+    def queue(self, job_ids: Sequence[str], timeout: float = QUERY_TIMEOUT) -> list[JobInfo]:
+        # squeue --json ignores -j/-u on 22.05 and answers every job: filter here.
+        out = self._batch(["squeue", "--json"], timeout)
+        return parse_squeue_json(out, job_ids)
+
+    def history(self, job_ids: Sequence[str], timeout: float = QUERY_TIMEOUT) -> list[JobInfo]:
+        if not job_ids:
+            return []
+        argv = [
+            "sacct",
+            "-n",
+            "-P",
+            f"--delimiter={SACCT_DELIMITER}",
+            "-X",
+            "--duplicates",
+            "-j",
+            ",".join(sorted(set(job_ids))),
+            "-o",
+            ",".join(SACCT_FIELDS),
+        ]
+        return parse_sacct(self._batch(argv, timeout), job_ids)
+
     def cancel(self, job_id: str) -> None:
         proc = self._query(["scancel", job_id])
         if proc.returncode != 0:
             raise SchedulerError(f"scancel {job_id}: {proc.stderr.strip()}")
+
+
+SACCT_FIELDS = (
+    "JobID",
+    "JobIDRaw",
+    "State",
+    "ExitCode",
+    "Start",
+    "End",
+    "NodeList",
+    "Reason",
+    "Submit",
+    "User",
+)
+SACCT_DELIMITER = "\x1f"  # unit separator: no field sacct prints holds it
+
+
+def _epoch(value: object) -> datetime | None:
+    if isinstance(value, dict):  # newer Slurm: {"set": true, "number": ...}
+        value = value.get("number") if value.get("set", True) else None
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        return None
+    return datetime.fromtimestamp(value, tz=timezone.utc)
+
+
+def _text(value: object) -> str | None:
+    if isinstance(value, list):  # newer Slurm: job_state is a list of flags
+        value = value[0] if value else None
+    if value is None:
+        return None
+    text = str(value).strip()
+    return None if text in ("", "None", "(null)") else text
+
+
+def _number(value: object) -> int | None:
+    if isinstance(value, dict):
+        value = value.get("number") if value.get("set", True) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def base_id(job_id: str) -> str:
+    """``12_[0-3]``, ``12_3``, ``12+1`` or ``12;cl`` -> ``12``."""
+    return re.split(r"[_+;.]", job_id, maxsplit=1)[0]
+
+
+def parse_squeue_json(text: str, job_ids: Sequence[str]) -> list[JobInfo]:
+    """The entries of ``squeue --json`` that belong to ``job_ids`` (array tasks included)."""
+    try:
+        doc = json.loads(text)
+        jobs = doc["jobs"]
+        if not isinstance(jobs, list):
+            raise TypeError("jobs is not a list")
+    except (ValueError, KeyError, TypeError) as exc:
+        raise SchedulerError(f"squeue --json printed something unexpected ({exc})") from None
+    wanted = {base_id(j) for j in job_ids}
+    out: list[JobInfo] = []
+    for job in jobs:
+        if not isinstance(job, dict):
+            continue
+        jid = str(_number(job.get("job_id")) or "")
+        array = _number(job.get("array_job_id")) or 0
+        owner = str(array) if array else jid
+        if owner not in wanted:
+            continue
+        task = _number(job.get("array_task_id"))
+        pending_tasks = _text(job.get("array_task_string"))
+        shown = jid
+        if array and task is not None and not (array == int(jid or 0) and pending_tasks):
+            shown = f"{array}_{task}"
+        elif array and pending_tasks:
+            shown = f"{array}_[{pending_tasks}]"
+        out.append(
+            JobInfo(
+                job_id=shown,
+                state=_text(job.get("job_state")) or "UNKNOWN",
+                node=_text(job.get("nodes")),
+                start=_epoch(job.get("start_time")),
+                end=_epoch(job.get("end_time")),
+                reason=_text(job.get("state_reason")),
+                array_job_id=str(array) if array else None,
+                array_task_id=str(task) if array and task is not None else None,
+                user=_text(job.get("user_name")),
+                restart_count=_number(job.get("restart_cnt")),
+                submit=_epoch(job.get("submit_time")),
+            )
+        )
+    return out
+
+
+def parse_sacct(text: str, job_ids: Sequence[str]) -> list[JobInfo]:
+    """``sacct -P -X --duplicates`` rows (``SACCT_FIELDS``) of ``job_ids``, in sacct's order."""
+    wanted = {base_id(j) for j in job_ids}
+    out: list[JobInfo] = []
+    for line in text.splitlines():
+        values = line.split(SACCT_DELIMITER)
+        if len(values) != len(SACCT_FIELDS):
+            continue
+        row = dict(zip(SACCT_FIELDS, values, strict=True))
+        shown = row["JobID"].strip()
+        if base_id(shown) not in wanted:
+            continue
+        array, _, task = shown.partition("_")
+        code = row["ExitCode"].split(":", 1)[0]
+        out.append(
+            JobInfo(
+                job_id=shown,
+                state=row["State"].strip() or "UNKNOWN",  # "CANCELLED by 1000" kept whole
+                node=_text(row["NodeList"]) if row["NodeList"] != "None assigned" else None,
+                exit_code=int(code) if code.isdigit() else None,
+                exit=row["ExitCode"].strip() or None,
+                start=_slurm_time(row["Start"]),
+                end=_slurm_time(row["End"]),
+                reason=_text(row["Reason"]),
+                array_job_id=array if task else None,
+                array_task_id=task if task and not task.startswith("[") else None,
+                user=_text(row["User"]),
+                submit=_slurm_time(row["Submit"]),
+            )
+        )
+    return out
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:

@@ -106,6 +106,14 @@ class LocalScheduler:
             return None
         return JobInfo(job_id=job_id, state="RUNNING", node=host)
 
+    def queue(self, job_ids: Sequence[str], timeout: float = 0.0) -> list[JobInfo]:
+        """The local jobs still running (from /proc; no scheduler to ask)."""
+        return [info for j in job_ids if (info := self.job_state(j)) is not None]
+
+    def history(self, job_ids: Sequence[str], timeout: float = 0.0) -> list[JobInfo]:
+        """No accounting here: an ended local job is known only from its run log."""
+        return []
+
     def cancel(self, job_id: str) -> None:
         host, _, pid = job_id.rpartition(":")
         if host != socket.gethostname() or not pid.isdigit():

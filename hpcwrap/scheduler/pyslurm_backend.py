@@ -10,6 +10,7 @@ command-line answer. pyslurm is imported only inside these functions.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from hpcwrap.scheduler.base import JobInfo
@@ -41,3 +42,34 @@ class PyslurmScheduler(CliScheduler):
             return JobInfo(job_id=job_id, state=state, node=str(node) if node else None)
         except Exception:  # any pyslurm trouble: ask the Slurm commands instead
             return super().job_state(job_id)
+
+    def queue(self, job_ids: Sequence[str], timeout: float = 60.0) -> list[JobInfo]:
+        """The same batched answer as ``squeue --json``, from one ``pyslurm.Jobs.load()``."""
+        try:
+            import pyslurm
+
+            wanted = {j.split("_", 1)[0] for j in job_ids}
+            jobs: Any = pyslurm.Jobs.load()  # pyslurm >= 23.2 API: every job, one RPC
+            out = []
+            for job in jobs.values():
+                array = getattr(job, "array_id", None)
+                owner = str(array or job.id)
+                if owner not in wanted:
+                    continue
+                task = getattr(job, "array_task_id", None)
+                out.append(
+                    JobInfo(
+                        job_id=f"{array}_{task}" if array and task is not None else str(job.id),
+                        state=str(job.state),
+                        node=str(job.nodelist) if getattr(job, "nodelist", None) else None,
+                        reason=str(job.state_reason)
+                        if getattr(job, "state_reason", None)
+                        else None,
+                        array_job_id=str(array) if array else None,
+                        array_task_id=str(task) if array and task is not None else None,
+                        user=str(getattr(job, "user_name", "") or "") or None,
+                    )
+                )
+            return out
+        except Exception:  # any pyslurm trouble: ask the Slurm commands instead
+            return super().queue(job_ids, timeout)

@@ -347,3 +347,35 @@ def test_record_writes_the_event_and_the_markdown(tmp_path: Path) -> None:
 def test_every_transition_has_an_event_kind() -> None:
     assert set(lifecycle.EVENT_KIND) == set(lifecycle._APPLY)
     assert len(set(lifecycle.EVENT_KIND.values())) == len(lifecycle.EVENT_KIND)
+
+
+# ---------------------------------------------------------------- poll's reconciliation
+
+
+def test_reconciled_pending_reason_gives_one_status_entry_per_change() -> None:
+    state = apply(
+        submitted_state(), Reconciled(at(1), "12", "PENDING", reason="Priority", text="p1")
+    )
+    assert state.jobs[0].state == "PENDING" and state.jobs[0].pending_reason == "Priority"
+    assert end_entries(state) == ["p1"]
+    again = apply(state, Reconciled(at(2), "12", "PENDING", reason="Priority", text="p2"))
+    assert end_entries(again) == ["p1"]  # nothing changed: no entry
+    moved = apply(again, Reconciled(at(3), "12", "PENDING", reason="Resources", text="p3"))
+    assert end_entries(moved) == ["p1", "p3"]
+    running = apply(moved, Reconciled(at(4), "12", "RUNNING", nodes="n1", text="r"))
+    assert running.jobs[0].pending_reason is None and end_entries(running)[-1] == "r"
+
+
+def test_reconciled_non_final_leaves_slurm_account_empty() -> None:
+    """A passing RUNNING is not Slurm's account: it would go stale beside the wrapper's end."""
+    state = apply(running_state(), Reconciled(at(2), "12", "RUNNING", nodes="n1"))
+    assert state.jobs[0].slurm_state is None
+    ended = apply(state, wrapper_end("COMPLETED", 5, 0))
+    assert ended.jobs[0].slurm_state in (None, "COMPLETED")
+
+
+def test_reconciled_final_clears_the_pending_reason() -> None:
+    state = apply(submitted_state(), Reconciled(at(1), "12", "PENDING", reason="JobHeldUser"))
+    done = apply(state, Reconciled(at(2), "12", "CANCELLED by 1000", "0:0", end=at(2)))
+    assert done.jobs[0].state == "CANCELLED" and done.jobs[0].pending_reason is None
+    assert done.jobs[0].slurm_state == "CANCELLED"

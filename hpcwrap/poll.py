@@ -1,0 +1,345 @@
+"""``hpcwrap poll``: bring stale run logs up to date from the scheduler.
+
+For every run whose newest job is not over in its log, one batched question
+to Slurm (``scheduler.batch``: one ``squeue --json`` for all of them, one
+``sacct --duplicates`` for those the controller no longer shows as active,
+rate-limited per user), then one ``lifecycle.Reconciled`` per job whose account
+changed: a pending job gets its reason, a job that left the queue without an
+end record gets sacct's final state and exit (NODE_FAIL, PREEMPTED, BOOT_FAIL,
+DEADLINE included), and the evidence rules of ``runlog/lifecycle.py`` decide
+what is written. A run whose account did not change is not written at all, so
+a second poll adds nothing.
+
+The scheduler is asked before any log is touched: when Slurm does not answer
+(``SchedulerError``), no log changes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hpcwrap import overview
+from hpcwrap.errors import TransitionError
+from hpcwrap.runlog import lifecycle
+from hpcwrap.runlog.dates import iso
+from hpcwrap.runlog.handle import RunLog
+from hpcwrap.runlog.locks import LockConfig
+from hpcwrap.runlog.model import JobBlock, RunState, to_dict
+from hpcwrap.scheduler.base import JobInfo
+from hpcwrap.scheduler.batch import BatchQuery, SlurmView, is_active
+from hpcwrap.scheduler.cli_backend import base_id
+
+# Slurm states after which a job does not run again.
+_SLURM_FINAL = frozenset(
+    {
+        "COMPLETED",
+        "FAILED",
+        "CANCELLED",
+        "TIMEOUT",
+        "DEADLINE",
+        "OUT_OF_MEMORY",
+        "NODE_FAIL",
+        "BOOT_FAIL",
+        "PREEMPTED",
+    }
+)
+
+
+@dataclass
+class Change:
+    """What poll did (or saw) for one job of one run."""
+
+    run: str  # the run log's path
+    execution_id: str
+    before: str | None
+    after: str | None
+    slurm: str | None = None  # the scheduler's word, as printed ("CANCELLED by 1001 0:0")
+    written: bool = False
+    note: str | None = None  # why nothing was written (not found, accounting lags...)
+    requeues: int = 0  # earlier attempts sacct --duplicates shows as REQUEUED
+
+
+@dataclass
+class PollResult:
+    runs: int = 0  # unfinished runs looked at
+    changes: list[Change] = field(default_factory=list)
+    calls: dict[str, int] = field(default_factory=lambda: {"squeue": 0, "sacct": 0})
+    asked_at: dict[str, float] = field(default_factory=dict)
+    not_asked: list[str] = field(default_factory=list)  # run paths the rate limit left out
+
+    @property
+    def written(self) -> list[Change]:
+        return [c for c in self.changes if c.written]
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "schema": 1,
+            "runs": self.runs,
+            "written": len(self.written),
+            "slurm_calls": dict(self.calls),
+            "asked_at": {
+                k: datetime.fromtimestamp(v, timezone.utc).isoformat()
+                for k, v in self.asked_at.items()
+            },
+            "not_asked": self.not_asked,
+            "changes": [c.__dict__ for c in self.changes],
+        }
+
+
+def _is_local(execution_id: str) -> bool:
+    return ":" in execution_id  # <host>:<pid> of the local scheduler
+
+
+def open_blocks(state: dict[str, object] | RunState) -> list[str]:
+    """Execution ids of a run's job blocks not yet over in its log (Slurm jobs only)."""
+    if isinstance(state, RunState):
+        jobs = [{"execution_id": j.execution_id, "state": j.state} for j in state.jobs]
+    else:
+        raw = state.get("jobs")
+        jobs = [j for j in raw if isinstance(j, dict)] if isinstance(raw, list) else []
+    out = []
+    for job in jobs:
+        exec_id = job.get("execution_id")
+        if not exec_id or _is_local(str(exec_id)):
+            continue
+        if not lifecycle.is_final(job.get("state")):
+            out.append(str(exec_id))
+    return out
+
+
+def unfinished(paths: Sequence[Path]) -> list[tuple[Path, list[str]]]:
+    """The runs (and their open job ids) among ``paths``, from state.json alone."""
+    found = []
+    for path in paths:
+        state = overview.state_dict(path)
+        if state is None:
+            state = overview._fallback_state(path)
+        if state is None:
+            continue
+        ids = open_blocks(state)
+        if ids:
+            found.append((path, ids))
+    return found
+
+
+# ---------------------------------------------------------------- what Slurm says
+
+
+def _word(slurm_state: str) -> str:
+    return slurm_state.split()[0].upper() if slurm_state.split() else ""
+
+
+def _latest_per_task(rows: Sequence[JobInfo]) -> dict[str, JobInfo]:
+    """The newest row of each job/task id (sacct --duplicates lists older attempts first)."""
+    out: dict[str, JobInfo] = {}
+    for row in rows:
+        out[row.job_id] = row
+    return out
+
+
+def _array_account(
+    queue: Sequence[JobInfo], history: Sequence[JobInfo]
+) -> tuple[JobInfo | None, str | None]:
+    """One account for a whole array: active while any task is; at the end the first
+    task that did not complete gives the state (all COMPLETED: COMPLETED)."""
+    active = [e for e in queue if is_active(e)]
+    if active:
+        running = [e for e in active if _word(e.state) != "PENDING"]
+        pick = running[0] if running else active[0]
+        return pick, None
+    rows = list(_latest_per_task(history).values())
+    if not rows:
+        return None, "accounting has no record of it yet"
+    if any(_word(r.state) not in _SLURM_FINAL for r in rows):
+        return None, "some tasks are not over in accounting yet"
+    bad = [r for r in rows if _word(r.state) != "COMPLETED"]
+    pick = bad[0] if bad else rows[-1]
+    starts = [r.start for r in rows if r.start is not None]
+    ends = [r.end for r in rows if r.end is not None]
+    return (
+        JobInfo(
+            job_id=pick.job_id,
+            state=pick.state,
+            exit=pick.exit,
+            start=min(starts) if starts else None,
+            end=max(ends) if ends else None,
+            node=pick.node,
+        ),
+        None,
+    )
+
+
+def account(execution_id: str, view: SlurmView) -> tuple[JobInfo | None, str | None, int]:
+    """The scheduler's newest account of one job: (info, why none, earlier requeued attempts)."""
+    bid = base_id(execution_id)
+    queue = view.queue.get(bid, [])
+    history = view.history.get(bid, [])
+    if "_" in execution_id:
+        info, why = _array_account(queue, history)
+        return info, why, 0
+    own_q = [e for e in queue if e.job_id == bid]
+    own_h = [r for r in history if r.job_id == bid]
+    requeues = sum(1 for r in own_h[:-1] if _word(r.state) == "REQUEUED")
+    active = [e for e in own_q if is_active(e)]
+    if active:
+        return active[-1], None, requeues
+    if own_h:
+        return own_h[-1], None, requeues
+    if own_q:
+        return None, f"{own_q[-1].state} in squeue; accounting has no record of it yet", 0
+    if bid in view.covered_history or bid in view.covered_queue:
+        return None, "neither squeue nor sacct knows this job", 0
+    return None, "not asked (rate limit)", 0
+
+
+def _evidence(info: JobInfo, source: str, at: float | None) -> str:
+    stamp = datetime.fromtimestamp(at, timezone.utc).strftime("%H:%M:%S UTC") if at else "now"
+    return f"{source} at {stamp}"
+
+
+def reconcile_facts(
+    job: JobBlock, info: JobInfo, view: SlurmView, when: datetime
+) -> lifecycle.Reconciled:
+    word = _word(info.state)
+    from_queue = info.exit is None  # sacct rows carry an exit code; squeue entries do not
+    source = "squeue" if from_queue else "sacct"
+    at = view.asked_at.get(source)
+    text = None
+    reason = info.reason if word == "PENDING" else None
+    try:
+        ours = lifecycle.from_slurm(info.state)
+    except TransitionError:
+        ours = word
+    if ours == "PENDING":
+        text = f"pending ({reason or 'no reason given'}); {_evidence(info, source, at)}"
+    elif ours == "RUNNING":
+        where = f" on {info.node}" if info.node else ""
+        since = f" since {iso(info.start)}" if info.start else ""
+        text = f"running{where}{since} ({info.state}); {_evidence(info, source, at)}"
+    final = word in _SLURM_FINAL
+    return lifecycle.Reconciled(
+        when=when,
+        execution_id=job.execution_id or info.job_id,
+        slurm_state=info.state,
+        slurm_exit=info.exit if final else None,
+        start=info.start,
+        end=info.end if final else None,
+        nodes=info.node,
+        reason=reason,
+        text=text,
+    )
+
+
+# ---------------------------------------------------------------- one poll
+
+
+def _same(a: RunState, b: RunState) -> bool:
+    return to_dict(a) == to_dict(b)
+
+
+def poll_runs(
+    paths: Sequence[Path],
+    query: BatchQuery,
+    *,
+    root: Path | None = None,
+    locks: LockConfig | None = None,
+    every: float | None = None,
+    now: Callable[[], datetime] = lambda: datetime.now(timezone.utc),
+) -> PollResult:
+    """One poll of the run logs at ``paths`` (only the unfinished ones are looked at)."""
+    todo = unfinished(paths)
+    result = PollResult(runs=len(todo))
+    ids = sorted({base_id(i) for _, open_ids in todo for i in open_ids})
+    view = query.ask(ids)  # may raise SchedulerError: then nothing below runs
+    result.calls = dict(view.calls)
+    result.asked_at = dict(view.asked_at)
+    for path, open_ids in todo:
+        log = RunLog(path, root, locks)
+        state = log.read()
+        if any(base_id(i) in view.not_asked for i in open_ids):
+            result.not_asked.append(str(path))
+        for exec_id in open_ids:
+            job = next((j for j in reversed(state.jobs) if j.execution_id == exec_id), None)
+            if job is None:
+                continue
+            info, why, requeues = account(exec_id, view)
+            change = Change(str(path), exec_id, job.state, job.state, requeues=requeues)
+            result.changes.append(change)
+            if info is None:
+                change.note = why
+                continue
+            change.slurm = " ".join(x for x in (info.state, info.exit) if x)
+            facts = reconcile_facts(job, info, view, now())
+            try:
+                new = lifecycle.apply(state, facts)
+            except TransitionError as exc:
+                change.note = str(exc)
+                continue
+            if _same(new, state):
+                continue
+            state = log.record(facts, data={"source": "poll", "slurm": change.slurm})
+            after = next((j for j in reversed(state.jobs) if j.execution_id == exec_id), None)
+            change.after = after.state if after is not None else None
+            change.written = True
+        if every:
+            _periodic(log, state, every, now(), result)
+    return result
+
+
+def _periodic(log: RunLog, state: RunState, every: float, when: datetime, res: PollResult) -> None:
+    """``--every``: a Status entry for a running run whose last one is older than ``every``."""
+    if not state.jobs or state.jobs[-1].state != "RUNNING":
+        return
+    last = max((s.when for s in state.status), default=None)
+    if last is not None and (when - last).total_seconds() < every:
+        return
+    row = overview.read_row(log.path, log.root, when)
+    bits = [f"running {overview.age(row.elapsed_s)}"]
+    if row.left_s is not None:
+        bits.append(f"{overview.age(row.left_s)} left")
+    if row.step is not None or row.loss is not None:
+        seen = overview._ago(row.progress_at, when)
+        bits.append(f"last progress step {row.step}, loss {overview._loss(row.loss)} ({seen})")
+    else:
+        bits.append("no progress seen in the output yet")
+    if row.gpu_util is not None:
+        bits.append(f"GPU {row.gpu_util:.0f}%")
+    text = "; ".join(bits) + " (poll)"
+    log.record(lifecycle.ProgressObserved(when, text), event="status", data={"source": "poll"})
+    res.changes.append(
+        Change(str(log.path), state.jobs[-1].execution_id or "", "RUNNING", "RUNNING", written=True)
+    )
+
+
+def settle(
+    paths: Sequence[Path],
+    query: BatchQuery,
+    *,
+    wait: float,
+    root: Path | None = None,
+    locks: LockConfig | None = None,
+    interval: float = 3.0,
+    sleep: Callable[[float], None] = time.sleep,
+) -> PollResult:
+    """Poll until every job asked about is final in its log, or ``wait`` seconds passed
+    (the follow-up job: accounting records an end a moment after the dependency fires)."""
+    deadline = time.monotonic() + wait
+    total = PollResult()
+    while True:
+        res = poll_runs(paths, query, root=root, locks=locks)
+        total.runs = max(total.runs, res.runs)
+        total.changes += [c for c in res.changes if c.written or time.monotonic() >= deadline]
+        for k, v in res.calls.items():
+            total.calls[k] = total.calls.get(k, 0) + v
+        total.asked_at = res.asked_at
+        if not unfinished(paths) or time.monotonic() >= deadline:
+            total.changes += [c for c in res.changes if not c.written and c not in total.changes]
+            return total
+        sleep(interval)
+
+
+__all__ = ["Change", "PollResult", "account", "open_blocks", "poll_runs", "settle", "unfinished"]

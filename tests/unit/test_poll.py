@@ -1,0 +1,408 @@
+"""`hpcwrap poll` and `hpcwrap status` against fake squeue/sacct at the subprocess boundary.
+
+The fakes are shell scripts on PATH that print a prepared answer and count
+their calls, so the batched queries, the rate limit, the time limits and the
+"Slurm unreachable: logs untouched" rule are tested without a cluster (the
+cluster tests do the same against the real dev cluster).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+
+from hpcwrap import overview, poll
+from hpcwrap.cli import main
+from hpcwrap.errors import SchedulerError
+from hpcwrap.runlog import RunLog, RunState, create_run, lifecycle
+from hpcwrap.scheduler.batch import BatchQuery
+from hpcwrap.scheduler.cli_backend import (
+    SACCT_DELIMITER,
+    CliScheduler,
+    parse_sacct,
+    parse_squeue_json,
+)
+
+T0 = datetime(2026, 3, 11, 14, 0, tzinfo=timezone.utc)
+D = SACCT_DELIMITER
+
+
+@dataclass
+class FakeSlurm:
+    folder: Path
+
+    def answer(self, squeue: list[dict[str, object]], sacct: list[str]) -> None:
+        (self.folder / "squeue.json").write_text(json.dumps({"jobs": squeue}))
+        (self.folder / "sacct.txt").write_text("".join(line + "\n" for line in sacct))
+
+    def calls(self, tool: str) -> list[str]:
+        log = self.folder / f"{tool}.calls"
+        return log.read_text().splitlines() if log.exists() else []
+
+    def fail(self, tool: str, how: str) -> None:
+        (self.folder / f"{tool}.fail").write_text(how)
+
+
+FAKE = """#!/bin/sh
+echo "$*" >> "{dir}/{tool}.calls"
+if [ -f "{dir}/{tool}.fail" ]; then
+    case "$(cat "{dir}/{tool}.fail")" in
+        slow) sleep 5 ;;
+        *) echo "{tool}: error: Unable to contact slurm controller (connect failure)" >&2; exit 1 ;;
+    esac
+fi
+cat "{dir}/{out}"
+"""
+
+
+@pytest.fixture
+def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSlurm]:
+    bindir = tmp_path / "fakebin"
+    bindir.mkdir()
+    for tool, out in (("squeue", "squeue.json"), ("sacct", "sacct.txt")):
+        script = bindir / tool
+        script.write_text(FAKE.format(dir=bindir, tool=tool, out=out))
+        script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    fake = FakeSlurm(bindir)
+    fake.answer([], [])
+    yield fake
+
+
+def squeue_job(job_id: int, state: str, reason: str = "None", **kw: object) -> dict[str, object]:
+    job: dict[str, object] = {
+        "job_id": job_id,
+        "job_state": state,
+        "state_reason": reason,
+        "array_job_id": 0,
+        "array_task_id": None,
+        "user_name": "u",
+        "start_time": 0,
+        "end_time": 0,
+        "submit_time": 1773237600,
+        "nodes": "",
+        "restart_cnt": 0,
+    }
+    job.update(kw)
+    return job
+
+
+def sacct_row(job_id: str, state: str, exit_code: str = "0:0", nodes: str = "n1") -> str:
+    return D.join(
+        [
+            job_id,
+            job_id,
+            state,
+            exit_code,
+            "2026-03-11T14:01:00",
+            "2026-03-11T14:05:00",
+            nodes,
+            "None",
+            "2026-03-11T14:00:00",
+            "u",
+        ]
+    )
+
+
+def make_run(root: Path, job_id: str, *, running: bool = False) -> RunLog:
+    state = RunState(task="train", run_type="replication", objective="poll test")
+    log = create_run(root, state, when=T0)
+    log.record(lifecycle.Submitted(T0, job_id=job_id, execution_id=job_id))
+    if running:
+        log.record(lifecycle.Started(T0 + timedelta(minutes=1), job_id, nodes="n1", in_slurm=True))
+    return log
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def query(min_interval: float = 0.0, timeout: float = 10.0) -> BatchQuery:
+    return BatchQuery(
+        CliScheduler(),
+        min_interval=min_interval,
+        timeout=timeout,
+        cache_path=Path(os.environ["XDG_CACHE_HOME"]) / "hpcwrap" / "slurm-test.json",
+    )
+
+
+# ---------------------------------------------------------------- parsing
+
+
+def test_squeue_json_filters_to_the_jobs_asked_and_names_array_tasks() -> None:
+    text = json.dumps(
+        {
+            "jobs": [
+                squeue_job(5, "PENDING", "Priority"),
+                squeue_job(6, "RUNNING", start_time=1773237660, nodes="n1"),
+                squeue_job(7, "PENDING", "JobHeldUser", array_job_id=7, array_task_string="0,2-3"),
+                squeue_job(8, "COMPLETED", array_job_id=7, array_task_id=1, nodes="n2"),
+                squeue_job(99, "RUNNING"),
+            ]
+        }
+    )
+    got = {j.job_id: j for j in parse_squeue_json(text, ["5", "6", "7_[0-3]"])}
+    assert set(got) == {"5", "6", "7_[0,2-3]", "7_1"}
+    assert got["5"].reason == "Priority"
+    assert got["6"].start == datetime(2026, 3, 11, 14, 1, tzinfo=timezone.utc)
+    assert got["7_1"].array_job_id == "7" and got["7_1"].array_task_id == "1"
+    with pytest.raises(SchedulerError):
+        parse_squeue_json("not json", ["5"])
+
+
+def test_sacct_rows_keep_every_attempt_and_the_whole_state() -> None:
+    text = "\n".join(
+        [
+            sacct_row("12", "REQUEUED", "0:15"),
+            sacct_row("12", "COMPLETED"),
+            sacct_row("13", "CANCELLED by 1000", "0:0", "None assigned"),
+            sacct_row("14_2", "NODE_FAIL", "0:0"),
+            "garbage line",
+        ]
+    )
+    rows = parse_sacct(text, ["12", "13", "14_[0-3]"])
+    assert [(r.job_id, r.state) for r in rows] == [
+        ("12", "REQUEUED"),
+        ("12", "COMPLETED"),
+        ("13", "CANCELLED by 1000"),
+        ("14_2", "NODE_FAIL"),
+    ]
+    assert rows[2].node is None and rows[2].exit == "0:0"
+    assert rows[3].array_job_id == "14" and rows[3].array_task_id == "2"
+
+
+# ---------------------------------------------------------------- poll
+
+
+def test_one_poll_brings_every_log_to_slurms_state_with_one_call_each(
+    tmp_path: Path, fake_slurm: FakeSlurm
+) -> None:
+    root = tmp_path / "run_logs"
+    pending = make_run(root, "101")
+    running = make_run(root, "102")
+    cancelled = make_run(root, "103")
+    node_fail = make_run(root, "104", running=True)
+    timeout = make_run(root, "105", running=True)
+    requeued = make_run(root, "106", running=True)
+    preempted = make_run(root, "107", running=True)
+    fake_slurm.answer(
+        [
+            squeue_job(101, "PENDING", "QOSMaxGRESPerUser"),
+            squeue_job(102, "RUNNING", start_time=1773237660, nodes="n2"),
+            squeue_job(999, "RUNNING"),
+        ],
+        [
+            sacct_row("103", "CANCELLED by 1000", "0:0", "None assigned"),
+            sacct_row("104", "NODE_FAIL", "0:0"),
+            sacct_row("105", "TIMEOUT", "0:0"),
+            sacct_row("106", "REQUEUED", "0:15"),
+            sacct_row("106", "COMPLETED", "0:0"),
+            sacct_row("107", "PREEMPTED", "0:15"),
+        ],
+    )
+    logs = overview.find_logs([root])
+    result = poll.poll_runs(logs, query(), root=root)
+    assert result.calls == {"squeue": 1, "sacct": 1}
+    assert len(fake_slurm.calls("squeue")) == 1 and len(fake_slurm.calls("sacct")) == 1
+    assert "--duplicates" in fake_slurm.calls("sacct")[0]
+    assert "103,104,105,106,107" in fake_slurm.calls("sacct")[0]  # only the ended ones
+    want = {
+        pending: "PENDING",
+        running: "RUNNING",
+        cancelled: "CANCELLED",
+        node_fail: "NODE_FAIL",
+        timeout: "TIMEOUT",
+        requeued: "COMPLETED",
+        preempted: "PREEMPTED",
+    }
+    for log, state in want.items():
+        assert log.read().jobs[-1].state == state, log.name
+    assert pending.read().jobs[-1].pending_reason == "QOSMaxGRESPerUser"
+    assert "pending (QOSMaxGRESPerUser)" in pending.read().status[-1].text
+    assert "CANCELLED by 1000" in cancelled.read().status[-1].text
+    assert cancelled.read().jobs[-1].slurm_state == "CANCELLED"
+    assert running.read().jobs[-1].node == "n2"
+    requeue_change = next(c for c in result.changes if c.execution_id == "106")
+    assert requeue_change.requeues == 1
+
+    before = snapshot(root)
+    again = poll.poll_runs(logs, query(), root=root)
+    assert again.written == []
+    assert snapshot(root) == before  # a second poll adds nothing, not even an event
+    assert again.calls == {"squeue": 1, "sacct": 0}  # every run left is still active
+
+
+def test_rate_limit_reuses_the_cached_answer(tmp_path: Path, fake_slurm: FakeSlurm) -> None:
+    root = tmp_path / "run_logs"
+    make_run(root, "201")
+    make_run(root, "202")
+    fake_slurm.answer([squeue_job(201, "PENDING", "Priority")], [sacct_row("202", "FAILED", "3:0")])
+    logs = overview.find_logs([root])
+    first = poll.poll_runs(logs, query(min_interval=30), root=root)
+    assert first.calls == {"squeue": 1, "sacct": 1}
+    second = poll.poll_runs(logs, query(min_interval=30), root=root)
+    assert second.calls == {"squeue": 0, "sacct": 0}
+    assert len(fake_slurm.calls("squeue")) == 1 and len(fake_slurm.calls("sacct")) == 1
+    # a job the cached answer does not cover is reported, not asked about
+    make_run(root, "203")
+    third = poll.poll_runs(overview.find_logs([root]), query(min_interval=30), root=root)
+    assert third.calls == {"squeue": 0, "sacct": 0}
+    assert any("203" in c.execution_id and "rate limit" in (c.note or "") for c in third.changes)
+
+
+@pytest.mark.parametrize("how", ["down", "slow"])
+def test_slurm_unreachable_or_slow_leaves_every_log_untouched(
+    tmp_path: Path, fake_slurm: FakeSlurm, how: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "run_logs"
+    make_run(root, "301")
+    make_run(root, "302", running=True)
+    fake_slurm.fail("squeue", how)
+    before = snapshot(root)
+    with pytest.raises(SchedulerError) as err:
+        poll.poll_runs(overview.find_logs([root]), query(timeout=0.5), root=root)
+    assert ("did not answer within" if how == "slow" else "Unable to contact") in str(err.value)
+    assert snapshot(root) == before
+    rc = main(["poll", "--run-logs", str(root), "--timeout", "0.5", "--min-interval", "0"])
+    assert rc == 10
+    assert "squeue" in capsys.readouterr().err
+    assert snapshot(root) == before
+
+
+def test_poll_cli_json_counts_calls(
+    tmp_path: Path, fake_slurm: FakeSlurm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "run_logs"
+    make_run(root, "401")
+    fake_slurm.answer([], [sacct_row("401", "BOOT_FAIL", "0:0")])
+    assert main(["poll", str(root), "--json", "--min-interval", "0"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["slurm_calls"] == {"squeue": 1, "sacct": 1}
+    assert doc["written"] == 1 and doc["changes"][0]["after"] == "NODE_FAIL"
+
+
+# ---------------------------------------------------------------- status
+
+
+STATUS_KEYS = {
+    "path",
+    "name",
+    "group",
+    "mode",
+    "state",
+    "state_source",
+    "slurm_state",
+    "slurm_exit",
+    "pending_reason",
+    "job_ids",
+    "submitted",
+    "start",
+    "end",
+    "limit_at",
+    "elapsed_s",
+    "left_s",
+    "step",
+    "loss",
+    "progress_at",
+    "gpu_util",
+    "checkpoint",
+    "wandb",
+    "wandb_url",
+    "last_status",
+    "last_status_at",
+    "final",
+    "problem",
+}
+
+
+def test_status_json_schema(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = tmp_path / "run_logs"
+    log = make_run(root, "501", running=True)
+    log.append_event("progress", {"step": 40, "train_loss": 1.25})
+    done = make_run(root, "502", running=True)
+    done.record(
+        lifecycle.Ended(
+            T0 + timedelta(minutes=9),
+            "COMPLETED",
+            lifecycle.Source.WRAPPER,
+            "502",
+            exit_code=0,
+            results=lifecycle.ResultFacts(final_step=100, loss=0.5, checkpoint="/ck/100.pt"),
+        )
+    )
+    assert main(["status", str(root), "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["schema"] == 1 and isinstance(doc["generated"], str)
+    rows = {r["job_ids"][-1]: r for r in doc["runs"]}
+    for row in rows.values():
+        assert set(row) == STATUS_KEYS
+    assert rows["501"]["state"] == "RUNNING" and rows["501"]["step"] == 40
+    assert rows["501"]["loss"] == 1.25 and rows["501"]["progress_at"]
+    assert rows["502"]["final"] and rows["502"]["checkpoint"] == "/ck/100.pt"
+    assert rows["502"]["step"] == 100 and rows["502"]["elapsed_s"] == 480.0
+
+
+def test_status_table_and_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = tmp_path / "run_logs"
+    make_run(root, "601")
+    make_run(root, "602", running=True)
+    pend = make_run(root, "603")
+    pend.record(lifecycle.Reconciled(T0, "603", "PENDING", reason="Priority"))
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert main(["status", str(root)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert lines[0].split()[:4] == ["RUN", "GROUP", "MODE", "STATE"]
+    assert "PENDING (Priority)" in out and "\x1b[" not in out
+    assert len({line.index("replication") for line in lines[1:]}) == 1  # aligned
+    assert main(["status", str(root), "--report"]) == 0
+    report = capsys.readouterr().out
+    assert "**Done** (0)" in report and "**Running** (1)" in report
+    assert "**Remaining** (2)" in report and "Priority" in report
+
+
+def test_status_default_shows_unfinished_and_last_ten_finished(tmp_path: Path) -> None:
+    root = tmp_path / "run_logs"
+    for n in range(12):
+        log = make_run(root, str(700 + n), running=True)
+        log.record(
+            lifecycle.Ended(
+                T0 + timedelta(minutes=n + 2), "FAILED", lifecycle.Source.WRAPPER, str(700 + n)
+            )
+        )
+    make_run(root, "799")
+    rows = overview.collect([root], root)
+    assert len(rows) == 11 and sum(not r.final for r in rows) == 1
+    assert "700" not in {r.job_ids[-1] for r in rows}
+    assert len(overview.collect([root], root, show_all=True)) == 13
+
+
+def test_status_reads_only_state_json(tmp_path: Path) -> None:
+    """No lock, no write: a read-only run_logs folder is fine."""
+    root = tmp_path / "run_logs"
+    make_run(root, "801")
+    before = snapshot(root)
+    mode = root.stat().st_mode
+    try:
+        for p in [root, *root.rglob("*")]:
+            if p.is_dir():
+                p.chmod(0o555)
+        rows = overview.collect([root], root)
+    finally:
+        for p in [root, *root.rglob("*")]:
+            if p.is_dir():
+                p.chmod(mode)
+    assert rows[0].state == "SUBMITTED"
+    assert snapshot(root) == before
+    assert orjson.loads(overview.to_json(rows))["runs"][0]["job_ids"] == ["801"]
