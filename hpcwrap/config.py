@@ -73,6 +73,7 @@ class Settings:
     status_every: float = 1800.0
     stall_after: float = 1200.0
     status_min_interval: float = 60.0
+    telemetry_interval: float = 10.0  # seconds between samples; 0 turns telemetry off
     lock: str = "auto"  # auto | flock | soft
     # hpcwrap poll: at most one squeue and one sacct per this many seconds per user,
     # and how long each Slurm call may take.
@@ -91,6 +92,7 @@ _DURATION_KEYS = {
     "status_every",
     "stall_after",
     "status_min_interval",
+    "telemetry_interval",
     "poll_min_interval",
     "poll_timeout",
 }

@@ -144,12 +144,15 @@ def _show(args: argparse.Namespace) -> int:
         import orjson
 
         from hpcwrap.runlog.model import to_dict
+        from hpcwrap.runlog.telemetry import json_block
 
         state, owned = log.read_with_owners()
         doc = {
             "path": str(log.path),
             "sidecar": str(log.sidecar),
             "state": to_dict(state),
+            # the telemetry summary: every measure, null with a reason where not measured
+            "telemetry": json_block(state.telemetry),
             # fields a person edited: the file shows their text, "state" hpcwrap's value
             "person_owned": owned,
         }

@@ -44,7 +44,7 @@ exit status: the command's; 128+N when signal N killed it; 126/127 when it could
 not be started.
 
 settings (hpcwrap.toml or [tool.hpcwrap]): status_every, stall_after,
-status_min_interval, walltime_signal, forward_walltime_signal, config_snapshot
+status_min_interval, telemetry_interval, walltime_signal, forward_walltime_signal, config_snapshot
 (globs), and [[patterns]] with named groups step, loss, val_loss, lr, epoch,
 checkpoint, wandb_dir, error, e.g.
   [[patterns]]
@@ -90,6 +90,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="DURATION",
         help="'stalled?' when no new step for this long (default from settings: 20m)",
     )
+    p.add_argument(
+        "--telemetry-interval",
+        metavar="DURATION",
+        help="sample GPU/CPU/memory/disk this often into telemetry.jsonl (default from "
+        "settings: 10s; 0 turns telemetry off)",
+    )
     add_run_options(p)
     p.add_argument("command", nargs=argparse.REMAINDER, metavar="COMMAND", help=argparse.SUPPRESS)
     p.set_defaults(handler=handle)
@@ -111,6 +117,9 @@ def _settings(args: argparse.Namespace, in_submission: bool) -> Settings:
         if args.stall_after is not None:
             stall = parse_duration(args.stall_after, "--stall-after")
             settings = dataclasses.replace(settings, stall_after=stall)
+        if args.telemetry_interval is not None:
+            every = parse_duration(args.telemetry_interval, "--telemetry-interval")
+            settings = dataclasses.replace(settings, telemetry_interval=every)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
     if settings.status_every < settings.status_min_interval:
@@ -173,9 +182,21 @@ def handle(args: argparse.Namespace) -> int:
             warn(f"warning: could not create a run log: {exc}; running the command without one")
         else:
             warn(f"run log {run.path}")
+    hooks = []
+    if settings.telemetry_interval > 0:
+        from hpcwrap.job.telemetry import TelemetryConfig
+        from hpcwrap.job.telemetry.hook import TelemetryHook
+
+        hooks.append(
+            TelemetryHook(
+                TelemetryConfig(interval=settings.telemetry_interval),
+                os.environ,
+                sidecar=run.sidecar if run is not None else None,
+            )
+        )
     outcome = run_command(
         command,
         run,
-        WrapperOptions(settings=settings, execution_id=args.execution_id),
+        WrapperOptions(settings=settings, execution_id=args.execution_id, hooks=hooks),
     )
     return outcome.exit_code

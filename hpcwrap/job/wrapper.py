@@ -21,6 +21,7 @@ entries start with ``task <N>: ``.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import queue
@@ -440,6 +441,7 @@ class Wrapper:
             )
         for p in pumps:
             p.start()
+        self._attach_hooks(proc.pid)
         scan_thread = threading.Thread(target=self.scanner.run, name="hpcwrap-scan", daemon=True)
         scan_thread.start()
         self.monitor.start()
@@ -474,6 +476,37 @@ class Wrapper:
             killed_by_us=sup.killed,
         )
         return self._finish(end, end_wall)
+
+    def _attach_hooks(self, pid: int) -> None:
+        """Hooks that want the child (telemetry) get its pid and a way to write entries."""
+
+        def checkpoint_dir() -> str | None:
+            ck = self.progress.snapshot().checkpoint
+            return ck.path if ck is not None else None
+
+        for hook in self.opts.hooks:
+            attach = getattr(hook, "attach", None)
+            if attach is not None:
+                try:
+                    attach(pid, self.perform, checkpoint_dir)
+                except Exception as exc:  # never fatal
+                    warn(f"warning: tick hook {type(hook).__name__} failed: {exc!r}", self.err)
+
+    def _with_hook_summary(self, facts: lifecycle.Ended) -> lifecycle.Ended:
+        """``facts`` with the telemetry summary of the first hook that gives one."""
+        for hook in self.opts.hooks:
+            finish = getattr(hook, "finish", None)
+            if finish is None:
+                continue
+            try:
+                found = finish()
+            except Exception as exc:  # never fatal
+                warn(f"warning: tick hook {type(hook).__name__} failed: {exc!r}", self.err)
+                continue
+            if found is not None and facts.results is not None:
+                results = dataclasses.replace(facts.results, telemetry=found)
+                return dataclasses.replace(facts, results=results)
+        return facts
 
     def _failed_to_start(self, exc: OSError) -> Outcome:
         code = 127 if isinstance(exc, (FileNotFoundError, NotADirectoryError)) else 126
@@ -617,6 +650,7 @@ class Wrapper:
             data["bytes_not_scanned"] = snap.bytes_skipped
         if self.write_errors:
             data["output_errors"] = self.write_errors[:5]
+        facts = self._with_hook_summary(facts)
         self.sink.record(facts, data=data)
 
     def _checkpoint_path(self, snap: Snapshot, cwd: Path, since: float) -> str | None:

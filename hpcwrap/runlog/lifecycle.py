@@ -46,6 +46,7 @@ from hpcwrap.errors import TransitionError
 from hpcwrap.runlog import arrays
 from hpcwrap.runlog.facts import CodeFacts, ConfigFacts, SubmitFacts
 from hpcwrap.runlog.model import JobBlock, Results, RunState, StatusEntry
+from hpcwrap.runlog.telemetry import TelemetryFacts
 
 # hpcwrap's words for a job block's state.
 FINAL_STATES = frozenset(
@@ -255,6 +256,7 @@ class ResultFacts:
     config_snapshot: str | None = None
     config_fallback: str | None = None  # the submitted --config copy, when no snapshot is known
     has_progress: bool = False
+    telemetry: TelemetryFacts | None = None  # the sampled GPU/CPU/disk summary
     # The losses as printed (``3.0000``), shown in Results in place of the floats.
     first_loss_text: str | None = None
     loss_text: str | None = None
@@ -322,6 +324,13 @@ class Reconciled:
     text: str | None = None
 
 
+@dataclass(frozen=True)
+class Plotted:
+    """``hpcwrap plot`` drew the run's curves into ``path`` (relative to the run log)."""
+
+    path: str
+
+
 Facts = (
     Described
     | Submitted
@@ -333,6 +342,7 @@ Facts = (
     | Requeued
     | Resumed
     | Reconciled
+    | Plotted
 )
 
 EVENT_KIND: dict[type, str] = {
@@ -346,6 +356,7 @@ EVENT_KIND: dict[type, str] = {
     Requeued: "requeued",
     Resumed: "resumed",
     Reconciled: "reconciled",
+    Plotted: "plotted",
 }
 
 
@@ -436,6 +447,7 @@ def _merge_next(state: RunState, drafted: Sequence[str]) -> None:
 
 
 def _fill_results(state: RunState, r: ResultFacts, prefix: str, array_task: str | None) -> None:
+    _telemetry(state, r)
     res = state.results
     if array_task is not None and r.has_progress:
         # The last task with progress gives all of Results: never one task's start
@@ -467,6 +479,14 @@ def _fill_results(state: RunState, r: ResultFacts, prefix: str, array_task: str 
 
 # ---------------------------------------------------------------- transitions
 # Each takes the state to change in place (a copy made by ``apply``) and the facts.
+
+
+def _telemetry(state: RunState, r: ResultFacts) -> None:
+    if r.telemetry is not None:
+        plot = state.telemetry.plot if state.telemetry is not None else None
+        state.telemetry = copy.deepcopy(r.telemetry)
+        if state.telemetry.plot is None:
+            state.telemetry.plot = plot
 
 
 def _described(state: RunState, f: Described) -> None:
@@ -690,6 +710,12 @@ def _reconciled_text(job: JobBlock, slurm_state: str) -> str:
     )
 
 
+def _plotted(state: RunState, f: Plotted) -> None:
+    if state.telemetry is None:
+        state.telemetry = TelemetryFacts()
+    state.telemetry.plot = f.path
+
+
 _APPLY: dict[type, Any] = {
     Described: _described,
     Submitted: _submitted,
@@ -701,6 +727,7 @@ _APPLY: dict[type, Any] = {
     Requeued: _requeued,
     Resumed: _resumed,
     Reconciled: _reconciled,
+    Plotted: _plotted,
 }
 
 
@@ -739,6 +766,7 @@ __all__ = [
     "EndEvidence",
     "Ended",
     "Facts",
+    "Plotted",
     "ProgressObserved",
     "Reconciled",
     "Requeued",

@@ -26,6 +26,7 @@ from hpcwrap.runlog.facts import (
     legacy_code,
     legacy_config,
 )
+from hpcwrap.runlog.telemetry import TelemetryFacts, telemetry_from_dict, telemetry_to_dict
 from hpcwrap.runrequest import parse_run_type
 
 __all__ = [
@@ -128,6 +129,7 @@ class RunState:
     array_tasks: dict[str, ArrayTaskFacts] = field(default_factory=dict)
     array_results_task: str | None = None  # the array task whose progress Results show
     next_drafted: list[str] = field(default_factory=list)  # Next lines hpcwrap drafted last
+    telemetry: TelemetryFacts | None = None  # the sampled GPU/CPU/disk summary (Results)
     # Anything else a caller keeps (unknown keys of a newer state.json land here too).
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -174,6 +176,8 @@ def to_dict(
             out["results"] = {r.name: _enc(getattr(value, r.name)) for r in fields(value)}
         elif name in ("code_state", "config_facts", "submit"):
             out[name] = None if value is None else facts_to_dict(value)
+        elif name == "telemetry":
+            out[name] = None if value is None else telemetry_to_dict(value)
         elif name == "array_tasks":
             out[name] = {k: facts_to_dict(v) for k, v in value.items()}
         elif name == "extra":
@@ -283,6 +287,8 @@ def from_dict(data: dict[str, Any]) -> RunState:
             state.submit = facts_from_dict(SubmitFacts, raw) if raw else None
         elif f.name == "array_tasks":
             state.array_tasks = _array_tasks(raw)
+        elif f.name == "telemetry":
+            state.telemetry = telemetry_from_dict(raw) if isinstance(raw, dict) else None
         elif f.name == "next_drafted":
             state.next_drafted = [str(x) for x in raw or []]
         elif f.name == "extra":

@@ -1,0 +1,315 @@
+"""The wrapper's telemetry: a ``TickHook`` that samples every ``interval`` seconds.
+
+It runs on the wrapper's monitor thread (never on the output copy path): the
+wrapper calls ``attach`` once the child runs, ``tick`` about once a second,
+``status_fields`` for every Status entry and ``finish`` after the child ended,
+whose ``TelemetryFacts`` go into Results with the end.
+
+Multi-node jobs: ``attach`` starts one light sampler per other node of the
+allocation with ``srun --overlap`` (``python -m hpcwrap.job.telemetry.node``);
+each appends its samples, tagged with its node, to its own file in the
+sidecar, and ``finish`` stops them and reads their samples into the summary.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import resource
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any, TextIO
+
+from hpcwrap.job.sink import warn
+from hpcwrap.job.status import Write
+from hpcwrap.job.telemetry import host
+from hpcwrap.job.telemetry.core import Summary, TelemetryConfig, WarningPolicy, status_clause
+from hpcwrap.job.telemetry.gpu import GpuSet, open_gpus
+from hpcwrap.runlog.telemetry import (
+    TelemetryFacts,
+    append_record,
+    iter_file,
+    record_files,
+)
+
+Perform = Callable[[Write], None]
+CheckpointDir = Callable[[], str | None]
+
+
+def node_name(environ: Mapping[str, str]) -> str:
+    return environ.get("SLURMD_NODENAME") or socket.gethostname().split(".")[0]
+
+
+def _children_cpu() -> float:
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+class Sampler:
+    """One node's samples: the processes, node memory, disks and GPUs."""
+
+    def __init__(
+        self,
+        procs: host.ProcessSet,
+        gpus: GpuSet,
+        environ: Mapping[str, str],
+        node: str,
+        paths: Callable[[], list[str]],
+        limit_pid: int | None = None,
+    ) -> None:
+        self.procs = procs
+        self.gpus = gpus
+        self.node = node
+        self.paths = paths
+        self.alloc = host.alloc_cpus(environ)
+        self.mem_limit = host.memory_limit(environ, limit_pid)
+
+    def sample(self, with_procs: bool = True) -> dict[str, Any]:
+        rec: dict[str, Any] = {"t": round(time.time(), 3), "node": self.node}
+        if with_procs:
+            rec.update(self.procs.sample())
+        rec["alloc_cpus"] = self.alloc
+        rec["mem"] = host.node_memory()
+        rec["mem_limit"] = self.mem_limit
+        rec["disks"] = host.disks(self.paths())
+        rec["gpus"] = self.gpus.sample(self.procs.pids)
+        return rec
+
+
+class TelemetryHook:
+    """Telemetry for ``WrapperOptions.hooks`` (see the module docstring)."""
+
+    def __init__(
+        self,
+        cfg: TelemetryConfig,
+        environ: Mapping[str, str],
+        *,
+        sidecar: Path | None = None,
+        cwd: Path | None = None,
+        err: TextIO | None = None,
+        nvml: Any = None,
+        start_node_samplers: bool = True,
+    ) -> None:
+        self.cfg = cfg
+        self.environ = dict(environ)
+        self.sidecar = sidecar
+        self.cwd = cwd or Path.cwd()
+        self.err = err
+        self._nvml = nvml
+        self._start_nodes = start_node_samplers
+        self.node = node_name(environ)
+        self.summary = Summary()
+        self.policy = WarningPolicy(cfg)
+        self.last: dict[str, Any] | None = None
+        self.gpus: GpuSet | None = None
+        self.sampler: Sampler | None = None
+        self._perform: Perform | None = None
+        self._checkpoint_dir: CheckpointDir | None = None
+        self._next = 0.0
+        self._t0: float | None = None
+        self._cpu0 = 0.0
+        self._write_failed = False
+        self._node_proc: subprocess.Popen[bytes] | None = None
+        self.sample_cost: list[float] = []
+
+    # -- the wrapper's calls ----------------------------------------------------
+
+    def attach(
+        self, pid: int, perform: Perform, checkpoint_dir: CheckpointDir | None = None
+    ) -> None:
+        """The child runs as ``pid``; ``perform`` writes a Status entry or event."""
+        self._perform = perform
+        self._checkpoint_dir = checkpoint_dir
+        self._t0 = time.monotonic()
+        self._cpu0 = _children_cpu()
+        self._pid = pid
+        self._next = 0.0  # the first sample at the first tick
+        if self._start_nodes:
+            self._start_node_samplers()
+
+    def _paths(self) -> list[str]:
+        out = [str(self.cwd)]
+        if self._checkpoint_dir is not None:
+            try:
+                ck = self._checkpoint_dir()
+            except Exception:
+                ck = None
+            if ck:
+                p = Path(ck)
+                p = p if p.is_absolute() else self.cwd / p
+                out.append(str(p if p.is_dir() else p.parent))
+        if self.sidecar is not None:
+            out.append(str(self.sidecar))
+        for var in ("TMPDIR", "SCRATCH"):
+            if self.environ.get(var):
+                out.append(self.environ[var])
+        return out
+
+    def _open(self) -> Sampler:
+        gpus = open_gpus(self.environ, self._nvml)
+        self.gpus = gpus
+        sampler = Sampler(
+            host.ProcessSet(host.tree_of(self._pid)),
+            gpus,
+            self.environ,
+            self.node,
+            self._paths,
+            limit_pid=self._pid,
+        )
+        if gpus.note:
+            text = (
+                f"telemetry: gpu: {gpus.note}"
+                if gpus.note.startswith("none")
+                else (f"telemetry: {gpus.note}")
+            )
+            self._emit(Write("telemetry_note", {"gpu": gpus.note}, text))
+        return sampler
+
+    def tick(self, now: float) -> None:
+        if self._perform is None or now < self._next:
+            return
+        self._next = now + self.cfg.interval
+        if self.sampler is None:
+            self.sampler = self._open()
+        t0 = time.perf_counter()
+        rec = self.sampler.sample()
+        self.sample_cost.append(time.perf_counter() - t0)
+        self._keep(rec)
+        for w in self.policy.check(rec, now):
+            self._emit(Write("telemetry_warning", {"kind": w.kind, **w.data}, w.text))
+
+    def _keep(self, rec: dict[str, Any]) -> None:
+        self.last = rec
+        self.summary.add(rec)
+        if self.sidecar is None:
+            return
+        try:
+            append_record(self.sidecar, rec)
+        except OSError as exc:
+            if not self._write_failed:
+                self._write_failed = True
+                warn(f"warning: could not append to telemetry.jsonl: {exc}", self.err)
+
+    def _emit(self, write: Write) -> None:
+        if self._perform is not None:
+            self._perform(write)
+
+    def status_fields(self) -> list[str]:
+        none = self.gpus is not None and not self.gpus.available
+        return status_clause(self.last, gpu_none=none)
+
+    def finish(self) -> TelemetryFacts | None:
+        """After the child ended: stop the node samplers, one last disk sample, the summary."""
+        if self._t0 is None:
+            return None
+        walltime = time.monotonic() - self._t0
+        self._stop_node_samplers()
+        if self.sampler is None:
+            self.sampler = self._open()
+        rec = self.sampler.sample(with_procs=False)  # the processes are gone; disks, GPUs
+        if self.last is not None:
+            for k in ("cpu_s", "rss", "read_bytes", "write_bytes"):
+                if k in self.last:
+                    rec[k] = self.last[k]
+        rec["final"] = True
+        self._keep(rec)
+        if self.sidecar is not None:
+            for path in record_files(self.sidecar)[1:]:  # the other nodes' files
+                for r in iter_file(path):
+                    self.summary.add(r)
+        tracked = float(self.last.get("cpu_s") or 0.0) if self.last else 0.0
+        cpu = max(_children_cpu() - self._cpu0, tracked)
+        gpu_note = self.gpus.note if self.gpus is not None else None
+        facts = self.summary.facts(
+            main_node=self.node,
+            walltime=walltime,
+            cpu_time=cpu,
+            interval=self.cfg.interval,
+            gpu_note=gpu_note,
+            warnings=self.policy.issued,
+        )
+        if self.gpus is not None:
+            self.gpus.close()
+        return facts
+
+    # -- the other nodes --------------------------------------------------------
+
+    def _start_node_samplers(self) -> None:
+        env = self.environ
+        try:
+            nnodes = int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or "1")
+        except ValueError:
+            nnodes = 1
+        job = env.get("SLURM_JOB_ID")
+        if nnodes < 2 or not job or self.sidecar is None:
+            return
+        argv = [
+            "srun",
+            "--overlap",
+            f"--nodes={nnodes}",
+            f"--ntasks={nnodes}",
+            "--ntasks-per-node=1",
+            "--cpus-per-task=1",
+            "--mem=0",
+            "--kill-on-bad-exit=0",
+            "--job-name=hpcwrap-telemetry",
+            "--quiet",
+            sys.executable,
+            "-m",
+            "hpcwrap.job.telemetry.node",
+            "--sidecar",
+            str(self.sidecar),
+            "--interval",
+            str(self.cfg.interval),
+            "--skip-node",
+            self.node,
+            "--job",
+            job,
+        ]
+        child_env = {k: v for k, v in env.items() if not k.startswith("SLURM_CPUS_PER_TASK")}
+        child_env.pop("SRUN_CPUS_PER_TASK", None)
+        log = self.sidecar / "telemetry.nodes.log"
+        try:
+            with open(log, "ab") as fh:
+                self._node_proc = subprocess.Popen(
+                    argv,
+                    stdin=subprocess.DEVNULL,
+                    stdout=fh,
+                    stderr=fh,
+                    env=child_env,
+                    start_new_session=True,
+                )
+        except OSError as exc:
+            self._emit(
+                Write(
+                    "telemetry_note",
+                    {"error": str(exc)},
+                    f"telemetry: the other {nnodes - 1} node(s) are not sampled: "
+                    f"srun failed: {exc.strerror or exc}",
+                )
+            )
+            return
+        self._emit(Write("telemetry_nodes", {"nodes": nnodes, "argv": argv}))
+
+    def _stop_node_samplers(self) -> None:
+        proc = self._node_proc
+        if proc is None:
+            return
+        self._node_proc = None
+        if proc.poll() is None:
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGTERM)  # srun forwards it to the samplers
+            try:
+                proc.wait(timeout=10.0)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(OSError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=5.0)
+
+
+__all__ = ["Sampler", "TelemetryHook", "node_name"]
