@@ -211,6 +211,8 @@ def handle(args: argparse.Namespace) -> int:
         if ns.json:  # one object on stdout for scripts; the message on stderr as always
             print(json.dumps(_error_object(exc, log.path)), flush=True)
         raise
+    if settings.follow_up and scheduler.name == "slurm":
+        _follow_up(outcome.log, outcome.result.job_id)
     for note in outcome.notes:
         print(f"hpcwrap: note: {note}", file=sys.stderr)
     if outcome.result.messages:
@@ -234,6 +236,18 @@ def handle(args: argparse.Namespace) -> int:
             )
         )
     return outcome.result.returncode
+
+
+def _follow_up(log: RunLog, job_id: str) -> None:
+    """The ``follow_up`` setting: a tiny afterany job that polls the run (see followup.py)."""
+    from hpcwrap import followup
+
+    try:
+        fid = followup.submit(log, job_id)
+    except HpcwrapError as exc:
+        print(f"hpcwrap: warning: {exc}; the run goes on without it", file=sys.stderr)
+        return
+    print(f"hpcwrap: follow-up job {fid} records the end if the job cannot", file=sys.stderr)
 
 
 def _error_object(exc: HpcwrapError, run_log: Path) -> dict[str, Any]:

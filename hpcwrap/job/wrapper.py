@@ -529,6 +529,11 @@ class Wrapper:
                     self.record_start_failed(end, end_wall, failed_start)
                 else:
                     self.record_end(end, state, snap, end_wall)
+                    from hpcwrap import followup  # the follow-up job (no admin for hooks)
+
+                    followup.cancel_after_end(
+                        self.sink.run, self.env.in_slurm, self.env.is_array_task
+                    )
                 outcome.run_log_written = self.sink.enabled and self.sink.failures == 0
             except Exception as exc:
                 warn(f"warning: could not record the end of the run: {exc!r}", self.err)

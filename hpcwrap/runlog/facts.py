@@ -77,6 +77,7 @@ class SubmitFacts:
     script_snapshot: str | None = None
     notes: list[str] = field(default_factory=list)
     job_id: str | None = None
+    follow_up_job: str | None = None  # the follow-up job that polls the run (followup.py)
 
 
 @dataclass
