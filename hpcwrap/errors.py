@@ -174,6 +174,14 @@ class WrapperError(HpcwrapError, RuntimeError):
     meaning: ClassVar[str] = "wrapper error"
 
 
+class MissingExtraError(HpcwrapError, ImportError):
+    """A command needs an optional extra that is not installed (``hpcwrap[plots]``)."""
+
+    def __init__(self, message: str, *, extra: str) -> None:
+        super().__init__(message)
+        self.extra = extra
+
+
 class RunLogWarning(UserWarning):
     """Something in a sidecar was damaged and has been recovered from."""
 

@@ -26,7 +26,7 @@ from hpcwrap.errors import (
 )
 
 # Order is the order shown in --help.
-COMMAND_MODULES: tuple[str, ...] = ("sbatch", "run", "log", "status", "poll")
+COMMAND_MODULES: tuple[str, ...] = ("sbatch", "run", "log", "status", "poll", "plot")
 
 Handler = Callable[[argparse.Namespace], int]
 
