@@ -1,30 +1,9 @@
 #!/bin/sh
-# Slurm Prolog shim for hpcwrap: runs as root on every node of EVERY job.
-#
-# For a job that is not hpcwrap's it decides so with shell built-ins alone (no
-# Python, no fork) and exits 0 at once. For an hpcwrap job (comment
-# "hpcwrap:<run log>") it runs hpcwrap's prolog hook (hpcwrap/hooks.py), which
-# drops to the job's user and records the job's real start, so a job whose
-# wrapper never started still shows it started. This script ALWAYS exits 0: a
-# failing prolog drains the node and requeues the job. Slurm gives it no PATH: every program is named by
-# its absolute path.
-#
-# Settings (environment, set by the wrapper script slurm.conf names, see
-# slurm/slurm.conf.example):
-#   HPCWRAP_PYTHON        python of a root-owned environment with hpcwrap installed
-#   HPCWRAP_SPOOL         spool folder (default /var/spool/hpcwrap; root-owned, mode 1777)
-#   HPCWRAP_HOOK_LOG      a root-owned file for the hook's own problems (also syslog)
-#   HPCWRAP_HOOK_TIMEOUT  the hook's own time limit in seconds (default 20)
+# Slurm Prolog shim for hpcwrap: runs as root on every node of EVERY job; exits 0
+# always. The logic (shell built-ins only for other jobs) is in hook.sh beside it.
+# shellcheck disable=SC2034 # read by hook.sh
 hook=prolog
-case "${SLURM_JOB_COMMENT-}" in
-    hpcwrap:*) ;;
-    *) [ -f "${HPCWRAP_SPOOL:-/var/spool/hpcwrap}/${SLURM_CLUSTER_NAME:-cluster}_${SLURM_JOB_ID:-none}" ] || exit 0 ;;
-esac
-[ -n "${HPCWRAP_PYTHON-}" ] && [ -x "$HPCWRAP_PYTHON" ] || exit 0
-# -I: ignore PYTHONPATH, the user site and the current folder (all user-controlled).
-if [ -x /usr/bin/timeout ]; then
-    /usr/bin/timeout -k 5 60 "$HPCWRAP_PYTHON" -I -m hpcwrap.hooks "$hook" </dev/null >/dev/null 2>&1
-else
-    "$HPCWRAP_PYTHON" -I -m hpcwrap.hooks "$hook" </dev/null >/dev/null 2>&1
-fi
-exit 0
+# ${0%/*}: this script's folder, without a fork; Slurm runs hooks by absolute path.
+[ -f "${0%/*}/hook.sh" ] || exit 0
+# shellcheck source=slurm/hook.sh
+. "${0%/*}/hook.sh"

@@ -102,7 +102,8 @@ def test_chain_goes_on_when_the_wrapper_could_not_write_at_the_limit(cluster: Cl
     with open(lock, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         wait_for(lambda: not Path(f"/proc/{wrapper}").exists(), 240, "the wrapper's death")
-    wait_for(lambda: len(blocks(log)) >= 2 and blocks(log)[1].get("start"), 240, "job 2")
+    # (the node prolog opens job 2's block first; the wrapper then marks it resumed)
+    wait_for(lambda: len(blocks(log)) >= 2 and blocks(log)[1].get("resumed_from"), 240, "job 2")
     first, second = blocks(log)[:2]
     assert first["state"] == "TIMEOUT" and first["state_source"] == "epilog", first
     assert second["resumed_from"] and Path(second["resumed_from"]).name.isdigit()
@@ -136,9 +137,14 @@ def test_max_resumes_zero_stops_after_the_first_job(cluster: Cluster) -> None:
 
 def test_user_scancel_stops_the_chain_and_resume_cancel_by_hand(cluster: Cluster) -> None:
     cwd = project(cluster, "chain-cancel")
-    job_id, log = submit(cluster, cwd, *BASE, *CHAIN, *TRAIN, "--steps", "100000")
+    # -t 5: the warning (capped at 150 s, Slurm may send it 60 s early) comes well after
+    # the scancel below, so the job is still the first one when it is cancelled.
+    resume_auto = ["--resume", "auto", "--resume-arg", "--resume {checkpoint}", "-t", "5"]
+    job_id, log = submit(cluster, cwd, *BASE, *resume_auto, *TRAIN, "--steps", "100000")
     started(log)
     wait_for(lambda: (state_of(log).get("chain") or {}).get("pending"), 60, "the successor")
+    ckpt = cwd / "runs" / "chain" / "checkpoints" / "100"
+    wait_for(lambda: (ckpt / "trainer_state.json").is_file(), 60, "a first checkpoint")
     assert cluster.run_as_user(["scancel", job_id], cwd=cwd).returncode == 0
     wait_for(lambda: chain_done(log), 120, "the chain to stop")
     state = state_of(log)
