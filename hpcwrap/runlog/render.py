@@ -538,14 +538,9 @@ def render_sections(state: RunState) -> list[Section]:
 
     # W&B: always local, synced and notes ("none seen" without a W&B run; notes are the
     # person's: an empty line to fill until they write one).
+    local = state.wandb_local or ""
     wandb: list[tuple[str, str]] = [
-        (
-            "wandb.local",
-            block(
-                "- local: ",
-                code(state.wandb_local) if clean_lines(state.wandb_local or "") else NONE_SEEN,
-            ),
-        ),
+        ("wandb.local", block("- local: ", code(local) if clean_lines(local) else NONE_SEEN)),
         (
             "wandb.synced",
             block("- synced: ", synced_text(state.wandb_local, state.wandb_synced) or NONE_SEEN),
