@@ -270,6 +270,8 @@ class TelemetryHook:
             self.node,
             "--job",
             job,
+            "--stop-file",
+            str(self._stop_file()),
         ]
         child_env = {k: v for k, v in env.items() if not k.startswith("SLURM_CPUS_PER_TASK")}
         child_env.pop("SRUN_CPUS_PER_TASK", None)
@@ -296,11 +298,25 @@ class TelemetryHook:
             return
         self._emit(Write("telemetry_nodes", {"nodes": nnodes, "argv": argv}))
 
+    def _stop_file(self) -> Path:
+        assert self.sidecar is not None
+        return self.sidecar / f"telemetry.stop.{os.getpid()}"
+
     def _stop_node_samplers(self) -> None:
+        """Ask the samplers to stop (the stop file), then TERM srun if they did not: srun
+        SIGKILLs its tasks on TERM, which loses nothing (every sample is written at once)."""
         proc = self._node_proc
         if proc is None:
             return
         self._node_proc = None
+        stop = self._stop_file()
+        try:
+            stop.touch()
+            proc.wait(timeout=5.0)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        with contextlib.suppress(OSError):
+            stop.unlink()
         if proc.poll() is None:
             with contextlib.suppress(OSError):
                 os.killpg(proc.pid, signal.SIGTERM)  # srun forwards it to the samplers

@@ -4,8 +4,10 @@ Started by the wrapper with ``srun --overlap --ntasks-per-node=1`` on every node
 the allocation; the copy on the wrapper's own node (``--skip-node``) exits at once.
 It samples the job's processes on its node (by their cgroup), node memory, the
 sidecar's disk and the GPUs the step sees, and appends each sample, tagged with
-the node, to ``telemetry.<node>.jsonl`` in the sidecar. It stops on TERM/INT/HUP,
-when its parent goes away, or after ``--max-seconds``. It never writes the run log.
+the node, to ``telemetry.<node>.jsonl`` in the sidecar. It stops within half a
+second once ``--stop-file`` exists (the wrapper's way: srun answers a TERM by
+killing its tasks), on TERM/INT/HUP, when its parent goes away, or after
+``--max-seconds``. It never writes the run log.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--skip-node", default=None)
     p.add_argument("--job", default=None)
     p.add_argument("--max-seconds", type=float, default=None)
+    p.add_argument("--stop-file", default=None)
     args = p.parse_args(argv)
 
     from hpcwrap.job.telemetry import host
@@ -50,6 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     procs = host.ProcessSet(host.job_processes(args.job, exclude=[os.getpid()]))
     sampler = Sampler(procs, gpus, os.environ, node, lambda: [str(sidecar)])
     parent = os.getppid()
+    stop_file = Path(args.stop_file) if args.stop_file else None
     deadline = None if args.max_seconds is None else time.monotonic() + args.max_seconds
     first = True
     while not stop.is_set():
@@ -64,7 +68,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 1
         if os.getppid() != parent or (deadline is not None and time.monotonic() >= deadline):
             break
-        stop.wait(args.interval)
+        until = time.monotonic() + args.interval
+        while not stop.is_set() and time.monotonic() < until:
+            if stop_file is not None and stop_file.exists():
+                stop.set()
+            else:
+                stop.wait(min(0.5, max(until - time.monotonic(), 0.0)))
     gpus.close()
     return 0
 
