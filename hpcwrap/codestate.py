@@ -168,11 +168,24 @@ def _excludes(top: Path, exclude: Sequence[Path]) -> list[str]:
     return specs
 
 
+# Files in a work tree that are hpcwrap's or a job's, not the user's code: run logs and
+# their sidecars anywhere in the tree, Slurm's default output files, offline W&B runs.
+NOT_CODE: tuple[str, ...] = (
+    "**/run_logs/**",
+    "**/.hpcwrap/**",
+    "**/*.hpcwrap-conflict.md",
+    "**/slurm-*.out",
+    "**/slurm-*.err",
+    "**/wandb/**",
+)
+
+
 def capture(cwd: Path, exclude: Sequence[Path] = ()) -> CodeState:
     """The git state of the work tree holding ``cwd``.
 
     Folders in ``exclude`` (the run_logs folder: hpcwrap itself changes it at
-    every submission) count neither as changes nor as untracked files.
+    every submission) count neither as changes nor as untracked files, and nor
+    do the files ``NOT_CODE`` names (hpcwrap's own files, job outputs).
 
     Outside a work tree, or without git installed, a CodeState saying so.
     Raises CodeStateError when git is there but fails (e.g. a repository owned
@@ -191,8 +204,8 @@ def capture(cwd: Path, exclude: Sequence[Path] = ()) -> CodeState:
     if not top.parts:  # inside .git itself, or a bare repository
         return CodeState(reason="not a work tree")
     git = _Git(top, git.exe, git.env)
-    specs = _excludes(top, exclude)
-    spec_args = [":(top)", *specs] if specs else []
+    specs = _excludes(top, exclude) + [f":(top,exclude,glob){g}" for g in NOT_CODE]
+    spec_args = [":(top)", *specs]
     # One `git status` gives the commit, the branch, changed and untracked files.
     status = git.run(
         ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=all", "--", *spec_args]

@@ -98,17 +98,23 @@ def test_dirty_diff_reapplies_in_a_clean_checkout(repo: Path, tmp_path: Path) ->
 
 
 def test_run_logs_folder_is_not_code(repo: Path) -> None:
-    logs = repo / "run_logs"
-    logs.mkdir()
-    (logs / "timeline.md").write_text("# t\n")
-    git(repo, "add", "run_logs")
-    git(repo, "commit", "-q", "-m", "logs")
-    (logs / "timeline.md").write_text("# t\n1. new\n")
-    (logs / "2026-01-01_train.md").write_text("# new\n")
-    s = codestate.capture(repo, exclude=[logs])
-    assert not s.dirty and s.untracked == 0
-    s2 = codestate.capture(repo)
-    assert s2.dirty and s2.untracked == 1
+    # A run-logs folder of another name (run_logs = "logs" in hpcwrap.toml) is excluded
+    # when given; one named run_logs/ never counts.
+    for name, exclude in (("logs", True), ("run_logs", False)):
+        logs = repo / name
+        logs.mkdir()
+        (logs / "timeline.md").write_text("# t\n")
+        git(repo, "add", name)
+        git(repo, "commit", "-q", "-m", "logs")
+        (logs / "timeline.md").write_text("# t\n1. new\n")
+        (logs / "2026-01-01_train.md").write_text("# new\n")
+        s = codestate.capture(repo, exclude=[logs] if exclude else [])
+        assert not s.dirty and s.untracked == 0, name
+        if exclude:
+            s2 = codestate.capture(repo)
+            assert s2.dirty and s2.untracked == 1
+            git(repo, "checkout", "-q", "--", name)
+            (logs / "2026-01-01_train.md").unlink()
 
 
 def test_capture_from_a_subfolder(repo: Path) -> None:
@@ -175,3 +181,24 @@ def test_git_refusing_the_repository_is_an_error(repo: Path) -> None:
         os.lchown(p, 4242, 4242)
     with pytest.raises(CodeStateError, match="dubious ownership"):
         codestate.capture(repo)
+
+
+def test_hpcwrap_files_and_job_outputs_are_not_untracked_code(repo: Path) -> None:
+    # A run_logs/ that is not the one excluded (made from a subfolder), its sidecars,
+    # Slurm's output files and an offline W&B run: none is the user's code.
+    for rel in (
+        "sub/run_logs/2026-03-11_train.md",
+        "sub/run_logs/.hpcwrap/2026-03-11_train/state.json",
+        "run_logs/timeline.md",
+        "slurm-12.out",
+        "sub/slurm-3_1.out",
+        "slurm-12.err",
+        "wandb/offline-run-1/run.wandb",
+        "2026-03-11_train.hpcwrap-conflict.md",
+        "new_model.py",
+    ):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text("x\n")
+    state = codestate.capture(repo)
+    assert state.untracked == 1 and state.untracked_sample == ("new_model.py",)
+    assert "1 untracked file(s) not recorded" in state.summary()
