@@ -27,7 +27,7 @@ import os
 import re
 import signal
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -221,8 +221,47 @@ def find_config_file(start: Path) -> tuple[Path, bool] | None:
     return None
 
 
+PROJECT_MARKERS = ("hpcwrap.toml", "pyproject.toml")
+RUN_LOGS = "run_logs"
+
+
+def _git_top(start: Path) -> Path | None:
+    for folder in (start, *start.parents):
+        if (folder / ".git").exists():
+            return folder
+    return None
+
+
+def find_run_logs(start: Path) -> Path:
+    """The project's ``run_logs/``, found the way git finds ``.git``.
+
+    From ``start`` upwards (not above the git work tree's top): the first folder
+    that already holds ``run_logs/``, or holds ``hpcwrap.toml`` or ``pyproject.toml``;
+    else the git top level; else ``start`` itself. A command run from a subfolder
+    of the project writes to the project's run_logs/, not a new ``sub/run_logs/``.
+    """
+    start = Path(os.path.abspath(start))
+    top = _git_top(start)
+    for folder in (start, *start.parents):
+        if (folder / RUN_LOGS).is_dir() or any((folder / m).is_file() for m in PROJECT_MARKERS):
+            return folder / RUN_LOGS
+        if folder == top:
+            break
+    return (top or start) / RUN_LOGS
+
+
 def load_settings(start: Path | None = None) -> Settings:
-    """Settings for work started in ``start`` (default: the current directory)."""
+    """Settings for work started in ``start`` (default: the current directory).
+
+    Without a ``run_logs`` setting, ``run_logs`` is the project's (``find_run_logs``).
+    """
+    settings = _load_settings(start)
+    if settings.run_logs == Path(RUN_LOGS):
+        settings = replace(settings, run_logs=find_run_logs(start or Path.cwd()))
+    return settings
+
+
+def _load_settings(start: Path | None = None) -> Settings:
     env = os.environ.get(CONFIG_ENV)
     if env:
         path = Path(env).expanduser()

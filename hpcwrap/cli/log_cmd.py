@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcwrap.cli.run_options import (
+    RUN_LOGS_HELP,
     add_run_options,
     command_settings,
     lock_config,
@@ -62,7 +63,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     note.add_argument("run", help="path, file name or unique prefix of the run log")
     note.add_argument("text", help="the status text, with evidence (step, loss, ...)")
-    note.add_argument("--run-logs", metavar="DIR", help="run_logs folder (default: ./run_logs)")
+    note.add_argument("--run-logs", metavar="DIR", help=RUN_LOGS_HELP)
     note.set_defaults(handler=_note)
 
     show = logs.add_parser(
@@ -72,7 +73,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     show.add_argument("run", help="path, file name or unique prefix of the run log")
     show.add_argument("--json", action="store_true", help="print the machine state as JSON")
-    show.add_argument("--run-logs", metavar="DIR", help="run_logs folder (default: ./run_logs)")
+    show.add_argument("--run-logs", metavar="DIR", help=RUN_LOGS_HELP)
     show.set_defaults(handler=_show)
 
     reindex = logs.add_parser(
@@ -81,9 +82,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description="Add missing entries to every folder's timeline.md and missing rows to "
         "experiments.md. Lines people wrote are kept.",
     )
-    reindex.add_argument(
-        "folder", nargs="?", metavar="run_logs/", help="run_logs folder (default: ./run_logs)"
-    )
+    reindex.add_argument("folder", nargs="?", metavar="run_logs/", help=RUN_LOGS_HELP)
     reindex.set_defaults(handler=_reindex)
 
     p.set_defaults(handler=lambda args: _no_command(p))

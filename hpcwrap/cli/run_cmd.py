@@ -27,7 +27,8 @@ and keep the run log up to date: the Job block (start, node, end, exit code, sta
 Status entries with evidence, Results and Next at the end.
 
 Run log: --log RUN, else $HPCWRAP_RUN_LOG (set by `hpcwrap sbatch`), else a new one
-under ./run_logs/ from the run-description options (as `hpcwrap sbatch` would).
+under the project's run_logs/ (found upwards as git finds .git) from the run-description
+options (as `hpcwrap sbatch` would).
 A run log that cannot be opened or written never stops the command.
 """
 

@@ -13,6 +13,9 @@ if TYPE_CHECKING:
     from hpcwrap.runlog.locks import LockConfig
 
 
+RUN_LOGS_HELP = "run_logs folder (default: the project's, found upwards as git finds .git)"
+
+
 def add_run_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("run description (recorded in the run log)")
     group.add_argument(
@@ -38,7 +41,7 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="a key setting (lr, batch size, ...); repeatable",
     )
-    group.add_argument("--run-logs", metavar="DIR", help="run_logs folder (default: ./run_logs)")
+    group.add_argument("--run-logs", metavar="DIR", help=RUN_LOGS_HELP)
 
 
 def command_settings(cwd: Path) -> Settings:

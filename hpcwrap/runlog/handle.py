@@ -408,7 +408,11 @@ def _create_run(
 
 
 def _search_root(root: Path | None) -> Path:
-    return Path(root) if root is not None else Path("run_logs")
+    if root is not None:
+        return Path(root)
+    from hpcwrap.config import find_run_logs
+
+    return find_run_logs(Path.cwd())
 
 
 def list_run_logs(root: Path) -> list[Path]:
@@ -458,17 +462,46 @@ def open_run(
     exact = [p for p in logs if p.stem == stem]
     if len(exact) == 1:
         return RunLog(exact[0], where, locks)
-    matches = exact or [p for p in logs if p.stem.startswith(stem)]
+    matches = exact or matching_runs(logs, stem)
+    if len(matches) == 1:
+        return RunLog(matches[0], where, locks)
     if not matches:
-        raise RunNotFoundError(f"no run log matching {text!r} under {where}")
-    if len(matches) > 1:
-        listing = ", ".join(str(p) for p in matches[:10])
-        more = f" and {len(matches) - 10} more" if len(matches) > 10 else ""
-        raise AmbiguousRunError(
-            f"{text!r} matches {len(matches)} run logs under {where}: {listing}{more}",
-            matches,
+        raise RunNotFoundError(
+            f"no run log matching {text!r} under {where}"
+            + _candidates("; the newest there", newest_first(logs), where)
         )
-    return RunLog(matches[0], where, locks)
+    raise AmbiguousRunError(
+        f"{text!r} matches {len(matches)} run logs under {where}"
+        + _candidates("", newest_first(matches), where)
+        + "; name one of them",
+        matches,
+    )
+
+
+def matching_runs(logs: list[Path], text: str) -> list[Path]:
+    """Runs whose name starts with ``text``, or whose task part does (``embed`` finds
+    ``2026-11-29_embed.md`` and ``2026-11-29_embed_2.md``)."""
+    from hpcwrap.runlog.adopt import name_parts
+
+    out = []
+    for p in logs:
+        task = name_parts(p)[1]
+        if p.stem.startswith(text) or task == text or task.startswith(text):
+            out.append(p)
+    return out
+
+
+def newest_first(logs: list[Path]) -> list[Path]:
+    """By the date in the name, then by name (``_2`` after the first of a day)."""
+    return sorted(logs, key=lambda p: (p.stem[:10], len(p.stem), p.stem), reverse=True)
+
+
+def _candidates(lead: str, logs: list[Path], where: Path, limit: int = 10) -> str:
+    if not logs:
+        return f"; {where} holds no run logs yet"
+    names = [p.relative_to(where).with_suffix("").as_posix() for p in logs[:limit]]
+    more = f" (and {len(logs) - limit} more)" if len(logs) > limit else ""
+    return f"{lead}: " + ", ".join(names) + more
 
 
 __all__ = [

@@ -333,6 +333,15 @@ def parse_squeue_json(text: str, job_ids: Sequence[str]) -> list[JobInfo]:
             raise TypeError("jobs is not a list")
     except (ValueError, KeyError, TypeError) as exc:
         raise SchedulerError(f"squeue --json printed something unexpected ({exc})") from None
+    errors = doc.get("errors") if isinstance(doc, dict) else None
+    if errors:
+        # slurmctld down: squeue --json exits 0 with no jobs and this (seen on 22.05)
+        first = errors[0] if isinstance(errors[0], dict) else {}
+        what = first.get("description") or first.get("error") or str(errors[0])
+        raise SchedulerError(
+            f"squeue could not ask slurmctld: {what} ({first.get('source', 'squeue')}); "
+            "nothing was changed"
+        )
     wanted = {base_id(j) for j in job_ids}
     out: list[JobInfo] = []
     for job in jobs:

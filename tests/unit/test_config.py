@@ -12,7 +12,8 @@ from hpcwrap.errors import ConfigError
 
 def test_no_file_gives_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("HPCWRAP_CONFIG", raising=False)
-    assert load_settings(tmp_path) == Settings()
+    # the defaults, with run_logs/ where the project is (here: the folder itself)
+    assert load_settings(tmp_path) == Settings(run_logs=tmp_path / "run_logs")
 
 
 def test_hpcwrap_toml_found_from_subfolder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -113,3 +114,34 @@ def test_bad_patterns(
     (tmp_path / "hpcwrap.toml").write_text(f"[[patterns]]\nname = \"p\"\nregex = '{regex}'\n")
     with pytest.raises(ConfigError, match=message):
         load_settings(tmp_path)
+
+
+def test_run_logs_found_upwards_like_git_finds_dot_git(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Run from a subfolder, hpcwrap writes to the project's run_logs/, not sub/run_logs/."""
+    from hpcwrap.config import find_run_logs
+
+    monkeypatch.delenv("HPCWRAP_CONFIG", raising=False)
+    # the folder with hpcwrap.toml or pyproject.toml
+    proj = tmp_path / "proj"
+    sub = proj / "src" / "pkg"
+    sub.mkdir(parents=True)
+    (proj / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    assert load_settings(sub).run_logs == proj / "run_logs"
+    assert not (sub / "run_logs").exists()
+    # else the git top level
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    (repo / "a" / "b").mkdir(parents=True)
+    assert find_run_logs(repo / "a" / "b") == repo / "run_logs"
+    # an existing run_logs/ on the way up is the one (it holds the project's logs)
+    (repo / "a" / "run_logs").mkdir()
+    assert find_run_logs(repo / "a" / "b") == repo / "a" / "run_logs"
+    # nothing above: the folder itself
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    assert find_run_logs(lone) == lone / "run_logs"
+    # a run_logs setting still wins, relative to its file
+    (proj / "hpcwrap.toml").write_text('run_logs = "logs"\n')
+    assert load_settings(sub).run_logs == proj / "logs"

@@ -56,6 +56,7 @@ echo "$*" >> "{dir}/{tool}.calls"
 if [ -f "{dir}/{tool}.fail" ]; then
     case "$(cat "{dir}/{tool}.fail")" in
         slow) sleep 5 ;;
+        errors) cat "{dir}/errors.json"; exit 0 ;;
         *) echo "{tool}: error: Unable to contact slurm controller (connect failure)" >&2; exit 1 ;;
     esac
 fi
@@ -73,6 +74,8 @@ def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake
         script.chmod(script.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bindir}:{os.environ['PATH']}")
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    errors = {"description": "Failed while looking for jobs", "source": "slurm_load_jobs"}
+    (bindir / "errors.json").write_text(json.dumps({"errors": [errors], "jobs": []}))
     fake = FakeSlurm(bindir)
     fake.answer([], [])
     yield fake
@@ -259,7 +262,7 @@ def test_rate_limit_reuses_the_cached_answer(tmp_path: Path, fake_slurm: FakeSlu
     assert any("203" in c.execution_id and "rate limit" in (c.note or "") for c in third.changes)
 
 
-@pytest.mark.parametrize("how", ["down", "slow"])
+@pytest.mark.parametrize("how", ["down", "slow", "errors"])
 def test_slurm_unreachable_or_slow_leaves_every_log_untouched(
     tmp_path: Path, fake_slurm: FakeSlurm, how: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -270,7 +273,12 @@ def test_slurm_unreachable_or_slow_leaves_every_log_untouched(
     before = snapshot(root)
     with pytest.raises(SchedulerError) as err:
         poll.poll_runs(overview.find_logs([root]), query(timeout=0.5), root=root)
-    assert ("did not answer within" if how == "slow" else "Unable to contact") in str(err.value)
+    expected = {
+        "down": "Unable to contact",
+        "slow": "did not answer within",
+        "errors": "Failed while looking for jobs",  # squeue --json exits 0 when slurmctld is down
+    }[how]
+    assert expected in str(err.value)
     assert snapshot(root) == before
     rc = main(["poll", "--run-logs", str(root), "--timeout", "0.5", "--min-interval", "0"])
     assert rc == 10

@@ -223,3 +223,38 @@ def test_recovery_warning_is_one_plain_line(
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.startswith("hpcwrap: warning: ") and "state.json is damaged" in proc.stderr
     assert len(proc.stderr.splitlines()) == 1  # no source line of hpcwrap's code under it
+
+
+def test_run_found_by_its_task_part_and_candidates_listed(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    embed = _new(capsys, "--task", "embed")
+    assert embed.name.endswith("_embed.md")
+    # the task part finds it (only a prefix of the dated name did before)
+    assert main(["log", "note", "embed", "wrote 1200 embeddings"]) == 0
+    capsys.readouterr()
+    assert "wrote 1200 embeddings" in embed.read_text()
+    assert open_run("emb", Path("run_logs")).path == embed.resolve()
+    # several: each candidate named
+    embed2 = _new(capsys, "--task", "embed")
+    assert main(["log", "note", "embed", "x"]) == 5
+    err = capsys.readouterr().err
+    assert embed.stem in err and embed2.stem in err
+    # none: the runs there are listed
+    assert main(["log", "show", "train"]) == 4
+    err = capsys.readouterr().err
+    assert "no run log matching 'train'" in err and embed2.stem in err
+
+
+def test_run_logs_of_the_project_found_from_a_subfolder(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "hpcwrap.toml").write_text("")
+    sub = tmp_path / "src" / "pkg"
+    sub.mkdir(parents=True)
+    monkeypatch.chdir(sub)
+    path = _new(capsys, "--task", "embed")
+    assert path.parent == tmp_path / "run_logs"  # says where it wrote: the full path
+    assert not (sub / "run_logs").exists()
+    assert main(["log", "note", "embed", "from the subfolder"]) == 0
+    assert "from the subfolder" in path.read_text()
