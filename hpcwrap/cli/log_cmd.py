@@ -142,6 +142,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         import orjson
 
+        from hpcwrap.job.telemetry.core import summarize_sidecar
         from hpcwrap.runlog.model import to_dict
         from hpcwrap.runlog.telemetry import json_block
 
@@ -151,7 +152,7 @@ def _show(args: argparse.Namespace) -> int:
             "sidecar": str(log.sidecar),
             "state": to_dict(state),
             # the telemetry summary: every measure, null with a reason where not measured
-            "telemetry": json_block(state.telemetry),
+            "telemetry": json_block(state.telemetry or summarize_sidecar(log.sidecar)),
             # fields a person edited: the file shows their text, "state" hpcwrap's value
             "person_owned": owned,
         }

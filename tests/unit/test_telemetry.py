@@ -589,3 +589,20 @@ def test_hook_perform_gets_writes() -> None:
     p.wait()
     facts = hook.finish()
     assert facts is not None and facts.gpus == 1
+
+
+def test_log_show_json_summarises_the_samples_of_a_killed_wrapper(
+    tmp_path: Path, capsys: Any
+) -> None:
+    """No summary in the state (the wrapper was killed): --json reads telemetry.jsonl."""
+    log = new_log(tmp_path)
+    for i in range(4):
+        append_record(log.sidecar, rec(t=100.0 + 10 * i, cpu_s=10.0 * i, alloc_cpus=1))
+    append_record(log.sidecar, rec(t=115.0, node="n2", rss=20 * GIB, alloc_cpus=1), node="n2")
+    capsys.readouterr()
+    assert cli_main(["log", "show", str(log.path), "--json"]) == 0
+    block = json.loads(capsys.readouterr().out)["telemetry"]
+    assert block["peak_rss_bytes"] == 20 * GIB
+    assert block["gpu_util_mean"] == 97.0
+    assert block["nodes"] == ["n1", "n2"]
+    assert block["cpu_efficiency"] == pytest.approx(40.0 / 60.0, abs=1e-3)  # (30+10) / (2 x 30)

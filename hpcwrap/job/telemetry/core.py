@@ -23,9 +23,17 @@ import math
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from hpcwrap.runlog.telemetry import GIB, TelemetryFacts, gib
+from hpcwrap.runlog.telemetry import (
+    GIB,
+    TELEMETRY_FILE,
+    TelemetryFacts,
+    gib,
+    iter_file,
+    read_records,
+)
 
 DEFAULT_INTERVAL = 10.0
 
@@ -325,6 +333,29 @@ class Summary:
         return t
 
 
+def summarize_sidecar(sidecar: Path) -> TelemetryFacts | None:
+    """The summary from a run's telemetry files alone, for a run whose wrapper could not
+    write one (killed at the time limit or by the OOM killer); None without samples."""
+    records = read_records(sidecar)
+    if not records:
+        return None
+    main = [r for r in iter_file(sidecar / TELEMETRY_FILE)]
+    main_node = str(main[0].get("node") or "?") if main else str(records[0].get("node") or "?")
+    times = [float(r["t"]) for r in records if isinstance(r.get("t"), (int, float))]
+    walltime = max(times) - min(times) if times else 0.0
+    s = Summary()
+    for r in records:
+        s.add(r)
+    note = next((str(r["gpu_note"]) for r in records if r.get("gpu_note")), None)
+    return s.facts(
+        main_node=main_node,
+        walltime=walltime,
+        cpu_time=None,
+        interval=DEFAULT_INTERVAL,
+        gpu_note=note,
+    )
+
+
 def _percentile(sorted_vals: Sequence[float], q: float) -> float:
     """Linear interpolation between closest ranks (numpy's default)."""
     if not sorted_vals:
@@ -366,4 +397,5 @@ __all__ = [
     "gpu_mem_of",
     "status_clause",
     "summarize",
+    "summarize_sidecar",
 ]
