@@ -14,6 +14,7 @@ Markdown.
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -40,6 +41,7 @@ FINAL = frozenset(
 )
 TAIL_BYTES = 32768  # how much of events.jsonl / telemetry.jsonl a running run's row reads
 JSON_SCHEMA_VERSION = 1
+CACHE_FORMAT = 1
 
 
 @dataclass
@@ -83,17 +85,21 @@ class RunRow:
 
 def find_logs(targets: Sequence[Path]) -> list[Path]:
     """Run logs named by ``targets``: run-log files, or folders searched recursively."""
-    found: list[Path] = []
+    return [Path(p) for p in _find(targets)]
+
+
+def _find(targets: Sequence[Path]) -> list[str]:
+    found: list[str] = []
     for target in targets:
         if target.is_dir():
-            found.extend(_walk(target))
+            found.extend(_walk(str(target)))
         elif target.is_file():
-            found.append(target)
+            found.append(str(target))
     return found
 
 
-def _walk(root: Path) -> Iterable[Path]:
-    stack = [str(root)]
+def _walk(root: str) -> Iterable[str]:
+    stack = [root]
     while stack:
         folder = stack.pop()
         try:
@@ -107,7 +113,7 @@ def _walk(root: Path) -> Iterable[Path]:
                 continue
             if name.endswith(".md"):
                 if is_run_log_name(name):
-                    yield Path(entry.path)
+                    yield entry.path
             elif entry.is_dir(follow_symlinks=False):
                 subdirs.append(entry.path)
         stack.extend(reversed(subdirs))
@@ -289,6 +295,48 @@ def sort_key(row: RunRow) -> str:
     return row.end or row.start or row.submitted or row.name
 
 
+def _state_json(md_path: str) -> str:
+    folder, name = os.path.split(md_path)
+    return os.path.join(folder, SIDECAR_DIR, name[:-3], "state.json")
+
+
+def default_cache_path(root: Path) -> Path | None:
+    """Where the rows of finished runs under ``root`` are kept between calls (per user)."""
+    base = os.environ.get("XDG_CACHE_HOME") or (
+        os.path.join(os.environ["HOME"], ".cache") if os.environ.get("HOME") else ""
+    )
+    if not base:
+        return None
+    key = hashlib.sha1(os.path.abspath(root).encode(), usedforsecurity=False).hexdigest()[:16]
+    return Path(base) / "hpcwrap" / f"status-{key}.json"
+
+
+def _load_cache(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            doc = orjson.loads(fh.read())
+    except (OSError, orjson.JSONDecodeError):
+        return {}
+    if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT:
+        return {}
+    rows = doc.get("rows")
+    return rows if isinstance(rows, dict) else {}
+
+
+def _save_cache(path: Path | None, rows: dict[str, Any]) -> None:
+    if path is None:
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(orjson.dumps({"format": CACHE_FORMAT, "rows": rows}))
+        os.replace(tmp, path)
+    except OSError:
+        pass  # a read-only home: no cache, same answer
+
+
 def collect(
     targets: Sequence[Path],
     root: Path | None = None,
@@ -296,10 +344,36 @@ def collect(
     show_all: bool = False,
     last_finished: int = 10,
     now: datetime | None = None,
+    cache_path: Path | None = None,
 ) -> list[RunRow]:
-    """Rows of every unfinished run and the last ``last_finished`` finished ones (or all)."""
+    """Rows of every unfinished run and the last ``last_finished`` finished ones (or all).
+
+    ``cache_path``: rows of FINISHED runs are kept there, keyed by their state.json's
+    mtime, size and inode, so a second look at 10,000 logs reads only what changed (a
+    finished run's row depends on its state.json alone).
+    """
     when = now or datetime.now(timezone.utc)
-    rows = [read_row(p, root, when) for p in find_logs(targets)]
+    cache = _load_cache(cache_path)
+    fresh: dict[str, Any] = {}
+    rows: list[RunRow] = []
+    for path in _find(targets):
+        try:
+            st = os.stat(_state_json(path))
+            key: list[int] | None = [st.st_mtime_ns, st.st_size, st.st_ino]
+        except OSError:
+            key = None
+        hit = cache.get(path) if key is not None else None
+        if hit is not None and hit[0] == key:
+            row = RunRow(**hit[1])
+        else:
+            row = read_row(Path(path), root, when)
+        if key is not None and row.final:
+            fresh[path] = [key, row]
+        rows.append(row)
+    if cache_path is not None and (
+        fresh.keys() != cache.keys() or any(cache[k][0] != v[0] for k, v in fresh.items())
+    ):
+        _save_cache(cache_path, fresh)
     rows.sort(key=sort_key)
     if show_all:
         return rows
@@ -453,12 +527,8 @@ def render_report(rows: Sequence[RunRow], now: datetime | None = None) -> str:
 
 def to_json(rows: Sequence[RunRow], now: datetime | None = None) -> bytes:
     when = now or datetime.now(timezone.utc)
-    doc = {
-        "schema": JSON_SCHEMA_VERSION,
-        "generated": when.isoformat(),
-        "runs": [r.to_json() for r in rows],
-    }
-    return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"
+    doc = {"schema": JSON_SCHEMA_VERSION, "generated": when.isoformat(), "runs": list(rows)}
+    return orjson.dumps(doc, option=orjson.OPT_INDENT_2) + b"\n"  # dataclasses natively
 
 
 __all__ = [

@@ -77,7 +77,8 @@ def _status(args: argparse.Namespace) -> int:
 
     paths, root = resolve_targets(args.targets, args.run_logs)
     named_runs = any(p.is_file() for p in paths)
-    rows = overview.collect(paths, root, show_all=args.all or named_runs)
+    cache = overview.default_cache_path(root) if root is not None else None
+    rows = overview.collect(paths, root, show_all=args.all or named_runs, cache_path=cache)
     if args.json:
         sys.stdout.buffer.write(overview.to_json(rows))
         sys.stdout.flush()

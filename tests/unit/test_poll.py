@@ -64,6 +64,11 @@ cat "{dir}/{out}"
 """
 
 
+@pytest.fixture(autouse=True)
+def own_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+
 @pytest.fixture
 def fake_slurm(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeSlurm]:
     bindir = tmp_path / "fakebin"
@@ -414,3 +419,22 @@ def test_status_reads_only_state_json(tmp_path: Path) -> None:
     assert rows[0].state == "SUBMITTED"
     assert snapshot(root) == before
     assert orjson.loads(overview.to_json(rows))["runs"][0]["job_ids"] == ["801"]
+
+
+def test_status_row_cache_follows_every_change(tmp_path: Path) -> None:
+    """Finished rows come from the cache only while their state.json is unchanged."""
+    root = tmp_path / "run_logs"
+    log = make_run(root, "901", running=True)
+    end = T0 + timedelta(minutes=5)
+    log.record(lifecycle.Ended(end, "FAILED", lifecycle.Source.WRAPPER, "901", exit_code=1))
+    cache = overview.default_cache_path(root)
+    assert cache is not None and str(tmp_path) in str(cache)
+    first = overview.collect([root], root, cache_path=cache)
+    assert cache.exists() and first[0].state == "FAILED"
+    again = overview.collect([root], root, cache_path=cache)
+    assert again == first
+    log.record(lifecycle.Reconciled(T0 + timedelta(minutes=6), "901", "FAILED", "1:0", end=end))
+    changed = overview.collect([root], root, cache_path=cache)
+    assert changed[0].slurm_state == "FAILED" and changed[0].slurm_exit == "1:0"
+    cache.write_bytes(b"damaged")
+    assert overview.collect([root], root, cache_path=cache) == changed
