@@ -391,6 +391,9 @@ def parse_sacct(text: str, job_ids: Sequence[str]) -> list[JobInfo]:
             continue
         array, _, task = shown.partition("_")
         code = row["ExitCode"].split(":", 1)[0]
+        # A job cancelled while pending shows its cancel time as Start (seen on 22.05);
+        # it never started: no nodes were ever assigned.
+        never_ran = row["NodeList"].strip() in ("", "None assigned")
         out.append(
             JobInfo(
                 job_id=shown,
@@ -398,7 +401,7 @@ def parse_sacct(text: str, job_ids: Sequence[str]) -> list[JobInfo]:
                 node=_text(row["NodeList"]) if row["NodeList"] != "None assigned" else None,
                 exit_code=int(code) if code.isdigit() else None,
                 exit=row["ExitCode"].strip() or None,
-                start=_slurm_time(row["Start"]),
+                start=None if never_ran else _slurm_time(row["Start"]),
                 end=_slurm_time(row["End"]),
                 reason=_text(row["Reason"]),
                 array_job_id=array if task else None,
