@@ -83,6 +83,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         "experiments.md. Lines people wrote are kept.",
     )
     reindex.add_argument("folder", nargs="?", metavar="run_logs/", help=RUN_LOGS_HELP)
+    reindex.add_argument(
+        "--fix",
+        action="store_true",
+        help="rename misnamed logs (train_2026-03-13.md -> 2026-03-13_train.md) and their "
+        "sidecars, under the run's lock",
+    )
     reindex.set_defaults(handler=_reindex)
 
     p.set_defaults(handler=lambda args: _no_command(p))
@@ -176,7 +182,19 @@ def _reindex(args: argparse.Namespace) -> int:
         from hpcwrap.errors import UsageError
 
         raise UsageError(f"{root} is not a run_logs folder but holds one: run it on {inner}")
-    res = reindex(root, locks=lock_config(settings))
+    res = reindex(root, locks=lock_config(settings), fix=args.fix)
+    done = dict(res.renamed)
+    for path, right in res.misnamed:
+        if path in done:
+            print(f"hpcwrap: renamed {path} -> {right.name} (with its sidecar)", file=sys.stderr)
+        elif not args.fix:
+            print(
+                f"hpcwrap: warning: {path} is not named <date>_<task>.md, so it is not indexed; "
+                f"it should be {right.name} (hpcwrap log reindex --fix renames it)",
+                file=sys.stderr,
+            )
+    for path, why in res.not_renamed:
+        print(f"hpcwrap: warning: could not rename {path}: {why}", file=sys.stderr)
     print(
         f"{root}: {res.logs} run logs in {res.folders} folders; "
         f"{res.timeline_added} timeline entries and {res.experiment_rows_added} "

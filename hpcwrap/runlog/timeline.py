@@ -6,16 +6,20 @@
 2. `2026-02-21_train.md` — Saturday, Feb 21st
 ```
 
-Adding runs inserts entries in date order (file names sort by date) and
-never reorders or drops a line; when an entry goes between others, the
-numbers after it are bumped so the list still counts up. Anything else a
-person wrote (notes under an entry, other lines) stays where it is.
+Adding runs inserts entries in chronological order: by the date in the file
+name, and runs of the same date in the order they were created (a new run goes
+after every run of its date; ``log reindex`` places a missing one by its
+creation time, read from its sidecar). It never reorders or drops a line; when
+an entry goes between others, the numbers after it are bumped so the list still
+counts up. Anything else a person wrote (notes under an entry, other lines)
+stays where it is.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
@@ -76,11 +80,57 @@ def _entries(lines: list[str]) -> list[tuple[int, int, int, str | None]]:
     return out
 
 
-def merge_entries(lines: list[str], names: list[str], header: str) -> list[str] | None:
-    """``lines`` with entries for ``names`` that are not listed yet; None when nothing to add."""
+def _day(name: str) -> str:
+    m = _DATE.match(name)
+    return m.group(0) if m else ""
+
+
+def _position(
+    existing: list[str],
+    days: list[str],
+    in_order: bool,
+    name: str,
+    created: Mapping[str, float],
+) -> int:
+    """Index of the entry a new entry for ``name`` goes after (-1: before them all)."""
+    day, when = _day(name), created.get(name)
+
+    def goes_after(k: int) -> bool:
+        if days[k] != day:
+            return days[k] < day
+        theirs = created.get(existing[k])
+        return when is None or theirs is None or theirs <= when
+
+    if not in_order:
+        return max((k for k in range(len(existing)) if goes_after(k)), default=-1)
+    lo = bisect.bisect_left(days, day)
+    hi = bisect.bisect_right(days, day)
+    for k in range(hi - 1, lo - 1, -1):  # the same date: by creation, where known
+        if goes_after(k):
+            return k
+    return lo - 1
+
+
+def merge_entries(
+    lines: list[str],
+    names: list[str],
+    header: str,
+    created: Mapping[str, float] | None = None,
+) -> list[str] | None:
+    """``lines`` with entries for ``names`` that are not listed yet; None when nothing to add.
+
+    ``created``: when each run was created (seconds), where known. A new entry goes
+    after the last entry of an earlier or the same date, but before an entry of its
+    date that was created after it (when both times are known).
+    """
+    created = created or {}
     entries = _entries(lines)
     listed = {e[3] for e in entries if e[3]}
-    new = sorted({n for n in names if n not in listed})
+    order = {n: i for i, n in enumerate(names)}
+    new = sorted(
+        {n for n in names if n not in listed},
+        key=lambda n: (_day(n), created.get(n, float("inf")), order[n]),
+    )
     if not new:
         return None
     if not lines:
@@ -90,12 +140,10 @@ def merge_entries(lines: list[str], names: list[str], header: str) -> list[str] 
     entries = _entries(lines)
     inserts: dict[int, list[str]] = {}
     existing = [e[3] or "" for e in entries]
-    is_sorted = all(existing[k] <= existing[k + 1] for k in range(len(existing) - 1))
+    days = [_day(e) for e in existing]
+    in_order = all(days[k] <= days[k + 1] for k in range(len(days) - 1))
     for name in new:
-        if is_sorted:
-            pos = bisect.bisect_right(existing, name) - 1
-        else:
-            pos = max((k for k, e in enumerate(existing) if e <= name), default=-1)
+        pos = _position(existing, days, in_order, name, created)
         if pos >= 0:
             anchor = entries[pos][1] - 1
         elif entries:
@@ -130,14 +178,24 @@ def merge_entries(lines: list[str], names: list[str], header: str) -> list[str] 
     return out
 
 
-def add_runs(folder: Path, root: Path, names: list[str], *, locks: LockConfig | None = None) -> int:
-    """Add ``names`` (``2026-03-11_train.md``, ...) to folder/timeline.md; returns how many."""
+def add_runs(
+    folder: Path,
+    root: Path,
+    names: list[str],
+    *,
+    locks: LockConfig | None = None,
+    created: Mapping[str, float] | None = None,
+) -> int:
+    """Add ``names`` (``2026-03-11_train.md``, ...) to folder/timeline.md; returns how many.
+
+    ``created`` (when each was created, where known) orders runs of the same date.
+    """
     path = Path(folder) / TIMELINE
     header = timeline_header(folder, root)
 
     def add(lines: list[str]) -> int:
         before = len(_entries(lines))
-        merged = merge_entries(lines, names, header)
+        merged = merge_entries(lines, names, header, created)
         if merged is None:
             return 0
         lines[:] = merged

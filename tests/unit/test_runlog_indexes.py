@@ -248,3 +248,63 @@ def test_reindex_builds_indexes_from_hand_written_logs(tmp_path: Path) -> None:
         found = open_run(p.name, root)
         assert found.path.read_bytes() == p.read_bytes()
         assert not found.sidecar.exists()
+
+
+def test_timeline_lists_runs_of_a_day_in_the_order_they_were_created(tmp_path: Path) -> None:
+    root = tmp_path / "run_logs"
+    first = create_run(root, RunState(task="train_long", run_type="replication"), when=T0)
+    second = create_run(root, RunState(task="train_front_cam", run_type="replication"), when=T0)
+    third = create_run(root, RunState(task="train_front_cam", run_type="replication"), when=T0)
+    expected = [first.path.name, second.path.name, third.path.name]
+    assert expected[2].endswith("_train_front_cam_2.md")
+
+    def listed() -> list[str]:
+        lines = (root / "timeline.md").read_text().splitlines()[1:]
+        return [ln.split("`")[1] for ln in lines]
+
+    # by creation, not by name (train_long sorts after train_front_cam_2 by name)
+    assert listed() == expected
+    # rebuilt by reindex: the same order, from the sidecars' creation times
+    (root / "timeline.md").unlink()
+    import json
+
+    for n, log in enumerate((first, second, third)):
+        events = log.sidecar / "events.jsonl"
+        lines = events.read_text().splitlines()
+        head = json.loads(lines[0])
+        head["t"] = f"2026-03-11T15:0{n}:00+00:00"
+        events.write_text("\n".join([json.dumps(head), *lines[1:]]) + "\n")
+    reindex(root)
+    assert listed() == expected
+
+
+def test_reindex_warns_about_misnamed_logs_and_fixes_them(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hpcwrap.cli import main
+
+    root = tmp_path / "run_logs"
+    log = create_run(root, RunState(task="train", run_type="replication", objective="o"), when=T0)
+    log.add_status("step 10, loss 1.0", T0)
+    wrong = root / "train_2026-03-13.md"  # the spec's own example of a wrong name
+    log.path.rename(wrong)
+    log.sidecar.rename(root / ".hpcwrap" / wrong.stem)
+    (root / "notes.md").write_text("# my notes\n")  # no date: not a run log, no warning
+    monkeypatch.chdir(tmp_path)
+    assert main(["log", "reindex", str(root)]) == 0
+    err = capsys.readouterr().err
+    assert f"{wrong} is not named <date>_<task>.md" in err
+    assert "it should be 2026-03-13_train.md" in err and "--fix" in err
+    assert "notes.md" not in err
+    assert wrong.exists()
+    assert main(["log", "reindex", str(root), "--fix"]) == 0
+    err = capsys.readouterr().err
+    assert f"renamed {wrong} -> 2026-03-13_train.md (with its sidecar)" in err
+    fixed = root / "2026-03-13_train.md"
+    assert fixed.is_file() and not wrong.exists()
+    assert (root / ".hpcwrap" / "2026-03-13_train" / "state.json").is_file()
+    assert not (root / ".hpcwrap" / wrong.stem).exists()
+    assert "`2026-03-13_train.md`" in (root / "timeline.md").read_text()
+    # the sidecar came along: the state (its Status) is still the run's
+    state = open_run(fixed).read()
+    assert [s.text for s in state.status] == ["step 10, loss 1.0"]
