@@ -153,6 +153,12 @@ class TransitionError(RunLogError, ValueError):
     """Facts that cannot describe a change of a run's state (an unknown state word, say)."""
 
 
+class ResumeError(HpcwrapError, RuntimeError):
+    """A run cannot be resumed or chained (no job script, a bad --resume-arg, ...)."""
+
+    meaning: ClassVar[str] = "cannot resume"
+
+
 class HookError(HpcwrapError, RuntimeError):
     """A Slurm prolog/epilog hook refused its input (the hook reports it and exits 0)."""
 
@@ -202,6 +208,7 @@ EXIT_CODES: dict[type[HpcwrapError], int] = {
     CodeStateError: 11,
     WrapperError: 12,
     RunLogError: 13,
+    ResumeError: 14,
     HpcwrapError: 1,
 }
 

@@ -61,7 +61,13 @@ from hpcwrap.newrun import (
 from hpcwrap.redact import redact_argv
 from hpcwrap.runlog import RunLog, layout, lifecycle
 from hpcwrap.runlog.dates import now
-from hpcwrap.runlog.facts import CodeFacts, SubmitFacts, facts_from_dict, facts_to_dict
+from hpcwrap.runlog.facts import (
+    ChainFacts,
+    CodeFacts,
+    SubmitFacts,
+    facts_from_dict,
+    facts_to_dict,
+)
 from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runrequest import RunRequest
 from hpcwrap.sbatch_options import (
@@ -135,6 +141,7 @@ class Prepared:
     submit_dir: Path
     env: Mapping[str, str]
     notes: list[str] = field(default_factory=list)
+    extra_args: list[str] = field(default_factory=list)  # hpcwrap's, after the user's options
 
     def defaults(self, run_log: Path) -> list[tuple[str, str]]:
         """hpcwrap's (option, value) defaults for this run."""
@@ -174,7 +181,7 @@ class Prepared:
 
     def sbatch_args(self, run_log: Path) -> list[str]:
         """The sbatch options hpcwrap passes (the scheduler adds --parsable and job.sh)."""
-        return [*self.split_defaults(run_log)[1], *self.cmdline.sbatch]
+        return [*self.split_defaults(run_log)[1], *self.cmdline.sbatch, *self.extra_args]
 
 
 def prepare(
@@ -422,6 +429,36 @@ def create_log(
     )
 
 
+def _prepare_job(
+    log: RunLog,
+    prep: Prepared,
+    scheduler: Scheduler,
+    python: str | None,
+    chain: ChainFacts | None,
+) -> tuple[Path, list[str]]:
+    """The sidecar's job files, and the submission recorded as about to happen."""
+    from hpcwrap import resume
+
+    job_sh = write_job_files(log, prep, python=python)
+    args = prep.sbatch_args(log.path)
+    resume.save_sbatch_args(log, args)
+    command = redact_argv(scheduler.command(job_sh, args))
+    facts = submit_facts(prep, log.path)
+    facts.update(
+        scheduler=scheduler.name,
+        command=command,
+        job_script=sidecar_rel(log, job_sh),
+        script_snapshot=sidecar_rel(log, job_sh.parent / SCRIPT_DIR / prep.script_path.name),
+        notes=list(prep.notes),
+    )
+    log.record(
+        lifecycle.Described(submit=facts_from_dict(SubmitFacts, facts), chain=chain),
+        event="submitting",
+        data={"command": command},
+    )
+    return job_sh, args
+
+
 def submit_job(
     log: RunLog,
     prep: Prepared,
@@ -429,31 +466,18 @@ def submit_job(
     scheduler: Scheduler,
     python: str | None = None,
     announce: Announce | None = None,
+    chain: ChainFacts | None = None,
 ) -> SubmitOutcome:
     """Submit a job script for an existing run log (a new run, or the next job of one).
 
-    Writes job.sh and the script snapshot into the sidecar, records the
-    effective sbatch settings, runs sbatch and records the job id the moment
+    Writes job.sh, the script snapshot and the sbatch options (``sbatch.args``, for
+    resumed jobs) into the sidecar, records the effective sbatch settings (and the
+    resume chain, with ``chain``), runs sbatch and records the job id the moment
     sbatch prints it (``Submitted``), or the failure (``SubmitFailed``).
     """
     attempted = now()
     try:
-        job_sh = write_job_files(log, prep, python=python)
-        args = prep.sbatch_args(log.path)
-        command = redact_argv(scheduler.command(job_sh, args))
-        facts = submit_facts(prep, log.path)
-        facts.update(
-            scheduler=scheduler.name,
-            command=command,
-            job_script=sidecar_rel(log, job_sh),
-            script_snapshot=sidecar_rel(log, job_sh.parent / SCRIPT_DIR / prep.script_path.name),
-            notes=list(prep.notes),
-        )
-        log.record(
-            lifecycle.Described(submit=facts_from_dict(SubmitFacts, facts)),
-            event="submitting",
-            data={"command": command},
-        )
+        job_sh, args = _prepare_job(log, prep, scheduler, python, chain)
     except BaseException as exc:
         why = (
             "submit interrupted (Ctrl-C) before sbatch ran: no job"

@@ -26,7 +26,16 @@ from hpcwrap.errors import (
 )
 
 # Order is the order shown in --help.
-COMMAND_MODULES: tuple[str, ...] = ("sbatch", "run", "log", "status", "poll", "plot")
+COMMAND_MODULES: tuple[str, ...] = (
+    "sbatch",
+    "run",
+    "log",
+    "status",
+    "poll",
+    "resume",
+    "cancel",
+    "plot",
+)
 
 Handler = Callable[[argparse.Namespace], int]
 

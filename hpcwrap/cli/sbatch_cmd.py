@@ -122,6 +122,39 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not ask Slurm for a walltime warning signal",
     )
+    r = p.add_argument_group(
+        "walltime resume (see `hpcwrap resume --help`)",
+        "With --resume auto every job of the run submits its successor as it starts "
+        "(--dependency=afternotok:<itself>); at the walltime warning the training saves "
+        "a checkpoint and exits, and the successor continues it in the same run log "
+        "under '## Job (resumed)'. The training learns where from: HPCWRAP_RESUME_FROM "
+        "and LOAD_CKPT_PATH in its environment, and --resume-arg added to its command.",
+    )
+    r.add_argument(
+        "--resume",
+        choices=("auto", "off"),
+        default="off",
+        help="auto: continue in successor jobs until the training completes (default off)",
+    )
+    r.add_argument(
+        "--max-resumes",
+        type=int,
+        default=3,
+        metavar="N",
+        help="at most N successor jobs (default 3)",
+    )
+    r.add_argument(
+        "--resume-arg",
+        metavar="TEMPLATE",
+        help="added to the command of a resumed job, {checkpoint} replaced by the path, "
+        "e.g. '--resume-from {checkpoint}'",
+    )
+    r.add_argument(
+        "--checkpoint-glob",
+        metavar="GLOB",
+        help="where checkpoints are, relative to the submit folder, for when the output "
+        "does not say (newest complete match)",
+    )
     g.add_argument(
         "--scheduler",
         choices=SCHEDULERS,
@@ -185,6 +218,21 @@ def handle(args: argparse.Namespace) -> int:
     parsable = any(o.key == "parsable" for o in cl.opts)
     if parsable and ns.json:
         raise UsageError("--parsable and --json both say what to print: choose one")
+    chain = None
+    capped: str | None = None
+    if ns.resume == "auto":
+        from hpcwrap import resume
+
+        if prep.user_resolved().get("array"):
+            raise UsageError("--resume auto chains one job after another; not for --array")
+        chain = resume.new_chain(
+            max_resumes=ns.max_resumes,
+            resume_arg=ns.resume_arg,
+            checkpoint_glob=ns.checkpoint_glob,
+        )
+        capped = resume.cap_walltime_signal(prep)
+        if capped is not None:
+            prep.notes.append(capped)
     scheduler = get_scheduler(ns.scheduler)
     if ns.dry_run:
         return _print_dry_run(submit.dry_run(request, prep, scheduler=scheduler), ns.json)
@@ -203,7 +251,7 @@ def handle(args: argparse.Namespace) -> int:
 
     log = submit.create_log(request, prep, locks=lock_config(settings))
     try:
-        outcome = submit.submit_job(log, prep, scheduler=scheduler, announce=announce)
+        outcome = submit.submit_job(log, prep, scheduler=scheduler, announce=announce, chain=chain)
     except SubmitInterrupted as exc:
         print(f"hpcwrap: interrupted: {exc.detail}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -215,6 +263,8 @@ def handle(args: argparse.Namespace) -> int:
         _follow_up(outcome.log, outcome.result.job_id)
     for note in outcome.notes:
         print(f"hpcwrap: note: {note}", file=sys.stderr)
+    if capped is not None:
+        outcome.log.add_status(f"resume chain: {capped}")
     if outcome.result.messages:
         print(outcome.result.messages, file=sys.stderr)
     if ns.json:

@@ -50,6 +50,7 @@ from hpcwrap.job.status import (
     TickHook,
     Write,
     error_text,
+    fmt_num,
     hhmm,
     progress_data,
     progress_fields,
@@ -211,6 +212,8 @@ class Wrapper:
         self.walltime_left: float | None = None
         self.write_errors: list[str] = []
         self.prefix = arraytasks.task_prefix(self.env)
+        self.child_env: dict[str, str] | None = None  # None: the wrapper's own environment
+        self.resumed_chain: tuple[int, float | None] | None = None  # (jobs, chain start loss)
 
     # -- callbacks from other threads -------------------------------------------
 
@@ -261,6 +264,111 @@ class Wrapper:
             self.status(write.text, write.event, write.data)
         else:
             self.sink.event(write.event, write.data)
+
+    # -- walltime-resume chains (hpcwrap.resume) ---------------------------------
+
+    def begin_chain(self) -> Outcome | None:
+        """Before the command starts, in a chained run: a successor checks the guards and
+        opens its ``## Job (resumed)`` block; every job submits its own successor. Returns
+        an Outcome when this job must not train (the chain stopped)."""
+        run, env = self.sink.run, self.env
+        if run is None or not env.in_slurm or env.is_array_task or env.job_id is None:
+            return None
+        try:
+            state = run.read()
+        except Exception:  # a log that cannot be read: no chain, the job still runs
+            return None
+        chain = state.chain
+        if chain is None:
+            return None
+        from hpcwrap import resume
+        from hpcwrap.scheduler import get_scheduler
+
+        job_id = env.job_id
+        workdir = resume.workdir_of(state, run)
+        if chain.pending == job_id:
+            ckpt = resume.find_checkpoint(state, workdir)
+            decision = resume.decide(state, job_id, ckpt, by_hand=chain.pending_by_hand)
+            if not decision.go or ckpt is None:
+                self.sink.record(
+                    lifecycle.Chained(
+                        utc_now(),
+                        stopped=decision.reason,
+                        text=f"resume chain stopped: {decision.reason}; job {job_id} did not "
+                        "start the training",
+                    ),
+                    data={"job": job_id, "reason": decision.reason},
+                )
+                end = utc_now()
+                return Outcome(0, "CANCELLED", self.progress.snapshot(), end, end)
+            n = chain.resumes + 1
+            self.sink.record(
+                lifecycle.Resumed(
+                    utc_now(),
+                    resumed_from=ckpt,
+                    execution_id=job_id,
+                    text=f"resumed: job {job_id} continues from `{ckpt}` "
+                    f"(resume {n} of at most {chain.max_resumes})",
+                ),
+                data={"job": job_id, "checkpoint": ckpt, "resume": n},
+            )
+            self.argv = resume.resume_argv(self.argv, chain, ckpt)
+            self.child_env = resume.chain_env(self.opts.environ, chain, ckpt)
+            self.resumed_chain = (n + 1, state.results.start_train_loss)
+            resumes = n
+        elif chain.pending is not None:
+            # A successor already waits (this is a requeued attempt of its predecessor).
+            self.child_env = resume.chain_env(self.opts.environ, chain, None)
+            return None
+        else:
+            self.child_env = resume.chain_env(self.opts.environ, chain, None)
+            resumes = chain.resumes
+        if chain.mode == "auto" and not chain.stopped and resumes < chain.max_resumes:
+            try:
+                successor = resume.submit_successor(
+                    run, get_scheduler("slurm"), self.opts.environ, after=job_id, workdir=workdir
+                )
+            except Exception as exc:  # the job still trains; the chain says why it ends here
+                warn(f"warning: could not submit the resume successor: {exc}", self.err)
+                self.sink.record(
+                    lifecycle.Chained(
+                        utc_now(),
+                        stopped=f"the successor could not be submitted: {exc}",
+                        text=f"resume chain stopped: the successor could not be submitted: {exc}",
+                    )
+                )
+            else:
+                resume.record_successor(run, successor, job_id)
+        return None
+
+    def end_chain(self, final: str) -> None:
+        """After the end is recorded: a job that did not end at its limit cancels the
+        waiting successor (a completed run, a crash, a user's scancel stop the chain)."""
+        run = self.sink.run
+        if run is None or not self.env.in_slurm or self.env.is_array_task:
+            return
+        try:
+            state = run.read()
+        except Exception:
+            return
+        chain = state.chain
+        if chain is None or chain.stopped:
+            return
+        from hpcwrap import resume
+        from hpcwrap.scheduler import get_scheduler
+
+        if final in resume.RESUMABLE:
+            if chain.pending is None and chain.mode == "auto":
+                resume.stop_chain(run, f"--max-resumes {chain.max_resumes} reached")
+            return
+        reason = f"job {self.env.job_id} ended {final}"
+        if chain.pending is not None:
+            problem = resume.cancel_successor(get_scheduler("slurm"), chain.pending)
+            if problem is None:
+                reason += f"; successor job {chain.pending} cancelled"
+            else:
+                reason += f"; successor job {chain.pending} NOT cancelled ({problem})"
+        resume.stop_chain(run, reason)
 
     def register_for_hooks(self) -> None:
         """Name the run log in the node's hook spool, so the epilog finds this job even
@@ -412,6 +520,11 @@ class Wrapper:
             clock=self.mono,
         )
         sup = self.supervisor
+        stopped = self.begin_chain()
+        if stopped is not None:
+            return stopped
+        sup.argv = self.argv
+        sup.env = self.child_env
         sup.install_signal_handlers()
         try:
             proc = sup.start()
@@ -529,6 +642,7 @@ class Wrapper:
                     self.record_start_failed(end, end_wall, failed_start)
                 else:
                     self.record_end(end, state, snap, end_wall)
+                    self.end_chain(state)
                     from hpcwrap import followup  # the follow-up job (no admin for hooks)
 
                     followup.cancel_after_end(
@@ -618,7 +732,7 @@ class Wrapper:
                 loss=snap.loss,
                 first_val_loss=snap.first_val_loss,
                 val_loss=snap.val_loss,
-                one_liner=res.loss_one_liner(snap, final),
+                one_liner=self._one_liner(snap, final),
                 checkpoint=checkpoint,
                 config_snapshot=config_snapshot,
                 has_progress=snap.has_progress,
@@ -657,6 +771,19 @@ class Wrapper:
             data["output_errors"] = self.write_errors[:5]
         facts = self._with_hook_summary(facts)
         self.sink.record(facts, data=data)
+
+    def _one_liner(self, snap: Snapshot, final: str) -> str | None:
+        """The drafted loss_one_liner; in a resumed job it speaks of the whole chain."""
+        text = res.loss_one_liner(snap, final)
+        if text is None or self.resumed_chain is None:
+            return text
+        jobs, start = self.resumed_chain
+        if start is None or snap.loss is None:
+            return text
+        return (
+            f"Over the {jobs} jobs of this run, train loss went from {fmt_num(start)} to "
+            f"{fmt_num(snap.loss)}. In the last job: {text[:1].lower()}{text[1:]}"
+        )
 
     def _checkpoint_path(self, snap: Snapshot, cwd: Path, since: float) -> str | None:
         ck = snap.checkpoint

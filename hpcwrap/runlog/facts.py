@@ -93,7 +93,30 @@ class ArrayTaskFacts:
     next: list[str] = field(default_factory=list)  # the task's own Next suggestions
 
 
-F = TypeVar("F", CodeFacts, ConfigFacts, SubmitFacts, ArrayTaskFacts)
+@dataclass
+class ChainFacts:
+    """Walltime-resume chaining of a run (``hpcwrap sbatch --resume auto``).
+
+    One mechanism per chain, recorded: ``afternotok`` — every job of the chain
+    submits its successor as it starts (``--dependency=afternotok:<itself>
+    --kill-on-invalid-dep=yes``), so the chain goes on even when the job is killed
+    hard at its limit; the successor checks the guards before it trains, and a
+    job that ended otherwise cancels it. Never a requeue of the same job id.
+    """
+
+    mode: str = "auto"  # "auto" (chained) or "manual" (one `hpcwrap resume`)
+    mechanism: str = "afternotok"
+    max_resumes: int = 3
+    resumes: int = 0  # resumed jobs started so far
+    resume_arg: str | None = None  # e.g. "--resume-from {checkpoint}", added to the command
+    checkpoint_glob: str | None = None
+    wandb_run_id: str | None = None  # one W&B run for the whole chain
+    pending: str | None = None  # the job id of the submitted successor
+    pending_by_hand: bool = False  # submitted by `hpcwrap resume`: no guard on how it ended
+    stopped: str | None = None  # why the chain stopped
+
+
+F = TypeVar("F", CodeFacts, ConfigFacts, SubmitFacts, ArrayTaskFacts, ChainFacts)
 
 
 def _when(value: Any) -> datetime | None:
@@ -135,7 +158,9 @@ def facts_from_dict(cls: type[F], raw: Mapping[str, Any]) -> F:
     return cls(**kwargs)
 
 
-def facts_to_dict(obj: CodeFacts | ConfigFacts | SubmitFacts | ArrayTaskFacts) -> dict[str, Any]:
+def facts_to_dict(
+    obj: CodeFacts | ConfigFacts | SubmitFacts | ArrayTaskFacts | ChainFacts,
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for f in fields(obj):
         value = getattr(obj, f.name)
@@ -193,6 +218,7 @@ def legacy_config(extra: Mapping[str, Any]) -> ConfigFacts | None:
 __all__ = [
     "LEGACY_KEYS",
     "ArrayTaskFacts",
+    "ChainFacts",
     "CodeFacts",
     "ConfigFacts",
     "SubmitFacts",

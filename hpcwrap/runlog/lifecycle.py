@@ -44,7 +44,7 @@ from typing import Any
 
 from hpcwrap.errors import TransitionError
 from hpcwrap.runlog import arrays
-from hpcwrap.runlog.facts import CodeFacts, ConfigFacts, SubmitFacts
+from hpcwrap.runlog.facts import ChainFacts, CodeFacts, ConfigFacts, SubmitFacts
 from hpcwrap.runlog.model import JobBlock, Results, RunState, StatusEntry
 from hpcwrap.runlog.telemetry import TelemetryFacts
 
@@ -65,9 +65,11 @@ FINAL_STATES = frozenset(
 NON_FINAL_STATES = frozenset({"SUBMITTED", "PENDING", "RUNNING"})
 STATES = FINAL_STATES | NON_FINAL_STATES
 
-# A TERM with at most this much time left is Slurm's time-limit kill (KillWait
-# is 30 s by default, and Slurm may signal up to a minute early).
-NEAR_LIMIT = 120.0
+# A TERM with at most this much time left is Slurm's time-limit kill: Slurm sends
+# it once the limit has passed (its checks run every ~30 s), so the time left,
+# counted from the limit read at the start, is 0 then; a few seconds of slack
+# for clocks. A scancel with more time left is a cancel.
+NEAR_LIMIT = 15.0
 PROLOG = "prolog"  # state_source of a start the node prolog recorded
 
 
@@ -195,6 +197,7 @@ class Described:
     code: CodeFacts | None = None  # each given one replaces what was recorded
     config: ConfigFacts | None = None
     submit: SubmitFacts | None = None
+    chain: ChainFacts | None = None
     code_line: str | None = None  # the Config ``code`` line, when those facts change it
 
 
@@ -305,7 +308,19 @@ class Resumed:
     when: datetime
     resumed_from: str | None
     execution_id: str | None = None
+    text: str | None = None  # a Status entry: which job continues from what
 
+
+@dataclass(frozen=True)
+class Chained:
+    """The resume chain changed: a successor was submitted, cancelled, or the chain stopped."""
+
+    when: datetime
+    pending: str | None = None  # the successor now waiting (None: none waits any more)
+    stopped: str | None = None  # why the chain stopped (recorded in Status too)
+    text: str | None = None
+    by_hand: bool = False  # the successor was submitted by `hpcwrap resume`
+    restart: bool = False  # `hpcwrap resume` starts the chain again after a stop
 
 @dataclass(frozen=True)
 class Reconciled:
@@ -341,6 +356,7 @@ Facts = (
     | Ended
     | Requeued
     | Resumed
+    | Chained
     | Reconciled
     | Plotted
 )
@@ -355,6 +371,7 @@ EVENT_KIND: dict[type, str] = {
     Ended: "ended",
     Requeued: "requeued",
     Resumed: "resumed",
+    Chained: "chained",
     Reconciled: "reconciled",
     Plotted: "plotted",
 }
@@ -465,8 +482,11 @@ def _fill_results(state: RunState, r: ResultFacts, prefix: str, array_task: str 
         res.start_val_loss, res.start_val_loss_text = r.first_val_loss, r.first_val_loss_text
     if r.val_loss is not None:
         res.end_val_loss, res.end_val_loss_text = r.val_loss, r.val_loss_text
-    if r.one_liner:
+    # A loss_one_liner a person wrote (in the file, or in a log kept by hand) stays.
+    mine = res.loss_one_liner is None or res.loss_one_liner == state.one_liner_drafted
+    if r.one_liner and mine:
         res.loss_one_liner = prefix + r.one_liner
+        state.one_liner_drafted = res.loss_one_liner
     if r.checkpoint:
         res.checkpoint = r.checkpoint
     if r.config_snapshot:
@@ -496,6 +516,8 @@ def _described(state: RunState, f: Described) -> None:
         state.config_facts = copy.deepcopy(f.config)
     if f.submit is not None:
         state.submit = copy.deepcopy(f.submit)
+    if f.chain is not None:
+        state.chain = copy.deepcopy(f.chain)
     if f.code_line is not None:
         state.code = f.code_line
 
@@ -662,9 +684,36 @@ def _requeued(state: RunState, f: Requeued) -> None:
 
 
 def _resumed(state: RunState, f: Resumed) -> None:
-    state.jobs.append(
-        JobBlock(execution_id=f.execution_id, submitted=f.when, resumed_from=f.resumed_from)
-    )
+    block = None
+    if f.execution_id is not None:
+        # the successor's own block, if the node prolog (or a poll) already opened it
+        block = next((j for j in state.jobs if j.execution_id == f.execution_id), None)
+    if block is None or is_final(block.state):
+        block = JobBlock(execution_id=f.execution_id, submitted=f.when)
+        state.jobs.append(block)
+    block.submitted = block.submitted or f.when
+    block.resumed_from = f.resumed_from
+    if state.chain is not None:
+        chain = copy.deepcopy(state.chain)
+        chain.resumes += 1
+        if chain.pending == f.execution_id:
+            chain.pending, chain.pending_by_hand = None, False
+        state.chain = chain
+    if f.text:
+        state.status.append(StatusEntry(f.when, f.text))
+
+
+def _chained(state: RunState, f: Chained) -> None:
+    chain = copy.deepcopy(state.chain) if state.chain is not None else ChainFacts()
+    chain.pending = f.pending
+    chain.pending_by_hand = f.by_hand if f.pending is not None else False
+    if f.restart:
+        chain.stopped = None
+    if f.stopped is not None:
+        chain.stopped = f.stopped
+    state.chain = chain
+    if f.text:
+        state.status.append(StatusEntry(f.when, f.text))
 
 
 def _reconciled(state: RunState, f: Reconciled) -> None:
@@ -726,6 +775,7 @@ _APPLY: dict[type, Any] = {
     Ended: _ended,
     Requeued: _requeued,
     Resumed: _resumed,
+    Chained: _chained,
     Reconciled: _reconciled,
     Plotted: _plotted,
 }
@@ -762,6 +812,7 @@ __all__ = [
     "NEAR_LIMIT",
     "NON_FINAL_STATES",
     "STATES",
+    "Chained",
     "Described",
     "EndEvidence",
     "Ended",

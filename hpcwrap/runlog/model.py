@@ -18,6 +18,7 @@ from hpcwrap.runlog.dates import iso, parse_timestamp
 from hpcwrap.runlog.facts import (
     LEGACY_KEYS,
     ArrayTaskFacts,
+    ChainFacts,
     CodeFacts,
     ConfigFacts,
     SubmitFacts,
@@ -130,6 +131,8 @@ class RunState:
     array_results_task: str | None = None  # the array task whose progress Results show
     next_drafted: list[str] = field(default_factory=list)  # Next lines hpcwrap drafted last
     telemetry: TelemetryFacts | None = None  # the sampled GPU/CPU/disk summary (Results)
+    one_liner_drafted: str | None = None  # the loss_one_liner hpcwrap wrote last
+    chain: ChainFacts | None = None  # walltime-resume chaining, when asked for
     # Anything else a caller keeps (unknown keys of a newer state.json land here too).
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -174,7 +177,7 @@ def to_dict(
                     out["status"] = [[iso(s.when), s.text] for s in value]
         elif name == "results":
             out["results"] = {r.name: _enc(getattr(value, r.name)) for r in fields(value)}
-        elif name in ("code_state", "config_facts", "submit"):
+        elif name in ("code_state", "config_facts", "submit", "chain"):
             out[name] = None if value is None else facts_to_dict(value)
         elif name == "telemetry":
             out[name] = None if value is None else telemetry_to_dict(value)
@@ -285,6 +288,8 @@ def from_dict(data: dict[str, Any]) -> RunState:
             state.config_facts = facts_from_dict(ConfigFacts, raw) if raw else None
         elif f.name == "submit":
             state.submit = facts_from_dict(SubmitFacts, raw) if raw else None
+        elif f.name == "chain":
+            state.chain = facts_from_dict(ChainFacts, raw) if raw else None
         elif f.name == "array_tasks":
             state.array_tasks = _array_tasks(raw)
         elif f.name == "telemetry":
