@@ -82,6 +82,7 @@ class Settings:
     # No admin for the node hooks: hpcwrap sbatch also submits a tiny follow-up job
     # (afterany) that runs `hpcwrap poll <run>`; the wrapper cancels it when it wrote the end.
     follow_up: bool = False
+    preflight: str = "warn"  # warn | strict: a repeated failed experiment is refused
     config_snapshot: tuple[str, ...] = ("config_resolved.*", "resolved_config.*")
     patterns: tuple[Pattern, ...] = ()
     source: Path | None = field(default=None, compare=False)
@@ -97,7 +98,7 @@ _DURATION_KEYS = {
     "poll_timeout",
 }
 _BOOL_KEYS = {"walltime_warning", "forward_walltime_signal", "follow_up"}
-_STR_KEYS = {"group", "mode", "objective", "task", "walltime_signal", "lock"}
+_STR_KEYS = {"group", "mode", "objective", "task", "walltime_signal", "lock", "preflight"}
 VALID_KEYS: frozenset[str] = frozenset(f.name for f in fields(Settings)) - {"source"}
 
 
@@ -190,6 +191,10 @@ def settings_from_mapping(data: dict[str, Any], source: Path | None = None) -> S
             values[key] = _compile_patterns(value, source)
     if "walltime_signal" in values:
         signal_number(values["walltime_signal"])
+    if values.get("preflight", "warn") not in ("warn", "strict"):
+        raise ConfigError(
+            f"preflight: expected warn or strict, got {values['preflight']!r}", source
+        )
     if values.get("lock", "auto") not in ("auto", "flock", "soft"):
         raise ConfigError(f"lock: expected auto, flock or soft, got {values['lock']!r}", source)
     return Settings(**values, source=source)

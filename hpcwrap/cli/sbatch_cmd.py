@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="print the batch script and the sbatch command; write and submit nothing",
     )
     g.add_argument(
+        "--strict",
+        action="store_true",
+        help="--mode experiment: refuse when the same config and --set values already ran and "
+        "were marked discard or failed in experiments.md (default: warn; or preflight = "
+        '"strict" in hpcwrap.toml)',
+    )
+    g.add_argument(
         "--walltime-signal",
         metavar="SIG[@LEAD]",
         help="walltime warning signal and lead, e.g. USR2@5m (default: from hpcwrap.toml, "
@@ -211,6 +218,14 @@ def handle(args: argparse.Namespace) -> int:
     cwd = Path.cwd()
     settings = command_settings(cwd)
     request = request_from_args(ns, settings)
+    if request.run_type == "experiment":
+        # Preflight: the group's last runs, and a warning (--strict: a refusal) before
+        # repeating a variation that was discarded or failed.
+        from hpcwrap import preflight
+
+        root = request.run_logs if request.run_logs.is_absolute() else cwd / request.run_logs
+        strict = ns.strict or settings.preflight == "strict"
+        preflight.report(request, root, cwd, strict=strict)
     walltime = submit.walltime_signal(settings, ns.walltime_signal, ns.no_walltime_signal)
     prep = submit.prepare(cl, settings=settings, cwd=cwd, env=os.environ, walltime=walltime)
     # The user's own --parsable: stdout is exactly sbatch's ("69" or "69;cluster"), so
