@@ -16,6 +16,7 @@ The scheduler is asked before any log is touched: when Slurm does not answer
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -90,8 +91,13 @@ class PollResult:
         }
 
 
-def _is_local(execution_id: str) -> bool:
-    return ":" in execution_id  # <host>:<pid> of the local scheduler
+_SLURM_ID = re.compile(r"^\d+(?:_(?:\d+|\[[^\]]*\]))?(?:;\S+)?$")
+
+
+def is_slurm_id(execution_id: str) -> bool:
+    """``12``, ``12_3``, ``12_[0-3]``, ``12;cluster``; not ``<host>:<pid>`` (local) nor
+    what ``log new --execution-id`` recorded for work outside Slurm (``vm-1/zone``)."""
+    return bool(_SLURM_ID.match(execution_id))
 
 
 def open_blocks(state: dict[str, object] | RunState) -> list[str]:
@@ -104,7 +110,7 @@ def open_blocks(state: dict[str, object] | RunState) -> list[str]:
     out = []
     for job in jobs:
         exec_id = job.get("execution_id")
-        if not exec_id or _is_local(str(exec_id)):
+        if not exec_id or not is_slurm_id(str(exec_id)):
             continue
         if not lifecycle.is_final(job.get("state")):
             out.append(str(exec_id))

@@ -438,3 +438,72 @@ def test_status_row_cache_follows_every_change(tmp_path: Path) -> None:
     assert changed[0].slurm_state == "FAILED" and changed[0].slurm_exit == "1:0"
     cache.write_bytes(b"damaged")
     assert overview.collect([root], root, cache_path=cache) == changed
+
+
+def test_only_slurm_job_ids_are_asked_about(tmp_path: Path, fake_slurm: FakeSlurm) -> None:
+    """A local run (<host>:<pid>) or a `log new --execution-id vm-1/zone` is never sent to
+    squeue/sacct (sacct would refuse the whole call)."""
+    assert [poll.is_slurm_id(i) for i in ("12", "12_3", "12_[0-3%2]", "12;gpu")] == [True] * 4
+    assert not any(poll.is_slurm_id(i) for i in ("host:123", "vm-1/us-central1-a", "12a"))
+    root = tmp_path / "run_logs"
+    for exec_id in ("host:123", "vm-1/us-central1-a"):
+        log = create_run(root, RunState(task="x", run_type="replication", objective="o"))
+        log.record(lifecycle.Submitted(T0, job_id=exec_id, execution_id=exec_id))
+    result = poll.poll_runs(overview.find_logs([root]), query(), root=root)
+    assert result.runs == 0 and fake_slurm.calls("squeue") == []
+
+
+def test_array_job_is_over_when_every_task_is(tmp_path: Path, fake_slurm: FakeSlurm) -> None:
+    root = tmp_path / "run_logs"
+    log = create_run(root, RunState(task="arr", run_type="replication", objective="o"))
+    log.record(lifecycle.Submitted(T0, job_id="50", execution_id="50_[0-2]"))
+    fake_slurm.answer(
+        [squeue_job(51, "RUNNING", array_job_id=50, array_task_id=1, nodes="n1")],
+        [sacct_row("50_0", "COMPLETED"), sacct_row("50_2", "COMPLETED")],
+    )
+    poll.poll_runs(overview.find_logs([root]), query(), root=root)
+    assert log.read().jobs[-1].state == "RUNNING"
+    fake_slurm.answer(
+        [],
+        [
+            sacct_row("50_0", "COMPLETED"),
+            sacct_row("50_1", "FAILED", "2:0"),
+            sacct_row("50_2", "COMPLETED"),
+        ],
+    )
+    poll.poll_runs(overview.find_logs([root]), query(), root=root)
+    block = log.read().jobs[-1]
+    assert block.state == "FAILED" and block.slurm_exit == "2:0"
+
+
+def test_every_adds_a_progress_entry_only_when_the_last_is_older(
+    tmp_path: Path, fake_slurm: FakeSlurm
+) -> None:
+    root = tmp_path / "run_logs"
+    log = make_run(root, "61", running=True)
+    log.append_event("progress", {"step": 300, "train_loss": 0.75})
+    fake_slurm.answer([squeue_job(61, "RUNNING", start_time=1773237660, nodes="n1")], [])
+    late = T0 + timedelta(hours=2)
+    poll.poll_runs(overview.find_logs([root]), query(), root=root, every=1800, now=lambda: late)
+    texts = [s.text for s in log.read().status]
+    assert "step 300, loss 0.75" in texts[-1] and texts[-1].endswith("(poll)")
+    poll.poll_runs(overview.find_logs([root]), query(), root=root, every=1800, now=lambda: late)
+    assert [s.text for s in log.read().status] == texts  # not again within the interval
+
+
+def test_colour_only_on_a_terminal_and_never_with_no_color(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hpcwrap.cli.status_cmd import use_colour
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    monkeypatch.setenv("TERM", "xterm")
+    assert use_colour(Tty()) and not use_colour(object())
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert not use_colour(Tty())
+    row = overview.RunRow(path="p", name="n", state="FAILED", final=True)
+    assert "\x1b[31m" in overview.render_table([row], colour=True)
