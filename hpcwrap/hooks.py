@@ -277,6 +277,16 @@ class LastProgress:
     val_loss: float | None = None
     checkpoint: str | None = None
     oom_seen: bool = False
+    # the losses as the training printed them (the progress events carry the text)
+    first_loss_text: str | None = None
+    loss_text: str | None = None
+    first_val_loss_text: str | None = None
+    val_loss_text: str | None = None
+
+
+def _text(value: Any) -> str | None:
+    """A printed number from an event: short text only (the events are job-controlled)."""
+    return value if isinstance(value, str) and 0 < len(value) <= 40 else None
 
 
 def _num(value: Any) -> float | None:
@@ -309,12 +319,15 @@ def last_progress(log: RunLog) -> LastProgress:
             loss, val = _num(ev.get("train_loss")), _num(ev.get("val_loss"))
             if isinstance(ev.get("step"), int):
                 out.step = ev["step"]
+            loss_text, val_text = _text(ev.get("train_loss_text")), _text(ev.get("val_loss_text"))
             if loss is not None:
-                out.first_loss = out.first_loss if out.first_loss is not None else loss
-                out.loss = loss
+                if out.first_loss is None:
+                    out.first_loss, out.first_loss_text = loss, loss_text
+                out.loss, out.loss_text = loss, loss_text
             if val is not None:
-                out.first_val_loss = out.first_val_loss if out.first_val_loss is not None else val
-                out.val_loss = val
+                if out.first_val_loss is None:
+                    out.first_val_loss, out.first_val_loss_text = val, val_text
+                out.val_loss, out.val_loss_text = val, val_text
         elif kind == "checkpoint" and isinstance(ev.get("path"), str):
             out.checkpoint = ev["path"]
     return out
@@ -490,6 +503,10 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
                 val_loss=last.val_loss,
                 checkpoint=last.checkpoint,
                 has_progress=last.step is not None,
+                first_loss_text=last.first_loss_text,
+                loss_text=last.loss_text,
+                first_val_loss_text=last.first_val_loss_text,
+                val_loss_text=last.val_loss_text,
             ),
             slurm_state=inf.slurm_state,
             slurm_exit=inf.slurm_exit,

@@ -181,6 +181,9 @@ def progress_data(snap: Snapshot) -> dict[str, Any]:
         "epoch": num(snap.epoch),
         "train_loss": num(snap.loss),
         "val_loss": num(snap.val_loss),
+        # as printed: the epilog fills Results from these when the wrapper could not
+        "train_loss_text": snap.loss_text,
+        "val_loss_text": snap.val_loss_text,
         "lr": num(snap.lr),
         "lines": snap.lines,
         "bytes": snap.bytes_out,

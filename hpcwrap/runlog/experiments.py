@@ -53,6 +53,9 @@ def escape_cell(text: str) -> str:
 def row_values(state: RunState) -> dict[str, str]:
     loss = state.results.end_val_loss
     val = "" if loss is None else fmt_float(loss) if not math.isinf(loss) else repr(loss)
+    printed = state.results.end_val_loss_text
+    if loss is not None and printed and printed.strip():
+        val = escape_cell(printed)  # as the training printed it, like the run log shows it
     never_ran = bool(state.jobs) and all(j.state == "SUBMIT_FAILED" for j in state.jobs)
     return {
         "description": escape_cell(state.description),

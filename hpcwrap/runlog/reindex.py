@@ -28,7 +28,6 @@ from hpcwrap.runlog.adopt import uncode
 from hpcwrap.runlog.handle import io_errors, is_run_log_name
 from hpcwrap.runlog.layout import CONFLICT_SUFFIX, LOCK_FILE, sidecar_for
 from hpcwrap.runlog.locks import Lock, LockConfig
-from hpcwrap.runlog.render import fmt_float
 from hpcwrap.runlog.store import EVENTS_FILE
 
 _RUN_TYPE = re.compile(r"^[-*+] +run_type:[ \t]*(.*?)\r?$", re.MULTILINE | re.IGNORECASE)
@@ -124,9 +123,11 @@ def _experiment_row(path: Path) -> dict[str, str] | None:
     if v:
         raw = uncode(v.group(1).strip()).strip()
         try:
-            val = fmt_float(float(raw))
+            float(raw)
         except ValueError:
             val = ""
+        else:
+            val = experiments.escape_cell(raw)  # as written in the log
     return {"description": experiments.escape_cell(desc), "val_loss": val}
 
 

@@ -272,3 +272,103 @@ def test_wandb_section_always_has_local_synced_notes() -> None:
         "## W&B\n- local: `/w/wandb/offline-run-1`\n"
         "- synced: pending — run `wandb sync /w/wandb/offline-run-1`\n- notes:\n"
     ) in md
+
+
+def _wrap(tmp_path: Path, state: RunState, script: str) -> str:
+    log = create_run(tmp_path / "run_logs", state)
+    fd = os.open(tmp_path / "job.out", os.O_WRONLY | os.O_CREAT)
+    try:
+        run_command(
+            [sys.executable, "-c", script],
+            log,
+            WrapperOptions(
+                settings=Settings(),
+                stdout_fd=fd,
+                stderr_fd=fd,
+                err=io.StringIO(),
+                cwd=tmp_path,
+                environ={},
+            ),
+        )
+    finally:
+        os.close(fd)
+    return log.path.read_text()
+
+
+def test_pipeline_results_and_next_speak_of_what_it_wrote(tmp_path: Path) -> None:
+    """A data-generation job gets no loss one-liner and no passport/signoff advice."""
+    state = RunState(task="gen", run_type="pipeline (data generation)", objective="make shards")
+    out = tmp_path / "out" / "ckpt" / "100"
+    script = (
+        "import pathlib\n"
+        f"p = pathlib.Path({str(out)!r}); p.mkdir(parents=True)\n"
+        "for i in (50, 100):\n"
+        "    print(f'step {i}/100', flush=True)\n"
+        f"print('Saving checkpoint to {out}', flush=True)\n"
+    )
+    md = _wrap(tmp_path, state, script)
+    results = labels(md, "## Results")
+    assert results[:3] == ["runtime", "final step", "output"]
+    assert "loss_one_liner" not in results and "checkpoint" not in results
+    assert "start_train_loss" not in results
+    assert f"- output: `{out}`" in md
+    nxt = md.split("## Next\n", 1)[1]
+    assert "MODEL_PASSPORT" not in nxt and "SIGNOFF" not in nxt and "eval" not in nxt
+    assert f"check what it wrote at `{out}` (100 items processed)" in nxt
+    assert "`hpcwrap log note " in nxt
+
+
+def test_pipeline_that_printed_losses_shows_them(tmp_path: Path) -> None:
+    state = RunState(task="embed", run_type="pipeline (embedding extraction)", objective="o")
+    md = _wrap(tmp_path, state, "print('step 1: loss 0.50', flush=True)\n")
+    assert "- end_train_loss: `0.50`" in md
+
+
+def test_next_lines_name_the_command(tmp_path: Path) -> None:
+    state = RunState(task="train", run_type="replication", objective="o")
+    out = tmp_path / "ck" / "7"
+    script = (
+        "import pathlib, sys\n"
+        f"p = pathlib.Path({str(out)!r}); p.mkdir(parents=True)\n"
+        "print('step 7: loss 1.0', flush=True)\n"
+        f"print('Saved checkpoint to {out}', flush=True)\n"
+        "sys.exit(1)\n"
+    )
+    md = _wrap(tmp_path, state, script)
+    name = md.split("`hpcwrap resume ", 1)[1].split("`", 1)[0]
+    assert name.endswith("_train")
+    assert (
+        f"once fixed, resume from `{out}` instead of starting over: `hpcwrap resume {name}`" in md
+    )
+
+
+def test_experiments_row_shows_val_loss_as_printed(tmp_path: Path) -> None:
+    root = tmp_path / "run_logs"
+    log = create_run(root, RunState(task="train", run_type="experiment", objective="o"), when=T0)
+    log.record(
+        lifecycle.Ended(
+            when=T2,
+            state="COMPLETED",
+            source=lifecycle.Source.WRAPPER,
+            execution_id="12345",
+            exit_code=0,
+            results=lifecycle.ResultFacts(val_loss=0.02800, val_loss_text="0.02800"),
+        )
+    )
+    assert f"| {log.name} |  | 0.02800 |" in (root / "experiments.md").read_text()
+    assert "- end_val_loss: `0.02800`" in log.path.read_text()
+
+
+def test_epilog_results_keep_the_printed_losses(tmp_path: Path) -> None:
+    """When the epilog closes a run (wrapper killed), Results still show the printed text."""
+    from hpcwrap import hooks
+
+    log = create_run(tmp_path / "run_logs", RunState(task="train", run_type="replication"))
+    log.append_event("progress", {"step": 1, "train_loss": 3.0, "train_loss_text": "3.0000"})
+    log.append_event(
+        "progress",
+        {"step": 2, "train_loss": 2.5, "train_loss_text": "2.50", "val_loss": 1.0},
+    )
+    last = hooks.last_progress(log)
+    assert (last.first_loss_text, last.loss_text) == ("3.0000", "2.50")
+    assert last.val_loss == 1.0 and last.val_loss_text is None
