@@ -162,12 +162,9 @@ class TelemetryHook:
             limit_pid=self._pid,
         )
         if gpus.note:
-            text = (
-                f"telemetry: gpu: {gpus.note}"
-                if gpus.note.startswith("none")
-                else (f"telemetry: {gpus.note}")
-            )
-            self._emit(Write("telemetry_note", {"gpu": gpus.note}, text))
+            # An event only: Results says it (`- gpu: none (reason)`), and every Status
+            # clause says `gpu none`; a Status entry of its own would be noise on CPU nodes.
+            self._emit(Write("telemetry_note", {"gpu": gpus.note}))
         return sampler
 
     def tick(self, now: float) -> None:
