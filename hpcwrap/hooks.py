@@ -48,6 +48,7 @@ from hpcwrap.errors import HookDeadline, HookError
 from hpcwrap.runlog import RunLog, layout, lifecycle
 from hpcwrap.runlog.dates import format_runtime, now
 from hpcwrap.runlog.model import JobBlock, RunState
+from hpcwrap.runlog.telemetry import TelemetryFacts
 
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_SPOOL = "/var/spool/hpcwrap"
@@ -55,6 +56,7 @@ MAX_PATH = 4096
 MAX_SPOOL_FILE = 4096
 TAIL_BYTES = 64 * 1024  # of the job's output, searched for the memory-limit kill
 EVENTS_BUDGET = 8 * 1024 * 1024  # bytes of events.jsonl read for the last progress
+TELEMETRY_MAX_BYTES = 64 * 1024 * 1024  # a telemetry file larger than this is left out
 _JOB_ID = re.compile(r"^[0-9]{1,12}$")
 _CLUSTER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _OOM = re.compile(
@@ -452,6 +454,16 @@ def record_prolog(log: RunLog, env: HookEnv, when: datetime) -> None:
     )
 
 
+def _telemetry_summary(log: RunLog) -> TelemetryFacts | None:
+    """The telemetry summary from the run's samples (the wrapper wrote none); never raises."""
+    try:
+        from hpcwrap.job.telemetry.core import summarize_sidecar
+
+        return summarize_sidecar(log.sidecar, max_bytes=TELEMETRY_MAX_BYTES)
+    except Exception:  # the epilog never fails over telemetry
+        return None
+
+
 def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | None) -> str:
     """Close the job's block if the wrapper did not, and put Slurm's own account of the
     end beside hpcwrap's; returns what was done (for the hook's log)."""
@@ -507,6 +519,7 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
                 loss_text=last.loss_text,
                 first_val_loss_text=last.first_val_loss_text,
                 val_loss_text=last.val_loss_text,
+                telemetry=_telemetry_summary(log),
             ),
             slurm_state=inf.slurm_state,
             slurm_exit=inf.slurm_exit,

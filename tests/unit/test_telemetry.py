@@ -612,3 +612,35 @@ def test_log_show_json_summarises_the_samples_of_a_killed_wrapper(
     assert block["gpu_util_mean"] == 97.0
     assert block["nodes"] == ["n1", "n2"]
     assert block["cpu_efficiency"] == pytest.approx(40.0 / 60.0, abs=1e-3)  # (30+10) / (2 x 30)
+
+
+def test_the_epilog_closing_a_killed_job_fills_the_telemetry_summary(tmp_path: Path) -> None:
+    """The wrapper was SIGKILLed (OOM): the epilog's Results get the summary from the
+    samples, peak RSS included."""
+    from datetime import datetime, timedelta, timezone
+
+    from hpcwrap import hooks
+    from hpcwrap.runlog.model import JobBlock
+
+    log = new_log(tmp_path)
+    start = datetime.now(timezone.utc) - timedelta(minutes=2)
+    log.update(
+        lambda s: s.jobs.append(
+            JobBlock(execution_id="12", start=start, state="RUNNING", state_source="wrapper")
+        )
+    )
+    for i in range(3):
+        append_record(log.sidecar, rec(t=100.0 + 10 * i, rss=(i + 1) * GIB, gpus=[]))
+    env = hooks.HookEnv.from_environ(
+        "epilog",
+        {
+            "SLURM_JOB_ID": "12",
+            "SLURM_JOB_UID": "0",
+            "SLURM_JOB_GID": "0",
+            "SLURM_JOB_EXIT_CODE2": "0:9",
+        },
+    )
+    hooks.record_epilog(log, env, datetime.now(timezone.utc), None)
+    t = log.read().telemetry
+    assert t is not None and t.peak_rss_bytes == 3 * GIB and t.samples == 3
+    assert "- peak_rss: `3 GiB`" in log.path.read_text()

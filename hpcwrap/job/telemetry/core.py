@@ -20,6 +20,7 @@ day of samples stays a few MB.
 from __future__ import annotations
 
 import math
+import stat
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +33,7 @@ from hpcwrap.runlog.telemetry import (
     TelemetryFacts,
     gib,
     iter_file,
-    read_records,
+    record_files,
 )
 
 DEFAULT_INTERVAL = 10.0
@@ -333,14 +334,28 @@ class Summary:
         return t
 
 
-def summarize_sidecar(sidecar: Path) -> TelemetryFacts | None:
+def summarize_sidecar(sidecar: Path, max_bytes: int | None = None) -> TelemetryFacts | None:
     """The summary from a run's telemetry files alone, for a run whose wrapper could not
-    write one (killed at the time limit or by the OOM killer); None without samples."""
-    records = read_records(sidecar)
+    write one (killed at the time limit or by the OOM killer); None without samples.
+
+    ``max_bytes``: files larger than this, and symlinks, are left out (the epilog reads
+    them: files in a user's folder are untrusted input).
+    """
+    records: list[dict[str, Any]] = []
+    main_node: str | None = None
+    for path in record_files(sidecar):
+        try:
+            st = path.lstat()
+        except OSError:
+            continue
+        if not stat.S_ISREG(st.st_mode) or (max_bytes is not None and st.st_size > max_bytes):
+            continue
+        recs = list(iter_file(path))
+        if path.name == TELEMETRY_FILE and recs:
+            main_node = str(recs[0].get("node") or "?")
+        records.extend(recs)
     if not records:
         return None
-    main = [r for r in iter_file(sidecar / TELEMETRY_FILE)]
-    main_node = str(main[0].get("node") or "?") if main else str(records[0].get("node") or "?")
     times = [float(r["t"]) for r in records if isinstance(r.get("t"), (int, float))]
     walltime = max(times) - min(times) if times else 0.0
     s = Summary()
@@ -348,7 +363,7 @@ def summarize_sidecar(sidecar: Path) -> TelemetryFacts | None:
         s.add(r)
     note = next((str(r["gpu_note"]) for r in records if r.get("gpu_note")), None)
     return s.facts(
-        main_node=main_node,
+        main_node=main_node or str(records[0].get("node") or "?"),
         walltime=walltime,
         cpu_time=None,
         interval=DEFAULT_INTERVAL,

@@ -171,11 +171,14 @@ class TelemetryHook:
         if self._perform is None or now < self._next:
             return
         self._next = now + self.cfg.interval
+        first = self.sampler is None
         if self.sampler is None:
             self.sampler = self._open()
         t0 = time.perf_counter()
         rec = self.sampler.sample()
         self.sample_cost.append(time.perf_counter() - t0)
+        if first and self.gpus is not None and self.gpus.note:
+            rec["gpu_note"] = self.gpus.note  # for a summary made from the file alone
         self._keep(rec)
         for w in self.policy.check(rec, now):
             self._emit(Write("telemetry_warning", {"kind": w.kind, **w.data}, w.text))
