@@ -644,3 +644,25 @@ def test_the_epilog_closing_a_killed_job_fills_the_telemetry_summary(tmp_path: P
     t = log.read().telemetry
     assert t is not None and t.peak_rss_bytes == 3 * GIB and t.samples == 3
     assert "- peak_rss: `3 GiB`" in log.path.read_text()
+
+
+def test_node_sampler_tags_its_node_stops_on_the_stop_file_and_skips_the_batch_node(
+    tmp_path: Path,
+) -> None:
+    env = {**os.environ, "SLURMD_NODENAME": "n7", "CUDA_VISIBLE_DEVICES": ""}
+    argv = [PY, "-m", "hpcwrap.job.telemetry.node", "--sidecar", str(tmp_path)]
+    skipped = subprocess.run([*argv, "--skip-node", "n7"], env=env, timeout=30)
+    assert skipped.returncode == 0 and not list(tmp_path.iterdir())
+    stop = tmp_path / "stop"
+    p = subprocess.Popen([*argv, "--interval", "0.2", "--stop-file", str(stop)], env=env)
+    deadline = time.monotonic() + 20
+    while not (tmp_path / "telemetry.n7.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)
+    t0 = time.monotonic()
+    stop.touch()
+    assert p.wait(timeout=10) == 0
+    assert time.monotonic() - t0 < 2.0
+    recs = read_records(tmp_path)
+    assert len(recs) >= 2 and {r["node"] for r in recs} == {"n7"}
+    assert recs[0]["gpu_note"] == "none (CUDA_VISIBLE_DEVICES hides every GPU)"
