@@ -211,6 +211,7 @@ def test_one_poll_brings_every_log_to_sacct_and_a_second_adds_nothing(
     res = poll(c, work)
     assert res.returncode == 0, res.stdout + res.stderr
     calls = c.calls()
+    print("first poll:", res.stdout, "\nSlurm calls:", calls)  # evidence, with pytest -s
     assert [line.split()[0] for line in calls] == ["squeue", "sacct"], calls
     assert "--duplicates" in calls[1]
 
@@ -239,6 +240,7 @@ def test_one_poll_brings_every_log_to_sacct_and_a_second_adds_nothing(
     c.reset_calls()
     again = poll(c, work)
     assert again.returncode == 0, again.stderr
+    print("second poll:", again.stdout, "\nSlurm calls:", c.calls())
     assert '"written":0' in again.stdout.replace(" ", "")
     assert len([x for x in c.calls() if x.startswith("squeue")]) == 1
     assert files(work / "run_logs") == before
