@@ -336,7 +336,8 @@ def _job_items(n: int, job: JobBlock) -> list[tuple[str, str]]:
     if is_slurm_block(job):
         _kv(items, p + "node", lab["node"], job.node)
     # hpcwrap's own lines.
-    if not resumed and job.submitted is not None and job.start is not None:
+    if not resumed and job.submitted is not None and job.start not in (None, job.submitted):
+        # the submission time, once submitted/start shows the start (and they differ)
         _kv(items, p + "submitted", lab["submitted"], fmt_time(job.submitted))
     _kv(items, p + "cluster", lab["cluster"], job.cluster)
     _kv(items, p + "state", lab["state"], job.state)
