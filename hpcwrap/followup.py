@@ -12,7 +12,8 @@ itself, it cancels the follow-up job, so in the common case it never runs.
 Its cost: one extra short job in the queue per run (it pends while the run
 does; it needs no GPU). It has no ``hpcwrap:`` comment, so the node hooks (if
 any) never take it for a run. An array's follow-up waits for every task and
-is not cancelled by a task's wrapper.
+is not cancelled by a task's wrapper, and a wrapper that was sent a TERM (a
+scancel, or a requeue: the job runs again) leaves it waiting for the real end.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ SETTLE = 120  # seconds the follow-up waits for accounting to record the end
 LIMIT = "5"  # minutes
 MEMORY = "100M"
 TIMEOUT = 60.0
+# Ends after which the follow-up job stays: the wrapper saw a TERM, which a requeue
+# sends too (the job runs again under the same id, and afterany waits for its end).
+KEEP_FOR = frozenset({"CANCELLED", "REQUEUED"})
 
 
 def command(run_log: Path, python: str) -> str:
@@ -121,10 +125,13 @@ def cancel_after_end(run: RunLog | None, in_slurm: bool, array_task: bool) -> st
     if run is None or not in_slurm or array_task:
         return None
     try:
-        facts = run.read().submit
+        state = run.read()
+        facts = state.submit
         fid = facts.follow_up_job if facts is not None else None
         if not fid:
             return None
+        if state.jobs and state.jobs[-1].state in KEEP_FOR:
+            return None  # a TERM: scancel or a requeue; the follow-up waits for the real end
         subprocess.run(
             ["scancel", fid],
             capture_output=True,

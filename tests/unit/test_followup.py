@@ -49,3 +49,16 @@ def test_submit_records_the_follow_up_and_the_wrapper_cancels_it(
     assert not (tools / "scancel.calls").exists()
     assert followup.cancel_after_end(log, in_slurm=True, array_task=False) == "77"
     assert (tools / "scancel.calls").read_text().split() == ["77"]
+
+
+def test_a_term_leaves_the_follow_up_waiting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A requeue looks like a TERM from inside: the job runs again and afterany waits."""
+    tools = fake_tools(tmp_path / "bin", monkeypatch)
+    log = create_run(tmp_path / "run_logs", RunState(run_type="replication", objective="o"))
+    log.record(lifecycle.Submitted(T0, job_id="12", execution_id="12"))
+    followup.submit(log, "12", python="/v/python")
+    log.record(lifecycle.Ended(T0, "CANCELLED", lifecycle.Source.WRAPPER, "12", exit_code=143))
+    assert followup.cancel_after_end(log, in_slurm=True, array_task=False) is None
+    assert not (tools / "scancel.calls").exists()
