@@ -91,11 +91,40 @@ class ProcessSet:
         }
 
 
+def _has_proc_children() -> bool:
+    """Whether this kernel lists children in /proc/<pid>/task/<tid>/children."""
+    return os.path.exists(f"/proc/self/task/{os.getpid()}/children")
+
+
+PROC_CHILDREN = _has_proc_children()
+
+
+def _child_pids(pid: int) -> list[int]:
+    """The children of every thread of ``pid`` (none when it is gone)."""
+    out: list[int] = []
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children", "rb") as fh:
+                out.extend(int(x) for x in fh.read().split())
+        except (OSError, ValueError):
+            continue
+    return out
+
+
 def tree_of(pid: int) -> Callable[[], list[psutil.Process]]:
-    """The process ``pid`` and its descendants (the wrapper's child's tree)."""
+    """The process ``pid`` and its descendants (the wrapper's child's tree).
+
+    Read from /proc/<pid>/task/*/children, which costs per process of the tree;
+    psutil's ``children()`` reads every process of the node (about 12 us each).
+    """
+    cache: dict[int, psutil.Process] = {}
     root: list[psutil.Process] = []
 
-    def discover() -> list[psutil.Process]:
+    def with_psutil() -> list[psutil.Process]:
         if not root:
             root.append(psutil.Process(pid))
         r = root[0]
@@ -103,6 +132,31 @@ def tree_of(pid: int) -> Callable[[], list[psutil.Process]]:
             return [r, *r.children(recursive=True)]
         except psutil.NoSuchProcess:
             return []
+
+    def discover() -> list[psutil.Process]:
+        if not PROC_CHILDREN:
+            return with_psutil()
+        pids = [pid]
+        i = 0
+        while i < len(pids) and len(pids) < 100_000:
+            pids.extend(_child_pids(pids[i]))
+            i += 1
+        out: list[psutil.Process] = []
+        for q in pids:
+            proc = cache.get(q)
+            if proc is not None and not proc.is_running():  # the pid was reused
+                proc = None
+            if proc is None:
+                try:
+                    proc = psutil.Process(q)
+                except psutil.Error:
+                    continue
+                cache[q] = proc
+            out.append(proc)
+        alive = set(pids)
+        for q in [q for q in cache if q not in alive]:
+            del cache[q]
+        return out
 
     return discover
 
