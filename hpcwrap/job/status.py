@@ -37,6 +37,12 @@ class TickHook(Protocol):
     ``tick`` is called about once a second with the monotonic time, never from the
     copy path; ``status_fields`` adds short fields (``"gpu 97%"``) to every Status
     entry. Exceptions are reported once and the hook is kept.
+
+    Two optional methods, looked up by the wrapper: ``attach(pid, perform,
+    checkpoint_dir)`` once the child runs (its pid, a way to write a Status entry
+    or event, the last checkpoint path printed), and ``finish()`` after it ended,
+    whose ``TelemetryFacts`` go into Results with the end
+    (``hpcwrap.job.telemetry.hook.TelemetryHook`` has both).
     """
 
     def tick(self, now: float) -> None: ...
