@@ -27,6 +27,7 @@ from pathlib import Path
 
 from hpcwrap.errors import CodeStateError
 from hpcwrap.runlog.fsio import write_atomic
+from hpcwrap.runlog.layout import CONFLICT_SUFFIX, SIDECAR_DIR
 
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"  # git's well-known empty tree
 TAG_PREFIX = "hpcwrap/"
@@ -172,8 +173,8 @@ def _excludes(top: Path, exclude: Sequence[Path]) -> list[str]:
 # their sidecars anywhere in the tree, Slurm's default output files, offline W&B runs.
 NOT_CODE: tuple[str, ...] = (
     "**/run_logs/**",
-    "**/.hpcwrap/**",
-    "**/*.hpcwrap-conflict.md",
+    f"**/{SIDECAR_DIR}/**",
+    f"**/*{CONFLICT_SUFFIX}",
     "**/slurm-*.out",
     "**/slurm-*.err",
     "**/wandb/**",
