@@ -24,7 +24,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from hpcwrap import overview
-from hpcwrap.errors import TransitionError
+from hpcwrap.errors import HpcwrapError, LockTimeoutError, RunLogError, TransitionError
 from hpcwrap.runlog import lifecycle
 from hpcwrap.runlog.dates import iso
 from hpcwrap.runlog.handle import RunLog
@@ -71,6 +71,7 @@ class PollResult:
     calls: dict[str, int] = field(default_factory=lambda: {"squeue": 0, "sacct": 0})
     asked_at: dict[str, float] = field(default_factory=dict)
     not_asked: list[str] = field(default_factory=list)  # run paths the rate limit left out
+    errors: list[tuple[str, HpcwrapError]] = field(default_factory=list)  # logs not written
 
     @property
     def written(self) -> list[Change]:
@@ -88,6 +89,7 @@ class PollResult:
             },
             "not_asked": self.not_asked,
             "changes": [c.__dict__ for c in self.changes],
+            "errors": [{"run": run, "error": str(exc)} for run, exc in self.errors],
         }
 
 
@@ -264,36 +266,54 @@ def poll_runs(
     result.calls = dict(view.calls)
     result.asked_at = dict(view.asked_at)
     for path, open_ids in todo:
-        log = RunLog(path, root, locks)
-        state = log.read()
-        if any(base_id(i) in view.not_asked for i in open_ids):
-            result.not_asked.append(str(path))
-        for exec_id in open_ids:
-            job = next((j for j in reversed(state.jobs) if j.execution_id == exec_id), None)
-            if job is None:
-                continue
-            info, why, requeues = account(exec_id, view)
-            change = Change(str(path), exec_id, job.state, job.state, requeues=requeues)
-            result.changes.append(change)
-            if info is None:
-                change.note = why
-                continue
-            change.slurm = " ".join(x for x in (info.state, info.exit) if x)
-            facts = reconcile_facts(job, info, view, now())
-            try:
-                new = lifecycle.apply(state, facts)
-            except TransitionError as exc:
-                change.note = str(exc)
-                continue
-            if _same(new, state):
-                continue
-            state = log.record(facts, data={"source": "poll", "slurm": change.slurm})
-            after = next((j for j in reversed(state.jobs) if j.execution_id == exec_id), None)
-            change.after = after.state if after is not None else None
-            change.written = True
-        if every:
-            _periodic(log, state, every, now(), result)
+        try:
+            _poll_one(path, open_ids, view, result, root, locks, every, now)
+        except (RunLogError, LockTimeoutError) as exc:
+            # One log that cannot be written (a conflict, a lock held too long) does
+            # not stop the others; the CLI reports it and exits non-zero.
+            result.errors.append((str(path), exc))
     return result
+
+
+def _poll_one(
+    path: Path,
+    open_ids: list[str],
+    view: SlurmView,
+    result: PollResult,
+    root: Path | None,
+    locks: LockConfig | None,
+    every: float | None,
+    now: Callable[[], datetime],
+) -> None:
+    log = RunLog(path, root, locks)
+    state = log.read()
+    if any(base_id(i) in view.not_asked for i in open_ids):
+        result.not_asked.append(str(path))
+    for exec_id in open_ids:
+        job = next((j for j in reversed(state.jobs) if j.execution_id == exec_id), None)
+        if job is None:
+            continue
+        info, why, requeues = account(exec_id, view)
+        change = Change(str(path), exec_id, job.state, job.state, requeues=requeues)
+        result.changes.append(change)
+        if info is None:
+            change.note = why
+            continue
+        change.slurm = " ".join(x for x in (info.state, info.exit) if x)
+        facts = reconcile_facts(job, info, view, now())
+        try:
+            new = lifecycle.apply(state, facts)
+        except TransitionError as exc:
+            change.note = str(exc)
+            continue
+        if _same(new, state):
+            continue
+        state = log.record(facts, data={"source": "poll", "slurm": change.slurm})
+        after = next((j for j in reversed(state.jobs) if j.execution_id == exec_id), None)
+        change.after = after.state if after is not None else None
+        change.written = True
+    if every:
+        _periodic(log, state, every, now(), result)
 
 
 def _periodic(log: RunLog, state: RunState, every: float, when: datetime, res: PollResult) -> None:

@@ -28,6 +28,7 @@ import orjson
 from hpcwrap.cli.run_options import command_settings, lock_config
 from hpcwrap.cli.status_cmd import resolve_targets
 from hpcwrap.config import parse_duration
+from hpcwrap.errors import exit_code_for
 
 
 def register(sub: argparse._SubParsersAction[Any]) -> None:
@@ -133,6 +134,8 @@ def _poll(args: argparse.Namespace) -> int:
         else:
             _print(result, args.quiet)
             sys.stdout.flush()
+        for run, exc in result.errors:
+            print(f"hpcwrap: warning: {run} not updated: {exc}", file=sys.stderr)
         if not args.watch:
-            return 0
+            return exit_code_for(result.errors[0][1]) if result.errors else 0
         time.sleep(max(1.0, args.watch))

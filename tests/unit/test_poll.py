@@ -507,3 +507,16 @@ def test_colour_only_on_a_terminal_and_never_with_no_color(
     assert not use_colour(Tty())
     row = overview.RunRow(path="p", name="n", state="FAILED", final=True)
     assert "\x1b[31m" in overview.render_table([row], colour=True)
+
+
+def test_a_log_that_cannot_be_written_does_not_stop_the_others(
+    tmp_path: Path, fake_slurm: FakeSlurm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = tmp_path / "run_logs"
+    broken = make_run(root, "71")
+    fine = make_run(root, "72")
+    broken.path.write_bytes(b"\xff\xfe not utf-8")  # hpcwrap never overwrites what it cannot parse
+    fake_slurm.answer([], [sacct_row("71", "FAILED", "1:0"), sacct_row("72", "FAILED", "1:0")])
+    assert main(["poll", str(root), "--min-interval", "0"]) == 6  # RunLogConflictError
+    assert fine.read().jobs[-1].state == "FAILED"
+    assert f"{broken.path} not updated" in capsys.readouterr().err
