@@ -666,3 +666,20 @@ def test_node_sampler_tags_its_node_stops_on_the_stop_file_and_skips_the_batch_n
     recs = read_records(tmp_path)
     assert len(recs) >= 2 and {r["node"] for r in recs} == {"n7"}
     assert recs[0]["gpu_note"] == "none (CUDA_VISIBLE_DEVICES hides every GPU)"
+
+
+@pytest.mark.slow
+def test_the_output_folder_recorded_at_submission_is_watched(tmp_path: Path) -> None:
+    from hpcwrap.runlog.facts import SubmitFacts
+
+    out = tmp_path / "out"
+    if not _mount_tmpfs(out, 64):
+        pytest.skip("needs root and tmpfs to mount a filesystem of its own")
+    try:
+        log = new_log(tmp_path)
+        log.update(lambda s: setattr(s, "submit", SubmitFacts(output_path=f"{out}/job.out")))
+        wrap([PY, "-c", "import time; time.sleep(0.6)"], log, tmp_path)
+        paths = {d["path"] for r in read_records(log.sidecar) for d in r["disks"]}
+        assert str(out) in paths
+    finally:
+        subprocess.run(["umount", "-l", str(out)], check=False)

@@ -25,6 +25,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
+import orjson
+
 from hpcwrap.job.sink import warn
 from hpcwrap.job.status import Write
 from hpcwrap.job.telemetry import host
@@ -116,6 +118,7 @@ class TelemetryHook:
         self._write_failed = False
         self._node_proc: subprocess.Popen[bytes] | None = None
         self.sample_cost: list[float] = []
+        self._outputs: list[str] = []
 
     # -- the wrapper's calls ----------------------------------------------------
 
@@ -132,8 +135,24 @@ class TelemetryHook:
         if self._start_nodes:
             self._start_node_samplers()
 
+    def _output_folders(self) -> list[str]:
+        """The folders of the job's output/error files, as ``hpcwrap sbatch`` recorded them."""
+        if self.sidecar is None:
+            return []
+        try:
+            doc = orjson.loads((self.sidecar / "state.json").read_bytes())
+            submit = doc["state"].get("submit") or {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return []
+        out: list[str] = []
+        for key in ("output_path", "error_path"):
+            value = submit.get(key) if isinstance(submit, dict) else None
+            if isinstance(value, str) and value.startswith("/") and "%" not in value:
+                out.append(str(Path(value).parent))
+        return out
+
     def _paths(self) -> list[str]:
-        out = [str(self.cwd)]
+        out = [str(self.cwd), *self._outputs]
         if self._checkpoint_dir is not None:
             try:
                 ck = self._checkpoint_dir()
@@ -151,6 +170,7 @@ class TelemetryHook:
         return out
 
     def _open(self) -> Sampler:
+        self._outputs = self._output_folders()
         gpus = open_gpus(self.environ, self._nvml)
         self.gpus = gpus
         sampler = Sampler(
