@@ -195,6 +195,8 @@ def parse_state(doc: Document, name: str = "", group: str | None = None) -> RunS
                     state.objective = item.value
         elif sec.kind == "config":
             for fname, item in _keyed(sec, "config").items():
+                if fname != "code" and missing(item.value):
+                    continue  # hpcwrap's n/a: not given
                 if fname == "config":
                     state.config = code_value(item.value)
                 elif fname == "key_settings":

@@ -292,7 +292,9 @@ def is_slurm_block(job: JobBlock) -> bool:
     name/zone and no restart count is read; Slurm's job ids are numbers
     (``12``, ``12_3``, ``12_[0-3]``, ``12+0``).
     """
-    if job.restart_count is not None or job.slurm_state or job.cluster:
+    if job.restart_count is not None or any(
+        one_line(v or "") for v in (job.slurm_state, job.cluster)
+    ):
         return True
     return bool(job.execution_id and _SLURM_ID.match(job.execution_id.strip()))
 
@@ -456,10 +458,11 @@ def _results_items(state: RunState) -> list[tuple[str, str]]:
         for fname, value, printed in losses:
             if value is not None or printed or full:
                 items.append((f"results.{fname}", f"- {lab[fname]}: {loss_text(value, printed)}"))
-        if res.loss_one_liner and res.loss_one_liner.strip():
-            _kv(items, "results.loss_one_liner", lab["loss_one_liner"], res.loss_one_liner)
-        elif full:
-            items.append(("results.loss_one_liner", f"- {lab['loss_one_liner']}:"))
+    one_liner = res.loss_one_liner if res.loss_one_liner and one_line(res.loss_one_liner) else None
+    if one_liner is not None:  # a pipeline's too, when someone wrote one
+        _kv(items, "results.loss_one_liner", lab["loss_one_liner"], one_liner)
+    elif full and (not pipeline or printed_loss):
+        items.append(("results.loss_one_liner", f"- {lab['loss_one_liner']}:"))
     if pipeline:
         line("output", code(res.checkpoint) if res.checkpoint else None)
     else:
@@ -508,20 +511,17 @@ def render_sections(state: RunState) -> list[Section]:
     ]
     out.append(Section("mode", HEADINGS["mode"], tuple(mode)))
 
+    # Config: the spec's four lines always (n/a where not given), then hpcwrap's code line.
     config: list[tuple[str, str]] = []
-    if state.script:
-        _kv(config, "config.script", CONFIG_LABELS["script"], script_text(state.script))
-    if state.config:
-        _kv(config, "config.config", CONFIG_LABELS["config"], code(state.config))
-    if state.dataset:
-        _kv(config, "config.dataset", CONFIG_LABELS["dataset"], dataset_text(state.dataset))
-    if state.key_settings:
-        _kv(
-            config,
-            "config.key_settings",
-            CONFIG_LABELS["key_settings"],
-            fmt_settings(state.key_settings),
-        )
+
+    def conf(fname: str, value: str | None) -> None:
+        shown = value if value is not None and clean_lines(value) else NA
+        config.append((f"config.{fname}", block(f"- {CONFIG_LABELS[fname]}: ", shown)))
+
+    conf("script", script_text(state.script) if state.script else None)
+    conf("config", code(state.config) if state.config else None)
+    conf("dataset", dataset_text(state.dataset) if state.dataset else None)
+    conf("key_settings", fmt_settings(state.key_settings) if state.key_settings else None)
     _kv(config, "config.code", CONFIG_LABELS["code"], state.code)
     out.append(Section("config", HEADINGS["config"], tuple(config)))
 

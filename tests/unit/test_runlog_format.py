@@ -372,3 +372,14 @@ def test_epilog_results_keep_the_printed_losses(tmp_path: Path) -> None:
     last = hooks.last_progress(log)
     assert (last.first_loss_text, last.loss_text) == ("3.0000", "2.50")
     assert last.val_loss == 1.0 and last.val_loss_text is None
+
+
+def test_config_has_the_spec_lines_even_when_not_given() -> None:
+    from hpcwrap.runlog.adopt import parse_state
+
+    state = RunState(task="train", run_type="replication", objective="o", script="`train.sh`")
+    md = render_text(state)
+    assert labels(md, "## Config") == ["script", "config", "dataset", "key settings"]
+    assert "- config: n/a\n- dataset: n/a\n- key settings: n/a\n" in md
+    back = parse_state(parse_document(md), "2026-03-11_train")
+    assert back.config is None and back.dataset is None and back.key_settings == {}
