@@ -683,3 +683,23 @@ def test_the_output_folder_recorded_at_submission_is_watched(tmp_path: Path) -> 
         assert str(out) in paths
     finally:
         subprocess.run(["umount", "-l", str(out)], check=False)
+
+
+def test_one_idle_gpu_of_four_is_warned_once() -> None:
+    w = WarningPolicy(TelemetryConfig(gpu_idle_after=60.0))
+
+    def gpus(idle_util: float) -> dict[str, Any]:
+        g = [
+            {"gpu": str(i), "util": 95.0, "mem_used": GIB, "mem_total": 80 * GIB} for i in range(4)
+        ]
+        g[2]["util"] = idle_util
+        return rec(gpus=g)
+
+    assert w.check(gpus(0.0), 0.0) == []
+    out = w.check(gpus(0.0), 61.0)
+    assert [x.key for x in out] == ["gpu_idle:2"]
+    assert "GPU 2 idle" in out[0].text and "3 of 4 GPUs work" in out[0].text
+    assert w.check(gpus(0.0), 120.0) == []
+    assert w.check(gpus(90.0), 130.0) == []  # busy again, re-armed
+    assert w.check(gpus(0.0), 140.0) == []
+    assert [x.key for x in w.check(gpus(0.0), 201.0)] == ["gpu_idle:2"]

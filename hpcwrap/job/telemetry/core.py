@@ -118,6 +118,7 @@ class WarningPolicy:
         self.cfg = cfg
         self._active: set[str] = set()
         self._idle_since: float | None = None
+        self._gpu_idle_since: dict[str, float] = {}
         self.issued: list[str] = []
 
     def _edge(self, key: str, on: bool) -> bool:
@@ -127,6 +128,35 @@ class WarningPolicy:
         if not on:
             self._active.discard(key)
         return False
+
+    def _some_idle(
+        self, gpus: Sequence[Mapping[str, Any]], now: float, all_idle: bool
+    ) -> list[Warning_]:
+        """One GPU idle while the others work (a job that uses 1 of the 4 GPUs it holds)."""
+        cfg = self.cfg
+        out: list[Warning_] = []
+        measured = [g for g in gpus if g.get("util") is not None]
+        for g in measured:
+            label = str(g.get("gpu"))
+            idle = float(g["util"]) < cfg.gpu_idle_util and not all_idle and len(measured) > 1
+            since = self._gpu_idle_since.get(label)
+            if not idle:
+                self._gpu_idle_since.pop(label, None)
+            elif since is None:
+                self._gpu_idle_since[label] = now
+            idle_for = now - since if idle and since is not None else 0.0
+            if self._edge(f"gpu_idle:{label}", idle and idle_for >= cfg.gpu_idle_after):
+                busy = sum(1 for h in measured if float(h["util"]) >= cfg.gpu_idle_util)
+                out.append(
+                    Warning_(
+                        "gpu_idle",
+                        f"gpu_idle:{label}",
+                        f"warning: GPU {label} idle: {_pct(float(g['util']))} utilisation for "
+                        f"{idle_for / 60.0:.0f} min while {busy} of {len(measured)} GPUs work",
+                        {"gpu": label, "util": g["util"], "idle_s": round(idle_for)},
+                    )
+                )
+        return out
 
     def check(self, rec: Mapping[str, Any], now: float) -> list[Warning_]:
         cfg = self.cfg
@@ -153,6 +183,7 @@ class WarningPolicy:
                         {"util": mean, "idle_s": round(idle_for)},
                     )
                 )
+            out.extend(self._some_idle(gpus, now, all_idle=mean < cfg.gpu_idle_util))
         for g in gpus:
             used, total = g.get("mem_used"), g.get("mem_total")
             if not used or not total:
