@@ -383,3 +383,8 @@ def test_config_has_the_spec_lines_even_when_not_given() -> None:
     assert "- config: n/a\n- dataset: n/a\n- key settings: n/a\n" in md
     back = parse_state(parse_document(md), "2026-03-11_train")
     assert back.config is None and back.dataset is None and back.key_settings == {}
+
+
+def test_a_submission_that_never_ran_has_no_results_lines() -> None:
+    state = finished(start=None, end=None, state="SUBMIT_FAILED", exit_code=None)
+    assert labels(render_text(state), "## Results") == []
