@@ -22,6 +22,8 @@ from datetime import datetime
 
 from hpcwrap.runlog.dates import format_runtime, human_date, iso, status_stamp, to_utc
 from hpcwrap.runlog.model import JobBlock, Results, RunState, StatusEntry
+from hpcwrap.runlog.telemetry import RESULTS_LABELS as TELEMETRY_LABELS
+from hpcwrap.runlog.telemetry import results_items as telemetry_results
 
 # Section ids in canonical order; job sections are "job.<n>" (0 = "## Job").
 SECTION_ORDER = ("title", "mode", "config", "jobs", "status", "results", "wandb", "next", "hf")
@@ -80,6 +82,7 @@ RESULTS_LABELS = {
     "config_snapshot": "config_snapshot",
     "config_copy": "config_copy",  # hpcwrap's own copy, which outlives the output folder
     "output": "output",  # a pipeline's: what it wrote (in place of checkpoint)
+    **{label: label for label in TELEMETRY_LABELS},  # the telemetry summary's lines
 }
 WANDB_LABELS = {"local": "local", "synced": "synced", "notes": "notes"}
 
@@ -123,7 +126,7 @@ ALIASES: dict[str, dict[str, str]] = {
 # Fields hpcwrap derives from others; read back from a file they are ignored.
 DERIVED = {
     "job": {"start_human", "end_human", "runtime", "slurm_state"},
-    "results": {"runtime"},
+    "results": {"runtime", *TELEMETRY_LABELS},
 }
 
 
@@ -470,6 +473,8 @@ def _results_items(state: RunState) -> list[tuple[str, str]]:
     if res.config_copy:
         _kv(items, "results.config_copy", lab["config_copy"], code(res.config_copy))
     # More of hpcwrap's own Results lines go here (each its own ``results.<field>`` key).
+    if state.telemetry is not None:
+        items.extend(telemetry_results(state.telemetry))
     return items
 
 
