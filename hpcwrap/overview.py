@@ -487,13 +487,27 @@ def render_table(rows: Sequence[RunRow], *, colour: bool, now: datetime | None =
     return "\n".join(lines) + "\n"
 
 
-def render_report(rows: Sequence[RunRow], now: datetime | None = None) -> str:
-    """The spec's status update: what is done, running and remaining, with evidence."""
+def render_report(
+    rows: Sequence[RunRow],
+    now: datetime | None = None,
+    asked: dict[str, float] | None = None,
+) -> str:
+    """The spec's status update: what is done, running and remaining, with evidence.
+
+    ``asked``: when Slurm last answered poll (``squeue``/``sacct`` -> epoch seconds).
+    """
     when = now or datetime.now(timezone.utc)
     done = [r for r in rows if r.final]
     running = [r for r in rows if r.state == "RUNNING"]
     left = [r for r in rows if not r.final and r.state != "RUNNING"]
     out = [f"## Status ({when.strftime('%Y-%m-%d %H:%M UTC')})", ""]
+    if asked:
+        said = ", ".join(
+            f"{tool} {age(when.timestamp() - t)} ago" for tool, t in sorted(asked.items())
+        )
+        out += [f"Scheduler evidence: hpcwrap poll last asked Slurm: {said}.", ""]
+    else:
+        out += ["Scheduler evidence: none recorded here (run `hpcwrap poll`).", ""]
 
     def evidence(r: RunRow) -> str:
         bits = []

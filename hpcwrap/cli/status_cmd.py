@@ -83,7 +83,10 @@ def _status(args: argparse.Namespace) -> int:
         sys.stdout.buffer.write(overview.to_json(rows))
         sys.stdout.flush()
     elif args.report:
-        sys.stdout.write(overview.render_report(rows))
+        from hpcwrap.scheduler.batch import default_cache_path, last_asked
+
+        asked = last_asked(default_cache_path())
+        sys.stdout.write(overview.render_report(rows, asked=asked))
     elif not rows:
         print(f"no run logs under {', '.join(str(p) for p in paths)}")
     else:

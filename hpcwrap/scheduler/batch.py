@@ -83,6 +83,23 @@ def default_cache_path(env: dict[str, str] | None = None) -> Path | None:
     return Path(base) / "hpcwrap" / f"slurm-{digest}.json"
 
 
+def last_asked(cache_path: Path | None) -> dict[str, float]:
+    """When this user's poll last really asked squeue and sacct (epoch seconds), from the
+    cache file alone (``hpcwrap status --report`` shows it; nothing is asked)."""
+    raw = read_bytes(cache_path) if cache_path is not None else None
+    try:
+        doc = orjson.loads(raw) if raw else {}
+    except orjson.JSONDecodeError:
+        return {}
+    out: dict[str, float] = {}
+    if isinstance(doc, dict):
+        for tool in ("squeue", "sacct"):
+            part = doc.get(tool)
+            if isinstance(part, dict) and isinstance(part.get("t"), (int, float)):
+                out[tool] = float(part["t"])
+    return out
+
+
 def _enc(info: JobInfo) -> dict[str, Any]:
     return {k: (v.isoformat() if isinstance(v, datetime) else v) for k, v in asdict(info).items()}
 
@@ -216,4 +233,5 @@ __all__ = [
     "SlurmView",
     "default_cache_path",
     "is_active",
+    "last_asked",
 ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -383,6 +384,20 @@ def test_status_table_and_report(
     report = capsys.readouterr().out
     assert "**Done** (0)" in report and "**Running** (1)" in report
     assert "**Remaining** (2)" in report and "Priority" in report
+    assert "Scheduler evidence: none recorded here" in report
+
+
+def test_report_says_when_slurm_last_answered(tmp_path: Path, fake_slurm: FakeSlurm) -> None:
+    root = tmp_path / "run_logs"
+    make_run(root, "611")
+    fake_slurm.answer([squeue_job(611, "PENDING", "Priority")], [])
+    assert main(["poll", str(root), "--min-interval", "0"]) == 0
+    from hpcwrap.scheduler.batch import default_cache_path, last_asked
+
+    asked = last_asked(default_cache_path())
+    assert set(asked) == {"squeue"}
+    report = overview.render_report(overview.collect([root], root), asked=asked)
+    assert re.search(r"hpcwrap poll last asked Slurm: squeue \d+s ago", report)
 
 
 def test_status_default_shows_unfinished_and_last_ten_finished(tmp_path: Path) -> None:
