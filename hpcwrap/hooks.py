@@ -438,6 +438,11 @@ def _our_block(state: RunState, job_id: str) -> JobBlock | None:
     return None
 
 
+def _is_array_run(log: RunLog) -> bool:
+    state = log.read()
+    return bool(state.submit is not None and state.submit.array) or bool(state.array_tasks)
+
+
 def record_prolog(log: RunLog, env: HookEnv, when: datetime) -> None:
     log.record(
         lifecycle.Started(
@@ -589,6 +594,11 @@ def run_hook(kind: str, environ: Mapping[str, str], report: Reporter) -> str:
     check_tree(path, env.uid)
     log = RunLog(path)
     when = now()
+    if environ.get("SLURM_ARRAY_JOB_ID") or _is_array_run(log):
+        # The tasks of an array share one block, derived by their wrappers under the
+        # lock (runlog/arrays.py); a task's own job id has no block of its own.
+        remove_spool(env, environ)
+        return f"job {env.job_id} {kind}: {path}: an array task, left to its wrapper and poll"
     if kind == "prolog":
         record_prolog(log, env, when)
         done = "start recorded"

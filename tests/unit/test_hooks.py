@@ -429,3 +429,16 @@ def test_epilog_reads_slurms_cancel_line_from_the_default_output(site: Site) -> 
     assert site.hook("epilog", env).returncode == 0
     job = log.read().jobs[0]
     assert (job.state, job.slurm_state, job.slurm_exit) == ("CANCELLED", "CANCELLED", "0:0")
+
+
+@needs_root
+def test_array_tasks_are_left_to_their_wrappers(site: Site) -> None:
+    log = site.log(JobBlock(execution_id="7_[0-2]", state="SUBMITTED"))
+    log.update(lambda s: setattr(s, "submit", SubmitFacts(array="0-2")))
+    site.chown(site.home)
+    for kind in ("prolog", "epilog"):
+        env = site.env(**comment(log), SLURM_JOB_ID="8", SLURM_JOB_EXIT_CODE2="0:0")
+        assert site.hook(kind, env).returncode == 0
+    state = log.read()
+    assert [j.execution_id for j in state.jobs] == ["7_[0-2]"]  # no block per task id
+    assert state.jobs[0].state == "SUBMITTED"
