@@ -206,7 +206,8 @@ def read_row(path: Path, root: Path | None = None, now: datetime | None = None) 
         row.start = job.get("start")
         row.end = job.get("end")
         row.limit_at = job.get("limit_at")
-    row.final = row.state in FINAL
+    # A requeued job runs again under the same id (its next block comes with the restart).
+    row.final = row.state in FINAL and row.state != "REQUEUED"
     results = state.get("results") or {}
     row.step = results.get("final_step")
     row.loss = results.get("end_train_loss")

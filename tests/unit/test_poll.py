@@ -536,3 +536,12 @@ def test_a_log_that_cannot_be_written_does_not_stop_the_others(
     assert main(["poll", str(root), "--min-interval", "0"]) == 6  # RunLogConflictError
     assert fine.read().jobs[-1].state == "FAILED"
     assert f"{broken.path} not updated" in capsys.readouterr().err
+
+
+def test_a_requeued_newest_attempt_is_not_done(tmp_path: Path) -> None:
+    root = tmp_path / "run_logs"
+    log = make_run(root, "81", running=True)
+    log.record(lifecycle.Requeued(T0 + timedelta(minutes=3), "81"))
+    row = overview.collect([root], root)[0]
+    assert row.state == "REQUEUED" and not row.final
+    assert "**Remaining** (1)" in overview.render_report([row])
