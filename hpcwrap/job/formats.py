@@ -660,7 +660,7 @@ class LineParser:
 
     @staticmethod
     def _eval_context(text: str, end: int) -> str | None:
-        """"val" or "test" when the last eval/test word before ``end`` says so."""
+        """ "val" or "test" when the last eval/test word before ``end`` says so."""
         last = None
         for w in _EVAL_BEFORE.finditer(text, 0, end):
             last = w

@@ -322,6 +322,7 @@ class Chained:
     by_hand: bool = False  # the successor was submitted by `hpcwrap resume`
     restart: bool = False  # `hpcwrap resume` starts the chain again after a stop
 
+
 @dataclass(frozen=True)
 class Reconciled:
     """The scheduler's account of a job (squeue/sacct), for a log that may be stale."""

@@ -54,9 +54,7 @@ def test_index_lock_names_are_the_ones_earlier_releases_used(tmp_path: Path) -> 
     )
 
 
-def test_edit_lines_keeps_line_ends_and_ends_with_a_newline(
-    tmp_path: Path, kind: str
-) -> None:
+def test_edit_lines_keeps_line_ends_and_ends_with_a_newline(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "timeline.md"
     path.write_bytes(b"# T\r\n1. a\r\nno final newline")
     lock = Lock(index_lock_path(path))
@@ -70,9 +68,7 @@ def test_edit_lines_keeps_line_ends_and_ends_with_a_newline(
     assert path.read_bytes() == b"# T\r\n1. a\r\nno final newline\r\n2. b\r\n"
 
 
-def test_edit_lines_creates_a_missing_file_and_the_lock_folder(
-    tmp_path: Path, kind: str
-) -> None:
+def test_edit_lines_creates_a_missing_file_and_the_lock_folder(tmp_path: Path, kind: str) -> None:
     path = tmp_path / "g" / "timeline.md"
     path.parent.mkdir()
     edit_lines(path, Lock(index_lock_path(path)), lambda lines: lines.append("x"))
@@ -168,8 +164,7 @@ def test_concurrent_edits_from_processes_lose_nothing(tmp_path: Path, kind: str)
     path = tmp_path / "timeline.md"
     workers, per_worker = 6, 15
     procs = [
-        CTX.Process(target=_append_many, args=(str(path), w, per_worker))
-        for w in range(workers)
+        CTX.Process(target=_append_many, args=(str(path), w, per_worker)) for w in range(workers)
     ]
     for p in procs:
         p.start()

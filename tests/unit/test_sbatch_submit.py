@@ -148,9 +148,7 @@ def test_submit_records_everything_fake_sbatch(
     assert facts is not None
     assert facts.output_path == str(project / "slurm-4241.out")
     assert facts.error is None and facts.job_id == "4241"
-    assert facts.sources["time"] == "#SBATCH" and facts.sources["partition"] == (
-        "command line"
-    )
+    assert facts.sources["time"] == "#SBATCH" and facts.sources["partition"] == ("command line")
     assert log.name in (log.root / "timeline.md").read_text()
     assert log.name in (log.root / "experiments.md").read_text()
 
