@@ -64,7 +64,7 @@ _OOM = re.compile(
     re.IGNORECASE,
 )
 # slurmstepd's own line in the job's output: "*** JOB 28 ON n1 CANCELLED AT <ts> [DUE TO ...] ***"
-_STEPD_END = re.compile(rb"\*\*\* JOB (\d+) ON \S+ CANCELLED AT \S+(?: DUE TO ([A-Z ]+?))? \*\*\*")
+_STEPD_END = re.compile(rb"\*\*\* JOB (\d+) ON \S+ CANCELLED AT \S+(?: DUE TO ([^*]+?))? \*\*\*")
 
 
 @dataclass(frozen=True)
@@ -344,6 +344,8 @@ class OutputEvidence:
     time_limit: bool = False
     preempted: bool = False
     cancelled: bool = False
+    requeued: bool = False  # "DUE TO JOB REQUEUE": the same job id runs again
+    node_fail: bool = False
 
 
 def output_evidence(state: RunState, env: HookEnv, work_dir: str | None) -> OutputEvidence:
@@ -370,6 +372,8 @@ def output_evidence(state: RunState, env: HookEnv, work_dir: str | None) -> Outp
         time_limit="TIME LIMIT" in why,
         preempted="PREEMPTION" in why,
         cancelled=bool(ends) and not why,
+        requeued="REQUEUE" in why,
+        node_fail="NODE FAILURE" in why,
     )
 
 
@@ -418,6 +422,10 @@ def infer_end(job: JobBlock, env: HookEnv, when: datetime, out: OutputEvidence) 
         return Inference("TIMEOUT", None, "TIMEOUT", exit2, "ended at its time limit")
     if out.preempted:
         return Inference("PREEMPTED", None, "PREEMPTED", exit2, "preempted by Slurm")
+    if out.requeued:
+        return Inference("REQUEUED", None, "REQUEUED", exit2, "requeued by Slurm")
+    if out.node_fail:
+        return Inference("NODE_FAIL", None, "NODE_FAIL", exit2, "a node failed")
     if out.cancelled:
         return Inference("CANCELLED", None, "CANCELLED", exit2, "cancelled (scancel)")
     if sig == signal.SIGTERM:

@@ -448,6 +448,8 @@ def _set_end(job: JobBlock, state: str, source: Source) -> bool:
         return False
     if is_final(current):
         requeue = state == "REQUEUED" and current == "CANCELLED"
+        if current == "REQUEUED" and state == "CANCELLED":
+            return False  # from inside, a requeue looks like a TERM: REQUEUED stands
         if not requeue and source <= Source.of(job.state_source):
             return False
         if not is_final(state):

@@ -82,6 +82,8 @@ def env_of(exit2: str | None, kind: str = "epilog") -> hooks.HookEnv:
         ("0:0", 3600.0, hooks.OutputEvidence(cancelled=True), "CANCELLED", "CANCELLED"),
         ("0:9", 3600.0, hooks.OutputEvidence(oom=True, cancelled=True), "OUT_OF_MEMORY", "FAILED"),
         ("0:0", 3600.0, hooks.OutputEvidence(preempted=True), "PREEMPTED", "PREEMPTED"),
+        ("0:0", 3600.0, hooks.OutputEvidence(requeued=True), "REQUEUED", "REQUEUED"),
+        ("0:0", 3600.0, hooks.OutputEvidence(node_fail=True), "NODE_FAIL", "NODE_FAIL"),
         # else the limit the wrapper read, then Slurm's exit status
         ("0:0", 5.0, hooks.OutputEvidence(), "TIMEOUT", "TIMEOUT"),
         ("0:9", 3600.0, hooks.OutputEvidence(), "FAILED", "FAILED"),
@@ -442,3 +444,24 @@ def test_array_tasks_are_left_to_their_wrappers(site: Site) -> None:
     state = log.read()
     assert [j.execution_id for j in state.jobs] == ["7_[0-2]"]  # no block per task id
     assert state.jobs[0].state == "SUBMITTED"
+
+
+@needs_root
+def test_epilog_reads_a_requeue_and_the_wrappers_term_does_not_undo_it(site: Site) -> None:
+    log = site.log(running())
+    (site.home / "slurm-12.out").write_text(
+        "slurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT 2026-11-29T19:40:22 DUE TO JOB"
+        " REQUEUE ***\n"
+    )
+    site.chown(site.home)
+    env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:0", SLURM_JOB_WORK_DIR=str(site.home))
+    assert site.hook("epilog", env).returncode == 0
+    assert log.read().jobs[0].state == "REQUEUED"
+    # the wrapper of that attempt, slower under load, then reports the TERM it saw
+    start = log.read().jobs[0].start
+    log.record(
+        lifecycle.Ended(
+            datetime.now(timezone.utc), "CANCELLED", lifecycle.Source.WRAPPER, "12", 143, start
+        )
+    )
+    assert log.read().jobs[0].state == "REQUEUED"
