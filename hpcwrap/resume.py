@@ -171,11 +171,31 @@ def newest_checkpoint(pattern: str, cwd: Path) -> str | None:
     return str(max(whole, key=lambda p: p.stat().st_mtime))
 
 
+def _newest_sibling(seen: Path) -> str | None:
+    """The newest complete checkpoint beside ``seen`` named like it (``checkpoints/100`` ->
+    ``checkpoints/1700``): after a hard kill the run's record may lag the disk."""
+    try:
+        entries = list(seen.parent.iterdir())
+    except OSError:
+        return None
+    digits = seen.name.isdigit()
+    alike = [p for p in entries if (p.name.isdigit() if digits else p.suffix == seen.suffix)]
+    whole = [p for p in alike if _complete(p)]
+    if not whole:
+        return None
+    return str(max(whole, key=lambda p: (int(p.name) if digits else 0, p.stat().st_mtime)))
+
+
 def find_checkpoint(state: RunState, cwd: Path) -> str | None:
-    """What the wrapper saw the training save, if it is there; else the glob's newest."""
+    """The newest complete checkpoint: beside the one the wrapper saw the training save
+    (named alike), else the newest match of ``--checkpoint-glob``."""
     seen = state.results.checkpoint
-    if seen and _complete(Path(seen)):
-        return seen
+    if seen:
+        newest = _newest_sibling(Path(seen))
+        if newest is not None:
+            return newest
+        if _complete(Path(seen)):
+            return seen
     chain = state.chain
     if chain is not None and chain.checkpoint_glob:
         return newest_checkpoint(chain.checkpoint_glob, cwd)
