@@ -349,8 +349,17 @@ class OutputEvidence:
 
 
 def output_evidence(state: RunState, env: HookEnv, work_dir: str | None) -> OutputEvidence:
-    """The tail of the job's output file (the recorded path, else Slurm's default one)."""
-    path = state.submit.output_path if state.submit else None
+    """The tail of this job's output file: the submission's pattern filled in for this job
+    (a resumed job has its own id), else Slurm's default one in the work folder."""
+    path = None
+    if state.submit is not None and state.submit.output:
+        from hpcwrap.sbatch_options import expand_pattern
+
+        path = expand_pattern(
+            state.submit.output, job_id=env.job_id, job_name=state.submit.job_name, user=env.user
+        )
+    elif state.submit is not None and state.submit.job_id in (None, env.job_id):
+        path = state.submit.output_path
     if (not path or "%" in path) and work_dir and work_dir.startswith("/"):
         path = f"{work_dir}/slurm-{env.job_id}.out"
     if not path or "%" in path or not path.startswith("/"):

@@ -465,3 +465,23 @@ def test_epilog_reads_a_requeue_and_the_wrappers_term_does_not_undo_it(site: Sit
         )
     )
     assert log.read().jobs[0].state == "REQUEUED"
+
+
+@needs_root
+def test_a_resumed_job_reads_its_own_output_file(site: Site) -> None:
+    """The submission's pattern (slurm-%j.out) filled in with this job's id, not the first's."""
+    (site.home / "slurm-11.out").write_text("first job: nothing from slurmstepd\n")
+    (site.home / "slurm-12.out").write_text(
+        "slurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT 2026-11-29T20:53:17 DUE TO TIME"
+        " LIMIT ***\n"
+    )
+    log = site.log(running())
+    pattern = str(site.home / "slurm-%j.out")
+    submitted = SubmitFacts(
+        output=pattern, output_path=str(site.home / "slurm-11.out"), job_id="11"
+    )
+    log.update(lambda s: setattr(s, "submit", submitted))
+    site.chown(site.home)
+    assert site.hook("epilog", site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:0")).returncode == 0
+    job = log.read().jobs[0]
+    assert (job.state, job.slurm_state) == ("TIMEOUT", "TIMEOUT")
