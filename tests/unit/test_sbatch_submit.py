@@ -279,6 +279,13 @@ def test_help(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert rc == 2
 
 
+def _default_sigint() -> None:
+    # A test run started in the background (`cmd &` without job control) inherits
+    # SIGINT ignored, and Python then never raises KeyboardInterrupt: a person's
+    # terminal sends a Ctrl-C to a process that takes it.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(project: Path, env: dict[str, str], *argv: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "hpcwrap", "sbatch", *argv],
@@ -287,6 +294,7 @@ def _start(project: Path, env: dict[str, str], *argv: str) -> subprocess.Popen[s
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=_default_sigint,
     )
 
 
