@@ -34,6 +34,7 @@ import re
 import signal
 import stat
 import sys
+import syslog
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -44,11 +45,16 @@ from typing import Any, TextIO
 
 import orjson
 
+# Everything imported here, before the hook drops to the job's user: after the drop
+# the code may not be readable (a checkout in root's home, as in the fresh-machine root).
 from hpcwrap.errors import HookDeadline, HookError
+from hpcwrap.job.telemetry.core import summarize_sidecar
+from hpcwrap.redact import redact_text
 from hpcwrap.runlog import RunLog, layout, lifecycle
 from hpcwrap.runlog.dates import format_runtime, now
 from hpcwrap.runlog.model import JobBlock, RunState
 from hpcwrap.runlog.telemetry import TelemetryFacts
+from hpcwrap.sbatch_options import expand_pattern
 
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_SPOOL = "/var/spool/hpcwrap"
@@ -353,8 +359,6 @@ def output_evidence(state: RunState, env: HookEnv, work_dir: str | None) -> Outp
     (a resumed job has its own id), else Slurm's default one in the work folder."""
     path = None
     if state.submit is not None and state.submit.output:
-        from hpcwrap.sbatch_options import expand_pattern
-
         path = expand_pattern(
             state.submit.output, job_id=env.job_id, job_name=state.submit.job_name, user=env.user
         )
@@ -479,8 +483,6 @@ def record_prolog(log: RunLog, env: HookEnv, when: datetime) -> None:
 def _telemetry_summary(log: RunLog) -> TelemetryFacts | None:
     """The telemetry summary from the run's samples (the wrapper wrote none); never raises."""
     try:
-        from hpcwrap.job.telemetry.core import summarize_sidecar
-
         return summarize_sidecar(log.sidecar, max_bytes=TELEMETRY_MAX_BYTES)
     except Exception:  # the epilog never fails over telemetry
         return None
@@ -581,12 +583,8 @@ class Reporter:
                 self.file = os.fdopen(fd, "a", encoding="utf-8", errors="replace")
 
     def __call__(self, message: str) -> None:
-        from hpcwrap.redact import redact_text
-
         line = redact_text(message)[:2000]
         with contextlib.suppress(Exception):
-            import syslog
-
             syslog.openlog("hpcwrap-hook", 0, syslog.LOG_DAEMON)
             syslog.syslog(syslog.LOG_NOTICE, line)
         if self.file is not None:
