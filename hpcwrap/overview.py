@@ -25,20 +25,9 @@ from typing import Any
 import orjson
 
 from hpcwrap.runlog.layout import SIDECAR_DIR, is_run_log_name
+from hpcwrap.runlog.lifecycle import FINAL_STATES
 
-FINAL = frozenset(
-    {
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-        "TIMEOUT",
-        "OUT_OF_MEMORY",
-        "NODE_FAIL",
-        "PREEMPTED",
-        "REQUEUED",
-        "SUBMIT_FAILED",
-    }
-)
+FINAL = FINAL_STATES  # the lifecycle's final states
 TAIL_BYTES = 32768  # how much of events.jsonl / telemetry.jsonl a running run's row reads
 JSON_SCHEMA_VERSION = 1
 CACHE_FORMAT = 1
