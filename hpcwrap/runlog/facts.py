@@ -119,7 +119,8 @@ class ChainFacts:
 F = TypeVar("F", CodeFacts, ConfigFacts, SubmitFacts, ArrayTaskFacts, ChainFacts)
 
 
-def _when(value: Any) -> datetime | None:
+def as_datetime(value: Any) -> datetime | None:
+    """A state.json time (ISO as hpcwrap writes it, else any form parse_timestamp reads)."""
     if value is None or isinstance(value, datetime):
         return value
     text = str(value)
@@ -133,7 +134,7 @@ def _when(value: Any) -> datetime | None:
 def _convert(kind: str, value: Any) -> Any:
     """``value`` as the field type spelled ``kind`` (the annotation's text)."""
     if kind.startswith("datetime"):
-        return _when(value)
+        return as_datetime(value)
     if value is None:
         return None
     if kind.startswith("bool"):

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
-from hpcwrap.runlog.dates import iso, parse_timestamp
+from hpcwrap.runlog.dates import iso
 from hpcwrap.runlog.facts import (
     LEGACY_KEYS,
     ArrayTaskFacts,
@@ -22,6 +22,7 @@ from hpcwrap.runlog.facts import (
     CodeFacts,
     ConfigFacts,
     SubmitFacts,
+    as_datetime,
     facts_from_dict,
     facts_to_dict,
     legacy_code,
@@ -196,17 +197,7 @@ def to_dict(
     return out
 
 
-def _dt(value: Any) -> datetime | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value
-    text = str(value)
-    try:
-        parsed = datetime.fromisoformat(text)  # what hpcwrap writes; C-fast
-    except ValueError:
-        return parse_timestamp(text)
-    return parsed if parsed.tzinfo is not None else parse_timestamp(text)
+_dt = as_datetime  # the one parser of state.json times
 
 
 def _float(value: Any) -> float | None:
