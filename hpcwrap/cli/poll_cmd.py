@@ -26,7 +26,7 @@ from typing import Any
 import orjson
 
 from hpcwrap.cli.run_options import command_settings, lock_config
-from hpcwrap.cli.status_cmd import resolve_targets
+from hpcwrap.cli.status_cmd import add_targets_argument, resolve_targets
 from hpcwrap.config import parse_duration
 from hpcwrap.errors import exit_code_for
 
@@ -38,12 +38,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "targets",
-        nargs="*",
-        metavar="run_logs/ | <run>",
-        help="run_logs folders or run logs (default: ./run_logs or the `run_logs` setting)",
-    )
+    add_targets_argument(p)
     p.add_argument("--json", action="store_true", help="print what was done as JSON")
     p.add_argument(
         "--watch", metavar="SECONDS", type=float, help="poll again every SECONDS until Ctrl-C"

@@ -27,12 +27,7 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument(
-        "targets",
-        nargs="*",
-        metavar="run_logs/ | <run>",
-        help="run_logs folders or run logs (default: ./run_logs or the `run_logs` setting)",
-    )
+    add_targets_argument(p)
     p.add_argument("--all", action="store_true", help="every run, not only the recent ones")
     p.add_argument("--json", action="store_true", help="print the rows as JSON (schema 1)")
     p.add_argument(
@@ -42,6 +37,16 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument("--run-logs", metavar="DIR", help="run_logs folder (default: ./run_logs)")
     p.set_defaults(handler=_status)
+
+
+def add_targets_argument(p: argparse.ArgumentParser) -> None:
+    """The run_logs folders / run logs that status and poll both take."""
+    p.add_argument(
+        "targets",
+        nargs="*",
+        metavar="run_logs/ | <run>",
+        help="run_logs folders or run logs (default: ./run_logs or the `run_logs` setting)",
+    )
 
 
 def resolve_targets(targets: list[str], run_logs: str | None) -> tuple[list[Path], Path | None]:

@@ -183,21 +183,34 @@ class BatchQuery:
 
     # ------------------------------------------------------------ asking
 
+    def _cached(
+        self,
+        command: str,
+        ids: list[str],
+        cache: dict[str, Any],
+        view: SlurmView,
+        now: float,
+        fetch: Callable[[list[str], float], list[JobInfo]],
+    ) -> tuple[list[JobInfo], set[str]]:
+        """One command's answer for ``ids``: the cached one while fresh (and the ids it
+        covered), else a new call, cached with the time it was asked."""
+        part = cache.get(command)
+        if self._fresh(part, now):
+            assert part is not None
+            view.asked_at[command] = float(part["t"])
+            # "jobs": the squeue part's key in caches written by earlier builds
+            rows = part.get("rows") or part.get("jobs") or []
+            return [_dec(e) for e in rows], set(part.get("ids") or [])
+        entries = fetch(ids, self.timeout)
+        view.calls[command] += 1
+        cache[command] = {"t": now, "ids": ids, "rows": [_enc(e) for e in entries]}
+        view.asked_at[command] = now
+        return entries, set(ids)
+
     def _ask(self, ids: list[str], cache: dict[str, Any]) -> SlurmView:
         view = SlurmView()
         now = self.clock()
-        part = cache.get("squeue")
-        if self._fresh(part, now):
-            assert part is not None
-            covered = set(part.get("ids") or [])
-            entries = [_dec(e) for e in part.get("jobs") or []]
-            view.asked_at["squeue"] = float(part["t"])
-        else:
-            entries = self.scheduler.queue(ids, self.timeout)
-            view.calls["squeue"] += 1
-            covered = set(ids)
-            cache["squeue"] = {"t": now, "ids": ids, "jobs": [_enc(e) for e in entries]}
-            view.asked_at["squeue"] = now
+        entries, covered = self._cached("squeue", ids, cache, view, now, self.scheduler.queue)
         view.queue = {k: v for k, v in _group(entries).items() if k in ids}
         view.covered_queue = covered & set(ids)
         view.not_asked = set(ids) - covered
@@ -207,19 +220,8 @@ class BatchQuery:
         ]
         if not ended:
             return view
-        part = cache.get("sacct")
-        if self._fresh(part, now):
-            assert part is not None
-            hcovered = set(part.get("ids") or [])
-            rows = [_dec(e) for e in part.get("rows") or []]
-            view.asked_at["sacct"] = float(part["t"])
-            view.not_asked |= set(ended) - hcovered
-        else:
-            rows = self.scheduler.history(ended, self.timeout)
-            view.calls["sacct"] += 1
-            hcovered = set(ended)
-            cache["sacct"] = {"t": now, "ids": ended, "rows": [_enc(r) for r in rows]}
-            view.asked_at["sacct"] = now
+        rows, hcovered = self._cached("sacct", ended, cache, view, now, self.scheduler.history)
+        view.not_asked |= set(ended) - hcovered
         view.history = {k: v for k, v in _group(rows).items() if k in ended}
         view.covered_history = hcovered & set(ended)
         return view
