@@ -36,7 +36,7 @@ from typing import Any, TextIO
 
 from hpcwrap.config import Settings, signal_number
 from hpcwrap.errors import ConfigError
-from hpcwrap.job import arraytasks
+from hpcwrap.job import arraytasks, records
 from hpcwrap.job import results as res
 from hpcwrap.job.formats import LineParser
 from hpcwrap.job.jobenv import JobEnv, TimeLeft, describe_seconds, job_env
@@ -699,6 +699,7 @@ class Wrapper:
             self.sink.event("progress", progress_data(snap))
         cwd = self.opts.cwd
         since = time.time() - (self.mono() - self.start_mono)
+        snap, sources = self._with_records(snap, cwd, since)
         checkpoint = self._checkpoint_path(snap, cwd, since)
         config_snapshot, config_copy = self._config_snapshot(snap, cwd, since, checkpoint)
         if config_snapshot is None and self.sink.run is not None:
@@ -708,6 +709,8 @@ class Wrapper:
         kind = res.run_kind(self.sink.run)
         runtime = format_runtime((end_wall - self.start_wall).total_seconds())
         text = self.prefix + end_text(final, end, snap, runtime, errors)
+        if sources:
+            text += f"; {sources}"
         env = self.env
         # The batch script exits with our status; where Slurm will read that status
         # otherwise than we read the end (exit 124 on the walltime-warning path is
@@ -771,6 +774,27 @@ class Wrapper:
             data["output_errors"] = self.write_errors[:5]
         facts = self._with_hook_summary(facts)
         self.sink.record(facts, data=data)
+
+    def _with_records(self, snap: Snapshot, cwd: Path, since: float) -> tuple[Snapshot, str | None]:
+        """``snap`` with the frameworks' own records where the console lacks the
+        evidence or disagrees, and which figure came from where (never fatal)."""
+        try:
+            found = records.read_records(cwd, since=since, until=time.time())
+            merged = records.merge(snap, found, cwd)
+        except Exception as exc:  # the end is recorded from the console alone
+            warn(f"warning: could not read the framework's records: {exc!r}", self.err)
+            return snap, None
+        if found.files or found.checkpoints or found.skipped:
+            self.sink.event(
+                "records",
+                {
+                    "files": list(found.files),
+                    "checkpoints": [str(c.path) for c in found.checkpoints[:5]],
+                    "not_complete": [f"{k.path}: {k.reason}" for k in found.skipped[:5]],
+                    "sources": merged.sources,
+                },
+            )
+        return merged.snap, records.sources_text(merged.sources)
 
     def _one_liner(self, snap: Snapshot, final: str) -> str | None:
         """The drafted loss_one_liner; in a resumed job it speaks of the whole chain."""
