@@ -85,6 +85,11 @@ class Settings:
     preflight: str = "warn"  # warn | strict: a repeated failed experiment is refused
     config_snapshot: tuple[str, ...] = ("config_resolved.*", "resolved_config.*")
     patterns: tuple[Pattern, ...] = ()
+    # W&B: the destination `hpcwrap wandb sync` uses when no flag names one, and the
+    # folder under which each job gets its own WANDB_DATA_DIR (default: $SCRATCH, $TMPDIR).
+    wandb_entity: str | None = None
+    wandb_project: str | None = None
+    wandb_data_dir: str | None = None
     source: Path | None = field(default=None, compare=False)
 
 
@@ -98,7 +103,11 @@ _DURATION_KEYS = {
     "poll_timeout",
 }
 _BOOL_KEYS = {"walltime_warning", "forward_walltime_signal", "follow_up"}
-_STR_KEYS = {"group", "mode", "objective", "task", "walltime_signal", "lock", "preflight"}
+_STR_KEYS = {"group", "mode", "objective", "task", "walltime_signal", "lock", "preflight"} | {
+    "wandb_entity",
+    "wandb_project",
+    "wandb_data_dir",
+}
 VALID_KEYS: frozenset[str] = frozenset(f.name for f in fields(Settings)) - {"source"}
 
 

@@ -180,6 +180,24 @@ class WrapperError(HpcwrapError, RuntimeError):
     meaning: ClassVar[str] = "wrapper error"
 
 
+class WandbRefusedError(HpcwrapError, ValueError):
+    """``hpcwrap wandb sync`` refused before uploading anything (destination, size, state)."""
+
+    meaning: ClassVar[str] = "W&B sync refused (nothing uploaded)"
+
+
+class WandbKeyError(WandbRefusedError, PermissionError):
+    """No usable W&B key file: missing, empty, or readable by group or others."""
+
+    meaning: ClassVar[str] = "W&B key file missing or unsafe"
+
+
+class WandbSyncError(HpcwrapError, RuntimeError):
+    """``wandb beta sync`` failed, timed out or printed no run URL (nothing marked synced)."""
+
+    meaning: ClassVar[str] = "W&B sync failed"
+
+
 class MissingExtraError(HpcwrapError, ImportError):
     """A command needs an optional extra that is not installed (``hpcwrap[plots]``)."""
 
@@ -209,6 +227,9 @@ EXIT_CODES: dict[type[HpcwrapError], int] = {
     WrapperError: 12,
     RunLogError: 13,
     ResumeError: 14,
+    WandbKeyError: 16,
+    WandbRefusedError: 15,
+    WandbSyncError: 17,
     HpcwrapError: 1,
 }
 

@@ -15,6 +15,7 @@ import re
 import shutil
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -168,6 +169,37 @@ class TimeLeft:
             self._end_mono = time.monotonic() + left
 
 
+# A folder of the user's choice for per-job W&B data (beside hpcwrap.toml's wandb_data_dir).
+WANDB_DATA_ROOT_ENV = "HPCWRAP_WANDB_DATA_DIR"
+
+
+def wandb_data_env(
+    environ: Mapping[str, str], job: JobEnv, configured: str | None = None
+) -> dict[str, str]:
+    """``environ`` plus this job's own ``WANDB_DATA_DIR`` on scratch.
+
+    wandb stages artifact payloads in ``$WANDB_DATA_DIR/artifacts/staging`` (default
+    ``~/.local/share/wandb``, the home quota) until an upload succeeds; a folder per job
+    keeps them off the home quota and lets ``hpcwrap wandb sync`` clean up only this job's.
+    The folder is ``<root>/hpcwrap-wandb/<job>``, root being the configured folder, else
+    ``$SCRATCH`` (it outlives the job: a sync after the job still finds the payload), else
+    ``$TMPDIR``, else the system's temp folder. A WANDB_DATA_DIR the user set is kept.
+    """
+    env = dict(environ)
+    if env.get("WANDB_DATA_DIR"):
+        return env
+    root = (
+        env.get(WANDB_DATA_ROOT_ENV)
+        or configured
+        or env.get("SCRATCH")
+        or env.get("TMPDIR")
+        or tempfile.gettempdir()
+    )
+    name = re.sub(r"[^A-Za-z0-9_.-]+", "_", job.execution_id).strip("._") or "job"
+    env["WANDB_DATA_DIR"] = os.path.join(os.path.expanduser(root), "hpcwrap-wandb", name)
+    return env
+
+
 def describe_seconds(seconds: float) -> str:
     """``about 5 min``, ``about 40 s``, ``about 2.5 h``."""
     if seconds < 90:
@@ -177,4 +209,12 @@ def describe_seconds(seconds: float) -> str:
     return f"about {seconds / 3600:.1f} h"
 
 
-__all__ = ["JobEnv", "TimeLeft", "describe_seconds", "job_env", "parse_slurm_duration"]
+__all__ = [
+    "WANDB_DATA_ROOT_ENV",
+    "JobEnv",
+    "TimeLeft",
+    "describe_seconds",
+    "job_env",
+    "parse_slurm_duration",
+    "wandb_data_env",
+]

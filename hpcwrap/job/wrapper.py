@@ -39,7 +39,7 @@ from hpcwrap.errors import ConfigError
 from hpcwrap.job import arraytasks, records
 from hpcwrap.job import results as res
 from hpcwrap.job.formats import LineParser
-from hpcwrap.job.jobenv import JobEnv, TimeLeft, describe_seconds, job_env
+from hpcwrap.job.jobenv import JobEnv, TimeLeft, describe_seconds, job_env, wandb_data_env
 from hpcwrap.job.passthrough import Pump, enlarge_pipe, same_file
 from hpcwrap.job.progress import Notable, Progress, Snapshot
 from hpcwrap.job.scan import Scanner
@@ -524,7 +524,8 @@ class Wrapper:
         if stopped is not None:
             return stopped
         sup.argv = self.argv
-        sup.env = self.child_env
+        base = self.child_env if self.child_env is not None else os.environ
+        sup.env = wandb_data_env(base, self.env, self.settings.wandb_data_dir)  # per-job staging
         sup.install_signal_handlers()
         try:
             proc = sup.start()

@@ -11,7 +11,8 @@ The transitions: ``Described`` (machine facts about what the run is),
 a restart after a requeue), ``SignalReceived`` (walltime warning, TERM),
 ``ProgressObserved`` (a Status entry), ``Ended`` (with the final state and who
 saw it), ``Requeued``, ``Resumed`` (a new ``## Job (resumed)`` block) and
-``Reconciled`` (the scheduler's answer for a run whose log may be stale).
+``Reconciled`` (the scheduler's answer for a run whose log may be stale);
+``WandbFound``, ``WandbSynced`` and ``WandbFigures`` come from ``hpcwrap wandb sync``.
 
 Evidence rules (one place, used by every writer):
 
@@ -347,6 +348,34 @@ class Plotted:
     path: str
 
 
+@dataclass(frozen=True)
+class WandbFound:
+    """Offline W&B runs found by looking in the run's working folder (the training's output
+    did not name them): each ``(execution_id, folder)`` goes to that job block."""
+
+    when: datetime
+    pieces: tuple[tuple[str | None, str], ...]
+
+
+@dataclass(frozen=True)
+class WandbSynced:
+    """``hpcwrap wandb sync`` uploaded the offline runs ``locals`` as the one run at ``url``."""
+
+    when: datetime
+    url: str
+    locals: tuple[str, ...]
+    public_url: str | None = None  # the same run mirrored to a public project
+    text: str | None = None  # a Status entry
+
+
+@dataclass(frozen=True)
+class WandbFigures:
+    """Results read from the offline runs' own history (the training printed no losses)."""
+
+    results: ResultFacts
+    source: str  # where the figures came from, as the log says it
+
+
 Facts = (
     Described
     | Submitted
@@ -360,6 +389,9 @@ Facts = (
     | Chained
     | Reconciled
     | Plotted
+    | WandbFound
+    | WandbSynced
+    | WandbFigures
 )
 
 EVENT_KIND: dict[type, str] = {
@@ -375,6 +407,9 @@ EVENT_KIND: dict[type, str] = {
     Chained: "chained",
     Reconciled: "reconciled",
     Plotted: "plotted",
+    WandbFound: "wandb_found",
+    WandbSynced: "wandb_synced",
+    WandbFigures: "wandb_figures",
 }
 
 
@@ -768,6 +803,43 @@ def _plotted(state: RunState, f: Plotted) -> None:
     state.telemetry.plot = f.path
 
 
+def _wandb_found(state: RunState, f: WandbFound) -> None:
+    for execution_id, local in f.pieces:
+        job = next((j for j in state.jobs if j.execution_id == execution_id), None)
+        if job is not None and not job.wandb_local:
+            job.wandb_local = local  # what the output named stays
+        state.wandb_local = state.wandb_local or local
+
+
+def _wandb_synced(state: RunState, f: WandbSynced) -> None:
+    # Replaced, not filled: a forced sync again gives the run's new URL.
+    for job in state.jobs:
+        if job.wandb_local and job.wandb_local in f.locals:
+            job.wandb_synced = f.url
+    state.wandb_synced = f.url
+    state.wandb_local = state.wandb_local or (f.locals[0] if f.locals else None)
+    if f.public_url:
+        state.wandb_public = f.public_url
+    if f.text:
+        state.status.append(StatusEntry(f.when, f.text))
+
+
+def _wandb_figures(state: RunState, f: WandbFigures) -> None:
+    res, r = state.results, f.results
+    printed = any(
+        v is not None for v in (res.start_train_loss, res.end_train_loss, res.end_val_loss)
+    )
+    if printed:
+        return  # what the training printed stands
+    res.start_train_loss, res.start_train_loss_text = r.first_loss, r.first_loss_text
+    res.end_train_loss, res.end_train_loss_text = r.loss, r.loss_text
+    res.start_val_loss, res.start_val_loss_text = r.first_val_loss, r.first_val_loss_text
+    res.end_val_loss, res.end_val_loss_text = r.val_loss, r.val_loss_text
+    if res.final_step is None:
+        res.final_step = r.final_step
+    res.figures_from = f.source
+
+
 _APPLY: dict[type, Any] = {
     Described: _described,
     Submitted: _submitted,
@@ -781,6 +853,9 @@ _APPLY: dict[type, Any] = {
     Chained: _chained,
     Reconciled: _reconciled,
     Plotted: _plotted,
+    WandbFound: _wandb_found,
+    WandbSynced: _wandb_synced,
+    WandbFigures: _wandb_figures,
 }
 
 
@@ -832,6 +907,9 @@ __all__ = [
     "SubmitFailed",
     "Submitted",
     "TransitionError",
+    "WandbFigures",
+    "WandbFound",
+    "WandbSynced",
     "apply",
     "apply_in_place",
     "end_state",

@@ -101,6 +101,7 @@ class Results:
     end_train_loss_text: str | None = None
     start_val_loss_text: str | None = None
     end_val_loss_text: str | None = None
+    figures_from: str | None = None  # where the figures came from when not from the output
 
 
 @dataclass
@@ -122,6 +123,7 @@ class RunState:
     wandb_local: str | None = None
     wandb_synced: str | None = None
     wandb_notes: str | None = None
+    wandb_public: str | None = None  # the run mirrored to a public project (for sharing)
     next: list[str] = field(default_factory=list)
     huggingface: dict[str, str] = field(default_factory=dict)
     # Machine facts the Markdown does not show line by line (see facts.py).

@@ -83,9 +83,10 @@ RESULTS_LABELS = {
     "config_snapshot": "config_snapshot",
     "config_copy": "config_copy",  # hpcwrap's own copy, which outlives the output folder
     "output": "output",  # a pipeline's: what it wrote (in place of checkpoint)
+    "figures_from": "figures from",  # e.g. the W&B offline history, when nothing was printed
     **{label: label for label in TELEMETRY_LABELS},  # the telemetry summary's lines
 }
-WANDB_LABELS = {"local": "local", "synced": "synced", "notes": "notes"}
+WANDB_LABELS = {"local": "local", "synced": "synced", "public": "public", "notes": "notes"}
 
 LABELS: dict[str, dict[str, str]] = {
     "mode": MODE_LABELS,
@@ -463,6 +464,8 @@ def _results_items(state: RunState) -> list[tuple[str, str]]:
     line("config_snapshot", code(res.config_snapshot) if res.config_snapshot else None)
     if res.config_copy:
         _kv(items, "results.config_copy", lab["config_copy"], code(res.config_copy))
+    if res.figures_from:
+        _kv(items, "results.figures_from", lab["figures_from"], res.figures_from)
     # More of hpcwrap's own Results lines go here (each its own ``results.<field>`` key).
     if state.telemetry is not None:
         items.extend(telemetry_results(state.telemetry))
@@ -541,8 +544,10 @@ def render_sections(state: RunState) -> list[Section]:
             "wandb.synced",
             block("- synced: ", synced_text(state.wandb_local, state.wandb_synced) or NONE_SEEN),
         ),
-        ("wandb.notes", block("- notes: ", state.wandb_notes or "")),
     ]
+    if state.wandb_public:  # the run mirrored to a public project, to share
+        wandb.append(("wandb.public", block("- public: ", code(state.wandb_public))))
+    wandb.append(("wandb.notes", block("- notes: ", state.wandb_notes or "")))
     out.append(Section("wandb", HEADINGS["wandb"], tuple(wandb)))
 
     nxt = tuple(
