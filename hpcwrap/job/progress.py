@@ -28,11 +28,32 @@ class ErrorRecord:
     count: int = 1
 
 
+CHECKPOINTS_MAX = 50  # completed checkpoints listed (the newest kept)
+
+# How a checkpoint is known to be complete.
+BY_LINE = "completion line"  # the framework printed that the save finished
+BY_PROGRESS = "start line, then training went on"  # it prints only the start of a save
+BY_EXIT = "start line, then the command exited 0"
+
+
 @dataclass(frozen=True)
 class Checkpoint:
+    path: str | None  # as printed (relative paths are resolved by whoever knows the cwd)
+    step: int | None
+    when: datetime
+    evidence: str = BY_LINE
+    source: str | None = None  # the framework entry that read it
+
+
+@dataclass(frozen=True)
+class PendingSave:
+    """A save that started and has not been seen to complete (not a checkpoint)."""
+
     path: str | None
     step: int | None
     when: datetime
+    on_progress: bool  # it completes once training goes on (a synchronous save)
+    source: str | None = None
 
 
 class LossHistory:
@@ -95,8 +116,13 @@ class Snapshot:
     last_progress_wall: datetime | None = None
     last_progress_mono: float | None = None
     step_at_last_progress: int | None = None
-    checkpoint: Checkpoint | None = None
+    checkpoint: Checkpoint | None = None  # the last COMPLETED checkpoint
     checkpoints_saved: int = 0
+    checkpoints: tuple[Checkpoint, ...] = ()  # completed ones, oldest first (bounded)
+    pending_save: PendingSave | None = None  # a started save not seen to complete
+    train_count: int = 0  # train loss lines read
+    val_count: int = 0  # val loss lines read
+    origin: dict[str, str] | None = None  # figure -> the format entry or reader it came from
     wandb_dir: str | None = None
     wandb_url: str | None = None
     config_path: str | None = None
@@ -151,6 +177,49 @@ def _same_wandb_run(known: str | None, seen: str) -> bool:
     return known.rstrip("/").rsplit("/", 1)[-1] == seen.rstrip("/").rsplit("/", 1)[-1]
 
 
+def _folder(path: str) -> str:
+    return path.rstrip("/").rsplit("/", 1)[0] if "/" in path.rstrip("/") else ""
+
+
+def _inside(part: str | None, save: str | None) -> bool:
+    """True when the file ``part`` belongs to the save at ``save`` (its folder, or a
+    file beside it: nanochat's model_N.pt and optim_N_rankR.pt)."""
+    if part is None or save is None:
+        return part is None
+    folder = _folder(part)
+    return folder == save.rstrip("/") or folder == _folder(save) or part == save
+
+
+def _same_save(pend: PendingSave, path: str | None, step: int | None) -> bool:
+    if step is not None and pend.step is not None and step != pend.step:
+        return False
+    return path is None or pend.path is None or path == pend.path
+
+
+def _completes(pend: PendingSave, path: str | None, step: int | None, tag: str | None) -> bool:
+    """Whether a completion line is the end of the started save ``pend``."""
+    if tag is not None:
+        return pend.path is None or pend.path.rstrip("/").endswith("/" + tag) or pend.path == tag
+    if step is not None and pend.step is not None and step != pend.step:
+        return False
+    return path is None or pend.path is None or path == pend.path or _inside(pend.path, path)
+
+
+def checkpoint_note(snap: Snapshot) -> str | None:
+    """What the run log should say about saves beside the last completed checkpoint:
+    a started save that never completed, or a framework that prints only starts."""
+    pend = snap.pending_save
+    if pend is not None:
+        what = f"step {pend.step}" if pend.step is not None else (pend.path or "a checkpoint")
+        where = f" ({pend.path})" if pend.path and pend.step is not None else ""
+        return f"a save of {what}{where} started but was not seen to complete: not counted"
+    ck = snap.checkpoint
+    if ck is not None and ck.evidence in (BY_PROGRESS, BY_EXIT):
+        who = ck.source or "the training"
+        return f"{who} prints only the start of a save: the checkpoint counts ({ck.evidence})"
+    return None
+
+
 class Progress:
     """Thread-safe progress state. ``apply`` from the scanner, ``snapshot`` from anyone."""
 
@@ -166,6 +235,8 @@ class Progress:
         self._train = LossHistory()
         self._val = LossHistory()
         self._errors: dict[tuple[str, str], ErrorRecord] = {}
+        self._checkpoints: list[Checkpoint] = []
+        self._origin: dict[str, str] = {}
         # Per-stream byte counters, each written by its own copy thread only (no lock
         # needed, no lost updates); index 1 = stdout, 2 = stderr.
         self._bytes = [0, 0, 0]
@@ -183,7 +254,7 @@ class Progress:
 
     def snapshot(self) -> Snapshot:
         with self._lock:
-            s = replace(self._s)
+            s = replace(self._s, checkpoints=tuple(self._checkpoints), origin=dict(self._origin))
             train = self._train.series()
             val = self._val.series()
         last_mono = self.last_output_mono
@@ -220,9 +291,13 @@ class Progress:
             had_progress = s.has_progress
             version = s.version
             step = s.step
+            went_on = obs.went_on
             if obs.step is not None and obs.step != step:
+                went_on = went_on or step is not None or s.pending_save is not None
                 step = obs.step
                 self._progressed(step)
+            if obs.format is not None:
+                self._note_origin(obs)
             if obs.step_total is not None and obs.step_total != s.step_total:
                 s.step_total = obs.step_total
                 s.version += 1
@@ -235,6 +310,8 @@ class Progress:
             if obs.loss is not None:
                 s.loss, s.loss_text = obs.loss, obs.loss_text
                 s.version += 1
+                s.train_count += 1
+                went_on = True
                 self._train.add(step, obs.loss)
                 if s.first_loss is None:
                     s.first_loss, s.first_loss_text = obs.loss, obs.loss_text
@@ -248,11 +325,25 @@ class Progress:
             if obs.val_loss is not None:
                 s.val_loss, s.val_loss_text = obs.val_loss, obs.val_loss_text
                 s.version += 1
+                s.val_count += 1
+                went_on = True
                 self._val.add(step, obs.val_loss)
                 if s.first_val_loss is None:
                     s.first_val_loss, s.first_val_loss_text = obs.val_loss, obs.val_loss_text
-            if obs.checkpoint_saved:
-                self._checkpoint(obs, step, notable)
+            pend = s.pending_save
+            if (
+                went_on
+                and pend is not None
+                and pend.on_progress
+                and not obs.checkpoint_started
+                and not obs.checkpoint_part
+            ):
+                # A synchronous save that printed only its start: training went on after
+                # it, so it returned. (A save's own lines are not the training going on.)
+                self._complete(pend.path, pend.step, BY_PROGRESS, pend.source, notable)
+                s.pending_save = None
+            if obs.checkpoint_saved or obs.checkpoint_started or obs.checkpoint_part:
+                self._save_line(obs, step, notable)
             if obs.wandb_dir is not None and obs.wandb_dir != s.wandb_dir:
                 if not _same_wandb_run(s.wandb_dir, obs.wandb_dir):
                     s.wandb_dir = obs.wandb_dir
@@ -282,25 +373,99 @@ class Progress:
         s.last_progress_mono = self._mono()
         s.version += 1
 
-    def _checkpoint(self, obs: Observation, step: int | None, notable: Notable) -> None:
+    def end_of_output(self, exited_ok: bool) -> None:
+        """The command ended. A synchronous save that printed only its start returned
+        if the command then exited 0; any other started save stays not completed."""
+        with self._lock:
+            pend = self._s.pending_save
+            if exited_ok and pend is not None and pend.on_progress:
+                self._complete(pend.path, pend.step, BY_EXIT, pend.source, Notable())
+                self._s.pending_save = None
+                self._s.version += 1
+
+    def _note_origin(self, obs: Observation) -> None:
+        name = obs.format or ""
+        for fld in ("step", "loss", "val_loss", "lr", "epoch"):
+            if getattr(obs, fld) is not None:
+                self._origin[fld] = name
+        if obs.checkpoint_saved or obs.checkpoint_started:
+            self._origin["checkpoint"] = name
+
+    def _save_line(self, obs: Observation, step: int | None, notable: Notable) -> None:
+        """A line about a save: it started, a part of it was written, or it completed."""
         s = self._s
         ckpt_step = obs.checkpoint_step if obs.checkpoint_step is not None else step
+        path = obs.checkpoint
+        if path is None and obs.checkpoint_layout is not None and ckpt_step is not None:
+            path = obs.checkpoint_layout.format(step=ckpt_step)
+        pend = s.pending_save
+        s.version += 1
+        if obs.checkpoint_part:
+            if pend is not None and _inside(path, pend.path):
+                return  # one file of the save under way
+            if pend is not None and pend.on_progress:
+                # a save of another folder started: the pending one returned
+                self._complete(pend.path, pend.step, BY_PROGRESS, pend.source, notable)
+                s.pending_save = None
+            # a file saved on its own (a weights-only save): complete
+            self._complete(path, ckpt_step, BY_LINE, obs.format, notable)
+            return
+        if obs.checkpoint_started:
+            if pend is not None and pend.on_progress and not _same_save(pend, path, ckpt_step):
+                # the next save started: the previous synchronous one returned
+                self._complete(pend.path, pend.step, BY_PROGRESS, pend.source, notable)
+            if pend is not None and _same_save(pend, path, ckpt_step):
+                # a second start line of the same save: keep what each says
+                path = path or pend.path
+                ckpt_step = ckpt_step if ckpt_step is not None else pend.step
+            s.pending_save = PendingSave(
+                path, ckpt_step, self._wall(), obs.checkpoint_on_progress, obs.format
+            )
+            return
+        # completed: it may name only a tag or nothing; the started save gives the rest
+        if pend is not None and _completes(pend, path, ckpt_step, obs.checkpoint_tag):
+            if path is None or (obs.checkpoint_tag and pend.path):
+                path = pend.path
+            if obs.checkpoint_step is None and pend.step is not None:
+                ckpt_step = pend.step
+            s.pending_save = None
+        self._complete(path, ckpt_step, BY_LINE, obs.format, notable)
+
+    def _complete(
+        self,
+        path: str | None,
+        ckpt_step: int | None,
+        evidence: str,
+        source: str | None,
+        notable: Notable,
+    ) -> None:
+        s = self._s
+        step = s.step
+        for known in self._checkpoints:
+            if path is not None and known.path == path and known.step == ckpt_step:
+                return  # re-printed (timm lists its kept checkpoints after every save)
         prev = s.checkpoint
         same_save = (
             prev is not None
             and prev.step == ckpt_step
-            and (prev.path == obs.checkpoint or None in (prev.path, obs.checkpoint))
+            and (prev.path == path or None in (prev.path, path))
         )
         if same_save and prev is not None:
-            # "saving at iteration N" then "saved iteration N to X" (or the reverse with
-            # "finished saving"): one checkpoint; keep the path that was given.
-            if prev.path is None and obs.checkpoint is not None:
-                s.checkpoint = replace(prev, path=obs.checkpoint)
-        else:
-            s.checkpoint = Checkpoint(obs.checkpoint, ckpt_step, self._wall())
-            s.checkpoints_saved += 1
-            notable.checkpoint = True
-        s.version += 1
+            # one save announced twice (with and without its path): keep the path given
+            if prev.path is None and path is not None:
+                s.checkpoint = replace(prev, path=path)
+                self._checkpoints[-1] = s.checkpoint
+            return
+        ck = Checkpoint(path, ckpt_step, self._wall(), evidence, source)
+        self._checkpoints.append(ck)
+        if len(self._checkpoints) > CHECKPOINTS_MAX:
+            del self._checkpoints[0]
+        s.checkpoints_saved += 1
+        last_step = prev.step if prev is not None else None
+        if ckpt_step is not None and last_step is not None and ckpt_step < last_step:
+            return  # an older one listed again after a newer one: not the last
+        s.checkpoint = ck
+        notable.checkpoint = True
         if ckpt_step is not None and (step is None or ckpt_step > step):
             # A checkpoint of step N proves step N was reached (HF's bar is throttled).
             self._progressed(ckpt_step)
@@ -322,10 +487,15 @@ class Progress:
 
 
 __all__ = [
+    "BY_EXIT",
+    "BY_LINE",
+    "BY_PROGRESS",
     "Checkpoint",
     "ErrorRecord",
     "LossHistory",
     "Notable",
+    "PendingSave",
     "Progress",
     "Snapshot",
+    "checkpoint_note",
 ]

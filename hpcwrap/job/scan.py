@@ -24,10 +24,15 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
+from hpcwrap.config import Pattern
 from hpcwrap.job.formats import KEYWORDS, LineParser
-from hpcwrap.job.progress import Notable, Progress
+from hpcwrap.job.progress import Checkpoint, Notable, Progress, Snapshot, checkpoint_note
 
 LINE_MAX = 64 * 1024
 QUEUE_LIMIT = 2 * 1024 * 1024
@@ -406,4 +411,163 @@ class Scanner:
                 self.on_parser_error(exc, sample)
 
 
-__all__ = ["LINE_MAX", "QUEUE_LIMIT", "Scanner"]
+# --------------------------------------------------------------------------- offline scan
+
+
+@dataclass(frozen=True)
+class CheckpointReport:
+    printed: str | None  # the path as the output printed it
+    path: str | None  # resolved against the job's working directory
+    step: int | None
+    evidence: str  # how it is known to be complete (progress.BY_LINE / BY_PROGRESS)
+    source: str  # where it was read: the format entry, or e.g. a record on disk
+
+
+@dataclass(frozen=True)
+class ScanReport:
+    """What hpcwrap reads from one output file (the wrapper's reader, run offline).
+
+    ``origin`` says where each figure came from (a format entry such as ``megatron``,
+    a generic reader such as ``tqdm`` or ``kv``); other readers (records on disk) can
+    add figures with their own origin.
+    """
+
+    path: str
+    cwd: str  # relative paths were resolved against this folder
+    lines: int
+    formats: dict[str, int]  # format entry -> lines it read
+    final_step: int | None
+    step_total: int | None
+    epoch: float | None
+    first_loss: str | None  # as printed
+    last_loss: str | None
+    train_losses: int
+    first_val_loss: str | None
+    last_val_loss: str | None
+    val_losses: int
+    checkpoint: CheckpointReport | None  # the last completed one
+    checkpoints: tuple[CheckpointReport, ...]
+    pending_save: CheckpointReport | None  # started, never seen to complete
+    checkpoint_note: str | None
+    wandb_dir: str | None
+    wandb_url: str | None
+    config_path: str | None
+    errors: tuple[dict[str, Any], ...]  # kind, text, count, step
+    error_kinds: tuple[str, ...]
+    origin: dict[str, str]
+    snapshot: Snapshot = field(repr=False, compare=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        del out["snapshot"]
+        return out
+
+
+def resolve_printed(printed: str | None, cwd: Path) -> str | None:
+    """A printed path resolved against the job's working directory (``~`` expanded)."""
+    if printed is None:
+        return None
+    path = Path(printed).expanduser()
+    return str(path if path.is_absolute() else cwd / path)
+
+
+def _num_text(text: str | None, value: float | None) -> str | None:
+    if text is not None:
+        return text
+    return None if value is None else repr(value)
+
+
+def report(
+    snap: Snapshot, parser: LineParser, *, path: str, cwd: Path, lines: int | None = None
+) -> ScanReport:
+    """A ScanReport of a snapshot (the wrapper's or ``scan_file``'s)."""
+
+    def ck(c: Checkpoint | None) -> CheckpointReport | None:
+        if c is None:
+            return None
+        return CheckpointReport(
+            c.path, resolve_printed(c.path, cwd), c.step, c.evidence, c.source or "console"
+        )
+
+    pend = snap.pending_save
+    pending = (
+        CheckpointReport(
+            pend.path,
+            resolve_printed(pend.path, cwd),
+            pend.step,
+            "started",
+            pend.source or "console",
+        )
+        if pend is not None
+        else None
+    )
+    errors = tuple(
+        {"kind": e.kind, "text": e.text, "count": e.count, "step": e.step} for e in snap.errors
+    )
+    return ScanReport(
+        path=path,
+        cwd=str(cwd),
+        lines=snap.lines if lines is None else lines,
+        formats=dict(sorted(parser.matched.items(), key=lambda kv: -kv[1])),
+        final_step=snap.step,
+        step_total=snap.step_total,
+        epoch=snap.epoch,
+        first_loss=_num_text(snap.first_loss_text, snap.first_loss),
+        last_loss=_num_text(snap.loss_text, snap.loss),
+        train_losses=snap.train_count,
+        first_val_loss=_num_text(snap.first_val_loss_text, snap.first_val_loss),
+        last_val_loss=_num_text(snap.val_loss_text, snap.val_loss),
+        val_losses=snap.val_count,
+        checkpoint=ck(snap.checkpoint),
+        checkpoints=tuple(c for c in (ck(x) for x in snap.checkpoints) if c is not None),
+        pending_save=pending,
+        checkpoint_note=checkpoint_note(snap),
+        wandb_dir=snap.wandb_dir,
+        wandb_url=snap.wandb_url,
+        config_path=snap.config_path,
+        errors=errors,
+        error_kinds=tuple(dict.fromkeys(e.kind for e in snap.errors)),
+        origin=dict(snap.origin or {}),
+        snapshot=snap,
+    )
+
+
+SCAN_CHUNK = 64 * 1024  # what a copy thread hands the scanner at most per read
+
+
+def scan_file(
+    path: str | Path,
+    *,
+    patterns: Sequence[Pattern] = (),
+    cwd: str | Path | None = None,
+) -> ScanReport:
+    """Read an existing output file with the wrapper's reader (``Scanner.feed``, the same
+    chunking as the copy threads); relative paths are resolved against ``cwd`` (default:
+    the file's folder, where Slurm writes ``slurm-<id>.out`` for a job run there).
+
+    Raises OSError when the file cannot be read.
+    """
+    file = Path(path)
+    folder = Path(cwd) if cwd is not None else file.resolve().parent
+    progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
+    parser = LineParser(patterns)
+    failures: list[BaseException] = []
+    scanner = Scanner(parser, progress, lambda _n: None, lambda exc, _b: failures.append(exc))
+    with open(file, "rb") as fh:
+        while chunk := fh.read(SCAN_CHUNK):
+            progress.note_output(1, len(chunk))
+            scanner.feed(1, chunk)
+    scanner.finish(1)
+    return report(progress.snapshot(), parser, path=str(file), cwd=folder)
+
+
+__all__ = [
+    "LINE_MAX",
+    "QUEUE_LIMIT",
+    "CheckpointReport",
+    "ScanReport",
+    "Scanner",
+    "report",
+    "resolve_printed",
+    "scan_file",
+]

@@ -19,7 +19,15 @@ the box, each checked against what the real tool prints:
   6.54E+00 |`` and ``validation loss at iteration 1000 | lm loss value: ...``).
 - JSON lines (``{"step": 100, "loss": 0.5, "lr": 3e-4}``).
 
-Events: checkpoint saved (path and step when the line says them), the W&B run
+Framework entries (frameworks.py) are tried first: a line one of them read is not
+read again by the generic metric readers above.
+
+A data-preparation bar (``Map:``, ``Tokenizing train dataset``, ``Running
+tokenizer``, a bar counting ``examples/s``) never sets the step: only a bar that
+carries a loss or is the training loop's does.
+
+Events: checkpoints (completed, or started: a start is not a checkpoint until it
+completes, see progress.py), the W&B run
 directory or URL, a resolved-config path the run announces, and errors (CUDA
 out of memory, NCCL timeouts and errors, Python tracebacks with their final
 exception line, slurmstepd/srun time-limit, oom-kill and memory-limit lines).
@@ -33,11 +41,14 @@ from __future__ import annotations
 
 import json
 import math
+import posixpath
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 from hpcwrap.config import Pattern
+from hpcwrap.job.formats.entry import STEP_EPOCH_INDEX, Entry
+from hpcwrap.job.formats.frameworks import ENTRIES
 
 # Every word a line must contain (lower-cased) for the parser to find anything in
 # it. The scanner uses this list to skip other lines without decoding them, so it
@@ -68,6 +79,24 @@ KEYWORDS: tuple[bytes, ...] = (
     b"exhausted",
     b"fault",
     b"fatal",
+    # validation lines (read even in a flood: the last val loss must not be sampled out)
+    b"validation",
+    b"valid on",
+    b"validate",
+    b"eval_loss",
+    b"val loss",
+    b"test:",
+    b"test (ema)",
+    # framework save lines that say neither checkpoint nor save
+    b"writing model",
+    b"ready now",
+    b"output dir",
+    b"trainer.fit",
+    b"training completed",
+    b"total training time",
+    b"end of training",
+    b"pth.tar",
+    b"asynchronous save",
 )
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
@@ -153,6 +182,15 @@ _TQDM = re.compile(
     r"(?P<n>\d+(?:\.\d+)?[kMG]?)/(?P<total>\d+(?:\.\d+)?[kMG]?)\s*\[(?P<inside>[^\]]*)\]?"
 )
 _EVAL_BAR = re.compile(r"val|eval|test|predict|sanity|infer", re.IGNORECASE)
+# Data preparation bars (datasets' map/filter, tokenizing, downloads, loading shards):
+# their counts are examples or files, never the training's step.
+_DATA_BAR = re.compile(
+    r"dataset|token|map\b|filter|download|load|shard|generat|prepar|pack|template|truncat"
+    r"|\beos\b|extract|convert|process|fetch|resolv",
+    re.IGNORECASE,
+)
+_TRAIN_BAR = re.compile(r"train|step|iter|batch|optim|updat", re.IGNORECASE)
+_DATA_UNITS = ("examples/s", "ba/s", "files/s", "shards/s", "B/s")
 _EPOCH_BAR = re.compile(r"^\s*epoch\s+(?P<epoch>\d+)", re.IGNORECASE)
 
 _MEGATRON_TRAIN = re.compile(r"\biteration\s+(?P<n>\d+)\s*/\s*(?P<total>\d+)\s*\|")
@@ -277,6 +315,17 @@ _TB_CHAIN = re.compile(
 _EXC_LINE = re.compile(r"^(?P<exc>(?:[A-Za-z_]\w*\.)*(?P<name>[A-Z]\w*))(?P<colon>:(?:\s.*)?)?$")
 _EXC_SUFFIX = re.compile(r"(?:Error|Exception|Interrupt|Exit|Iteration|Warning|Fault|Failure)$")
 _NOT_EXC = frozenset({"INFO", "WARNING", "WARN", "DEBUG", "ERROR", "CRITICAL", "NOTE", "TODO"})
+# The generic readers, by the names scan reports them under.
+_GENERIC = {
+    "tqdm": "tqdm-bar",
+    "kv": "key-value",
+    "json": "json-lines",
+    "megatron": "megatron",
+    "error": "errors",
+    "traceback": "errors",
+    "wandb": "wandb",
+    "checkpoint": "generic-checkpoint",
+}
 _TB_MAX_LINES = 400  # a traceback longer than this is given up on (bounded state)
 
 ERROR_TEXT_MAX = 300
@@ -296,7 +345,14 @@ class Observation:
     val_loss_text: str | None = None
     checkpoint: str | None = None  # path as printed
     checkpoint_step: int | None = None
-    checkpoint_saved: bool = False  # a save was announced (with or without a path)
+    checkpoint_saved: bool = False  # a save completed (with or without a path)
+    checkpoint_started: bool = False  # a save started: not a checkpoint until it completes
+    checkpoint_part: bool = False  # a file written as part of a save
+    checkpoint_on_progress: bool = False  # the started save completes once training goes on
+    checkpoint_layout: str | None = None  # "<root>/step-{step}" where no path is printed
+    checkpoint_tag: str | None = None  # DeepSpeed's tag in its commit line
+    went_on: bool = False  # a line that proves training went on after a started save
+    format: str | None = None  # the framework entry that read the line
     wandb_dir: str | None = None
     wandb_url: str | None = None
     config_path: str | None = None
@@ -312,6 +368,9 @@ class Observation:
             and self.lr is None
             and self.epoch is None
             and not self.checkpoint_saved
+            and not self.checkpoint_started
+            and not self.checkpoint_part
+            and not self.went_on
             and self.wandb_dir is None
             and self.wandb_url is None
             and self.config_path is None
@@ -393,8 +452,15 @@ class _Traceback:
 class LineParser:
     """Stateful (tracebacks, which tqdm bar is the training bar) line reader."""
 
-    def __init__(self, patterns: Sequence[Pattern] = ()) -> None:
+    def __init__(
+        self, patterns: Sequence[Pattern] = (), entries: Sequence[Entry] = ENTRIES
+    ) -> None:
         self.patterns = tuple(patterns)
+        self.entries = tuple(entries)
+        self.matched: dict[str, int] = {}  # lines each framework entry read
+        self._roots: dict[str, str] = {}  # entry -> the checkpoint folder it announced
+        self._per_epoch: dict[str, int] = {}  # entry -> updates per epoch (timm)
+        self._listing: Entry | None = None  # in a list of checkpoints (timm)
         self._main_total: float = 0.0  # the largest total of a desc-less tqdm bar seen
         self._tracebacks: dict[int, _Traceback] = {}
 
@@ -415,9 +481,142 @@ class LineParser:
         if obs.error is None:
             self._errors(text, lower, obs)
         if obs.error is None:
+            read = self._frameworks(text, lower, obs)
             self._events(text, lower, obs)
-            self._metrics(text, lower, obs)
+            if not read:
+                self._metrics(text, lower, obs)
+        if obs.format is None and obs.sources:
+            obs.format = next((_GENERIC[src] for src in obs.sources if src in _GENERIC), None)
+        if obs.format is not None:
+            self.matched[obs.format] = self.matched.get(obs.format, 0) + 1
         return None if obs.empty() else obs
+
+    # -- framework entries (frameworks.py) ---------------------------------------
+
+    def _frameworks(self, text: str, lower: str, obs: Observation) -> bool:
+        """Apply the entries whose hints the line has; True when one read its metrics."""
+        listing = self._listing
+        if listing is not None:
+            item = listing.listing_item.match(text) if listing.listing_item else None
+            if item is not None:
+                self._save(listing, "saved", item.groupdict(), obs)
+                return True
+            self._listing = None
+        read = False
+        for e in self.entries:
+            if not any(h in lower for h in e.hints):
+                continue
+            if e.root is not None and (r := e.root.search(text)) is not None:
+                self._roots[e.name] = _clean_path(r.group("root"))
+                obs.format = e.name
+            if e.listing is not None and e.listing.search(text):
+                self._listing = e
+                obs.format = e.name
+                continue
+            if not (obs.checkpoint_saved or obs.checkpoint_started or obs.checkpoint_part):
+                self._entry_saves(e, text, obs)
+            if e.went_on is not None and e.went_on.search(text):
+                obs.went_on = True
+                obs.format = obs.format or e.name
+            if not read and self._entry_metrics(e, text, obs):
+                read = True
+                obs.format = e.name
+        return read
+
+    def _entry_saves(self, e: Entry, text: str, obs: Observation) -> None:
+        for kind, patterns in (("saved", e.saved), ("started", e.started), ("part", e.parts)):
+            for rx in patterns:
+                m = rx.search(text)
+                if m is not None:
+                    self._save(e, kind, m.groupdict(), obs)
+                    return
+
+    def _save(self, e: Entry, kind: str, g: dict[str, str | None], obs: Observation) -> None:
+        path = _clean_path(g.get("path") or "") or None
+        file = _clean_path(g.get("file") or "") or None
+        if file is not None:
+            # a file inside the checkpoint: the checkpoint is its folder (a part stays a file)
+            path = file if kind == "part" else (posixpath.dirname(file) or ".")
+        step = int(g.get("step") or 0) if g.get("step") else None
+        if step is None and e.path_step is not None:
+            named = file or path
+            found = e.path_step.search(named) if named else None
+            if found is not None:
+                step = int(found.group("step"))
+                if e.path_step_is_epoch:
+                    # checkpoint-<epoch>: saved after that epoch's updates
+                    per_epoch = self._per_epoch.get(e.name)
+                    step = (step + 1) * per_epoch if per_epoch else None
+        if step is None and e.path_step is None and (file or path) and kind != "part":
+            found = list(_STEP_IN_PATH.finditer(path or ""))
+            if found:
+                step = int(found[-1].group("step") or found[-1].group("bare"))
+        if path is None and e.layout and e.name in self._roots:
+            root = self._roots[e.name].replace("{", "{{").replace("}", "}}")
+            obs.checkpoint_layout = e.layout.replace("{root}", root)
+        obs.checkpoint = path
+        obs.checkpoint_step = step
+        obs.checkpoint_tag = g.get("tag")
+        obs.checkpoint_saved = kind == "saved"
+        obs.checkpoint_started = kind == "started"
+        obs.checkpoint_part = kind == "part"
+        obs.checkpoint_on_progress = e.completes_on_progress
+        # a file line ("Model weights saved in") is printed by many frameworks alike
+        obs.format = e.name if kind != "part" else "save-file"
+        obs.sources.append("checkpoint")
+
+    def _entry_metrics(self, e: Entry, text: str, obs: Observation) -> bool:
+        m = e.val.search(text) if e.val is not None else None
+        if m is not None:
+            g = m.groupdict()
+            if g.get("last") is not None and g.get("index") != g.get("last"):
+                return True  # a running average over part of the val set
+            self._set(obs, "val_loss", parse_number(g["val_loss"] or ""), text=g["val_loss"])
+            if g.get("step"):
+                self._set(obs, "step", float(g["step"] or 0), force=True)
+            self._fields(e, text, obs, skip_loss=True)
+            obs.sources.append(e.name)
+            return True
+        m = e.average.search(text) if e.average is not None else None
+        if m is not None:
+            # an average over many steps: its step counts, its loss is not a step's
+            if m.groupdict().get("step"):
+                self._set(obs, "step", float(m.group("step")), force=True)
+            self._fields(e, text, obs, skip_loss=True)
+            obs.sources.append(e.name)
+            return True
+        m = e.train.search(text) if e.train is not None else None
+        if m is None:
+            return False
+        g = m.groupdict()
+        if e.step == STEP_EPOCH_INDEX:
+            epoch, index, total = int(g["epoch"] or 0), int(g["index"] or 0), int(g["total"] or 0)
+            self._per_epoch[e.name] = total
+            self._set(obs, "step", float(epoch * total + index + 1), force=True)
+            self._set(obs, "epoch", float(epoch), force=True)
+        else:
+            if g.get("step"):
+                self._set(obs, "step", float(g["step"] or 0), force=True)
+            if g.get("total"):
+                obs.step_total = int(g["total"] or 0)
+            if g.get("epoch"):
+                self._set(obs, "epoch", parse_number(g["epoch"] or ""), force=True)
+        if g.get("loss"):
+            self._set(obs, "loss", parse_number(g["loss"] or ""), force=True, text=g["loss"])
+        if g.get("lr"):
+            self._set(obs, "lr", parse_number(g["lr"] or ""), force=True)
+        self._fields(e, text, obs)
+        obs.sources.append(e.name)
+        return True
+
+    def _fields(self, e: Entry, text: str, obs: Observation, *, skip_loss: bool = False) -> None:
+        for name, rx in e.fields:
+            if skip_loss and name == "loss":
+                continue
+            f = rx.search(text)
+            if f is not None:
+                value = f.group("v")
+                self._set(obs, name, parse_number(value), force=True, text=value)
 
     # -- tracebacks -------------------------------------------------------------
 
@@ -517,8 +716,8 @@ class LineParser:
             self._checkpoint(text, lower, obs)
 
     def _checkpoint(self, text: str, lower: str, obs: Observation) -> None:
-        if obs.checkpoint_saved:  # a user pattern already said
-            return
+        if obs.checkpoint_saved or obs.checkpoint_started or obs.checkpoint_part:
+            return  # a user pattern or a framework entry already said
         # "Loading/Resuming from checkpoint X" is not a save.
         if not any(w in lower for w in ("sav", "written", "wrote", "stored", "policy after")):
             return
@@ -526,15 +725,22 @@ class LineParser:
             return
         path: str | None = None
         step: int | None = None
+        started = False
         for rx in _CKPT_PATTERNS:
             m = rx.search(text)
             if m:
+                # "Saving ... to X" is the start of a save (a synchronous one, for an
+                # unknown framework: complete once training goes on); "saved" is done.
+                started = m.group(0).lower().startswith(("saving", "writing"))
                 path = _clean_path(m.group("path"))
                 if "step" in m.groupdict() and m.group("step"):
                     step = int(m.group("step"))
                 break
-        if path is None and not _CKPT_NO_PATH.search(text):
-            return
+        if path is None:
+            n = _CKPT_NO_PATH.search(text)
+            if n is None:
+                return
+            started = n.group(0).lower().startswith("saving")
         if step is None:
             s = _CKPT_STEP.search(text)
             if s:
@@ -545,7 +751,8 @@ class LineParser:
                 step = int(found[-1].group("step") or found[-1].group("bare"))
         obs.checkpoint = path
         obs.checkpoint_step = step
-        obs.checkpoint_saved = True
+        obs.checkpoint_saved = not started
+        obs.checkpoint_started = obs.checkpoint_on_progress = started
         obs.sources.append("checkpoint")
 
     # -- metrics ----------------------------------------------------------------
@@ -594,6 +801,9 @@ class LineParser:
         if desc and _EVAL_BAR.search(desc):
             return True  # an eval/validation bar: its n is not the training step
         e = _EPOCH_BAR.match(desc) if desc else None
+        inside = m.group("inside") or ""
+        if e is None and not self._training_bar(desc, inside):
+            return True  # data preparation (Map, Tokenizing ...): not the training's step
         if e is not None:
             # Lightning: one bar per epoch counting batches within it.
             epoch = int(e.group("epoch"))
@@ -606,6 +816,18 @@ class LineParser:
             self._set(obs, "step", n)
             obs.step_total = int(total)
         return True
+
+    @staticmethod
+    def _training_bar(desc: str, inside: str) -> bool:
+        """A bar that belongs to training: it carries a loss, or it is the training loop's
+        (no description, or one that says train/step/iter; never a data unit)."""
+        if "loss" in inside.lower():
+            return True
+        if any(unit in inside for unit in _DATA_UNITS):
+            return False
+        if not desc:
+            return True
+        return not _DATA_BAR.search(desc) and bool(_TRAIN_BAR.search(desc))
 
     def _megatron(self, text: str, obs: Observation) -> bool:
         v = _MEGATRON_VAL.search(text)
