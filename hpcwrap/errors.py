@@ -206,6 +206,19 @@ class MissingExtraError(HpcwrapError, ImportError):
         self.extra = extra
 
 
+class PublishError(HpcwrapError):
+    """A checkpoint may not be published yet: the passport/signoff gate failed, or a copy
+    did not verify (the message names the file and the problem)."""
+
+    meaning: ClassVar[str] = "publish gate refused"
+
+
+class SensitiveDataError(HpcwrapError):
+    """``hpcwrap export --check``: a file still holds something a public log may not."""
+
+    meaning: ClassVar[str] = "sensitive data left in a file"
+
+
 class RunLogWarning(UserWarning):
     """Something in a sidecar was damaged and has been recovered from."""
 
@@ -230,6 +243,8 @@ EXIT_CODES: dict[type[HpcwrapError], int] = {
     WandbKeyError: 16,
     WandbRefusedError: 15,
     WandbSyncError: 17,
+    PublishError: 18,
+    SensitiveDataError: 19,
     HpcwrapError: 1,
 }
 

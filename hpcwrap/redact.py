@@ -16,7 +16,11 @@ Caught:
   (``hf_`` + 8 or more), GitHub (``ghp_``..., ``github_pat_``), AWS access key
   ids (``AKIA``...), OpenAI-style ``sk-`` keys, Slack ``xox.-`` tokens;
 - credentials inside URLs: ``https://alice:secret@host/`` -> ``https://alice:***@host/``;
-- ``Bearer``/``Basic`` authorization values.
+- ``Bearer``/``Basic`` authorization values, and ``wandb login <key>``.
+
+``find_sensitive`` gives the same findings by kind (plus emails, a "personal"
+kind that run logs keep and a public export removes): ``hpcwrap export`` and
+``--check`` use it.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from __future__ import annotations
 import re
 import shlex
 from collections.abc import Mapping, Sequence
-from dataclasses import fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass
 from typing import Any
 
 REDACTED = "***"
@@ -37,12 +41,26 @@ SECRET_NAME = re.compile(
 # these are the ones hpcwrap itself and common trainers print).
 _NOT_SECRET = re.compile(
     r"^(?:-*)(?:key[_-]?settings?|tokenizer(?:[_-]\w+)?|max[_-]?tokens|num[_-]?tokens|"
-    r"tokens?[_-]per[_-]\w+|n[_-]?tokens|passes|num[_-]?passes|keys?)$",
+    r"tokens?[_-]per[_-]\w+|n[_-]?tokens|passes|num[_-]?passes|keys?|"
+    r"(?:[\w-]*[_-])?passports?(?:\.json)?)$",
     re.IGNORECASE,
 )
-SECRET_VALUE = re.compile(
-    r"\b(?:hf_[A-Za-z0-9]{8,}|gh[pousr]_[A-Za-z0-9]{16,}|github_pat_\w{16,}|"
-    r"AKIA[0-9A-Z]{16}|sk-[A-Za-z0-9_-]{16,}|xox[abpors]-[A-Za-z0-9-]{8,})\b"
+# The one list of key formats caught whatever they are called: (kind, pattern).
+KEY_FORMATS: tuple[tuple[str, str], ...] = (
+    ("Hugging Face token", r"hf_[A-Za-z0-9]{8,}"),
+    ("GitHub token", r"gh[pousr]_[A-Za-z0-9]{16,}|github_pat_\w{16,}"),
+    ("AWS access key id", r"(?:AKIA|ASIA)[0-9A-Z]{16}"),
+    ("API key or token", r"sk-[A-Za-z0-9_-]{16,}"),
+    ("Slack token", r"xox[abpors]-[A-Za-z0-9-]{8,}"),
+)
+SECRET_VALUE = re.compile(r"\b(?:" + "|".join(p for _, p in KEY_FORMATS) + r")\b")
+_KEY_FORMATS = tuple((kind, re.compile(rf"\b(?:{p})\b")) for kind, p in KEY_FORMATS)
+# ``wandb login <key>``: the key follows the command, unnamed.
+_WANDB_LOGIN = re.compile(r"(\bwandb\s+login\s+(?:--?[\w-]+\s+)*)([A-Za-z0-9_-]{40,})")
+# Emails are personal, not secret: run logs keep them, a public export does not.
+EMAIL = re.compile(
+    r"(?<![\w.+%-])(?!git@)[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
+    r"\.[A-Za-z]{2,}(?![\w-])"
 )
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/-]+=*")
 # scheme://user:password@host -> keep the user, hide the password
@@ -65,6 +83,7 @@ def is_secret_name(name: str) -> bool:
 def redact_value(text: str) -> str:
     """Known key formats and URL credentials in ``text`` replaced by ``***``."""
     text = SECRET_VALUE.sub(REDACTED, text)
+    text = _WANDB_LOGIN.sub(rf"\g<1>{REDACTED}", text)
     text = _BEARER.sub(rf"\g<1> {REDACTED}", text)
     return _URL_CREDENTIALS.sub(rf"\g<1>{REDACTED}\g<2>", text)
 
@@ -203,8 +222,86 @@ def scrub_state(obj: Any) -> None:
                     value[k] = scrub(item)
 
 
+# ---------------------------------------------------------------- findings by kind (export)
+
+PERSONAL_KINDS = frozenset({"email"})
+# What a value may read that hides nothing: already redacted, a placeholder, empty words.
+_HIDES_NOTHING = re.compile(
+    r"^(?:\*+|<[^<>\s]*(?:\s[^<>\s]+)*>|n/?a|none|null|unset|-|\.\.\.)$", re.I
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One secret-adjacent value in a text: its kind (``"W&B API key"``) and span."""
+
+    kind: str
+    start: int
+    end: int
+
+    @property
+    def personal(self) -> bool:
+        return self.kind in PERSONAL_KINDS
+
+
+def secret_kind(name: str) -> str:
+    """The kind of secret a name (``WANDB_API_KEY``, ``--db-pass``) says its value is."""
+    bare = name.strip().lstrip("-").lower()
+    if "wandb" in bare:
+        return "W&B API key"
+    if bare.startswith(("hf_", "hf-", "hugging")) or "hf_token" in bare:
+        return "Hugging Face token"
+    if "aws" in bare:
+        return "AWS secret" if "id" not in bare.split("_")[-1:] else "AWS access key id"
+    if "pass" in bare:
+        return "password"
+    return "API key or token"
+
+
+def find_sensitive(text: str, *, personal: bool = True) -> list[Finding]:
+    """Every secret (and, with ``personal``, every email) in ``text``, by kind, in order.
+
+    The same patterns as ``redact_text``; spans never overlap (the first rule that
+    claims a character keeps it: key formats, then ``wandb login``, URL
+    credentials, bearer values, named values, emails).
+    """
+    found: list[Finding] = []
+
+    def claim(kind: str, start: int, end: int) -> None:
+        if start >= end or _HIDES_NOTHING.match(text[start:end]):
+            return
+        if any(f.start < end and start < f.end for f in found):
+            return
+        found.append(Finding(kind, start, end))
+
+    for kind, rx in _KEY_FORMATS:
+        for m in rx.finditer(text):
+            claim(kind, m.start(), m.end())
+    for m in _WANDB_LOGIN.finditer(text):
+        claim("W&B API key", m.start(2), m.end(2))
+    for m in _URL_CREDENTIALS.finditer(text):
+        claim("password in a URL", m.end(1), m.start(2))
+    for m in _BEARER.finditer(text):
+        claim("bearer token", m.end(1) + 1, m.end())
+    for m in _NAMED.finditer(text):
+        name, sep = m.group("name"), m.group("sep")
+        if not sep.strip() and not name.startswith("-"):
+            continue  # "token 5" in prose is no assignment; "--token x" is
+        if is_secret_name(name) and m.group("value") not in ("Bearer", "Basic"):
+            claim(secret_kind(name), m.start("value"), m.end("value"))
+    if personal:
+        for m in EMAIL.finditer(text):
+            claim("email", m.start(), m.end())
+    return sorted(found, key=lambda f: f.start)
+
+
 __all__ = [
+    "EMAIL",
+    "KEY_FORMATS",
+    "PERSONAL_KINDS",
     "REDACTED",
+    "Finding",
+    "find_sensitive",
     "is_secret_name",
     "quote_word",
     "redact_argv",
@@ -214,4 +311,5 @@ __all__ = [
     "redact_value",
     "scrub",
     "scrub_state",
+    "secret_kind",
 ]

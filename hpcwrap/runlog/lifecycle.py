@@ -203,6 +203,20 @@ class Described:
 
 
 @dataclass(frozen=True)
+class Published:
+    """``hpcwrap publish record``: the checkpoints went public; the ``## HuggingFace`` section.
+
+    ``verdict_reason`` is SIGNOFF.json's, copied verbatim (given for ``soft_signal``).
+    """
+
+    repo: str
+    uploaded: str
+    includes: str
+    verdict: str
+    verdict_reason: str | None = None
+
+
+@dataclass(frozen=True)
 class SubmitFailed:
     """No job: sbatch refused, was missing, or the submission was interrupted."""
 
@@ -378,6 +392,7 @@ class WandbFigures:
 
 Facts = (
     Described
+    | Published
     | Submitted
     | SubmitFailed
     | Started
@@ -396,6 +411,7 @@ Facts = (
 
 EVENT_KIND: dict[type, str] = {
     Described: "described",
+    Published: "published",
     Submitted: "submitted",
     SubmitFailed: "submit_failed",
     Started: "started",
@@ -558,6 +574,22 @@ def _described(state: RunState, f: Described) -> None:
         state.chain = copy.deepcopy(f.chain)
     if f.code_line is not None:
         state.code = f.code_line
+
+
+def _published(state: RunState, f: Published) -> None:
+    verdict = f"`{f.verdict}`"
+    if f.verdict_reason:
+        verdict += f" — verdict_reason: {f.verdict_reason}"
+    hf = dict(state.huggingface)  # a person's own lines in the section stay
+    hf.update(
+        {
+            "repo": f.repo,
+            "uploaded checkpoints": f.uploaded,
+            "includes": f.includes,
+            "signoff verdict": verdict,
+        }
+    )
+    state.huggingface = hf
 
 
 def _submitted(state: RunState, f: Submitted) -> None:
@@ -842,6 +874,7 @@ def _wandb_figures(state: RunState, f: WandbFigures) -> None:
 
 _APPLY: dict[type, Any] = {
     Described: _described,
+    Published: _published,
     Submitted: _submitted,
     SubmitFailed: _submit_failed,
     Started: _started,
@@ -897,6 +930,7 @@ __all__ = [
     "Facts",
     "Plotted",
     "ProgressObserved",
+    "Published",
     "Reconciled",
     "Requeued",
     "ResultFacts",
