@@ -60,7 +60,7 @@ def hf_api() -> Any:
     return hub.HfApi()
 
 
-def upload(package: Path, repo: str, *, api_factory: Callable[[], Any] = hf_api) -> GateResult:
+def upload(package: Path, repo: str, *, api_factory: Callable[[], Any] | None = None) -> GateResult:
     """Gate the package folder, then upload it as the model repo ``repo``.
 
     The gate runs on the package itself (its SIGNOFF.json against its files): nothing
@@ -71,7 +71,7 @@ def upload(package: Path, repo: str, *, api_factory: Callable[[], Any] = hf_api)
     gate = check_gate(package, package=True)
     gate.require(f"upload {package}")
     rid = repo_id(repo)
-    api = api_factory()
+    api = (api_factory or hf_api)()
     api.create_repo(repo_id=rid, repo_type="model", exist_ok=True)
     api.upload_folder(
         folder_path=str(package),
