@@ -271,6 +271,9 @@ class Progress:
             last_output_wall=last_wall,
         )
 
+    def has_first_loss(self) -> bool:
+        return self._s.first_loss is not None  # one read of a field: no lock needed
+
     def add_skipped(self, nbytes: int) -> None:
         with self._lock:
             self._s.bytes_skipped += nbytes

@@ -88,6 +88,7 @@ class Scanner:
         *,
         queue_limit: int = QUEUE_LIMIT,
         line_max: int = LINE_MAX,
+        sample: bool = True,
     ) -> None:
         self.parser = parser
         self.progress = progress
@@ -95,6 +96,7 @@ class Scanner:
         self.on_parser_error = on_parser_error
         self.queue_limit = queue_limit
         self.line_max = line_max
+        self.sample = sample  # False: every metric line is read (offline, no CPU limit)
         self._q: queue.SimpleQueue[tuple[int, bytes, int] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._queued = 0
@@ -164,7 +166,7 @@ class Scanner:
                     size += len(item[1])
             flood = size > SMALL_BATCH
             if flood:
-                batch = self._tails(batch)
+                batch = self._head(batch) + self._tails(batch)
             done = self._process(batch)
             if self._q.empty():
                 self._catch_up()
@@ -199,6 +201,37 @@ class Scanner:
                 self.feed(stream, data, gap)
             except Exception as exc:  # a bug here must never stop the wrapper
                 self._parser_error(exc, data[:200])
+
+    def _head(
+        self, batch: list[tuple[int, bytes, int] | None]
+    ) -> list[tuple[int, bytes, int] | None]:
+        """Before the first train loss is known, a flood's oldest FLOOD_TAIL bytes per
+        stream are read too (taken off ``batch``): a burst right at the start must not
+        lose the first loss to the flood rule, which keeps only the newest output."""
+        if self.progress.has_first_loss():
+            return []
+        head: list[tuple[int, bytes, int] | None] = []
+        have = {1: 0, 2: 0}
+        for i, item in enumerate(batch):
+            if item is None:
+                break
+            stream, data, gap = item
+            need = FLOOD_TAIL - have[stream]
+            if need <= 0:
+                continue
+            if need < len(data):
+                # cut at a line break, so the rest starts a line (no gap between them)
+                cut = max(data.rfind(b"\n", 0, need), data.rfind(b"\r", 0, need)) + 1
+                if cut <= 0:
+                    continue
+                head.append((stream, data[:cut], gap))
+                batch[i] = (stream, data[cut:], GAP_NONE)
+                have[stream] = FLOOD_TAIL
+            else:
+                head.append(item)
+                batch[i] = (stream, b"", GAP_NONE)
+                have[stream] += len(data)
+        return head  # the bytes moved, not added: the queue count stays right
 
     def _tails(
         self, batch: list[tuple[int, bytes, int] | None]
@@ -359,7 +392,7 @@ class Scanner:
             self._hits(low, word, starts)
         if metric:
             hits = sum(low.count(k) for k in metric)
-            if hits <= _SPARSE_HITS:
+            if hits <= _SPARSE_HITS or not self.sample:
                 for word in metric:
                     self._hits(low, word, starts)
             else:
@@ -552,7 +585,11 @@ def scan_file(
     progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
     parser = LineParser(patterns)
     failures: list[BaseException] = []
-    scanner = Scanner(parser, progress, lambda _n: None, lambda exc, _b: failures.append(exc))
+    # Every line is read (the wrapper samples dense metric lines to bound its CPU; the
+    # first and last values, events and val lines are read by both alike).
+    scanner = Scanner(
+        parser, progress, lambda _n: None, lambda exc, _b: failures.append(exc), sample=False
+    )
     with open(file, "rb") as fh:
         while chunk := fh.read(SCAN_CHUNK):
             progress.note_output(1, len(chunk))

@@ -6,6 +6,8 @@ import threading
 import time
 from datetime import datetime, timezone
 
+import pytest
+
 from hpcwrap.job.formats import LineParser, Observation
 from hpcwrap.job.progress import LossHistory, Progress
 from hpcwrap.job.scan import LINE_MAX, Scanner
@@ -137,3 +139,18 @@ def test_wandb_dir_keeps_the_absolute_path_of_the_same_run() -> None:
     # a new run (a second wandb.init) does replace it
     scanner.feed(2, b"wandb: Find logs at: ./runs/wandb/offline-run-20261128_200000-zzzz/logs\n")
     assert progress.snapshot().wandb_dir == "./runs/wandb/offline-run-20261128_200000-zzzz"
+
+
+def test_flood_at_the_start_keeps_the_first_loss() -> None:
+    """A burst bigger than a flood batch right at the start: the newest values and the
+    very first train loss are both read (the middle may be skipped)."""
+    progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
+    scanner = Scanner(LineParser(), progress, lambda n: None, lambda e, b: None)
+    lines = [f"step {i}: loss {10 - i / 10000:.4f}\n".encode() for i in range(1, 40001)]
+    scanner.offer(1, b"".join(lines))
+    scanner.close()
+    scanner.run()
+    snap = progress.snapshot()
+    assert snap.first_loss == pytest.approx(10 - 1 / 10000)
+    assert snap.step == 40000 and snap.loss == pytest.approx(10 - 4)
+    assert snap.bytes_skipped > 0  # the middle was skipped: the flood rule still holds

@@ -548,9 +548,9 @@ class LineParser:
                     per_epoch = self._per_epoch.get(e.name)
                     step = (step + 1) * per_epoch if per_epoch else None
         if step is None and e.path_step is None and (file or path) and kind != "part":
-            found = list(_STEP_IN_PATH.finditer(path or ""))
-            if found:
-                step = int(found[-1].group("step") or found[-1].group("bare"))
+            in_path = list(_STEP_IN_PATH.finditer(path or ""))
+            if in_path:
+                step = int(in_path[-1].group("step") or in_path[-1].group("bare"))
         if path is None and e.layout and e.name in self._roots:
             root = self._roots[e.name].replace("{", "{{").replace("}", "}}")
             obs.checkpoint_layout = e.layout.replace("{root}", root)

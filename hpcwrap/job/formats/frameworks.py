@@ -146,7 +146,7 @@ ENTRIES: tuple[Entry, ...] = (
         name="openpi-pytorch",
         source="Physical-Intelligence/openpi: scripts/train_pytorch.py",
         hints=("step=", "saved checkpoint at step"),
-        average=rx(r"^step=(?P<step>\d+) loss=(?P<loss>{NUM}) lr="),
+        average=rx(r"\bstep=(?P<step>\d+) loss=(?P<loss>{NUM}) lr="),
         saved=(rx(r"Saved checkpoint at step (?P<step>\d+) -> " + PATH),),
     ),
     # pytorch/torchtitan: torchtitan/components/metrics.py (MetricsProcessor.log, the

@@ -338,6 +338,346 @@ def wandb_offline() -> str:
     )
 
 
+PREAMBLE = (
+    "+ module load cuda/12.4\n"
+    "SLURM_JOB_ID=48213 on gpu-node-07 (4 x H100), started 2025-03-02T10:00:00\n"
+    "/opt/conda/lib/python3.11/site-packages/torch/cuda/__init__.py:128: UserWarning: "
+    "CUDA initialization: Unexpected error from cudaGetDeviceCount()\n"
+)
+
+
+def trl_sft() -> str:
+    """huggingface/trl SFTTrainer (a transformers Trainer): datasets' map bars with
+    desc ("Tokenizing train dataset", unit examples/s) before the training bar
+    (trl/trainer/sft_trainer.py _prepare_dataset; datasets arrow_dataset.py map)."""
+    out = [PREAMBLE]
+    for desc, total in (
+        ("Applying chat template to train dataset", 207865),
+        ("Tokenizing train dataset", 207865),
+        ("Truncating train dataset", 207865),
+        ("Map", 1801350),
+    ):
+        for n in (0, total // 2, total):
+            out.append(CR + bar(n, total, "00:10", "20000.00 examples/s", desc))
+        out.append("\n")
+    out.append(CR + bar(0, 120, "00:00", "?it/s"))
+    for step, loss in ((10, 2.4512), (20, 1.9876), (120, 1.2034)):
+        out.append(CR + bar(step, 120, "00:30", " 1.20it/s"))
+        out.append(
+            erase() + "{'loss': " + f"'{loss}'" + ", 'grad_norm': '1.23', 'learning_rate': "
+            "'1.8e-05', 'num_tokens': '1.31e+05', 'mean_token_accuracy': '0.61', 'epoch': "
+            f"'{step / 120:.4g}'" + "}\n" + CR + bar(step, 120, "00:30", " 1.20it/s")
+        )
+    out.append(
+        "\n[INFO|trainer.py:3984] 2025-03-02 10:09:00,001 >> Saving model checkpoint to "
+        "trl-out/checkpoint-120\n"
+        "[INFO|modeling_utils.py:3580] 2025-03-02 10:09:02,001 >> Model weights saved in "
+        "trl-out/checkpoint-120/model.safetensors\n"
+        "\n\nTraining completed. Do not forget to share your model on huggingface.co/models =)"
+        "\n\n\n"
+    )
+    out.append(
+        "{'train_runtime': '540.2', 'train_samples_per_second': '14.2', "
+        "'train_steps_per_second': '0.222', 'train_loss': '1.633', 'epoch': '1'}\n"
+    )
+    return "".join(out)
+
+
+def accelerate_nlp() -> str:
+    """A custom loop on huggingface/accelerate (run_clm_no_trainer-like): a desc-less
+    tqdm over steps, "Running tokenizer on dataset" map bars first, accelerator.print
+    of the loss, eval_loss printed as a tensor, save_state lines
+    (accelerator.py save_state, checkpointing.py save_accelerator_state)."""
+    out = [PREAMBLE]
+    for n in (0, 2000, 4358):
+        out.append(CR + bar(n, 4358, "00:01", "3101.22 examples/s", "Running tokenizer on dataset"))
+    out.append("\n")
+    out.append(CR + bar(0, 600, "00:00", "?it/s"))
+    for step, loss in ((100, 4.1021), (200, 3.5012), (300, 3.2121)):
+        out.append(CR + bar(step, 600, "01:00", " 1.66it/s"))
+        out.append(erase() + f"step {step}: loss {loss}\n")
+    out.append(
+        "03/02/2025 10:05:00 - INFO - __main__ - epoch 0: perplexity: 22.2331 eval_loss: "
+        "tensor(3.1046, device='cuda:0')\n"
+        "03/02/2025 10:05:01 - INFO - accelerate.accelerator - Saving current state to "
+        "output/step_300\n"
+        "03/02/2025 10:05:03 - INFO - accelerate.checkpointing - Model weights saved in "
+        "output/step_300/model.safetensors\n"
+        "03/02/2025 10:05:04 - INFO - accelerate.checkpointing - Optimizer state saved in "
+        "output/step_300/optimizer.bin\n"
+        "03/02/2025 10:05:04 - INFO - accelerate.checkpointing - Scheduler state saved in "
+        "output/step_300/scheduler.bin\n"
+        "03/02/2025 10:05:04 - INFO - accelerate.checkpointing - Random states saved in "
+        "output/step_300/random_states_0.pkl\n"
+    )
+    for step, loss in ((400, 3.0412), (600, 2.8731)):
+        out.append(CR + bar(step, 600, "03:00", " 1.66it/s"))
+        out.append(erase() + f"step {step}: loss {loss}\n")
+    out.append(
+        "03/02/2025 10:09:00 - INFO - __main__ - epoch 1: perplexity: 18.9921 eval_loss: "
+        "tensor(2.9441, device='cuda:0')\n"
+        "03/02/2025 10:09:01 - INFO - accelerate.accelerator - Saving current state to "
+        "output/step_600\n"
+        "03/02/2025 10:09:03 - INFO - accelerate.checkpointing - Model weights saved in "
+        "output/step_600/model.safetensors\n"
+        "slurmstepd: error: *** JOB 48213 ON gpu-node-07 CANCELLED AT 2025-03-02T10:09:04 "
+        "DUE TO TIME LIMIT ***\n"
+    )
+    return "".join(out)
+
+
+def deepspeed() -> str:
+    """microsoft/DeepSpeed engine via the deepspeed launcher (rank-prefixed lines):
+    _report_progress ("step=N, skipped=..., lr=[...]"), a user loop's loss print, and
+    one save spread over many lines (engine.py _save_checkpoint/_save_zero_checkpoint,
+    torch_checkpoint_engine.py save/commit)."""
+    ds = "[2025-03-02 10:{m:02d}:00,000] [INFO] [{where}] "
+    out = [PREAMBLE, "[2025-03-02 10:00:00,000] [INFO] [real_accelerator.py:219:get_accelerator]"
+           " Setting ds_accelerator to cuda (auto detect)\n"]  # fmt: skip
+    for m, (step, loss) in enumerate(((10, 6.7012), (20, 5.9981), (100, 3.4102))):
+        out.append(ds.format(m=m, where="logging.py:128:log_dist") + f"[Rank 0] step={step}, "
+                   "skipped=0, lr=[0.00029999], mom=[(0.9, 0.95)]\n")  # fmt: skip
+        out.append(f"0: Epoch 0 | step {step} | loss {loss}\n")
+    tag = "global_step100"
+    out += [
+        ds.format(m=10, where="logging.py:128:log_dist") + "[Rank 0] Saving model checkpoint: "
+        f"/scratch/ds-run/{tag}/mp_rank_00_model_states.pt\n",
+        ds.format(m=10, where="torch_checkpoint_engine.py:21:save") + "[Torch] Saving "
+        f"/scratch/ds-run/{tag}/mp_rank_00_model_states.pt...\n",
+        ds.format(m=10, where="torch_checkpoint_engine.py:23:save") + "[Torch] Saved "
+        f"/scratch/ds-run/{tag}/mp_rank_00_model_states.pt.\n",
+        ds.format(m=10, where="torch_checkpoint_engine.py:21:save") + "[Torch] Saving "
+        f"/scratch/ds-run/{tag}/zero_pp_rank_0_mp_rank_00_optim_states.pt...\n",
+        ds.format(m=11, where="torch_checkpoint_engine.py:23:save") + "[Torch] Saved "
+        f"/scratch/ds-run/{tag}/zero_pp_rank_0_mp_rank_00_optim_states.pt.\n",
+        ds.format(m=11, where="engine.py:3536:_save_zero_checkpoint") + "zero checkpoint saved "
+        f"/scratch/ds-run/{tag}/zero_pp_rank_0_mp_rank_00_optim_states.pt\n",
+        ds.format(m=11, where="torch_checkpoint_engine.py:33:commit") + f"[Torch] Checkpoint {tag}"
+        " is ready now!\n",
+    ]
+    out.append(ds.format(m=12, where="logging.py:128:log_dist") + "[Rank 0] step=110, skipped=0,"
+               " lr=[0.00029], mom=[(0.9, 0.95)]\n")  # fmt: skip
+    out.append("0: Epoch 0 | step 110 | loss 3.3311\n")
+    out.append(
+        ds.format(m=13, where="logging.py:128:log_dist") + "[Rank 0] Saving model checkpoint: "
+        "/scratch/ds-run/global_step120/mp_rank_00_model_states.pt\n"
+        "slurmstepd: error: Detected 1 oom-kill event(s) in StepId=48213.0. Some of your "
+        "processes may have been killed by the cgroup out-of-memory handler.\n"
+    )
+    return "".join(out)
+
+
+def fairseq() -> str:
+    """facebookresearch/fairseq fairseq-train with --log-format simple (the default off a
+    tty): train_inner lines (in-epoch counter, num_updates), the epoch's average line,
+    valid lines, and checkpoint_utils' save lines."""
+    pre = "2025-03-02 10:{m:02d}:00 | INFO | {tag} | "
+    out = [PREAMBLE]
+    inner = [(1, 100, 100, 9.876), (1, 200, 200, 8.765), (2, 100, 1219, 6.543),
+             (2, 200, 1319, 6.012)]  # fmt: skip
+    for i, (ep, n, upd, loss) in enumerate(inner):
+        out.append(
+            pre.format(m=i, tag="train_inner") + f"epoch {ep:03d}:    {n:3d} / 1119 loss="
+            f"{loss}, nll_loss={loss - 0.5:.3f}, ppl=512.3, wps=41234.5, ups=3.21, wpb=12800,"
+            f" bsz=64, num_updates={upd}, lr=0.0005, gnorm=1.234, train_wall=31, gb_free=60.1,"
+            " wall=40\n"
+        )
+        if n == 200:
+            end = ep * 1119
+            out.append(
+                pre.format(m=i, tag="valid") + f"epoch {ep:03d} | valid on 'valid' subset | "
+                f"loss {[0, 8.91, 6.2][ep]} | nll_loss 8.4 | ppl 338.1 | wps 90123 | wpb 12000 "
+                f"| bsz 60 | num_updates {end} | best_loss 6.2\n"
+            )
+            out.append(
+                pre.format(m=i, tag="fairseq.checkpoint_utils") + f"Preparing to save "
+                f"checkpoint for epoch {ep} @ {end} updates\n"
+            )
+            out.append(
+                pre.format(m=i, tag="fairseq.checkpoint_utils") + f"Saved checkpoint "
+                f"checkpoints/transformer/checkpoint{ep}.pt (epoch {ep} @ {end} updates, score "
+                f"{[0, 8.91, 6.2][ep]}) (writing took 3.1 seconds)\n"
+            )
+            out.append(
+                pre.format(m=i, tag="train") + f"epoch {ep:03d} | loss {[0, 9.3, 6.4][ep]} | "
+                f"nll_loss 8.8 | ppl 445.2 | wps 41000 | ups 3.2 | wpb 12800 | bsz 64 | "
+                f"num_updates {end} | lr 0.0005 | gnorm 1.3 | train_wall 350 | wall 400\n"
+            )
+    out.append(pre.format(m=9, tag="fairseq_cli.train") + "done training in 801.2 seconds\n")
+    return "".join(out)
+
+
+def timm() -> str:
+    """huggingface/pytorch-image-models train.py (_logger lines; Loss: current (average)),
+    validate (Test: [ i/last] ... Loss: cur (avg)) and CheckpointSaver's
+    "Current checkpoints:" list, sorted by metric and re-printed every epoch."""
+    out = [PREAMBLE, "Training in distributed mode with multiple processes, 1 device per process."
+           "Process 0, total 4, device cuda:0.\n"]  # fmt: skip
+    saved: list[tuple[str, float]] = []
+    run = "./output/train/20250302-100000-resnet50-224"
+    losses = {0: [(0, 6.93, 6.93), (100, 6.51, 6.72), (312, 6.02, 6.41)],
+              1: [(0, 5.91, 5.91), (100, 5.62, 5.75), (312, 5.31, 5.55)]}  # fmt: skip
+    for epoch in (0, 1):
+        for idx, cur, avg in losses[epoch]:
+            pct = 100.0 * (idx + 1) / 313
+            out.append(
+                f"Train: {epoch} [{idx:>4d}/313 ({pct:>3.0f}%)]  Loss: {cur:#.3g} ({avg:#.3g})  "
+                f"Time: 0.412s, 2485.44/s  (0.420s, 2438.10/s)  LR: 1.000e-03  Data: 0.012 "
+                "(0.015)\n"
+            )
+        val = {0: (5.12, 5.31), 1: (4.52, 4.61)}[epoch]
+        for i, last in ((0, 48), (48, 48)):
+            avg = val[0] if i == 0 else val[1]
+            out.append(
+                f"Test: [{i:>4d}/{last}]  Time: 0.201 (0.201)  Loss:  {val[0]:>6.3f} ({avg:>6.3f})"
+                "  Acc@1: 12.5000 (10.1000)  Acc@5: 31.2500 (28.4000)\n"
+            )
+        saved.append((f"{run}/checkpoint-{epoch}.pth.tar", [10.1, 18.7][epoch]))
+        saved.sort(key=lambda c: c[1], reverse=True)
+        out.append("Current checkpoints:\n" + "".join(f" {c}\n" for c in saved) + "\n")
+    out.append("*** Best metric: 18.7 (epoch 1)\n")
+    return "".join(out)
+
+
+def llmc() -> str:
+    """karpathy/llm.c train_gpt2.cu: printf0 of step + 1, val loss, the checkpoint
+    block ("Writing model to", "Writing state to")."""
+    rule = "+" + "-" * 23 + "+" + "-" * 52 + "+\n"
+    out = [PREAMBLE, rule, "| Parameter             | Value" + " " * 46 + "|\n", rule,
+           "val loss 11.009933\n"]  # fmt: skip
+    for step, loss in ((1, 11.010023), (2, 10.123456), (250, 4.123456), (500, 3.654321)):
+        out.append(
+            f"step {step:4d}/2000 | train loss {loss:7.6f} | norm 1.2345 | lr 6.00e-04 | "
+            "412.34 ms | 45.1% bf16 MFU | 1271234 tok/s\n"
+        )
+    out.append("val loss 3.701234\n")
+    out.append("Writing model to log124M/model_00000500.bin\n")
+    out.append("Writing state to log124M/state_00000500_00000.bin\n")
+    out.append(
+        "step  501/2000 | train loss 3.650000 | norm 1.1111 | lr 6.00e-04 | 412.34 ms | "
+        "45.1% bf16 MFU | 1271234 tok/s\n"
+    )
+    out.append("Writing model to log124M/model_00000750.bin\n")
+    out.append("[CUDA ERROR] at file llmc/cuda_common.h:54:\nout of memory\n")
+    return "".join(out)
+
+
+def nanochat() -> str:
+    """karpathy/nanochat scripts/base_train.py (torchrun: each rank's logging) and
+    nanochat/checkpoint_manager.py save_checkpoint (model, meta, per-rank optimizer)."""
+    ck = "/home/u/.cache/nanochat/base_checkpoints/d20"
+    out = [PREAMBLE, "Step 00000 | Validation bpb: 3.3012\n"]
+    for step, loss in ((0, 11.090355), (1, 10.883214), (200, 4.012345)):
+        out.append(
+            f"step {step:05d}/00400 ({100 * step / 400:.2f}%) | loss: {loss:.6f} | lrm: 1.00 | "
+            "dt: 512.31ms | tok/sec: 1,023,456 | mfu: 47.12 | total time: 1.71m\n"
+        )
+    out.append("Step 00200 | Validation bpb: 1.0123\n")
+    out.append(f"2025-03-02 10:20:00,001 - nanochat.checkpoint_manager - INFO - Saved model "
+               f"parameters to: {ck}/model_000200.pt\n")  # fmt: skip
+    out.append(f"2025-03-02 10:20:00,101 - nanochat.checkpoint_manager - INFO - Saved metadata"
+               f" to: {ck}/meta_000200.json\n")  # fmt: skip
+    for rank in range(4):
+        out.append(f"2025-03-02 10:20:01,{rank}01 - nanochat.checkpoint_manager - INFO - Saved "
+                   f"optimizer state to: {ck}/optim_000200_rank{rank}.pt\n")  # fmt: skip
+    out.append(
+        "step 00399/00400 (99.75%) | loss: 3.501234 | lrm: 0.10 | dt: 512.31ms | tok/sec: "
+        "1,023,456 | mfu: 47.12 | total time: 3.42m\n"
+    )
+    out.append("Step 00400 | Validation bpb: 0.9871\n")
+    out.append(f"2025-03-02 10:40:00,001 - nanochat.checkpoint_manager - INFO - Saved model "
+               f"parameters to: {ck}/model_000400.pt\n")  # fmt: skip
+    out.append(f"2025-03-02 10:40:00,101 - nanochat.checkpoint_manager - INFO - Saved metadata"
+               f" to: {ck}/meta_000400.json\n")  # fmt: skip
+    out.append("Peak memory usage: 61234.12MiB\nTotal training time: 3.45m\n"
+               "Minimum validation bpb: 0.9871\n")  # fmt: skip
+    return "".join(out)
+
+
+def openpi_jax() -> str:
+    """Physical-Intelligence/openpi scripts/train.py (JAX): its logging format (message
+    padded to 80, then (pid:file:line)), pbar.write("Step N: ..."), orbax's save lines;
+    the finalize line's path ends the sentence: "to `<dir>`."."""
+
+    def log(t: str, msg: str, where: str) -> str:
+        return f"10:{t} [I] {msg:<80} ({where})\n"
+
+    ck = "/scratch/openpi/checkpoints/pi0_libero/exp1"
+    out = [PREAMBLE, log("00:00.001", "Running on: gpu-node-07", "4242:train.py:194")]
+    out.append(CR + bar(0, 30000, "00:00", "?it/s"))
+    for step, loss in ((0, 0.5123), (100, 0.2311), (1000, 0.1520)):
+        out.append(CR + bar(step, 30000, "01:00", " 2.01it/s"))
+        redraw = CR + bar(step, 30000, "01:00", " 2.01it/s")
+        out.append(f"{erase()}Step {step}: grad_norm=1.2345, loss={loss:.4f}, "
+                   f"param_norm=1803.5574\n{redraw}")  # fmt: skip
+    out.append("\n")
+    out.append(log("30:00.001", "[process=0] Saving checkpoint at step 1000",
+                   "4242:checkpoint_manager.py:1408"))  # fmt: skip
+    out.append(log("30:09.101", f"[process=0][thread=async_save] Finished saving checkpoint "
+                   f"(finalized tmp dir) to `{ck}/1000`.", "4242:atomicity.py:573"))  # fmt: skip
+    out.append(log("30:09.102", "Finished asynchronous save (blocking + background) in 9.10 "
+                   f"seconds to {ck}/1000", "4242:async_checkpointer.py:412"))  # fmt: skip
+    out.append(CR + bar(1100, 30000, "40:00", " 2.01it/s"))
+    out.append(log("41:00.001", "[process=0] Saving checkpoint at step 2000",
+                   "4242:checkpoint_manager.py:1408"))  # fmt: skip
+    out.append("jaxlib.xla_extension.XlaRuntimeError: RESOURCE_EXHAUSTED: Out of memory while "
+               "trying to allocate 8589934592 bytes.\n")  # fmt: skip
+    return "".join(out)
+
+
+def openpi_pytorch() -> str:
+    """Physical-Intelligence/openpi scripts/train_pytorch.py: "step=N loss=..." averages
+    the log interval; the "Training" bar's postfix carries each step's loss; the save
+    line is written after the atomic rename."""
+
+    def log(msg: str) -> str:
+        return f"10:00:00.001 [I] {msg:<80} (4242:train_pytorch.py:190)\n"
+
+    ck = "checkpoints/pi0_aloha_sim/torch_run"
+    out = [PREAMBLE, log("Running on: gpu-node-07 | world_size=1")]
+    post = {1: 0.9123, 2: 0.8011, 100: 0.2411, 200: 0.1812}
+    for step, loss in post.items():
+        out.append(CR + bar(step, 200, "00:40", " 2.50it/s", "Training",
+                            f", loss={loss:.4f}, lr=2.50e-05, step={step}"))  # fmt: skip
+        if step in (1, 100):
+            out.append(erase() + log(f"step={step - 1} loss={loss + 0.05:.4f} lr=2.50e-05 "
+                                     "grad_norm=0.41 time=12.3s"))  # fmt: skip
+        if step in (100, 200):
+            out.append(erase() + log(f"Saved checkpoint at step {step} -> {ck}/{step}"))
+    out.append("\n")
+    return "".join(out)
+
+
+def megatron_oom_in_save() -> str:
+    """NVIDIA/Megatron-LM: the job is OOM-killed during a save: "saving checkpoint at
+    iteration 6000" never gets its "successfully saved" line (training.py, checkpointing.py)."""
+    line = (
+        " [2025-03-02 12:{m:02d}:00] iteration {it:8d}/   10000 | consumed samples: {cs:12d} | "
+        "elapsed time per iteration (ms): 1234.5 | learning rate: 1.500000E-04 | global batch "
+        "size:   512 | lm loss: {loss:.6E} | loss scale: 1.0 | grad norm: 1.234 | number of "
+        "skipped iterations:   0 | number of nan iterations:   0 |\n"
+    )
+    out = [PREAMBLE, "> building GPT model ...\n", "training ...\n"]
+    for i, it in enumerate(range(1000, 7000, 1000)):
+        loss = 6.0 - i * 0.5
+        out.append(line.format(m=i, it=it - 990, cs=it * 512, loss=loss + 0.1))
+        out.append(line.format(m=i, it=it, cs=it * 512, loss=loss))
+        out.append("-" * 100 + "\n")
+        out.append(
+            f" validation loss at iteration {it} on validation set | lm loss value: "
+            f"{loss + 0.2:.6E} | lm loss PPL: 7.526000E+01 | \n"
+        )
+        out.append("-" * 100 + "\n")
+        out.append(f"saving checkpoint at iteration {it:7d} to /lustre/ckpt/gpt-1b in torch_dist "
+                   "format\n")  # fmt: skip
+        if it < 6000:
+            out.append(f"  successfully saved checkpoint from iteration {it:7d} to "
+                       "/lustre/ckpt/gpt-1b [ t 1/1, p 1/1 ]\n")  # fmt: skip
+    out.append("slurmstepd: error: Detected 1 oom-kill event(s) in StepId=48213.0. Some of your "
+               "processes may have been killed by the cgroup out-of-memory handler.\n")  # fmt: skip
+    return "".join(out)
+
+
 SAMPLES = {
     "hf_trainer.log": lambda: hf_trainer(False),
     "hf_trainer_new.log": lambda: hf_trainer(True),
@@ -352,6 +692,16 @@ SAMPLES = {
     "errors_torchrun.log": errors_torchrun,
     "errors_slurm.log": errors_slurm,
     "wandb_offline.log": wandb_offline,
+    "trl_sft.log": trl_sft,
+    "accelerate.log": accelerate_nlp,
+    "deepspeed.log": deepspeed,
+    "fairseq.log": fairseq,
+    "timm.log": timm,
+    "llmc.log": llmc,
+    "nanochat.log": nanochat,
+    "openpi_jax.log": openpi_jax,
+    "openpi_pytorch.log": openpi_pytorch,
+    "megatron_oom_in_save.log": megatron_oom_in_save,
 }
 
 

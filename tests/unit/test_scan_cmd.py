@@ -1,0 +1,204 @@
+"""`hpcwrap scan` on each framework's sample, and the same answer from the wrapper.
+
+The samples (tests/unit/job_samples, written by make_samples.py from each framework's
+format strings) are replayed line by line through the real wrapper (``run_command``,
+a child that prints them at a paced rate) and its Results compared with scan's.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from hpcwrap.cli import main
+from hpcwrap.config import Settings
+from hpcwrap.job.scan import scan_file
+from hpcwrap.job.wrapper import WrapperOptions, run_command
+
+SAMPLES = Path(__file__).parent / "job_samples"
+
+# sample -> (final step, first train loss, last train loss, last val loss,
+#            last completed checkpoint as printed, error kinds)
+EXPECTED: dict[str, tuple[object, ...]] = {
+    "hf_trainer.log": (300, "2.3124", "0.8731", "0.9944", "out/checkpoint-300", ()),
+    "hf_trainer_new.log": (300, "2.312", "0.8731", "0.9944", "out/checkpoint-300", ()),
+    "trl_sft.log": (120, "2.4512", "1.2034", None, "trl-out/checkpoint-120", ()),
+    "accelerate.log": (600, "4.1021", "2.8731", "2.9441", "output/step_300", ("time_limit",)),
+    "lightning.log": (
+        200,
+        "2.250",
+        "0.812",
+        "0.947",
+        "/scratch/u/lightning_logs/version_3/checkpoints/epoch=1-step=200.ckpt",
+        (),
+    ),
+    "deepspeed.log": (
+        110,
+        "6.7012",
+        "3.3311",
+        None,
+        "/scratch/ds-run/global_step100",
+        ("oom_kill",),
+    ),
+    "megatron.log": (
+        1000,
+        "1.087650E+01",
+        "4.123400E+00",
+        "4.321000E+00",
+        "/lustre/ckpt/gpt-1b",
+        (),
+    ),
+    "megatron_oom_in_save.log": (
+        6000,
+        "6.100000E+00",
+        "3.500000E+00",
+        "3.700000E+00",
+        "/lustre/ckpt/gpt-1b",
+        ("oom_kill",),
+    ),
+    "torchtitan.log": (20, "12.23450", "7.54320", "7.9012", None, ()),
+    "nanogpt.log": (500, "4.2874", "1.5479", "1.7269", "out-shakespeare-char", ()),
+    "nanochat.log": (
+        400,
+        "11.090355",
+        "3.501234",
+        "0.9871",
+        "/home/u/.cache/nanochat/base_checkpoints/d20",
+        (),
+    ),
+    "llmc.log": (501, "11.010023", "3.650000", "3.701234", "log124M/model_00000500.bin", ()),
+    "lerobot.log": (20000, "1.482", "0.118", None, None, ()),
+    "openpi_jax.log": (
+        1100,
+        "0.5123",
+        "0.1520",
+        None,
+        "/scratch/openpi/checkpoints/pi0_libero/exp1/1000",
+        ("cuda_oom",),
+    ),
+    "openpi_pytorch.log": (
+        200,
+        "0.9123",
+        "0.1812",
+        None,
+        "checkpoints/pi0_aloha_sim/torch_run/200",
+        (),
+    ),
+    "timm.log": (
+        626,
+        "6.93",
+        "5.31",
+        "4.610",
+        "./output/train/20250302-100000-resnet50-224/checkpoint-1.pth.tar",
+        (),
+    ),
+    "fairseq.log": (2238, "9.876", "6.012", "6.2", "checkpoints/transformer/checkpoint2.pt", ()),
+    "jsonl.log": (30, "2.5", "nan", "1.9", None, ()),
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_scan_reads_each_framework(name: str) -> None:
+    step, first, last, val, ckpt, errors = EXPECTED[name]
+    r = scan_file(SAMPLES / name)
+    assert r.final_step == step, name
+    assert (r.first_loss, r.last_loss) == (first, last), name
+    assert r.last_val_loss == val, name
+    assert (r.checkpoint.printed if r.checkpoint else None) == ckpt, name
+    assert r.error_kinds == errors, name
+
+
+def test_megatron_save_that_never_completed_is_not_the_checkpoint() -> None:
+    r = scan_file(SAMPLES / "megatron_oom_in_save.log")
+    assert r.checkpoint is not None and r.checkpoint.step == 5000
+    assert r.pending_save is not None and r.pending_save.step == 6000
+    assert r.checkpoint_note is not None and "not seen to complete" in r.checkpoint_note
+    assert r.val_losses == 6  # validation printed six times, read six times
+
+
+def test_data_prep_bars_do_not_set_the_step() -> None:
+    r = scan_file(SAMPLES / "trl_sft.log")
+    assert r.final_step == 120 and r.step_total == 120
+
+
+def test_relative_paths_are_resolved_and_kept_as_printed(tmp_path: Path) -> None:
+    r = scan_file(SAMPLES / "fairseq.log", cwd=tmp_path)
+    assert r.checkpoint is not None
+    assert r.checkpoint.printed == "checkpoints/transformer/checkpoint2.pt"
+    assert r.checkpoint.path == str(tmp_path / "checkpoints/transformer/checkpoint2.pt")
+
+
+def test_scan_command_json_and_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", "--json", str(SAMPLES / "llmc.log")]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["final_step"] == 501 and data["formats"]["llm.c"] > 0
+    assert data["pending_save"]["printed"] == "log124M/model_00000750.bin"
+    assert main(["scan", str(SAMPLES / "timm.log")]) == 0
+    text = capsys.readouterr().out
+    assert "step:        626" in text and "checkpoint-1.pth.tar" in text
+
+
+def test_scan_of_a_missing_file_is_a_clear_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["scan", "/nonexistent/slurm-1.out"]) != 0
+    assert "cannot read /nonexistent/slurm-1.out" in capsys.readouterr().err
+
+
+PACER = """
+import sys, time
+data = open(sys.argv[1], 'rb').read()
+lines = data.splitlines(keepends=True)
+for i, line in enumerate(lines):
+    sys.stdout.buffer.write(line)
+    sys.stdout.buffer.flush()
+    if i % 4 == 0:
+        time.sleep(0.002)
+sys.exit(int(sys.argv[2]))
+"""
+
+# How the sampled jobs ended (a save that printed only its start counts when the command
+# then exited 0, which only the wrapper knows: these samples end in a failure).
+EXIT = {
+    "accelerate.log": 143,
+    "deepspeed.log": 137,
+    "llmc.log": 1,
+    "megatron_oom_in_save.log": 137,
+    "openpi_jax.log": 1,
+    "errors_oom.log": 1,
+}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_wrapper_replay_agrees_with_scan(name: str, tmp_path: Path) -> None:
+    """The wrapper's reader (threads, batches, flood rule) and scan give the same figures."""
+    pacer = tmp_path / "pace.py"
+    pacer.write_text(PACER)
+    out = tmp_path / "job.out"
+    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        outcome = run_command(
+            [sys.executable, str(pacer), str(SAMPLES / name), str(EXIT.get(name, 0))],
+            None,
+            WrapperOptions(
+                settings=Settings(),
+                stdout_fd=fd,
+                stderr_fd=fd,
+                err=io.StringIO(),
+                cwd=tmp_path,
+                environ={},
+            ),
+        )
+    finally:
+        os.close(fd)
+    snap = outcome.snapshot
+    r = scan_file(out)
+    assert snap.step == r.final_step, name
+    assert (snap.first_loss_text, snap.loss_text) == (r.first_loss, r.last_loss), name
+    assert snap.val_loss_text == r.last_val_loss, name
+    got = snap.checkpoint.path if snap.checkpoint else None
+    assert got == (r.checkpoint.printed if r.checkpoint else None), name
+    assert tuple(dict.fromkeys(e.kind for e in snap.errors)) == r.error_kinds, name
