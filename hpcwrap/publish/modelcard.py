@@ -66,11 +66,12 @@ def draft(
     lines += [f"| {s} | {t} | {v} |" for s, t, v in rows] or ["| n/a | n/a | n/a |"]
     if state.results.loss_one_liner:
         lines += ["", state.results.loss_one_liner]
+    where = "checkpoints/<step>/params/" if params_only else "checkpoints/<step>/"
     lines += [
         "",
         "## Usage",
         "",
-        "<!-- TODO: how to load `checkpoints/<step>/params/` and feed the model "
+        f"<!-- TODO: how to load `{where}` and feed the model "
         "(see MODEL_PASSPORT.json for the feeding contract) -->",
         "",
         "## Files",
@@ -80,7 +81,7 @@ def draft(
     ]
     if assets:
         lines.append(f"- `assets/`: {', '.join(assets)}")
-    lines.append("- `checkpoints/<step>/params/`" if params_only else "- `checkpoints/<step>/`")
+    lines.append(f"- `{where}`")
     return "\n".join(lines) + "\n"
 
 

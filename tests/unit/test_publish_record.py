@@ -149,3 +149,18 @@ def test_upload_without_the_extra_says_how_to_install_it(
 def test_a_bad_repo_name_is_refused(bad: str) -> None:
     with pytest.raises(ValueError, match="give it as user/repo"):
         record_mod.repo_id(bad)
+
+
+def test_the_standin_calls_fit_the_installed_huggingface_hub(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """What the stand-in received binds to the real HfApi's signatures (where installed)."""
+    import inspect
+
+    hub = pytest.importorskip("huggingface_hub")
+    log = _run(tmp_path)
+    pkg = _package(log, tmp_path)
+    standin = StandInHfApi()
+    record_mod.upload(pkg, "ana/vla", api_factory=lambda: standin)
+    for name, kwargs in standin.calls:
+        inspect.signature(getattr(hub.HfApi, name)).bind(None, **kwargs)
