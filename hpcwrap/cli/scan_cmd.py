@@ -27,8 +27,9 @@ kind, and which format entries matched. Relative checkpoint paths are resolved
 against --cwd (default: the output file's folder, where Slurm writes it for a job
 submitted there). User patterns come from hpcwrap.toml as for `hpcwrap run`.
 
---into RUN writes what was read into that run log's Status (evidence from the
-output file), for a log kept by hand.
+--into RUN records what was read in that run log: a Status entry with the
+evidence (steps, losses, the last completed checkpoint, errors) and Results'
+figures where the log has none yet, for a log kept by hand.
 """
 
 
@@ -150,7 +151,28 @@ def handle(args: argparse.Namespace) -> int:
 
         root = Path(args.run_logs).expanduser() if args.run_logs else settings.run_logs
         log = open_run(args.into, root, locks=lock_config(settings))
-        text = redact_text(evidence_text(reports[0]))
+        r = reports[0]
+        text = redact_text(evidence_text(r))
         log.record(lifecycle.ProgressObserved(datetime.now(timezone.utc), text))
+        snap = r.snapshot
+        if snap.has_progress:
+            # Results' figures, where the log has none yet (what it has stands)
+            log.record(
+                lifecycle.WandbFigures(
+                    lifecycle.ResultFacts(
+                        final_step=snap.step,
+                        first_loss=snap.first_loss,
+                        loss=snap.loss,
+                        first_val_loss=snap.first_val_loss,
+                        val_loss=snap.val_loss,
+                        has_progress=True,
+                        first_loss_text=snap.first_loss_text,
+                        loss_text=snap.loss_text,
+                        first_val_loss_text=snap.first_val_loss_text,
+                        val_loss_text=snap.val_loss_text,
+                    ),
+                    source=f"{Path(r.path).name}, read by hpcwrap scan",
+                )
+            )
         print(f"hpcwrap: recorded in {log.path}", file=sys.stderr)
     return 0

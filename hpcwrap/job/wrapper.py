@@ -41,7 +41,7 @@ from hpcwrap.job import results as res
 from hpcwrap.job.formats import LineParser
 from hpcwrap.job.jobenv import JobEnv, TimeLeft, describe_seconds, job_env, wandb_data_env
 from hpcwrap.job.passthrough import Pump, enlarge_pipe, same_file
-from hpcwrap.job.progress import Notable, Progress, Snapshot
+from hpcwrap.job.progress import Notable, Progress, Snapshot, checkpoint_note
 from hpcwrap.job.scan import Scanner
 from hpcwrap.job.sink import LogSink, warn
 from hpcwrap.job.status import (
@@ -632,6 +632,8 @@ class Wrapper:
     def _finish(
         self, end: res.EndFacts, end_wall: datetime, failed_start: str | None = None
     ) -> Outcome:
+        # a synchronous save that printed only its start returned if the command exited 0
+        self.progress.end_of_output(end.exit_code == 0 and end.signaled is None)
         snap = self.progress.snapshot()
         state = "FAILED" if failed_start else res.final_state(end, snap)
         outcome = Outcome(end.exit_code, state, snap, self.start_wall, end_wall)
@@ -773,6 +775,13 @@ class Wrapper:
             data["bytes_not_scanned"] = snap.bytes_skipped
         if self.write_errors:
             data["output_errors"] = self.write_errors[:5]
+        if snap.checkpoint is not None and snap.checkpoint.path:
+            data["checkpoint_printed"] = snap.checkpoint.path  # before resolving
+        if snap.pending_save is not None:
+            data["save_not_completed"] = {
+                "path": snap.pending_save.path,
+                "step": snap.pending_save.step,
+            }
         facts = self._with_hook_summary(facts)
         self.sink.record(facts, data=data)
 
@@ -815,8 +824,8 @@ class Wrapper:
         if ck is None:
             return None
         if ck.path:
-            path = res.resolve_path(ck.path, cwd)
-            return str(path) if path.exists() else ck.path
+            # resolved against the job's cwd (the event keeps it as printed)
+            return str(res.resolve_path(ck.path, cwd))
         if ck.step is not None:
             found = res.find_checkpoint_on_disk(ck.step, cwd=cwd, since=since)
             if found is not None:
@@ -861,6 +870,9 @@ def end_text(
         text += "; " + error_text(snap.errors[0])
         if len(snap.errors) > 1:
             text += f" (+{len(snap.errors) - 1} more)"
+    note = checkpoint_note(snap)  # a save never completed, or only starts are printed
+    if note:
+        text += "; " + note
     if snap.nonfinite_seen and snap.loss is not None and math.isfinite(snap.loss):
         text += "; the loss was nan/inf at some point"
     if not snap.has_progress and snap.bytes_out:

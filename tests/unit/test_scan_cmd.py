@@ -202,3 +202,30 @@ def test_wrapper_replay_agrees_with_scan(name: str, tmp_path: Path) -> None:
     got = snap.checkpoint.path if snap.checkpoint else None
     assert got == (r.checkpoint.printed if r.checkpoint else None), name
     assert tuple(dict.fromkeys(e.kind for e in snap.errors)) == r.error_kinds, name
+
+
+def test_into_records_the_reading_in_a_hand_kept_log(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from hpcwrap.runlog import RunState, create_run
+
+    state = RunState(task="train", run_type="replication", objective="an old job")
+    log = create_run(tmp_path / "run_logs", state)
+    rc = main(
+        [
+            "scan",
+            str(SAMPLES / "megatron_oom_in_save.log"),
+            "--into",
+            log.path.name,
+            "--run-logs",
+            str(tmp_path / "run_logs"),
+        ]
+    )
+    assert rc == 0
+    after = log.read()
+    entry = after.status[-1].text
+    assert "megatron_oom_in_save.log" in entry and "step 6000" in entry
+    assert "last completed checkpoint /lustre/ckpt/gpt-1b (step 5000)" in entry
+    assert "step 6000" in entry and "not seen to complete" in entry
+    assert after.results.final_step == 6000
+    assert after.results.end_val_loss_text == "3.700000E+00"
