@@ -28,7 +28,7 @@ FIGURE = re.compile(
 
 def _chown_tree(root: Path, user: str) -> None:
     pw = pwd.getpwnam(user)
-    for dirpath, dirnames, filenames in os.walk(root):
+    for dirpath, _dirnames, filenames in os.walk(root):
         os.chown(dirpath, pw.pw_uid, pw.pw_gid)
         for n in filenames:
             os.chown(os.path.join(dirpath, n), pw.pw_uid, pw.pw_gid)
