@@ -98,6 +98,18 @@ class LossSeries:
 
     points: tuple[tuple[int | None, float, str], ...]
     source: str  # the file, as ``where`` shows it
+    # Written as the run goes (metrics.csv, event files): complete to the end. Not
+    # live: a copy as of a save (trainer_state.json), points logged after it are missing.
+    live: bool = True
+
+
+# How a checkpoint on disk is known to be complete (Checkpoint.evidence), per layout.
+EVIDENCE = {
+    "hf": "trainer_state.json written (the Trainer writes it last)",
+    "lightning": "the archive is whole (its end record is there)",
+    "deepspeed": "named by the `latest` file",
+    "accelerate": "its RNG states or weights are written (save_state writes RNG last)",
+}
 
 
 @dataclass(frozen=True)
@@ -348,7 +360,7 @@ def _hf_series(state: dict[str, object], key: str, source: str) -> LossSeries | 
                 raw if isinstance(raw, str) else repr(raw),
             )
         )
-    return LossSeries(_bounded(points), source) if points else None
+    return LossSeries(_bounded(points), source, live=False) if points else None
 
 
 def _pick(columns: Sequence[str], names: Sequence[str], word: str) -> str | None:
@@ -601,11 +613,11 @@ def merge(snap: Snapshot, rec: Records, workdir: Path) -> Merged:
     Final step: the records' where the console has none, a smaller one (the
     records prove the run got further: a bar counting batches of an epoch), or
     one beyond the framework's planned total (a ``datasets`` map bar's 2048).
-    Losses: the records' first and last where the console has none or another
-    value (the console's are rounded for display, or a progress bar's running
-    mean): the records hold the framework's own figure at full precision; the
-    console keeps a last value logged after the records' last point (after the
-    last save).
+    Losses: the records' first, last and history, as the framework holds them
+    (the console's are rounded for display, or a progress bar's latest value);
+    a figure equal to the console's is named as the console's. Only where the
+    records are a copy as of the last save (trainer_state.json) and the console
+    logged past it (killed after that save) does the console keep the series.
     Checkpoint: the newest complete one on disk where the console named none (or
     one that is not there), or an older step than it.
     """
@@ -643,30 +655,30 @@ def merge(snap: Snapshot, rec: Records, workdir: Path) -> Merged:
                 src[start_key] = src[end_key] = CONSOLE
             continue
         pts = series.points
-        took = False
-        if cfirst is not None and cfirst == pts[0][1]:
-            src[start_key] = CONSOLE
-        else:
-            out[first_f], out[first_f + "_text"] = pts[0][1], pts[0][2]
-            src[start_key] = series.source
-            took = True
-        rlast_step = pts[-1][0]
-        # Points the console logged after the records' last one (after the last save).
+        # The console logged past the records' last point (killed after the last save).
         console_later = bool(
-            hist
+            not series.live
+            and hist
             and hist[-1][0] is not None
-            and rlast_step is not None
-            and hist[-1][0] > rlast_step
+            and pts[-1][0] is not None
+            and hist[-1][0] > pts[-1][0]
             and (step is None or hist[-1][0] <= step)
         )
-        if console_later or (clast is not None and clast == pts[-1][1]):
-            src[end_key] = CONSOLE
-        else:
-            out[last_f], out[last_f + "_text"] = pts[-1][1], pts[-1][2]
-            src[end_key] = series.source
-            took = True
-        if took or len(hist) < 2:
-            out[f"{kind}_history"] = tuple((p[0], p[1]) for p in pts)
+        if console_later:
+            src[start_key] = src[end_key] = CONSOLE
+            continue
+        # One story per series: the records' first, last and history together (the
+        # one-liner's trend must tell of the same values as Results).
+        for key, fname, (_, value, text) in (
+            (start_key, first_f, pts[0]),
+            (end_key, last_f, pts[-1]),
+        ):
+            if (cfirst if fname == first_f else clast) == value:
+                src[key] = CONSOLE  # the same figure: kept as the console printed it
+            else:
+                src[key] = series.source
+                out[fname], out[fname + "_text"] = value, text
+        out[f"{kind}_history"] = tuple((p[0], p[1]) for p in pts)
     # -- checkpoint
     ck = s.checkpoint
     disk = rec.checkpoints[0] if rec.checkpoints else None
@@ -678,12 +690,27 @@ def merge(snap: Snapshot, rec: Records, workdir: Path) -> Merged:
         )
     ):
         when = datetime.fromtimestamp(disk.mtime, tz=timezone.utc)
-        out["checkpoint"] = Checkpoint(str(disk.path), disk.step, when)
+        out["checkpoint"] = Checkpoint(
+            str(disk.path), disk.step, when, evidence=EVIDENCE[disk.layout], source="records"
+        )
+        pend = s.pending_save
+        if pend is not None and (pend.step is None or (disk.step or -1) >= pend.step):
+            out["pending_save"] = None  # the save the console saw start is complete on disk
         src["checkpoint"] = f"on disk ({where(disk.path, workdir)}, newest complete)"
     elif ck is not None:
         src["checkpoint"] = CONSOLE
     if not out:
         return Merged(snap, src)
+    origin = dict(s.origin or {})
+    for figure, field_name in (
+        ("final step", "step"),
+        ("end_train_loss", "loss"),
+        ("end_val_loss", "val_loss"),
+        ("checkpoint", "checkpoint"),
+    ):
+        if src.get(figure, CONSOLE) != CONSOLE:
+            origin[field_name] = src[figure]
+    out["origin"] = origin
     return Merged(replace(s, **out), src)  # type: ignore[arg-type]
 
 
@@ -716,6 +743,7 @@ def sources_text(sources: dict[str, str]) -> str | None:
 
 __all__ = [
     "CONSOLE",
+    "EVIDENCE",
     "FoundCheckpoint",
     "LossSeries",
     "Merged",

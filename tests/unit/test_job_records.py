@@ -14,8 +14,10 @@ import pytest
 from hpcwrap.job import records
 from hpcwrap.job.progress import Checkpoint, Snapshot
 
-NOW = time.time()
-START = NOW - 60  # the job started a minute ago
+
+def start() -> float:
+    """The job's start: a minute ago (read per test: the module may load long before)."""
+    return time.time() - 60
 
 
 def _age(path: Path, t: float) -> None:
@@ -64,7 +66,7 @@ def test_hf_trainer_state_of_the_newest_complete_checkpoint(tmp_path: Path) -> N
     partial = tmp_path / "out_hf" / "checkpoint-200"  # weights written, trainer_state not yet
     partial.mkdir()
     (partial / "model.safetensors").write_bytes(b"w")
-    rec = records.read_records(tmp_path, since=START, until=NOW)
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
     assert rec.final_step == 150
     assert rec.final_step_source == "out_hf/checkpoint-150/trainer_state.json"
     assert rec.max_steps == 150
@@ -82,7 +84,7 @@ def test_hf_trainer_state_cut_off_is_not_complete(tmp_path: Path) -> None:
     folder = hf_checkpoint(tmp_path, 150)
     text = (folder / "trainer_state.json").read_text(encoding="utf-8")
     (folder / "trainer_state.json").write_text(text[: len(text) // 2], encoding="utf-8")
-    rec = records.read_records(tmp_path, since=START, until=NOW)
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
     assert rec.checkpoints == () and rec.final_step is None and rec.train is None
     assert rec.skipped[0].path == folder
 
@@ -91,16 +93,16 @@ def test_temporary_names_are_never_complete(tmp_path: Path) -> None:
     hf_checkpoint(tmp_path, 100)
     (tmp_path / "out_hf" / "checkpoint-100").rename(tmp_path / "out_hf" / "tmp-checkpoint-100")
     lightning_ckpt(tmp_path / "ck" / "epoch=1-step=20.ckpt.tmp")
-    rec = records.read_records(tmp_path, since=START, until=NOW)
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
     assert rec.checkpoints == ()
     assert sorted(s.reason for s in rec.skipped) == ["a temporary name", "a temporary name"]
 
 
 def test_a_previous_runs_records_do_not_count(tmp_path: Path) -> None:
     old = hf_checkpoint(tmp_path, 150)
-    _age(old, START - 3600)  # the earlier run in the same folder
+    _age(old, start() - 3600)  # the earlier run in the same folder
     new = hf_checkpoint(tmp_path, 100)
-    rec = records.read_records(tmp_path, since=START, until=NOW)
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
     assert [c.path for c in rec.checkpoints] == [new]
     assert rec.final_step == 100
     assert rec.train is not None and rec.train.points[-1][0] == 100
@@ -108,8 +110,8 @@ def test_a_previous_runs_records_do_not_count(tmp_path: Path) -> None:
 
 def test_files_modified_after_the_jobs_end_are_not_this_jobs(tmp_path: Path) -> None:
     folder = hf_checkpoint(tmp_path, 150)
-    _age(folder, NOW + 600)
-    rec = records.read_records(tmp_path, since=START, until=NOW)
+    _age(folder, time.time() + 600)
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
     assert rec.checkpoints == ()
     assert rec.skipped[0].reason == "modified after the job's end"
 
@@ -124,7 +126,7 @@ def test_size_still_changing_is_not_complete(
             f.write(b"more")
 
     monkeypatch.setattr(time, "sleep", writer_keeps_writing)
-    rec = records.read_records(tmp_path, since=START, settle_s=0.5)
+    rec = records.read_records(tmp_path, since=start(), settle_s=0.5)
     assert rec.checkpoints == () and rec.skipped[0].reason == "its size is still changing"
 
 
@@ -142,7 +144,7 @@ def test_lightning_metrics_csv_and_ckpt(tmp_path: Path) -> None:
     )
     lightning_ckpt(version / "checkpoints" / "epoch=1-step=224.ckpt")
     lightning_ckpt(version / "checkpoints" / "epoch=2-step=336.ckpt", complete=False)
-    rec = records.read_records(tmp_path, since=START, until=NOW)
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
     assert rec.train is not None and rec.val is not None
     # the train loss as the file holds it, every digit
     assert rec.train.points[0] == (49, 0.4437915086746216, "0.4437915086746216")
@@ -161,9 +163,9 @@ def test_lightning_metrics_csv_and_ckpt(tmp_path: Path) -> None:
 def test_the_newest_metrics_csv_is_read(tmp_path: Path) -> None:
     old = tmp_path / "lightning_logs" / "version_0" / "metrics.csv"
     metrics_csv(old, [(0, 9, "9.0", "")])
-    os.utime(old, (NOW - 30, NOW - 30))
+    os.utime(old, (time.time() - 30, time.time() - 30))
     metrics_csv(tmp_path / "lightning_logs" / "version_1" / "metrics.csv", [(0, 9, "1.0", "")])
-    rec = records.read_records(tmp_path, since=START, until=NOW)
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
     assert rec.train is not None and rec.train.points == ((9, 1.0, "1.0"),)
     assert rec.files == ("lightning_logs/version_1/metrics.csv",)
 
@@ -173,7 +175,7 @@ def test_deepspeed_global_step_needs_latest(tmp_path: Path) -> None:
         (tmp_path / "ds" / f"global_step{step}").mkdir(parents=True)
         (tmp_path / "ds" / f"global_step{step}" / "mp_rank_00_model_states.pt").write_bytes(b"m")
     (tmp_path / "ds" / "latest").write_text("global_step100", encoding="utf-8")
-    rec = records.read_records(tmp_path, since=START, until=NOW)
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
     assert [c.step for c in rec.checkpoints] == [100]
     assert rec.skipped[0].reason == "`latest` names 'global_step100'"
 
@@ -185,7 +187,7 @@ def test_accelerate_state_needs_its_rng_file(tmp_path: Path) -> None:
         for name in ("model.safetensors", "optimizer.bin"):
             (folder / name).write_bytes(b"x")
     (tmp_path / "ckpt" / "step_50" / "random_states_0.pkl").write_bytes(b"r")
-    rec = records.read_records(tmp_path, since=START, until=NOW)
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
     assert [c.path.name for c in rec.checkpoints] == ["step_50"]
     assert rec.skipped[0].path.name == "step_100"
     assert rec.final_step == 50
@@ -195,15 +197,15 @@ def test_bounded_in_entries(tmp_path: Path) -> None:
     for i in range(50):
         (tmp_path / f"f{i:02d}").write_text("x", encoding="utf-8")
     hf_checkpoint(tmp_path, 150)
-    rec = records.read_records(tmp_path, since=START, until=NOW, entries=20)
+    rec = records.read_records(tmp_path, since=start(), until=time.time(), entries=20)
     assert rec.truncated and rec.checkpoints == ()
-    assert records.read_records(tmp_path, since=START, until=NOW).final_step == 150
+    assert records.read_records(tmp_path, since=start(), until=time.time()).final_step == 150
 
 
 def test_long_histories_are_thinned_first_and_last_kept(tmp_path: Path) -> None:
     rows = [(0, s, str(10.0 - s / 1000), "") for s in range(5000)]
     metrics_csv(tmp_path / "lightning_logs" / "version_0" / "metrics.csv", rows)
-    rec = records.read_records(tmp_path, since=START, until=NOW)
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
     assert rec.train is not None
     assert len(rec.train.points) <= 513
     assert rec.train.points[0][0] == 0 and rec.train.points[-1][0] == 4999
@@ -215,7 +217,7 @@ def test_long_histories_are_thinned_first_and_last_kept(tmp_path: Path) -> None:
 def test_merge_takes_step_losses_and_checkpoint_the_console_lacked(tmp_path: Path) -> None:
     hf_checkpoint(tmp_path, 100)
     hf_checkpoint(tmp_path, 150)
-    rec = records.read_records(tmp_path, since=START, until=NOW)
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
     # the console saw a datasets Map bar (2048/2048), rounded losses and no save line
     snap = Snapshot(step=2048, step_total=2048, first_loss=3.9, loss=2.5, loss_text="2.5")
     merged = records.merge(snap, rec, tmp_path)
@@ -248,7 +250,7 @@ def test_merge_one_console_loss_takes_the_whole_history(tmp_path: Path) -> None:
         [(0, 49, "0.9", ""), (0, 99, "0.5", ""), (0, 111, "", "0.45"), (1, 199, "0.3", "")],
     )
     snap = Snapshot(step=112, first_loss=0.342, loss=0.342, train_history=((112, 0.342),))
-    merged = records.merge(snap, records.read_records(tmp_path, since=START), tmp_path)
+    merged = records.merge(snap, records.read_records(tmp_path, since=start()), tmp_path)
     s = merged.snap
     assert (s.step, s.first_loss, s.loss, s.loss_text) == (199, 0.9, 0.3, "0.3")
     assert s.train_history == ((49, 0.9), (99, 0.5), (199, 0.3))
@@ -257,7 +259,7 @@ def test_merge_one_console_loss_takes_the_whole_history(tmp_path: Path) -> None:
 
 def test_merge_keeps_console_points_after_the_last_save(tmp_path: Path) -> None:
     hf_checkpoint(tmp_path, 100, total=500)
-    rec = records.read_records(tmp_path, since=START, until=NOW)
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
     # killed at step 130: the console logged 110..130 after checkpoint-100
     snap = Snapshot(
         step=130,
@@ -280,7 +282,7 @@ def test_merge_all_from_console_says_nothing(tmp_path: Path) -> None:
     snap = Snapshot(
         step=50, first_loss=1.0, loss=0.5, checkpoint=Checkpoint(str(ck), 50, datetime.now())
     )
-    merged = records.merge(snap, records.read_records(tmp_path, since=START), tmp_path)
+    merged = records.merge(snap, records.read_records(tmp_path, since=start()), tmp_path)
     assert merged.snap == snap
     assert records.sources_text(merged.sources) is None
 
@@ -294,7 +296,7 @@ def test_tensorboard_event_files_where_tensorboard_is_installed(tmp_path: Path) 
         writer.add_scalar("train_loss", value, step)
     writer.add_scalar("val_loss", 1.125, 19)
     writer.close()
-    rec = records.read_records(tmp_path, since=START)
+    rec = records.read_records(tmp_path, since=start())
     assert rec.train is not None and rec.val is not None
     assert [p[:2] for p in rec.train.points] == [(9, 1.5), (19, 1.25)]
     assert rec.val.points[-1][:2] == (19, 1.125)

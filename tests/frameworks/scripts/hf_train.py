@@ -1,0 +1,66 @@
+"""A real HF Trainer run on a tiny model built from a config (no download), on CPU.
+
+Default verbosity, a ``datasets`` map before training (its progress bar prints
+``Map: 100%|...| N/N``), eval and save every ``--every`` steps. ``--no-bar`` turns tqdm off: the
+Trainer's PrinterCallback prints the log dicts and nothing carries the step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from datasets import Dataset
+from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--out", default="out_hf")
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--every", type=int, default=50)
+    ap.add_argument("--rows", type=int, default=2048)
+    ap.add_argument("--no-bar", action="store_true", help="disable_tqdm: PrinterCallback's dicts")
+    args = ap.parse_args()
+    torch.manual_seed(0)
+    torch.set_num_threads(1)
+    cfg = GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=64, n_positions=16)
+    model = GPT2LMHeadModel(cfg)
+    g = torch.Generator().manual_seed(0)
+    base = Dataset.from_dict({"start": torch.randint(0, 32, (args.rows,), generator=g).tolist()})
+
+    def tokens(row: dict[str, int]) -> dict[str, list[int]]:
+        ids = [(row["start"] + i) % 64 for i in range(16)]  # a learnable pattern
+        return {"input_ids": ids, "labels": ids, "attention_mask": [1] * 16}
+
+    data = base.map(tokens, remove_columns=["start"])
+    split = data.train_test_split(test_size=64, seed=0)
+    targs = TrainingArguments(
+        output_dir=args.out,
+        max_steps=args.steps,
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=32,
+        learning_rate=3e-3,
+        logging_steps=10,
+        eval_strategy="steps",
+        eval_steps=args.every,
+        save_strategy="steps",
+        save_steps=args.every,
+        save_total_limit=2,
+        report_to=[],
+        use_cpu=True,
+        dataloader_num_workers=0,
+        seed=0,
+        disable_tqdm=args.no_bar,
+    )
+    trainer = Trainer(
+        model=model, args=targs, train_dataset=split["train"], eval_dataset=split["test"]
+    )
+    trainer.train()
+
+
+if __name__ == "__main__":
+    main()
