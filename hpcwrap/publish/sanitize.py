@@ -59,7 +59,13 @@ KIND_LABELS = {
     "cluster name": "cluster names",
     "wandb_id.txt": "wandb_id.txt references",
     "email": "emails",
+    "password in a URL": "passwords in URLs",
+    "API key or token": "API keys or tokens",
 }
+# Cluster names that are also words ("ClusterName=cluster" is Slurm's example): only the
+# ``cluster:`` field's value is replaced, not the word elsewhere.
+_WORDY_CLUSTERS = frozenset({"cluster", "linux", "default", "slurm", "main", "hpc", "local"})
+_CLUSTER_FIELD = re.compile(r"^(\s*[-*]\s+cluster:\s*`?)(?!<)([\w.-]+)", re.IGNORECASE)
 
 _WANDB_URL = re.compile(r"https?://(?:[\w-]+\.)*wandb\.(?:ai|me)(?:/[^\s`'\"<>()\[\]]*)?")
 _WANDB_ID = re.compile(
@@ -179,7 +185,7 @@ def learn(text: str, ctx: Context) -> Context:
         if label in ("node", "nodes", "nodelist", "node_list", "slurm_job_nodelist"):
             for name in split_nodes(value):
                 out.add_node(name)
-        elif label in ("cluster", "slurm_cluster_name"):
+        elif label in ("cluster", "slurm_cluster_name") and value.lower() not in _WORDY_CLUSTERS:
             out.clusters.add(value.split()[0])
         elif label in ("host", "hostname", "submit_host", "login_node"):
             out.hosts.add(value.split()[0])
@@ -340,6 +346,7 @@ def _line(line: str, rules: _Rules, summary: Summary) -> str:
         text = _count_sub(
             rules.nodes, lambda m: rules.node_names[m.group(0)], text, "node name", removed
         )
+    text = _count_sub(_CLUSTER_FIELD, rf"\g<1>{CLUSTER}", text, "cluster name", removed)
     text = _count_sub(rules.clusters, CLUSTER, text, "cluster name", removed)
     text = _count_sub(rules.hosts, HOST, text, "hostname", removed)
     text = _count_sub(rules.users, USER, text, "username", removed)

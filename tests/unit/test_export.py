@@ -286,3 +286,20 @@ def test_export_never_writes_over_the_run_log(
     assert main(["export", str(planted), "-o", str(planted)]) == 2
     assert "writes a separate copy" in capsys.readouterr().err
     assert planted.read_bytes() == before
+
+
+def test_a_cluster_named_like_a_word_is_replaced_only_in_its_field() -> None:
+    out, summary = sanitize("- cluster: cluster\n- objective: does it train on this cluster?\n")
+    assert out == "- cluster: <cluster>\n- objective: does it train on this cluster?\n"
+    assert summary.removed["cluster name"] == 1
+
+
+def test_the_run_logs_own_redaction_gained_the_new_key_formats() -> None:
+    from hpcwrap.redact import REDACTED, redact_text
+
+    assert redact_text(f"$ wandb login {WANDB_KEY}") == f"$ wandb login {REDACTED}"
+    temporary = "ASIA" + "FAKEFAKEFAKEFAKE"
+    assert redact_text(f"id {temporary} expired") == f"id {REDACTED} expired"
+    # emails are personal, not secret: the run log keeps them, only export removes them
+    assert redact_text(f"contact {EMAIL}") == f"contact {EMAIL}"
+    assert redact_text("sha256 MODEL_PASSPORT.json: ok") == "sha256 MODEL_PASSPORT.json: ok"
