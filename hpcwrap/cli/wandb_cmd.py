@@ -113,9 +113,8 @@ def _sync(args: argparse.Namespace) -> int:
     print(f"wandb: {cmd} ({'.'.join(map(str, version))})")
     print(wplan.plan_text(plan, cmd))
     if plan.refusals:
-        message, cls = plan.refusals[0]
-        more = len(plan.refusals) - 1
-        raise cls(message + (f" (and {more} more refusal(s) above)" if more else ""))
+        cls = plan.refusals[0][1]  # the first one's exit code; every message said
+        raise cls("; ".join(message for message, _cls in plan.refusals))
     if args.dry_run:
         print("dry run: nothing was changed")
         return 0

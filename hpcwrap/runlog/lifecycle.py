@@ -840,7 +840,8 @@ def _wandb_found(state: RunState, f: WandbFound) -> None:
         job = next((j for j in state.jobs if j.execution_id == execution_id), None)
         if job is not None and not job.wandb_local:
             job.wandb_local = local  # what the output named stays
-        state.wandb_local = state.wandb_local or local
+    named = [j.wandb_local for j in state.jobs if j.wandb_local]
+    state.wandb_local = state.wandb_local or (named[0] if named else None)
 
 
 def _wandb_synced(state: RunState, f: WandbSynced) -> None:

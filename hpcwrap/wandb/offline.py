@@ -254,7 +254,8 @@ def read_offline_run(path: Path) -> OfflineRun:
                 run.entity = r.entity or None
                 run.project = r.project or None
                 if r.HasField("start_time") and r.start_time.seconds:
-                    run.started = datetime.fromtimestamp(r.start_time.seconds, timezone.utc)
+                    stamp = r.start_time.seconds + r.start_time.nanos / 1e9
+                    run.started = datetime.fromtimestamp(stamp, timezone.utc)
             elif kind == "history":
                 history.add(rec.history.item)
             elif kind == "artifact":

@@ -60,7 +60,9 @@ GENERIC_PROJECTS = frozenset(
 )
 KEY_FILES = ("~/.wandb_token", "~/.wandb_key")  # looked at in this order without --wandb-token-file
 MIN_WANDB = (0, 24, 1)  # beta sync with -e/-p/--id and --skip-synced that loads credentials
-START_SLACK = timedelta(seconds=120)  # an offline run's start vs. its job's start/end
+# wandb.init runs inside the job, so an offline run starts between its job's start and end;
+# a second covers times the scheduler rounds to the second.
+START_SLACK = timedelta(seconds=1)
 
 
 @dataclass(frozen=True)
@@ -153,7 +155,30 @@ class Plan:
 # ---------------------------------------------------------------- building
 
 
-def _pieces_of_log(log: RunLog, state: RunState, workdir: Path) -> tuple[list[Piece], list[str]]:
+def working_folders(state: RunState, log: RunLog) -> list[Path]:
+    """Where the run's training may have written its ``wandb/`` folder: the submission's
+    working folder, the folders holding recorded offline runs, the code's repository and
+    the folder above run_logs/ (``hpcwrap run`` records no working folder)."""
+    found: list[Path] = []
+    if state.submit is not None and state.submit.workdir:
+        found.append(Path(state.submit.workdir))
+    for local in [j.wandb_local for j in state.jobs] + [state.wandb_local]:
+        path = Path((local or "").strip("`").strip())
+        if path.is_absolute() and path.parent.name == "wandb":
+            found.append(path.parent.parent)
+    if state.code_state is not None and state.code_state.repo:
+        found.append(Path(state.code_state.repo))
+    found.append(log.root.parent)
+    out: list[Path] = []
+    for f in found:
+        if f not in out and f.is_dir():
+            out.append(f)
+    return out
+
+
+def _pieces_of_log(
+    log: RunLog, state: RunState, folders: list[Path]
+) -> tuple[list[Piece], list[str]]:
     pieces: list[Piece] = []
     notes: list[str] = []
     recorded: dict[str, tuple[str | None, str | None]] = {}
@@ -165,8 +190,8 @@ def _pieces_of_log(log: RunLog, state: RunState, workdir: Path) -> tuple[list[Pi
     seen: set[Path] = set()
     for local, (block, url) in recorded.items():
         path = Path(local.strip("`").strip())
-        if not path.is_absolute():
-            path = workdir / path
+        if not path.is_absolute() and folders:
+            path = folders[0] / path
         if not path.is_dir():
             notes.append(f"`{local}` (job {block or '?'}): recorded, but not on disk any more")
             continue
@@ -176,16 +201,20 @@ def _pieces_of_log(log: RunLog, state: RunState, workdir: Path) -> tuple[list[Pi
     # Look in the working folder for runs the output did not name: each goes to the job
     # block during which it started, if that block names none yet.
     free = [j for j in state.jobs if not j.wandb_local and j.start is not None]
-    claims: dict[str, list[OfflineRun]] = {}
-    for path in find_offline_runs(workdir):
+    claims: dict[str, list[tuple[OfflineRun, bool]]] = {}  # block -> (run, strictly inside)
+    for path in [p for folder in folders for p in find_offline_runs(folder)]:
         if path.resolve() in seen:
             continue
+        seen.add(path.resolve())
         run = read_offline_run(path)
-        found = next((j for j in free if _during(j, run.started)), None)
-        if found is None or found.execution_id is None:
-            continue  # another run's (the working folder is shared by many runs)
-        claims.setdefault(found.execution_id, []).append(run)
-    for block, runs in claims.items():
+        for job in free:
+            if job.execution_id is not None and _during(job, run.started):
+                inside = _during(job, run.started, timedelta(0))
+                claims.setdefault(job.execution_id, []).append((run, inside))
+    for block, candidates in claims.items():
+        # Runs of the shared working folder started within the job win over those within
+        # a second of its start or end (the previous or next job's).
+        runs = [r for r, inside in candidates if inside] or [r for r, _ in candidates]
         if len(runs) > 1:
             names = ", ".join(r.path.name for r in runs)
             notes.append(
@@ -199,13 +228,15 @@ def _pieces_of_log(log: RunLog, state: RunState, workdir: Path) -> tuple[list[Pi
     return pieces, notes
 
 
-def _during(job: JobBlock, when: datetime | None) -> bool:
-    """``when`` falls in the job's run (a job still running has no end yet)."""
+def _during(job: JobBlock, when: datetime | None, slack: timedelta = START_SLACK) -> bool:
+    """``when`` falls in the job's run (a job still running has no end yet); job times are
+    kept to the second, so ``when`` is compared to the second too."""
     if when is None or job.start is None:
         return False
-    if when < job.start - START_SLACK:
+    when = when.replace(microsecond=0)
+    if when < job.start - slack:
         return False
-    return job.end is None or when <= job.end + START_SLACK
+    return job.end is None or when <= job.end + slack
 
 
 def _groups(pieces: list[Piece], chain_id: str | None) -> list[Group]:
@@ -246,9 +277,7 @@ def target_for(spec: str, open_log: object) -> Target:
     assert callable(open_log)
     log: RunLog = open_log(spec)
     state = log.read()
-    from hpcwrap.resume import workdir_of
-
-    pieces, notes = _pieces_of_log(log, state, workdir_of(state, log))
+    pieces, notes = _pieces_of_log(log, state, working_folders(state, log))
     chain_id = state.chain.wandb_run_id if state.chain is not None else None
     target = Target(str(log.path), log, state, _groups(pieces, chain_id), notes)
     target.figures = _figures(state, pieces)
@@ -436,15 +465,15 @@ def find_key_file(given: str | None) -> tuple[Path | None, str | None]:
     if given is not None:
         path = Path(given).expanduser()
         if not path.is_file():
-            return path, f"--wandb-token-file {given}: no such file"
+            return path, f"the key file {given} (--wandb-token-file) does not exist"
     else:
         found = next(
             (Path(p).expanduser() for p in KEY_FILES if Path(p).expanduser().is_file()), None
         )
         if found is None:
             return None, (
-                "no W&B key file: add --wandb-token-file F, or put the key in ~/.wandb_token "
-                "(chmod 600)"
+                "no W&B key file: name one with --wandb-token-file, or put the key in "
+                "~/.wandb_token (chmod 600)"
             )
         path = found
     mode = path.stat().st_mode
