@@ -164,3 +164,22 @@ def test_the_standin_calls_fit_the_installed_huggingface_hub(
     record_mod.upload(pkg, "ana/vla", api_factory=lambda: standin)
     for name, kwargs in standin.calls:
         inspect.signature(getattr(hub.HfApi, name)).bind(None, **kwargs)
+
+
+def test_the_published_transition_is_pure_and_keeps_a_persons_lines() -> None:
+    from hpcwrap.runlog import lifecycle
+
+    before = RunState(huggingface={"notes": "card reviewed by Ana", "repo": "old"})
+    facts = lifecycle.Published(
+        "https://huggingface.co/a/b", "30000", "README", "soft_signal", REASON
+    )
+    after = lifecycle.apply(before, facts)
+    assert before.huggingface == {"notes": "card reviewed by Ana", "repo": "old"}
+    assert after.huggingface == {
+        "notes": "card reviewed by Ana",
+        "repo": "https://huggingface.co/a/b",
+        "uploaded checkpoints": "30000",
+        "includes": "README",
+        "signoff verdict": f"`soft_signal` — verdict_reason: {REASON}",
+    }
+    assert lifecycle.event_kind(facts) == "published"
