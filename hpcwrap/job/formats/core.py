@@ -47,7 +47,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 
 from hpcwrap.config import Pattern
-from hpcwrap.job.formats.entry import STEP_EPOCH_INDEX, Entry
+from hpcwrap.job.formats.entry import STEP_EPOCH_INDEX, STEP_INDEX, Entry
 from hpcwrap.job.formats.frameworks import ENTRIES
 
 # Every word a line must contain (lower-cased) for the parser to find anything in
@@ -96,7 +96,7 @@ KEYWORDS: tuple[bytes, ...] = (
     b"total training time",
     b"end of training",
     b"pth.tar",
-    b"asynchronous save",
+    b"synchronous save",
 )
 
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
@@ -596,7 +596,8 @@ class LineParser:
             self._set(obs, "epoch", float(epoch), force=True)
         else:
             if g.get("step"):
-                self._set(obs, "step", float(g["step"] or 0), force=True)
+                done = int(g["step"] or 0) + (1 if e.step == STEP_INDEX else 0)
+                self._set(obs, "step", float(done), force=True)
             if g.get("total"):
                 obs.step_total = int(g["total"] or 0)
             if g.get("epoch"):

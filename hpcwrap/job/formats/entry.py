@@ -23,6 +23,8 @@ FILE = r"['\"`]?(?P<file>[^\s'\"`]+)['\"`]?"
 
 # What the printed step means.
 STEP_PRINTED = "printed"  # the number printed is the global step (optimizer updates done)
+# the printed number is the 0-based index of the update just done: printed + 1 done
+STEP_INDEX = "index"
 # timm: no global step; epoch E, update index I of N per epoch -> E*N + I + 1 updates done
 STEP_EPOCH_INDEX = "epoch_index"
 
@@ -81,6 +83,7 @@ __all__ = [
     "NUM",
     "PATH",
     "STEP_EPOCH_INDEX",
+    "STEP_INDEX",
     "STEP_PRINTED",
     "Entry",
     "rx",

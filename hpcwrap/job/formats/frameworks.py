@@ -9,7 +9,7 @@ their save lines, which bar or line is an average, what their step means.
 
 from __future__ import annotations
 
-from hpcwrap.job.formats.entry import FILE, PATH, STEP_EPOCH_INDEX, Entry, rx
+from hpcwrap.job.formats.entry import FILE, PATH, STEP_EPOCH_INDEX, STEP_INDEX, Entry, rx
 
 ENTRIES: tuple[Entry, ...] = (
     # NVIDIA/Megatron-LM: megatron/training/training.py (training_log,
@@ -109,6 +109,8 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     # karpathy/nanochat: scripts/base_train.py (the step line, "Validation bpb"),
     # nanochat/checkpoint_manager.py (model, metadata, then one optimizer shard per rank).
+    # The step line is printed after update <step> (0-based): step + 1 updates are done;
+    # the val line and the save at step N come before update N (N done).
     Entry(
         name="nanochat",
         source="karpathy/nanochat: scripts/base_train.py, nanochat/checkpoint_manager.py",
@@ -119,16 +121,19 @@ ENTRIES: tuple[Entry, ...] = (
         started=(rx(r"Saved model parameters to: " + FILE),),
         parts=(rx(r"Saved (?:metadata|optimizer state) to: " + FILE),),
         path_step=rx(r"model_0*(?P<step>\d+)\.pt$"),
+        step=STEP_INDEX,
         completes_on_progress=True,
         went_on=rx(r"Total training time:|Minimum validation bpb:|Peak memory usage:"),
     ),
     # Physical-Intelligence/openpi scripts/train.py (JAX): saves through orbax
-    # (orbax/checkpoint: checkpoint_manager.py, async_checkpointer.py, atomicity.py);
+    # (google/orbax checkpoint/orbax/checkpoint/checkpoint_manager.py: "[process=0]
+    # Saving checkpoint at step N", "Finished synchronous save"; async_checkpointer.py,
+    # atomicity.py: the async save's end);
     # the path of "finalized tmp dir" ends the sentence: "to `<dir>`."
     Entry(
         name="openpi-jax",
         source="Physical-Intelligence/openpi: scripts/train.py, src/openpi/training/checkpoints.py",
-        hints=("step ", "checkpoint", "asynchronous save"),
+        hints=("step ", "checkpoint", "synchronous save"),
         train=rx(r"^Step (?P<step>\d+): .*?\bloss=(?P<loss>{NUM})"),
         started=(rx(r"\bSaving checkpoint at step (?P<step>\d+)"),),
         saved=(
@@ -137,6 +142,7 @@ ENTRIES: tuple[Entry, ...] = (
                 + PATH
             ),
             rx(r"Finished saving checkpoint \(finalized tmp dir\) to " + PATH),
+            rx(r"\[step=(?P<step>\d+)\] Finished synchronous save"),
         ),
         path_step=rx(r"/(?P<step>\d+)/?$"),
     ),
