@@ -47,6 +47,12 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
         metavar="DIR",
         help="the job's working directory, for relative paths (default: the file's folder)",
     )
+    p.add_argument(
+        "--workdir",
+        metavar="DIR",
+        help="the job's working folder: also read the framework's own records there "
+        "(trainer_state.json, metrics.csv, checkpoints on disk) where the output lacks them",
+    )
     p.add_argument("--into", metavar="RUN", help="record what was read in this run log's Status")
     p.add_argument("--run-logs", metavar="DIR", help="run_logs folder (default: ./run_logs)")
     p.set_defaults(handler=handle)
@@ -138,6 +144,13 @@ def handle(args: argparse.Namespace) -> int:
             )
         except OSError as exc:
             raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
+        if args.workdir:
+            from hpcwrap.job.records import with_records
+
+            workdir = Path(args.workdir).expanduser()
+            if not workdir.is_dir():
+                raise UsageError(f"--workdir {args.workdir}: not a folder")
+            reports[-1] = with_records(reports[-1], workdir, Path(name).expanduser())
     for r in reports:
         # what the output printed may hold a secret (a token in a URL): scrubbed
         if args.json:

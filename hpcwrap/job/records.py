@@ -54,8 +54,12 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from hpcwrap.job.progress import HISTORY_MAX, Checkpoint, Snapshot
+
+if TYPE_CHECKING:
+    from hpcwrap.job.scan import ScanReport
 
 BUDGET_S = 2.0  # wall time one reading may take
 ENTRIES_MAX = 5000  # directory entries looked at
@@ -710,6 +714,8 @@ def merge(snap: Snapshot, rec: Records, workdir: Path) -> Merged:
     ):
         if src.get(figure, CONSOLE) != CONSOLE:
             origin[field_name] = src[figure]
+    if "checkpoint" in out and disk is not None:
+        origin["checkpoint"] = f"{where(disk.path, workdir)} on disk"
     out["origin"] = origin
     return Merged(replace(s, **out), src)  # type: ignore[arg-type]
 
@@ -741,6 +747,33 @@ def sources_text(sources: dict[str, str]) -> str | None:
     return "sources: " + "; ".join(parts)
 
 
+def with_records(rep: ScanReport, workdir: Path, output: Path) -> ScanReport:
+    """``hpcwrap scan OUTPUT --workdir DIR``: the scan report with the records' figures
+    where the output lacks them or disagrees, each figure's file named in ``origin``.
+
+    The job's start is not known after the fact: every record counts that was written
+    up to the output file's last write (later ones are another run's); where that
+    write is recent (the job may still run) a checkpoint's files must keep their
+    sizes for half a second.
+    """
+    from hpcwrap.job import scan  # the scan reader itself needs no records
+    from hpcwrap.job.formats import LineParser
+
+    try:
+        until: float | None = output.stat().st_mtime
+    except OSError:
+        until = None
+    settle = 0.5 if until is not None and time.time() - until < 60 else 0.0
+    workdir = workdir.resolve()
+    found = read_records(workdir, since=None, until=until, settle_s=settle)
+    merged = merge(rep.snapshot, found, workdir)
+    if merged.snap is rep.snapshot:
+        return rep
+    # a fresh parser: report() reads only which entries matched, kept from the first report
+    redone = scan.report(merged.snap, LineParser(()), path=rep.path, cwd=Path(rep.cwd))
+    return replace(redone, formats=rep.formats, lines=rep.lines)
+
+
 __all__ = [
     "CONSOLE",
     "EVIDENCE",
@@ -754,4 +787,5 @@ __all__ = [
     "sources_text",
     "tensorboard_available",
     "where",
+    "with_records",
 ]

@@ -55,6 +55,7 @@ def run_under_hpcwrap(tmp_path: Path, script: str, *args: str) -> Logged:
     cmd += ["--", sys.executable, str(SCRIPTS / script), *args]
     proc = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     output = proc.stdout + proc.stderr
+    (tmp_path / "job.out").write_text(output, encoding="utf-8")  # for hpcwrap scan
     assert proc.returncode == 0, output[-4000:]
     named = re.search(r"hpcwrap: run log (\S+\.md)", proc.stderr)
     assert named is not None, output[-2000:]
@@ -71,6 +72,13 @@ def shown(value: str) -> str:
 
 def number(value: str) -> float:
     return float(shown(value))
+
+
+def scan_with_workdir(tmp_path: Path) -> str:
+    """``hpcwrap scan job.out --workdir``: the same records read after the fact."""
+    cmd = [sys.executable, "-m", "hpcwrap", "scan", str(tmp_path / "job.out")]
+    cmd += ["--workdir", str(tmp_path)]
+    return subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
 
 
 def sources(status: str) -> str:
@@ -112,6 +120,9 @@ def test_hf_trainer(tmp_path: Path, bar: str) -> None:
     losses = "start_train_loss, end_train_loss, start_val_loss, end_val_loss"
     assert f"{losses} from {state_file}" in said, said
     assert "checkpoint on disk (out_hf/checkpoint-150, newest complete)" in said
+    scanned = scan_with_workdir(tmp_path)
+    assert f"train loss:  first {train[0]!r}, last {train[-1]!r}" in scanned, scanned
+    assert f"checkpoint:  {newest}, step 150" in scanned, scanned
 
 
 # --------------------------------------------------------------------------- Lightning
@@ -154,6 +165,9 @@ def test_lightning(tmp_path: Path, bar: str) -> None:
     metrics = "lightning_logs/version_0/metrics.csv"
     assert f"start_train_loss, end_train_loss, start_val_loss, end_val_loss from {metrics}" in said
     assert f"checkpoint on disk ({rel}, newest complete)" in said
+    scanned = scan_with_workdir(tmp_path)
+    assert f"train loss:  first {train[0]}, last {train[-1]}" in scanned, scanned
+    assert f"val loss:    first {val[0]}, last {val[-1]}" in scanned, scanned
 
 
 # --------------------------------------------------------------------------- accelerate

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 import zipfile
 from datetime import datetime, timezone
@@ -13,6 +15,7 @@ import pytest
 
 from hpcwrap.job import records
 from hpcwrap.job.progress import Checkpoint, Snapshot
+from hpcwrap.job.scan import scan_file
 
 
 def start() -> float:
@@ -301,3 +304,34 @@ def test_tensorboard_event_files_where_tensorboard_is_installed(tmp_path: Path) 
     assert [p[:2] for p in rec.train.points] == [(9, 1.5), (19, 1.25)]
     assert rec.val.points[-1][:2] == (19, 1.125)
     assert rec.final_step == 19
+
+
+# --------------------------------------------------------------------------- hpcwrap scan --workdir
+
+
+def test_scan_workdir_reads_the_same_records(tmp_path: Path) -> None:
+    hf_checkpoint(tmp_path, 100)
+    hf_checkpoint(tmp_path, 150)
+    output = tmp_path / "slurm-7.out"
+    output.write_text(
+        "Map: 100%|██████████| 2048/2048 [00:00<00:00, 9000.00 examples/s]\n"
+        "{'loss': '2.5', 'grad_norm': '0.6', 'learning_rate': '2e-05', 'epoch': '0.6'}\n",
+        encoding="utf-8",
+    )
+    plain = scan_file(output)
+    assert plain.checkpoint is None and plain.final_step is None
+    got = records.with_records(plain, tmp_path, output)
+    state = "out_hf/checkpoint-150/trainer_state.json"
+    assert (got.final_step, got.step_total) == (150, 150)
+    assert (got.first_loss, got.last_loss) == ("3.9", "2.5")
+    assert got.last_val_loss == "2.25" and got.origin["val_loss"] == state
+    assert got.checkpoint is not None
+    assert got.checkpoint.path == str(tmp_path / "out_hf" / "checkpoint-150")
+    assert got.origin["checkpoint"] == "out_hf/checkpoint-150 on disk"
+    # the command: the same reading, and a bad folder named
+    cmd = [sys.executable, "-m", "hpcwrap", "scan", str(output), "--workdir", str(tmp_path)]
+    text = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    assert "step:        150 / 150" in text
+    assert f"val_loss from {state}, checkpoint from out_hf/checkpoint-150 on disk" in text
+    bad = subprocess.run([*cmd[:-1], str(tmp_path / "nope")], capture_output=True, text=True)
+    assert bad.returncode != 0 and "not a folder" in bad.stderr
