@@ -125,6 +125,20 @@ def evidence_text(r: ScanReport) -> str:
     return "; ".join(parts)
 
 
+def _redacted(value: Any) -> Any:
+    """Every string in a JSON-able tree scrubbed (redacting the dumped text could
+    break its syntax)."""
+    from hpcwrap.redact import redact_text
+
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v) for v in value]
+    return value
+
+
 def handle(args: argparse.Namespace) -> int:
     from hpcwrap.job.scan import scan_file
     from hpcwrap.redact import redact_text
@@ -154,7 +168,7 @@ def handle(args: argparse.Namespace) -> int:
     for r in reports:
         # what the output printed may hold a secret (a token in a URL): scrubbed
         if args.json:
-            print(redact_text(json.dumps(r.to_dict(), sort_keys=False)))
+            print(json.dumps(_redacted(r.to_dict())))
         else:
             print(redact_text(render(r)))
     if args.into:

@@ -318,7 +318,7 @@ _NOT_EXC = frozenset({"INFO", "WARNING", "WARN", "DEBUG", "ERROR", "CRITICAL", "
 # The generic readers, by the names scan reports them under.
 _GENERIC = {
     "tqdm": "tqdm-bar",
-    "kv": "key-value",
+    "kv": "text-fields",
     "json": "json-lines",
     "megatron": "megatron",
     "error": "errors",
