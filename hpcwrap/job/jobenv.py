@@ -11,6 +11,7 @@ no ``SLURM_JOB_END_TIME``, so the time left before the limit is asked of
 from __future__ import annotations
 
 import os
+import pwd
 import re
 import shutil
 import socket
@@ -181,7 +182,7 @@ def wandb_data_env(
     wandb stages artifact payloads in ``$WANDB_DATA_DIR/artifacts/staging`` (default
     ``~/.local/share/wandb``, the home quota) until an upload succeeds; a folder per job
     keeps them off the home quota and lets ``hpcwrap wandb sync`` clean up only this job's.
-    The folder is ``<root>/hpcwrap-wandb/<job>``, root being the configured folder, else
+    The folder is ``<root>/hpcwrap-wandb-<user>/<job>``, root being the configured folder, else
     ``$SCRATCH`` (it outlives the job: a sync after the job still finds the payload), else
     ``$TMPDIR``, else the system's temp folder. A WANDB_DATA_DIR the user set is kept.
     """
@@ -196,8 +197,17 @@ def wandb_data_env(
         or tempfile.gettempdir()
     )
     name = re.sub(r"[^A-Za-z0-9_.-]+", "_", job.execution_id).strip("._") or "job"
-    env["WANDB_DATA_DIR"] = os.path.join(os.path.expanduser(root), "hpcwrap-wandb", name)
+    # The user in the name: a shared /tmp holds every user's folders side by side.
+    folder = f"hpcwrap-wandb-{_user()}"
+    env["WANDB_DATA_DIR"] = os.path.join(os.path.expanduser(root), folder, name)
     return env
+
+
+def _user() -> str:
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
 
 
 def describe_seconds(seconds: float) -> str:

@@ -239,7 +239,7 @@ def test_the_wrapper_recorded_the_offline_run_and_its_staging_is_on_scratch(tree
     assert (run.entity, run.project, run.error) == (ENTITY, PROJECT, None)
     (staged,) = run.staged
     # The wrapper gave the job its own WANDB_DATA_DIR on $SCRATCH, not the home quota.
-    assert str(staged.path).startswith(str(tree.root / "scratch" / "hpcwrap-wandb"))
+    assert str(staged.path).startswith(str(tree.root / "scratch" / "hpcwrap-wandb-"))
     assert staged.size == 300000 and staged.artifact == "model:model"
     assert not (tree.home / ".local" / "share" / "wandb").exists()
 

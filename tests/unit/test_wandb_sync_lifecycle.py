@@ -4,6 +4,8 @@ run log shows them, and the per-job WANDB_DATA_DIR the wrapper gives the trainin
 from __future__ import annotations
 
 import copy
+import os
+import pwd
 from datetime import datetime, timedelta, timezone
 
 from hpcwrap.job.jobenv import JobEnv, wandb_data_env
@@ -18,6 +20,7 @@ from hpcwrap.runlog.lifecycle import (
     event_kind,
 )
 
+USER = pwd.getpwuid(os.getuid()).pw_name  # the folder name the wrapper uses
 T0 = datetime(2026, 3, 11, 14, 0, tzinfo=timezone.utc)
 A = "/work/wandb/offline-run-20260311_140100-chain001"
 B = "/work/wandb/offline-run-20260311_160100-chain001"
@@ -107,16 +110,19 @@ def job(execution_id: str = "123") -> JobEnv:
 
 def test_each_job_gets_its_own_wandb_data_dir_on_scratch_never_home() -> None:
     env = {"HOME": "/home/u", "SCRATCH": "/scratch/u", "TMPDIR": "/tmp/job"}
-    assert wandb_data_env(env, job())["WANDB_DATA_DIR"] == "/scratch/u/hpcwrap-wandb/123"
+    assert wandb_data_env(env, job())["WANDB_DATA_DIR"] == f"/scratch/u/hpcwrap-wandb-{USER}/123"
     no_scratch = {"HOME": "/home/u", "TMPDIR": "/tmp/job"}
-    assert wandb_data_env(no_scratch, job("7_2"))["WANDB_DATA_DIR"] == "/tmp/job/hpcwrap-wandb/7_2"
+    assert (
+        wandb_data_env(no_scratch, job("7_2"))["WANDB_DATA_DIR"]
+        == f"/tmp/job/hpcwrap-wandb-{USER}/7_2"
+    )
     configured = wandb_data_env(env, job(), "/fast/u")["WANDB_DATA_DIR"]
-    assert configured == "/fast/u/hpcwrap-wandb/123"
+    assert configured == f"/fast/u/hpcwrap-wandb-{USER}/123"
     by_env = wandb_data_env({**env, "HPCWRAP_WANDB_DATA_DIR": "/x"}, job(), "/fast/u")
-    assert by_env["WANDB_DATA_DIR"] == "/x/hpcwrap-wandb/123"
+    assert by_env["WANDB_DATA_DIR"] == f"/x/hpcwrap-wandb-{USER}/123"
     # An execution id outside Slurm (host:pid, vm/zone) makes one folder name.
     outside = wandb_data_env(env, JobEnv(in_slurm=False, execution_id="vm-1/europe-west4-a"))
-    assert outside["WANDB_DATA_DIR"] == "/scratch/u/hpcwrap-wandb/vm-1_europe-west4-a"
+    assert outside["WANDB_DATA_DIR"] == f"/scratch/u/hpcwrap-wandb-{USER}/vm-1_europe-west4-a"
     assert not wandb_data_env(env, job())["WANDB_DATA_DIR"].startswith("/home/u")
 
 
