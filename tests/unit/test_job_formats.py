@@ -411,3 +411,90 @@ def test_invalid_utf8_nul_and_giant_lines_do_not_break_parsing() -> None:
     snap, _ = scan(data)
     # The giant line keeps its last 64 KiB, where "step 9 loss 0.25" is.
     assert snap.step == 9 and snap.loss == 0.25
+
+
+@pytest.mark.parametrize(
+    ("line", "want"),
+    [
+        # data preparation bars are not the training's step
+        ("Tokenizing train dataset: 100%|██████████| 207865/207865 [00:10<00:00, "
+         "20000.00 examples/s]", dict(step=None)),
+        ("Map: 100%|██████████| 1801350/1801350 [01:10<00:00, 25000.00 examples/s]",
+         dict(step=None)),
+        ("Running tokenizer on dataset: 100%|██████████| 4358/4358 [00:01<00:00, "
+         "3101.22 examples/s]", dict(step=None)),
+        ("Training:  50%|█████     | 100/200 [00:40<00:40,  2.50it/s, loss=0.2411]",
+         dict(step=100, loss=0.2411)),
+        # averages are not per-step values
+        ("2025-03-02 10:00:00 | INFO | train | epoch 001 | loss 9.3 | nll_loss 8.8 | "
+         "num_updates 1119 | lr 0.0005", dict(step=1119, loss=None)),
+        ("Train: 3 [ 100/313 ( 32%)]  Loss: 5.62 (5.75)  Time: 0.412s,  LR: 1.000e-03",
+         dict(step=3 * 313 + 101, loss=5.62, epoch=3.0)),
+        ("Test: [  20/48]  Time: 0.201 (0.201)  Loss:  5.120 ( 5.310)  Acc@1: 12.5",
+         dict(val_loss=None)),
+        ("Test: [  48/48]  Time: 0.201 (0.201)  Loss:  5.120 ( 5.310)  Acc@1: 12.5",
+         dict(val_loss=5.31)),
+        ("epoch 0: perplexity: 22.2331 eval_loss: tensor(3.1046, device='cuda:0')",
+         dict(val_loss=3.1046)),
+        # a test set's loss is not the val loss
+        (" validation loss at iteration 6000 on test set | lm loss value: 3.7E+00 |",
+         dict(val_loss=None)),
+        ("step  501/2000 | train loss 3.650000 | norm 1.1 | lr 6.00e-04 | 412.34 ms",
+         dict(step=501, loss=3.65, step_total=2000)),
+        ("step 00399/00400 (99.75%) | loss: 3.501234 | lrm: 0.10 | dt: 512.31ms",
+         dict(step=400, loss=3.501234)),
+    ],
+)  # fmt: skip
+def test_framework_lines(line: str, want: dict[str, object]) -> None:
+    obs = LineParser().parse(line)
+    for key, value in want.items():
+        got = getattr(obs, key) if obs is not None else None
+        if isinstance(value, float):
+            assert got == pytest.approx(value), (line, key)
+        else:
+            assert got == value, (line, key, got)
+
+
+def test_a_path_ending_a_sentence_loses_the_full_stop() -> None:
+    obs = LineParser().parse(
+        "[process=0][thread=async_save] Finished saving checkpoint (finalized tmp dir) to "
+        "`/ckpt/exp/1000`.   (4242:atomicity.py:573)"
+    )
+    assert obs is not None and obs.checkpoint == "/ckpt/exp/1000" and obs.checkpoint_saved
+    assert obs.checkpoint_step == 1000
+
+
+def test_a_started_save_is_not_a_checkpoint_until_it_completes() -> None:
+    progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
+    parser = LineParser()
+    for line in (
+        "saving checkpoint at iteration    6000 to /ckpt in torch_dist format",
+        " [x] iteration     6010/   10000 | lm loss: 3.5E+00 |",
+    ):
+        obs = parser.parse(line)
+        assert obs is not None
+        progress.apply(obs)
+    snap = progress.snapshot()
+    assert snap.checkpoint is None  # Megatron prints its completion: progress is no proof
+    assert snap.pending_save is not None and snap.pending_save.step == 6000
+    obs = parser.parse("  successfully saved checkpoint from iteration    6000 to /ckpt")
+    assert obs is not None
+    progress.apply(obs)
+    snap = progress.snapshot()
+    assert snap.checkpoint is not None and snap.checkpoint.step == 6000
+    assert snap.pending_save is None
+
+
+def test_user_patterns_reach_scan(tmp_path: Path) -> None:
+    from hpcwrap.job.scan import scan_file
+
+    out = tmp_path / "slurm-1.out"
+    out.write_text("EP 3 it=120 objective=0.75\nwrote ckpt to runs/a/120.pt\n")
+    pats = (
+        Pattern("mine", re.compile(r"it=(?P<step>\d+) objective=(?P<loss>[\d.]+)")),
+        Pattern("ck", re.compile(r"wrote ckpt to (?P<checkpoint>\S+)")),
+    )
+    r = scan_file(out, patterns=pats)
+    assert (r.final_step, r.last_loss) == (120, "0.75")
+    assert r.checkpoint is not None and r.checkpoint.printed == "runs/a/120.pt"
+    assert r.checkpoint.path == str(tmp_path / "runs/a/120.pt")

@@ -566,6 +566,8 @@ class LineParser:
         obs.sources.append("checkpoint")
 
     def _entry_metrics(self, e: Entry, text: str, obs: Observation) -> bool:
+        if e.ignore is not None and e.ignore.search(text):
+            return True  # not progress (a test set's loss)
         m = e.val.search(text) if e.val is not None else None
         if m is not None:
             g = m.groupdict()

@@ -55,6 +55,8 @@ class Entry:
     # A line that reports an average over many steps (an epoch summary): its loss is
     # not the last per-step train loss; its step fields still count.
     average: re.Pattern[str] | None = None
+    # A line that looks like progress and is not (a test set's loss): read, nothing taken.
+    ignore: re.Pattern[str] | None = None
     saved: tuple[re.Pattern[str], ...] = ()  # a save completed
     started: tuple[re.Pattern[str], ...] = ()  # a save started (not a checkpoint yet)
     # A file written as part of a save: inside a started save of its folder it is just

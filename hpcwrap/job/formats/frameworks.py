@@ -24,6 +24,7 @@ ENTRIES: tuple[Entry, ...] = (
             r"validation loss at iteration\s+(?P<step>\d+)(?: on validation set)?\s*\|"
             r".*?\blm loss value:\s*(?P<val_loss>{NUM})"
         ),
+        ignore=rx(r"validation loss at iteration\s+\d+ on test set"),
         fields=(
             ("loss", rx(r"\|\s*lm loss:\s*(?P<v>{NUM})\s*\|")),
             ("lr", rx(r"\|\s*learning rate:\s*(?P<v>{NUM})\s*\|")),
