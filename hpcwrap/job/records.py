@@ -49,6 +49,7 @@ import json
 import math
 import os
 import re
+import struct
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -418,6 +419,15 @@ def tensorboard_available() -> bool:
     return True
 
 
+def _f32_text(value: float) -> str:
+    """An event file's float32 as its shortest exact spelling (``0.0298``, not 0.029800000414)."""
+    for digits in range(6, 10):
+        text = f"{value:.{digits}g}"
+        if struct.unpack("f", struct.pack("f", float(text)))[0] == value:
+            return text
+    return repr(value)
+
+
 def _tb_series(
     folder: Path, source: str
 ) -> tuple[LossSeries | None, LossSeries | None, int | None]:
@@ -437,7 +447,7 @@ def _tb_series(
                         value = float(v.tensor.float_val[0])
                     else:
                         continue
-                    scalars.setdefault(v.tag, []).append((int(event.step), value, f"{value:.6g}"))
+                    scalars.setdefault(v.tag, []).append((int(event.step), value, _f32_text(value)))
         except Exception:  # a torn event file: keep what was read
             continue
     tcol = _pick(list(scalars), _TRAIN_NAMES, "train")
@@ -574,7 +584,7 @@ def _assemble(found: _Found, workdir: Path, truncated: bool) -> Records:
         logs: list[tuple[float, Path, str]] = [(m, p, "csv") for m, p in found.csvs]
         logs += [(m, p, "tb") for p, m in found.tb_dirs.items()]
         for _, path, kind in sorted(logs, key=lambda x: x[0], reverse=True):
-            src = where(path, workdir)
+            src = where(path if kind == "csv" else path / "events.out.tfevents.*", workdir)
             train, val, top = _csv_series(path, src) if kind == "csv" else _tb_series(path, src)
             if train is None and val is None:
                 continue

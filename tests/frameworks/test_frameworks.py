@@ -20,6 +20,7 @@ import csv
 import json
 import os
 import re
+import struct
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -168,6 +169,31 @@ def test_lightning(tmp_path: Path, bar: str) -> None:
     scanned = scan_with_workdir(tmp_path)
     assert f"train loss:  first {train[0]}, last {train[-1]}" in scanned, scanned
     assert f"val loss:    first {val[0]}, last {val[-1]}" in scanned, scanned
+
+
+def test_lightning_tensorboard(tmp_path: Path) -> None:
+    """Lightning's default logger where tensorboard is installed: event files, no metrics.csv."""
+    pytest.importorskip("tensorboard", reason="the optional tensorboard extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    logged = run_under_hpcwrap(
+        tmp_path, "lightning_train.py", "--bar", "tqdm", "--epochs", "4", "--logger", "default"
+    )
+    version = tmp_path / "lightning_logs" / "version_0"
+    assert not (version / "metrics.csv").exists()
+    events = EventAccumulator(str(version))
+    events.Reload()
+    train = events.Scalars("train_loss")
+    val = events.Scalars("val_loss")
+    r = logged.results
+    f32 = lambda v: struct.unpack("f", struct.pack("f", v))[0]  # noqa: E731
+    assert int(r["final step"]) == 448
+    assert f32(number(r["start_train_loss"])) == train[0].value
+    assert f32(number(r["end_train_loss"])) == train[-1].value
+    assert f32(number(r["end_val_loss"])) == val[-1].value
+    said = sources(logged.end_status)
+    events_src = "lightning_logs/version_0/events.out.tfevents.*"
+    assert f"end_train_loss, start_val_loss, end_val_loss from {events_src};" in said
 
 
 # --------------------------------------------------------------------------- accelerate

@@ -292,7 +292,7 @@ def test_merge_all_from_console_says_nothing(tmp_path: Path) -> None:
 
 def test_tensorboard_event_files_where_tensorboard_is_installed(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard", reason="the optional tensorboard extra is not installed")
-    from torch.utils.tensorboard import SummaryWriter  # type: ignore[import-not-found,unused-ignore]
+    from torch.utils.tensorboard import SummaryWriter
 
     writer = SummaryWriter(str(tmp_path / "lightning_logs" / "version_0"))
     for step, value in ((9, 1.5), (19, 1.25)):

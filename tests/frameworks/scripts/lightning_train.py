@@ -42,6 +42,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--bar", choices=["rich", "tqdm"], required=True)
     ap.add_argument("--epochs", type=int, default=4)
+    ap.add_argument(
+        "--logger",
+        choices=["csv", "default"],
+        default="csv",
+        help="default: Lightning's own choice (TensorBoard event files where installed)",
+    )
     args = ap.parse_args()
     pl.seed_everything(0)
     torch.set_num_threads(1)
@@ -58,7 +64,7 @@ def main() -> None:
         callbacks=[bar],
         # Lightning's default logger without tensorboard, named here so that an
         # installed tensorboard does not turn it into event files.
-        logger=CSVLogger(save_dir=".", name="lightning_logs"),
+        logger=CSVLogger(save_dir=".", name="lightning_logs") if args.logger == "csv" else True,
         enable_model_summary=False,
     )
     trainer.fit(Tiny(), train, val)
