@@ -129,7 +129,7 @@ EXPECTED: dict[str, dict[str, object]] = {
         loss=7.5432,
         val_loss=7.9012,
         first_loss=12.2345,
-        checkpoint=(None, 20),
+        checkpoint=("./outputs/checkpoint/step-20", 20),
         checkpoints_saved=1,
     ),
     "jsonl.log": dict(

@@ -61,7 +61,7 @@ EXPECTED: dict[str, tuple[object, ...]] = {
         "/lustre/ckpt/gpt-1b",
         ("oom_kill",),
     ),
-    "torchtitan.log": (20, "12.23450", "7.54320", "7.9012", None, ()),
+    "torchtitan.log": (20, "12.23450", "7.54320", "7.9012", "./outputs/checkpoint/step-20", ()),
     "nanogpt.log": (500, "4.2874", "1.5479", "1.7269", "out-shakespeare-char", ()),
     "nanochat.log": (
         400,

@@ -80,25 +80,17 @@ KEYWORDS: tuple[bytes, ...] = (
     b"fault",
     b"fatal",
     # validation lines (read even in a flood: the last val loss must not be sampled out)
-    b"validation",
-    b"valid on",
-    b"validate",
+    b"valid",
     b"eval_loss",
     b"val loss",
     b"test:",
-    b"test (ema)",
     # framework save lines that say neither checkpoint nor save
     b"writing model",
     b"ready now",
     b"output dir",
-    b"trainer.fit",
     b"training completed",
-    b"total training time",
-    b"end of training",
-    b"pth.tar",
     b"synchronous save",
 )
-
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
 
 # Prefixes launchers put before every line: torchrun's "[rank0]:" / "[default0]:",
@@ -461,6 +453,11 @@ class LineParser:
         self._roots: dict[str, str] = {}  # entry -> the checkpoint folder it announced
         self._per_epoch: dict[str, int] = {}  # entry -> updates per epoch (timm)
         self._listing: Entry | None = None  # in a list of checkpoints (timm)
+        # One search for every entry's hint words (cheaper than a test per entry).
+        hints = sorted({h for e in self.entries for h in e.hints}, key=len, reverse=True)
+        self._hints = re.compile("|".join(re.escape(h) for h in hints) or "(?!)")
+        # a match of "saving model checkpoint" also means "checkpoint" is there
+        self._implied = {h: {o for o in hints if o in h} for h in hints}
         self._main_total: float = 0.0  # the largest total of a desc-less tqdm bar seen
         self._tracebacks: dict[int, _Traceback] = {}
 
@@ -502,9 +499,15 @@ class LineParser:
                 self._save(listing, "saved", item.groupdict(), obs)
                 return True
             self._listing = None
+        hinted = self._hints.findall(lower)
+        if not hinted:
+            return False
+        words: set[str] = set()
+        for h in hinted:
+            words |= self._implied[h]
         read = False
         for e in self.entries:
-            if not any(h in lower for h in e.hints):
+            if words.isdisjoint(e.hints):
                 continue
             if e.root is not None and (r := e.root.search(text)) is not None:
                 self._roots[e.name] = _clean_path(r.group("root"))

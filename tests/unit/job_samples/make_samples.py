@@ -248,7 +248,11 @@ def torchtitan() -> str:
         "\x1b[39m",
     )
     pre = "[rank0]:[titan] 2025-04-01 00:25:{s:02d},616 - root - INFO - "
-    out = [pre.format(s=0) + "Starting job: Llama 3 debug training\n"]
+    out = [
+        pre.format(s=0) + "Starting job: Llama 3 debug training\n",
+        pre.format(s=0) + "Checkpointing active. Checkpoints are loaded from and saved to "
+        "./outputs/checkpoint\n",
+    ]
     steps = ((1, 12.2345, 18.1), (10, 9.8765, 7.2), (20, 7.5432, 3.1))
     for i, (step, loss, gn) in enumerate(steps):
         out.append(
