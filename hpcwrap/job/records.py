@@ -21,7 +21,9 @@ When a checkpoint is complete, per layout (each writes one file last):
 
 - ``checkpoint-N/`` (HF Trainer): ``trainer_state.json`` is there and parses as
   JSON. The Trainer writes it after the weights, optimizer, scheduler and RNG
-  state, in one non-atomic write, so a cut-off file does not parse.
+  state, in one non-atomic write, so a cut-off file does not parse. A folder of
+  another name holding a parseable ``trainer_state.json`` beside a weights file
+  counts too (its step is ``global_step``).
 - ``*.ckpt`` (Lightning): a torch zip archive whose end-of-central-directory
   record is in its last 64 KiB. Lightning serialises in memory and writes the
   file in one go; a file cut short has no end record. ``epoch=E-step=S.ckpt``
@@ -195,6 +197,7 @@ def _walk(root: Path, budget: _Budget) -> Iterator[tuple[Path, os.DirEntry[str]]
                 and depth + 1 < DEPTH
                 and not entry.name.startswith(".")
                 and entry.name not in _SKIP_DIRS
+                and not _TMP.search(entry.name)  # being written: judged, never read
                 and not _HF_DIR.match(entry.name)  # a checkpoint's insides are read directly
                 and not _ACC_DIR.match(entry.name)
                 and not _DS_DIR.match(entry.name)
@@ -520,6 +523,14 @@ def read_records(
             if state is not None and floor <= mtime <= ceiling:
                 gs = state.get("global_step")
                 found.states.append((gs if isinstance(gs, int) else 0, mtime, parent, state))
+                # Saved beside its weights under another name than checkpoint-N (a custom
+                # layout, or save_model + save_state at the end): a checkpoint too.
+                files = _files(parent)
+                if any(f[0].endswith(_WEIGHTS) for f in files):
+                    newest = max(f[2] for f in files)
+                    if newest <= ceiling:
+                        step = gs if isinstance(gs, int) else None
+                        found.complete.append(FoundCheckpoint(parent, step, "hf", newest))
             continue
         if not is_dir and name.startswith("events.out.tfevents."):
             if tb is None:
@@ -736,7 +747,7 @@ def _exists(printed: str, workdir: Path) -> bool:
 
 
 def sources_text(sources: dict[str, str]) -> str | None:
-    """``figures from out/checkpoint-150/trainer_state.json: final step, train loss; ...``.
+    """``final step, end_train_loss from out/checkpoint-150/trainer_state.json; ...``.
 
     None when everything came from the console (the usual case says nothing).
     """
@@ -754,7 +765,7 @@ def sources_text(sources: dict[str, str]) -> str | None:
             parts.append(f"{what} {source}")
         else:
             parts.append(f"{what} from {source}")
-    return "sources: " + "; ".join(parts)
+    return "; ".join(parts)
 
 
 def with_records(rep: ScanReport, workdir: Path, output: Path) -> ScanReport:

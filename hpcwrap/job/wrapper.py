@@ -713,7 +713,7 @@ class Wrapper:
         runtime = format_runtime((end_wall - self.start_wall).total_seconds())
         text = self.prefix + end_text(final, end, snap, runtime, errors)
         if sources:
-            text += f"; {sources}"
+            text += f"; sources: {sources}"
         env = self.env
         # The batch script exits with our status; where Slurm will read that status
         # otherwise than we read the end (exit 124 on the walltime-warning path is
@@ -747,6 +747,7 @@ class Wrapper:
                 first_val_loss_text=snap.first_val_loss_text,
                 val_loss_text=snap.val_loss_text,
                 config_copy=config_copy,
+                figures_from=sources,
             ),
             next_steps=tuple(res.next_steps(final, checkpoint, snap, kind)),
             wandb_local=_full_path(snap.wandb_dir, cwd),

@@ -281,6 +281,8 @@ class ResultFacts:
     first_val_loss_text: str | None = None
     val_loss_text: str | None = None
     config_copy: str | None = None  # hpcwrap's copy of the config snapshot (sidecar)
+    # Which figures came from the framework's own records, not the output (job/records).
+    figures_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -549,6 +551,8 @@ def _fill_results(state: RunState, r: ResultFacts, prefix: str, array_task: str 
         res.config_snapshot = r.config_fallback
     if r.config_copy:
         res.config_copy = r.config_copy
+    if r.figures_from:
+        res.figures_from = r.figures_from
 
 
 # ---------------------------------------------------------------- transitions

@@ -82,9 +82,13 @@ def scan_with_workdir(tmp_path: Path) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
 
 
-def sources(status: str) -> str:
+def sources(logged: Logged) -> str:
+    """Where each figure came from: Results' ``figures from`` line, also in the end Status."""
+    status = logged.end_status
     assert "; sources: " in status, status
-    return status.split("; sources: ", 1)[1]
+    said = status.split("; sources: ", 1)[1]
+    assert logged.results["figures from"] == said
+    return said
 
 
 # --------------------------------------------------------------------------- HF Trainer
@@ -111,7 +115,7 @@ def test_hf_trainer(tmp_path: Path, bar: str) -> None:
     assert number(r["end_train_loss"]) == train[-1]
     assert number(r["end_val_loss"]) == val[-1]
     assert shown(r["checkpoint"]) == str(newest) and newest.name == "checkpoint-150"
-    said = sources(logged.end_status)
+    said = sources(logged)
     state_file = "out_hf/checkpoint-150/trainer_state.json"
     # the step from the console where it read the bar's 150/150 (the datasets Map bar's
     # 2048/2048 is not a training step), else from the records
@@ -159,7 +163,7 @@ def test_lightning(tmp_path: Path, bar: str) -> None:
     assert shown(r["end_train_loss"]) == train[-1]
     assert shown(r["end_val_loss"]) == val[-1]
     assert shown(r["checkpoint"]) == str(ckpt)
-    said = sources(logged.end_status)
+    said = sources(logged)
     rel = str(ckpt.relative_to(tmp_path))
     # the console's step agrees where its bar counts global steps (named as the console's)
     assert re.search(rf"final step from (the console|{re.escape(rel)});", said), said
@@ -191,7 +195,7 @@ def test_lightning_tensorboard(tmp_path: Path) -> None:
     assert f32(number(r["start_train_loss"])) == train[0].value
     assert f32(number(r["end_train_loss"])) == train[-1].value
     assert f32(number(r["end_val_loss"])) == val[-1].value
-    said = sources(logged.end_status)
+    said = sources(logged)
     events_src = "lightning_logs/version_0/events.out.tfevents.*"
     assert f"end_train_loss, start_val_loss, end_val_loss from {events_src};" in said
 
@@ -214,7 +218,7 @@ def test_accelerate(tmp_path: Path) -> None:
     assert number(r["end_train_loss"]) == truth["train"][-1][1]
     assert number(r["end_val_loss"]) == truth["val"][-1][1]
     assert shown(r["checkpoint"]) == str(newest_complete)
-    said = sources(logged.end_status)
+    said = sources(logged)
     assert "checkpoint on disk (ckpt/step_150, newest complete)" in said
     # accelerate keeps no loss record of its own: the printed losses stand, named so
     figures = "final step, start_train_loss, end_train_loss, start_val_loss, end_val_loss"

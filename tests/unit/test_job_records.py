@@ -83,6 +83,17 @@ def test_hf_trainer_state_of_the_newest_complete_checkpoint(tmp_path: Path) -> N
     ]
 
 
+def test_trainer_state_beside_weights_in_another_layout_is_a_checkpoint(tmp_path: Path) -> None:
+    folder = tmp_path / "out" / "checkpoints" / "50"
+    folder.mkdir(parents=True)
+    (folder / "model.bin").write_bytes(b"w")
+    (folder / "trainer_state.json").write_text('{"global_step": 50}', encoding="utf-8")
+    (tmp_path / "out" / "trainer_state.json").write_text('{"global_step": 9}', encoding="utf-8")
+    rec = records.read_records(tmp_path, since=start(), until=time.time())
+    assert [(c.path, c.step) for c in rec.checkpoints] == [(folder, 50)]  # out/ has no weights
+    assert (rec.final_step, rec.final_step_source) == (50, "out/checkpoints/50/trainer_state.json")
+
+
 def test_hf_trainer_state_cut_off_is_not_complete(tmp_path: Path) -> None:
     folder = hf_checkpoint(tmp_path, 150)
     text = (folder / "trainer_state.json").read_text(encoding="utf-8")
@@ -241,7 +252,7 @@ def test_merge_takes_step_losses_and_checkpoint_the_console_lacked(tmp_path: Pat
         "checkpoint": "on disk (out_hf/checkpoint-150, newest complete)",
     }
     assert records.sources_text(merged.sources) == (
-        f"sources: final step, start_val_loss, end_val_loss from {src}; "
+        f"final step, start_val_loss, end_val_loss from {src}; "
         "start_train_loss, end_train_loss from the console; "
         "checkpoint on disk (out_hf/checkpoint-150, newest complete)"
     )
