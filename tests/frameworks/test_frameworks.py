@@ -220,6 +220,13 @@ def test_accelerate(tmp_path: Path) -> None:
     assert shown(r["checkpoint"]) == str(newest_complete)
     said = sources(logged)
     assert "checkpoint on disk (ckpt/step_150, newest complete)" in said
+    # the torn save is named, with why, in the run's events
+    (events,) = tmp_path.glob("run_logs/.hpcwrap/*/events.jsonl")
+    read = [json.loads(ln) for ln in events.read_text(encoding="utf-8").splitlines()]
+    (rec,) = [e for e in read if e["kind"] == "records"]
+    assert rec["not_complete"] == [
+        f"{folders[-1]}: no random_states_*.pkl (save_state writes it last)"
+    ]
     # accelerate keeps no loss record of its own: the printed losses stand, named so
     figures = "final step, start_train_loss, end_train_loss, start_val_loss, end_val_loss"
     assert f"{figures} from the console" in said
