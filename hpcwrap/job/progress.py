@@ -295,12 +295,13 @@ class Progress:
             version = s.version
             step = s.step
             went_on = obs.went_on
+            origin = self._origin
+            fmt = obs.format or ""
             if obs.step is not None and obs.step != step:
                 went_on = went_on or step is not None or s.pending_save is not None
                 step = obs.step
                 self._progressed(step)
-            if obs.format is not None:
-                self._note_origin(obs)
+                origin["step"] = fmt
             if obs.step_total is not None and obs.step_total != s.step_total:
                 s.step_total = obs.step_total
                 s.version += 1
@@ -314,6 +315,7 @@ class Progress:
                 s.loss, s.loss_text = obs.loss, obs.loss_text
                 s.version += 1
                 s.train_count += 1
+                origin["loss"] = fmt
                 went_on = True
                 self._train.add(step, obs.loss)
                 if s.first_loss is None:
@@ -329,6 +331,7 @@ class Progress:
                 s.val_loss, s.val_loss_text = obs.val_loss, obs.val_loss_text
                 s.version += 1
                 s.val_count += 1
+                origin["val_loss"] = fmt
                 went_on = True
                 self._val.add(step, obs.val_loss)
                 if s.first_val_loss is None:
@@ -347,6 +350,8 @@ class Progress:
                 s.pending_save = None
             if obs.checkpoint_saved or obs.checkpoint_started or obs.checkpoint_part:
                 self._save_line(obs, step, notable)
+                if not obs.checkpoint_part:
+                    origin["checkpoint"] = fmt
             if obs.wandb_dir is not None and obs.wandb_dir != s.wandb_dir:
                 if not _same_wandb_run(s.wandb_dir, obs.wandb_dir):
                     s.wandb_dir = obs.wandb_dir
@@ -385,14 +390,6 @@ class Progress:
                 self._complete(pend.path, pend.step, BY_EXIT, pend.source, Notable())
                 self._s.pending_save = None
                 self._s.version += 1
-
-    def _note_origin(self, obs: Observation) -> None:
-        name = obs.format or ""
-        for fld in ("step", "loss", "val_loss", "lr", "epoch"):
-            if getattr(obs, fld) is not None:
-                self._origin[fld] = name
-        if obs.checkpoint_saved or obs.checkpoint_started:
-            self._origin["checkpoint"] = name
 
     def _save_line(self, obs: Observation, step: int | None, notable: Notable) -> None:
         """A line about a save: it started, a part of it was written, or it completed."""

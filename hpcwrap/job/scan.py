@@ -57,6 +57,7 @@ SMALL_BATCH = 256 * 1024
 # percent of a core whatever the child prints, so the copy keeps the core it needs.
 FLOOD_TAIL = 128 * 1024
 FLOOD_PAUSE = 0.02
+HEAD_BUDGET = 2 * FLOOD_TAIL
 
 ParserErrorHandler = Callable[[BaseException, bytes], None]
 NotableHandler = Callable[[Notable], None]
@@ -97,6 +98,9 @@ class Scanner:
         self.queue_limit = queue_limit
         self.line_max = line_max
         self.sample = sample  # False: every metric line is read (offline, no CPU limit)
+        # Bytes of flood heads still to read while no train loss is known: the start of a
+        # burst (bounded: output that never prints a loss must not double the flood cost).
+        self._head_left = HEAD_BUDGET
         self._q: queue.SimpleQueue[tuple[int, bytes, int] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._queued = 0
@@ -208,7 +212,7 @@ class Scanner:
         """Before the first train loss is known, a flood's oldest FLOOD_TAIL bytes per
         stream are read too (taken off ``batch``): a burst right at the start must not
         lose the first loss to the flood rule, which keeps only the newest output."""
-        if self.progress.has_first_loss():
+        if self._head_left <= 0 or self.progress.has_first_loss():
             return []
         head: list[tuple[int, bytes, int] | None] = []
         have = {1: 0, 2: 0}
@@ -231,6 +235,7 @@ class Scanner:
                 head.append(item)
                 batch[i] = (stream, b"", GAP_NONE)
                 have[stream] += len(data)
+        self._head_left -= sum(len(h[1]) for h in head if h is not None)
         return head  # the bytes moved, not added: the queue count stays right
 
     def _tails(

@@ -182,7 +182,7 @@ _DATA_BAR = re.compile(
     re.IGNORECASE,
 )
 _TRAIN_BAR = re.compile(r"train|step|iter|batch|optim|updat", re.IGNORECASE)
-_DATA_UNITS = ("examples/s", "ba/s", "files/s", "shards/s", "B/s")
+_DATA_UNITS = re.compile(r"(?:examples|ba|files|shards|[kMG]?B)/s\b")
 _EPOCH_BAR = re.compile(r"^\s*epoch\s+(?P<epoch>\d+)", re.IGNORECASE)
 
 _MEGATRON_TRAIN = re.compile(r"\biteration\s+(?P<n>\d+)\s*/\s*(?P<total>\d+)\s*\|")
@@ -434,6 +434,15 @@ def strip_line(text: str) -> str:
     return text.rstrip()
 
 
+def _plain_metrics(text: str, lower: str) -> bool:
+    """A whole tqdm bar redraw or a whole metrics dict: lines the generic readers read
+    and no framework entry concerns (the most frequent lines of most trainings)."""
+    end = text[-1:]
+    if end == "]":
+        return "%|" in text
+    return end == "}" and text.lstrip()[:1] == "{" and "train_runtime" not in lower
+
+
 class _Traceback:
     __slots__ = ("lines",)
 
@@ -478,14 +487,16 @@ class LineParser:
         if obs.error is None:
             self._errors(text, lower, obs)
         if obs.error is None:
-            read = self._frameworks(text, lower, obs)
+            read = False if _plain_metrics(text, lower) else self._frameworks(text, lower, obs)
             self._events(text, lower, obs)
             if not read:
                 self._metrics(text, lower, obs)
-        if obs.format is None and obs.sources:
-            obs.format = next((_GENERIC[src] for src in obs.sources if src in _GENERIC), None)
-        if obs.format is not None:
-            self.matched[obs.format] = self.matched.get(obs.format, 0) + 1
+        fmt = obs.format
+        if fmt is None and obs.sources:
+            fmt = obs.format = _GENERIC.get(obs.sources[0])  # the reader that read it first
+        if fmt is not None:
+            matched = self.matched
+            matched[fmt] = matched.get(fmt, 0) + 1
         return None if obs.empty() else obs
 
     # -- framework entries (frameworks.py) ---------------------------------------
@@ -808,7 +819,8 @@ class LineParser:
             return True  # an eval/validation bar: its n is not the training step
         e = _EPOCH_BAR.match(desc) if desc else None
         inside = m.group("inside") or ""
-        if e is None and not self._training_bar(desc, inside):
+        common = not desc and "it/s" in inside  # HF's bar: desc-less, in it/s
+        if e is None and not common and not self._training_bar(desc, inside):
             return True  # data preparation (Map, Tokenizing ...): not the training's step
         if e is not None:
             # Lightning: one bar per epoch counting batches within it.
@@ -827,9 +839,9 @@ class LineParser:
     def _training_bar(desc: str, inside: str) -> bool:
         """A bar that belongs to training: it carries a loss, or it is the training loop's
         (no description, or one that says train/step/iter; never a data unit)."""
-        if "loss" in inside.lower():
+        if "loss" in inside:
             return True
-        if any(unit in inside for unit in _DATA_UNITS):
+        if "/s" in inside and _DATA_UNITS.search(inside):
             return False
         if not desc:
             return True
