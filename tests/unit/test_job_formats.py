@@ -111,7 +111,8 @@ EXPECTED: dict[str, dict[str, object]] = {
         lr=1e-05,
         first_loss=1.482,
         val_loss=None,
-        checkpoint=None,  # "Checkpoint policy after step" is the start of a save
+        # "Checkpoint policy after step" starts a save; "End of training" follows it
+        checkpoint=("outputs/train/2024-11-05/10-00-00_act/checkpoints/020000", 20000),
     ),
     "openpi.log": dict(step=200, step_total=30000, loss=0.152, first_loss=0.5123, val_loss=None),
     "megatron.log": dict(

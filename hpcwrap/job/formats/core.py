@@ -89,6 +89,7 @@ KEYWORDS: tuple[bytes, ...] = (
     b"ready now",
     b"output dir",
     b"training completed",
+    b"end of training",
     b"synchronous save",
 )
 ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")

@@ -181,7 +181,7 @@ ENTRIES: tuple[Entry, ...] = (
     Entry(
         name="lerobot",
         source="huggingface/lerobot: src/lerobot/scripts/train.py, common/train_utils.py",
-        hints=("checkpoint policy", "output dir"),
+        hints=("checkpoint policy", "output dir", "end of training"),
         root=rx(r"Output dir:\s*(?P<root>\S+)"),
         layout="{root}/checkpoints/{step:06d}",
         started=(rx(r"Checkpoint policy after step (?P<step>\d+)"),),

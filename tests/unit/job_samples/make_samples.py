@@ -166,9 +166,14 @@ def nanogpt() -> str:
 
 
 def lerobot() -> str:
-    """huggingface/lerobot train: MetricsTracker lines (format_big_number for step/smpl/ep)."""
+    """huggingface/lerobot train: MetricsTracker lines (format_big_number for step/smpl/ep),
+    the output dir, "Checkpoint policy after step N" before save_checkpoint writes
+    <output_dir>/checkpoints/<N:06d>, "End of training"."""
     out = [
         "INFO 2024-11-05 10:00:00 ts/train.py:157 Logs will be saved locally.\n",
+        # colored("Output dir:", "yellow", attrs=["bold"]) + f" {cfg.output_dir}"
+        "INFO 2024-11-05 10:00:00 ts/train.py:160 \x1b[1m\x1b[33mOutput dir:\x1b[0m "
+        "outputs/train/2024-11-05/10-00-00_act\n",
         "INFO 2024-11-05 10:00:01 ts/train.py:170 cfg.steps=100000 (100K)\n",
         "INFO 2024-11-05 10:00:01 ts/train.py:171 dataset.num_frames=20000 (20K)\n",
         "INFO 2024-11-05 10:00:01 ts/train.py:172 dataset.num_episodes=200\n",
@@ -180,6 +185,7 @@ def lerobot() -> str:
         "INFO 2024-11-05 10:20:00 ts/train.py:248 step:20K smpl:320K ep:3K epch:16.00 loss:0.118 "
         "grdn:6.042 lr:1.0e-05 updt_s:0.143 data_s:0.008\n",
         "INFO 2024-11-05 10:20:01 ts/train.py:256 Checkpoint policy after step 20000\n",
+        "INFO 2024-11-05 10:20:09 ts/train.py:290 End of training\n",
     ]
     return "".join(out)
 
