@@ -595,8 +595,11 @@ class Wrapper:
         """Hooks that want the child (telemetry) get its pid and a way to write entries."""
 
         def checkpoint_dir() -> str | None:
-            ck = self.progress.snapshot().checkpoint
-            return ck.path if ck is not None else None
+            # The disk a save is filling matters while it runs, before it counts as complete.
+            snap = self.progress.snapshot()
+            if snap.pending_save is not None and snap.pending_save.path:
+                return snap.pending_save.path
+            return snap.checkpoint.path if snap.checkpoint is not None else None
 
         for hook in self.opts.hooks:
             attach = getattr(hook, "attach", None)
@@ -789,6 +792,10 @@ class Wrapper:
     def _with_records(self, snap: Snapshot, cwd: Path, since: float) -> tuple[Snapshot, str | None]:
         """``snap`` with the frameworks' own records where the console lacks the
         evidence or disagrees, and which figure came from where (never fatal)."""
+        if self.env.is_array_task:
+            # The tasks of an array share the working folder and run side by side: the
+            # records there may be another task's, so a task's Results stay the console's.
+            return snap, None
         try:
             found = records.read_records(cwd, since=since, until=time.time())
             merged = records.merge(snap, found, cwd)

@@ -351,6 +351,10 @@ def test_log_lines_do_not_end_a_traceback() -> None:
             dict(wandb_dir="/s/wandb/run-20240501_120000-abc"),
         ),
         ("ProcessGroupNCCL initialization options: size: 2, TIMEOUT(ms): 1800000", dict()),
+        # W&B's end-of-run summary and history are not a step's values
+        ("wandb: loss 0.2", dict()),
+        ("wandb: step 2", dict()),
+        ("wandb: train/loss \u2588\u2586\u2585\u2583\u2581", dict()),
     ],
 )
 def test_single_lines(line: str, want: dict[str, object]) -> None:

@@ -487,7 +487,11 @@ class LineParser:
         lower = text.lower()
         if obs.error is None:
             self._errors(text, lower, obs)
-        if obs.error is None:
+        if obs.error is None and lower.lstrip().startswith("wandb:"):
+            # W&B's own lines: its end-of-run "Run summary" (`wandb: loss 0.2`) and history
+            # sparklines are summaries of the run, never a step's values.
+            self._events(text, lower, obs)
+        elif obs.error is None:
             read = False if _plain_metrics(text, lower) else self._frameworks(text, lower, obs)
             self._events(text, lower, obs)
             if not read:
