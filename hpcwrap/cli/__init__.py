@@ -35,6 +35,10 @@ COMMAND_MODULES: tuple[str, ...] = (
     "resume",
     "cancel",
     "plot",
+    "export",
+    "publish",
+    "scan",
+    "wandb",
 )
 
 Handler = Callable[[argparse.Namespace], int]
