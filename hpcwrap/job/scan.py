@@ -77,6 +77,36 @@ def _eol(buf: bytes, pos: int) -> int:
     return len(buf) if end < 0 else end
 
 
+# Lines with metric words that never carry a step's values: W&B's end-of-run history and
+# summary (`wandb: loss 0.1`), which would otherwise be a flood's last "loss" line.
+_NOT_METRIC_LINES = (b"wandb:",)
+
+
+def _first_and_last(low: bytes, word: bytes) -> set[int]:
+    """Starts of the first and the last line holding ``word`` that may be a metric line
+    (a bounded search past W&B's own lines)."""
+    found: set[int] = set()
+    pos = low.find(word)
+    for _ in range(_SPARSE_HITS):
+        if pos < 0:
+            break
+        start = low.rfind(b"\n", 0, pos) + 1
+        if not low.startswith(_NOT_METRIC_LINES, start):
+            found.add(start)
+            break
+        pos = low.find(word, _eol(low, pos))
+    pos = low.rfind(word)
+    for _ in range(_SPARSE_HITS):
+        if pos < 0:
+            break
+        start = low.rfind(b"\n", 0, pos) + 1
+        if not low.startswith(_NOT_METRIC_LINES, start):
+            found.add(start)
+            break
+        pos = low.rfind(word, 0, start)
+    return found
+
+
 class Scanner:
     """Turns chunks of output into progress. ``run`` is the thread body."""
 
@@ -405,8 +435,7 @@ class Scanner:
                 # dicts and its bar redraws are sampled separately, neither is lost).
                 before = len(starts)
                 for word in metric:
-                    starts.add(low.rfind(b"\n", 0, low.find(word)) + 1)
-                    starts.add(low.rfind(b"\n", 0, low.rfind(word)) + 1)
+                    starts.update(_first_and_last(low, word))
                 self.sampled_out += max(hits - (len(starts) - before), 0)
         for start in sorted(starts):
             yield norm[start : _eol(norm, start)]

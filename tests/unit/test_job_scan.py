@@ -154,3 +154,18 @@ def test_flood_at_the_start_keeps_the_first_loss() -> None:
     assert snap.first_loss == pytest.approx(10 - 1 / 10000)
     assert snap.step == 40000 and snap.loss == pytest.approx(10 - 4)
     assert snap.bytes_skipped > 0  # the middle was skipped: the flood rule still holds
+
+
+def test_dense_batch_ends_with_the_last_step_line_not_wandbs_summary() -> None:
+    """W&B's end-of-run history/summary follows a dense batch of step lines in one pipe:
+    the last "loss" line of the batch is W&B's, so the sampled last line must be the
+    training's own (a real offline run under `hpcwrap run ... 2>&1` showed it)."""
+    scanner, progress, _ = make()
+    steps = b"".join(b"step %d: loss %.4f\n" % (s, 3.0 / s) for s in range(1, 41))
+    summary = b"wandb: \nwandb: Run history:\nwandb: loss \xe2\x96\x88\xe2\x96\x81\n"
+    summary += b"wandb: \nwandb: Run summary:\nwandb: loss 0.42\nwandb: step 40\n"
+    scanner.feed(1, steps + summary)
+    snap = progress.snapshot()
+    assert scanner.sampled_out > 0  # dense: sampled, not every line read
+    assert snap.first_loss == pytest.approx(3.0)
+    assert snap.step == 40 and snap.loss == pytest.approx(0.075)
