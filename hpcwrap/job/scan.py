@@ -82,29 +82,18 @@ def _eol(buf: bytes, pos: int) -> int:
 _NOT_METRIC_LINES = (b"wandb:",)
 
 
-def _first_and_last(low: bytes, word: bytes) -> set[int]:
-    """Starts of the first and the last line holding ``word`` that may be a metric line
-    (a bounded search past W&B's own lines)."""
-    found: set[int] = set()
-    pos = low.find(word)
+def _sampled_line(low: bytes, word: bytes, *, last: bool) -> int | None:
+    """Start of the first (or last) line holding ``word`` that may be a metric line: a
+    bounded search past W&B's own lines."""
+    pos = low.rfind(word) if last else low.find(word)
     for _ in range(_SPARSE_HITS):
         if pos < 0:
-            break
+            return None
         start = low.rfind(b"\n", 0, pos) + 1
         if not low.startswith(_NOT_METRIC_LINES, start):
-            found.add(start)
-            break
-        pos = low.find(word, _eol(low, pos))
-    pos = low.rfind(word)
-    for _ in range(_SPARSE_HITS):
-        if pos < 0:
-            break
-        start = low.rfind(b"\n", 0, pos) + 1
-        if not low.startswith(_NOT_METRIC_LINES, start):
-            found.add(start)
-            break
-        pos = low.rfind(word, 0, start)
-    return found
+            return start
+        pos = low.rfind(word, 0, start) if last else low.find(word, _eol(low, pos))
+    return None
 
 
 class Scanner:
@@ -435,7 +424,10 @@ class Scanner:
                 # dicts and its bar redraws are sampled separately, neither is lost).
                 before = len(starts)
                 for word in metric:
-                    starts.update(_first_and_last(low, word))
+                    for last in (False, True):
+                        start = _sampled_line(low, word, last=last)
+                        if start is not None:
+                            starts.add(start)
                 self.sampled_out += max(hits - (len(starts) - before), 0)
         for start in sorted(starts):
             yield norm[start : _eol(norm, start)]
