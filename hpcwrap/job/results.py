@@ -416,6 +416,12 @@ def next_steps(
             "then generate `MODEL_PASSPORT.json` + `SIGNOFF.json` for it before any eval / "
             "upload / hand-off"
         )
+    if snap.wandb_dir and "offline-run-" in snap.wandb_dir:
+        dry = _cmd(f"hpcwrap wandb sync --dry-run {run}")
+        out.append(
+            f"sync the offline W&B run to its real entity/project: {dry} shows the plan "
+            "(add --entity/--project), then the same with --yes"
+        )
     if snap.nonfinite_seen:
         out.insert(
             0,

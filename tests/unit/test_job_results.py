@@ -201,3 +201,14 @@ def test_find_checkpoint_on_disk(tmp_path: Path) -> None:
     found = find_checkpoint_on_disk(644, cwd=tmp_path, since=since)
     assert found == tmp_path / "outputs" / "checkpoint" / "step-644"
     assert find_checkpoint_on_disk(645, cwd=tmp_path, since=since) is None
+
+
+def test_next_offline_wandb_run_gets_the_sync_command() -> None:
+    offline = "/s/wandb/offline-run-20261129_120000-abc123"
+    out = next_steps("TIMEOUT", "/ck/250", snap_of(decay(50), wandb_dir=offline))
+    assert (
+        out[-1].startswith("sync the offline W&B run")
+        and "`hpcwrap wandb sync --dry-run" in out[-1]
+    )
+    online = next_steps("TIMEOUT", "/ck/250", snap_of(decay(50), wandb_dir="/s/wandb/run-1-abc"))
+    assert not any("wandb sync" in x for x in online)
