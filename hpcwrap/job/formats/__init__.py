@@ -3,22 +3,18 @@
 ``core.LineParser`` reads a line with the framework entries of ``frameworks.py`` (one
 declarative ``entry.Entry`` per framework: its train and val lines, completed and
 started saves, step semantics), then with generic readers (tqdm bars, HF-style dicts,
-``key: value`` text, JSON lines), errors, tracebacks and W&B lines.
+``key: value`` text, JSON lines), errors, tracebacks and W&B lines. ``text.py`` strips a
+line and parses numbers, ``observation.py`` holds ``Observation``, ``generic.py``,
+``events.py`` and ``errors.py`` the readers' patterns.
 """
 
 from __future__ import annotations
 
-from hpcwrap.job.formats.core import (
-    ANSI,
-    ERROR_TEXT_MAX,
-    KEYWORDS,
-    LineParser,
-    Observation,
-    parse_number,
-    strip_line,
-)
+from hpcwrap.job.formats.core import LineParser
 from hpcwrap.job.formats.entry import Entry
 from hpcwrap.job.formats.frameworks import ENTRIES
+from hpcwrap.job.formats.observation import ERROR_TEXT_MAX, Observation
+from hpcwrap.job.formats.text import ANSI, KEYWORDS, parse_number, strip_line
 
 __all__ = [
     "ANSI",

@@ -35,279 +35,68 @@ exception line, slurmstepd/srun time-limit, oom-kill and memory-limit lines).
 User patterns (``[[patterns]]`` in hpcwrap.toml) are regexes whose named groups
 (step, loss, val_loss, lr, epoch, checkpoint, wandb_dir, error) are fields;
 what they capture wins over the built-in reading of the same line.
+
+The line's text (stripping, numbers, keywords) is in text.py, ``Observation`` in
+observation.py, the generic readers' patterns in generic.py, checkpoint/W&B/config
+patterns in events.py, error and traceback detection in errors.py.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import posixpath
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
 
 from hpcwrap.config import Pattern
 from hpcwrap.job.formats.entry import STEP_EPOCH_INDEX, STEP_INDEX, Entry
+from hpcwrap.job.formats.errors import (
+    _ERROR_HINTS,
+    _ERRORS,
+    _EXC_LINE,
+    _EXC_SUFFIX,
+    _NOT_EXC,
+    _TB_CHAIN,
+    _TB_MAX_LINES,
+    _TRACEBACK,
+    _short,
+    _Traceback,
+)
+from hpcwrap.job.formats.events import (
+    _CKPT_NO_PATH,
+    _CKPT_PATTERNS,
+    _CKPT_STEP,
+    _CONFIG_WRITTEN,
+    _STEP_IN_PATH,
+    _WANDB_LOCAL,
+    _WANDB_OFFLINE_DIR,
+    _WANDB_URL,
+    _clean_path,
+)
 from hpcwrap.job.formats.frameworks import ENTRIES
-
-# Every word a line must contain (lower-cased) for the parser to find anything in
-# it. The scanner uses this list to skip other lines without decoding them, so it
-# must cover every trigger below; tests/unit/test_job_formats.py checks that each
-# sample line the parser reads contains one.
-KEYWORDS: tuple[bytes, ...] = (
-    b"loss",
-    b"step",
-    b"iter",
-    b"epoch",
-    b"epch",
-    b"lr",
-    b"learning",
-    b"%|",
-    b"checkp",
-    b"ckpt",
-    b"sav",
-    b"wandb",
-    b"config",
-    b"traceback",
-    b"error",
-    b"exception",
-    b"memory",
-    b"nccl",
-    b"slurmstepd",
-    b"cancelled",
-    b"killed",
-    b"exhausted",
-    b"fault",
-    b"fatal",
-    # validation lines (read even in a flood: the last val loss must not be sampled out)
-    b"valid",
-    b"eval_loss",
-    b"val loss",
-    b"test:",
-    # framework save lines that say neither checkpoint nor save
-    b"writing model",
-    b"ready now",
-    b"output dir",
-    b"training completed",
-    b"end of training",
-    b"synchronous save",
+from hpcwrap.job.formats.generic import (
+    _COUNTERS,
+    _DATA_BAR,
+    _DATA_UNITS,
+    _EPOCH_BAR,
+    _EVAL_BAR,
+    _EVAL_BEFORE,
+    _KEY_FIELDS,
+    _KV,
+    _KV_LOWER,
+    _MEGATRON_FIELD,
+    _MEGATRON_TRAIN,
+    _MEGATRON_VAL,
+    _SEPARATOR_BEFORE,
+    _TORCHTITAN_VAL,
+    _TQDM,
+    _TRAIN_BAR,
+    _plain_metrics,
+    _tqdm_count,
 )
-ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?|\x1b[@-Z\\-_]")
+from hpcwrap.job.formats.observation import _LOSSES, ERROR_TEXT_MAX, Observation
+from hpcwrap.job.formats.text import ANSI, KEYWORDS, _as_step, parse_number, printed, strip_line
 
-# Prefixes launchers put before every line: torchrun's "[rank0]:" / "[default0]:",
-# srun --label's "0: ".
-_RANK_PREFIX = re.compile(r"^\s*(?:\[(?:rank|default)\d+\]:|\d{1,5}: )")
-
-_NUM = (
-    r"[-+]?(?:nan|inf(?:inity)?)"
-    r"|[-+]?(?:\d{1,3}(?:,\d{3})+(?![\d.])|\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?[KMB]?"
-)
-
-# Keys we know, longest first so "train loss" wins over "loss". Each maps to a field.
-_KEY_FIELDS: dict[str, str] = {
-    "train loss": "loss",
-    "train_loss": "loss",
-    "train/loss": "loss",
-    "training loss": "loss",
-    "training_loss": "loss",
-    "lm loss": "loss",
-    "loss": "loss",
-    "val loss": "val_loss",
-    "val_loss": "val_loss",
-    "val/loss": "val_loss",
-    "validation loss": "val_loss",
-    "validation_loss": "val_loss",
-    "valid loss": "val_loss",
-    "valid_loss": "val_loss",
-    "eval loss": "val_loss",
-    "eval_loss": "val_loss",
-    "eval/loss": "val_loss",
-    "global step": "step",
-    "global_step": "step",
-    "train/global_step": "step",
-    "iteration": "step",
-    "iter": "step",
-    "step": "step",
-    "epoch": "epoch",
-    "epch": "epoch",
-    "train/epoch": "epoch",
-    "learning rate": "lr",
-    "learning_rate": "lr",
-    "train/learning_rate": "lr",
-    "train/lr": "lr",
-    "lr": "lr",
-}
-_KEY_ALT = "|".join(
-    re.escape(k).replace(r"\ ", r"[ ]") for k in sorted(_KEY_FIELDS, key=len, reverse=True)
-)
-# 'key': value | "key": "value" | key=value | key: value | key value
-_KV_SOURCE = (
-    r"(?<![\w/.\-])['\"]?(?P<key>" + _KEY_ALT + r")['\"]?"
-    r"(?P<sep>\s*[:=]\s*|\s+)['\"]?(?P<val>" + _NUM + r")['\"]?"
-    r"(?:\s*/\s*(?P<total>\d+))?(?![\w.])"
-)
-_KV = re.compile(_KV_SOURCE, re.IGNORECASE)
-# The same for lower-cased ASCII text: twice as fast as IGNORECASE (offsets are equal, so
-# values are taken from the original text, keeping lerobot's "10K").
-_KV_LOWER = re.compile(_KV_SOURCE.replace("[KMB]", "[kmb]"))
-
-# A step written "step 5" (no ':' or '=') in a line that says nothing else counts only
-# at the start of the line, after a separator, or after a word that places the run at
-# it ("resumed from step 5", "finished step 5"): in other prose ("loss of connection to
-# node n3, retrying step 3") it is not the training's step.
-_COUNTERS = frozenset({"step"})
-_SEPARATOR_BEFORE = re.compile(
-    r"(?:^|[\[\](){}|:;,\-]|\b(?:at|from|after|reached|finished|completed|done))\s*$",
-    re.IGNORECASE,
-)
-
-# A plain "loss" after one of these words is not the train loss: "Validation: loss 1.23",
-# "eval: loss=1.2", fairseq's "valid on 'valid' subset | loss 9.87" are val losses; a
-# test-set loss is neither (dropped).
-_EVAL_BEFORE = re.compile(
-    r"\b(?:(?P<val>val|valid|validation|validating|validate|eval|evaluation|evaluating"
-    r"|evaluate)|(?P<test>test|testing))\b",
-    re.IGNORECASE,
-)
-
-_TQDM = re.compile(
-    r"(?:(?P<desc>[^|]*?):\s*)?(?P<pct>\d{1,3})%\|[^|]*\|\s*"
-    r"(?P<n>\d+(?:\.\d+)?[kMG]?)/(?P<total>\d+(?:\.\d+)?[kMG]?)\s*\[(?P<inside>[^\]]*)\]?"
-)
-_EVAL_BAR = re.compile(r"val|eval|test|predict|sanity|infer", re.IGNORECASE)
-# Data preparation bars (datasets' map/filter, tokenizing, downloads, loading shards):
-# their counts are examples or files, never the training's step.
-_DATA_BAR = re.compile(
-    r"dataset|token|map\b|filter|download|load|shard|generat|prepar|pack|template|truncat"
-    r"|\beos\b|extract|convert|process|fetch|resolv",
-    re.IGNORECASE,
-)
-_TRAIN_BAR = re.compile(r"train|step|iter|batch|optim|updat", re.IGNORECASE)
-_DATA_UNITS = re.compile(r"(?:examples|ba|files|shards|[kMG]?B)/s\b")
-_EPOCH_BAR = re.compile(r"^\s*epoch\s+(?P<epoch>\d+)", re.IGNORECASE)
-
-_MEGATRON_TRAIN = re.compile(r"\biteration\s+(?P<n>\d+)\s*/\s*(?P<total>\d+)\s*\|")
-_MEGATRON_VAL = re.compile(r"validation loss at (?:iteration\s+)?(?P<n>\d+)", re.IGNORECASE)
-_MEGATRON_FIELD = re.compile(r"\|\s*(?P<key>[^|:]+?)\s*:\s*(?P<val>" + _NUM + r")\s*(?=\|)")
-
-_TORCHTITAN_VAL = re.compile(r"\bvalidate step\s*:", re.IGNORECASE)
-
-# --- events -------------------------------------------------------------------------
-
-_PATH = r"['\"`]?(?P<path>[^\s'\"`]+)['\"`]?"
-_CKPT_STEP = re.compile(
-    r"(?:checkpoint|ckpt)\b.*?\b(?:at|after|for|from)\s+(?:the\s+)?"
-    r"(?:last\s+step,\s+)?(?:global\s+)?(?:step|iteration|iter)[\s:=]+(?P<step>\d+)",
-    re.IGNORECASE,
-)
-_CKPT_PATTERNS: tuple[re.Pattern[str], ...] = (
-    # Megatron: "successfully saved checkpoint from iteration    1000 to /ckpt"
-    re.compile(
-        r"successfully saved checkpoint (?:from|at) iteration\s+(?P<step>\d+)\s+to\s+" + _PATH,
-        re.IGNORECASE,
-    ),
-    # HF Trainer / nanoGPT / toy: "Saving model checkpoint to out/checkpoint-500"
-    re.compile(
-        r"\bsav(?:ing|ed)\s+(?:the\s+)?(?:model\s+)?(?:checkpoint|ckpt)s?\s+"
-        r"(?:to|in|into|at)\s+(?!(?:step|iteration|iter|epoch)\b)" + _PATH,
-        re.IGNORECASE,
-    ),
-    # Lightning ModelCheckpoint(verbose=True), Keras: "saving model to '/x/epoch=0-step=100.ckpt'"
-    re.compile(r"\bsaving model to\s+" + _PATH, re.IGNORECASE),
-    # generic: "checkpoint saved to X", "Saved checkpoint: X", "Checkpoint is saved to X"
-    re.compile(
-        r"\b(?:checkpoint|ckpt)\s+(?:is\s+|was\s+)?(?:saved|written|stored)\s+"
-        r"(?:to|at|in|into)\s*:?\s+(?!(?:step|iteration|iter|epoch)\b)" + _PATH,
-        re.IGNORECASE,
-    ),
-    re.compile(
-        r"\bsaved\s+(?:model\s+)?(?:checkpoint|ckpt)\s*:\s*" + _PATH,
-        re.IGNORECASE,
-    ),
-)
-# Lines that announce a checkpoint without a path (torchtitan, lerobot, orbax...).
-_CKPT_NO_PATH = re.compile(
-    r"finished saving the checkpoint|checkpoint policy after step|saving a full checkpoint"
-    r"|\bsav(?:ed|ing) (?:the |a )?checkpoint\b",
-    re.IGNORECASE,
-)
-_STEP_IN_PATH = re.compile(
-    r"(?:checkpoint|ckpt|step|iter|global_step)[-_=]?(?P<step>\d+)|/(?P<bare>\d+)/?$",
-    re.IGNORECASE,
-)
-
-_WANDB_LOCAL = re.compile(r"wandb: Run data is saved locally in\s+" + _PATH)
-_WANDB_OFFLINE_DIR = re.compile(r"(?P<path>[^\s'\"`]*wandb/offline-run-\d{8}_\d{6}-\w+)")
-_WANDB_URL = re.compile(r"wandb:.*\bView run\b.*?(?P<url>https?://\S+)")
-
-# Only a *resolved* config counts ("Configuration saved in .../config.json" is HF's model
-# architecture file, not the run's settings).
-_CONFIG_WRITTEN = re.compile(
-    r"resolved\s+config(?:uration)?(?:\s+file)?\s+(?:written|saved|dumped|stored)\s+"
-    r"(?:to|at|in)\s*:?\s+"
-    + _PATH
-    + r"|\b(?:saving|writing|dumping)\s+(?:the\s+)?resolved\s+config(?:uration)?\s+"
-    r"(?:file\s+)?(?:to|at|in)\s+" + _PATH.replace("path", "path2"),
-    re.IGNORECASE,
-)
-
-# Lower-case words one of which every error line below contains (a cheap first check).
-_ERROR_HINTS: tuple[str, ...] = (
-    "time limit",
-    "oom",
-    "out of memory",
-    "outofmemory",
-    "memory limit",
-    "cancelled",
-    "nccl",
-    "watchdog",
-    "killed",
-    "segmentation",
-    "fatal python",
-    "bus error",
-    "core dumped",
-)
-
-# (kind, regex) — the first that matches names the error.
-_ERRORS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("time_limit", re.compile(r"DUE TO TIME LIMIT")),
-    ("oom_kill", re.compile(r"oom[-_]kill|Out Of Memory|OOM [Kk]iller")),
-    ("mem_limit", re.compile(r"exceeded (?:job |step )?memory limit", re.IGNORECASE)),
-    ("cancelled", re.compile(r"\*\*\* (?:JOB|STEP) \S+ ON \S+ CANCELLED AT")),
-    (
-        "cuda_oom",
-        re.compile(
-            r"CUDA out of memory|OutOfMemoryError|CUDA error: out of memory"
-            r"|RESOURCE_EXHAUSTED: Out of memory",
-        ),
-    ),
-    (
-        "nccl_timeout",
-        re.compile(
-            r"Watchdog caught collective operation timeout|NCCL[^\n]{0,80}\btimed out\b"
-            r"|\bNCCL timeout\b",
-        ),
-    ),
-    (
-        "nccl_error",
-        re.compile(
-            r"NCCL error|ncclInternalError|ncclSystemError|ncclUnhandledCudaError"
-            r"|ncclRemoteError|NCCL communicator was aborted"
-        ),
-    ),
-    ("killed", re.compile(r"^(?:.*line \d+:\s+\d+\s+)?Killed\b")),
-    ("crash", re.compile(r"Segmentation fault|Fatal Python error|Bus error|core dumped")),
-)
-
-# Anywhere in the line: it is often glued behind a progress bar that had no newline.
-_TRACEBACK = re.compile(r"Traceback \(most recent call last\):")
-_TB_CHAIN = re.compile(
-    r"^(?:During handling of the above exception|The above exception was the direct cause)"
-)
-# The exception line that ends a traceback: "torch.OutOfMemoryError: CUDA out of ..."
-_EXC_LINE = re.compile(r"^(?P<exc>(?:[A-Za-z_]\w*\.)*(?P<name>[A-Z]\w*))(?P<colon>:(?:\s.*)?)?$")
-_EXC_SUFFIX = re.compile(r"(?:Error|Exception|Interrupt|Exit|Iteration|Warning|Fault|Failure)$")
-_NOT_EXC = frozenset({"INFO", "WARNING", "WARN", "DEBUG", "ERROR", "CRITICAL", "NOTE", "TODO"})
 # The generic readers, by the names scan reports them under.
 _GENERIC = {
     "tqdm": "tqdm-bar",
@@ -319,136 +108,6 @@ _GENERIC = {
     "wandb": "wandb",
     "checkpoint": "generic-checkpoint",
 }
-_TB_MAX_LINES = 400  # a traceback longer than this is given up on (bounded state)
-
-ERROR_TEXT_MAX = 300
-
-
-@dataclass(slots=True)
-class Observation:
-    """What one line says. Unset fields are None."""
-
-    step: int | None = None
-    step_total: int | None = None
-    loss: float | None = None
-    val_loss: float | None = None
-    lr: float | None = None
-    epoch: float | None = None
-    loss_text: str | None = None  # the loss as printed ("3.0000"), for the run log
-    val_loss_text: str | None = None
-    checkpoint: str | None = None  # path as printed
-    checkpoint_step: int | None = None
-    checkpoint_saved: bool = False  # a save completed (with or without a path)
-    checkpoint_started: bool = False  # a save started: not a checkpoint until it completes
-    checkpoint_part: bool = False  # a file written as part of a save
-    checkpoint_on_progress: bool = False  # the started save completes once training goes on
-    checkpoint_layout: str | None = None  # "<root>/step-{step}" where no path is printed
-    checkpoint_tag: str | None = None  # DeepSpeed's tag in its commit line
-    went_on: bool = False  # a line that proves training went on after a started save
-    format: str | None = None  # the framework entry that read the line
-    wandb_dir: str | None = None
-    wandb_url: str | None = None
-    config_path: str | None = None
-    error: str | None = None  # one line, at most ERROR_TEXT_MAX characters
-    error_kind: str | None = None
-    sources: list[str] = field(default_factory=list)
-
-    def empty(self) -> bool:
-        return (
-            self.step is None
-            and self.loss is None
-            and self.val_loss is None
-            and self.lr is None
-            and self.epoch is None
-            and not self.checkpoint_saved
-            and not self.checkpoint_started
-            and not self.checkpoint_part
-            and not self.went_on
-            and self.wandb_dir is None
-            and self.wandb_url is None
-            and self.config_path is None
-            and self.error is None
-        )
-
-
-_FIELD_NAMES = {f.name for f in fields(Observation)}
-
-
-def parse_number(text: str) -> float | None:
-    """``"1.5e-4"``, ``"'0.5'"``, ``"10K"``, ``"1,234"``, ``"nan"``, ``"-inf"`` -> float."""
-    t = text.strip().strip("'\"")
-    if not t:
-        return None
-    mult = 1.0
-    if t[-1] in "KMB" and len(t) > 1 and (t[-2].isdigit() or t[-2] == "."):
-        mult = {"K": 1e3, "M": 1e6, "B": 1e9}[t[-1]]
-        t = t[:-1]
-    t = t.replace(",", "")
-    try:
-        return float(t) * mult
-    except ValueError:
-        return None
-
-
-_LOSSES = ("loss", "val_loss")
-
-
-def printed(text: str) -> str:
-    """A number as the line printed it, without the quotes around it (``'0.5123'``)."""
-    return text.strip().strip("'\"")
-
-
-def _as_step(value: float | None) -> int | None:
-    if value is None or not math.isfinite(value) or value < 0 or value > 1e15:
-        return None
-    return int(value)
-
-
-def _tqdm_count(text: str) -> float | None:
-    """tqdm's unit_scale counts: ``"1.2k"`` -> 1200."""
-    if text and text[-1] in "kMG":
-        base = parse_number(text[:-1])
-        return None if base is None else base * {"k": 1e3, "M": 1e6, "G": 1e9}[text[-1]]
-    return parse_number(text)
-
-
-def _clean_path(path: str) -> str:
-    return path.rstrip(".,;:)]}'\"`")
-
-
-def _short(text: str) -> str:
-    text = " ".join(text.split())
-    return text if len(text) <= ERROR_TEXT_MAX else text[: ERROR_TEXT_MAX - 3] + "..."
-
-
-def strip_line(text: str) -> str:
-    """Remove ANSI escapes and a launcher's rank prefix from a decoded line."""
-    if "\x1b" in text:
-        text = ANSI.sub("", text)
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    m = _RANK_PREFIX.match(text)
-    if m:
-        text = text[m.end() :]
-        if text.startswith(" ") and not text.startswith("  "):
-            text = text[1:]
-    return text.rstrip()
-
-
-def _plain_metrics(text: str, lower: str) -> bool:
-    """A whole tqdm bar redraw or a whole metrics dict: lines the generic readers read
-    and no framework entry concerns (the most frequent lines of most trainings)."""
-    end = text[-1:]
-    if end == "]":
-        return "%|" in text
-    return end == "}" and text.lstrip()[:1] == "{" and "train_runtime" not in lower
-
-
-class _Traceback:
-    __slots__ = ("lines",)
-
-    def __init__(self) -> None:
-        self.lines = 0
 
 
 class LineParser:
