@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-import io
-import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hpcwrap.config import Settings
 from hpcwrap.job.formats import LineParser
-from hpcwrap.job.wrapper import WrapperOptions, run_command
 from hpcwrap.runlog import JobBlock, RunState, create_run, lifecycle
 from hpcwrap.runlog.markdown import parse_document
 from hpcwrap.runlog.model import Results
 from hpcwrap.runlog.render import render_text
+from tests.unit.test_job_wrapper import wrap
 
 UTC = timezone.utc
 T0 = datetime(2026, 3, 11, 15, 0, tzinfo=UTC)
@@ -182,22 +179,7 @@ def test_wrapper_results_show_losses_exactly_as_printed(tmp_path: Path) -> None:
         "print('step 1: loss 3.0000, val loss 1.4612499809697197', flush=True)\n"
         "print('step 2: loss 2.5, val loss 0.4544526051680415', flush=True)\n"
     )
-    fd = os.open(tmp_path / "out", os.O_WRONLY | os.O_CREAT)
-    try:
-        run_command(
-            [sys.executable, "-c", script],
-            log,
-            WrapperOptions(
-                settings=Settings(),
-                stdout_fd=fd,
-                stderr_fd=fd,
-                err=io.StringIO(),
-                cwd=tmp_path,
-                environ={},
-            ),
-        )
-    finally:
-        os.close(fd)
+    wrap([sys.executable, "-c", script], log, tmp_path)
     md = log.path.read_text()
     assert "- start_train_loss: `3.0000`" in md
     assert "- end_train_loss: `2.5`" in md
@@ -216,22 +198,7 @@ def test_config_snapshot_is_the_run_output_and_the_copy_has_its_own_line(tmp_pat
         "(p / 'config_resolved.yaml').write_text('lr: 1\\n')\n"
         "print('step 1: loss 1.0', flush=True)\n"
     )
-    fd = os.open(tmp_path / "job.out", os.O_WRONLY | os.O_CREAT)
-    try:
-        run_command(
-            [sys.executable, "-c", script],
-            log,
-            WrapperOptions(
-                settings=Settings(),
-                stdout_fd=fd,
-                stderr_fd=fd,
-                err=io.StringIO(),
-                cwd=tmp_path,
-                environ={},
-            ),
-        )
-    finally:
-        os.close(fd)
+    wrap([sys.executable, "-c", script], log, tmp_path)
     md = log.path.read_text()
     assert f"- config_snapshot: `{out / 'config_resolved.yaml'}`" in md
     copy = line_of(md, "config_copy")
@@ -276,22 +243,7 @@ def test_wandb_section_always_has_local_synced_notes() -> None:
 
 def _wrap(tmp_path: Path, state: RunState, script: str) -> str:
     log = create_run(tmp_path / "run_logs", state)
-    fd = os.open(tmp_path / "job.out", os.O_WRONLY | os.O_CREAT)
-    try:
-        run_command(
-            [sys.executable, "-c", script],
-            log,
-            WrapperOptions(
-                settings=Settings(),
-                stdout_fd=fd,
-                stderr_fd=fd,
-                err=io.StringIO(),
-                cwd=tmp_path,
-                environ={},
-            ),
-        )
-    finally:
-        os.close(fd)
+    wrap([sys.executable, "-c", script], log, tmp_path)
     return log.path.read_text()
 
 

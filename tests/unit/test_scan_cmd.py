@@ -7,18 +7,15 @@ a child that prints them at a paced rate) and its Results compared with scan's.
 
 from __future__ import annotations
 
-import io
 import json
-import os
 import sys
 from pathlib import Path
 
 import pytest
 
 from hpcwrap.cli import main
-from hpcwrap.config import Settings
 from hpcwrap.job.scan import scan_file
-from hpcwrap.job.wrapper import WrapperOptions, run_command
+from tests.unit.test_job_wrapper import wrap
 
 SAMPLES = Path(__file__).parent / "job_samples"
 
@@ -186,23 +183,9 @@ def test_wrapper_replay_agrees_with_scan(name: str, tmp_path: Path) -> None:
     """The wrapper's reader (threads, batches, flood rule) and scan give the same figures."""
     pacer = tmp_path / "pace.py"
     pacer.write_text(PACER)
+    argv = [sys.executable, str(pacer), str(SAMPLES / name), str(EXIT.get(name, 0))]
+    outcome, _, _ = wrap(argv, None, tmp_path)
     out = tmp_path / "job.out"
-    fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        outcome = run_command(
-            [sys.executable, str(pacer), str(SAMPLES / name), str(EXIT.get(name, 0))],
-            None,
-            WrapperOptions(
-                settings=Settings(),
-                stdout_fd=fd,
-                stderr_fd=fd,
-                err=io.StringIO(),
-                cwd=tmp_path,
-                environ={},
-            ),
-        )
-    finally:
-        os.close(fd)
     snap = outcome.snapshot
     r = scan_file(out)
     assert snap.step == r.final_step, name
