@@ -185,7 +185,7 @@ def handle(args: argparse.Namespace) -> int:
         if snap.has_progress:
             # Results' figures, where the log has none yet (what it has stands)
             log.record(
-                lifecycle.WandbFigures(
+                lifecycle.FiguresRead(
                     lifecycle.ResultFacts(
                         final_step=snap.step,
                         first_loss=snap.first_loss,

@@ -12,7 +12,9 @@ a restart after a requeue), ``SignalReceived`` (walltime warning, TERM),
 ``ProgressObserved`` (a Status entry), ``Ended`` (with the final state and who
 saw it), ``Requeued``, ``Resumed`` (a new ``## Job (resumed)`` block) and
 ``Reconciled`` (the scheduler's answer for a run whose log may be stale);
-``WandbFound``, ``WandbSynced`` and ``WandbFigures`` come from ``hpcwrap wandb sync``.
+``WandbFound`` and ``WandbSynced`` come from ``hpcwrap wandb sync``; ``FiguresRead``
+(Results' figures from a record other than the output, where the log has none) from
+``hpcwrap wandb sync`` (the offline history) and ``hpcwrap scan --into``.
 
 Evidence rules (one place, used by every writer):
 
@@ -385,8 +387,9 @@ class WandbSynced:
 
 
 @dataclass(frozen=True)
-class WandbFigures:
-    """Results read from the offline runs' own history (the training printed no losses)."""
+class FiguresRead:
+    """Results' figures read from another record than the job's output (W&B offline
+    history, ``hpcwrap scan --into``); applied only where the log has no losses yet."""
 
     results: ResultFacts
     source: str  # where the figures came from, as the log says it
@@ -408,7 +411,7 @@ Facts = (
     | Plotted
     | WandbFound
     | WandbSynced
-    | WandbFigures
+    | FiguresRead
 )
 
 EVENT_KIND: dict[type, str] = {
@@ -427,7 +430,7 @@ EVENT_KIND: dict[type, str] = {
     Plotted: "plotted",
     WandbFound: "wandb_found",
     WandbSynced: "wandb_synced",
-    WandbFigures: "wandb_figures",
+    FiguresRead: "figures_read",
 }
 
 
@@ -861,7 +864,7 @@ def _wandb_synced(state: RunState, f: WandbSynced) -> None:
         state.status.append(StatusEntry(f.when, f.text))
 
 
-def _wandb_figures(state: RunState, f: WandbFigures) -> None:
+def _figures_read(state: RunState, f: FiguresRead) -> None:
     res, r = state.results, f.results
     printed = any(
         v is not None for v in (res.start_train_loss, res.end_train_loss, res.end_val_loss)
@@ -893,7 +896,7 @@ _APPLY: dict[type, Any] = {
     Plotted: _plotted,
     WandbFound: _wandb_found,
     WandbSynced: _wandb_synced,
-    WandbFigures: _wandb_figures,
+    FiguresRead: _figures_read,
 }
 
 
@@ -933,6 +936,7 @@ __all__ = [
     "EndEvidence",
     "Ended",
     "Facts",
+    "FiguresRead",
     "Plotted",
     "ProgressObserved",
     "Published",
@@ -946,7 +950,6 @@ __all__ = [
     "SubmitFailed",
     "Submitted",
     "TransitionError",
-    "WandbFigures",
     "WandbFound",
     "WandbSynced",
     "apply",

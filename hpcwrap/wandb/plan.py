@@ -115,7 +115,7 @@ class Target:
     state: RunState | None
     groups: list[Group]
     notes: list[str] = field(default_factory=list)  # folders seen and why left out
-    figures: lifecycle.WandbFigures | None = None
+    figures: lifecycle.FiguresRead | None = None
 
 
 @dataclass
@@ -284,7 +284,7 @@ def target_for(spec: str, open_log: object) -> Target:
     return target
 
 
-def _figures(state: RunState, pieces: list[Piece]) -> lifecycle.WandbFigures | None:
+def _figures(state: RunState, pieces: list[Piece]) -> lifecycle.FiguresRead | None:
     """Results from the offline history when the training printed no losses."""
     res = state.results
     if any(v is not None for v in (res.start_train_loss, res.end_train_loss, res.end_val_loss)):
@@ -304,7 +304,7 @@ def _figures(state: RunState, pieces: list[Piece]) -> lifecycle.WandbFigures | N
         f"W&B offline history of {where} (keys {', '.join(keys)}{step}); "
         "the output printed no losses"
     )
-    return lifecycle.WandbFigures(
+    return lifecycle.FiguresRead(
         lifecycle.ResultFacts(
             final_step=last.final_step,
             first_loss=train_first.first if train_first else None,

@@ -1,4 +1,4 @@
-"""The W&B transitions (WandbFound, WandbSynced, WandbFigures) as pure functions, how the
+"""The W&B transitions (WandbFound, WandbSynced, FiguresRead) as pure functions, how the
 run log shows them, and the per-job WANDB_DATA_DIR the wrapper gives the training."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 from hpcwrap.job.jobenv import JobEnv, wandb_data_env
 from hpcwrap.runlog import RunState, render_text
 from hpcwrap.runlog.lifecycle import (
+    FiguresRead,
     ResultFacts,
     Started,
-    WandbFigures,
     WandbFound,
     WandbSynced,
     apply,
@@ -89,7 +89,7 @@ FIGURES = ResultFacts(
 
 
 def test_figures_from_the_history_fill_results_and_say_where_they_came_from() -> None:
-    new = apply(two_blocks(), WandbFigures(FIGURES, "W&B offline history of `x` (keys loss)"))
+    new = apply(two_blocks(), FiguresRead(FIGURES, "W&B offline history of `x` (keys loss)"))
     res = new.results
     assert (res.start_train_loss, res.end_train_loss, res.final_step) == (1.0, 0.1, 90)
     md = render_text(new)
@@ -100,7 +100,7 @@ def test_figures_from_the_history_fill_results_and_say_where_they_came_from() ->
 def test_figures_never_replace_losses_the_training_printed() -> None:
     state = two_blocks()
     state.results.end_train_loss, state.results.end_train_loss_text = 0.5, "0.5000"
-    new = apply(state, WandbFigures(FIGURES, "history"))
+    new = apply(state, FiguresRead(FIGURES, "history"))
     assert new.results.end_train_loss == 0.5 and new.results.figures_from is None
 
 
