@@ -174,6 +174,7 @@ def handle(args: argparse.Namespace) -> int:
     if args.into:
         from datetime import datetime, timezone
 
+        from hpcwrap.job.results import figures_of
         from hpcwrap.runlog import lifecycle, open_run
 
         root = Path(args.run_logs).expanduser() if args.run_logs else settings.run_logs
@@ -186,18 +187,7 @@ def handle(args: argparse.Namespace) -> int:
             # Results' figures, where the log has none yet (what it has stands)
             log.record(
                 lifecycle.FiguresRead(
-                    lifecycle.ResultFacts(
-                        final_step=snap.step,
-                        first_loss=snap.first_loss,
-                        loss=snap.loss,
-                        first_val_loss=snap.first_val_loss,
-                        val_loss=snap.val_loss,
-                        has_progress=True,
-                        first_loss_text=snap.first_loss_text,
-                        loss_text=snap.loss_text,
-                        first_val_loss_text=snap.first_val_loss_text,
-                        val_loss_text=snap.val_loss_text,
-                    ),
+                    figures_of(snap),
                     source=f"{Path(r.path).name}, read by hpcwrap scan",
                 )
             )

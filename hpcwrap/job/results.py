@@ -43,6 +43,23 @@ class EndFacts:
     killed_by_us: bool
 
 
+def figures_of(snap: Snapshot) -> lifecycle.ResultFacts:
+    """Results' step and loss figures (values and the text as printed) as ``snap`` read
+    them; the wrapper's end and ``scan --into`` add what else they know."""
+    return lifecycle.ResultFacts(
+        final_step=snap.step,
+        first_loss=snap.first_loss,
+        loss=snap.loss,
+        first_val_loss=snap.first_val_loss,
+        val_loss=snap.val_loss,
+        has_progress=snap.has_progress,
+        first_loss_text=snap.first_loss_text,
+        loss_text=snap.loss_text,
+        first_val_loss_text=snap.first_val_loss_text,
+        val_loss_text=snap.val_loss_text,
+    )
+
+
 def final_state(end: EndFacts, snap: Snapshot) -> str:
     """COMPLETED, FAILED, CANCELLED, TIMEOUT or OUT_OF_MEMORY, by the lifecycle's rules."""
     kinds = {e.kind for e in snap.errors}
