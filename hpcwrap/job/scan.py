@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcwrap.config import Pattern
-from hpcwrap.job.formats import KEYWORDS, LineParser
+from hpcwrap.job.formats import KEYWORDS, NOT_METRIC_PREFIXES, LineParser
 from hpcwrap.job.progress import Checkpoint, Notable, Progress, Snapshot, checkpoint_note
 
 LINE_MAX = 64 * 1024
@@ -77,9 +77,7 @@ def _eol(buf: bytes, pos: int) -> int:
     return len(buf) if end < 0 else end
 
 
-# Lines with metric words that never carry a step's values: W&B's end-of-run history and
-# summary (`wandb: loss 0.1`), which would otherwise be a flood's last "loss" line.
-_NOT_METRIC_LINES = (b"wandb:",)
+_NOT_METRIC_LINES = tuple(p.encode() for p in NOT_METRIC_PREFIXES)
 
 
 def _sampled_line(low: bytes, word: bytes, *, last: bool) -> int | None:

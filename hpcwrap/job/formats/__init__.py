@@ -14,13 +14,14 @@ from hpcwrap.job.formats.core import LineParser
 from hpcwrap.job.formats.entry import Entry
 from hpcwrap.job.formats.frameworks import ENTRIES
 from hpcwrap.job.formats.observation import ERROR_TEXT_MAX, Observation
-from hpcwrap.job.formats.text import ANSI, KEYWORDS, parse_number, strip_line
+from hpcwrap.job.formats.text import ANSI, KEYWORDS, NOT_METRIC_PREFIXES, parse_number, strip_line
 
 __all__ = [
     "ANSI",
     "ENTRIES",
     "ERROR_TEXT_MAX",
     "KEYWORDS",
+    "NOT_METRIC_PREFIXES",
     "Entry",
     "LineParser",
     "Observation",

@@ -95,7 +95,15 @@ from hpcwrap.job.formats.generic import (
     _tqdm_count,
 )
 from hpcwrap.job.formats.observation import _LOSSES, ERROR_TEXT_MAX, Observation
-from hpcwrap.job.formats.text import ANSI, KEYWORDS, _as_step, parse_number, printed, strip_line
+from hpcwrap.job.formats.text import (
+    ANSI,
+    KEYWORDS,
+    NOT_METRIC_PREFIXES,
+    _as_step,
+    parse_number,
+    printed,
+    strip_line,
+)
 
 # The generic readers, by the names scan reports them under.
 _GENERIC = {
@@ -146,9 +154,7 @@ class LineParser:
         lower = text.lower()
         if obs.error is None:
             self._errors(text, lower, obs)
-        if obs.error is None and lower.lstrip().startswith("wandb:"):
-            # W&B's own lines: its end-of-run "Run summary" (`wandb: loss 0.2`) and history
-            # sparklines are summaries of the run, never a step's values.
+        if obs.error is None and lower.lstrip().startswith(NOT_METRIC_PREFIXES):
             self._events(text, lower, obs)
         elif obs.error is None:
             read = False if _plain_metrics(text, lower) else self._frameworks(text, lower, obs)

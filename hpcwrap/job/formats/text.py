@@ -6,6 +6,11 @@ from __future__ import annotations
 import math
 import re
 
+# Lines that hold metric words but never a step's values: W&B's own (its end-of-run
+# history and summary, `wandb: loss 0.1`). The parser reads only their events; the
+# scanner never samples one as a flood's first or last metric line.
+NOT_METRIC_PREFIXES: tuple[str, ...] = ("wandb:",)
+
 # Every word a line must contain (lower-cased) for the parser to find anything in
 # it. The scanner uses this list to skip other lines without decoding them, so it
 # must cover every trigger of the readers; tests/unit/test_job_formats.py checks that each
