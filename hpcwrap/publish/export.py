@@ -81,9 +81,8 @@ def context_for(log: RunLog, state: RunState, *, users: set[str], hosts: set[str
             and (_deep_depth(value) or var == "HOME")
         ):
             ctx.roots.append((value, placeholder))
-    public = getattr(state, "wandb_public", None)  # recorded by ``hpcwrap wandb sync``
-    if isinstance(public, str) and public:
-        ctx.public_wandb.append(public)
+    if state.wandb_public:  # recorded by ``hpcwrap wandb sync --public-project``
+        ctx.public_wandb.append(state.wandb_public)
     return ctx
 
 
