@@ -4,6 +4,11 @@ Every write is attempted and, when it fails (lock timeout, conflict, full disk,
 a log deleted under us), reported once per kind of failure on the wrapper's
 stderr; the command keeps running and its exit status is still returned.
 Without a run log (it could not be opened) every write is a no-op.
+
+The end is written last: ``reserve()`` hands the sink to the thread that records the
+end; a write from any other thread (the monitor, a telemetry hook, the scanner) that
+comes later is refused, and one in progress completes first. So no Status entry can
+follow the end entry, however late a reader thread wakes up.
 """
 
 from __future__ import annotations
@@ -37,6 +42,13 @@ class LogSink:
         self.failures = 0
         self._reported: set[str] = set()
         self._lock = threading.Lock()
+        self._owner: int | None = None  # the thread recording the end, once reserved
+        self.refused_after_end = 0
+
+    def reserve(self) -> None:
+        """From now on only the calling thread writes (waits for a write in progress)."""
+        with self._lock:
+            self._owner = threading.get_ident()
 
     @property
     def enabled(self) -> bool:
@@ -61,6 +73,9 @@ class LogSink:
         if run is None:
             return False
         with self._lock:
+            if self._owner is not None and self._owner != threading.get_ident():
+                self.refused_after_end += 1  # the end is recorded: nothing may follow it
+                return False
             try:
                 write(run)
                 return True

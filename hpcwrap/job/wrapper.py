@@ -85,6 +85,7 @@ class WrapperOptions:
     term_grace: float = 25.0
     tick: float = TICK
     final_write_timeout: float = FINAL_WRITE_TIMEOUT
+    monitor_timeout: float = 30.0  # how long the end waits for the monitor's last writes
 
 
 @dataclass
@@ -573,8 +574,16 @@ class Wrapper:
             p.join(timeout=0.2)
         self.scanner.close()
         scan_thread.join(timeout=10.0)
+        if scan_thread.is_alive():
+            warn(
+                "warning: reading the output did not finish within 10 s; the end "
+                "entry has the progress read so far",
+                self.err,
+            )
         self.monitor.stop()
-        self.monitor.join(timeout=30.0)
+        self.monitor.join(timeout=opts.monitor_timeout)
+        # A monitor still busy (a slow lock) cannot write after the end: the finisher
+        # reserves the sink (LogSink.reserve), so its late entries are refused.
         for p in pumps:
             if not p.is_alive():
                 _close(proc.stdout if p.stream == 1 else proc.stderr)
@@ -643,6 +652,7 @@ class Wrapper:
         done = threading.Event()
 
         def finisher() -> None:
+            self.sink.reserve()  # the end is the last entry of this job
             try:
                 if failed_start:
                     self.record_start_failed(end, end_wall, failed_start)

@@ -9,7 +9,6 @@ import json
 import os
 import pwd
 import signal
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -214,9 +213,17 @@ def test_symlinked_run_log_leaves_the_node_idle_and_the_target_alone(cluster: Cl
     os.lchown(log, pw.pw_uid, pw.pw_gid)
     os.kill(wrapper, signal.SIGKILL)
     cluster.wait_job(job_id, timeout=120)
-    time.sleep(2)
+    hooks_log = cluster.dir / "log" / "hooks.log"
+    # the epilog's word on this job (its refusal), not a fixed wait
+    wait_for(
+        lambda: any(
+            f"job {job_id}" in line and "is a symlink" in line
+            for line in hooks_log.read_text().splitlines()
+        ),
+        60,
+        f"the epilog's refusal of job {job_id}'s symlinked log in {hooks_log}",
+        seen=lambda: hooks_log.read_text()[-600:],
+    )
     idle(cluster)
     assert target.read_text() == "root's\n" and target.stat().st_uid == 0
-    hook_log = (cluster.dir / "log" / "hooks.log").read_text()
-    assert f"job {job_id}" in hook_log and "is a symlink" in hook_log
     json.loads((log.parent / ".hpcwrap" / log.stem / "state.json").read_text())  # intact

@@ -28,6 +28,7 @@ from hpcwrap.runlog import RunLog, lifecycle
 from hpcwrap.runlog.model import JobBlock
 from tests.cluster.conftest import DEV_CLUSTER, Cluster
 from tests.cluster.test_dev_cluster import dev_cluster, second_cluster_env
+from tests.waiting import wait_for
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
@@ -182,13 +183,15 @@ def test_one_poll_brings_every_log_to_sacct_and_a_second_adds_nothing(
     jobs["requeued"] = sbatch(c, work, "requeue.sh")
     assert c.slurm("scancel", jobs["cancelled_pending"][0]).returncode == 0
 
-    # The requeue: once it runs, requeue it; it runs again and completes.
-    rq = jobs["requeued"][0]
-    for _ in range(60):
-        if "RUNNING" in c.slurm("squeue", "-h", "-j", rq, "-o", "%T").stdout:
-            break
-        time.sleep(1)
-    time.sleep(3)
+    # The requeue: once its wrapper has recorded the start, requeue it; it runs again
+    # and completes.
+    rq, rq_log = jobs["requeued"]
+    wait_for(
+        lambda: newest(rq_log).state == "RUNNING",
+        120,
+        f"job {rq}'s wrapper recording its start",
+        seen=lambda: (newest(rq_log).state, c.slurm("squeue", "-h", "-j", rq, "-o", "%T").stdout),
+    )
     assert c.slurm("scontrol", "requeue", rq).returncode == 0
     for name in ("completed", "failed", "timeout", "killed_wrapper", "requeued"):
         c.wait_final(jobs[name][0], timeout=240)
@@ -280,7 +283,12 @@ def test_slurmctld_stopped_clear_error_logs_unchanged(nohooks: NoHooksCluster) -
     work = workdir(c, "poll-down")
     _, path = sbatch(c, work, "--hold", "ok.sh")
     assert c.slurm("scontrol", "shutdown", "slurmctld").returncode == 0
-    time.sleep(2)
+    wait_for(
+        lambda: c.slurm("scontrol", "ping").returncode != 0,
+        60,
+        "slurmctld to stop",
+        seen=lambda: c.slurm("scontrol", "ping").stdout,
+    )
     before = files(work / "run_logs")
     res = c.hpcwrap(work, "poll", "--min-interval", "0", "--timeout", "20")
     assert res.returncode == 10, res.stdout + res.stderr

@@ -36,6 +36,11 @@ CHAIN = ["--resume", "auto", "--resume-arg", "--resume {checkpoint}", "-t", "1"]
 
 
 def chain_done(log: Path) -> bool:
+    """The chain has said its last word: its last job is final and the chain is stopped.
+
+    The job's end and the chain's stop are two writes (the epilog or the wrapper records
+    the end, then the wrapper stops the chain): waiting for the end alone read the
+    chain between the two (a CI failure: ``stopped`` still None)."""
     try:
         state = state_of(log)
     except (OSError, ValueError):
@@ -43,7 +48,7 @@ def chain_done(log: Path) -> bool:
     chain = state.get("chain") or {}
     last = state["jobs"][-1] if state["jobs"] else {}
     final = last.get("state") not in (None, "SUBMITTED", "PENDING", "RUNNING")
-    return bool(final and not chain.get("pending"))
+    return bool(final and not chain.get("pending") and chain.get("stopped"))
 
 
 def blocks(log: Path) -> list[dict[str, Any]]:

@@ -12,13 +12,13 @@ import os
 import pwd
 import re
 import shutil
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.cluster.conftest import Cluster
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
@@ -56,15 +56,6 @@ def state_of(log: Path) -> dict[str, Any]:
 def events_of(log: Path) -> list[dict[str, Any]]:
     lines = (log.parent / ".hpcwrap" / log.stem / "events.jsonl").read_text().splitlines()
     return [json.loads(x) for x in lines]
-
-
-def wait_for(pred: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def output_file(cwd: Path, job_id: str) -> Path:

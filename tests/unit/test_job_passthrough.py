@@ -23,6 +23,7 @@ import pytest
 from hpcwrap.config import Settings
 from hpcwrap.job.passthrough import same_file
 from hpcwrap.job.wrapper import Outcome, WrapperOptions, run_command
+from tests.waiting import SignalWhen
 
 PY = sys.executable
 
@@ -252,18 +253,6 @@ def test_nonblocking_stdout_loses_nothing(tmp_path: Path) -> None:
     assert hashlib.sha256(bytes(got)).hexdigest() == hfile.read_text()
 
 
-def send_later(sig: int, after: float, times: int = 1, gap: float = 0.3) -> threading.Thread:
-    def go() -> None:
-        time.sleep(after)
-        for _ in range(times):
-            os.kill(os.getpid(), sig)
-            time.sleep(gap)
-
-    t = threading.Thread(target=go, daemon=True)
-    t.start()
-    return t
-
-
 @pytest.mark.timeout(60)
 def test_term_is_forwarded(tmp_path: Path) -> None:
     child = script(
@@ -279,8 +268,9 @@ def test_term_is_forwarded(tmp_path: Path) -> None:
         time.sleep(30)
     """,
     )
-    send_later(signal.SIGTERM, 1.0)
+    sender = SignalWhen(tmp_path / "out.bin", b"ready\n", signal.SIGTERM)
     outcome, out, _, _ = run([PY, str(child)], tmp_path)
+    sender.check()
     assert outcome.exit_code == 42
     assert out == b"ready\ngot TERM\n"
     assert outcome.state == "CANCELLED"
@@ -300,12 +290,13 @@ def test_second_term_does_not_orphan_then_grace_kills(tmp_path: Path) -> None:
         time.sleep(60)
     """,
     )
-    send_later(signal.SIGTERM, 1.0, times=2)
-    t0 = time.monotonic()
+    sender = SignalWhen(tmp_path / "out.bin", b"ready\n", signal.SIGTERM, times=2)
     outcome, _, _, _ = run([PY, str(child)], tmp_path, term_grace=2.0)
-    took = time.monotonic() - t0
+    ended = time.monotonic()
+    sender.check()
     assert outcome.exit_code == 137  # SIGKILLed after the grace period
-    assert 2.5 < took < 20
+    # not before the grace from the first TERM, and long before the child's own 60 s
+    assert 2.0 <= ended - sender.sent_at[0] < 45
     pid = int(pid_file.read_text())
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the child did not outlive the wrapper
@@ -335,8 +326,9 @@ def test_walltime_signal_goes_to_the_handler_not_the_shell(tmp_path: Path) -> No
         echo "bash saw exit $?"
     """,
     )
-    send_later(signal.SIGUSR2, 1.5)
+    sender = SignalWhen(tmp_path / "out.bin", b"step 1 loss 2.0\n", signal.SIGUSR2)
     outcome, out, _, _ = run(["bash", str(sh)], tmp_path)
+    sender.check()
     assert out == b"step 1 loss 2.0\ncheckpoint and exit\nbash saw exit 124\n"
     assert outcome.exit_code == 0
     assert outcome.state == "TIMEOUT"  # stopped by the walltime warning, not finished
@@ -345,8 +337,9 @@ def test_walltime_signal_goes_to_the_handler_not_the_shell(tmp_path: Path) -> No
 @pytest.mark.timeout(60)
 def test_walltime_signal_not_forwarded_to_unprepared_training(tmp_path: Path) -> None:
     code = "import time; print('step 1 loss 1.0', flush=True); time.sleep(2); print('done')"
-    send_later(signal.SIGUSR2, 0.8)
+    sender = SignalWhen(tmp_path / "out.bin", b"step 1 loss 1.0\n", signal.SIGUSR2)
     outcome, out, _, _ = run([PY, "-c", code], tmp_path)
+    sender.check()
     assert outcome.exit_code == 0 and out.endswith(b"done\n")  # not killed early by USR2
 
 

@@ -19,6 +19,7 @@ import pytest
 from hpcwrap.config import Settings
 from hpcwrap.job.wrapper import Outcome, WrapperOptions, run_command
 from hpcwrap.runlog import RunLog, RunState, create_run
+from tests.waiting import SignalWhen
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINER = REPO / "examples" / "toy_train.py"
@@ -169,12 +170,10 @@ def test_walltime_signal_recorded_and_forwarded(tmp_path: Path) -> None:
     argv = toy(tmp_path, "--steps", "100000", "--log-every", "5", "--ckpt-every", "0")
     argv[argv.index("--steps-per-sec") + 1] = "200"
 
-    def later() -> None:
-        time.sleep(2.0)
-        os.kill(os.getpid(), signal.SIGUSR2)
-
-    threading.Thread(target=later, daemon=True).start()
+    # once the toy prints a loss its USR2 handler is installed (and the wrapper's)
+    sender = SignalWhen(tmp_path / "job.out", b"'loss'", signal.SIGUSR2)
     outcome, _, _ = wrap(argv, log, tmp_path)
+    sender.check()
     assert outcome.exit_code == 124  # the toy's "checkpointed on the signal" exit
     state = log.read()
     assert state.jobs[-1].state == "TIMEOUT"
@@ -257,12 +256,8 @@ def test_exit_124_on_the_warning_is_timeout_with_slurms_failed_beside_it(tmp_pat
     argv = toy(tmp_path, "--steps", "100000", "--log-every", "5", "--ckpt-every", "0")
     argv[argv.index("--steps-per-sec") + 1] = "200"
 
-    def later() -> None:
-        time.sleep(2.0)
-        os.kill(os.getpid(), signal.SIGUSR2)
-
-    threading.Thread(target=later, daemon=True).start()
     out_path = tmp_path / "job.out"
+    sender = SignalWhen(out_path, b"'loss'", signal.SIGUSR2)
     fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     try:
         outcome = run_command(
@@ -279,6 +274,7 @@ def test_exit_124_on_the_warning_is_timeout_with_slurms_failed_beside_it(tmp_pat
         )
     finally:
         os.close(fd)
+    sender.check()
     assert outcome.exit_code == 124
     job = log.read().jobs[-1]
     assert (job.state, job.slurm_state, job.slurm_exit) == ("TIMEOUT", "FAILED", "124:0")
@@ -293,3 +289,65 @@ def test_no_slurm_account_line_when_slurm_agrees(tmp_path: Path) -> None:
     job = log.read().jobs[-1]
     assert job.state == "FAILED" and job.slurm_state is None
     assert "slurm_state" not in log.path.read_text()
+
+
+class _LateHook:
+    """A tick hook stuck in its tick when the command ends (as a telemetry sample can be
+    under load), that writes a Status entry once the end has been recorded."""
+
+    def __init__(self) -> None:
+        self.attached = threading.Event()
+        self.release = threading.Event()
+        self.wrote: list[str] = []
+        self.perform = None
+
+    def attach(self, pid, perform, checkpoint_dir) -> None:  # the wrapper's optional method
+        self.perform = perform
+        self.attached.set()
+
+    def tick(self, now: float) -> None:
+        if self.perform is None or self.wrote:
+            return
+        assert self.release.wait(60), "the test never released the hook"
+        from hpcwrap.job.status import Write
+
+        self.perform(Write("status", {}, text="late progress entry from the monitor"))
+        self.wrote.append("done")
+
+    def status_fields(self) -> list[str]:
+        return []
+
+
+def test_a_monitor_write_after_the_end_is_refused(tmp_path: Path) -> None:
+    """The end entry is the job's last: a monitor thread that outlives the wait for it
+    (a slow lock, a stuck sample) cannot append a progress entry after it."""
+    log = new_log(tmp_path)
+    hook = _LateHook()
+    out = os.open(tmp_path / "job.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        outcome = run_command(
+            toy(tmp_path, "--steps", "5"),
+            log,
+            WrapperOptions(
+                stdout_fd=out,
+                stderr_fd=out,
+                err=io.StringIO(),
+                cwd=tmp_path,
+                environ={},
+                hooks=[hook],
+                monitor_timeout=0.5,
+                tick=0.05,
+            ),
+        )
+    finally:
+        os.close(out)
+    assert outcome.exit_code == 0 and hook.attached.is_set()
+    ended = log.read().status[-1].text
+    assert ended.startswith("completed, exit code 0"), ended
+    hook.release.set()  # the stuck monitor now writes its entry: too late
+    deadline = time.monotonic() + 30
+    while not hook.wrote and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert hook.wrote, "the hook never wrote (the test proves nothing)"
+    texts = [s.text for s in log.read().status]
+    assert texts[-1] == ended and "late progress entry from the monitor" not in texts
