@@ -5,10 +5,10 @@ a log deleted under us), reported once per kind of failure on the wrapper's
 stderr; the command keeps running and its exit status is still returned.
 Without a run log (it could not be opened) every write is a no-op.
 
-The end is written last: ``reserve()`` hands the sink to the thread that records the
-end; a write from any other thread (the monitor, a telemetry hook, the scanner) that
-comes later is refused, and one in progress completes first. So no Status entry can
-follow the end entry, however late a reader thread wakes up.
+The end is written last: the thread that records the end ``reserve()``s the sink; a
+write from any other thread (a monitor or telemetry hook still busy past the wait for
+it) is then refused, and one in progress completes first. (Progress entries stop
+earlier, at the command's exit: ``Wrapper.status``.)
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ class LogSink:
             return False
         with self._lock:
             if self._owner is not None and self._owner != threading.get_ident():
-                self.refused_after_end += 1  # the end is recorded: nothing may follow it
+                self.refused_after_end += 1  # the end is being recorded: nothing follows it
                 return False
             try:
                 write(run)

@@ -215,6 +215,8 @@ class Wrapper:
         self.prefix = arraytasks.task_prefix(self.env)
         self.child_env: dict[str, str] | None = None  # None: the wrapper's own environment
         self.resumed_chain: tuple[int, float | None] | None = None  # (jobs, chain start loss)
+        self._exit_lock = threading.Lock()
+        self._exited = False  # the command has exited: no more progress entries
 
     # -- callbacks from other threads -------------------------------------------
 
@@ -244,18 +246,29 @@ class Wrapper:
     # -- run-log writes (monitor thread, then the finisher) ---------------------
 
     def status(self, text: str, event: str, data: dict[str, Any]) -> None:
-        """A Status entry now; an array task's names the task."""
+        """A progress Status entry now; an array task's names the task.
+
+        Not once the command has exited: Status entries are kept in time order and the
+        end entry is stamped with the exit, so a progress entry written during the
+        linger (the reader still busy with the last lines, under load) would follow the
+        end. Its figures reach the end entry through the final snapshot instead."""
+        with self._exit_lock:
+            if self._exited:
+                return
+            when = utc_now()
         if self.env.is_array_task:
             data = {**data, "array_task": self.env.array_task_id}
-        self.sink.status(self.prefix + text, utc_now(), event=event, data=data)
+        self.sink.status(self.prefix + text, when, event=event, data=data)
 
     def signal_status(self, note: SignalNote, text: str, event: str, data: dict[str, Any]) -> None:
-        """A Status entry about a signal the wrapper received (``SignalReceived``)."""
+        """A Status entry about a signal the wrapper received (``SignalReceived``), stamped
+        when it was received: written later, it still comes before the end entry."""
         if self.env.is_array_task:
             data = {**data, "array_task": self.env.array_task_id}
         full = self.prefix + text
+        received = utc_now() - timedelta(seconds=max(self.mono() - note.mono, 0.0))
         self.sink.record(
-            lifecycle.SignalReceived(utc_now(), note.kind, note.name, full),
+            lifecycle.SignalReceived(received, note.kind, note.name, full),
             event=event,
             data={"text": full, **data},
         )
@@ -562,8 +575,10 @@ class Wrapper:
         self.monitor.start()
 
         status = sup.wait()
-        end_mono = self.mono()
-        end_wall = utc_now()
+        with self._exit_lock:  # no progress entry is stamped after end_wall (status())
+            self._exited = True
+            end_mono = self.mono()
+            end_wall = utc_now()
         until = end_mono + opts.linger
         if sup.kill_at is not None:
             until = max(until, sup.kill_at + 2.0)
@@ -581,9 +596,7 @@ class Wrapper:
                 self.err,
             )
         self.monitor.stop()
-        self.monitor.join(timeout=opts.monitor_timeout)
-        # A monitor still busy (a slow lock) cannot write after the end: the finisher
-        # reserves the sink (LogSink.reserve), so its late entries are refused.
+        self.monitor.join(timeout=opts.monitor_timeout)  # still busy (a slow lock): refused
         for p in pumps:
             if not p.is_alive():
                 _close(proc.stdout if p.stream == 1 else proc.stderr)
@@ -652,7 +665,7 @@ class Wrapper:
         done = threading.Event()
 
         def finisher() -> None:
-            self.sink.reserve()  # the end is the last entry of this job
+            self.sink.reserve()  # handed to this thread: the end is the job's last entry
             try:
                 if failed_start:
                     self.record_start_failed(end, end_wall, failed_start)

@@ -30,7 +30,9 @@ from tests.cluster.conftest import DEV_CLUSTER, Cluster
 from tests.cluster.test_dev_cluster import dev_cluster, second_cluster_env
 from tests.waiting import wait_for
 
-pytestmark = [pytest.mark.cluster, pytest.mark.slow]
+# One worker runs the whole module: its second cluster (module fixture) is made once,
+# and the last test stops that cluster's controller.
+pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("nohooks")]
 
 SHIM = """#!/bin/sh
 echo "{tool} $*" >> "{log}"

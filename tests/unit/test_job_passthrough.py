@@ -45,7 +45,7 @@ for i in range(n):
     fd = 1 if rng.random() < 0.7 else 2
     kind = rng.random()
     if kind < 0.3:
-        data = bytes(rng.getrandbits(8) for _ in range(rng.randint(1, 300)))  # invalid UTF-8, NUL
+        data = rng.randbytes(rng.randint(1, 300))  # invalid UTF-8, NUL
     elif kind < 0.5:
         data = b"".join(b"\r %d%%|##  | %d/999 [00:01<00:02]" % (j % 100, j) for j in range(50))
     elif kind < 0.55:

@@ -351,3 +351,60 @@ def test_a_monitor_write_after_the_end_is_refused(tmp_path: Path) -> None:
     assert hook.wrote, "the hook never wrote (the test proves nothing)"
     texts = [s.text for s in log.read().status]
     assert texts[-1] == ended and "late progress entry from the monitor" not in texts
+
+
+class _AfterExitHook:
+    """A tick hook that writes a progress entry just after the command has exited, while
+    the wrapper still lingers (a reader busy with the last lines under load)."""
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+        self.perform = None
+        self.wrote = False
+
+    def attach(self, pid, perform, checkpoint_dir) -> None:  # the wrapper's optional method
+        self.pid, self.perform = pid, perform
+
+    def tick(self, now: float) -> None:
+        if self.pid is None or self.perform is None or self.wrote:
+            return
+        if os.path.exists(f"/proc/{self.pid}"):
+            return  # still running (or not reaped yet)
+        time.sleep(0.2)  # well inside the linger: makes the wrong order likely without the fix
+        from hpcwrap.job.status import Write
+
+        self.perform(Write("status", {}, text="progress entry after the exit"))
+        self.wrote = True
+
+    def status_fields(self) -> list[str]:
+        return []
+
+
+def test_no_progress_entry_is_stamped_after_the_exit(tmp_path: Path) -> None:
+    """Status entries are kept in time order and the end entry is stamped with the exit:
+    a progress entry written during the linger would sort after the end (the CI failure
+    of test_sequential_tasks_one_fails_block_failed). It is not written at all."""
+    log = new_log(tmp_path)
+    hook = _AfterExitHook()
+    out = os.open(tmp_path / "job.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        outcome = run_command(
+            toy(tmp_path, "--steps", "5"),
+            log,
+            WrapperOptions(
+                stdout_fd=out,
+                stderr_fd=out,
+                err=io.StringIO(),
+                cwd=tmp_path,
+                environ={},
+                hooks=[hook],
+                monitor_timeout=5.0,
+                tick=0.02,
+            ),
+        )
+    finally:
+        os.close(out)
+    assert outcome.exit_code == 0 and hook.wrote, "the hook never wrote (proves nothing)"
+    texts = [s.text for s in log.read().status]
+    assert texts[-1].startswith("completed, exit code 0"), texts
+    assert "progress entry after the exit" not in texts
