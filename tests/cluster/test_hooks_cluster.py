@@ -22,8 +22,8 @@ from tests.cluster.test_wrapper_cluster import (
     project,
     state_of,
     submit,
-    wait_for,
 )
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 

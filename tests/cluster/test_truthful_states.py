@@ -12,7 +12,8 @@ import pwd
 import pytest
 
 from tests.cluster.conftest import Cluster
-from tests.cluster.test_wrapper_cluster import BASE, project, state_of, submit, wait_for
+from tests.cluster.test_wrapper_cluster import BASE, project, state_of, submit
+from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
 
