@@ -97,6 +97,7 @@ def idle(cluster: Cluster) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_time_limit_while_the_wrapper_cannot_write(cluster: Cluster) -> None:
     cwd = project(cluster, "hook-limit")
     name = script(cluster, cwd, "long.sh", LONG)

@@ -32,7 +32,12 @@ from tests.waiting import wait_for
 
 # One worker runs the whole module: its second cluster (module fixture) is made once,
 # and the last test stops that cluster's controller.
-pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.xdist_group("nohooks")]
+pytestmark = [
+    pytest.mark.cluster,
+    pytest.mark.slow,
+    pytest.mark.long,
+    pytest.mark.xdist_group("nohooks"),
+]
 
 SHIM = """#!/bin/sh
 echo "{tool} $*" >> "{log}"

@@ -60,6 +60,7 @@ def checkpoint_steps(log: Path) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_three_job_chain_completes_in_one_run_log(cluster: Cluster) -> None:
     cwd = project(cluster, "chain-three")
     total = 1500
@@ -94,6 +95,7 @@ def test_three_job_chain_completes_in_one_run_log(cluster: Cluster) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_chain_goes_on_when_the_wrapper_could_not_write_at_the_limit(cluster: Cluster) -> None:
     """No warning at all, and the wrapper cannot write when Slurm kills the job at its limit
     (the run's lock is held until the wrapper is dead): the successor, submitted when the

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.cluster
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_an_unhandled_time_limit_is_timeout_as_sacct_says(cluster: Cluster) -> None:
     cwd = project(cluster, "truth-timeout")
     # examples/train.sh asks for its own warning (#SBATCH --signal); this one asks for none.
@@ -41,6 +42,7 @@ def test_an_unhandled_time_limit_is_timeout_as_sacct_says(cluster: Cluster) -> N
 
 
 @pytest.mark.slow
+@pytest.mark.long
 def test_a_requeued_attempt_is_requeued_not_cancelled(cluster: Cluster) -> None:
     cwd = project(cluster, "truth-requeue")
     job_id, log = submit(
