@@ -1,9 +1,10 @@
 """The suite's order: the longest tests first, so that parallel workers start them at once.
 
-tests/run runs pytest with pytest-xdist (``-n N --dist loadgroup``): each worker takes
-the next test in collection order. A multi-minute chain collected last would run alone
-at the end; collected first, it runs while the other workers go through the short
-tests. Within each tier the order is pytest's own (file, then definition).
+tests/run runs pytest with pytest-xdist (``-n N --dist load --maxschedchunk 1``): each
+worker takes the next test in collection order when it is nearly done with its own. A
+multi-minute chain collected last would run alone at the end; collected first, it runs
+while the other workers go through the short tests. Within each tier the order is
+pytest's own (file, then definition).
 
 Tiers, first to last: ``long`` (minutes each: time-limit rows, multi-job chains, real
 framework runs), other cluster tests (they mostly wait on Slurm), other ``slow`` tests,

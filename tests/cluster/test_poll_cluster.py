@@ -30,14 +30,10 @@ from tests.cluster.conftest import DEV_CLUSTER, Cluster
 from tests.cluster.test_dev_cluster import dev_cluster, second_cluster_env
 from tests.waiting import wait_for
 
-# One worker runs the whole module: its second cluster (module fixture) is made once,
-# and the last test stops that cluster's controller.
-pytestmark = [
-    pytest.mark.cluster,
-    pytest.mark.slow,
-    pytest.mark.long,
-    pytest.mark.xdist_group("nohooks"),
-]
+# Under pytest-xdist each worker that runs a test of this module brings up its own
+# second cluster (the module fixture); the last test stops only its worker's controller
+# (a worker runs the tests it is given in collection order).
+pytestmark = [pytest.mark.cluster, pytest.mark.slow]
 
 SHIM = """#!/bin/sh
 echo "{tool} $*" >> "{log}"
@@ -174,6 +170,7 @@ def poll(c: NoHooksCluster, work: Path, *extra: str) -> subprocess.CompletedProc
     return c.hpcwrap(work, "poll", "--json", "--min-interval", "0", *extra)
 
 
+@pytest.mark.long
 def test_one_poll_brings_every_log_to_sacct_and_a_second_adds_nothing(
     nohooks: NoHooksCluster,
 ) -> None:
