@@ -70,7 +70,7 @@ _OOM = re.compile(
     re.IGNORECASE,
 )
 # slurmstepd's own line in the job's output: "*** JOB 28 ON n1 CANCELLED AT <ts> [DUE TO ...] ***"
-_STEPD_END = re.compile(rb"\*\*\* JOB (\d+) ON \S+ CANCELLED AT \S+(?: DUE TO ([^*]+?))? \*\*\*")
+_STEPD_END = re.compile(rb"\*\*\* JOB (\d+) ON \S+ CANCELLED AT (\S+)(?: DUE TO ([^*]+?))? \*\*\*")
 
 
 @dataclass(frozen=True)
@@ -354,9 +354,39 @@ class OutputEvidence:
     node_fail: bool = False
 
 
-def output_evidence(state: RunState, env: HookEnv, work_dir: str | None) -> OutputEvidence:
+def _stepd_time(raw: bytes) -> datetime | None:
+    """slurmstepd's ``CANCELLED AT`` time: the node's local time, no zone."""
+    try:
+        return datetime.fromisoformat(raw.decode()).astimezone()
+    except (ValueError, OverflowError, OSError):  # the file is the job's: any bytes
+        return None
+
+
+def _this_attempt(tail: bytes, job_id: str, since: datetime | None) -> bytes:
+    """The part of ``tail`` written by the attempt that started at ``since``.
+
+    A requeued job runs again with the same id and appends to the same output file: the
+    earlier attempt's ``DUE TO JOB REQUEUE`` line (or its memory kill) is not this
+    attempt's end. An attempt cancelled the second it started has no line of its own
+    (its batch step never ran), and read the earlier one as its own (a flake of the
+    requeue cluster test under load). Lines stamped before ``since`` end the cut."""
+    if since is None:
+        return tail
+    start = since.replace(microsecond=0)
+    cut = 0
+    for m in _STEPD_END.finditer(tail):
+        at = _stepd_time(m.group(2))
+        if m.group(1).decode() == job_id and at is not None and at < start:
+            cut = m.end()
+    return tail[cut:]
+
+
+def output_evidence(
+    state: RunState, env: HookEnv, work_dir: str | None, since: datetime | None = None
+) -> OutputEvidence:
     """The tail of this job's output file: the submission's pattern filled in for this job
-    (a resumed job has its own id), else Slurm's default one in the work folder."""
+    (a resumed job has its own id), else Slurm's default one in the work folder; only
+    what the attempt that started at ``since`` wrote (``_this_attempt``)."""
     path = None
     if state.submit is not None and state.submit.output:
         path = expand_pattern(
@@ -377,9 +407,9 @@ def output_evidence(state: RunState, env: HookEnv, work_dir: str | None) -> Outp
             return OutputEvidence()
         size = os.fstat(fh.fileno()).st_size
         fh.seek(max(size - TAIL_BYTES, 0))
-        tail = fh.read(TAIL_BYTES)
+        tail = _this_attempt(fh.read(TAIL_BYTES), env.job_id, since)
     ends = [m for m in _STEPD_END.finditer(tail) if m.group(1).decode() == env.job_id]
-    why = (ends[-1].group(2) or b"").decode() if ends else ""
+    why = (ends[-1].group(3) or b"").decode() if ends else ""
     return OutputEvidence(
         oom=bool(_OOM.search(tail)),
         time_limit="TIME LIMIT" in why,
@@ -452,9 +482,12 @@ def infer_end(job: JobBlock, env: HookEnv, when: datetime, out: OutputEvidence) 
     return Inference("FAILED", None, failed, exit2, "no exit status from Slurm")
 
 
-def _our_block(state: RunState, job_id: str) -> JobBlock | None:
+def _our_block(state: RunState, job_id: str, restart_count: int = 0) -> JobBlock | None:
+    """This attempt's block: the newest of the job whose restart count is ours. None when
+    the attempt has none (its prolog did not record it): another attempt's block is
+    never closed with this attempt's end."""
     for job in reversed(state.jobs):
-        if job.execution_id == job_id:
+        if job.execution_id == job_id and (job.restart_count or 0) == restart_count:
             return job
     return None
 
@@ -492,22 +525,22 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
     """Close the job's block if the wrapper did not, and put Slurm's own account of the
     end beside hpcwrap's; returns what was done (for the hook's log)."""
     state = log.read()
-    job = _our_block(state, env.job_id)
+    job = _our_block(state, env.job_id, env.restart_count)
     if job is None:
-        return "no block for this job in the run log"
-    inf = infer_end(job, env, when, output_evidence(state, env, work_dir))
+        return "no block for this job (this attempt) in the run log"
+    # a requeued attempt reads only what it wrote itself (the file is appended to)
+    since = job.start if env.restart_count > 0 else None
+    evidence = output_evidence(state, env, work_dir, since=since)
+    inf = infer_end(job, env, when, evidence)
     if lifecycle.is_final(job.state):
         # The wrapper wrote the end: confirm it, with Slurm's label and exit status (from
         # slurmstepd's lines and the exit status alone: the wrapper saw how it ended).
-        inf = infer_end(
-            JobBlock(execution_id=job.execution_id),
-            env,
-            when,
-            output_evidence(state, env, work_dir),
-        )
+        inf = infer_end(JobBlock(execution_id=job.execution_id), env, when, evidence)
         if inf.slurm_exit is not None and job.slurm_state is None:
             log.record(
-                lifecycle.Reconciled(when, env.job_id, inf.slurm_state, inf.slurm_exit),
+                lifecycle.Reconciled(
+                    when, env.job_id, inf.slurm_state, inf.slurm_exit, start=job.start
+                ),
                 event="epilog",
                 data={"confirmed": job.state, "exit_code2": env.exit_code2},
             )

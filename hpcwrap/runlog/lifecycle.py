@@ -797,6 +797,13 @@ def _reconciled(state: RunState, f: Reconciled) -> None:
     job = _block_for(state, f.execution_id)
     if job is None:
         return
+    if f.start is not None and job.start is not None and job.start != f.start:
+        # an earlier attempt of a requeued job, named by its exact start (the epilog's
+        # confirmation of the attempt it ran after), not the newest attempt's block
+        job = next(
+            (j for j in state.jobs if j.execution_id == f.execution_id and j.start == f.start),
+            job,
+        )
     word = from_slurm(f.slurm_state)
     if is_final(word):  # a passing PENDING/RUNNING would go stale beside a later end
         job.slurm_state = f.slurm_state.split()[0].upper()

@@ -5,6 +5,7 @@ user's tree touched (a root-owned canary), the problem reported in the hook log.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import os
 import pwd
@@ -485,3 +486,43 @@ def test_a_resumed_job_reads_its_own_output_file(site: Site) -> None:
     assert site.hook("epilog", site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:0")).returncode == 0
     job = log.read().jobs[0]
     assert (job.state, job.slurm_state) == ("TIMEOUT", "TIMEOUT")
+
+
+@needs_root
+def test_a_requeued_attempt_cancelled_as_it_started_is_not_read_as_the_requeue(
+    site: Site,
+) -> None:
+    """A requeued job appends to the same output file. Its second attempt, cancelled the
+    second it started, has no slurmstepd line of its own (its batch step never ran): the
+    first attempt's ``DUE TO JOB REQUEUE`` line is not its end (a CI flake)."""
+    first_start = datetime.now(timezone.utc) - timedelta(minutes=5)
+    first = dataclasses.replace(
+        running(), start=first_start, state="REQUEUED", state_source="epilog", restart_count=0
+    )
+    second = dataclasses.replace(running(), restart_count=1)
+    log = site.log(first, second)
+    stamp = (first_start + timedelta(seconds=30)).astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+    (site.home / "slurm-12.out").write_text(
+        "{'loss': 2.0}\n"
+        f"slurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT {stamp} DUE TO JOB REQUEUE ***\n"
+    )
+    site.chown(site.home)
+    env = site.env(
+        **comment(log),
+        SLURM_JOB_EXIT_CODE2="0:15",
+        SLURM_JOB_WORK_DIR=str(site.home),
+        SLURM_JOB_RESTART_COUNT="1",
+    )
+    assert site.hook("epilog", env).returncode == 0
+    jobs = log.read().jobs
+    assert [j.state for j in jobs] == ["REQUEUED", "CANCELLED"], site.problems()
+
+
+@needs_root
+def test_an_earlier_attempts_epilog_never_closes_the_next_attempts_block(site: Site) -> None:
+    first = dataclasses.replace(running(), state="CANCELLED", restart_count=0)
+    second = dataclasses.replace(running(), restart_count=1)
+    log = site.log(first, second)
+    env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15", SLURM_JOB_RESTART_COUNT="0")
+    assert site.hook("epilog", env).returncode == 0
+    assert log.read().jobs[1].state == "RUNNING"
