@@ -6,9 +6,9 @@ multi-minute chain collected last would run alone at the end; collected first, i
 while the other workers go through the short tests. Within each tier the order is
 pytest's own (file, then definition).
 
-Tiers, first to last: ``long`` (minutes each: time-limit rows, multi-job chains, real
-framework runs), other cluster tests (they mostly wait on Slurm), other ``slow`` tests,
-the rest.
+Tiers, first to last: ``long`` (minutes each: time-limit rows, multi-job chains), other
+cluster and framework tests (they mostly wait), other ``slow`` tests, the rest; the
+long ones woven one by one between the first of the others (see below).
 """
 
 from __future__ import annotations
@@ -30,3 +30,13 @@ def _tier(item: pytest.Item) -> int:
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     items.sort(key=_tier)  # stable: pytest's order within a tier
+    # xdist first hands each worker two consecutive tests: with the long ones woven
+    # between short ones, no worker starts with two long tests to run one after the other.
+    long = [i for i in items if _tier(i) == 0]
+    rest = [i for i in items if _tier(i) != 0]
+    woven: list[pytest.Item] = []
+    for n, item in enumerate(long):
+        woven.append(item)
+        if n < len(rest):
+            woven.append(rest[n])
+    items[:] = woven + rest[len(long) :]

@@ -314,20 +314,47 @@ def _wchan(pid: int) -> str | None:
     return text if text and text != "0" else None
 
 
-def _wait_wchan(proc: subprocess.Popen[str], want: str, present: bool, timeout: float = 20) -> None:
-    """Wait until hpcwrap's main thread sleeps in (present) or out of a kernel
-    function named like ``want`` (e.g. pipe_read: reading sbatch's output).
-    Where the kernel hides it (some sandboxes), wait a fixed second instead."""
-    if _wchan(proc.pid) is None:
-        time.sleep(1.0)
+# The read(2) system call's number, for /proc/<pid>/syscall where wchan is hidden.
+_READ_SYSCALL = {"x86_64": "0", "aarch64": "63"}.get(os.uname().machine)
+
+
+def _in_read(pid: int) -> bool | None:
+    """True while the main thread blocks in read(2), False while it blocks in another
+    system call (a wait, a sleep), None while it runs or where neither wchan nor
+    /proc/<pid>/syscall shows it."""
+    where = _wchan(pid)
+    if where is not None:
+        return "pipe_read" in where
+    try:
+        call = Path(f"/proc/{pid}/syscall").read_text().split()
+    except OSError:
+        return None
+    if not call or _READ_SYSCALL is None or not call[0].isdigit():
+        return None  # "running" (between calls), or unknown here
+    return call[0] == _READ_SYSCALL
+
+
+def _can_see_calls(pid: int) -> bool:
+    if _wchan(pid) is not None:
+        return True
+    try:
+        return _READ_SYSCALL is not None and bool(Path(f"/proc/{pid}/syscall").read_text())
+    except OSError:
+        return False
+
+
+def _wait_read(proc: subprocess.Popen[str], present: bool, timeout: float = 20) -> None:
+    """Wait until hpcwrap's main thread blocks in (present) or, having left it, blocks
+    outside read(2) on sbatch's output (the Ctrl-C handled: it waits for sbatch). Read
+    from wchan's pipe_read, or /proc/<pid>/syscall where the kernel hides wchan; where
+    both are hidden, wait a fixed second (the one timing wait left: says so)."""
+    if not _can_see_calls(proc.pid):
+        time.sleep(1.0)  # neither wchan nor syscall readable here: nothing to wait on
         return
     deadline = time.monotonic() + timeout
-    while True:
-        where = _wchan(proc.pid) or ""
-        if (want in where) == present and where:
-            return
+    while _in_read(proc.pid) is not present:
         assert proc.poll() is None, f"hpcwrap exited early: {proc.communicate()}"
-        assert time.monotonic() < deadline, f"hpcwrap never {'in' if present else 'out of'} {want}"
+        assert time.monotonic() < deadline, f"hpcwrap never {'in' if present else 'out of'} read"
         time.sleep(0.02)
 
 
@@ -337,9 +364,9 @@ def test_ctrl_c_lets_sbatch_finish_and_records_the_job_fake_sbatch(project: Path
     env = {**os.environ, "FAKE_SBATCH": "gate"}
     proc = _start(project, env, *BASE, "train.sh")
     _wait_for(project.parent / "sbatch-argv")
-    _wait_wchan(proc, "pipe_read", present=True)  # reading sbatch's output
+    _wait_read(proc, present=True)  # reading sbatch's output
     proc.send_signal(signal.SIGINT)
-    _wait_wchan(proc, "pipe_read", present=False)  # the Ctrl-C taken: waiting for sbatch
+    _wait_read(proc, present=False)  # the Ctrl-C taken: waiting for sbatch
     (project.parent / "sbatch-argv.go").touch()  # now sbatch prints its job id
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
@@ -355,11 +382,11 @@ def test_second_ctrl_c_stops_sbatch_and_says_a_job_may_exist_fake_sbatch(project
     env = {**os.environ, "FAKE_SBATCH": "gate"}  # sbatch never answers: it is never told to
     proc = _start(project, env, *BASE, "train.sh")
     _wait_for(project.parent / "sbatch-argv")
-    _wait_wchan(proc, "pipe_read", present=True)
+    _wait_read(proc, present=True)
     proc.send_signal(signal.SIGINT)
     # The first Ctrl-C handled (hpcwrap has left the read and waits for sbatch)
     # before the second is sent, so the two are not merged into one.
-    _wait_wchan(proc, "pipe_read", present=False)
+    _wait_read(proc, present=False)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
