@@ -483,11 +483,12 @@ def infer_end(job: JobBlock, env: HookEnv, when: datetime, out: OutputEvidence) 
 
 
 def _our_block(state: RunState, job_id: str, restart_count: int = 0) -> JobBlock | None:
-    """This attempt's block: the newest of the job whose restart count is ours. None when
-    the attempt has none (its prolog did not record it): another attempt's block is
-    never closed with this attempt's end."""
+    """This attempt's block: the newest of the job whose restart count is not above the
+    epilog's. (A requeued attempt's epilog already sees the next count, checked on the
+    dev cluster: attempt 0's epilog had SLURM_JOB_RESTART_COUNT=1.) A later attempt's
+    block is never closed with this attempt's end."""
     for job in reversed(state.jobs):
-        if job.execution_id == job_id and (job.restart_count or 0) == restart_count:
+        if job.execution_id == job_id and (job.restart_count or 0) <= restart_count:
             return job
     return None
 
@@ -528,8 +529,8 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
     job = _our_block(state, env.job_id, env.restart_count)
     if job is None:
         return "no block for this job (this attempt) in the run log"
-    # a requeued attempt reads only what it wrote itself (the file is appended to)
-    since = job.start if env.restart_count > 0 else None
+    # a restarted attempt reads only what it wrote itself (the file is appended to)
+    since = job.start if (job.restart_count or 0) > 0 else None
     evidence = output_evidence(state, env, work_dir, since=since)
     inf = infer_end(job, env, when, evidence)
     if lifecycle.is_final(job.state):

@@ -43,7 +43,6 @@ class LogSink:
         self._reported: set[str] = set()
         self._lock = threading.Lock()
         self._owner: int | None = None  # the thread recording the end, once reserved
-        self.refused_after_end = 0
 
     def reserve(self) -> None:
         """From now on only the calling thread writes (waits for a write in progress)."""
@@ -74,8 +73,7 @@ class LogSink:
             return False
         with self._lock:
             if self._owner is not None and self._owner != threading.get_ident():
-                self.refused_after_end += 1  # the end is being recorded: nothing follows it
-                return False
+                return False  # the end is being recorded: nothing follows it
             try:
                 write(run)
                 return True

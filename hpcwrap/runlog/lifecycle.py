@@ -649,14 +649,16 @@ def _started(state: RunState, f: Started) -> None:
             state.status.append(StatusEntry(f.when, f.text))
         return
     job = state.jobs[-1] if state.jobs else None
-    if job is None or not _is_this_attempt(job, f.execution_id):
-        if (
-            job is not None
-            and job.execution_id == f.execution_id
-            and f.restart_count is not None
-            and f.restart_count > (job.restart_count or 0)
-            and (not is_final(job.state) or job.state == "CANCELLED")
-        ):
+    # A higher restart count is a new attempt even where the last block was opened by
+    # the prolog and never closed (an attempt requeued before its wrapper started).
+    restarted = (
+        job is not None
+        and job.execution_id == f.execution_id
+        and f.restart_count is not None
+        and f.restart_count > (job.restart_count or 0)
+    )
+    if job is None or restarted or not _is_this_attempt(job, f.execution_id):
+        if restarted and job is not None and (not is_final(job.state) or job.state == "CANCELLED"):
             _set_end(job, "REQUEUED", Source.WRAPPER)  # the restart proves the requeue
         job = JobBlock(execution_id=f.execution_id)
         state.jobs.append(job)

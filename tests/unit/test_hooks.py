@@ -521,8 +521,45 @@ def test_a_requeued_attempt_cancelled_as_it_started_is_not_read_as_the_requeue(
 @needs_root
 def test_an_earlier_attempts_epilog_never_closes_the_next_attempts_block(site: Site) -> None:
     first = dataclasses.replace(running(), state="CANCELLED", restart_count=0)
-    second = dataclasses.replace(running(), restart_count=1)
+    second = dataclasses.replace(running(), restart_count=2)
     log = site.log(first, second)
-    env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15", SLURM_JOB_RESTART_COUNT="0")
+    env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15", SLURM_JOB_RESTART_COUNT="1")
     assert site.hook("epilog", env).returncode == 0
     assert log.read().jobs[1].state == "RUNNING"
+
+
+@needs_root
+def test_a_requeued_attempts_epilog_sees_the_next_restart_count_and_closes_its_block(
+    site: Site,
+) -> None:
+    """Slurm has counted the restart by the time the requeued attempt's epilog runs
+    (SLURM_JOB_RESTART_COUNT=1 for attempt 0, seen on the dev cluster)."""
+    log = site.log(dataclasses.replace(running(), state_source="prolog", restart_count=0))
+    stamp = datetime.now().astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+    (site.home / "slurm-12.out").write_text(
+        f"slurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT {stamp} DUE TO JOB REQUEUE ***\n"
+    )
+    site.chown(site.home)
+    env = site.env(
+        **comment(log),
+        SLURM_JOB_EXIT_CODE2="0:15",
+        SLURM_JOB_WORK_DIR=str(site.home),
+        SLURM_JOB_RESTART_COUNT="1",
+    )
+    assert site.hook("epilog", env).returncode == 0
+    assert [j.state for j in log.read().jobs] == ["REQUEUED"], site.problems()
+
+
+def test_the_next_attempts_start_opens_its_own_block_after_a_prolog_only_attempt() -> None:
+    """An attempt requeued before its wrapper started left only the prolog's RUNNING
+    block: the next attempt's start (restart count 1) is a new block, the first one
+    REQUEUED (the requeue cluster test under load)."""
+    from hpcwrap.runlog.lifecycle import Started, apply_in_place
+
+    state = RunState(run_type="replication", objective="o")
+    t0 = datetime(2026, 12, 7, 1, 31, 7, tzinfo=timezone.utc)
+    apply_in_place(state, Started(t0, "12", "n1", True, restart_count=0, by_prolog=True))
+    later = t0 + timedelta(minutes=2)
+    apply_in_place(state, Started(later, "12", "n1", True, restart_count=1, by_prolog=True))
+    assert [(j.state, j.restart_count) for j in state.jobs] == [("REQUEUED", 0), ("RUNNING", 1)]
+    assert state.jobs[1].start == later and state.jobs[0].start == t0
