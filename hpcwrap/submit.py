@@ -558,7 +558,7 @@ def _with_log_path(exc: SchedulerError, path: Path) -> SchedulerError:
 
 @dataclass(frozen=True)
 class DryRun:
-    run_log: Path  # predicted; create_run may pick a _2 suffix
+    run_log: Path  # the first free name, as create_run picks it (a race may take it)
     job_script: str
     command: list[str]
     code: str

@@ -31,6 +31,7 @@ from hpcwrap.runlog.layout import (
     SIDECAR_DIR,
     conflict_path,
     is_run_log_name,
+    name_taken,
     run_folder,
     run_stem,
     sidecar_for,
@@ -364,7 +365,7 @@ def _create_run(
         name = run_stem(stamp.date(), state.task, n)
         n += 1
         md_path = folder / f"{name}.md"
-        if md_path.exists() or conflict_path(md_path).exists():
+        if name_taken(md_path):
             continue
         try:
             os.mkdir(sidecar_for(md_path))  # the name is ours once this succeeds

@@ -55,9 +55,19 @@ def run_stem(day: date, task: str, n: int = 1) -> str:
     return stem if n == 1 else f"{stem}_{n}"
 
 
+def name_taken(md: Path) -> bool:
+    """A run log of this name, its conflict file or its sidecar exists already."""
+    return md.exists() or conflict_path(md).exists() or sidecar_for(md).exists()
+
+
 def predicted_log(root: Path, group: str | None, day: date, task: str) -> Path:
-    """The run log a new run would get when no other run of that day and task exists."""
-    return run_folder(root, group) / f"{run_stem(day, task)}.md"
+    """The run log a new run would get now: the first name not taken, as ``create_run``
+    picks it (``_2``, ``_3``... after the runs of that day and task)."""
+    folder = run_folder(root, group)
+    n = 1
+    while name_taken(md := folder / f"{run_stem(day, task, n)}.md"):
+        n += 1
+    return md
 
 
 def comment_for(run_log: Path) -> str:
@@ -83,6 +93,7 @@ __all__ = [
     "comment_for",
     "conflict_path",
     "is_run_log_name",
+    "name_taken",
     "predicted_log",
     "run_folder",
     "run_log_from_comment",

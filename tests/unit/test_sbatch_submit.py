@@ -259,6 +259,22 @@ def test_dry_run_writes_nothing(project: Path, capsys: pytest.CaptureFixture[str
     assert json.loads(out)["dry_run"] is True
 
 
+def test_dry_run_names_the_run_log_the_submit_then_uses(
+    project: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """With a run of the same day and task already there, the dry run names the _2 log the
+    real submit makes (it named the existing one: a papercut of issue 36)."""
+    rc, out, _ = cli(capsys, *BASE, "train.sh")
+    assert rc == 0
+    first = out.splitlines()[1][9:]
+    rc, out, _ = cli(capsys, *BASE, "--dry-run", "--json", "train.sh")
+    assert rc == 0
+    predicted = json.loads(out)["run_log"]
+    assert predicted != first and predicted.endswith("_2.md")
+    rc, out, _ = cli(capsys, *BASE, "train.sh")
+    assert rc == 0 and out.splitlines()[1][9:] == predicted
+
+
 def test_usage_errors_create_nothing(project: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc, _, err = cli(capsys, "--objective", "x", "train.sh")
     assert rc == 2 and "--mode" in err
