@@ -70,6 +70,7 @@ class PollResult:
     changes: list[Change] = field(default_factory=list)
     calls: dict[str, int] = field(default_factory=lambda: {"squeue": 0, "sacct": 0})
     asked_at: dict[str, float] = field(default_factory=dict)
+    asked_by: dict[str, str] = field(default_factory=dict)  # whose poll got each answer
     not_asked: list[str] = field(default_factory=list)  # run paths the rate limit left out
     errors: list[tuple[str, HpcwrapError]] = field(default_factory=list)  # logs not written
 
@@ -87,6 +88,7 @@ class PollResult:
                 k: datetime.fromtimestamp(v, timezone.utc).isoformat()
                 for k, v in self.asked_at.items()
             },
+            "asked_by": dict(self.asked_by),
             "not_asked": self.not_asked,
             "changes": [c.__dict__ for c in self.changes],
             "errors": [{"run": run, "error": str(exc)} for run, exc in self.errors],
@@ -265,6 +267,7 @@ def poll_runs(
     view = query.ask(ids)  # may raise SchedulerError: then nothing below runs
     result.calls = dict(view.calls)
     result.asked_at = dict(view.asked_at)
+    result.asked_by = dict(view.asked_by)
     for path, open_ids in todo:
         try:
             _poll_one(path, open_ids, view, result, root, locks, every, now)
@@ -362,6 +365,7 @@ def settle(
         for k, v in res.calls.items():
             total.calls[k] = total.calls.get(k, 0) + v
         total.asked_at = res.asked_at
+        total.asked_by = res.asked_by
         if not unfinished(paths) or time.monotonic() >= deadline:
             total.changes += [c for c in res.changes if not c.written and c not in total.changes]
             return total

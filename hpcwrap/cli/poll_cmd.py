@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -92,9 +93,15 @@ def _print(result: Any, quiet: bool) -> None:
         f"Slurm calls: squeue {calls.get('squeue', 0)}, sacct {calls.get('sacct', 0)}{extra}"
     )
     if result.not_asked:
+        last = max(result.asked_at, key=lambda k: result.asked_at[k], default=None)
+        whose = ""
+        if last is not None:
+            at = datetime.fromtimestamp(result.asked_at[last], timezone.utc)
+            by = result.asked_by.get(last)
+            whose = f" (by {by} at {at:%H:%M:%S} UTC)" if by else f" (at {at:%H:%M:%S} UTC)"
         print(
             f"{len(result.not_asked)} run(s) not asked: Slurm was asked less than the minimum "
-            "interval ago about other jobs (--min-interval 0 asks anyway)"
+            f"interval ago about other jobs{whose}; --min-interval 0 asks anyway"
         )
 
 
@@ -112,7 +119,7 @@ def _poll(args: argparse.Namespace) -> int:
         get_scheduler("slurm"),
         min_interval=min_interval,
         timeout=args.timeout if args.timeout is not None else settings.poll_timeout,
-        cache_path=default_cache_path(),
+        cache_path=default_cache_path(root=root),
     )
     every = parse_duration(args.every, "--every") if args.every else None
     locks = lock_config(settings)

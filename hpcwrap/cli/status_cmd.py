@@ -90,7 +90,7 @@ def _status(args: argparse.Namespace) -> int:
     elif args.report:
         from hpcwrap.scheduler.batch import default_cache_path, last_asked
 
-        asked = last_asked(default_cache_path())
+        asked = last_asked(default_cache_path(root=root))
         sys.stdout.write(overview.render_report(rows, asked=asked))
     elif not rows:
         print(f"no run logs under {', '.join(str(p) for p in paths)}")

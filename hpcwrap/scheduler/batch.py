@@ -2,10 +2,12 @@
 
 One ``queue`` call (``squeue --json``) for every job, then one ``history`` call
 (``sacct --duplicates``) for the jobs the controller no longer shows as active.
-The answers are kept in a per-user cache file; within ``min_interval`` seconds
-of the last real call the cached answer is used instead of asking again, so
-poll from cron or a shell loop never asks slurmctld/slurmdbd more than once per
-interval. Jobs the cached answer does not cover are reported as not asked.
+The answers are kept in a cache file per user, cluster and run-logs folder; within
+``min_interval`` seconds of the last real call the cached answer is used instead of
+asking again, so poll from cron or a shell loop never asks slurmctld/slurmdbd more
+than once per interval. Jobs the cached answer does not cover are reported as not
+asked, with whose poll asked last and when (a lab account is shared by several people:
+keyed by the folder too, one person's poll of their runs never answers for another's).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import getpass
 import hashlib
 import os
+import socket
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -61,13 +64,15 @@ class SlurmView:
     history: dict[str, list[JobInfo]] = field(default_factory=dict)
     calls: dict[str, int] = field(default_factory=lambda: {"squeue": 0, "sacct": 0})
     asked_at: dict[str, float] = field(default_factory=dict)  # epoch of the answer used
+    asked_by: dict[str, str] = field(default_factory=dict)  # whose poll got it: user@host pid
     not_asked: set[str] = field(default_factory=set)  # ids the rate limit left unasked
     covered_queue: set[str] = field(default_factory=set)
     covered_history: set[str] = field(default_factory=set)
 
 
-def default_cache_path(env: dict[str, str] | None = None) -> Path | None:
-    """``$XDG_CACHE_HOME/hpcwrap/slurm-<key>.json``: one per user and cluster config."""
+def default_cache_path(env: dict[str, str] | None = None, root: Path | None = None) -> Path | None:
+    """``$XDG_CACHE_HOME/hpcwrap/slurm-<key>.json``: one per user, cluster config and
+    run-logs folder (``root``, where the runs polled are)."""
     environ = env if env is not None else dict(os.environ)
     base = environ.get("XDG_CACHE_HOME") or (
         str(Path(environ["HOME"]) / ".cache") if environ.get("HOME") else ""
@@ -79,8 +84,19 @@ def default_cache_path(env: dict[str, str] | None = None) -> Path | None:
     except (KeyError, OSError):
         user = str(os.getuid())
     key = f"{user}\0{environ.get('SLURM_CONF', '')}\0{environ.get('SLURM_CLUSTERS', '')}"
+    if root is not None:
+        key += f"\0{os.path.abspath(root)}"
     digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:16]
     return Path(base) / "hpcwrap" / f"slurm-{digest}.json"
+
+
+def asker() -> str:
+    """Whose poll this is, as the cache records it: ``user@host pid N``."""
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()} pid {os.getpid()}"
 
 
 def last_asked(cache_path: Path | None) -> dict[str, float]:
@@ -198,13 +214,17 @@ class BatchQuery:
         if self._fresh(part, now):
             assert part is not None
             view.asked_at[command] = float(part["t"])
+            if isinstance(part.get("by"), str):
+                view.asked_by[command] = part["by"]
             # "jobs": the squeue part's key in caches written by earlier builds
             rows = part.get("rows") or part.get("jobs") or []
             return [_dec(e) for e in rows], set(part.get("ids") or [])
         entries = fetch(ids, self.timeout)
         view.calls[command] += 1
-        cache[command] = {"t": now, "ids": ids, "rows": [_enc(e) for e in entries]}
+        by = asker()
+        cache[command] = {"t": now, "ids": ids, "rows": [_enc(e) for e in entries], "by": by}
         view.asked_at[command] = now
+        view.asked_by[command] = by
         return entries, set(ids)
 
     def _ask(self, ids: list[str], cache: dict[str, Any]) -> SlurmView:
@@ -233,6 +253,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "BatchQuery",
     "SlurmView",
+    "asker",
     "default_cache_path",
     "is_active",
     "last_asked",

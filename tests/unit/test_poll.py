@@ -268,6 +268,34 @@ def test_rate_limit_reuses_the_cached_answer(tmp_path: Path, fake_slurm: FakeSlu
     assert any("203" in c.execution_id and "rate limit" in (c.note or "") for c in third.changes)
 
 
+def test_two_people_on_one_account_do_not_rate_limit_each_other(
+    tmp_path: Path, fake_slurm: FakeSlurm, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A lab account shared by two people: one's poll of their run-logs folder must not
+    leave the other's runs "not asked (rate limit)"; within one folder, the not-asked
+    line says whose poll asked and when."""
+    mine, theirs = tmp_path / "alice" / "run_logs", tmp_path / "bob" / "run_logs"
+    make_run(mine, "301")
+    make_run(theirs, "302")
+    fake_slurm.answer(
+        [squeue_job(301, "PENDING", "Priority"), squeue_job(302, "PENDING", "Resources")], []
+    )
+    assert main(["poll", str(mine), "--min-interval", "30"]) == 0
+    capsys.readouterr()
+    assert main(["poll", str(theirs), "--min-interval", "30", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["not_asked"] == [] and doc["slurm_calls"]["squeue"] == 1, doc
+    assert doc["asked_by"]["squeue"].endswith(f"pid {os.getpid()}")
+    # the same folder again, with a run the first answer did not cover: not asked, and
+    # the line names the poll that did ask
+    make_run(mine, "303")
+    assert main(["poll", str(mine), "--min-interval", "30"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(
+        r"1 run\(s\) not asked: .* \(by \S+@\S+ pid \d+ at \d\d:\d\d:\d\d UTC\)", out
+    ), out
+
+
 @pytest.mark.parametrize("how", ["down", "slow", "errors"])
 def test_slurm_unreachable_or_slow_leaves_every_log_untouched(
     tmp_path: Path, fake_slurm: FakeSlurm, how: str, capsys: pytest.CaptureFixture[str]
@@ -395,7 +423,7 @@ def test_report_says_when_slurm_last_answered(tmp_path: Path, fake_slurm: FakeSl
     assert main(["poll", str(root), "--min-interval", "0"]) == 0
     from hpcwrap.scheduler.batch import default_cache_path, last_asked
 
-    asked = last_asked(default_cache_path())
+    asked = last_asked(default_cache_path(root=root))
     assert set(asked) == {"squeue"}
     report = overview.render_report(overview.collect([root], root), asked=asked)
     assert re.search(r"hpcwrap poll last asked Slurm: squeue \d+s ago", report)
