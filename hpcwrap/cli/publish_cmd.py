@@ -170,7 +170,7 @@ def handle_record(args: argparse.Namespace) -> int:
     from hpcwrap.publish.checkpoints import parse_steps
     from hpcwrap.publish.gate import check_gate
     from hpcwrap.publish.package import gate_steps
-    from hpcwrap.publish.record import HUB, record, repo_id, upload
+    from hpcwrap.publish.record import HUB, record, repo_id, upload, uploaded_words
 
     log = _open(args, args.run)
     rid = repo_id(args.hf_repo)
@@ -199,6 +199,7 @@ def handle_record(args: argparse.Namespace) -> int:
         )
     if not gate.ok:
         _print_checks(gate)
-    record(log, repo=rid, uploaded=uploaded, includes=includes, gate=gate)
+    words = uploaded_words(uploaded, by_hpcwrap=args.upload, package=folder)
+    record(log, repo=rid, uploaded=words, includes=includes, gate=gate)
     print(f"publish record: {log.path}: ## HuggingFace written (verdict {gate.verdict})")
     return 0

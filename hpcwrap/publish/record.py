@@ -32,6 +32,18 @@ def repo_id(text: str) -> str:
     return bare
 
 
+def uploaded_words(what: str, *, by_hpcwrap: bool, package: Path | None) -> str:
+    """The ``uploaded checkpoints`` line in words that say who uploaded: hpcwrap's own
+    upload states ``what`` plainly; without one, what was packaged (and where) or what a
+    person stated is recorded as such, never as an upload hpcwrap made."""
+    what = what.strip()
+    if by_hpcwrap:
+        return what
+    if package is not None:
+        return f"not uploaded by hpcwrap; packaged: {what}, in `{package}`"
+    return f"{what} (as stated with --uploaded; hpcwrap did not upload it)"
+
+
 def record(log: RunLog, *, repo: str, uploaded: str, includes: str, gate: GateResult) -> RunState:
     """Write the section; ``gate`` must have passed (its verdict and reason are recorded)."""
     gate.require(f"record a publication of {log.path.name}")
@@ -82,4 +94,4 @@ def upload(package: Path, repo: str, *, api_factory: Callable[[], Any] | None = 
     return gate
 
 
-__all__ = ["HUB", "hf_api", "record", "repo_id", "upload"]
+__all__ = ["HUB", "hf_api", "record", "repo_id", "upload", "uploaded_words"]

@@ -49,9 +49,11 @@ def test_record_writes_the_section_from_the_package(
     assert rc == 0, capsys.readouterr().err
     text = log.path.read_text()
     section = text.split("## HuggingFace\n", 1)[1]
+    # packaged, not uploaded (no --upload): the line says so (it said "uploaded")
     assert section.splitlines()[:4] == [
         "- repo: https://huggingface.co/ana/vla-front",
-        "- uploaded checkpoints: 30000 (params only)",
+        f"- uploaded checkpoints: not uploaded by hpcwrap; packaged: 30000 (params only), "
+        f"in `{pkg}`",
         "- includes: README, TRAINING_LOG, MODEL_PASSPORT.json, SIGNOFF.json",
         "- signoff verdict: `pass`",
     ]
@@ -77,6 +79,8 @@ def test_soft_signal_reason_is_carried_verbatim(
     )
     assert rc == 0, capsys.readouterr().err
     assert f"- signoff verdict: `soft_signal` — verdict_reason: {REASON}\n" in log.path.read_text()
+    stated = "30000 (params only) (as stated with --uploaded; hpcwrap did not upload it)"
+    assert f"- uploaded checkpoints: {stated}\n" in log.path.read_text()
     signoff = json.loads((tmp_path / "ckpt/30000/SIGNOFF.json").read_text())
     assert signoff["verdict_reason"] == REASON
 
@@ -120,6 +124,7 @@ def test_upload_reaches_a_standin_hub_api_after_the_gate(
     assert upload["folder_path"] == str(pkg) and upload["repo_id"] == "ana/vla"
     assert upload["repo_type"] == "model"
     assert "- repo: https://huggingface.co/ana/vla" in log.path.read_text()
+    assert "- uploaded checkpoints: 30000 (params only)\n" in log.path.read_text()
 
 
 def test_upload_to_a_standin_never_happens_when_the_package_fails_the_gate(
