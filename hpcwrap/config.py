@@ -264,6 +264,25 @@ def find_run_logs(start: Path) -> Path:
     return (top or start) / RUN_LOGS
 
 
+def where_note(start: Path, settings: Settings) -> str | None:
+    """One line naming the project root and run_logs/ a command uses, when they are not
+    the git top level's (a ``hpcwrap.toml`` in a subfolder moves them there, which a
+    person running from that subfolder may not expect); None when they are, or outside
+    git. The lookup order is ``find_run_logs``'s."""
+    start = Path(os.path.abspath(start))
+    top = _git_top(start)
+    run_logs = Path(os.path.abspath(settings.run_logs))
+    if top is None or run_logs == top / RUN_LOGS:
+        return None
+    if settings.source is not None and run_logs != find_run_logs(start):
+        why = f"run_logs set in {settings.source}"
+    else:
+        root = run_logs.parent
+        held = [m for m in (RUN_LOGS + "/", *PROJECT_MARKERS) if (root / m.rstrip("/")).exists()]
+        why = f"project root {root} holds {' and '.join(held) or 'the config'}"
+    return f"run logs in {run_logs} ({why}; the git top level is {top})"
+
+
 def load_settings(start: Path | None = None) -> Settings:
     """Settings for work started in ``start`` (default: the current directory).
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcwrap.config import Settings, load_settings
+from hpcwrap.config import Settings, load_settings, where_note
 from hpcwrap.runrequest import RunRequest, build_run_request
 
 if TYPE_CHECKING:
@@ -45,8 +46,17 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
 
 
 def command_settings(cwd: Path) -> Settings:
-    """The settings a command works under."""
-    return load_settings(cwd)
+    """The settings a command works under; one line on stderr when its run_logs/ is not
+    the git top level's (``config.where_note``)."""
+    settings = load_settings(cwd)
+    note = where_note(cwd, settings)
+    if note and note not in _NOTED:  # once per command, however often settings are read
+        _NOTED.add(note)
+        print(f"hpcwrap: {note}", file=sys.stderr)
+    return settings
+
+
+_NOTED: set[str] = set()
 
 
 def lock_config(settings: Settings) -> LockConfig:

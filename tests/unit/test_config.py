@@ -145,3 +145,29 @@ def test_run_logs_found_upwards_like_git_finds_dot_git(
     # a run_logs setting still wins, relative to its file
     (proj / "hpcwrap.toml").write_text('run_logs = "logs"\n')
     assert load_settings(sub).run_logs == proj / "logs"
+
+
+def test_a_command_says_which_run_logs_it_uses_when_not_the_git_top_levels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An hpcwrap.toml in a subfolder moves run_logs/ there: a command run from it says
+    so on stderr, once; from the top level (the usual case) it says nothing."""
+    from hpcwrap.cli import main
+
+    monkeypatch.delenv("HPCWRAP_CONFIG", raising=False)
+    repo = tmp_path / "repo"
+    (repo / ".git").mkdir(parents=True)
+    sub = repo / "experiments" / "vit"
+    sub.mkdir(parents=True)
+    (sub / "hpcwrap.toml").write_text('group = "vit"\n')
+    monkeypatch.chdir(sub)
+    assert main(["status"]) == 0
+    err = capsys.readouterr().err
+    want = (
+        f"hpcwrap: run logs in {sub / 'run_logs'} (project root {sub} holds hpcwrap.toml; "
+        f"the git top level is {repo})"
+    )
+    assert err.splitlines().count(want) == 1, err
+    monkeypatch.chdir(repo)
+    assert main(["status"]) == 0
+    assert "run logs in" not in capsys.readouterr().err
