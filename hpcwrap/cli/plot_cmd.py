@@ -13,8 +13,13 @@ from hpcwrap.errors import MissingExtraError
 
 PLOT_FILE = "plot.png"
 
+# Past this many points a loss series is thinned (every k-th kept, the last too), and
+# the figure says so; below it every logged point is drawn.
+MAX_POINTS = 5000
+
 DESCRIPTION = """\
-Draw the run's train/val loss over step (from its progress events) and GPU
+Draw the run's train/val loss over step (every point its jobs' output files printed;
+the progress events where no output file is found) and GPU
 utilisation and memory over time (from telemetry.jsonl; CPU cores and RSS when no
 GPU was sampled) into one PNG, by default in the run's sidecar, and link it from
 the run log on a `- plot:` line in Results.
@@ -83,20 +88,84 @@ def loss_series(sidecar: Path) -> dict[str, list[tuple[float, float]]]:
     return {k: sorted(v.items()) for k, v in out.items()}
 
 
-def draw(run_title: str, sidecar: Path, output: Path) -> dict[str, int]:
+def output_files(state: Any) -> list[Path]:
+    """The output file of each job of the run that is still there (the submission's
+    pattern filled in per job, else Slurm's default ``slurm-<id>.out`` in its folder)."""
+    import getpass
+
+    from hpcwrap.sbatch_options import expand_pattern
+
+    submit = state.submit
+    if submit is None:
+        return []
+    pattern = submit.output or (f"{submit.workdir}/slurm-%j.out" if submit.workdir else None)
+    if not pattern:
+        return []
+    found: list[Path] = []
+    for job in state.jobs:
+        if not job.execution_id or not str(job.execution_id).isdigit():
+            continue
+        path = expand_pattern(
+            pattern, job_id=str(job.execution_id), job_name=submit.job_name, user=getpass.getuser()
+        )
+        if "%" not in path and Path(path).is_file() and Path(path) not in found:
+            found.append(Path(path))
+    return found
+
+
+def logged_losses(state: Any, sidecar: Path) -> tuple[dict[str, list[tuple[float, float]]], str]:
+    """Every logged loss point of the run and where they came from: its jobs' output
+    files, read as the wrapper reads them; else its progress events."""
+    from hpcwrap.job.scan import loss_points
+
+    files = output_files(state)
+    merged: dict[str, dict[float, float]] = {"train_loss": {}, "val_loss": {}}
+    for path in files:
+        try:
+            points = loss_points(path)
+        except OSError:
+            continue
+        for key, pts in points.items():
+            merged[key].update(pts)  # a resumed job's later value for a step stands
+    if any(merged.values()):
+        names = ", ".join(p.name for p in files)
+        return {k: sorted(v.items()) for k, v in merged.items()}, f"from {names}"
+    return loss_series(sidecar), "from the progress events"
+
+
+def thinned(points: list[tuple[float, float]]) -> tuple[list[tuple[float, float]], int]:
+    """At most about MAX_POINTS of ``points`` (every k-th, and the last); k (1: all)."""
+    k = -(-len(points) // MAX_POINTS) if len(points) > MAX_POINTS else 1
+    if k == 1:
+        return points, 1
+    kept = points[::k]
+    if kept[-1] != points[-1]:
+        kept.append(points[-1])
+    return kept, k
+
+
+def draw(run_title: str, sidecar: Path, output: Path, state: Any = None) -> dict[str, int]:
     """Write the PNG; returns how many points each panel got."""
     from hpcwrap.runlog.telemetry import GIB, read_records
 
     plt = _pyplot()
-    losses = loss_series(sidecar)
+    if state is not None:
+        losses, source = logged_losses(state, sidecar)
+    else:
+        losses, source = loss_series(sidecar), "from the progress events"
     records = read_records(sidecar)
     t0 = min((float(r["t"]) for r in records if r.get("t")), default=0.0)
     fig, axes = plt.subplots(3, 1, figsize=(9, 10), constrained_layout=True)
     ax = axes[0]
+    notes = [f"loss {source}"]
     for key, label in (("train_loss", "train"), ("val_loss", "val")):
-        pts = losses[key]
+        pts, k = thinned(losses[key])
+        if k > 1:
+            notes.append(f"{label}: every {k}th of {len(losses[key])} points shown")
         if pts:
             ax.plot([s for s, _ in pts], [v for _, v in pts], marker=".", label=label)
+    ax.text(0.99, 0.99, "; ".join(notes), ha="right", va="top", fontsize="small",
+            transform=ax.transAxes)  # fmt: skip
     ax.set_xlabel("step")
     ax.set_ylabel("loss")
     ax.set_title(run_title)
@@ -163,7 +232,7 @@ def handle(args: argparse.Namespace) -> int:
     root = Path(args.run_logs).expanduser() if args.run_logs else settings.run_logs
     log = open_run(args.run, root, locks=lock_config(settings))
     output = Path(args.output).expanduser() if args.output else log.sidecar / PLOT_FILE
-    counts = draw(log.name, log.sidecar, output)
+    counts = draw(log.name, log.sidecar, output, state=log.read())
     print(
         f"hpcwrap: wrote {output} ({counts['train_loss']} train / {counts['val_loss']} val loss "
         f"points, {counts['samples']} telemetry samples)",

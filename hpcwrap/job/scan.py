@@ -21,6 +21,7 @@ read. A parser exception is reported once and scanning goes on.
 from __future__ import annotations
 
 import contextlib
+import math
 import queue
 import threading
 import time
@@ -31,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from hpcwrap.config import Pattern
-from hpcwrap.job.formats import KEYWORDS, NOT_METRIC_PREFIXES, LineParser
+from hpcwrap.job.formats import KEYWORDS, NOT_METRIC_PREFIXES, LineParser, Observation
 from hpcwrap.job.progress import Checkpoint, Notable, Progress, Snapshot, checkpoint_note
 
 LINE_MAX = 64 * 1024
@@ -608,9 +609,16 @@ def scan_file(
     folder = Path(cwd) if cwd is not None else file.resolve().parent
     progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
     parser = LineParser(patterns)
+    _read_all(file, parser, progress)
+    return report(progress.snapshot(), parser, path=str(file), cwd=folder)
+
+
+def _read_all(file: Path, parser: LineParser, progress: Progress) -> None:
+    """Every line of ``file`` through the wrapper's reader (``Scanner.feed``, the same
+    chunking as the copy threads). The wrapper samples dense metric lines to bound its
+    CPU; here every line is read (the first and last values, events and val lines are
+    read by both alike)."""
     failures: list[BaseException] = []
-    # Every line is read (the wrapper samples dense metric lines to bound its CPU; the
-    # first and last values, events and val lines are read by both alike).
     scanner = Scanner(
         parser, progress, lambda _n: None, lambda exc, _b: failures.append(exc), sample=False
     )
@@ -619,7 +627,38 @@ def scan_file(
             progress.note_output(1, len(chunk))
             scanner.feed(1, chunk)
     scanner.finish(1)
-    return report(progress.snapshot(), parser, path=str(file), cwd=folder)
+
+
+class _PointProgress(Progress):
+    """Progress that also keeps every (step, loss) and (step, val loss) a line gave."""
+
+    def __init__(self) -> None:
+        super().__init__(lambda: datetime.now(timezone.utc), time.monotonic)
+        self.points: dict[str, list[tuple[float, float]]] = {"train_loss": [], "val_loss": []}
+
+    def apply(self, obs: Observation) -> Notable:
+        notable = super().apply(obs)
+        if obs.loss is not None or obs.val_loss is not None:
+            step = obs.step if obs.step is not None else self.snapshot().step
+            if step is not None:
+                for key, value in (("train_loss", obs.loss), ("val_loss", obs.val_loss)):
+                    if value is not None and math.isfinite(value):
+                        self.points[key].append((float(step), value))
+        return notable
+
+
+def loss_points(
+    path: str | Path, *, patterns: Sequence[Pattern] = ()
+) -> dict[str, list[tuple[float, float]]]:
+    """Every (step, train loss) and (step, val loss) the output file printed, in order
+    (what ``hpcwrap plot`` draws; the run's progress events keep one point in ten
+    seconds). A loss printed without a step takes the step the output had reached.
+
+    Raises OSError when the file cannot be read.
+    """
+    progress = _PointProgress()
+    _read_all(Path(path), LineParser(patterns), progress)
+    return progress.points
 
 
 __all__ = [
@@ -628,6 +667,7 @@ __all__ = [
     "CheckpointReport",
     "ScanReport",
     "Scanner",
+    "loss_points",
     "report",
     "resolve_printed",
     "scan_file",

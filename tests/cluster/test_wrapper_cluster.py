@@ -94,6 +94,13 @@ def test_sbatch_train_sh_fills_status_and_results(cluster: Cluster) -> None:
     assert out.count("iter ") >= 30
     ended = [e for e in events_of(log) if e["kind"] == "ended"][-1]
     assert ended["state"] == "COMPLETED" and ended["wrapper_cpu_s"] < 5
+    # hpcwrap plot from the cluster's job venv (matplotlib is in it), with every loss the
+    # output printed (nanoGPT prints one per iter line), not the progress events' few
+    res = cluster.run_as_user([cluster.hpcwrap, "plot", str(log)], cwd=cwd)
+    assert res.returncode == 0, res.stderr
+    printed = len(re.findall(r"^iter \d+: loss", out, re.M))
+    assert f"({printed} train / " in res.stderr, (printed, res.stderr)
+    assert (log.parent / ".hpcwrap" / log.stem / "plot.png").is_file()
 
 
 def test_walltime_signal_from_slurm_is_recorded_and_forwarded(cluster: Cluster) -> None:
