@@ -100,3 +100,32 @@ class SignalWhen(threading.Thread):
         """Fail the test if the signal was never sent."""
         self.join(self.timeout + 5)
         assert self.error is None and len(self.sent_at) == self.times, self.error
+
+
+def child_until(
+    *needles: tuple[Path, str],
+    lines: tuple[Path, int] | None = None,
+    busy: bool = False,
+    timeout: float = 60.0,
+) -> str:
+    """Python source for a child that keeps running (asleep, or with a core busy) until
+    each ``(path, text)`` is in its file and ``lines`` = (path, n) has n lines: what the
+    test then checks is written while the child runs, however loaded the machine (a
+    fixed sleep left it to chance). On the timeout it exits, and the test's own
+    assertions fail with what was written."""
+    checks = [f"{text!r} in _read({str(path)!r})" for path, text in needles]
+    if lines is not None:
+        checks.append(f"_read({str(lines[0])!r}).count(chr(10)) >= {lines[1]}")
+    cond = " and ".join(checks) or "True"
+    step = "pass" if busy else "time.sleep(0.05)"
+    return (
+        "import time\n"
+        "def _read(p):\n"
+        "    try:\n"
+        "        return open(p).read()\n"
+        "    except OSError:\n"
+        "        return ''\n"
+        f"_deadline = time.time() + {timeout}\n"
+        f"while not ({cond}) and time.time() < _deadline:\n"
+        f"    {step}\n"
+    )

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import shlex
 import shutil
 import signal
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 from hpcwrap.config import Settings
 from hpcwrap.job.wrapper import Outcome, WrapperOptions, run_command
 from hpcwrap.runlog import RunLog, RunState, create_run
-from tests.waiting import SignalWhen
+from tests.waiting import SignalWhen, child_until
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINER = REPO / "examples" / "toy_train.py"
@@ -92,8 +93,12 @@ def test_toy_trainer_each_format_fills_the_log(tmp_path: Path, fmt: str) -> None
         "--ckpt-every",
         "100",
     )
-    argv[argv.index("--steps-per-sec") + 1] = "250"  # ~1 s: long enough for a first entry
-    outcome, _, msgs = wrap(argv, log, tmp_path)
+    argv[argv.index("--steps-per-sec") + 1] = "250"
+    # the command ends once its first progress entry is in the log (under load the
+    # wrapper's monitor may take longer than the toy's second)
+    waiter = child_until((log.path, "— running, step "))
+    script = f"{shlex.join(argv)}; rc=$?; {shlex.quote(PY)} -c {shlex.quote(waiter)}; exit $rc"
+    outcome, _, msgs = wrap(["bash", "-c", script], log, tmp_path)
     assert outcome.exit_code == 0, msgs
     assert msgs == ""
     state = log.read()

@@ -36,7 +36,7 @@ from hpcwrap.runlog.telemetry import (
     telemetry_from_dict,
     telemetry_to_dict,
 )
-from tests.waiting import wait_for
+from tests.waiting import child_until, wait_for
 
 PY = sys.executable
 GIB = 1 << 30
@@ -442,11 +442,12 @@ def wrap(
 
 def test_peak_rss_of_a_300_mb_child_and_no_gpu_note(tmp_path: Path) -> None:
     log = new_log(tmp_path)
+    # it runs until its Status entry and three telemetry samples are written
     code = (
         "import time\nx = bytearray(300 * 1024 * 1024)\n"
         "for i in range(0, len(x), 4096): x[i] = 1\n"
-        "time.sleep(1.5)\nprint('step 1 loss 2.0')\n"
-    )
+        "print('step 1 loss 2.0', flush=True)\n"
+    ) + child_until((log.path, "gpu none"), lines=(log.sidecar / "telemetry.jsonl", 3))
     outcome, hook, messages = wrap([PY, "-c", code], log, tmp_path)
     assert outcome.exit_code == 0
     assert "Traceback" not in messages
@@ -485,7 +486,7 @@ def test_cpu_efficiency_of_one_busy_core_with_one_cpu_allocated(tmp_path: Path) 
 def test_stand_in_nvml_through_the_wrapper_status_clause_and_summary(tmp_path: Path) -> None:
     log = new_log(tmp_path)
     nv = StandInNvml([gpu(0, util=97, used=61 * GIB)])
-    code = "import time\nprint('step 1 loss 2.0', flush=True)\ntime.sleep(1.5)\n"
+    code = "print('step 1 loss 2.0', flush=True)\n" + child_until((log.path, "gpu 97% util"))
     settings = Settings(status_min_interval=0.0)
     wrap([PY, "-c", code], log, tmp_path, nvml=nv, settings=settings)
     md = log.path.read_text()
@@ -499,10 +500,8 @@ def test_stand_in_nvml_through_the_wrapper_status_clause_and_summary(tmp_path: P
 def test_stalled_but_busy_shows_the_clause(tmp_path: Path) -> None:
     """Running with activity is not proof of progress: stalled? with the CPU busy."""
     log = new_log(tmp_path)
-    code = (
-        "import time\nprint('step 5 loss 1.0', flush=True)\n"
-        "t = time.time()\nwhile time.time() - t < 4.0: pass\n"
-    )
+    # a core busy, no new step, until the stall entry is written
+    code = "print('step 5 loss 1.0', flush=True)\n" + child_until((log.path, "stalled?"), busy=True)
     settings = Settings(stall_after=2.0, status_min_interval=0.0)
     wrap([PY, "-c", code], log, tmp_path, environ={"SLURM_CPUS_ON_NODE": "1"}, settings=settings)
     lines = [x for x in log.path.read_text().splitlines() if "stalled?" in x]
@@ -516,7 +515,8 @@ def test_gpu_idle_warning_as_a_status_entry(tmp_path: Path) -> None:
     log = new_log(tmp_path)
     nv = StandInNvml([gpu(0, util=0)])
     cfg = TelemetryConfig(interval=0.2, gpu_idle_after=0.5)
-    wrap([PY, "-c", "import time; time.sleep(1.5)"], log, tmp_path, nvml=nv, cfg=cfg)
+    code = child_until((log.path, "warning: GPU idle"))
+    wrap([PY, "-c", code], log, tmp_path, nvml=nv, cfg=cfg)
     md = log.path.read_text()
     assert md.count("warning: GPU idle: 0% utilisation") == 1
     t = log.read().telemetry
