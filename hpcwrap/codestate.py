@@ -170,7 +170,9 @@ def _excludes(top: Path, exclude: Sequence[Path]) -> list[str]:
 
 
 # Files in a work tree that are hpcwrap's or a job's, not the user's code: run logs and
-# their sidecars anywhere in the tree, Slurm's default output files, offline W&B runs.
+# their sidecars anywhere in the tree, Slurm's default output files, offline W&B runs,
+# weights and the frameworks' own checkpoint and log folders (HF checkpoint-N/,
+# Lightning's lightning_logs/, MLflow's mlruns/).
 NOT_CODE: tuple[str, ...] = (
     "**/run_logs/**",
     f"**/{SIDECAR_DIR}/**",
@@ -178,15 +180,57 @@ NOT_CODE: tuple[str, ...] = (
     "**/slurm-*.out",
     "**/slurm-*.err",
     "**/wandb/**",
+    "**/lightning_logs/**",
+    "**/mlruns/**",
+    "**/checkpoint-*/**",
+    "**/checkpoints/**",
+    "**/*.ckpt",
+    "**/*.pt",
+    "**/*.pth",
+    "**/*.safetensors",
 )
 
 
-def capture(cwd: Path, exclude: Sequence[Path] = ()) -> CodeState:
+def _output_folders(git: _Git, top: Path, outputs: Sequence[Path]) -> list[Path]:
+    """For each path an earlier run wrote (a checkpoint, a config snapshot), the highest
+    folder above it inside the work tree that holds no tracked file: the run's own
+    output folder (``runs/toy/`` for ``runs/toy/checkpoints/200``), never one with code
+    in it. A file whose folder holds code is left out by itself."""
+    real_top = Path(os.path.realpath(top))
+    tracked: dict[Path, bool] = {}
+
+    def has_tracked(folder: Path) -> bool:
+        if folder not in tracked:
+            rel = folder.relative_to(real_top).as_posix()
+            out = git.run(["ls-files", "-z", "--", f":(top,literal){rel}"], check=False)
+            tracked[folder] = out.returncode != 0 or bool(out.stdout)
+        return tracked[folder]
+
+    found: set[Path] = set()
+    for path in outputs:
+        real = Path(os.path.realpath(path))
+        try:
+            real.relative_to(real_top)
+        except ValueError:
+            continue  # outside the work tree: not counted anyway
+        best = real
+        folder = real.parent if real.is_file() else real
+        while folder != real_top and real_top in folder.parents and not has_tracked(folder):
+            best = folder
+            folder = folder.parent
+        if best != real_top:
+            found.add(best)
+    return sorted(found)
+
+
+def capture(cwd: Path, exclude: Sequence[Path] = (), outputs: Sequence[Path] = ()) -> CodeState:
     """The git state of the work tree holding ``cwd``.
 
     Folders in ``exclude`` (the run_logs folder: hpcwrap itself changes it at
     every submission) count neither as changes nor as untracked files, and nor
-    do the files ``NOT_CODE`` names (hpcwrap's own files, job outputs).
+    do the files ``NOT_CODE`` names (hpcwrap's own files, job outputs), nor the
+    output folders of what earlier runs wrote (``outputs``: their checkpoints and
+    config snapshots, as their run logs recorded them; ``_output_folders``).
 
     Outside a work tree, or without git installed, a CodeState saying so.
     Raises CodeStateError when git is there but fails (e.g. a repository owned
@@ -205,7 +249,8 @@ def capture(cwd: Path, exclude: Sequence[Path] = ()) -> CodeState:
     if not top.parts:  # inside .git itself, or a bare repository
         return CodeState(reason="not a work tree")
     git = _Git(top, git.exe, git.env)
-    specs = _excludes(top, exclude) + [f":(top,exclude,glob){g}" for g in NOT_CODE]
+    known = _output_folders(git, top, outputs) if outputs else []
+    specs = _excludes(top, [*exclude, *known]) + [f":(top,exclude,glob){g}" for g in NOT_CODE]
     spec_args = [":(top)", *specs]
     # One `git status` gives the commit, the branch, changed and untracked files.
     status = git.run(

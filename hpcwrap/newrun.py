@@ -30,6 +30,7 @@ from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import CodeFacts, ConfigFacts, facts_from_dict
 from hpcwrap.runlog.fsio import copy_mode, write_atomic
 from hpcwrap.runlog.locks import LockConfig
+from hpcwrap.runlog.outputs import recorded_outputs
 from hpcwrap.runrequest import RunRequest
 
 
@@ -113,7 +114,7 @@ def create_run_from_request(
     cwd = Path(os.path.abspath(cwd))
     root = _resolve(request.run_logs, cwd)
     config = _read_config(request, cwd)
-    code = codestate.capture(cwd, exclude=[root])
+    code = codestate.capture(cwd, exclude=[root], outputs=recorded_outputs(root))
     config_facts = None
     if config is not None:
         config_facts = ConfigFacts(

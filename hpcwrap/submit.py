@@ -69,6 +69,7 @@ from hpcwrap.runlog.facts import (
     facts_to_dict,
 )
 from hpcwrap.runlog.locks import LockConfig
+from hpcwrap.runlog.outputs import recorded_outputs
 from hpcwrap.runrequest import RunRequest
 from hpcwrap.sbatch_options import (
     NOT_A_SUBMISSION,
@@ -583,5 +584,7 @@ def dry_run(
     snapshot = sidecar / SCRIPT_DIR / prep.script_path.name
     text = batch_script(prep, run_log=md, snapshot=snapshot, python=python or sys.executable)
     command = scheduler.command(sidecar / JOB_SCRIPT, prep.sbatch_args(md))
-    code = codestate.capture(prep.submit_dir, exclude=[root]).summary()
+    code = codestate.capture(
+        prep.submit_dir, exclude=[root], outputs=recorded_outputs(root)
+    ).summary()
     return DryRun(md, text, command, code, submit_facts(prep, md), tuple(prep.notes))

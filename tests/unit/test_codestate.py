@@ -202,3 +202,46 @@ def test_hpcwrap_files_and_job_outputs_are_not_untracked_code(repo: Path) -> Non
     state = codestate.capture(repo)
     assert state.untracked == 1 and state.untracked_sample == ("new_model.py",)
     assert "1 untracked file(s) not recorded" in state.summary()
+
+
+def test_the_outputs_of_earlier_runs_are_not_untracked_code(repo: Path) -> None:
+    """Checkpoints, weights and framework logs, and the folders earlier runs recorded
+    their checkpoints and config snapshots in, are not code: the count was all noise
+    (91 files in a real project). A new code file is still counted, and a folder that
+    holds tracked code is never left out because a run wrote into it."""
+    from hpcwrap.runlog import RunState, create_run
+    from hpcwrap.runlog.outputs import recorded_outputs
+
+    for rel in (
+        "runs/toy/checkpoints/200/trainer_state.json",
+        "runs/toy/config_resolved.yaml",
+        "runs/toy/eval/metrics.txt",
+        "out-shakespeare/ckpt.pt",
+        "lightning_logs/version_0/metrics.csv",
+        "out_hf/checkpoint-150/config.json",
+        "model.safetensors",
+        "snap_config.yaml",
+        "new_model.py",
+    ):
+        (repo / rel).parent.mkdir(parents=True, exist_ok=True)
+        (repo / rel).write_text("x\n")
+    root = repo / "run_logs"
+    log = create_run(root, RunState(task="train", run_type="replication", objective="o"))
+
+    def ran(s: RunState) -> None:
+        s.results.checkpoint = str(repo / "runs/toy/checkpoints/200")
+        s.results.config_snapshot = str(repo / "snap_config.yaml")  # beside tracked code
+
+    log.update(ran)
+    outputs = recorded_outputs(root)
+    assert sorted(outputs) == sorted([repo / "runs/toy/checkpoints/200", repo / "snap_config.yaml"])
+    state = codestate.capture(repo, exclude=[root], outputs=outputs)
+    assert state.untracked_sample == ("new_model.py",), state.untracked_sample
+    # without the run logs' word, the run's other files stay counted
+    plain = codestate.capture(repo, exclude=[root])
+    assert set(plain.untracked_sample) == {
+        "new_model.py",
+        "runs/toy/config_resolved.yaml",
+        "runs/toy/eval/metrics.txt",
+        "snap_config.yaml",
+    }
