@@ -488,6 +488,24 @@ def test_a_resumed_job_reads_its_own_output_file(site: Site) -> None:
     assert (job.state, job.slurm_state) == ("TIMEOUT", "TIMEOUT")
 
 
+def _requeue_epilog(site: Site, log: RunLog, requeued_at: datetime) -> None:
+    """Job 12's output with slurmstepd's requeue line stamped ``requeued_at``, then the
+    epilog as Slurm runs it once the restart is counted (SLURM_JOB_RESTART_COUNT=1)."""
+    stamp = requeued_at.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+    (site.home / "slurm-12.out").write_text(
+        "{'loss': 2.0}\n"
+        f"slurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT {stamp} DUE TO JOB REQUEUE ***\n"
+    )
+    site.chown(site.home)
+    env = site.env(
+        **comment(log),
+        SLURM_JOB_EXIT_CODE2="0:15",
+        SLURM_JOB_WORK_DIR=str(site.home),
+        SLURM_JOB_RESTART_COUNT="1",
+    )
+    assert site.hook("epilog", env).returncode == 0
+
+
 @needs_root
 def test_a_requeued_attempt_cancelled_as_it_started_is_not_read_as_the_requeue(
     site: Site,
@@ -501,19 +519,7 @@ def test_a_requeued_attempt_cancelled_as_it_started_is_not_read_as_the_requeue(
     )
     second = dataclasses.replace(running(), restart_count=1)
     log = site.log(first, second)
-    stamp = (first_start + timedelta(seconds=30)).astimezone().strftime("%Y-%m-%dT%H:%M:%S")
-    (site.home / "slurm-12.out").write_text(
-        "{'loss': 2.0}\n"
-        f"slurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT {stamp} DUE TO JOB REQUEUE ***\n"
-    )
-    site.chown(site.home)
-    env = site.env(
-        **comment(log),
-        SLURM_JOB_EXIT_CODE2="0:15",
-        SLURM_JOB_WORK_DIR=str(site.home),
-        SLURM_JOB_RESTART_COUNT="1",
-    )
-    assert site.hook("epilog", env).returncode == 0
+    _requeue_epilog(site, log, first_start + timedelta(seconds=30))
     jobs = log.read().jobs
     assert [j.state for j in jobs] == ["REQUEUED", "CANCELLED"], site.problems()
 
@@ -535,18 +541,7 @@ def test_a_requeued_attempts_epilog_sees_the_next_restart_count_and_closes_its_b
     """Slurm has counted the restart by the time the requeued attempt's epilog runs
     (SLURM_JOB_RESTART_COUNT=1 for attempt 0, seen on the dev cluster)."""
     log = site.log(dataclasses.replace(running(), state_source="prolog", restart_count=0))
-    stamp = datetime.now().astimezone().strftime("%Y-%m-%dT%H:%M:%S")
-    (site.home / "slurm-12.out").write_text(
-        f"slurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT {stamp} DUE TO JOB REQUEUE ***\n"
-    )
-    site.chown(site.home)
-    env = site.env(
-        **comment(log),
-        SLURM_JOB_EXIT_CODE2="0:15",
-        SLURM_JOB_WORK_DIR=str(site.home),
-        SLURM_JOB_RESTART_COUNT="1",
-    )
-    assert site.hook("epilog", env).returncode == 0
+    _requeue_epilog(site, log, datetime.now(timezone.utc))
     assert [j.state for j in log.read().jobs] == ["REQUEUED"], site.problems()
 
 

@@ -20,7 +20,7 @@ import pytest
 from hpcwrap.config import Settings
 from hpcwrap.job.wrapper import Outcome, WrapperOptions, run_command
 from hpcwrap.runlog import RunLog, RunState, create_run
-from tests.waiting import SignalWhen, child_until
+from tests.waiting import SignalWhen, child_until, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 TRAINER = REPO / "examples" / "toy_train.py"
@@ -296,6 +296,30 @@ def test_no_slurm_account_line_when_slurm_agrees(tmp_path: Path) -> None:
     assert "slurm_state" not in log.path.read_text()
 
 
+def _toy_with_hook(
+    tmp_path: Path, log: RunLog, hook: object, *, monitor_timeout: float, tick: float
+) -> Outcome:
+    """Five steps of the toy under the wrapper with one tick hook (in this process)."""
+    out = os.open(tmp_path / "job.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    try:
+        return run_command(
+            toy(tmp_path, "--steps", "5"),
+            log,
+            WrapperOptions(
+                stdout_fd=out,
+                stderr_fd=out,
+                err=io.StringIO(),
+                cwd=tmp_path,
+                environ={},
+                hooks=[hook],  # type: ignore[list-item]
+                monitor_timeout=monitor_timeout,
+                tick=tick,
+            ),
+        )
+    finally:
+        os.close(out)
+
+
 class _LateHook:
     """A tick hook stuck in its tick when the command ends (as a telemetry sample can be
     under load), that writes a Status entry once the end has been recorded."""
@@ -328,32 +352,12 @@ def test_a_monitor_write_after_the_end_is_refused(tmp_path: Path) -> None:
     (a slow lock, a stuck sample) cannot append a progress entry after it."""
     log = new_log(tmp_path)
     hook = _LateHook()
-    out = os.open(tmp_path / "job.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        outcome = run_command(
-            toy(tmp_path, "--steps", "5"),
-            log,
-            WrapperOptions(
-                stdout_fd=out,
-                stderr_fd=out,
-                err=io.StringIO(),
-                cwd=tmp_path,
-                environ={},
-                hooks=[hook],
-                monitor_timeout=0.5,
-                tick=0.05,
-            ),
-        )
-    finally:
-        os.close(out)
+    outcome = _toy_with_hook(tmp_path, log, hook, monitor_timeout=0.5, tick=0.05)
     assert outcome.exit_code == 0 and hook.attached.is_set()
     ended = log.read().status[-1].text
     assert ended.startswith("completed, exit code 0"), ended
     hook.release.set()  # the stuck monitor now writes its entry: too late
-    deadline = time.monotonic() + 30
-    while not hook.wrote and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert hook.wrote, "the hook never wrote (the test proves nothing)"
+    wait_for(lambda: hook.wrote, 30, "the hook's late write (else the test proves nothing)")
     texts = [s.text for s in log.read().status]
     assert texts[-1] == ended and "late progress entry from the monitor" not in texts
 
@@ -391,24 +395,7 @@ def test_no_progress_entry_is_stamped_after_the_exit(tmp_path: Path) -> None:
     of test_sequential_tasks_one_fails_block_failed). It is not written at all."""
     log = new_log(tmp_path)
     hook = _AfterExitHook()
-    out = os.open(tmp_path / "job.out", os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        outcome = run_command(
-            toy(tmp_path, "--steps", "5"),
-            log,
-            WrapperOptions(
-                stdout_fd=out,
-                stderr_fd=out,
-                err=io.StringIO(),
-                cwd=tmp_path,
-                environ={},
-                hooks=[hook],
-                monitor_timeout=5.0,
-                tick=0.02,
-            ),
-        )
-    finally:
-        os.close(out)
+    outcome = _toy_with_hook(tmp_path, log, hook, monitor_timeout=5.0, tick=0.02)
     assert outcome.exit_code == 0 and hook.wrote, "the hook never wrote (proves nothing)"
     texts = [s.text for s in log.read().status]
     assert texts[-1].startswith("completed, exit code 0"), texts
