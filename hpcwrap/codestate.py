@@ -170,9 +170,7 @@ def _excludes(top: Path, exclude: Sequence[Path]) -> list[str]:
 
 
 # Files in a work tree that are hpcwrap's or a job's, not the user's code: run logs and
-# their sidecars anywhere in the tree, Slurm's default output files, offline W&B runs,
-# weights and the frameworks' own checkpoint and log folders (HF checkpoint-N/,
-# Lightning's lightning_logs/, MLflow's mlruns/).
+# their sidecars anywhere in the tree, Slurm's default output files, offline W&B runs.
 NOT_CODE: tuple[str, ...] = (
     "**/run_logs/**",
     f"**/{SIDECAR_DIR}/**",
@@ -180,15 +178,21 @@ NOT_CODE: tuple[str, ...] = (
     "**/slurm-*.out",
     "**/slurm-*.err",
     "**/wandb/**",
-    "**/lightning_logs/**",
-    "**/mlruns/**",
-    "**/checkpoint-*/**",
-    "**/checkpoints/**",
-    "**/*.ckpt",
-    "**/*.pt",
-    "**/*.pth",
-    "**/*.safetensors",
 )
+# Untracked files that are a training's output, not code: weights, and what lies in the
+# frameworks' checkpoint and log folders (HF checkpoint-N/, checkpoints/, Lightning's
+# lightning_logs/, MLflow's mlruns/). Only untracked ones: a tracked package that happens
+# to be named checkpoints/ is code, and its changes are in the diff.
+OUTPUT_SUFFIXES = (".ckpt", ".pt", ".pth", ".safetensors")
+OUTPUT_FOLDERS = ("checkpoints", "lightning_logs", "mlruns")
+
+
+def is_training_output(rel: str) -> bool:
+    """``rel`` (a path in the work tree) is a weight file or lies in a checkpoint/log folder."""
+    parts = rel.split("/")
+    return rel.endswith(OUTPUT_SUFFIXES) or any(
+        p in OUTPUT_FOLDERS or p.startswith("checkpoint-") for p in parts[:-1]
+    )
 
 
 def _output_folders(git: _Git, top: Path, outputs: Sequence[Path]) -> list[Path]:
@@ -228,8 +232,9 @@ def capture(cwd: Path, exclude: Sequence[Path] = (), outputs: Sequence[Path] = (
 
     Folders in ``exclude`` (the run_logs folder: hpcwrap itself changes it at
     every submission) count neither as changes nor as untracked files, and nor
-    do the files ``NOT_CODE`` names (hpcwrap's own files, job outputs), nor the
-    output folders of what earlier runs wrote (``outputs``: their checkpoints and
+    do the files ``NOT_CODE`` names (hpcwrap's own files, job outputs), untracked
+    training outputs (``is_training_output``), nor the output folders of what earlier
+    runs wrote (``outputs``: their checkpoints and
     config snapshots, as their run logs recorded them; ``_output_folders``).
 
     Outside a work tree, or without git installed, a CodeState saying so.
@@ -274,7 +279,7 @@ def capture(cwd: Path, exclude: Sequence[Path] = (), outputs: Sequence[Path] = (
         elif line.startswith("2 "):
             changed += 1
             next(fields, None)  # a rename's original path is the next field
-        elif line.startswith("? "):
+        elif line.startswith("? ") and not is_training_output(line[2:]):
             untracked.append(line[2:])
     diff = b""
     if changed:

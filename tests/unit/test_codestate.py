@@ -245,3 +245,13 @@ def test_the_outputs_of_earlier_runs_are_not_untracked_code(repo: Path) -> None:
         "runs/toy/eval/metrics.txt",
         "snap_config.yaml",
     }
+
+
+def test_a_tracked_package_named_like_an_output_folder_is_still_code(repo: Path) -> None:
+    (repo / "src" / "checkpoints").mkdir(parents=True)
+    (repo / "src" / "checkpoints" / "io.py").write_text("def save(): ...\n")
+    git(repo, "add", ".")
+    git(repo, "commit", "-q", "-m", "a package named checkpoints")
+    (repo / "src" / "checkpoints" / "io.py").write_text("def save(): return 1\n")
+    state = codestate.capture(repo)
+    assert state.dirty and b"return 1" in state.diff
