@@ -5,10 +5,12 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from hpcwrap.cli.run_options import command_settings, lock_config
+from hpcwrap.config import Pattern
 from hpcwrap.errors import MissingExtraError
 
 PLOT_FILE = "plot.png"
@@ -113,16 +115,19 @@ def output_files(state: Any) -> list[Path]:
     return found
 
 
-def logged_losses(state: Any, sidecar: Path) -> tuple[dict[str, list[tuple[float, float]]], str]:
+def logged_losses(
+    state: Any, sidecar: Path, patterns: Sequence[Pattern] = ()
+) -> tuple[dict[str, list[tuple[float, float]]], str]:
     """Every logged loss point of the run and where they came from: its jobs' output
-    files, read as the wrapper reads them; else its progress events."""
+    files, read as the wrapper reads them (with the project's own ``patterns``); else
+    its progress events."""
     from hpcwrap.job.scan import loss_points
 
     files = output_files(state)
     merged: dict[str, dict[float, float]] = {"train_loss": {}, "val_loss": {}}
     for path in files:
         try:
-            points = loss_points(path)
+            points = loss_points(path, patterns=patterns)
         except OSError:
             continue
         for key, pts in points.items():
@@ -144,13 +149,19 @@ def thinned(points: list[tuple[float, float]]) -> tuple[list[tuple[float, float]
     return kept, k
 
 
-def draw(run_title: str, sidecar: Path, output: Path, state: Any = None) -> dict[str, int]:
+def draw(
+    run_title: str,
+    sidecar: Path,
+    output: Path,
+    state: Any = None,
+    patterns: Sequence[Pattern] = (),
+) -> dict[str, int]:
     """Write the PNG; returns how many points each panel got."""
     from hpcwrap.runlog.telemetry import GIB, read_records
 
     plt = _pyplot()
     if state is not None:
-        losses, source = logged_losses(state, sidecar)
+        losses, source = logged_losses(state, sidecar, patterns)
     else:
         losses, source = loss_series(sidecar), "from the progress events"
     records = read_records(sidecar)
@@ -232,7 +243,7 @@ def handle(args: argparse.Namespace) -> int:
     root = Path(args.run_logs).expanduser() if args.run_logs else settings.run_logs
     log = open_run(args.run, root, locks=lock_config(settings))
     output = Path(args.output).expanduser() if args.output else log.sidecar / PLOT_FILE
-    counts = draw(log.name, log.sidecar, output, state=log.read())
+    counts = draw(log.name, log.sidecar, output, state=log.read(), patterns=settings.patterns)
     print(
         f"hpcwrap: wrote {output} ({counts['train_loss']} train / {counts['val_loss']} val loss "
         f"points, {counts['samples']} telemetry samples)",
