@@ -451,9 +451,16 @@ def infer_end(job: JobBlock, env: HookEnv, when: datetime, out: OutputEvidence) 
     "DUE TO TIME LIMIT" line, or it ended at the limit the wrapper read at the start.
     CANCELLED: Slurm's plain "CANCELLED AT" line, or a TERM with time left. FAILED:
     a non-zero exit or another signal. COMPLETED: 0:0 and nothing else seen.
+    REQUEUED also when the epilog's restart count is above the attempt's: Slurm counts
+    the restart before a requeued attempt's epilog runs (checked on the dev cluster),
+    and an attempt requeued before its batch step launched has no line in the output
+    and exits 0:0 (it read COMPLETED: a flake of the requeue cluster test).
     """
     code, sig = _exit_parts(env.exit_code2)
     exit2 = lifecycle.sacct_exit(code, sig or 0) if code is not None else None
+    if env.restart_count > (job.restart_count or 0):
+        why = f"requeued by Slurm (restart count {env.restart_count} in the epilog)"
+        return Inference("REQUEUED", None, "REQUEUED", exit2, why)
     # The epilog runs after the job's processes are gone: at the limit means after it.
     at_limit = job.limit_at is not None and when >= job.limit_at - timedelta(
         seconds=lifecycle.NEAR_LIMIT
@@ -536,7 +543,8 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
     if lifecycle.is_final(job.state):
         # The wrapper wrote the end: confirm it, with Slurm's label and exit status (from
         # slurmstepd's lines and the exit status alone: the wrapper saw how it ended).
-        inf = infer_end(JobBlock(execution_id=job.execution_id), env, when, evidence)
+        blank = JobBlock(execution_id=job.execution_id, restart_count=job.restart_count)
+        inf = infer_end(blank, env, when, evidence)
         if inf.slurm_exit is not None and job.slurm_state is None:
             log.record(
                 lifecycle.Reconciled(

@@ -488,18 +488,23 @@ def test_a_resumed_job_reads_its_own_output_file(site: Site) -> None:
     assert (job.state, job.slurm_state) == ("TIMEOUT", "TIMEOUT")
 
 
-def _requeue_epilog(site: Site, log: RunLog, requeued_at: datetime) -> None:
-    """Job 12's output with slurmstepd's requeue line stamped ``requeued_at``, then the
-    epilog as Slurm runs it once the restart is counted (SLURM_JOB_RESTART_COUNT=1)."""
-    stamp = requeued_at.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
-    (site.home / "slurm-12.out").write_text(
-        "{'loss': 2.0}\n"
-        f"slurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT {stamp} DUE TO JOB REQUEUE ***\n"
-    )
+def _requeue_epilog(
+    site: Site, log: RunLog, requeued_at: datetime | None, exit2: str = "0:15"
+) -> None:
+    """Job 12's output with slurmstepd's requeue line stamped ``requeued_at`` (None: no
+    line, the batch step never launched), then the epilog as Slurm runs it once the
+    restart is counted (SLURM_JOB_RESTART_COUNT=1)."""
+    text = "{'loss': 2.0}\n"
+    if requeued_at is not None:
+        stamp = requeued_at.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+        text += (
+            f"slurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT {stamp} DUE TO JOB REQUEUE ***\n"
+        )
+    (site.home / "slurm-12.out").write_text(text)
     site.chown(site.home)
     env = site.env(
         **comment(log),
-        SLURM_JOB_EXIT_CODE2="0:15",
+        SLURM_JOB_EXIT_CODE2=exit2,
         SLURM_JOB_WORK_DIR=str(site.home),
         SLURM_JOB_RESTART_COUNT="1",
     )
@@ -542,6 +547,16 @@ def test_a_requeued_attempts_epilog_sees_the_next_restart_count_and_closes_its_b
     (SLURM_JOB_RESTART_COUNT=1 for attempt 0, seen on the dev cluster)."""
     log = site.log(dataclasses.replace(running(), state_source="prolog", restart_count=0))
     _requeue_epilog(site, log, datetime.now(timezone.utc))
+    assert [j.state for j in log.read().jobs] == ["REQUEUED"], site.problems()
+
+
+@needs_root
+def test_an_attempt_requeued_before_its_batch_step_launched_is_requeued(site: Site) -> None:
+    """Slurm killed it before launching the batch script ("already killed, do not launch
+    batch job"): no line in the output, exit 0:0. The restart count the epilog sees is
+    the evidence (it read COMPLETED: the requeue cluster test failed in the flake hunt)."""
+    log = site.log(dataclasses.replace(running(), state_source="prolog", restart_count=0))
+    _requeue_epilog(site, log, None, exit2="0:0")
     assert [j.state for j in log.read().jobs] == ["REQUEUED"], site.problems()
 
 
