@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from tests.cluster.conftest import Cluster
-from tests.cluster.test_dev_cluster import node_states
+from tests.cluster.test_dev_cluster import SCHEDULABLE, node_states
 from tests.cluster.test_wrapper_cluster import (
     BASE,
     events_of,
@@ -94,7 +94,7 @@ def closed(cluster: Cluster, job_id: str, log: Path, want: str) -> dict[str, Any
 def idle(cluster: Cluster) -> None:
     """No node drained or down by a hook (busy with other tests' jobs is fine)."""
     states = node_states(cluster)
-    assert all(s in ("idle", "mixed", "allocated") for s in states.values()), states
+    assert all(s in SCHEDULABLE for s in states.values()), states
 
 
 @pytest.mark.slow
