@@ -63,10 +63,10 @@ def checkpoint_steps(log: Path) -> list[str]:
 @pytest.mark.long
 def test_three_job_chain_completes_in_one_run_log(cluster: Cluster) -> None:
     cwd = project(cluster, "chain-three")
-    # Slurm checks limits about every 30 s, so the warning comes 30 to 60 s into a -t 1
-    # job: 600 to 1,250 steps at 20 steps/s (one job did 1,100: 1,500 steps then took
+    # Slurm checks limits about every 30 s, so the warning comes 25 to 60 s into a -t 1
+    # job: 500 to 1,250 steps at 20 steps/s (one job did 1,100: 1,500 steps then took
     # two jobs, a flake-hunt failure). 2,600 steps need three jobs or more, whatever
-    # the timer does, and at most five in practice (max-resumes leaves room).
+    # the timer does, and at most six (max-resumes leaves room).
     total = 2600
     _, log = submit(
         cluster, cwd, *BASE, *CHAIN, "--max-resumes", "8", *TRAIN, "--steps", str(total)
