@@ -352,6 +352,9 @@ class OutputEvidence:
     cancelled: bool = False
     requeued: bool = False  # "DUE TO JOB REQUEUE": the same job id runs again
     node_fail: bool = False
+    # The file was written since the attempt started (False: not, or no file: the batch
+    # step never launched; None: unknown, no start or no file path to look at).
+    written: bool | None = None
 
 
 def _stepd_time(raw: bytes) -> datetime | None:
@@ -382,11 +385,16 @@ def _this_attempt(tail: bytes, job_id: str, since: datetime | None) -> bytes:
 
 
 def output_evidence(
-    state: RunState, env: HookEnv, work_dir: str | None, since: datetime | None = None
+    state: RunState,
+    env: HookEnv,
+    work_dir: str | None,
+    since: datetime | None = None,
+    this_attempt: bool = False,
 ) -> OutputEvidence:
     """The tail of this job's output file: the submission's pattern filled in for this job
-    (a resumed job has its own id), else Slurm's default one in the work folder; only
-    what the attempt that started at ``since`` wrote (``_this_attempt``)."""
+    (a resumed job has its own id), else Slurm's default one in the work folder; with
+    ``this_attempt``, only what the attempt that started at ``since`` wrote
+    (``_this_attempt``). ``written`` says whether the file changed since ``since``."""
     path = None
     if state.submit is not None and state.submit.output:
         path = expand_pattern(
@@ -400,17 +408,24 @@ def output_evidence(
         return OutputEvidence()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return OutputEvidence(written=False if since is not None else None)
     except OSError:
         return OutputEvidence()
     with os.fdopen(fd, "rb") as fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        info = os.fstat(fh.fileno())
+        if not stat.S_ISREG(info.st_mode):
             return OutputEvidence()
-        size = os.fstat(fh.fileno()).st_size
-        fh.seek(max(size - TAIL_BYTES, 0))
-        tail = _this_attempt(fh.read(TAIL_BYTES), env.job_id, since)
+        fh.seek(max(info.st_size - TAIL_BYTES, 0))
+        tail = fh.read(TAIL_BYTES)
+    if this_attempt:
+        tail = _this_attempt(tail, env.job_id, since)
+    # the same clock (the node's): slurmstepd writes the file after the prolog's start
+    written = info.st_mtime >= since.timestamp() - 1.0 if since is not None else None
     ends = [m for m in _STEPD_END.finditer(tail) if m.group(1).decode() == env.job_id]
     why = (ends[-1].group(3) or b"").decode() if ends else ""
     return OutputEvidence(
+        written=written,
         oom=bool(_OOM.search(tail)),
         time_limit="TIME LIMIT" in why,
         preempted="PREEMPTION" in why,
@@ -451,7 +466,9 @@ def infer_end(job: JobBlock, env: HookEnv, when: datetime, out: OutputEvidence) 
     "DUE TO TIME LIMIT" line, or it ended at the limit the wrapper read at the start.
     CANCELLED: Slurm's plain "CANCELLED AT" line, or a TERM with time left. FAILED:
     a non-zero exit or another signal. COMPLETED: 0:0 and nothing else seen.
-    REQUEUED also when the epilog's restart count is above the attempt's: Slurm counts
+    CANCELLED also for 0:0 when the batch script never ran (no wrapper start, the output
+    untouched since the attempt started). REQUEUED also when the epilog's restart count
+    is above the attempt's: Slurm counts
     the restart before a requeued attempt's epilog runs (checked on the dev cluster),
     and an attempt requeued before its batch step launched has no line in the output
     and exits 0:0 (it read COMPLETED: a flake of the requeue cluster test).
@@ -480,6 +497,12 @@ def infer_end(job: JobBlock, env: HookEnv, when: datetime, out: OutputEvidence) 
         return Inference("CANCELLED", None, "CANCELLED", exit2, "cancelled (scancel)")
     if sig == signal.SIGTERM:
         return Inference("CANCELLED", 128 + sig, failed, exit2, "TERM with time left")
+    if not code and not sig and job.state_source == lifecycle.PROLOG and out.written is False:
+        # 0:0, but the batch script never ran: no wrapper start, and nothing written to
+        # the output since the attempt started (Slurm killed it before launching the
+        # batch step: "already killed, do not launch batch job"). It did not complete.
+        why = "its batch script never ran (no wrapper start, no output): cancelled before launch"
+        return Inference("CANCELLED", None, "CANCELLED", exit2, why)
     if sig:
         return Inference("FAILED", 128 + sig, failed, exit2, f"killed by signal {sig}")
     if code:
@@ -537,8 +560,8 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
     if job is None:
         return "no block for this job (this attempt) in the run log"
     # a restarted attempt reads only what it wrote itself (the file is appended to)
-    since = job.start if (job.restart_count or 0) > 0 else None
-    evidence = output_evidence(state, env, work_dir, since=since)
+    restarted = (job.restart_count or 0) > 0
+    evidence = output_evidence(state, env, work_dir, since=job.start, this_attempt=restarted)
     inf = infer_end(job, env, when, evidence)
     if lifecycle.is_final(job.state):
         # The wrapper wrote the end: confirm it, with Slurm's label and exit status (from

@@ -560,6 +560,49 @@ def test_an_attempt_requeued_before_its_batch_step_launched_is_requeued(site: Si
     assert [j.state for j in log.read().jobs] == ["REQUEUED"], site.problems()
 
 
+@needs_root
+@pytest.mark.parametrize("output", ["none", "an earlier attempt's"])
+def test_an_attempt_cancelled_before_its_batch_step_launched_is_not_completed(
+    site: Site, output: str
+) -> None:
+    """scancel the second the prolog recorded the start: Slurm never launches the batch
+    step, so no wrapper start, no line in the output, exit 0:0. It did not complete (it
+    read COMPLETED: the requeue cluster test's second attempt, a flake-hunt failure)."""
+    start = datetime.now(timezone.utc) - timedelta(seconds=3)
+    log = site.log(
+        dataclasses.replace(running(), start=start, state_source="prolog", restart_count=1)
+    )
+    if output != "none":  # the first attempt's output, untouched since this one started
+        out = site.home / "slurm-12.out"
+        out.write_text("{'loss': 2.0}\n")
+        old = (start - timedelta(minutes=2)).timestamp()
+        os.utime(out, (old, old))
+    site.chown(site.home)
+    env = site.env(
+        **comment(log),
+        SLURM_JOB_EXIT_CODE2="0:0",
+        SLURM_JOB_WORK_DIR=str(site.home),
+        SLURM_JOB_RESTART_COUNT="1",
+    )
+    assert site.hook("epilog", env).returncode == 0
+    job = log.read().jobs[0]
+    assert job.state == "CANCELLED", site.problems()
+    assert "batch script never ran" in log.path.read_text()
+
+
+@needs_root
+def test_a_job_that_wrote_its_output_and_exited_0_is_completed(site: Site) -> None:
+    """The same 0:0 with output written since the start (the wrapper's start lost, say):
+    COMPLETED, as before."""
+    start = datetime.now(timezone.utc) - timedelta(seconds=30)
+    log = site.log(dataclasses.replace(running(), start=start, state_source="prolog"))
+    (site.home / "slurm-12.out").write_text("{'loss': 2.0}\ndone\n")
+    site.chown(site.home)
+    env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:0", SLURM_JOB_WORK_DIR=str(site.home))
+    assert site.hook("epilog", env).returncode == 0
+    assert log.read().jobs[0].state == "COMPLETED", site.problems()
+
+
 def test_the_next_attempts_start_opens_its_own_block_after_a_prolog_only_attempt() -> None:
     """An attempt requeued before its wrapper started left only the prolog's RUNNING
     block: the next attempt's start (restart count 1) is a new block, the first one
