@@ -274,6 +274,22 @@ def _notes(prep: Prepared) -> list[str]:
 # ---------------------------------------------------------------- the batch script
 
 
+def _ignore_early_warning(prep: Prepared) -> list[str]:
+    """Lines that keep hpcwrap's walltime warning from killing the batch shell before
+    ``hpcwrap run`` handles it: Slurm sends it at once when the limit is shorter than the
+    lead, and its default action ended such jobs FAILED 0:12 (a flake-hunt failure of a
+    -t 2 job). Ignored across the exec until the wrapper installs its handler; the
+    wrapper gives the command the default back (``layout.BATCH_IGNORED_ENV``)."""
+    if prep.signal is None:
+        return []
+    name = prep.signal.name.strip().upper().removeprefix("SIG")
+    return [
+        "# An early walltime warning must not kill this shell before hpcwrap run handles it.",
+        f"trap '' {name}",
+        f"export {layout.BATCH_IGNORED_ENV}={name}",
+    ]
+
+
 def batch_script(prep: Prepared, *, run_log: Path, snapshot: Path, python: str) -> str:
     """The batch script submitted for this run (see the module docstring)."""
     q = shlex.quote
@@ -289,6 +305,7 @@ def batch_script(prep: Prepared, *, run_log: Path, snapshot: Path, python: str) 
         *own_lines,
         "# The script's own #SBATCH lines, verbatim:",
         *prep.directives.lines,
+        *_ignore_early_warning(prep),
         "export HPCWRAP_RUN_LOG=" + q(str(run_log)),
         "exec " + " ".join(command),
     ]

@@ -26,6 +26,7 @@ import math
 import os
 import queue
 import resource
+import signal
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -59,6 +60,7 @@ from hpcwrap.job.supervise import SignalNote, Supervisor, exit_code, signal_name
 from hpcwrap.runlog import RunLog, lifecycle
 from hpcwrap.runlog.dates import format_runtime
 from hpcwrap.runlog.dates import now as utc_now
+from hpcwrap.runlog.layout import BATCH_IGNORED_ENV
 
 LINGER = 10.0  # after the child exits: wait this long for output still in flight
 FINAL_WRITE_TIMEOUT = 120.0
@@ -99,6 +101,21 @@ class Outcome:
     end: datetime
     log_failures: int = 0
     run_log_written: bool = False
+
+
+def undo_batch_ignore(environ: Mapping[str, str], handled: int | None) -> None:
+    """The batch script ignored the walltime signal until this wrapper handles it
+    (``submit._ignore_early_warning``). Where the wrapper handles another signal, the
+    ignored one goes back to its default, so the command never inherits it ignored."""
+    name = environ.get(BATCH_IGNORED_ENV)
+    if not name:
+        return
+    try:
+        sig = signal_number(name)
+    except ConfigError:
+        return
+    if sig != handled and signal.getsignal(sig) is signal.SIG_IGN:
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def _walltime_signum(settings: Settings) -> int | None:
@@ -540,7 +557,9 @@ class Wrapper:
         sup.argv = self.argv
         base = self.child_env if self.child_env is not None else os.environ
         sup.env = wandb_data_env(base, self.env, self.settings.wandb_data_dir)  # per-job staging
+        sup.env.pop(BATCH_IGNORED_ENV, None)
         sup.install_signal_handlers()
+        undo_batch_ignore(self.opts.environ, sup.walltime_signal)
         try:
             proc = sup.start()
         except OSError as exc:

@@ -26,6 +26,9 @@ CONFIG_DIR = "config"  # in the sidecar: copies of --config and resolved configs
 CODE_DIFF = "code.diff"
 LOCK_FILE = "lock"
 COMMENT_PREFIX = "hpcwrap:"  # the job's --comment: hpcwrap:<absolute run log path>
+# The batch script ignores the walltime signal until `hpcwrap run` handles it (Slurm may
+# send it at once) and names it here, so the wrapper gives the command the default back.
+BATCH_IGNORED_ENV = "HPCWRAP_BATCH_IGNORED"
 
 _LOG_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_.+\.md$")
 
@@ -82,6 +85,7 @@ def run_log_from_comment(comment: str | None) -> str | None:
 
 
 __all__ = [
+    "BATCH_IGNORED_ENV",
     "CODE_DIFF",
     "COMMENT_PREFIX",
     "CONFIG_DIR",

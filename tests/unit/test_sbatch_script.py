@@ -77,14 +77,57 @@ def test_batch_script_shape(tmp_path: Path) -> None:
     )
     keys = [o.key for o in parse_sbatch_args(d.args)]
     assert keys[:4] == ["job-name", "comment", "open-mode", "signal"]
-    assert lines[d.body_line - 1].startswith("export HPCWRAP_RUN_LOG=")
+    # the first command ignores an early walltime warning until the wrapper handles it
+    # (a -t 2 job died FAILED 0:12 before, the warning's lead being longer than its limit)
+    assert lines[d.body_line - 1 :] == [
+        "trap '' USR2",
+        "export HPCWRAP_BATCH_IGNORED=USR2",
+        "export HPCWRAP_RUN_LOG=/r/x.md",
+        lines[-1],
+    ]
     assert lines[-1].startswith('exec /py -m hpcwrap run --log "$HPCWRAP_RUN_LOG" -- ')
+
+
+CHILD_SIGNALS = """
+import json, os
+mask = int(next(l for l in open("/proc/self/status") if l.startswith("SigIgn:")).split()[1], 16)
+print(json.dumps({"usr1_ignored": bool(mask & (1 << 9)), "usr2_ignored": bool(mask & (1 << 11)),
+                  "env": "HPCWRAP_BATCH_IGNORED" in os.environ}))
+"""
+
+
+@pytest.mark.parametrize("warning", ["USR2", "USR1"])
+def test_a_warning_before_the_wrapper_starts_kills_nothing(tmp_path: Path, warning: str) -> None:
+    """The batch script as hpcwrap writes it, with Slurm's warning arriving before the
+    wrapper runs (a limit shorter than the lead: it comes at once). The job goes on; the
+    training gets the signal's default back, not an inherited ignore, whether or not the
+    wrapper handles that signal (its walltime signal here is USR2)."""
+    from hpcwrap.runlog import RunState, create_run
+
+    log = create_run(tmp_path / "run_logs", RunState(run_type="replication", objective="o"))
+    child = tmp_path / "child.py"
+    child.write_text(CHILD_SIGNALS)
+    prep = _prep(tmp_path, ["train.sh"], signal=WalltimeSignal(warning, 300.0))
+    text = batch_script(prep, run_log=log.path, snapshot=child, python=sys.executable)
+    lines = text.splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.startswith("export HPCWRAP_RUN_LOG="))
+    lines.insert(at, f"kill -{warning} $$  # Slurm's early warning, before hpcwrap run")
+    lines[-1] = lines[-1].replace(f"-- {child}", f"-- {sys.executable} {child}")
+    (tmp_path / "job.sh").write_text("\n".join(lines) + "\n")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "HPCWRAP_"))}
+    res = subprocess.run(
+        ["bash", str(tmp_path / "job.sh")], cwd=tmp_path, env=env, capture_output=True,
+        text=True, timeout=60,
+    )  # fmt: skip
+    assert res.returncode == 0, (res.returncode, res.stderr)  # -12/-10: killed by the warning
+    seen = json.loads(res.stdout.strip().splitlines()[-1])
+    assert seen == {"usr1_ignored": False, "usr2_ignored": False, "env": False}, seen
 
 
 def test_no_walltime_signal(tmp_path: Path) -> None:
     prep = _prep(tmp_path, ["train.sh"], signal=None)
     text = batch_script(prep, run_log=Path("/r/x.md"), snapshot=Path("/r/t.sh"), python="/py")
-    assert "--signal" not in text
+    assert "--signal" not in text and "trap" not in text
     assert walltime_signal(Settings(), None, disabled=True) is None
     assert walltime_signal(Settings(walltime_warning=False)) is None
     assert walltime_signal(Settings(), "TERM@2m") == WalltimeSignal("TERM", 120.0)
