@@ -54,7 +54,7 @@ from hpcwrap.runlog import RunLog, layout, lifecycle
 from hpcwrap.runlog.dates import format_runtime, now
 from hpcwrap.runlog.model import JobBlock, RunState
 from hpcwrap.runlog.telemetry import TelemetryFacts
-from hpcwrap.sbatch_options import expand_pattern
+from hpcwrap.sbatch_options import output_file_of
 
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_SPOOL = "/var/spool/hpcwrap"
@@ -395,16 +395,8 @@ def output_evidence(
     (a resumed job has its own id), else Slurm's default one in the work folder; with
     ``this_attempt``, only what the attempt that started at ``since`` wrote
     (``_this_attempt``). ``written`` says whether the file changed since ``since``."""
-    path = None
-    if state.submit is not None and state.submit.output:
-        path = expand_pattern(
-            state.submit.output, job_id=env.job_id, job_name=state.submit.job_name, user=env.user
-        )
-    elif state.submit is not None and state.submit.job_id in (None, env.job_id):
-        path = state.submit.output_path
-    if (not path or "%" in path) and work_dir and work_dir.startswith("/"):
-        path = f"{work_dir}/slurm-{env.job_id}.out"
-    if not path or "%" in path or not path.startswith("/"):
+    path = output_file_of(state.submit, env.job_id, env.user, work_dir)
+    if path is None:
         return OutputEvidence()
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path, PurePosixPath
+from typing import Protocol
 
 # AmbiguousOptionError is defined in hpcwrap.errors; importable from here as before.
 from hpcwrap.errors import AmbiguousOptionError as AmbiguousOptionError
@@ -584,10 +585,41 @@ def directive(option: str, value: str) -> str | None:
     return None if quoted is None else f"#SBATCH {quoted}"
 
 
+def signal_word(signal_name: str) -> str:
+    """``sigusr2`` -> ``USR2``: a signal as sbatch and bash's trap take it."""
+    return signal_name.strip().upper().removeprefix("SIG")
+
+
+class OutputFacts(Protocol):
+    """What ``output_file_of`` reads of a submission (``runlog.facts.SubmitFacts``)."""
+
+    output: str | None
+    output_path: str | None
+    job_name: str | None
+    job_id: str | None
+
+
+def output_file_of(
+    submit: OutputFacts | None, job_id: str, user: str | None, work_dir: str | None = None
+) -> str | None:
+    """The absolute path of job ``job_id``'s output file from the submission's facts (its
+    pattern filled in for that job: a resumed job has its own id), else Slurm's default
+    ``slurm-<id>.out`` in ``work_dir``; None where it cannot be known (a per-node part)."""
+    path = None
+    if submit is not None and submit.output:
+        path = expand_pattern(submit.output, job_id=job_id, job_name=submit.job_name, user=user)
+    elif submit is not None and submit.job_id in (None, job_id):
+        path = submit.output_path
+    if (not path or "%" in path) and work_dir and work_dir.startswith("/"):
+        path = f"{work_dir}/slurm-{job_id}.out"
+    if not path or "%" in path or not path.startswith("/"):
+        return None
+    return str(path)
+
+
 def walltime_signal_value(signal_name: str, lead_seconds: float) -> str:
     """``B:USR2@300``: to the batch shell only (where ``hpcwrap run`` waits), ``lead`` s early."""
-    name = signal_name.strip().upper()
-    name = name[3:] if name.startswith("SIG") else name
+    name = signal_word(signal_name)
     lead = round(lead_seconds)
     if not 0 <= lead <= 65535:
         raise UsageError(f"walltime signal lead must be 0..65535 seconds, got {lead}")

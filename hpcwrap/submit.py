@@ -85,6 +85,7 @@ from hpcwrap.sbatch_options import (
     parse_sbatch_args,
     read_directives,
     resolve,
+    signal_word,
     walltime_signal_value,
     work_dir,
 )
@@ -282,7 +283,7 @@ def _ignore_early_warning(prep: Prepared) -> list[str]:
     wrapper gives the command the default back (``layout.BATCH_IGNORED_ENV``)."""
     if prep.signal is None:
         return []
-    name = prep.signal.name.strip().upper().removeprefix("SIG")
+    name = signal_word(prep.signal.name)
     return [
         "# An early walltime warning must not kill this shell before hpcwrap run handles it.",
         f"trap '' {name}",

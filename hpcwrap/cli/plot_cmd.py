@@ -91,26 +91,22 @@ def loss_series(sidecar: Path) -> dict[str, list[tuple[float, float]]]:
 
 
 def output_files(state: Any) -> list[Path]:
-    """The output file of each job of the run that is still there (the submission's
-    pattern filled in per job, else Slurm's default ``slurm-<id>.out`` in its folder)."""
+    """The output file of each job of the run that is still there (as the epilog finds
+    it: ``sbatch_options.output_file_of``)."""
     import getpass
 
-    from hpcwrap.sbatch_options import expand_pattern
+    from hpcwrap.sbatch_options import output_file_of
 
-    submit = state.submit
-    if submit is None:
-        return []
-    pattern = submit.output or (f"{submit.workdir}/slurm-%j.out" if submit.workdir else None)
-    if not pattern:
+    if state.submit is None:
         return []
     found: list[Path] = []
     for job in state.jobs:
         if not job.execution_id or not str(job.execution_id).isdigit():
             continue
-        path = expand_pattern(
-            pattern, job_id=str(job.execution_id), job_name=submit.job_name, user=getpass.getuser()
+        path = output_file_of(
+            state.submit, str(job.execution_id), getpass.getuser(), state.submit.workdir
         )
-        if "%" not in path and Path(path).is_file() and Path(path) not in found:
+        if path is not None and Path(path).is_file() and Path(path) not in found:
             found.append(Path(path))
     return found
 
