@@ -27,16 +27,24 @@ from pathlib import Path
 
 from hpcwrap.errors import SchedulerError
 from hpcwrap.runlog import lifecycle
+from hpcwrap.runlog.endings import JobState, Strength
 from hpcwrap.runlog.facts import SubmitFacts
 from hpcwrap.runlog.handle import RunLog
+from hpcwrap.runlog.model import JobBlock
 
 SETTLE = 120  # seconds the follow-up waits for accounting to record the end
 LIMIT = "5"  # minutes
 MEMORY = "100M"
 TIMEOUT = 60.0
-# Ends after which the follow-up job stays: the wrapper saw a TERM, which a requeue
-# sends too (the job runs again under the same id, and afterany waits for its end).
-KEEP_FOR = frozenset({"CANCELLED", "REQUEUED"})
+
+
+def _term_or_requeue(job: JobBlock) -> bool:
+    """The follow-up job stays after an end read from a TERM (a scancel, a requeue or a
+    node failure look alike from inside) or a requeue (the job runs again under the same
+    id, and afterany waits for its real end)."""
+    if job.state == JobState.REQUEUED:
+        return True
+    return job.state == JobState.CANCELLED or lifecycle.basis_of(job) is Strength.GUESS
 
 
 def command(run_log: Path, python: str) -> str:
@@ -130,7 +138,7 @@ def cancel_after_end(run: RunLog | None, in_slurm: bool, array_task: bool) -> st
         fid = facts.follow_up_job if facts is not None else None
         if not fid:
             return None
-        if state.jobs and state.jobs[-1].state in KEEP_FOR:
+        if state.jobs and _term_or_requeue(state.jobs[-1]):
             return None  # a TERM: scancel or a requeue; the follow-up waits for the real end
         subprocess.run(
             ["scancel", fid],

@@ -38,7 +38,7 @@ import syslog
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
@@ -50,8 +50,9 @@ import orjson
 from hpcwrap.errors import HookDeadline, HookError
 from hpcwrap.job.telemetry.core import summarize_sidecar
 from hpcwrap.redact import redact_text
-from hpcwrap.runlog import RunLog, layout, lifecycle
+from hpcwrap.runlog import RunLog, endings, layout, lifecycle
 from hpcwrap.runlog.dates import format_runtime, now
+from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.model import JobBlock, RunState
 from hpcwrap.runlog.telemetry import TelemetryFacts
 from hpcwrap.sbatch_options import output_file_of
@@ -60,17 +61,14 @@ DEFAULT_TIMEOUT = 20.0
 DEFAULT_SPOOL = "/var/spool/hpcwrap"
 MAX_PATH = 4096
 MAX_SPOOL_FILE = 4096
-TAIL_BYTES = 64 * 1024  # of the job's output, searched for the memory-limit kill
+TAIL_BYTES = 4 * 1024 * 1024  # of the job's output: Slurm's lines and the last progress
+MEMORY_TAIL = 64 * 1024  # the end of that tail, searched for the memory-limit kill
+TAIL_READ_BUDGET = 3.0  # seconds the epilog spends reading progress from that tail
 EVENTS_BUDGET = 8 * 1024 * 1024  # bytes of events.jsonl read for the last progress
 TELEMETRY_MAX_BYTES = 64 * 1024 * 1024  # a telemetry file larger than this is left out
 _JOB_ID = re.compile(r"^[0-9]{1,12}$")
 _CLUSTER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_OOM = re.compile(
-    rb"(Exceeded job memory limit|exceeded memory limit|oom[-_]kill|Out Of Memory|OOM Killed)",
-    re.IGNORECASE,
-)
-# slurmstepd's own line in the job's output: "*** JOB 28 ON n1 CANCELLED AT <ts> [DUE TO ...] ***"
-_STEPD_END = re.compile(rb"\*\*\* JOB (\d+) ON \S+ CANCELLED AT (\S+)(?: DUE TO ([^*]+?))? \*\*\*")
+_STEPD_END = endings.STEPD_END_BYTES  # "*** JOB 28 ON n1 CANCELLED AT <ts> [DUE TO ...] ***"
 
 
 @dataclass(frozen=True)
@@ -88,6 +86,7 @@ class HookEnv:
     cluster: str | None
     restart_count: int
     exit_code2: str | None  # "exit:signal" (epilog only)
+    end_time: datetime | None = None  # Slurm's end of the job (SLURM_JOB_END_TIME, 23.02+)
 
     @classmethod
     def from_environ(cls, kind: str, env: Mapping[str, str]) -> HookEnv:
@@ -115,7 +114,22 @@ class HookEnv:
             cluster=cluster if cluster and _CLUSTER.match(cluster) else None,
             restart_count=max(restarts, 0),
             exit_code2=env.get("SLURM_JOB_EXIT_CODE2"),
+            end_time=_epoch(env.get("SLURM_JOB_END_TIME")),
         )
+
+
+def _epoch(text: str | None) -> datetime | None:
+    """A Slurm epoch-seconds time from the environment (None: absent or not a sane time)."""
+    try:
+        value = int(text or "")
+    except ValueError:
+        return None
+    if value <= 0:
+        return None
+    try:
+        return datetime.fromtimestamp(value, timezone.utc)
+    except (OverflowError, OSError, ValueError):
+        return None
 
 
 def first_node(nodelist: str | None) -> str | None:
@@ -344,17 +358,17 @@ def last_progress(log: RunLog) -> LastProgress:
 @dataclass(frozen=True)
 class OutputEvidence:
     """What slurmstepd wrote straight into the job's output file (never through the
-    wrapper's pipe): the memory-limit kill, and how Slurm cancelled the job."""
+    wrapper's pipe) for this attempt: the memory-limit kill, how Slurm cancelled the job
+    and when; and the file's tail, where the last progress is."""
 
-    oom: bool = False
-    time_limit: bool = False
-    preempted: bool = False
-    cancelled: bool = False
-    requeued: bool = False  # "DUE TO JOB REQUEUE": the same job id runs again
-    node_fail: bool = False
+    memory: bool = False
+    stepd: JobState | None = None  # the end slurmstepd's CANCELLED line names
+    stepd_at: datetime | None = None  # that line's time (when Slurm sent the TERM)
+    stepd_node: str | None = None
     # The file was written since the attempt started (False: not, or no file: the batch
     # step never launched; None: unknown, no start or no file path to look at).
     written: bool | None = None
+    tail: bytes = b""
 
 
 def _stepd_time(raw: bytes) -> datetime | None:
@@ -378,7 +392,7 @@ def _this_attempt(tail: bytes, job_id: str, since: datetime | None) -> bytes:
     start = since.replace(microsecond=0)
     cut = 0
     for m in _STEPD_END.finditer(tail):
-        at = _stepd_time(m.group(2))
+        at = _stepd_time(m.group(3))
         if m.group(1).decode() == job_id and at is not None and at < start:
             cut = m.end()
     return tail[cut:]
@@ -415,15 +429,14 @@ def output_evidence(
     # the same clock (the node's): slurmstepd writes the file after the prolog's start
     written = info.st_mtime >= since.timestamp() - 1.0 if since is not None else None
     ends = [m for m in _STEPD_END.finditer(tail) if m.group(1).decode() == env.job_id]
-    why = (ends[-1].group(3) or b"").decode() if ends else ""
+    last = ends[-1] if ends else None
     return OutputEvidence(
         written=written,
-        oom=bool(_OOM.search(tail)),
-        time_limit="TIME LIMIT" in why,
-        preempted="PREEMPTION" in why,
-        cancelled=bool(ends) and not why,
-        requeued="REQUEUE" in why,
-        node_fail="NODE FAILURE" in why,
+        memory=endings.memory_in(tail[-MEMORY_TAIL:]),
+        stepd=endings.stepd_cause((last.group(4) or b"").decode()) if last else None,
+        stepd_at=_stepd_time(last.group(3)) if last else None,
+        stepd_node=last.group(2).decode(errors="replace")[:64] if last else None,
+        tail=tail,
     )
 
 
@@ -441,67 +454,49 @@ def _exit_parts(exit2: str | None) -> tuple[int | None, int | None]:
         return None, None
 
 
-@dataclass(frozen=True)
-class Inference:
-    state: str
-    exit_code: int | None
-    slurm_state: str
-    slurm_exit: str | None
-    why: str
+def epilog_evidence(
+    job: JobBlock, env: HookEnv, when: datetime, out: OutputEvidence, *, confirm: bool = False
+) -> endings.Evidence:
+    """What the epilog knows of the end of ``job``'s attempt, for ``endings.classify``.
 
-
-def infer_end(job: JobBlock, env: HookEnv, when: datetime, out: OutputEvidence) -> Inference:
-    """The end of a job whose wrapper recorded none, by the lifecycle's evidence rules,
-    and Slurm's own label for it (as sacct prints it; ``slurm_exit`` is Slurm's own).
-
-    OUT_OF_MEMORY: slurmstepd's memory-limit kill is in the output. TIMEOUT: Slurm's
-    "DUE TO TIME LIMIT" line, or it ended at the limit the wrapper read at the start.
-    CANCELLED: Slurm's plain "CANCELLED AT" line, or a TERM with time left. FAILED:
-    a non-zero exit or another signal. COMPLETED: 0:0 and nothing else seen.
-    CANCELLED also for 0:0 when the batch script never ran (no wrapper start, the output
-    untouched since the attempt started). REQUEUED also when the epilog's restart count
-    is above the attempt's: Slurm counts
-    the restart before a requeued attempt's epilog runs (checked on the dev cluster),
-    and an attempt requeued before its batch step launched has no line in the output
-    and exits 0:0 (it read COMPLETED: a flake of the requeue cluster test).
+    Slurm's exit status (``SLURM_JOB_EXIT_CODE2``), slurmstepd's line and the memory
+    kill in this attempt's output, and the restart count: Slurm counts the restart
+    before a requeued attempt's epilog runs (checked on the dev cluster), and an attempt
+    requeued before its batch step launched has no line in the output and exits 0:0.
+    Unless ``confirm`` (the wrapper recorded the end, and saw how it ended), also whether
+    it ended at the limit the wrapper read at the start, and whether the batch script
+    never ran (0:0, no wrapper start, nothing written since the attempt started: Slurm
+    killed it before launch, "already killed, do not launch batch job").
     """
     code, sig = _exit_parts(env.exit_code2)
-    exit2 = lifecycle.sacct_exit(code, sig or 0) if code is not None else None
-    if env.restart_count > (job.restart_count or 0):
-        why = f"requeued by Slurm (restart count {env.restart_count} in the epilog)"
-        return Inference("REQUEUED", None, "REQUEUED", exit2, why)
     # The epilog runs after the job's processes are gone: at the limit means after it.
     at_limit = job.limit_at is not None and when >= job.limit_at - timedelta(
-        seconds=lifecycle.NEAR_LIMIT
+        seconds=endings.NEAR_LIMIT
     )
-    failed = "FAILED"
-    if out.oom:
-        return Inference("OUT_OF_MEMORY", 128 + (sig or 9), failed, exit2, "memory limit kill")
-    if out.time_limit or (at_limit and not out.cancelled and not code):
-        return Inference("TIMEOUT", None, "TIMEOUT", exit2, "ended at its time limit")
-    if out.preempted:
-        return Inference("PREEMPTED", None, "PREEMPTED", exit2, "preempted by Slurm")
-    if out.requeued:
-        return Inference("REQUEUED", None, "REQUEUED", exit2, "requeued by Slurm")
-    if out.node_fail:
-        return Inference("NODE_FAIL", None, "NODE_FAIL", exit2, "a node failed")
-    if out.cancelled:
-        return Inference("CANCELLED", None, "CANCELLED", exit2, "cancelled (scancel)")
-    if sig == signal.SIGTERM:
-        return Inference("CANCELLED", 128 + sig, failed, exit2, "TERM with time left")
-    if not code and not sig and job.state_source == lifecycle.PROLOG and out.written is False:
-        # 0:0, but the batch script never ran: no wrapper start, and nothing written to
-        # the output since the attempt started (Slurm killed it before launching the
-        # batch step: "already killed, do not launch batch job"). It did not complete.
-        why = "its batch script never ran (no wrapper start, no output): cancelled before launch"
-        return Inference("CANCELLED", None, "CANCELLED", exit2, why)
-    if sig:
-        return Inference("FAILED", 128 + sig, failed, exit2, f"killed by signal {sig}")
-    if code:
-        return Inference("FAILED", code, failed, exit2, f"exit code {code}")
-    if code == 0:
-        return Inference("COMPLETED", 0, "COMPLETED", exit2, "exit code 0")
-    return Inference("FAILED", None, failed, exit2, "no exit status from Slurm")
+    never_ran = job.state_source == lifecycle.PROLOG and out.written is False
+    return endings.Evidence(
+        exit_code=code,
+        signal=sig,
+        lines=frozenset({"mem_limit"}) if out.memory else frozenset(),
+        stepd=out.stepd,
+        restarted=env.restart_count > (job.restart_count or 0),
+        at_limit=at_limit and not confirm,
+        never_launched=never_ran and not confirm,
+        node=out.stepd_node or env.node,
+    )
+
+
+def end_time(
+    env: HookEnv, out: OutputEvidence, verdict: endings.Verdict, when: datetime
+) -> datetime:
+    """When the attempt ended: Slurm's own end time where the hook's environment gives it
+    (23.02+), else when slurmstepd's line says Slurm stopped it (the TERM: the epilog
+    runs KillWait or more later), else the epilog's clock."""
+    if env.end_time is not None:
+        return min(env.end_time, when)
+    if out.stepd_at is not None and verdict.strength >= endings.Strength.READING:
+        return min(out.stepd_at, when)
+    return when
 
 
 def _our_block(state: RunState, job_id: str, restart_count: int = 0) -> JobBlock | None:
@@ -544,47 +539,93 @@ def _telemetry_summary(log: RunLog) -> TelemetryFacts | None:
         return None
 
 
+def _progress(log: RunLog, out: OutputEvidence, work_dir: str | None) -> LastProgress:
+    """The last progress: the wrapper's events, or the output's tail where it got further
+    (the wrapper flushes its events every few seconds; a SIGKILL loses the rest)."""
+    last = last_progress(log)
+    if not out.tail:
+        return last
+    try:  # imported here: the epilog's fast path (the wrapper recorded the end) skips it
+        from hpcwrap.job.scan import read_tail
+    except Exception:  # the reader cannot be imported after the drop: events only
+        return last
+    snap = read_tail(out.tail, budget_s=TAIL_READ_BUDGET)
+    if snap.step is None or (last.step is not None and snap.step < last.step):
+        return last
+    last.step = snap.step
+    if snap.loss is not None:
+        last.loss, last.loss_text = snap.loss, snap.loss_text
+        if last.first_loss is None:
+            last.first_loss, last.first_loss_text = snap.first_loss, snap.first_loss_text
+    if snap.val_loss is not None:
+        last.val_loss, last.val_loss_text = snap.val_loss, snap.val_loss_text
+        if last.first_val_loss is None:
+            last.first_val_loss = snap.first_val_loss
+            last.first_val_loss_text = snap.first_val_loss_text
+    ck = snap.checkpoint
+    if ck is not None and ck.path:
+        folder = Path(work_dir) if work_dir else None
+        path = Path(ck.path)
+        last.checkpoint = str(folder / path if folder and not path.is_absolute() else path)
+    return last
+
+
 def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | None) -> str:
     """Close the job's block if the wrapper did not, and put Slurm's own account of the
-    end beside hpcwrap's; returns what was done (for the hook's log)."""
+    end beside hpcwrap's; where the epilog's reading is stronger than the wrapper's
+    (slurmstepd's line over a TERM), it replaces it. Returns what was done (for the
+    hook's log)."""
     state = log.read()
     job = _our_block(state, env.job_id, env.restart_count)
     if job is None:
         return "no block for this job (this attempt) in the run log"
     # a restarted attempt reads only what it wrote itself (the file is appended to)
     restarted = (job.restart_count or 0) > 0
-    evidence = output_evidence(state, env, work_dir, since=job.start, this_attempt=restarted)
-    inf = infer_end(job, env, when, evidence)
-    if lifecycle.is_final(job.state):
-        # The wrapper wrote the end: confirm it, with Slurm's label and exit status (from
-        # slurmstepd's lines and the exit status alone: the wrapper saw how it ended).
-        blank = JobBlock(execution_id=job.execution_id, restart_count=job.restart_count)
-        inf = infer_end(blank, env, when, evidence)
-        if inf.slurm_exit is not None and job.slurm_state is None:
-            log.record(
-                lifecycle.Reconciled(
-                    when, env.job_id, inf.slurm_state, inf.slurm_exit, start=job.start
+    out = output_evidence(state, env, work_dir, since=job.start, this_attempt=restarted)
+    wrapper_ended = lifecycle.is_final(job.state)
+    verdict = endings.classify(epilog_evidence(job, env, when, out, confirm=wrapper_ended))
+    data = {"state": verdict.state, "why": verdict.why, "exit_code2": env.exit_code2}
+    if wrapper_ended:
+        # The wrapper wrote the end: Slurm's account goes beside it, and a stronger
+        # reading (a node failure or a requeue, which reach the wrapper as a TERM)
+        # replaces its own; its figures and end time stand.
+        log.record(
+            lifecycle.Ended(
+                when=job.end or when,
+                state=verdict.state,
+                source=lifecycle.Source.EPILOG,
+                execution_id=env.job_id,
+                start=job.start,
+                text=(
+                    f"{verdict.state.word}: {verdict.why} (recorded by the epilog, Slurm exit "
+                    f"{env.exit_code2 or '?'}; replaces the wrapper's reading: "
+                    f"{endings.word_of(job.state)})"
                 ),
-                event="epilog",
-                data={"confirmed": job.state, "exit_code2": env.exit_code2},
-            )
-        return f"already {job.state}: confirmed (Slurm: {inf.slurm_state} {inf.slurm_exit})"
-    last = last_progress(log)
-    runtime = format_runtime((when - job.start).total_seconds()) if job.start else "?"
-    parts = [f"{inf.state.lower().replace('_', ' ')} (recorded by the epilog: {inf.why})"]
+                slurm_state=verdict.slurm_state,
+                slurm_exit=verdict.slurm_exit,
+                strength=verdict.strength,
+            ),
+            event="epilog",
+            data={**data, "confirmed": job.state},
+        )
+        return f"already {job.state}: epilog read {verdict.state} ({verdict.why})"
+    last = _progress(log, out, work_dir)
+    end = end_time(env, out, verdict, when)
+    runtime = format_runtime((end - job.start).total_seconds()) if job.start else "?"
+    parts = [f"{verdict.state.word} (recorded by the epilog: {verdict.why})"]
     parts.append(f"Slurm exit {env.exit_code2 or '?'}, after {runtime}")
     if last.step is not None:
         parts.append(f"last step {last.step}")
     if last.loss is not None:
-        parts.append(f"train_loss {last.loss:.4g}")
+        parts.append(f"train_loss {last.loss_text or f'{last.loss:.4g}'}")
     parts.append("the wrapper did not record the end")
     log.record(
         lifecycle.Ended(
-            when=when,
-            state=inf.state,
+            when=end,
+            state=verdict.state,
             source=lifecycle.Source.EPILOG,
             execution_id=env.job_id,
-            exit_code=inf.exit_code,
+            exit_code=verdict.exit_code,
             start=job.start,
             nodes=env.nodelist,
             text=", ".join(parts),
@@ -602,13 +643,14 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
                 val_loss_text=last.val_loss_text,
                 telemetry=_telemetry_summary(log),
             ),
-            slurm_state=inf.slurm_state,
-            slurm_exit=inf.slurm_exit,
+            slurm_state=verdict.slurm_state,
+            slurm_exit=verdict.slurm_exit,
+            strength=verdict.strength,
         ),
         event="epilog",
-        data={"state": inf.state, "why": inf.why, "exit_code2": env.exit_code2},
+        data=data,
     )
-    return f"recorded {inf.state} ({inf.why})"
+    return f"recorded {verdict.state} ({verdict.why})"
 
 
 # ---------------------------------------------------------------- entry point

@@ -24,10 +24,10 @@ from typing import Any
 
 import orjson
 
+from hpcwrap.runlog import endings
+from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.layout import SIDECAR_DIR, is_run_log_name
-from hpcwrap.runlog.lifecycle import FINAL_STATES
 
-FINAL = FINAL_STATES  # the lifecycle's final states
 TAIL_BYTES = 32768  # how much of events.jsonl / telemetry.jsonl a running run's row reads
 JSON_SCHEMA_VERSION = 1
 CACHE_FORMAT = 1
@@ -42,6 +42,10 @@ class RunRow:
     group: str | None = None
     mode: str | None = None
     state: str | None = None  # the newest job block's state (hpcwrap's words)
+    # The run as a whole: ``state``, or ``stopped`` for a resume chain stopped before the
+    # training's end (its last job may have COMPLETED); ``stopped_why`` says why.
+    run_state: str | None = None
+    stopped_why: str | None = None
     state_source: str | None = None
     slurm_state: str | None = None
     slurm_exit: str | None = None
@@ -196,7 +200,13 @@ def read_row(path: Path, root: Path | None = None, now: datetime | None = None) 
         row.end = job.get("end")
         row.limit_at = job.get("limit_at")
     # A requeued job runs again under the same id (its next block comes with the restart).
-    row.final = row.state in FINAL and row.state != "REQUEUED"
+    row.final = endings.is_final(row.state) and row.state != JobState.REQUEUED
+    raw_chain = state.get("chain")
+    chain: dict[str, Any] = raw_chain if isinstance(raw_chain, dict) else {}
+    stopped = chain.get("stopped") if isinstance(chain.get("stopped"), str) else None
+    row.run_state = endings.run_state(row.state, stopped, bool(chain.get("done")))
+    if row.run_state == endings.STOPPED:
+        row.stopped_why = stopped
     results = state.get("results") or {}
     row.step = results.get("final_step")
     row.loss = results.get("end_train_loss")
@@ -213,7 +223,7 @@ def read_row(path: Path, root: Path | None = None, now: datetime | None = None) 
     status = state.get("status") or []
     if status and isinstance(status[-1], list) and len(status[-1]) == 2:
         row.last_status_at, row.last_status = status[-1][0], status[-1][1]
-    if not row.final and row.state in ("RUNNING", "SUBMITTED", "PENDING", None):
+    if not row.final and not endings.is_final(row.state):
         _live_evidence(path, row)
     _times(row, now or datetime.now(timezone.utc))
     return row
@@ -403,7 +413,9 @@ def _loss(value: float | str | None) -> str:
 
 def state_text(row: RunRow) -> str:
     text = row.state or "?"
-    if row.state == "PENDING" and row.pending_reason:
+    if row.run_state == endings.STOPPED:
+        text = "STOPPED"
+    if row.state == JobState.PENDING and row.pending_reason:
         text += f" ({row.pending_reason})"
     return text
 
@@ -424,20 +436,7 @@ COLUMNS = (
     "W&B",
 )
 
-_COLOURS = {
-    "COMPLETED": "32",
-    "RUNNING": "36",
-    "PENDING": "33",
-    "SUBMITTED": "33",
-    "FAILED": "31",
-    "TIMEOUT": "31",
-    "OUT_OF_MEMORY": "31",
-    "NODE_FAIL": "31",
-    "CANCELLED": "35",
-    "PREEMPTED": "35",
-    "REQUEUED": "35",
-    "SUBMIT_FAILED": "31",
-}
+_COLOURS = {"ok": "32", "active": "36", "waiting": "33", "bad": "31", "stopped": "35"}
 
 
 def table_cells(row: RunRow, now: datetime) -> list[str]:
@@ -462,6 +461,13 @@ def table_cells(row: RunRow, now: datetime) -> list[str]:
     ]
 
 
+def _tone(run_state: str | None) -> str | None:
+    if run_state == endings.STOPPED:
+        return "stopped"
+    found = endings.parse(run_state)
+    return found.tone if found is not None else None
+
+
 def render_table(rows: Sequence[RunRow], *, colour: bool, now: datetime | None = None) -> str:
     when = now or datetime.now(timezone.utc)
     cells = [list(COLUMNS)] + [table_cells(r, when) for r in rows]
@@ -469,8 +475,9 @@ def render_table(rows: Sequence[RunRow], *, colour: bool, now: datetime | None =
     lines = []
     for n, (row_cells, row) in enumerate(zip(cells, [None, *rows], strict=True)):
         parts = [c.ljust(w) for c, w in zip(row_cells, widths, strict=True)]
-        if colour and row is not None and row.state in _COLOURS:
-            parts[3] = f"\x1b[{_COLOURS[row.state]}m{parts[3]}\x1b[0m"
+        tone = _tone(row.run_state or row.state) if row is not None else None
+        if colour and tone is not None:
+            parts[3] = f"\x1b[{_COLOURS[tone]}m{parts[3]}\x1b[0m"
         if colour and n == 0:
             parts = [f"\x1b[1m{p}\x1b[0m" for p in parts]
         lines.append("  ".join(parts).rstrip())
@@ -488,8 +495,8 @@ def render_report(
     """
     when = now or datetime.now(timezone.utc)
     done = [r for r in rows if r.final]
-    running = [r for r in rows if r.state == "RUNNING"]
-    left = [r for r in rows if not r.final and r.state != "RUNNING"]
+    running = [r for r in rows if r.state == JobState.RUNNING]
+    left = [r for r in rows if not r.final and r.state != JobState.RUNNING]
     out = [f"## Status ({when.strftime('%Y-%m-%d %H:%M UTC')})", ""]
     if asked:
         said = ", ".join(

@@ -27,27 +27,13 @@ from hpcwrap import overview
 from hpcwrap.errors import HpcwrapError, LockTimeoutError, RunLogError, TransitionError
 from hpcwrap.runlog import lifecycle
 from hpcwrap.runlog.dates import iso
+from hpcwrap.runlog.endings import JobState, slurm_over
 from hpcwrap.runlog.handle import RunLog
 from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runlog.model import JobBlock, RunState, to_dict
 from hpcwrap.scheduler.base import JobInfo
 from hpcwrap.scheduler.batch import BatchQuery, SlurmView, is_active
 from hpcwrap.scheduler.cli_backend import base_id
-
-# Slurm states after which a job does not run again.
-_SLURM_FINAL = frozenset(
-    {
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-        "TIMEOUT",
-        "DEADLINE",
-        "OUT_OF_MEMORY",
-        "NODE_FAIL",
-        "BOOT_FAIL",
-        "PREEMPTED",
-    }
-)
 
 
 @dataclass
@@ -158,15 +144,15 @@ def _array_account(
     task that did not complete gives the state (all COMPLETED: COMPLETED)."""
     active = [e for e in queue if is_active(e)]
     if active:
-        running = [e for e in active if _word(e.state) != "PENDING"]
+        running = [e for e in active if _word(e.state) != JobState.PENDING]
         pick = running[0] if running else active[0]
         return pick, None
     rows = list(_latest_per_task(history).values())
     if not rows:
         return None, "accounting has no record of it yet"
-    if any(_word(r.state) not in _SLURM_FINAL for r in rows):
+    if not all(slurm_over(r.state) for r in rows):
         return None, "some tasks are not over in accounting yet"
-    bad = [r for r in rows if _word(r.state) != "COMPLETED"]
+    bad = [r for r in rows if _word(r.state) != JobState.COMPLETED]
     pick = bad[0] if bad else rows[-1]
     starts = [r.start for r in rows if r.start is not None]
     ends = [r.end for r in rows if r.end is not None]
@@ -193,7 +179,7 @@ def account(execution_id: str, view: SlurmView) -> tuple[JobInfo | None, str | N
         return info, why, 0
     own_q = [e for e in queue if e.job_id == bid]
     own_h = [r for r in history if r.job_id == bid]
-    requeues = sum(1 for r in own_h[:-1] if _word(r.state) == "REQUEUED")
+    requeues = sum(1 for r in own_h[:-1] if _word(r.state) == JobState.REQUEUED)
     active = [e for e in own_q if is_active(e)]
     if active:
         return active[-1], None, requeues
@@ -219,18 +205,18 @@ def reconcile_facts(
     source = "squeue" if from_queue else "sacct"
     at = view.asked_at.get(source)
     text = None
-    reason = info.reason if word == "PENDING" else None
+    reason = info.reason if word == JobState.PENDING else None
     try:
-        ours = lifecycle.from_slurm(info.state)
+        ours: str = lifecycle.from_slurm(info.state)
     except TransitionError:
         ours = word
-    if ours == "PENDING":
+    if ours == JobState.PENDING:
         text = f"pending ({reason or 'no reason given'}); {_evidence(info, source, at)}"
-    elif ours == "RUNNING":
+    elif ours == JobState.RUNNING:
         where = f" on {info.node}" if info.node else ""
         since = f" since {iso(info.start)}" if info.start else ""
         text = f"running{where}{since} ({info.state}); {_evidence(info, source, at)}"
-    final = word in _SLURM_FINAL
+    final = slurm_over(info.state)
     return lifecycle.Reconciled(
         when=when,
         execution_id=job.execution_id or info.job_id,
@@ -321,7 +307,7 @@ def _poll_one(
 
 def _periodic(log: RunLog, state: RunState, every: float, when: datetime, res: PollResult) -> None:
     """``--every``: a Status entry for a running run whose last one is older than ``every``."""
-    if not state.jobs or state.jobs[-1].state != "RUNNING":
+    if not state.jobs or state.jobs[-1].state != JobState.RUNNING:
         return
     last = max((s.when for s in state.status), default=None)
     if last is not None and (when - last).total_seconds() < every:
@@ -340,7 +326,13 @@ def _periodic(log: RunLog, state: RunState, every: float, when: datetime, res: P
     text = "; ".join(bits) + " (poll)"
     log.record(lifecycle.ProgressObserved(when, text), event="status", data={"source": "poll"})
     res.changes.append(
-        Change(str(log.path), state.jobs[-1].execution_id or "", "RUNNING", "RUNNING", written=True)
+        Change(
+            str(log.path),
+            state.jobs[-1].execution_id or "",
+            JobState.RUNNING,
+            JobState.RUNNING,
+            written=True,
+        )
     )
 
 

@@ -19,12 +19,20 @@ from typing import TextIO
 
 from hpcwrap.errors import HpcwrapError, UsageError
 from hpcwrap.redact import redact_settings
-from hpcwrap.runlog.experiments import EXPERIMENTS, NEVER_RAN, Table, cells, run_cell
+from hpcwrap.runlog import endings
+from hpcwrap.runlog.endings import JobState
+from hpcwrap.runlog.experiments import (
+    CHAIN_STOPPED,
+    EXPERIMENTS,
+    NEVER_RAN,
+    Table,
+    cells,
+    run_cell,
+)
 from hpcwrap.runrequest import RunRequest
 
 RECENT = 5  # rows of the group shown before a submission
 BAD_VERDICTS = ("discard", "discarded", "failed", "fail")
-FAILED_STATES = frozenset({"FAILED", "OUT_OF_MEMORY", "NODE_FAIL"})
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ def _in_group(run: str, group: str | None) -> bool:
 
 def _verdict(row: Row) -> str:
     status = row.cells.get("status", "").strip().strip("`*_").lower()
-    return "" if status == NEVER_RAN else status
+    return "" if status in (NEVER_RAN, CHAIN_STOPPED) else status
 
 
 def _sha(path: Path) -> str | None:
@@ -92,10 +100,11 @@ def check(request: RunRequest, root: Path, cwd: Path) -> Preflight:
             state = RunLog(path, root).read()
         except (HpcwrapError, OSError):
             continue
-        jobs = [j for j in state.jobs if j.state != "SUBMIT_FAILED"]
+        jobs = [j for j in state.jobs if j.state != JobState.SUBMIT_FAILED]
         if not jobs:
             continue  # never ran: not a failed variation
-        failed_job = jobs[-1].state in FAILED_STATES
+        last = endings.parse(jobs[-1].state)
+        failed_job = last is not None and last.failed
         if not verdict.startswith(BAD_VERDICTS) and not failed_job:
             continue
         if state.key_settings != settings:

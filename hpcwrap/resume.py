@@ -43,13 +43,12 @@ from pathlib import Path
 from typing import Any
 
 from hpcwrap.errors import ResumeError, SchedulerError
-from hpcwrap.runlog import RunLog, layout, lifecycle
+from hpcwrap.runlog import RunLog, endings, layout, lifecycle
 from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import ChainFacts
 from hpcwrap.runlog.model import RunState
 from hpcwrap.scheduler.base import Scheduler
 
-RESUMABLE = frozenset({"TIMEOUT", "PREEMPTED"})
 SBATCH_ARGS = "sbatch.args"  # in the sidecar: the submission's sbatch options, NUL-separated
 ENV_FROM = ("HPCWRAP_RESUME_FROM", "LOAD_CKPT_PATH")
 _PARTIAL = (".tmp", "tmp-", ".partial", ".incomplete", "-incomplete", ".lock")
@@ -224,7 +223,8 @@ def decide(
     if not previous:
         return Decision(False, "no earlier job of this run ran")
     last = previous[-1]
-    if not by_hand and last.state not in RESUMABLE:
+    ended = endings.parse(last.state)
+    if not by_hand and (ended is None or not ended.resumable):
         why = last.state or "no recorded end"
         return Decision(
             False, f"the previous job ({last.execution_id}) ended {why}, not at its limit"
@@ -357,10 +357,16 @@ def record_successor(
     )
 
 
-def stop_chain(log: RunLog, reason: str, *, pending: str | None = None) -> None:
+def stop_chain(log: RunLog, reason: str, *, pending: str | None = None, done: bool = False) -> None:
+    """Stop the chain; ``done``: because the training completed (the run is COMPLETED,
+    not stopped)."""
     log.record(
         lifecycle.Chained(
-            now(), pending=pending, stopped=reason, text=f"resume chain stopped: {reason}"
+            now(),
+            pending=pending,
+            stopped=reason,
+            text=f"resume chain stopped: {reason}",
+            done=done,
         ),
         data={"reason": reason},
     )
@@ -450,7 +456,6 @@ def cancel_run(log: RunLog, scheduler: Scheduler) -> list[str]:
 
 __all__ = [
     "ENV_FROM",
-    "RESUMABLE",
     "Decision",
     "cancel_run",
     "cancel_successor",

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from hpcwrap.job.progress import ErrorRecord, Snapshot
 from hpcwrap.job.status import fmt_num
-from hpcwrap.runlog import lifecycle
+from hpcwrap.runlog import endings, lifecycle
 from hpcwrap.runlog.fsio import copy_mode
 
 if TYPE_CHECKING:
@@ -60,21 +60,25 @@ def figures_of(snap: Snapshot) -> lifecycle.ResultFacts:
     )
 
 
-def final_state(end: EndFacts, snap: Snapshot) -> str:
-    """COMPLETED, FAILED, CANCELLED, TIMEOUT or OUT_OF_MEMORY, by the lifecycle's rules."""
-    kinds = {e.kind for e in snap.errors}
-    return lifecycle.end_state(
-        lifecycle.EndEvidence(
+def end_verdict(end: EndFacts, snap: Snapshot) -> endings.Verdict:
+    """How the command's end reads (runlog/endings.classify) from what the wrapper saw."""
+    kinds = frozenset(e.kind for e in snap.errors)
+    return endings.classify(
+        endings.Evidence(
             exit_code=end.exit_code,
             walltime_warning=end.walltime_signal,
             terminated_by=end.terminated_by,
             # the supervisor only knows whether squeue put the TERM near the limit
             time_left_at_term=0.0 if end.near_time_limit else None,
-            oom_seen=bool(kinds & {"oom_kill", "mem_limit"}),
-            time_limit_seen="time_limit" in kinds,
+            lines=kinds & frozenset(k for k, _, _ in endings.SLURM_LINES),
             finished_all_steps=snap.finished_all_steps,
         )
     )
+
+
+def final_state(end: EndFacts, snap: Snapshot) -> endings.JobState:
+    """The state ``end_verdict`` gives."""
+    return end_verdict(end, snap).state
 
 
 # --------------------------------------------------------------------------- loss story
@@ -158,7 +162,7 @@ def _describe_train(t: Trend) -> str:
     )
 
 
-def loss_one_liner(snap: Snapshot, state: str = "COMPLETED") -> str | None:
+def loss_one_liner(snap: Snapshot, state: str = endings.JobState.COMPLETED) -> str | None:
     """One sentence on how the losses went, or None when nothing was logged.
 
     ``state`` is the run's final state: "more steps may help" is advice for a run
@@ -219,7 +223,7 @@ def loss_one_liner(snap: Snapshot, state: str = "COMPLETED") -> str | None:
         and tt.direction == "fell"
         and not tt.plateau
         and parts[-1].startswith("val loss tracked")
-        and state in ("COMPLETED", "TIMEOUT")
+        and state in (endings.JobState.COMPLETED, endings.JobState.TIMEOUT)
     ):
         text += "; still improving at the end, more steps may help"
     return text[:1].upper() + text[1:] + "."
@@ -401,12 +405,13 @@ def next_steps(
     ck = f"`{checkpoint}`" if checkpoint else None
     resume = _cmd(f"hpcwrap resume {run}")
     err = _first_error(snap.errors)
-    if state == "FAILED" or state == "OUT_OF_MEMORY":
-        what = err.text if err is not None else f"the {state.lower().replace('_', ' ')} exit"
+    ended = endings.parse(state)
+    if ended is not None and ended.failed:
+        what = err.text if err is not None else f"the {ended.word} exit"
         out.append(f"fix the failure first ({what[:160]}), then resubmit")
         if ck:
             out.append(f"once fixed, resume from {ck} instead of starting over: {resume}")
-    elif state in ("TIMEOUT", "CANCELLED"):
+    elif ended is not None and (ended.resumable or ended is endings.JobState.CANCELLED):
         if ck:
             out.append(
                 f"resume for more steps from {ck} with the same config: {resume} "
@@ -417,7 +422,7 @@ def next_steps(
                 "no checkpoint was seen before the stop: resubmit with more time or "
                 "more frequent checkpoints"
             )
-    elif state == "COMPLETED" and ck:
+    elif ended is endings.JobState.COMPLETED and ck:
         trend_ = trend(snap.train_history)
         if trend_ is not None and trend_.direction == "fell" and not trend_.plateau:
             out.append(f"resume for more steps from {ck} (the loss was still falling): {resume}")
@@ -426,7 +431,7 @@ def next_steps(
             f"{either}generate `MODEL_PASSPORT.json` + `SIGNOFF.json` for {ck}, "
             "then eval / upload / hand off"
         )
-    if not checkpoint and state == "COMPLETED":
+    if not checkpoint and ended is endings.JobState.COMPLETED:
         note = _cmd(f"hpcwrap log note {run} 'checkpoint at <path>'")
         out.append(
             f"no checkpoint path was seen in the output: record it in Results (and {note}), "
@@ -454,7 +459,8 @@ def _pipeline_next(state: str, output: str | None, snap: Snapshot, run: str) -> 
     note = _cmd(f"hpcwrap log note {run} '<what you checked>'")
     where = f"`{output}`" if output else None
     count = f" ({snap.step} items processed)" if snap.step is not None else ""
-    if state == "COMPLETED":
+    ended = endings.parse(state)
+    if ended is endings.JobState.COMPLETED:
         if where:
             return [f"check what it wrote at {where}{count} before the next stage uses it; {note}"]
         return [
@@ -462,13 +468,13 @@ def _pipeline_next(state: str, output: str | None, snap: Snapshot, run: str) -> 
             f"({_cmd(f'hpcwrap log note {run} {chr(39)}output at <path>{chr(39)}')}) and check "
             "it before the next stage uses it"
         ]
-    if state in ("FAILED", "OUT_OF_MEMORY"):
-        what = err.text if err is not None else f"the {state.lower().replace('_', ' ')} exit"
+    if ended is not None and ended.failed:
+        what = err.text if err is not None else f"the {ended.word} exit"
         out = [f"fix the failure first ({what[:160]}), then resubmit"]
         if where:
             out.append(f"what it wrote before failing ({where}) may be partial: check it; {note}")
         return out
-    if state in ("TIMEOUT", "CANCELLED"):
+    if ended is not None and (ended.resumable or ended is endings.JobState.CANCELLED):
         return [
             f"it stopped before the end{count}: resubmit with more time, and check that it "
             f"skips or redoes partial outputs{f' at {where}' if where else ''}; {note}"

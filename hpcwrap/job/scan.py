@@ -629,6 +629,26 @@ def _read_all(file: Path, parser: LineParser, progress: Progress) -> None:
     scanner.finish(1)
 
 
+def read_tail(data: bytes, *, budget_s: float, patterns: Sequence[Pattern] = ()) -> Snapshot:
+    """What the end of an output file says (the epilog's reading when the wrapper could
+    not flush its last progress): every line of ``data`` through the wrapper's reader,
+    stopping when ``budget_s`` seconds are spent. The first line may be cut: it is read
+    like any other (a cut number reads as no number)."""
+    progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
+    scanner = Scanner(
+        LineParser(patterns), progress, lambda _n: None, lambda _e, _b: None, sample=False
+    )
+    stop = time.monotonic() + budget_s
+    for at in range(0, len(data), SCAN_CHUNK):
+        if time.monotonic() > stop:
+            break
+        chunk = data[at : at + SCAN_CHUNK]
+        progress.note_output(1, len(chunk))
+        scanner.feed(1, chunk)
+    scanner.finish(1)
+    return progress.snapshot()
+
+
 class _PointProgress(Progress):
     """Progress that also keeps every (step, loss) and (step, val loss) a line gave."""
 
@@ -668,6 +688,7 @@ __all__ = [
     "ScanReport",
     "Scanner",
     "loss_points",
+    "read_tail",
     "report",
     "resolve_printed",
     "scan_file",

@@ -60,6 +60,7 @@ from hpcwrap.job.supervise import SignalNote, Supervisor, exit_code, signal_name
 from hpcwrap.runlog import RunLog, lifecycle
 from hpcwrap.runlog.dates import format_runtime
 from hpcwrap.runlog.dates import now as utc_now
+from hpcwrap.runlog.endings import JobState, Strength, Verdict
 from hpcwrap.runlog.layout import BATCH_IGNORED_ENV
 
 LINGER = 10.0  # after the child exits: wait this long for output still in flight
@@ -331,7 +332,7 @@ class Wrapper:
                     data={"job": job_id, "reason": decision.reason},
                 )
                 end = utc_now()
-                return Outcome(0, "CANCELLED", self.progress.snapshot(), end, end)
+                return Outcome(0, JobState.CANCELLED, self.progress.snapshot(), end, end)
             n = chain.resumes + 1
             self.sink.record(
                 lifecycle.Resumed(
@@ -388,7 +389,7 @@ class Wrapper:
         from hpcwrap import resume
         from hpcwrap.scheduler import get_scheduler
 
-        if final in resume.RESUMABLE:
+        if JobState(final).resumable:
             if chain.pending is None and chain.mode == "auto":
                 resume.stop_chain(run, f"--max-resumes {chain.max_resumes} reached")
             return
@@ -399,7 +400,7 @@ class Wrapper:
                 reason += f"; successor job {chain.pending} cancelled"
             else:
                 reason += f"; successor job {chain.pending} NOT cancelled ({problem})"
-        resume.stop_chain(run, reason)
+        resume.stop_chain(run, reason, done=final == JobState.COMPLETED)
 
     def register_for_hooks(self) -> None:
         """Name the run log in the node's hook spool, so the epilog finds this job even
@@ -679,7 +680,8 @@ class Wrapper:
         # a synchronous save that printed only its start returned if the command exited 0
         self.progress.end_of_output(end.exit_code == 0 and end.signaled is None)
         snap = self.progress.snapshot()
-        state = "FAILED" if failed_start else res.final_state(end, snap)
+        verdict = res.end_verdict(end, snap)
+        state = JobState.FAILED if failed_start else verdict.state
         outcome = Outcome(end.exit_code, state, snap, self.start_wall, end_wall)
         done = threading.Event()
 
@@ -689,7 +691,7 @@ class Wrapper:
                 if failed_start:
                     self.record_start_failed(end, end_wall, failed_start)
                 else:
-                    self.record_end(end, state, snap, end_wall)
+                    self.record_end(end, verdict, snap, end_wall)
                     self.end_chain(state)
                     from hpcwrap import followup  # the follow-up job (no admin for hooks)
 
@@ -721,7 +723,7 @@ class Wrapper:
         self.sink.record(
             lifecycle.Ended(
                 when=end_wall,
-                state="FAILED",
+                state=JobState.FAILED,
                 source=lifecycle.Source.WRAPPER,
                 execution_id=env.execution_id,
                 exit_code=end.exit_code,
@@ -733,13 +735,16 @@ class Wrapper:
             ),
             data={
                 "exit_code": end.exit_code,
-                "state": "FAILED",
+                "state": JobState.FAILED,
                 "error": why,
                 **self._array_data(),
             },
         )
 
-    def record_end(self, end: res.EndFacts, final: str, snap: Snapshot, end_wall: datetime) -> None:
+    def record_end(
+        self, end: res.EndFacts, verdict: Verdict, snap: Snapshot, end_wall: datetime
+    ) -> None:
+        final = verdict.state
         events, errors = self.policy.leftover()
         for ev in events:
             self.perform(ev)
@@ -756,18 +761,16 @@ class Wrapper:
             config_copy = res.relative_to_log(copy, self.sink.run.path) if copy else None
         kind = res.run_kind(self.sink.run)
         runtime = format_runtime((end_wall - self.start_wall).total_seconds())
-        text = self.prefix + end_text(final, end, snap, runtime, errors)
+        text = self.prefix + end_text(verdict, end, snap, runtime, errors)
         if sources:
             text += f"; sources: {sources}"
         env = self.env
-        # The batch script exits with our status; where Slurm will read that status
-        # otherwise than we read the end (exit 124 on the walltime-warning path is
-        # FAILED 124:0 to sacct), its account goes beside ours with the reason.
+        # The batch script exits with our status: unless a TERM came (Slurm's word then
+        # depends on why: the epilog reads it), sacct's account goes beside ours (exit
+        # 124 on the walltime-warning path is FAILED 124:0 to sacct).
         slurm: tuple[str, str] | tuple[None, None] = (None, None)
         if env.in_slurm and not env.is_array_task and end.terminated_by is None:
-            account = lifecycle.slurm_account(end.exit_code)
-            if account[0] != final:
-                slurm = account
+            slurm = lifecycle.slurm_account(end.exit_code)
         facts = lifecycle.Ended(
             when=end_wall,
             state=final,
@@ -792,6 +795,7 @@ class Wrapper:
             task_prefix=self.prefix,
             slurm_state=slurm[0],
             slurm_exit=slurm[1],
+            strength=verdict.strength,
         )
         data: dict[str, Any] = {
             "exit_code": end.exit_code,
@@ -896,18 +900,28 @@ class Wrapper:
 
 
 def end_text(
-    final: str, end: res.EndFacts, snap: Snapshot, runtime: str, pending_errors: Sequence[Any] = ()
+    verdict: Verdict,
+    end: res.EndFacts,
+    snap: Snapshot,
+    runtime: str,
+    pending_errors: Sequence[Any] = (),
 ) -> str:
-    head = f"{arraytasks.state_word(final)}, exit code {end.exit_code}"
+    final = verdict.state
+    word = final.word
+    if final is JobState.CANCELLED and verdict.strength is Strength.GUESS:
+        # From inside, a scancel, a requeue and a node failure all arrive as a TERM: the
+        # epilog (or poll) names which; the entry does not claim a cancel.
+        word = f"stopped by {end.terminated_by or 'SIGTERM'} with time left"
+    head = f"{word}, exit code {end.exit_code}"
     if end.signaled is not None:
         head += f" ({signal_name(end.signaled)})"
     parts = [head, f"after {runtime}", *progress_fields(snap)]
     text = ", ".join(parts)
-    if final == "TIMEOUT" and end.walltime_signal:
+    if final is JobState.TIMEOUT and end.walltime_signal:
         text += "; stopped after the walltime warning"
-    elif final == "CANCELLED" and end.terminated_by:
+    elif final is JobState.CANCELLED and end.terminated_by and verdict.strength > Strength.GUESS:
         text += f"; stopped by {end.terminated_by}"
-    if snap.errors and final != "COMPLETED":
+    if snap.errors and final != JobState.COMPLETED:
         text += "; " + error_text(snap.errors[0])
         if len(snap.errors) > 1:
             text += f" (+{len(snap.errors) - 1} more)"
@@ -918,7 +932,7 @@ def end_text(
         text += "; the loss was nan/inf at some point"
     if not snap.has_progress and snap.bytes_out:
         text += f"; no progress lines recognised in {snap.lines} lines of output"
-    if snap.last_progress_wall is not None and final not in ("COMPLETED",):
+    if snap.last_progress_wall is not None and final != JobState.COMPLETED:
         text += f"; last new step at {hhmm(snap.last_progress_wall)}"
     return text
 

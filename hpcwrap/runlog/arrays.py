@@ -6,8 +6,10 @@ block ``<id>_[0-3]`` and every task's wrapper keeps its own facts in
 restarts). The block is derived from them, always under the run's lock
 (inside a lifecycle transition), so concurrent tasks cannot lose each
 other's facts: start is the earliest task start, state RUNNING while any
-recorded task runs; once all have ended, end is the latest end, exit code the
-largest and state the worst one. A requeued task overwrites its own entry.
+recorded task runs or an index of the submitted ``--array`` spec has no end record
+yet (a throttled ``0-199%16`` starts a few at a time); once all have ended, end is
+the latest end, exit code the largest and state the worst one. A requeued task
+overwrites its own entry.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from hpcwrap.runlog.endings import JobState, word_of
 from hpcwrap.runlog.facts import ArrayTaskFacts
 from hpcwrap.runlog.model import JobBlock, RunState
 
@@ -41,20 +44,33 @@ class ArrayTask(Protocol):
 
 
 # Worst first: the block's state when not every task completed.
-_WORST = ("FAILED", "OUT_OF_MEMORY", "TIMEOUT", "CANCELLED")
-_WORDS = {
-    "COMPLETED": "completed",
-    "FAILED": "failed",
-    "TIMEOUT": "timeout",
-    "CANCELLED": "cancelled",
-    "OUT_OF_MEMORY": "out of memory",
-}
+_WORST = (JobState.FAILED, JobState.OUT_OF_MEMORY, JobState.TIMEOUT, JobState.CANCELLED)
 _MAX_NEXT_TASKS = 3  # failing tasks whose suggestions go to Next
+_MAX_INDICES = 1_000_000  # an --array spec naming more is not expanded (Slurm's MaxArraySize)
 
 
 def state_word(state: str) -> str:
     """``COMPLETED`` -> ``completed`` (the first word of an end Status entry)."""
-    return _WORDS.get(state, state.lower())
+    return word_of(state)
+
+
+def spec_indices(spec: str | None) -> frozenset[str] | None:
+    """The task ids an ``--array`` spec names: ``0-11%4`` -> 0..11, ``1,5-9:2`` -> 1,5,7,9;
+    None when there is no spec or it cannot be read (then the recorded tasks decide)."""
+    if not spec:
+        return None
+    ids: set[str] = set()
+    for part in spec.split("%", 1)[0].split(","):
+        m = re.fullmatch(r"\s*(\d+)(?:-(\d+)(?::(\d+))?)?\s*", part)
+        if m is None:
+            return None
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) is not None else lo
+        step = int(m.group(3)) if m.group(3) is not None else 1
+        if hi < lo or step < 1 or len(ids) + (hi - lo) // step + 1 > _MAX_INDICES:
+            return None
+        ids.update(str(i) for i in range(lo, hi + 1, step))
+    return frozenset(ids)
 
 
 def _natural(text: str) -> list[Any]:
@@ -107,7 +123,7 @@ def record_task_start(state: RunState, env: ArrayTask, start: datetime) -> JobBl
         state,
         env.array_task_id,
         ArrayTaskFacts(
-            start=start, node=env.nodes, state="RUNNING", restart_count=env.restart_count
+            start=start, node=env.nodes, state=JobState.RUNNING, restart_count=env.restart_count
         ),
     )
     if env.cluster and not job.cluster:
@@ -127,13 +143,12 @@ def record_task_end(
 ) -> tuple[JobBlock, bool]:
     """A task ended. Returns the block and whether this was the array's last task to end.
 
-    Last: no recorded task runs and, when Slurm told the array's size, every task
-    has been recorded (the block is final whenever no recorded task runs; tasks
-    still pending may make it RUNNING again).
+    Last: no recorded task runs and every task of the submitted spec (or, without
+    one, as many as Slurm said the array has) has an end record.
     """
     assert env.array_task_id is not None
     job = array_block(state, env)
-    was_running = job.state == "RUNNING" or job.end is None
+    was_running = job.state == JobState.RUNNING or job.end is None
     old = state.array_tasks.get(env.array_task_id) or ArrayTaskFacts()
     entry = ArrayTaskFacts(
         start=old.start or start,
@@ -148,7 +163,7 @@ def record_task_end(
     derive(job, state)
     count = env.array_task_count
     everyone = count is None or len(tasks) >= count
-    return job, was_running and job.state != "RUNNING" and everyone
+    return job, was_running and job.state != JobState.RUNNING and everyone
 
 
 def derive(job: JobBlock, state: RunState) -> None:
@@ -166,23 +181,25 @@ def derive(job: JobBlock, state: RunState) -> None:
     restarts = [t.restart_count for t in tasks if t.restart_count is not None]
     if restarts:
         job.restart_count = max(restarts)
-    if any(t.end is None for t in tasks):
-        job.state, job.end, job.exit_code = "RUNNING", None, None
+    expected = spec_indices(state.submit.array if state.submit is not None else None)
+    if any(t.end is None for t in tasks) or (expected and not expected <= state.array_tasks.keys()):
+        # a task runs, or one the spec names has not ended yet (throttled, still pending)
+        job.state, job.end, job.exit_code = JobState.RUNNING, None, None
         return
     ends = [t.end for t in tasks if t.end is not None]
     job.end = max(ends) if ends else None
     codes = [t.exit_code for t in tasks if t.exit_code is not None]
     job.exit_code = max(codes) if codes else None
-    job.state = worst_state([t.state or "FAILED" for t in tasks])
+    job.state = worst_state([t.state or JobState.FAILED for t in tasks])
 
 
 def worst_state(states: Sequence[str]) -> str:
-    if all(s == "COMPLETED" for s in states):
-        return "COMPLETED"
+    if all(s == JobState.COMPLETED for s in states):
+        return JobState.COMPLETED
     for s in _WORST:
         if s in states:
             return s
-    return sorted(s for s in states if s != "COMPLETED")[0]
+    return sorted(s for s in states if s != JobState.COMPLETED)[0]
 
 
 def summary_text(state: RunState, env: ArrayTask, job: JobBlock) -> str:
@@ -190,12 +207,12 @@ def summary_text(state: RunState, env: ArrayTask, job: JobBlock) -> str:
     tasks = state.array_tasks
     by_state: dict[str, list[str]] = {}
     for tid, t in tasks.items():
-        by_state.setdefault(t.state or "FAILED", []).append(tid)
+        by_state.setdefault(t.state or JobState.FAILED, []).append(tid)
     parts = []
-    for st in sorted(by_state, key=lambda s: (s != "COMPLETED", s)):
+    for st in sorted(by_state, key=lambda s: (s != JobState.COMPLETED, s)):
         ids = by_state[st]
         part = f"{len(ids)} {state_word(st)}"
-        if st != "COMPLETED":
+        if st != JobState.COMPLETED:
             part += " (task " + ", ".join(ids) + ")"
         parts.append(part)
     n = len(tasks)
@@ -211,7 +228,9 @@ def drafted_next(state: RunState) -> list[str]:
     """Next for an array: the failing tasks' suggestions, then the Results task's ones."""
     tasks = state.array_tasks
     out: list[str] = []
-    failing = [tid for tid, t in tasks.items() if t.state not in ("COMPLETED", "RUNNING")]
+    failing = [
+        tid for tid, t in tasks.items() if t.state not in (JobState.COMPLETED, JobState.RUNNING)
+    ]
     for tid in failing[:_MAX_NEXT_TASKS]:
         out.extend(f"task {tid}: {s}" for s in tasks[tid].next)
     if len(failing) > _MAX_NEXT_TASKS:
@@ -231,6 +250,7 @@ __all__ = [
     "drafted_next",
     "record_task_end",
     "record_task_start",
+    "spec_indices",
     "state_word",
     "summary_text",
     "tasks_of",

@@ -8,7 +8,8 @@
 ```
 
 hpcwrap fills ``run``, ``description`` and ``val_loss``, and ``status`` only
-with ``submit failed`` for a run that never ran. A cell is only (re)written
+with ``submit failed`` for a run that never ran and ``chain stopped`` for a resume
+chain stopped before the training's end. A cell is only (re)written
 while it is empty or still holds what hpcwrap last wrote there, so a person's
 verdict in ``status`` (keep, discard, ...) and ``notes`` are never touched.
 Columns a person added are kept (new rows get them empty).
@@ -22,6 +23,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
+from hpcwrap.runlog import endings
+from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.indexfile import edit_lines, index_lock_path
 from hpcwrap.runlog.locks import Lock, LockConfig
 from hpcwrap.runlog.model import RunState
@@ -33,6 +36,7 @@ EXPERIMENTS = "experiments.md"
 COLUMNS = ("run", "description", "val_loss", "status", "notes")
 FILLED = ("description", "val_loss", "status")
 NEVER_RAN = "submit failed"
+CHAIN_STOPPED = "chain stopped"  # a resume chain stopped before the training's end
 HEADER = [
     "# Experiments",
     "| " + " | ".join(COLUMNS) + " |",
@@ -56,12 +60,15 @@ def row_values(state: RunState) -> dict[str, str]:
     printed = state.results.end_val_loss_text
     if loss is not None and printed and printed.strip():
         val = escape_cell(printed)  # as the training printed it, like the run log shows it
-    never_ran = bool(state.jobs) and all(j.state == "SUBMIT_FAILED" for j in state.jobs)
-    return {
-        "description": escape_cell(state.description),
-        "val_loss": val,
-        "status": NEVER_RAN if never_ran else "",
-    }
+    never_ran = bool(state.jobs) and all(j.state == JobState.SUBMIT_FAILED for j in state.jobs)
+    chain = state.chain
+    whole = endings.run_state(
+        state.jobs[-1].state if state.jobs else None,
+        chain.stopped if chain is not None else None,
+        chain.done if chain is not None else False,
+    )
+    status = NEVER_RAN if never_ran else CHAIN_STOPPED if whole == endings.STOPPED else ""
+    return {"description": escape_cell(state.description), "val_loss": val, "status": status}
 
 
 def cells(line: str) -> list[str]:

@@ -114,6 +114,7 @@ class ChainFacts:
     pending: str | None = None  # the job id of the submitted successor
     pending_by_hand: bool = False  # submitted by `hpcwrap resume`: no guard on how it ended
     stopped: str | None = None  # why the chain stopped
+    done: bool = False  # it stopped because the training completed (no more to resume)
 
 
 F = TypeVar("F", CodeFacts, ConfigFacts, SubmitFacts, ArrayTaskFacts, ChainFacts)

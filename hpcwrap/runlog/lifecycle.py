@@ -16,23 +16,20 @@ saw it), ``Requeued``, ``Resumed`` (a new ``## Job (resumed)`` block) and
 (Results' figures from a record other than the output, where the log has none) from
 ``hpcwrap wandb sync`` (the offline history) and ``hpcwrap scan --into``.
 
-Evidence rules (one place, used by every writer):
+Evidence rules (the verdicts themselves come from ``runlog/endings.classify``):
 
 - A job block keeps hpcwrap's reading of why the job ended (``state``: one word
   of ``STATES``) apart from Slurm's own account (``slurm_state``, ``slurm_exit``
   as sacct prints them); where the two differ, ``state_note`` says why.
-- The cause of an end ranks: what the wrapper observed directly > what the
-  epilog inferred > the scheduler's label (``Source``). A non-final state
-  (SUBMITTED, PENDING, RUNNING) is always replaced by a final one; a final state
-  is never replaced by a lower- or equal-ranked source. The scheduler is always
-  right about *whether* a job is over, its exit code and its times.
+- A final state is replaced only by a stronger verdict (``Strength``, kept as the
+  block's ``state_basis``): Slurm's own word > the epilog's reading of slurmstepd's
+  lines > the exit status > the wrapper's guess from a TERM; hpcwrap's own word
+  (a walltime-warning exit, a memory kill) stands over Slurm's. A non-final state is
+  always replaced by a final one. The scheduler is always right about *whether* a
+  job is over, its exit code and its times.
 - The same end reported twice gives one Status entry.
-- A requeue is REQUEUED, not CANCELLED: from inside, a requeue looks like a
-  TERM, so REQUEUED replaces a CANCELLED reading whoever reports it, and the
-  restart of the same job id (a higher restart count) proves it.
-- TIMEOUT: the job ended at its time limit, or the training exited on the
-  walltime-warning path (``end_state``); a warning followed by a normal finish
-  or a user's scancel (TERM with time left) is not a TIMEOUT.
+- A requeue is REQUEUED, not CANCELLED: the restart of the same job id (a higher
+  restart count) proves it, over a cancel read from the TERM.
 """
 
 from __future__ import annotations
@@ -46,38 +43,27 @@ from datetime import datetime
 from typing import Any
 
 from hpcwrap.errors import TransitionError
-from hpcwrap.runlog import arrays
+from hpcwrap.runlog import arrays, endings
 from hpcwrap.runlog.facts import ChainFacts, CodeFacts, ConfigFacts, SubmitFacts
 from hpcwrap.runlog.model import JobBlock, Results, RunState, StatusEntry
 from hpcwrap.runlog.telemetry import TelemetryFacts
 
-# hpcwrap's words for a job block's state.
-FINAL_STATES = frozenset(
-    {
-        "COMPLETED",
-        "FAILED",
-        "CANCELLED",
-        "TIMEOUT",
-        "OUT_OF_MEMORY",
-        "NODE_FAIL",
-        "PREEMPTED",
-        "REQUEUED",
-        "SUBMIT_FAILED",
-    }
-)
-NON_FINAL_STATES = frozenset({"SUBMITTED", "PENDING", "RUNNING"})
-STATES = FINAL_STATES | NON_FINAL_STATES
-
-# A TERM with at most this much time left is Slurm's time-limit kill: Slurm sends
-# it once the limit has passed (its checks run every ~30 s), so the time left,
-# counted from the limit read at the start, is 0 then; a few seconds of slack
-# for clocks. A scancel with more time left is a cancel.
-NEAR_LIMIT = 15.0
+# A TERM with little time left is the limit (see runlog/endings.py, where ends are decided).
+NEAR_LIMIT = endings.NEAR_LIMIT
+FINAL_STATES = endings.FINAL_STATES
+STATES = endings.STATES
 PROLOG = "prolog"  # state_source of a start the node prolog recorded
+JobState = endings.JobState
+Strength = endings.Strength
+from_slurm = endings.from_slurm
+is_final = endings.is_final
+sacct_exit = endings.sacct_exit
+slurm_account = endings.slurm_account
 
 
 class Source(enum.IntEnum):
-    """Who saw an end; higher ranks win (see the module docstring)."""
+    """Who saw an end (recorded as ``state_source``); how good the evidence was is the
+    verdict's ``Strength`` (``state_basis``), which decides what replaces what."""
 
     SCHEDULER = 1
     EPILOG = 2
@@ -94,87 +80,25 @@ class Source(enum.IntEnum):
         except KeyError:
             return cls.WRAPPER
 
-
-def is_final(state: str | None) -> bool:
-    return state in FINAL_STATES
-
-
-# Slurm's job states (sacct/squeue) in hpcwrap's words.
-_FROM_SLURM = {
-    "COMPLETED": "COMPLETED",
-    "FAILED": "FAILED",
-    "CANCELLED": "CANCELLED",
-    "TIMEOUT": "TIMEOUT",
-    "DEADLINE": "TIMEOUT",
-    "OUT_OF_MEMORY": "OUT_OF_MEMORY",
-    "OUT_OF_ME+": "OUT_OF_MEMORY",
-    "NODE_FAIL": "NODE_FAIL",
-    "BOOT_FAIL": "NODE_FAIL",
-    "PREEMPTED": "PREEMPTED",
-    "REQUEUED": "REQUEUED",
-    "REQUEUE_FED": "REQUEUED",
-    "REQUEUE_HOLD": "REQUEUED",
-    "PENDING": "PENDING",
-    "CONFIGURING": "PENDING",
-    "RUNNING": "RUNNING",
-    "COMPLETING": "RUNNING",
-    "SUSPENDED": "RUNNING",
-    "STOPPED": "RUNNING",
-    "RESIZING": "RUNNING",
-    "SIGNALING": "RUNNING",
-    "STAGE_OUT": "RUNNING",
-}
+    @property
+    def strength(self) -> Strength:
+        """The strength of an end this source recorded without saying how it knew (and of
+        blocks written before verdicts carried one: the old order, wrapper first)."""
+        return {
+            Source.SCHEDULER: Strength.SLURM,
+            Source.EPILOG: Strength.READING,
+            Source.WRAPPER: Strength.EXIT,
+        }[self]
 
 
-def from_slurm(slurm_state: str) -> str:
-    """``CANCELLED by 1000`` -> ``CANCELLED``; TransitionError for a word Slurm never prints."""
-    word = slurm_state.split()[0].upper() if slurm_state.split() else ""
-    if word not in _FROM_SLURM:
-        raise TransitionError(f"unknown Slurm job state {slurm_state!r}")
-    return _FROM_SLURM[word]
-
-
-# ---------------------------------------------------------------- the end's cause
-
-
-@dataclass(frozen=True)
-class EndEvidence:
-    """What the wrapper saw directly when the command ended."""
-
-    exit_code: int
-    walltime_warning: bool = False  # the walltime warning signal arrived
-    terminated_by: str | None = None  # "SIGTERM" etc. when asked to stop
-    time_left_at_term: float | None = None  # seconds before the limit when that came
-    oom_seen: bool = False  # an OOM kill or memory-limit line in the output
-    time_limit_seen: bool = False  # slurmstepd's DUE TO TIME LIMIT line
-    finished_all_steps: bool = False
-
-
-def end_state(ev: EndEvidence) -> str:
-    """COMPLETED, FAILED, CANCELLED, TIMEOUT or OUT_OF_MEMORY, by the rules above."""
-    if ev.oom_seen:
-        return "OUT_OF_MEMORY"
-    if ev.terminated_by is not None:
-        near = ev.time_left_at_term is not None and ev.time_left_at_term <= NEAR_LIMIT
-        return "TIMEOUT" if near else "CANCELLED"
-    if ev.time_limit_seen:
-        return "TIMEOUT"
-    if ev.walltime_warning:
-        # exited on the warning path (checkpoint + exit), unless it simply finished
-        return "COMPLETED" if ev.exit_code == 0 and ev.finished_all_steps else "TIMEOUT"
-    return "COMPLETED" if ev.exit_code == 0 else "FAILED"
-
-
-def sacct_exit(code: int, sig: int = 0) -> str:
-    """An exit status as sacct prints it: ``code:signal``, where sacct takes 128 off a code
-    of 128 or more (a batch script that exited 137 shows as ``9:0``; seen on the dev cluster)."""
-    return f"{code - 128 if code >= 128 else code}:{sig}"
-
-
-def slurm_account(exit_code: int) -> tuple[str, str]:
-    """What sacct records for a batch script that exited with ``exit_code`` by itself
-    (no signal from Slurm): ``COMPLETED 0:0``, else ``FAILED <code>:0``."""
-    return ("COMPLETED" if exit_code == 0 else "FAILED"), sacct_exit(exit_code)
+def basis_of(job: JobBlock) -> Strength:
+    """How strong the evidence behind the block's state is."""
+    found = Strength.named(job.state_basis)
+    if found is not None:
+        return found
+    if job.state_source is None or Source.of(job.state_source) is Source.WRAPPER:
+        return Strength.OWN  # written before verdicts had a strength: the wrapper ranked first
+    return Source.of(job.state_source).strength
 
 
 # ---------------------------------------------------------------- facts
@@ -305,9 +229,11 @@ class Ended:
     wandb_url: str | None = None
     array: arrays.ArrayTask | None = None
     task_prefix: str = ""  # "task 2: " for an array task
-    # Slurm's account where it is known to differ from ``state`` (as sacct will print it).
+    # Slurm's account (as sacct will print it), where the writer knows it.
     slurm_state: str | None = None
     slurm_exit: str | None = None
+    # How strong the evidence is (endings.classify); None: the source's default.
+    strength: Strength | None = None
 
 
 @dataclass(frozen=True)
@@ -340,6 +266,7 @@ class Chained:
     text: str | None = None
     by_hand: bool = False  # the successor was submitted by `hpcwrap resume`
     restart: bool = False  # `hpcwrap resume` starts the chain again after a stop
+    done: bool = False  # stopped because a job of the chain completed the training
 
 
 @dataclass(frozen=True)
@@ -473,45 +400,44 @@ def state_note(job: JobBlock) -> str | None:
     if not job.slurm_state or not job.state:
         return None
     try:
-        slurm = from_slurm(job.slurm_state)
+        slurm: str = from_slurm(job.slurm_state)
     except TransitionError:
         slurm = job.slurm_state
     if slurm == job.state or not is_final(slurm):
         return None
     code = (job.slurm_exit or "").split(":")[0]
-    if job.state == "TIMEOUT" and slurm == "FAILED":
+    if job.state == JobState.TIMEOUT and slurm in (JobState.FAILED, JobState.COMPLETED):
         return f"the training stopped on the walltime warning and exited {code or 'non-zero'}"
-    if job.state == "TIMEOUT" and slurm == "CANCELLED":
+    if job.state == JobState.TIMEOUT and slurm == JobState.CANCELLED:
         return "the TERM came at the time limit"
-    if job.state == "CANCELLED" and slurm == "FAILED":
+    if job.state == JobState.CANCELLED and slurm == JobState.FAILED:
         return "the training exited non-zero after a TERM"
-    if job.state == "OUT_OF_MEMORY":
+    if job.state == JobState.OUT_OF_MEMORY:
         return "an out-of-memory kill was seen in the output"
-    if job.state == "REQUEUED":
+    if job.state == JobState.REQUEUED:
         return "the job was requeued and ran again"
     source = Source.of(job.state_source).name.lower()
     return f"hpcwrap's reading from what the {source} saw"
 
 
-def _set_end(job: JobBlock, state: str, source: Source) -> bool:
-    """Apply the ranking; True when ``state`` became the block's state."""
+def _set_end(job: JobBlock, state: str, source: Source, strength: Strength | None = None) -> bool:
+    """Apply the ranking (runlog/endings.py); True when ``state`` became the block's state.
+
+    A non-final state is always replaced by a final one and never replaces one; a final
+    state is replaced only by a stronger verdict."""
     if state not in STATES:
         raise TransitionError(f"unknown state {state!r} (one of {', '.join(sorted(STATES))})")
+    strength = strength if strength is not None else source.strength
     current = job.state
     if current == state:
-        if Source.of(job.state_source) < source:
-            job.state_source = source.name.lower()
+        if is_final(state) and strength > basis_of(job):
+            job.state_source, job.state_basis = source.name.lower(), strength.name.lower()
         return False
-    if is_final(current):
-        requeue = state == "REQUEUED" and current == "CANCELLED"
-        if current == "REQUEUED" and state == "CANCELLED":
-            return False  # from inside, a requeue looks like a TERM: REQUEUED stands
-        if not requeue and source <= Source.of(job.state_source):
-            return False
-        if not is_final(state):
-            return False  # a final state is never replaced by a non-final one
+    if is_final(current) and (not is_final(state) or strength <= basis_of(job)):
+        return False
     job.state = state
     job.state_source = source.name.lower()
+    job.state_basis = strength.name.lower() if is_final(state) else None
     return True
 
 
@@ -604,7 +530,7 @@ def _submitted(state: RunState, f: Submitted) -> None:
         (
             j
             for j in reversed(state.jobs)
-            if j.state in (None, "RUNNING", "SUBMITTED") and _same_job(j.execution_id, f.job_id)
+            if not is_final(j.state) and _same_job(j.execution_id, f.job_id)
         ),
         None,
     )
@@ -617,7 +543,7 @@ def _submitted(state: RunState, f: Submitted) -> None:
     job.cluster = job.cluster or f.cluster
     job.submitted = job.submitted or f.when
     if job.state is None:
-        job.state, job.state_source = "SUBMITTED", Source.WRAPPER.name.lower()
+        job.state, job.state_source = JobState.SUBMITTED, Source.WRAPPER.name.lower()
     submit = copy.deepcopy(state.submit) if state.submit is not None else SubmitFacts()
     submit.job_id = f.job_id
     submit.output_path = f.output_path or submit.output_path
@@ -628,7 +554,7 @@ def _submitted(state: RunState, f: Submitted) -> None:
 def _submit_failed(state: RunState, f: SubmitFailed) -> None:
     job = JobBlock(
         submitted=f.when,
-        state="SUBMIT_FAILED",
+        state=JobState.SUBMIT_FAILED,
         submit_error=f.message,
         state_source=Source.WRAPPER.name.lower(),
     )
@@ -658,15 +584,19 @@ def _started(state: RunState, f: Started) -> None:
         and f.restart_count > (job.restart_count or 0)
     )
     if job is None or restarted or not _is_this_attempt(job, f.execution_id):
-        if restarted and job is not None and (not is_final(job.state) or job.state == "CANCELLED"):
-            _set_end(job, "REQUEUED", Source.WRAPPER)  # the restart proves the requeue
+        if restarted and job is not None and job.state in (None, JobState.CANCELLED):
+            # the restart proves the requeue: Slurm ran the job again (over a cancel read
+            # from a TERM, or from a batch step that never launched)
+            _set_end(job, JobState.REQUEUED, Source.WRAPPER, Strength.SLURM)
+        elif restarted and job is not None and not is_final(job.state):
+            _set_end(job, JobState.REQUEUED, Source.WRAPPER, Strength.SLURM)
         job = JobBlock(execution_id=f.execution_id)
         state.jobs.append(job)
     job.execution_id = job.execution_id or f.execution_id
-    if f.by_prolog and job.state == "RUNNING" and job.state_source == "wrapper":
+    if f.by_prolog and job.state == JobState.RUNNING and job.state_source == "wrapper":
         return  # the wrapper's own start came first: it stands
     job.start, job.end, job.exit_code = f.when, None, None
-    job.state = "RUNNING"
+    job.state, job.state_basis = JobState.RUNNING, None
     job.state_source = PROLOG if f.by_prolog else Source.WRAPPER.name.lower()
     job.node = f.nodes
     job.limit_at = f.limit_at or job.limit_at
@@ -714,16 +644,23 @@ def _ended(state: RunState, f: Ended) -> None:
             state.jobs.append(found)
         job = found
         was_final = is_final(job.state)
-        new_end = _set_end(job, f.state, f.source)
+        new_end = _set_end(job, f.state, f.source, f.strength)
         if not new_end and was_final:
-            return  # the same end reported again, or by a lower-ranked source: one entry
+            # the same end reported again, or weaker evidence: one entry; Slurm's account
+            # (the epilog's confirmation) goes beside it where none was known
+            if f.slurm_state is not None and job.slurm_state is None:
+                job.slurm_state, job.slurm_exit = f.slurm_state, f.slurm_exit
+                job.state_note = state_note(job)
+            return
         job.execution_id = job.execution_id or f.execution_id
         job.start = job.start or f.start
         job.node = job.node or f.nodes
-        if job.end is None or new_end:
-            job.end = f.when
-        if f.exit_code is not None:
-            job.exit_code = f.exit_code
+        if job.end is None or not was_final:
+            job.end = f.when  # a better reading of an end keeps the time it was seen
+        if f.exit_code is not None and (
+            job.exit_code is None or not was_final or f.source is Source.WRAPPER
+        ):
+            job.exit_code = f.exit_code  # the command's own exit, where the wrapper saw it
         if f.slurm_state is not None:
             job.slurm_state, job.slurm_exit = f.slurm_state, f.slurm_exit
         job.state_note = state_note(job)
@@ -755,7 +692,7 @@ def _requeued(state: RunState, f: Requeued) -> None:
     job = _block_for(state, f.execution_id)
     if job is None:
         return
-    if _set_end(job, "REQUEUED", f.source):
+    if _set_end(job, JobState.REQUEUED, f.source):
         job.end = job.end or f.when
         job.state_note = state_note(job)
         if f.text:
@@ -787,9 +724,9 @@ def _chained(state: RunState, f: Chained) -> None:
     chain.pending = f.pending
     chain.pending_by_hand = f.by_hand if f.pending is not None else False
     if f.restart:
-        chain.stopped = None
+        chain.stopped, chain.done = None, False
     if f.stopped is not None:
-        chain.stopped = f.stopped
+        chain.stopped, chain.done = f.stopped, f.done
     state.chain = chain
     if f.text:
         state.status.append(StatusEntry(f.when, f.text))
@@ -817,19 +754,18 @@ def _reconciled(state: RunState, f: Reconciled) -> None:
         if job.exit_code is None and f.slurm_exit:
             with contextlib.suppress(ValueError):
                 job.exit_code = int(f.slurm_exit.split(":")[0])
-        was_final = is_final(job.state)
+        earlier = job.state if is_final(job.state) else None
         if _set_end(job, word, Source.SCHEDULER):
             job.end = job.end or f.end or f.when
-            if not was_final:
-                state.status.append(
-                    StatusEntry(f.end or f.when, _reconciled_text(job, f.slurm_state))
-                )
+            state.status.append(
+                StatusEntry(f.end or f.when, _reconciled_text(job, f.slurm_state, earlier))
+            )
         elif job.end is None:
             job.end = f.end
     elif not is_final(job.state):
         before = (job.state, job.pending_reason)
         _set_end(job, word, Source.SCHEDULER)
-        job.pending_reason = f.reason if word == "PENDING" else None
+        job.pending_reason = f.reason if word == JobState.PENDING else None
         if f.text and (job.state, job.pending_reason) != before:
             state.status.append(StatusEntry(f.when, f.text))
     if is_final(job.state):
@@ -837,12 +773,14 @@ def _reconciled(state: RunState, f: Reconciled) -> None:
     job.state_note = state_note(job)
 
 
-def _reconciled_text(job: JobBlock, slurm_state: str) -> str:
+def _reconciled_text(job: JobBlock, slurm_state: str, before: str | None = None) -> str:
     code = f", exit {job.slurm_exit}" if job.slurm_exit else ""
-    return (
-        f"{job.state.lower() if job.state else 'ended'} (from the scheduler: {slurm_state}{code}); "
-        "the wrapper did not record the end"
-    )
+    word = endings.parse(job.state)
+    head = f"{word.word if word else 'ended'} (from the scheduler: {slurm_state}{code})"
+    if before is not None:
+        was = endings.parse(before)
+        return f"{head}; replaces the earlier reading ({was.word if was else before})"
+    return f"{head}; the wrapper did not record the end"
 
 
 def _plotted(state: RunState, f: Plotted) -> None:
@@ -938,14 +876,13 @@ def replace_state(target: RunState, new: RunState) -> None:
 __all__ = [
     "FINAL_STATES",
     "NEAR_LIMIT",
-    "NON_FINAL_STATES",
     "STATES",
     "Chained",
     "Described",
-    "EndEvidence",
     "Ended",
     "Facts",
     "FiguresRead",
+    "JobState",
     "Plotted",
     "ProgressObserved",
     "Published",
@@ -956,6 +893,7 @@ __all__ = [
     "SignalReceived",
     "Source",
     "Started",
+    "Strength",
     "SubmitFailed",
     "Submitted",
     "TransitionError",
@@ -963,7 +901,7 @@ __all__ = [
     "WandbSynced",
     "apply",
     "apply_in_place",
-    "end_state",
+    "basis_of",
     "event_kind",
     "from_slurm",
     "is_final",

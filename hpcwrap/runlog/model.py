@@ -65,6 +65,9 @@ class JobBlock:
     # Who decided ``state`` (lifecycle.Source name) and, where it differs from Slurm's, why.
     state_source: str | None = None
     state_note: str | None = None
+    # How strong the evidence behind ``state`` is (endings.Strength name): a verdict
+    # replaces the state only when stronger. Machine-only.
+    state_basis: str | None = None
     # When the job's time limit falls (read by the wrapper at the start; the epilog
     # judges a kill against it). Machine-only: not rendered.
     limit_at: datetime | None = None

@@ -21,7 +21,7 @@ from dataclasses import dataclass, fields
 from datetime import datetime
 
 from hpcwrap.runlog.dates import format_runtime, human_date, iso, status_stamp, to_utc
-from hpcwrap.runlog.lifecycle import FINAL_STATES
+from hpcwrap.runlog.endings import FINAL_STATES, JobState
 from hpcwrap.runlog.model import JobBlock, Results, RunState, StatusEntry
 from hpcwrap.runlog.telemetry import RESULTS_LABELS as TELEMETRY_LABELS
 from hpcwrap.runlog.telemetry import results_items as telemetry_results
@@ -410,7 +410,7 @@ def results_due(state: RunState) -> bool:
 
 
 # SUBMIT_FAILED is not here: a submission that never ran has no Results.
-_FINAL = FINAL_STATES - {"SUBMIT_FAILED"}
+_FINAL = FINAL_STATES - {JobState.SUBMIT_FAILED}
 
 
 def _results_items(state: RunState) -> list[tuple[str, str]]:

@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from hpcwrap.runlog import endings
 from hpcwrap.runlog.fsio import read_bytes, write_atomic
 from hpcwrap.runlog.locks import Lock
 from hpcwrap.scheduler.base import JobInfo, Scheduler
@@ -32,28 +33,12 @@ from hpcwrap.scheduler.cli_backend import base_id
 
 DEFAULT_MIN_INTERVAL = 30.0
 DEFAULT_TIMEOUT = 30.0
-# squeue states of a job that may still change (anything else: ask accounting).
-ACTIVE = frozenset(
-    {
-        "PENDING",
-        "CONFIGURING",
-        "RUNNING",
-        "COMPLETING",
-        "SUSPENDED",
-        "STOPPED",
-        "RESIZING",
-        "SIGNALING",
-        "STAGE_OUT",
-        "REQUEUED",
-        "REQUEUE_HOLD",
-        "REQUEUE_FED",
-    }
-)
 CACHE_FORMAT = 1
 
 
 def is_active(info: JobInfo) -> bool:
-    return info.state.split()[0].upper() in ACTIVE if info.state.split() else False
+    """squeue's word for the job says it may still change (anything else: ask accounting)."""
+    return endings.slurm_active(info.state)
 
 
 @dataclass
@@ -248,7 +233,6 @@ class BatchQuery:
 
 
 __all__ = [
-    "ACTIVE",
     "DEFAULT_MIN_INTERVAL",
     "DEFAULT_TIMEOUT",
     "BatchQuery",

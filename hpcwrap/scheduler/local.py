@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from hpcwrap.errors import SchedulerError, SubmitError
+from hpcwrap.runlog.endings import JobState
 from hpcwrap.sbatch_options import (
     default_job_name,
     expand_pattern,
@@ -104,7 +105,7 @@ class LocalScheduler:
         state = stat.rsplit(")", 1)[-1].split()[0]
         if state in ("Z", "X"):
             return None
-        return JobInfo(job_id=job_id, state="RUNNING", node=host)
+        return JobInfo(job_id=job_id, state=JobState.RUNNING, node=host)
 
     def queue(self, job_ids: Sequence[str], timeout: float = 0.0) -> list[JobInfo]:
         """The local jobs still running (from /proc; no scheduler to ask)."""

@@ -23,7 +23,8 @@ import pytest
 
 from hpcwrap import hooks
 from hpcwrap.errors import HookError
-from hpcwrap.runlog import RunLog, RunState, create_run, lifecycle
+from hpcwrap.runlog import RunLog, RunState, create_run, endings, lifecycle
+from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.facts import SubmitFacts
 from hpcwrap.runlog.model import JobBlock
 
@@ -75,33 +76,38 @@ def env_of(exit2: str | None, kind: str = "epilog") -> hooks.HookEnv:
     )
 
 
+OE = hooks.OutputEvidence
+JS = JobState
+
+
 @pytest.mark.parametrize(
     ("exit2", "limit_in", "out", "want", "slurm"),
     [
         # what slurmstepd wrote into the output decides first (seen on the dev cluster)
-        ("0:0", 3600.0, hooks.OutputEvidence(time_limit=True), "TIMEOUT", "TIMEOUT"),
-        ("0:0", 3600.0, hooks.OutputEvidence(cancelled=True), "CANCELLED", "CANCELLED"),
-        ("0:9", 3600.0, hooks.OutputEvidence(oom=True, cancelled=True), "OUT_OF_MEMORY", "FAILED"),
-        ("0:0", 3600.0, hooks.OutputEvidence(preempted=True), "PREEMPTED", "PREEMPTED"),
-        ("0:0", 3600.0, hooks.OutputEvidence(requeued=True), "REQUEUED", "REQUEUED"),
-        ("0:0", 3600.0, hooks.OutputEvidence(node_fail=True), "NODE_FAIL", "NODE_FAIL"),
+        ("0:0", 3600.0, OE(stepd=JS.TIMEOUT), "TIMEOUT", "TIMEOUT"),
+        ("0:15", 3600.0, OE(stepd=JS.CANCELLED), "CANCELLED", "CANCELLED"),
+        ("0:9", 3600.0, OE(memory=True, stepd=JS.CANCELLED), "OUT_OF_MEMORY", "FAILED"),
+        ("0:0", 3600.0, OE(stepd=JS.PREEMPTED), "PREEMPTED", "PREEMPTED"),
+        ("0:0", 3600.0, OE(stepd=JS.REQUEUED), "REQUEUED", "REQUEUED"),
+        ("0:0", 3600.0, OE(stepd=JS.NODE_FAIL), "NODE_FAIL", "NODE_FAIL"),
         # else the limit the wrapper read, then Slurm's exit status
-        ("0:0", 5.0, hooks.OutputEvidence(), "TIMEOUT", "TIMEOUT"),
-        ("0:9", 3600.0, hooks.OutputEvidence(), "FAILED", "FAILED"),
-        ("3:0", 3600.0, hooks.OutputEvidence(), "FAILED", "FAILED"),
-        ("137:0", 3600.0, hooks.OutputEvidence(), "FAILED", "FAILED"),
-        ("0:0", 3600.0, hooks.OutputEvidence(), "COMPLETED", "COMPLETED"),
-        ("0:0", None, hooks.OutputEvidence(), "COMPLETED", "COMPLETED"),  # no limit known
+        ("0:0", 5.0, OE(), "TIMEOUT", "TIMEOUT"),
+        ("0:9", 3600.0, OE(), "FAILED", "FAILED"),
+        ("3:0", 3600.0, OE(), "FAILED", "FAILED"),
+        ("137:0", 3600.0, OE(), "FAILED", "FAILED"),
+        ("0:0", 3600.0, OE(), "COMPLETED", "COMPLETED"),
+        ("0:0", None, OE(), "COMPLETED", "COMPLETED"),  # no limit known
     ],
 )
-def test_infer_end(
+def test_epilog_verdict(
     exit2: str, limit_in: float | None, out: hooks.OutputEvidence, want: str, slurm: str
 ) -> None:
     limit = T0 + timedelta(seconds=limit_in) if limit_in is not None else None
     job = JobBlock(execution_id="12", start=T0 - timedelta(minutes=5), limit_at=limit)
-    inf = hooks.infer_end(job, env_of(exit2), T0 + timedelta(seconds=10), out)
+    when = T0 + timedelta(seconds=10)
+    verdict = endings.classify(hooks.epilog_evidence(job, env_of(exit2), when, out))
     sacct = "9:0" if exit2 == "137:0" else exit2  # sacct takes 128 off a code >= 128
-    assert (inf.state, inf.slurm_state, inf.slurm_exit) == (want, slurm, sacct)
+    assert (verdict.state, verdict.slurm_state, verdict.slurm_exit) == (want, slurm, sacct)
 
 
 # ---------------------------------------------------------------- as Slurm runs them
@@ -212,7 +218,7 @@ def test_epilog_closes_a_cancelled_job(site: Site) -> None:
         "0:15",
     )
     assert job.end is not None and job.exit_code == 143
-    assert state.status[-1].text.startswith("cancelled (recorded by the epilog: TERM with time")
+    assert state.status[-1].text.startswith("cancelled (recorded by the epilog: a TERM with time")
     assert log.path.stat().st_uid == site.uid  # written as the user, not root
     assert not site.problems()
 

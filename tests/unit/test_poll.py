@@ -330,13 +330,15 @@ def test_poll_cli_json_counts_calls(
     assert main(["poll", str(root), "--json", "--min-interval", "0"]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert doc["slurm_calls"] == {"squeue": 1, "sacct": 1}
-    assert doc["written"] == 1 and doc["changes"][0]["after"] == "NODE_FAIL"
+    assert doc["written"] == 1 and doc["changes"][0]["after"] == "BOOT_FAIL"  # its own state
 
 
 # ---------------------------------------------------------------- status
 
 
 STATUS_KEYS = {
+    "run_state",
+    "stopped_why",
     "path",
     "name",
     "group",

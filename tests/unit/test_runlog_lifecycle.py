@@ -16,7 +16,6 @@ from hpcwrap.runlog.facts import CodeFacts, ConfigFacts
 from hpcwrap.runlog.lifecycle import (
     Described,
     Ended,
-    EndEvidence,
     ProgressObserved,
     Reconciled,
     Requeued,
@@ -25,10 +24,10 @@ from hpcwrap.runlog.lifecycle import (
     SignalReceived,
     Source,
     Started,
+    Strength,
     SubmitFailed,
     Submitted,
     apply,
-    end_state,
     from_slurm,
 )
 
@@ -55,7 +54,12 @@ def end_entries(state: RunState) -> list[str]:
     return [s.text for s in state.status]
 
 
-def wrapper_end(state: str = "TIMEOUT", minutes: float = 30, code: int = 124) -> Ended:
+def wrapper_end(
+    state: str = "TIMEOUT",
+    minutes: float = 30,
+    code: int = 124,
+    strength: Strength | None = None,
+) -> Ended:
     return Ended(
         at(minutes),
         state,
@@ -64,6 +68,7 @@ def wrapper_end(state: str = "TIMEOUT", minutes: float = 30, code: int = 124) ->
         exit_code=code,
         start=at(1),
         text=f"{state.lower()} (wrapper)",
+        strength=strength,
     )
 
 
@@ -146,35 +151,6 @@ def test_a_restart_does_not_relabel_a_completed_attempt() -> None:
     assert [j.state for j in state.jobs] == ["COMPLETED", "RUNNING"]
 
 
-# ---------------------------------------------------------------- the end's cause
-
-
-@pytest.mark.parametrize(
-    ("evidence", "want"),
-    [
-        (EndEvidence(0), "COMPLETED"),
-        (EndEvidence(1), "FAILED"),
-        # TERM with time left is a cancel, also after the walltime warning
-        (EndEvidence(143, terminated_by="SIGTERM", time_left_at_term=3000), "CANCELLED"),
-        (
-            EndEvidence(143, walltime_warning=True, terminated_by="SIGTERM", time_left_at_term=200),
-            "CANCELLED",
-        ),
-        # TERM at the limit (within the kill grace) is the time limit
-        (EndEvidence(143, terminated_by="SIGTERM", time_left_at_term=5), "TIMEOUT"),
-        (EndEvidence(143, terminated_by="SIGTERM", time_left_at_term=-20), "TIMEOUT"),
-        # exited on the walltime-warning path (checkpoint + exit 124)
-        (EndEvidence(124, walltime_warning=True), "TIMEOUT"),
-        # a warning followed by a normal finish is not a TIMEOUT
-        (EndEvidence(0, walltime_warning=True, finished_all_steps=True), "COMPLETED"),
-        (EndEvidence(1, time_limit_seen=True), "TIMEOUT"),
-        (EndEvidence(137, oom_seen=True, terminated_by="SIGTERM"), "OUT_OF_MEMORY"),
-    ],
-)
-def test_end_state(evidence: EndEvidence, want: str) -> None:
-    assert end_state(evidence) == want
-
-
 # ---------------------------------------------------------------- ranking and duplicates
 
 
@@ -186,21 +162,65 @@ def test_the_same_end_reported_twice_gives_one_entry() -> None:
     assert epilog.jobs[0].end == at(30)
 
 
-def test_a_lower_ranked_source_never_replaces_a_final_state() -> None:
-    state = apply(running_state(), wrapper_end("CANCELLED", 10, 143))
+def test_a_weaker_verdict_never_replaces_a_final_state() -> None:
+    # the training saved on the walltime warning and exited 124: hpcwrap's own word
+    state = apply(running_state(), wrapper_end("TIMEOUT", 10, 124, Strength.OWN))
     state = apply(
-        state, Ended(at(11), "FAILED", Source.EPILOG, execution_id="12", exit_code=1, text="x")
+        state,
+        Ended(
+            at(11), "FAILED", Source.EPILOG, "12", exit_code=124, text="x", strength=Strength.EXIT
+        ),
     )
-    assert state.jobs[0].state == "CANCELLED" and state.jobs[0].exit_code == 143
-    assert end_entries(state) == ["cancelled (wrapper)"]
+    assert state.jobs[0].state == "TIMEOUT" and state.jobs[0].exit_code == 124
+    assert end_entries(state) == ["timeout (wrapper)"]
 
 
-def test_a_higher_ranked_source_corrects_the_epilog() -> None:
+def test_the_epilogs_reading_replaces_the_wrappers_guess_from_a_term() -> None:
+    # a node failure reaches the wrapper as a TERM with time left: a guess of a cancel
+    state = apply(running_state(), wrapper_end("CANCELLED", 10, 143, Strength.GUESS))
+    node_fail = Ended(
+        at(10.5),
+        "NODE_FAIL",
+        Source.EPILOG,
+        "12",
+        start=at(1),
+        text="node failure: node n1 failed",
+        slurm_state="NODE_FAIL",
+        slurm_exit="0:0",
+        strength=Strength.READING,
+    )
+    state = apply(state, node_fail)
+    job = state.jobs[0]
+    assert (job.state, job.state_source, job.state_basis) == ("NODE_FAIL", "epilog", "reading")
+    assert job.end == at(10) and job.exit_code == 143  # the wrapper saw the exit: it stands
+    assert (job.slurm_state, job.slurm_exit) == ("NODE_FAIL", "0:0")
+    assert end_entries(state) == ["cancelled (wrapper)", "node failure: node n1 failed"]
+    # Slurm's own word agrees: no further entry; a later guess changes nothing
+    state = apply(state, Reconciled(at(12), "12", "NODE_FAIL", "0:0", end=at(10)))
+    state = apply(state, wrapper_end("CANCELLED", 10, 143, Strength.GUESS))
+    assert state.jobs[0].state == "NODE_FAIL" and len(end_entries(state)) == 2
+
+
+def test_slurms_word_replaces_the_epilogs_reading_but_not_hpcwraps_own() -> None:
+    state = apply(
+        running_state(),
+        Ended(at(10), "COMPLETED", Source.EPILOG, "12", exit_code=0, strength=Strength.EXIT),
+    )
+    state = apply(state, Reconciled(at(11), "12", "PREEMPTED", "0:0", end=at(10)))
+    assert state.jobs[0].state == "PREEMPTED" and "replaces the earlier reading" in (
+        state.status[-1].text
+    )
+    own = apply(running_state(), wrapper_end("TIMEOUT", 30, 124, Strength.OWN))
+    own = apply(own, Reconciled(at(31), "12", "FAILED", "124:0", end=at(30)))
+    assert own.jobs[0].state == "TIMEOUT"
+
+
+def test_a_stronger_wrapper_verdict_corrects_the_epilog() -> None:
     state = apply(
         running_state(),
         Ended(at(10), "CANCELLED", Source.EPILOG, execution_id="12", exit_code=15, text="e"),
     )
-    state = apply(state, wrapper_end("TIMEOUT", 10, 124))
+    state = apply(state, wrapper_end("TIMEOUT", 10, 124, Strength.OWN))
     job = state.jobs[0]
     assert job.state == "TIMEOUT" and job.state_source == "wrapper" and job.exit_code == 124
 
@@ -239,7 +259,7 @@ def test_cancelled_while_pending_is_closed_by_the_scheduler() -> None:
 
 
 def test_reconciled_keeps_the_wrappers_reading_and_says_why_slurm_differs() -> None:
-    state = apply(running_state(), wrapper_end("TIMEOUT", 30, 124))
+    state = apply(running_state(), wrapper_end("TIMEOUT", 30, 124, Strength.OWN))
     state = apply(state, Reconciled(at(31), "12", "FAILED", "124:0", end=at(30)))
     job = state.jobs[0]
     assert job.state == "TIMEOUT" and (job.slurm_state, job.slurm_exit) == ("FAILED", "124:0")

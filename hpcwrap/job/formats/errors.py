@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 
 from hpcwrap.job.formats.observation import ERROR_TEXT_MAX
+from hpcwrap.runlog import endings
 
 # Lower-case words one of which every error line below contains (a cheap first check).
 _ERROR_HINTS: tuple[str, ...] = (
@@ -24,12 +25,10 @@ _ERROR_HINTS: tuple[str, ...] = (
     "core dumped",
 )
 
-# (kind, regex) — the first that matches names the error.
+# (kind, regex) — the first that matches names the error. Slurm's and the kernel's own
+# lines come from runlog/endings.py, where the epilog reads the same ones.
 _ERRORS: tuple[tuple[str, re.Pattern[str]], ...] = (
-    ("time_limit", re.compile(r"DUE TO TIME LIMIT")),
-    ("oom_kill", re.compile(r"oom[-_]kill|Out Of Memory|OOM [Kk]iller")),
-    ("mem_limit", re.compile(r"exceeded (?:job |step )?memory limit", re.IGNORECASE)),
-    ("cancelled", re.compile(r"\*\*\* (?:JOB|STEP) \S+ ON \S+ CANCELLED AT")),
+    *((kind, endings.LINES_TEXT[kind]) for kind, _, _ in endings.SLURM_LINES),
     (
         "cuda_oom",
         re.compile(
