@@ -487,15 +487,21 @@ def epilog_evidence(
 
 
 def end_time(
-    env: HookEnv, out: OutputEvidence, verdict: endings.Verdict, when: datetime
+    env: HookEnv,
+    out: OutputEvidence,
+    verdict: endings.Verdict,
+    when: datetime,
+    start: datetime | None,
 ) -> datetime:
     """When the attempt ended: Slurm's own end time where the hook's environment gives it
     (23.02+), else when slurmstepd's line says Slurm stopped it (the TERM: the epilog
-    runs KillWait or more later), else the epilog's clock."""
-    if env.end_time is not None:
-        return min(env.end_time, when)
-    if out.stepd_at is not None and verdict.strength >= endings.Strength.READING:
-        return min(out.stepd_at, when)
+    runs KillWait or more later), else the epilog's clock. Never before the start (the
+    line's time is the node's, to the second; the file is the job's)."""
+    floor = start - timedelta(seconds=1) if start is not None else None
+    line = out.stepd_at if verdict.strength >= endings.Strength.READING else None
+    for at in (env.end_time, line):
+        if at is not None and (floor is None or at >= floor):
+            return min(at, when)
     return when
 
 
@@ -610,7 +616,7 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
         )
         return f"already {job.state}: epilog read {verdict.state} ({verdict.why})"
     last = _progress(log, out, work_dir)
-    end = end_time(env, out, verdict, when)
+    end = end_time(env, out, verdict, when, job.start)
     runtime = format_runtime((end - job.start).total_seconds()) if job.start else "?"
     parts = [f"{verdict.state.word} (recorded by the epilog: {verdict.why})"]
     parts.append(f"Slurm exit {env.exit_code2 or '?'}, after {runtime}")

@@ -89,7 +89,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--stall-after",
         metavar="DURATION",
-        help="'stalled?' when no new step for this long (default from settings: 20m)",
+        help="'stalled?' when no new step for this long (default from settings: 20m; at "
+        "least status_min_interval, default 1m, so a shorter value is raised to it)",
     )
     p.add_argument(
         "--telemetry-interval",
@@ -131,6 +132,15 @@ def _settings(args: argparse.Namespace, in_submission: bool) -> Settings:
             f"most every {settings.status_min_interval:g}s",
             file=sys.stderr,
         )
+    if settings.stall_after < settings.status_min_interval:
+        # A 'stalled?' entry is a Status entry: it too waits for the rate limit.
+        print(
+            f"hpcwrap: note: stall_after {settings.stall_after:g}s is below "
+            f"status_min_interval {settings.status_min_interval:g}s: raised to "
+            f"{settings.status_min_interval:g}s (a 'stalled?' entry is a Status entry)",
+            file=sys.stderr,
+        )
+        settings = dataclasses.replace(settings, stall_after=settings.status_min_interval)
     return settings
 
 

@@ -622,3 +622,71 @@ def test_the_next_attempts_start_opens_its_own_block_after_a_prolog_only_attempt
     apply_in_place(state, Started(later, "12", "n1", True, restart_count=1, by_prolog=True))
     assert [(j.state, j.restart_count) for j in state.jobs] == [("REQUEUED", 0), ("RUNNING", 1)]
     assert state.jobs[1].start == later and state.jobs[0].start == t0
+
+
+def _stepd(at: datetime, due: str = "") -> str:
+    local = at.astimezone().replace(tzinfo=None).isoformat(timespec="seconds")
+    return f"slurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT {local}{due} ***\n"
+
+
+@needs_root
+def test_epilog_results_come_from_the_outputs_tail_when_it_got_further(site: Site) -> None:
+    # the wrapper was SIGKILLed: its events stop at step 1, the output went on to step 10
+    log = site.log(running())
+    log.append_event("progress", {"step": 1, "train_loss": 0.999, "train_loss_text": "0.9990"})
+    out = site.home / "slurm-12.out"
+    lines = [f"iter {i}: loss {1 - i / 1000:.4f}, time 10.00ms\n" for i in range(1, 11)]
+    out.write_text("".join(lines))
+    log.update(lambda s: setattr(s, "submit", SubmitFacts(output_path=str(out))))
+    site.chown(site.home)
+    assert site.hook("epilog", site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:9")).returncode == 0
+    state = log.read()
+    assert state.jobs[0].state == "FAILED"
+    assert state.results.final_step == 10 and state.results.end_train_loss_text == "0.9900"
+    assert state.results.start_train_loss_text == "0.9990"  # the first stays the wrapper's
+    assert "last step 10, train_loss 0.9900" in state.status[-1].text
+
+
+@needs_root
+def test_an_unhandled_limit_ends_when_slurm_sent_the_term(site: Site) -> None:
+    job = running(limit_in=-20)
+    log = site.log(job)
+    term_at = (job.start or T0) + timedelta(seconds=60)
+    out = site.home / "slurm-12.out"
+    out.write_text("iter 1: loss 1.0000, time 1ms\n" + _stepd(term_at, " DUE TO TIME LIMIT"))
+    log.update(lambda s: setattr(s, "submit", SubmitFacts(output_path=str(out))))
+    site.chown(site.home)
+    assert site.hook("epilog", site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:0")).returncode == 0
+    ended = log.read().jobs[0]
+    assert ended.state == "TIMEOUT" and ended.end == term_at.replace(microsecond=0)
+
+
+@needs_root
+def test_a_node_failure_replaces_the_wrappers_cancel_guess(site: Site) -> None:
+    job = running()
+    log = site.log(job)
+    wrapper_end = (job.start or T0) + timedelta(seconds=30)
+    log.record(
+        lifecycle.Ended(
+            wrapper_end,
+            JobState.CANCELLED,
+            lifecycle.Source.WRAPPER,
+            "12",
+            exit_code=143,
+            start=job.start,
+            text="stopped by SIGTERM with time left, exit code 143",
+            strength=endings.Strength.GUESS,
+        )
+    )
+    out = site.home / "slurm-12.out"
+    due = " DUE TO NODE FAILURE, SEE SLURMCTLD LOG FOR DETAILS"
+    out.write_text("iter 1: loss 1.0000, time 1ms\n" + _stepd(wrapper_end, due))
+    log.update(lambda s: setattr(s, "submit", SubmitFacts(output_path=str(out))))
+    site.chown(site.home)
+    assert site.hook("epilog", site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:0")).returncode == 0
+    state = log.read()
+    ended = state.jobs[0]
+    assert (ended.state, ended.slurm_state, ended.slurm_exit) == ("NODE_FAIL", "NODE_FAIL", "0:0")
+    assert ended.end == wrapper_end and ended.exit_code == 143  # what the wrapper saw stands
+    assert state.status[-1].text.startswith("node failure: node n1 failed")
+    assert not any(e.text.startswith("cancelled") for e in state.status)
