@@ -58,7 +58,7 @@ def processes_mentioning(text: str) -> list[str]:
 
 
 # A node that is up and takes jobs, whatever the jobs of other tests are doing on it.
-SCHEDULABLE = frozenset({"idle", "mixed", "allocated", "completing"})
+SCHEDULABLE = frozenset({"idle", "mixed", "allocated", "completing", "planned"})
 
 
 def node_states(cluster: Cluster) -> dict[str, str]:
