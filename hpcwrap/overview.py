@@ -507,7 +507,7 @@ def render_report(
         out += ["Scheduler evidence: none recorded here (run `hpcwrap poll`).", ""]
 
     def evidence(r: RunRow) -> str:
-        bits = []
+        bits = [f"chain: stopped ({r.stopped_why})"] if r.stopped_why else []
         if r.slurm_state:
             slurm = " ".join(x for x in (r.slurm_state, r.slurm_exit) if x)
             bits.append(f"Slurm: {slurm}")

@@ -124,23 +124,21 @@ def _settings(args: argparse.Namespace, in_submission: bool) -> Settings:
             settings = dataclasses.replace(settings, telemetry_interval=every)
     except ConfigError as exc:
         raise UsageError(str(exc)) from None
-    if settings.status_every < settings.status_min_interval:
-        # The rate limit wins (a log must not bloat); say so instead of silently ignoring it.
-        print(
-            f"hpcwrap: note: status_every {settings.status_every:g}s is below "
-            f"status_min_interval {settings.status_min_interval:g}s: Status entries come at "
-            f"most every {settings.status_min_interval:g}s",
-            file=sys.stderr,
-        )
-    if settings.stall_after < settings.status_min_interval:
-        # A 'stalled?' entry is a Status entry: it too waits for the rate limit.
-        print(
-            f"hpcwrap: note: stall_after {settings.stall_after:g}s is below "
-            f"status_min_interval {settings.status_min_interval:g}s: raised to "
-            f"{settings.status_min_interval:g}s (a 'stalled?' entry is a Status entry)",
-            file=sys.stderr,
-        )
-        settings = dataclasses.replace(settings, stall_after=settings.status_min_interval)
+    # The rate limit wins (a log must not bloat); say so instead of silently ignoring it.
+    least = settings.status_min_interval
+    for name, effect in (
+        ("status_every", f"Status entries come at most every {least:g}s"),
+        ("stall_after", f"raised to {least:g}s (a 'stalled?' entry is a Status entry)"),
+    ):
+        value = getattr(settings, name)
+        if value < least:
+            print(
+                f"hpcwrap: note: {name} {value:g}s is below status_min_interval {least:g}s: "
+                + effect,
+                file=sys.stderr,
+            )
+    if settings.stall_after < least:
+        settings = dataclasses.replace(settings, stall_after=least)
     return settings
 
 

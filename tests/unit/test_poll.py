@@ -575,3 +575,29 @@ def test_a_requeued_newest_attempt_is_not_done(tmp_path: Path) -> None:
     row = overview.collect([root], root)[0]
     assert row.state == "REQUEUED" and not row.final
     assert "**Remaining** (1)" in overview.render_report([row])
+
+
+def test_a_chain_its_guard_stopped_reads_stopped_not_completed(tmp_path: Path) -> None:
+    # the guard's job exited 0 without training: Slurm saw it COMPLETE, the run did not
+    root = tmp_path / "run_logs"
+    log = make_run(root, "133", running=True)
+    log.record(lifecycle.Chained(T0, stopped="no progress: job 132 saved no newer checkpoint"))
+    log.record(
+        lifecycle.Ended(
+            T0 + timedelta(minutes=2), "COMPLETED", lifecycle.Source.EPILOG, "133", exit_code=0
+        )
+    )
+    row = overview.read_row(log.path, root)
+    assert (row.state, row.run_state) == ("COMPLETED", "stopped")
+    assert row.stopped_why == "no progress: job 132 saved no newer checkpoint"
+    assert "STOPPED" in overview.render_table([row], colour=False)
+    assert "chain: stopped (no progress: job 132" in overview.render_report([row])
+    # a chain that stopped because the training completed is COMPLETED
+    done = make_run(root, "140", running=True)
+    done.record(lifecycle.Chained(T0, stopped="job 140 ended COMPLETED", done=True))
+    done.record(
+        lifecycle.Ended(
+            T0 + timedelta(minutes=2), "COMPLETED", lifecycle.Source.WRAPPER, "140", exit_code=0
+        )
+    )
+    assert overview.read_row(done.path, root).run_state == "COMPLETED"

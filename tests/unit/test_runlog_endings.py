@@ -11,6 +11,9 @@ from hpcwrap.errors import TransitionError
 from hpcwrap.runlog import endings
 from hpcwrap.runlog.arrays import spec_indices
 from hpcwrap.runlog.endings import Evidence, JobState, Strength, classify
+from hpcwrap.runlog.experiments import row_values
+from hpcwrap.runlog.facts import ChainFacts
+from hpcwrap.runlog.model import JobBlock, RunState
 
 PACKAGE = Path(endings.__file__).resolve().parents[1]
 MEMORY_LINE = "slurmstepd: error: Exceeded step memory limit at some point."
@@ -151,6 +154,13 @@ def test_the_run_as_a_whole() -> None:
     assert endings.run_state("COMPLETED", "job 9 ended COMPLETED", chain_done=True) == "COMPLETED"
     assert endings.run_state("FAILED", "job 9 ended FAILED", chain_done=False) == "FAILED"
     assert endings.run_state("COMPLETED", None, chain_done=False) == "COMPLETED"
+
+
+def test_experiments_md_says_chain_stopped() -> None:
+    state = RunState(run_type="experiment", jobs=[JobBlock(execution_id="9", state="COMPLETED")])
+    assert row_values(state)["status"] == ""
+    state.chain = ChainFacts(stopped="no progress: job 8 saved no newer checkpoint")
+    assert row_values(state)["status"] == "chain stopped"
 
 
 @pytest.mark.parametrize(
