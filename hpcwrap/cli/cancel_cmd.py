@@ -21,8 +21,8 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 
 
 def _cancel(args: argparse.Namespace) -> int:
-    from hpcwrap import resume
     from hpcwrap.scheduler import get_scheduler
+    from hpcwrap.submit import resume
 
     log = open_for_chain(args)
     cancelled = resume.cancel_run(log, get_scheduler("slurm"))

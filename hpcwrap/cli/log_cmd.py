@@ -109,8 +109,8 @@ def _root(args: argparse.Namespace, settings: Settings) -> Path:
 
 
 def _new(args: argparse.Namespace) -> int:
-    from hpcwrap.newrun import create_run_from_request
     from hpcwrap.redact import redact_command_text
+    from hpcwrap.submit.newrun import create_run_from_request
 
     settings = _settings()
     req = request_from_args(args, settings)
@@ -148,7 +148,7 @@ def _show(args: argparse.Namespace) -> int:
     if args.json:
         import orjson
 
-        from hpcwrap.job.telemetry.core import summarize_sidecar
+        from hpcwrap.reading.telemetry import summarize_sidecar
         from hpcwrap.runlog.model import to_dict
         from hpcwrap.runlog.telemetry import json_block
 

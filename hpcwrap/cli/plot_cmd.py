@@ -95,7 +95,7 @@ def output_files(state: Any) -> list[Path]:
     it: ``sbatch_options.output_file_of``)."""
     import getpass
 
-    from hpcwrap.sbatch_options import output_file_of
+    from hpcwrap.scheduler.sbatch_options import output_file_of
 
     if state.submit is None:
         return []
@@ -117,7 +117,7 @@ def logged_losses(
     """Every logged loss point of the run and where they came from: its jobs' output
     files, read as the wrapper reads them (with the project's own ``patterns``); else
     its progress events."""
-    from hpcwrap.job.scan import loss_points
+    from hpcwrap.reading.scan import loss_points
 
     files = output_files(state)
     merged: dict[str, dict[float, float]] = {"train_loss": {}, "val_loss": {}}

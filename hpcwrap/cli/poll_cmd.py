@@ -106,7 +106,8 @@ def _print(result: Any, quiet: bool) -> None:
 
 
 def _poll(args: argparse.Namespace) -> int:
-    from hpcwrap import overview, poll
+    from hpcwrap.reports import poll
+    from hpcwrap.reports import status as overview
     from hpcwrap.scheduler import get_scheduler
     from hpcwrap.scheduler.batch import BatchQuery, default_cache_path
 

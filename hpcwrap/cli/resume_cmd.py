@@ -46,8 +46,8 @@ def open_for_chain(args: argparse.Namespace) -> Any:
 def _resume(args: argparse.Namespace) -> int:
     import os
 
-    from hpcwrap import resume
     from hpcwrap.scheduler import get_scheduler
+    from hpcwrap.submit import resume
 
     log = open_for_chain(args)
     job_id = resume.resume_by_hand(

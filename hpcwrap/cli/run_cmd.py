@@ -173,7 +173,7 @@ def handle(args: argparse.Namespace) -> int:
                 "without a run log"
             )
     else:
-        from hpcwrap.newrun import create_run_from_request, describe_command
+        from hpcwrap.submit.newrun import create_run_from_request, describe_command
 
         request = request_from_args(args, settings)  # refuses a missing --mode/--objective
         env = job_env(os.environ, args.execution_id)

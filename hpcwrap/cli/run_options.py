@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcwrap.config import Settings, load_settings, where_note
-from hpcwrap.runrequest import RunRequest, build_run_request
+from hpcwrap.submit.request import RunRequest, build_run_request
 
 if TYPE_CHECKING:
     from hpcwrap.runlog.locks import LockConfig

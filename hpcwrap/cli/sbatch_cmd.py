@@ -2,7 +2,7 @@
 
 argparse cannot split ``[hpcwrap options] [sbatch options] script [args]``
 (it would take sbatch's options, and the script's, for its own), so the
-subcommand takes its words raw and ``hpcwrap.sbatch_options.split_command_line``
+subcommand takes its words raw and ``hpcwrap.scheduler.sbatch_options.split_command_line``
 splits them with sbatch's option table; the words found to be hpcwrap's are
 then parsed by an ordinary argparse parser, which also makes ``--help``.
 """
@@ -27,10 +27,10 @@ from hpcwrap.errors import EXIT_INTERRUPTED, HpcwrapError, UsageError, exit_code
 from hpcwrap.scheduler import SCHEDULERS, SubmitInterrupted, SubmitResult, get_scheduler
 
 if TYPE_CHECKING:
-    from hpcwrap import submit
     from hpcwrap.runlog import RunLog
+    from hpcwrap.submit import submission as submit
 
-# The sbatch release whose option table hpcwrap.sbatch_options holds (a test checks they agree;
+# The sbatch release whose option table scheduler/sbatch_options.py holds (a test checks they agree;
 # that module and the run-log code load only when `hpcwrap sbatch` runs, not for --help).
 SBATCH_VERSION_CHECKED = "22.05.8"
 
@@ -199,8 +199,8 @@ def _wants_help(words: list[str], own: tuple[str, ...], keys: list[str | None]) 
 
 
 def handle(args: argparse.Namespace) -> int:
-    from hpcwrap import submit
-    from hpcwrap.sbatch_options import split_command_line
+    from hpcwrap.scheduler.sbatch_options import split_command_line
+    from hpcwrap.submit import submission as submit
 
     words: list[str] = list(args.words)
     parser = build_parser()
@@ -221,7 +221,7 @@ def handle(args: argparse.Namespace) -> int:
     if request.run_type == "experiment":
         # Preflight: the group's last runs, and a warning (--strict: a refusal) before
         # repeating a variation that was discarded or failed.
-        from hpcwrap import preflight
+        from hpcwrap.submit import preflight
 
         root = request.run_logs if request.run_logs.is_absolute() else cwd / request.run_logs
         strict = ns.strict or settings.preflight == "strict"
@@ -236,7 +236,7 @@ def handle(args: argparse.Namespace) -> int:
     chain = None
     capped: str | None = None
     if ns.resume == "auto":
-        from hpcwrap import resume
+        from hpcwrap.submit import resume
 
         if prep.user_resolved().get("array"):
             raise UsageError("--resume auto chains one job after another; not for --array")
@@ -305,7 +305,7 @@ def handle(args: argparse.Namespace) -> int:
 
 def _follow_up(log: RunLog, job_id: str) -> None:
     """The ``follow_up`` setting: a tiny afterany job that polls the run (see followup.py)."""
-    from hpcwrap import followup
+    from hpcwrap.submit import followup
 
     try:
         fid = followup.submit(log, job_id)

@@ -1,6 +1,6 @@
 """`hpcwrap scan OUTPUT...`: what hpcwrap reads from an existing output file.
 
-The reader is the in-job wrapper's (``hpcwrap.job.scan.scan_file``): the same format
+The reader is the in-job wrapper's (``hpcwrap.reading.scan.scan_file``): the same format
 entries, the same scanner, so what ``scan`` prints is what ``hpcwrap run`` would have
 recorded from that output.
 """
@@ -17,7 +17,7 @@ from hpcwrap.cli.run_options import command_settings, lock_config
 from hpcwrap.errors import UsageError
 
 if TYPE_CHECKING:
-    from hpcwrap.job.scan import CheckpointReport, ScanReport
+    from hpcwrap.reading.scan import CheckpointReport, ScanReport
 
 DESCRIPTION = """\
 Read training output files (e.g. slurm-1234.out) offline and print what hpcwrap
@@ -140,7 +140,7 @@ def _redacted(value: Any) -> Any:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from hpcwrap.job.scan import scan_file
+    from hpcwrap.reading.scan import scan_file
     from hpcwrap.redact import redact_text
 
     settings = command_settings(Path.cwd())
@@ -159,7 +159,7 @@ def handle(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot read {name}: {exc.strerror or exc}") from None
         if args.workdir:
-            from hpcwrap.job.records import with_records
+            from hpcwrap.reading.records import with_records
 
             workdir = Path(args.workdir).expanduser()
             if not workdir.is_dir():

@@ -78,7 +78,7 @@ def use_colour(stream: Any) -> bool:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from hpcwrap import overview
+    from hpcwrap.reports import status as overview
 
     paths, root = resolve_targets(args.targets, args.run_logs)
     named_runs = any(p.is_file() for p in paths)

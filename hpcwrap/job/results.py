@@ -17,8 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcwrap.job.progress import ErrorRecord, Snapshot
 from hpcwrap.job.status import fmt_num
+from hpcwrap.reading.progress import ErrorRecord, Snapshot
 from hpcwrap.runlog import endings, lifecycle
 from hpcwrap.runlog.fsio import copy_mode
 

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Protocol
 
-from hpcwrap.job.progress import Checkpoint, ErrorRecord, Notable, Snapshot
+from hpcwrap.reading.progress import Checkpoint, ErrorRecord, Notable, Snapshot
 
 PROGRESS_EVENT_EVERY = 10.0
 

@@ -37,13 +37,10 @@ from typing import Any, TextIO
 
 from hpcwrap.config import Settings, signal_number
 from hpcwrap.errors import ConfigError
-from hpcwrap.job import arraytasks, records
+from hpcwrap.job import arraytasks
 from hpcwrap.job import results as res
-from hpcwrap.job.formats import LineParser
 from hpcwrap.job.jobenv import JobEnv, TimeLeft, describe_seconds, job_env, wandb_data_env
 from hpcwrap.job.passthrough import Pump, enlarge_pipe, same_file
-from hpcwrap.job.progress import Notable, Progress, Snapshot, checkpoint_note
-from hpcwrap.job.scan import Scanner
 from hpcwrap.job.sink import LogSink, warn
 from hpcwrap.job.status import (
     StatusConfig,
@@ -57,6 +54,10 @@ from hpcwrap.job.status import (
     progress_fields,
 )
 from hpcwrap.job.supervise import SignalNote, Supervisor, exit_code, signal_name
+from hpcwrap.reading import records
+from hpcwrap.reading.formats import LineParser
+from hpcwrap.reading.progress import Notable, Progress, Snapshot, checkpoint_note
+from hpcwrap.reading.scan import Scanner
 from hpcwrap.runlog import RunLog, lifecycle
 from hpcwrap.runlog.dates import format_runtime
 from hpcwrap.runlog.dates import now as utc_now
@@ -297,7 +298,7 @@ class Wrapper:
         else:
             self.sink.event(write.event, write.data)
 
-    # -- walltime-resume chains (hpcwrap.resume) ---------------------------------
+    # -- walltime-resume chains (hpcwrap.submit.resume) ---------------------------------
 
     def begin_chain(self) -> Outcome | None:
         """Before the command starts, in a chained run: a successor checks the guards and
@@ -313,8 +314,8 @@ class Wrapper:
         chain = state.chain
         if chain is None:
             return None
-        from hpcwrap import resume
         from hpcwrap.scheduler import get_scheduler
+        from hpcwrap.submit import resume
 
         job_id = env.job_id
         workdir = resume.workdir_of(state, run)
@@ -386,8 +387,8 @@ class Wrapper:
         chain = state.chain
         if chain is None or chain.stopped:
             return
-        from hpcwrap import resume
         from hpcwrap.scheduler import get_scheduler
+        from hpcwrap.submit import resume
 
         if JobState(final).resumable:
             if chain.pending is None and chain.mode == "auto":
@@ -407,7 +408,7 @@ class Wrapper:
         without an hpcwrap comment (plain sbatch of a script that runs ``hpcwrap run``)."""
         if not self.env.in_slurm or self.sink.run is None:
             return
-        from hpcwrap.hooks import register_job
+        from hpcwrap.hooks.node import register_job
 
         try:
             register_job(self.opts.environ, self.sink.run.path)
@@ -423,7 +424,7 @@ class Wrapper:
         if env.is_array_task:
             again = f" (restart {env.restart_count})" if env.restart_count else ""
             text = f"{self.prefix}started on {env.nodes}{again}"
-        from hpcwrap.newrun import describe_command
+        from hpcwrap.submit.newrun import describe_command
 
         self.sink.record(
             lifecycle.Started(
@@ -693,7 +694,7 @@ class Wrapper:
                 else:
                     self.record_end(end, verdict, snap, end_wall)
                     self.end_chain(state)
-                    from hpcwrap import followup  # the follow-up job (no admin for hooks)
+                    from hpcwrap.submit import followup  # the follow-up job (no admin for hooks)
 
                     followup.cancel_after_end(
                         self.sink.run, self.env.in_slurm, self.env.is_array_task

@@ -29,7 +29,7 @@ from hpcwrap.runlog.facts import (
     legacy_config,
 )
 from hpcwrap.runlog.telemetry import TelemetryFacts, telemetry_from_dict, telemetry_to_dict
-from hpcwrap.runrequest import parse_run_type
+from hpcwrap.submit.request import parse_run_type
 
 __all__ = [
     "JobBlock",

@@ -22,7 +22,8 @@ from pathlib import Path
 
 from hpcwrap.errors import SchedulerError, SubmitError
 from hpcwrap.runlog.endings import JobState
-from hpcwrap.sbatch_options import (
+from hpcwrap.scheduler.base import JobInfo, OnSubmitted, SubmitResult
+from hpcwrap.scheduler.sbatch_options import (
     default_job_name,
     expand_pattern,
     output_pattern,
@@ -31,7 +32,6 @@ from hpcwrap.sbatch_options import (
     resolve,
     work_dir,
 )
-from hpcwrap.scheduler.base import JobInfo, OnSubmitted, SubmitResult
 
 REFUSED = ("array", "dependency")
 

@@ -29,7 +29,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from hpcwrap import overview
+from hpcwrap.reports import status as overview
 from hpcwrap.runlog import RunState, create_run, lifecycle
 from hpcwrap.runlog.layout import SIDECAR_DIR
 

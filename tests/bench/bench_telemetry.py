@@ -29,9 +29,9 @@ from types import SimpleNamespace
 from typing import Any
 
 from hpcwrap.job.telemetry import host
-from hpcwrap.job.telemetry.core import DEFAULT_INTERVAL
 from hpcwrap.job.telemetry.gpu import GpuSet, open_gpus
 from hpcwrap.job.telemetry.hook import Sampler
+from hpcwrap.reading.telemetry import DEFAULT_INTERVAL
 from hpcwrap.runlog import RunState, create_run
 
 PY = sys.executable

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import re
 import subprocess
@@ -13,7 +14,14 @@ import pytest
 
 import hpcwrap
 from hpcwrap.cli import COMMAND_MODULES, build_parser
-from hpcwrap.errors import EXIT_CODES, EXIT_INTERRUPTED, EXIT_OK, UsageError
+from hpcwrap.config import Settings
+from hpcwrap.errors import (
+    EXIT_CODES,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    UsageError,
+    exit_code_table,
+)
 
 HEAVY_MODULES = ("wandb", "pyslurm", "pynvml", "yaml", "matplotlib")
 
@@ -170,13 +178,30 @@ def test_heavy_import_probe_sees_imports_even_of_missing_modules() -> None:
     assert heavy_imports(missing) == ["pyslurm"]
 
 
-def test_every_command_is_documented_in_the_readme() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+ROOT = Path(__file__).resolve().parents[2]
+SETTINGS_PAGE = ROOT / "docs" / "settings.md"
+
+
+def documentation() -> str:
+    """README.md and every docs/*.md, as one text."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    return "\n".join(page.read_text() for page in pages)
+
+
+def test_every_command_setting_and_exit_code_is_documented() -> None:
+    docs = documentation()
     for name, sub in registered_commands().items():
-        assert f"hpcwrap {name}" in readme, f"README does not mention `hpcwrap {name}`"
+        assert f"hpcwrap {name}" in docs, f"README/docs do not mention `hpcwrap {name}`"
         nested = [a for a in sub._actions if isinstance(a, argparse._SubParsersAction)]
         for action in nested:
             for child in action.choices:
-                assert f"hpcwrap {name} {child}" in readme, (
-                    f"README does not mention `hpcwrap {name} {child}`"
+                assert f"hpcwrap {name} {child}" in docs, (
+                    f"README/docs do not mention `hpcwrap {name} {child}`"
                 )
+    page = SETTINGS_PAGE.read_text()
+    for setting in dataclasses.fields(Settings):
+        assert f"`{setting.name}`" in page, f"{SETTINGS_PAGE} does not document `{setting.name}`"
+    for code, meaning in exit_code_table():
+        assert f"| {code} | {meaning} |" in page, (
+            f"{SETTINGS_PAGE} has no row `| {code} | {meaning} |` in its exit-code table"
+        )

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcwrap import codestate
 from hpcwrap.errors import CodeStateError
+from hpcwrap.submit import codestate
 
 GIT_ENV = {
     "GIT_AUTHOR_NAME": "t",

@@ -81,7 +81,7 @@ def test_moved_exceptions_keep_their_old_import_paths() -> None:
     from hpcwrap.runlog import RunLogWarning as from_package
     from hpcwrap.runlog.markdown import UnparseableError as from_markdown
     from hpcwrap.runlog.store import RunLogWarning as from_store
-    from hpcwrap.sbatch_options import AmbiguousOptionError as from_sbatch_options
+    from hpcwrap.scheduler.sbatch_options import AmbiguousOptionError as from_sbatch_options
 
     assert from_markdown is UnparseableError
     assert from_store is from_package is RunLogWarning

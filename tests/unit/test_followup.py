@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcwrap import followup
 from hpcwrap.runlog import RunState, create_run, lifecycle
+from hpcwrap.submit import followup
 
 T0 = datetime(2026, 3, 11, 14, 0, tzinfo=timezone.utc)
 

@@ -1,4 +1,4 @@
-"""The Slurm prolog/epilog hooks without a cluster: the shims and ``hpcwrap.hooks`` run as
+"""The Slurm prolog/epilog hooks without a cluster: the shims and ``hpcwrap.hooks.node`` run as
 Slurm runs them (root, ``env -i``, only Slurm's variables), for a run log of a real
 non-root user ("nobody"). Hostile inputs each check: exit 0, nothing outside the
 user's tree touched (a root-owned canary), the problem reported in the hook log."""
@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from hpcwrap import hooks
 from hpcwrap.errors import HookError
+from hpcwrap.hooks import node as hooks
 from hpcwrap.runlog import RunLog, RunState, create_run, endings, lifecycle
 from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.facts import SubmitFacts

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from hpcwrap.config import Pattern
-from hpcwrap.job.formats import KEYWORDS, LineParser, parse_number, strip_line
-from hpcwrap.job.progress import Notable, Progress, Snapshot
-from hpcwrap.job.scan import Scanner
+from hpcwrap.reading.formats import KEYWORDS, LineParser, parse_number, strip_line
+from hpcwrap.reading.progress import Notable, Progress, Snapshot
+from hpcwrap.reading.scan import Scanner
 
 SAMPLES = Path(__file__).parent / "job_samples"
 
@@ -491,7 +491,7 @@ def test_a_started_save_is_not_a_checkpoint_until_it_completes() -> None:
 
 
 def test_user_patterns_reach_scan(tmp_path: Path) -> None:
-    from hpcwrap.job.scan import scan_file
+    from hpcwrap.reading.scan import scan_file
 
     out = tmp_path / "slurm-1.out"
     out.write_text("EP 3 it=120 objective=0.75\nwrote ckpt to runs/a/120.pt\n")

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from hpcwrap.job import records
-from hpcwrap.job.progress import Checkpoint, Snapshot
-from hpcwrap.job.scan import scan_file
+from hpcwrap.reading import records
+from hpcwrap.reading.progress import Checkpoint, Snapshot
+from hpcwrap.reading.scan import scan_file
 
 
 def start() -> float:

@@ -11,8 +11,6 @@ from typing import Any
 
 import pytest
 
-from hpcwrap.job.formats import Observation
-from hpcwrap.job.progress import Progress, Snapshot
 from hpcwrap.job.results import (
     EndFacts,
     final_state,
@@ -21,6 +19,8 @@ from hpcwrap.job.results import (
     loss_one_liner,
     next_steps,
 )
+from hpcwrap.reading.formats import Observation
+from hpcwrap.reading.progress import Progress, Snapshot
 
 
 def snap_of(

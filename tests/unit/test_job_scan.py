@@ -8,9 +8,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from hpcwrap.job.formats import LineParser, Observation
-from hpcwrap.job.progress import LossHistory, Progress
-from hpcwrap.job.scan import LINE_MAX, Scanner
+from hpcwrap.reading.formats import LineParser, Observation
+from hpcwrap.reading.progress import LossHistory, Progress
+from hpcwrap.reading.scan import LINE_MAX, Scanner
 
 
 def make(limit: int = 1 << 20) -> tuple[Scanner, Progress, list[BaseException]]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from hpcwrap.job.formats import Observation
-from hpcwrap.job.progress import Progress
 from hpcwrap.job.status import StatusConfig, StatusPolicy, Write, progress_fields
+from hpcwrap.reading.formats import Observation
+from hpcwrap.reading.progress import Progress
 
 
 class Clock:

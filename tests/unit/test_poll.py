@@ -20,9 +20,10 @@ from pathlib import Path
 import orjson
 import pytest
 
-from hpcwrap import overview, poll
 from hpcwrap.cli import main
 from hpcwrap.errors import SchedulerError
+from hpcwrap.reports import poll
+from hpcwrap.reports import status as overview
 from hpcwrap.runlog import RunLog, RunState, create_run, lifecycle
 from hpcwrap.scheduler.batch import BatchQuery
 from hpcwrap.scheduler.cli_backend import (

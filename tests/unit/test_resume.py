@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from hpcwrap import resume
 from hpcwrap.errors import ResumeError
 from hpcwrap.runlog import RunLog, RunState, lifecycle
 from hpcwrap.runlog.facts import ChainFacts
 from hpcwrap.runlog.lifecycle import Chained, Resumed, apply
 from hpcwrap.runlog.model import JobBlock, Results
+from hpcwrap.submit import resume
 
 T0 = datetime(2026, 3, 11, 14, 0, tzinfo=timezone.utc)
 FIXTURES = Path(__file__).parent / "runlog_fixtures"

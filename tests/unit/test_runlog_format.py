@@ -6,7 +6,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hpcwrap.job.formats import LineParser
+from hpcwrap.reading.formats import LineParser
 from hpcwrap.runlog import JobBlock, RunState, create_run, lifecycle
 from hpcwrap.runlog.markdown import parse_document
 from hpcwrap.runlog.model import Results
@@ -313,7 +313,7 @@ def test_experiments_row_shows_val_loss_as_printed(tmp_path: Path) -> None:
 
 def test_epilog_results_keep_the_printed_losses(tmp_path: Path) -> None:
     """When the epilog closes a run (wrapper killed), Results still show the printed text."""
-    from hpcwrap import hooks
+    from hpcwrap.hooks import node as hooks
 
     log = create_run(tmp_path / "run_logs", RunState(task="train", run_type="replication"))
     log.append_event("progress", {"step": 1, "train_loss": 3.0, "train_loss_text": "3.0000"})

@@ -8,7 +8,7 @@ import pytest
 
 from hpcwrap.config import Settings
 from hpcwrap.errors import UsageError
-from hpcwrap.runrequest import build_run_request, parse_run_type, parse_setting
+from hpcwrap.submit.request import build_run_request, parse_run_type, parse_setting
 
 
 @pytest.mark.parametrize(

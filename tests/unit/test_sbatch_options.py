@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from hpcwrap.errors import AmbiguousOptionError, UsageError
-from hpcwrap.sbatch_options import (
+from hpcwrap.scheduler.sbatch_options import (
     LONG,
     SBATCH_OPTIONS,
     SHORT,
@@ -152,7 +152,7 @@ def test_own_option_names_do_not_collide_with_sbatch() -> None:
 
 def test_table_is_consistent() -> None:
     from hpcwrap.cli import sbatch_cmd
-    from hpcwrap.sbatch_options import SBATCH_VERSION_CHECKED
+    from hpcwrap.scheduler.sbatch_options import SBATCH_VERSION_CHECKED
 
     assert sbatch_cmd.SBATCH_VERSION_CHECKED == SBATCH_VERSION_CHECKED
     assert len({o.name for o in SBATCH_OPTIONS}) == len(SBATCH_OPTIONS)

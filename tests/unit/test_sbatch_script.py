@@ -20,8 +20,14 @@ import pytest
 from hpcwrap import __version__
 from hpcwrap.config import Settings
 from hpcwrap.errors import UsageError
-from hpcwrap.sbatch_options import parse_sbatch_args, read_directives, split_command_line
-from hpcwrap.submit import Prepared, WalltimeSignal, batch_script, prepare, walltime_signal
+from hpcwrap.scheduler.sbatch_options import parse_sbatch_args, read_directives, split_command_line
+from hpcwrap.submit.submission import (
+    Prepared,
+    WalltimeSignal,
+    batch_script,
+    prepare,
+    walltime_signal,
+)
 
 GOLDEN = Path(__file__).parent / "golden" / "job.sh"
 OWN = {"mode": True, "objective": True}
@@ -264,8 +270,8 @@ def test_script_path_with_spaces_and_folder(tmp_path: Path) -> None:
 
 
 def test_describe_command_is_one_line_and_redacted() -> None:
-    from hpcwrap.newrun import describe_command
     from hpcwrap.redact import redact_argv
+    from hpcwrap.submit.newrun import describe_command
 
     assert describe_command("slurm/train.sh", ["--lr", "3e-4", "two words", "a\nb"]) == (
         "`slurm/train.sh` --lr 3e-4 'two words' $'a\\nb'"
@@ -277,7 +283,7 @@ def test_describe_command_is_one_line_and_redacted() -> None:
 
 
 def test_redact_argv_catches_known_token_formats_and_key_names() -> None:
-    from hpcwrap.newrun import describe_command
+    from hpcwrap.submit.newrun import describe_command
 
     line = describe_command("t.sh", [FAKE_HF_TOKEN, "--wandb-key", "k1", "--hf_key=k2"])
     assert line == "`t.sh` '***' --wandb-key '***' '--hf_key=***'"

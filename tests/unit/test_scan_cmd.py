@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from hpcwrap.cli import main
-from hpcwrap.job.scan import scan_file
+from hpcwrap.reading.scan import scan_file
 from tests.unit.test_job_wrapper import wrap
 
 SAMPLES = Path(__file__).parent / "job_samples"

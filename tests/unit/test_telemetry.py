@@ -21,10 +21,10 @@ from hpcwrap.cli import main as cli_main
 from hpcwrap.config import Settings
 from hpcwrap.job.status import Write
 from hpcwrap.job.telemetry import host
-from hpcwrap.job.telemetry.core import Summary, TelemetryConfig, WarningPolicy, status_clause
 from hpcwrap.job.telemetry.gpu import open_gpus, visible_entries
 from hpcwrap.job.telemetry.hook import TelemetryHook
 from hpcwrap.job.wrapper import Outcome, WrapperOptions, run_command
+from hpcwrap.reading.telemetry import Summary, TelemetryConfig, WarningPolicy, status_clause
 from hpcwrap.runlog import RunLog, RunState, create_run, lifecycle
 from hpcwrap.runlog.model import from_dict, to_dict
 from hpcwrap.runlog.telemetry import (
@@ -620,7 +620,7 @@ def test_the_epilog_closing_a_killed_job_fills_the_telemetry_summary(tmp_path: P
     samples, peak RSS included."""
     from datetime import datetime, timedelta, timezone
 
-    from hpcwrap import hooks
+    from hpcwrap.hooks import node as hooks
     from hpcwrap.runlog.model import JobBlock
 
     log = new_log(tmp_path)

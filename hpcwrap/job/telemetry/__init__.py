@@ -9,6 +9,6 @@ the first sample is taken.
 
 from __future__ import annotations
 
-from hpcwrap.job.telemetry.core import DEFAULT_INTERVAL, TelemetryConfig
+from hpcwrap.reading.telemetry import DEFAULT_INTERVAL, TelemetryConfig
 
 __all__ = ["DEFAULT_INTERVAL", "TelemetryConfig"]

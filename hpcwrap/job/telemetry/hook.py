@@ -30,8 +30,8 @@ import orjson
 from hpcwrap.job.sink import warn
 from hpcwrap.job.status import Write
 from hpcwrap.job.telemetry import host
-from hpcwrap.job.telemetry.core import Summary, TelemetryConfig, WarningPolicy, status_clause
 from hpcwrap.job.telemetry.gpu import GpuSet, open_gpus
+from hpcwrap.reading.telemetry import Summary, TelemetryConfig, WarningPolicy, status_clause
 from hpcwrap.runlog.telemetry import (
     TelemetryFacts,
     append_record,

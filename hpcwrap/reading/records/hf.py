@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hpcwrap.job.records.series import STATE_MAX_BYTES, LossSeries, _bounded, _num
+from hpcwrap.reading.records.series import STATE_MAX_BYTES, LossSeries, _bounded, _num
 
 
 def _hf_state(folder: Path) -> dict[str, object] | None:

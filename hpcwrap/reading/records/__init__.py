@@ -49,11 +49,11 @@ Snapshot, and the sources text).
 
 from __future__ import annotations
 
-from hpcwrap.job.records.disk import EVIDENCE, FoundCheckpoint, Skipped
-from hpcwrap.job.records.lightning import tensorboard_available
-from hpcwrap.job.records.merge import CONSOLE, Merged, merge, sources_text, with_records
-from hpcwrap.job.records.read import Records, read_records, where
-from hpcwrap.job.records.series import LossSeries
+from hpcwrap.reading.records.disk import EVIDENCE, FoundCheckpoint, Skipped
+from hpcwrap.reading.records.lightning import tensorboard_available
+from hpcwrap.reading.records.merge import CONSOLE, Merged, merge, sources_text, with_records
+from hpcwrap.reading.records.read import Records, read_records, where
+from hpcwrap.reading.records.series import LossSeries
 
 __all__ = [
     "CONSOLE",

@@ -9,12 +9,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hpcwrap.job.progress import Checkpoint, Snapshot
-from hpcwrap.job.records.disk import EVIDENCE
-from hpcwrap.job.records.read import Records, read_records, where
+from hpcwrap.reading.progress import Checkpoint, Snapshot
+from hpcwrap.reading.records.disk import EVIDENCE
+from hpcwrap.reading.records.read import Records, read_records, where
 
 if TYPE_CHECKING:
-    from hpcwrap.job.scan import ScanReport
+    from hpcwrap.reading.scan import ScanReport
 
 CONSOLE = "console"
 
@@ -176,8 +176,8 @@ def with_records(rep: ScanReport, workdir: Path, output: Path) -> ScanReport:
     write is recent (the job may still run) a checkpoint's files must keep their
     sizes for half a second.
     """
-    from hpcwrap.job import scan  # the scan reader itself needs no records
-    from hpcwrap.job.formats import LineParser
+    from hpcwrap.reading import scan  # the scan reader itself needs no records
+    from hpcwrap.reading.formats import LineParser
 
     try:
         until: float | None = output.stat().st_mtime

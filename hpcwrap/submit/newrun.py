@@ -22,7 +22,6 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from hpcwrap import codestate
 from hpcwrap.errors import CodeStateError, UsageError
 from hpcwrap.redact import quote_word, redact_argv, redact_settings
 from hpcwrap.runlog import JobBlock, RunLog, RunState, create_run, layout, lifecycle
@@ -31,7 +30,8 @@ from hpcwrap.runlog.facts import CodeFacts, ConfigFacts, facts_from_dict
 from hpcwrap.runlog.fsio import copy_mode, write_atomic
 from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runlog.outputs import recorded_outputs
-from hpcwrap.runrequest import RunRequest
+from hpcwrap.submit import codestate
+from hpcwrap.submit.request import RunRequest
 
 
 def describe_command(script: str, args: Sequence[str] = ()) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from hpcwrap.job.progress import HISTORY_MAX
+from hpcwrap.reading.progress import HISTORY_MAX
 
 STATE_MAX_BYTES = 64 << 20  # a trainer_state.json / metrics.csv bigger than this is skipped
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from hpcwrap.job.formats.observation import ERROR_TEXT_MAX
+from hpcwrap.reading.formats.observation import ERROR_TEXT_MAX
 from hpcwrap.runlog import endings
 
 # Lower-case words one of which every error line below contains (a cheap first check).

@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from hpcwrap import overview
 from hpcwrap.errors import HpcwrapError, LockTimeoutError, RunLogError, TransitionError
+from hpcwrap.reports import status as overview
 from hpcwrap.runlog import lifecycle
 from hpcwrap.runlog.dates import iso
 from hpcwrap.runlog.endings import JobState, slurm_over

@@ -9,7 +9,7 @@ their save lines, which bar or line is an average, what their step means.
 
 from __future__ import annotations
 
-from hpcwrap.job.formats.entry import FILE, PATH, STEP_EPOCH_INDEX, STEP_INDEX, Entry, rx
+from hpcwrap.reading.formats.entry import FILE, PATH, STEP_EPOCH_INDEX, STEP_INDEX, Entry, rx
 
 ENTRIES: tuple[Entry, ...] = (
     # NVIDIA/Megatron-LM: megatron/training/training.py (training_log,

@@ -9,7 +9,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpcwrap.job.records.hf import _hf_state
+from hpcwrap.reading.records.hf import _hf_state
 
 _ZIP_TAIL = 64 << 10
 

@@ -121,7 +121,7 @@ def cap_walltime_signal(prep: Any) -> str | None:
     or SBATCH_SIGNAL) is overridden on the command line, which sbatch ranks above both.
     Returns the note for the run log, or None when nothing was capped.
     """
-    from hpcwrap.submit import WalltimeSignal
+    from hpcwrap.submit.submission import WalltimeSignal
 
     user = prep.user_resolved()
     limit = slurm_time_seconds(user.get("time"))
@@ -268,7 +268,7 @@ def chain_env(
 
 def save_sbatch_args(log: RunLog, args: Sequence[str]) -> Path:
     """The submission's sbatch options beside job.sh (0600: they may hold real secrets)."""
-    from hpcwrap.newrun import write_exact
+    from hpcwrap.submit.newrun import write_exact
 
     path = log.sidecar / SBATCH_ARGS
     write_exact(path, "\0".join(args).encode("utf-8", "surrogateescape"), mode=0o600)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from hpcwrap.job.records.disk import _ACC_DIR, _DS_DIR, _HF_DIR, _TMP
+from hpcwrap.reading.records.disk import _ACC_DIR, _DS_DIR, _HF_DIR, _TMP
 
 BUDGET_S = 2.0  # wall time one reading may take
 ENTRIES_MAX = 5000  # directory entries looked at

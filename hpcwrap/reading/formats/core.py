@@ -49,8 +49,8 @@ import re
 from collections.abc import Sequence
 
 from hpcwrap.config import Pattern
-from hpcwrap.job.formats.entry import STEP_EPOCH_INDEX, STEP_INDEX, Entry
-from hpcwrap.job.formats.errors import (
+from hpcwrap.reading.formats.entry import STEP_EPOCH_INDEX, STEP_INDEX, Entry
+from hpcwrap.reading.formats.errors import (
     _ERROR_HINTS,
     _ERRORS,
     _EXC_LINE,
@@ -62,7 +62,7 @@ from hpcwrap.job.formats.errors import (
     _short,
     _Traceback,
 )
-from hpcwrap.job.formats.events import (
+from hpcwrap.reading.formats.events import (
     _CKPT_NO_PATH,
     _CKPT_PATTERNS,
     _CKPT_STEP,
@@ -73,8 +73,8 @@ from hpcwrap.job.formats.events import (
     _WANDB_URL,
     _clean_path,
 )
-from hpcwrap.job.formats.frameworks import ENTRIES
-from hpcwrap.job.formats.generic import (
+from hpcwrap.reading.formats.frameworks import ENTRIES
+from hpcwrap.reading.formats.generic import (
     _COUNTERS,
     _DATA_BAR,
     _DATA_UNITS,
@@ -94,8 +94,8 @@ from hpcwrap.job.formats.generic import (
     _plain_metrics,
     _tqdm_count,
 )
-from hpcwrap.job.formats.observation import _LOSSES, ERROR_TEXT_MAX, Observation
-from hpcwrap.job.formats.text import (
+from hpcwrap.reading.formats.observation import _LOSSES, ERROR_TEXT_MAX, Observation
+from hpcwrap.reading.formats.text import (
     ANSI,
     KEYWORDS,
     NOT_METRIC_PREFIXES,

@@ -10,7 +10,7 @@ import struct
 from collections.abc import Sequence
 from pathlib import Path
 
-from hpcwrap.job.records.series import STATE_MAX_BYTES, LossSeries, _bounded, _num
+from hpcwrap.reading.records.series import STATE_MAX_BYTES, LossSeries, _bounded, _num
 
 # Column/tag names for the train and val loss, best first (Lightning's self.log names
 # are the user's: these are the common spellings).

@@ -29,7 +29,7 @@ from hpcwrap.runlog.experiments import (
     cells,
     run_cell,
 )
-from hpcwrap.runrequest import RunRequest
+from hpcwrap.submit.request import RunRequest
 
 RECENT = 5  # rows of the group shown before a submission
 BAD_VERDICTS = ("discard", "discarded", "failed", "fail")

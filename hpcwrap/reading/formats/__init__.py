@@ -10,11 +10,17 @@ line and parses numbers, ``observation.py`` holds ``Observation``, ``generic.py`
 
 from __future__ import annotations
 
-from hpcwrap.job.formats.core import LineParser
-from hpcwrap.job.formats.entry import Entry
-from hpcwrap.job.formats.frameworks import ENTRIES
-from hpcwrap.job.formats.observation import ERROR_TEXT_MAX, Observation
-from hpcwrap.job.formats.text import ANSI, KEYWORDS, NOT_METRIC_PREFIXES, parse_number, strip_line
+from hpcwrap.reading.formats.core import LineParser
+from hpcwrap.reading.formats.entry import Entry
+from hpcwrap.reading.formats.frameworks import ENTRIES
+from hpcwrap.reading.formats.observation import ERROR_TEXT_MAX, Observation
+from hpcwrap.reading.formats.text import (
+    ANSI,
+    KEYWORDS,
+    NOT_METRIC_PREFIXES,
+    parse_number,
+    strip_line,
+)
 
 __all__ = [
     "ANSI",

@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from hpcwrap.job.records.disk import (
+from hpcwrap.reading.records.disk import (
     _WEIGHTS,
     FoundCheckpoint,
     Skipped,
@@ -16,10 +16,10 @@ from hpcwrap.job.records.disk import (
     _newest,
     _settled,
 )
-from hpcwrap.job.records.hf import _hf_series, _hf_state
-from hpcwrap.job.records.lightning import _csv_series, _tb_series, tensorboard_available
-from hpcwrap.job.records.series import LossSeries
-from hpcwrap.job.records.walk import BUDGET_S, ENTRIES_MAX, _Budget, _walk
+from hpcwrap.reading.records.hf import _hf_series, _hf_state
+from hpcwrap.reading.records.lightning import _csv_series, _tb_series, tensorboard_available
+from hpcwrap.reading.records.series import LossSeries
+from hpcwrap.reading.records.walk import BUDGET_S, ENTRIES_MAX, _Budget, _walk
 
 SLACK_S = 5.0  # mtime tolerance: coarse file-system clocks, a clock read a moment early
 

@@ -43,20 +43,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hpcwrap import __version__, codestate
+from hpcwrap import __version__
 from hpcwrap.config import Settings, parse_duration, signal_number
 from hpcwrap.errors import (
     ConfigError,
     SchedulerError,
     SubmitError,
     UsageError,
-)
-from hpcwrap.newrun import (
-    code_line,
-    create_run_from_request,
-    describe_command,
-    sidecar_rel,
-    write_exact,
 )
 from hpcwrap.redact import redact_argv
 from hpcwrap.runlog import RunLog, layout, lifecycle
@@ -70,8 +63,8 @@ from hpcwrap.runlog.facts import (
 )
 from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runlog.outputs import recorded_outputs
-from hpcwrap.runrequest import RunRequest
-from hpcwrap.sbatch_options import (
+from hpcwrap.scheduler.base import Scheduler, SubmitInterrupted, SubmitResult
+from hpcwrap.scheduler.sbatch_options import (
     NOT_A_SUBMISSION,
     CommandLine,
     Directives,
@@ -89,7 +82,15 @@ from hpcwrap.sbatch_options import (
     walltime_signal_value,
     work_dir,
 )
-from hpcwrap.scheduler.base import Scheduler, SubmitInterrupted, SubmitResult
+from hpcwrap.submit import codestate
+from hpcwrap.submit.newrun import (
+    code_line,
+    create_run_from_request,
+    describe_command,
+    sidecar_rel,
+    write_exact,
+)
+from hpcwrap.submit.request import RunRequest
 
 # Re-exported for callers of this module; defined once in runlog.layout.
 COMMENT_PREFIX = layout.COMMENT_PREFIX
@@ -456,7 +457,7 @@ def _prepare_job(
     chain: ChainFacts | None,
 ) -> tuple[Path, list[str]]:
     """The sidecar's job files, and the submission recorded as about to happen."""
-    from hpcwrap import resume
+    from hpcwrap.submit import resume
 
     job_sh = write_job_files(log, prep, python=python)
     args = prep.sbatch_args(log.path)

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
-from hpcwrap.job.formats import Observation
+from hpcwrap.reading.formats import Observation
 
 HISTORY_MAX = 512  # points kept per loss series (first point always kept)
 ERRORS_MAX = 20  # distinct error messages kept

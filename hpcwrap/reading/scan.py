@@ -32,8 +32,8 @@ from pathlib import Path
 from typing import Any
 
 from hpcwrap.config import Pattern
-from hpcwrap.job.formats import KEYWORDS, NOT_METRIC_PREFIXES, LineParser, Observation
-from hpcwrap.job.progress import Checkpoint, Notable, Progress, Snapshot, checkpoint_note
+from hpcwrap.reading.formats import KEYWORDS, NOT_METRIC_PREFIXES, LineParser, Observation
+from hpcwrap.reading.progress import Checkpoint, Notable, Progress, Snapshot, checkpoint_note
 
 LINE_MAX = 64 * 1024
 QUEUE_LIMIT = 2 * 1024 * 1024

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 
-from hpcwrap.job.formats.text import _NUM, parse_number
+from hpcwrap.reading.formats.text import _NUM, parse_number
 
 # Keys we know, longest first so "train loss" wins over "loss". Each maps to a field.
 _KEY_FIELDS: dict[str, str] = {

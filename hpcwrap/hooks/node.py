@@ -33,7 +33,6 @@ import pwd
 import re
 import signal
 import stat
-import sys
 import syslog
 import time
 from collections.abc import Iterator, Mapping
@@ -48,14 +47,14 @@ import orjson
 # Everything imported here, before the hook drops to the job's user: after the drop
 # the code may not be readable (a checkout in root's home, as in the fresh-machine root).
 from hpcwrap.errors import HookDeadline, HookError
-from hpcwrap.job.telemetry.core import summarize_sidecar
+from hpcwrap.reading.telemetry import summarize_sidecar
 from hpcwrap.redact import redact_text
 from hpcwrap.runlog import RunLog, endings, layout, lifecycle
 from hpcwrap.runlog.dates import format_runtime, now
 from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.model import JobBlock, RunState
 from hpcwrap.runlog.telemetry import TelemetryFacts
-from hpcwrap.sbatch_options import output_file_of
+from hpcwrap.scheduler.sbatch_options import output_file_of
 
 DEFAULT_TIMEOUT = 20.0
 DEFAULT_SPOOL = "/var/spool/hpcwrap"
@@ -553,7 +552,7 @@ def _progress(log: RunLog, out: OutputEvidence, work_dir: str | None) -> LastPro
     if not out.tail:
         return last
     try:  # imported here: the epilog's fast path (the wrapper recorded the end) skips it
-        from hpcwrap.job.scan import read_tail
+        from hpcwrap.reading.scan import read_tail
     except Exception:  # the reader cannot be imported after the drop: events only
         return last
     snap = read_tail(out.tail, budget_s=TAIL_READ_BUDGET)
@@ -749,7 +748,3 @@ def main(kind: str, environ: Mapping[str, str] | None = None) -> int:
     except BaseException as exc:  # a hook must never fail: report it, exit 0
         report(f"{kind} hook, job {env.get('SLURM_JOB_ID', '?')}: {type(exc).__name__}: {exc}")
     return 0
-
-
-if __name__ == "__main__":  # pragma: no cover - the CLI's `hpcwrap hook` is the entry
-    sys.exit(main(sys.argv[1] if len(sys.argv) > 1 else ""))
