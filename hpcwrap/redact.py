@@ -295,12 +295,23 @@ def find_sensitive(text: str, *, personal: bool = True) -> list[Finding]:
     return sorted(found, key=lambda f: f.start)
 
 
+def describe_command(script: str, args: Sequence[str] = ()) -> str:
+    """The Config ``script`` line: ``\\`slurm/train.sh\\` --lr 3e-4 'two words'``.
+
+    One line whatever the arguments hold; secret-looking values redacted.
+    """
+    head = f"`{script}`" if "`" not in script and "\n" not in script else quote_word(script)
+    words = [quote_word(w) for w in redact_argv(list(args))]
+    return " ".join([head, *words])
+
+
 __all__ = [
     "EMAIL",
     "KEY_FORMATS",
     "PERSONAL_KINDS",
     "REDACTED",
     "Finding",
+    "describe_command",
     "find_sensitive",
     "is_secret_name",
     "quote_word",

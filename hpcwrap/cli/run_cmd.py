@@ -7,7 +7,7 @@ import dataclasses
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hpcwrap.cli.run_options import (
     add_run_options,
@@ -17,6 +17,9 @@ from hpcwrap.cli.run_options import (
 )
 from hpcwrap.config import Settings, parse_duration
 from hpcwrap.errors import ConfigError, HpcwrapError, UsageError
+
+if TYPE_CHECKING:
+    from hpcwrap.job.seams import Chain
 
 RUN_LOG_ENV = "HPCWRAP_RUN_LOG"
 
@@ -142,6 +145,13 @@ def _settings(args: argparse.Namespace, in_submission: bool) -> Settings:
     return settings
 
 
+def _job_chain() -> Chain:
+    """The resume chain's in-job steps (imported only for a run that has a chain)."""
+    from hpcwrap.submit.resume import JobChain
+
+    return JobChain()
+
+
 def handle(args: argparse.Namespace) -> int:
     from hpcwrap.job.jobenv import job_env
     from hpcwrap.job.sink import warn
@@ -173,7 +183,8 @@ def handle(args: argparse.Namespace) -> int:
                 "without a run log"
             )
     else:
-        from hpcwrap.submit.newrun import create_run_from_request, describe_command
+        from hpcwrap.redact import describe_command
+        from hpcwrap.submit.newrun import create_run_from_request
 
         request = request_from_args(args, settings)  # refuses a missing --mode/--objective
         env = job_env(os.environ, args.execution_id)
@@ -203,9 +214,8 @@ def handle(args: argparse.Namespace) -> int:
                 sidecar=run.sidecar if run is not None else None,
             )
         )
-    outcome = run_command(
-        command,
-        run,
-        WrapperOptions(settings=settings, execution_id=args.execution_id, hooks=hooks),
+    options = WrapperOptions(
+        settings=settings, execution_id=args.execution_id, hooks=hooks, chain=_job_chain
     )
+    outcome = run_command(command, run, options)
     return outcome.exit_code

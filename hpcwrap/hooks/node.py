@@ -3,7 +3,7 @@
 ``slurm/prolog.sh`` and ``slurm/epilog.sh`` (the shims Slurm runs, as root, on
 every node of every job) decide in the shell whether a job is an hpcwrap job
 (its comment starts with ``hpcwrap:``, or its wrapper registered it in the
-node's spool folder) and only then run ``python -I -m hpcwrap hook prolog|epilog``.
+node's spool folder) and only then run ``python -I -m hpcwrap.hooks prolog|epilog``.
 
 Everything the job controls is hostile here: the comment, the spool file, the
 paths in them, the run-log folder and every file in it. So this module:
@@ -53,11 +53,11 @@ from hpcwrap.runlog import RunLog, endings, layout, lifecycle
 from hpcwrap.runlog.dates import format_runtime, now
 from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.model import JobBlock, RunState
+from hpcwrap.runlog.spool import CLUSTER_NAME, JOB_ID, spool_dir, spool_name
 from hpcwrap.runlog.telemetry import TelemetryFacts
 from hpcwrap.scheduler.sbatch_options import output_file_of
 
 DEFAULT_TIMEOUT = 20.0
-DEFAULT_SPOOL = "/var/spool/hpcwrap"
 MAX_PATH = 4096
 MAX_SPOOL_FILE = 4096
 # Of the job's output: Slurm's lines and the last progress (1 MiB reads in ~0.3 s here).
@@ -66,8 +66,6 @@ MEMORY_TAIL = 64 * 1024  # the end of that tail, searched for the memory-limit k
 TAIL_READ_BUDGET = 3.0  # seconds the epilog spends reading progress from that tail
 EVENTS_BUDGET = 8 * 1024 * 1024  # bytes of events.jsonl read for the last progress
 TELEMETRY_MAX_BYTES = 64 * 1024 * 1024  # a telemetry file larger than this is left out
-_JOB_ID = re.compile(r"^[0-9]{1,12}$")
-_CLUSTER = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 _STEPD_END = endings.STEPD_END_BYTES  # "*** JOB 28 ON n1 CANCELLED AT <ts> [DUE TO ...] ***"
 
 
@@ -91,7 +89,7 @@ class HookEnv:
     @classmethod
     def from_environ(cls, kind: str, env: Mapping[str, str]) -> HookEnv:
         job_id = env.get("SLURM_JOB_ID") or env.get("SLURM_JOBID") or ""
-        if not _JOB_ID.match(job_id):
+        if not JOB_ID.match(job_id):
             raise HookError(f"no valid SLURM_JOB_ID ({job_id[:40]!r})")
         try:
             uid, gid = int(env["SLURM_JOB_UID"]), int(env["SLURM_JOB_GID"])
@@ -111,7 +109,7 @@ class HookEnv:
             comment=env.get("SLURM_JOB_COMMENT"),
             node=env.get("SLURMD_NODENAME"),
             nodelist=env.get("SLURM_NODELIST") or env.get("SLURM_JOB_NODELIST"),
-            cluster=cluster if cluster and _CLUSTER.match(cluster) else None,
+            cluster=cluster if cluster and CLUSTER_NAME.match(cluster) else None,
             restart_count=max(restarts, 0),
             exit_code2=env.get("SLURM_JOB_EXIT_CODE2"),
             end_time=_epoch(env.get("SLURM_JOB_END_TIME")),
@@ -144,15 +142,6 @@ def first_node(nodelist: str | None) -> str | None:
         return prefix
     first = re.split(r"[-,]", ranges, maxsplit=1)[0]
     return prefix + first
-
-
-def spool_dir(env: Mapping[str, str]) -> Path:
-    return Path(env.get("HPCWRAP_SPOOL") or DEFAULT_SPOOL)
-
-
-def spool_name(job_id: str, cluster: str | None) -> str:
-    """The spool file of a job: ``<cluster>_<job id>`` (two clusters may share a node)."""
-    return f"{cluster or 'cluster'}_{job_id}"
 
 
 def check_run_log_path(text: str) -> Path:
@@ -244,42 +233,6 @@ def read_spool(env: HookEnv, environ: Mapping[str, str]) -> Path | None:
     except UnicodeDecodeError:
         raise HookError("spool file is not UTF-8") from None
     return check_run_log_path(text)
-
-
-def register_job(environ: Mapping[str, str], run_log: Path) -> bool:
-    """Called by the wrapper inside a job: name its run log in the node's spool folder.
-
-    So the hooks find a job that carries no ``hpcwrap:`` comment (plain sbatch of a
-    script that runs ``hpcwrap run``). Only into a root-owned sticky folder (the
-    admin's, or the dev cluster's): a folder another user made could be theirs to
-    empty. Returns whether the job was registered.
-    """
-    job_id = environ.get("SLURM_JOB_ID") or ""
-    if not _JOB_ID.match(job_id):
-        return False
-    cluster = environ.get("SLURM_CLUSTER_NAME")
-    folder = spool_dir(environ)
-    try:
-        st = os.lstat(folder)
-    except OSError:
-        return False
-    if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or not st.st_mode & stat.S_ISVTX:
-        return False
-    name = spool_name(job_id, cluster if cluster and _CLUSTER.match(cluster) else None)
-    target = folder / name
-    tmp = folder / f".{name}.{os.getpid()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        try:
-            os.write(fd, f"{run_log}\n".encode())
-        finally:
-            os.close(fd)
-        os.replace(tmp, target)  # a requeue of the same job id replaces its own file
-    except OSError:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        return False
-    return True
 
 
 def remove_spool(env: HookEnv, environ: Mapping[str, str]) -> None:

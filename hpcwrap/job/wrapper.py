@@ -37,10 +37,11 @@ from typing import Any, TextIO
 
 from hpcwrap.config import Settings, signal_number
 from hpcwrap.errors import ConfigError
-from hpcwrap.job import arraytasks
+from hpcwrap.job import arraytasks, followup
 from hpcwrap.job import results as res
 from hpcwrap.job.jobenv import JobEnv, TimeLeft, describe_seconds, job_env, wandb_data_env
 from hpcwrap.job.passthrough import Pump, enlarge_pipe, same_file
+from hpcwrap.job.seams import Chain
 from hpcwrap.job.sink import LogSink, warn
 from hpcwrap.job.status import (
     StatusConfig,
@@ -58,11 +59,13 @@ from hpcwrap.reading import records
 from hpcwrap.reading.formats import LineParser
 from hpcwrap.reading.progress import Notable, Progress, Snapshot, checkpoint_note
 from hpcwrap.reading.scan import Scanner
+from hpcwrap.redact import describe_command
 from hpcwrap.runlog import RunLog, lifecycle
 from hpcwrap.runlog.dates import format_runtime
 from hpcwrap.runlog.dates import now as utc_now
 from hpcwrap.runlog.endings import JobState, Strength, Verdict
 from hpcwrap.runlog.layout import BATCH_IGNORED_ENV
+from hpcwrap.runlog.spool import register_job
 
 LINGER = 10.0  # after the child exits: wait this long for output still in flight
 FINAL_WRITE_TIMEOUT = 120.0
@@ -90,6 +93,9 @@ class WrapperOptions:
     tick: float = TICK
     final_write_timeout: float = FINAL_WRITE_TIMEOUT
     monitor_timeout: float = 30.0  # how long the end waits for the monitor's last writes
+    # The resume chain's in-job steps (job/seams.py), made when a run has a chain; the
+    # CLI wires it: job/ imports nothing of the login side.
+    chain: Callable[[], Chain] | None = None
 
 
 @dataclass
@@ -300,116 +306,59 @@ class Wrapper:
 
     # -- walltime-resume chains (hpcwrap.submit.resume) ---------------------------------
 
-    def begin_chain(self) -> Outcome | None:
-        """Before the command starts, in a chained run: a successor checks the guards and
-        opens its ``## Job (resumed)`` block; every job submits its own successor. Returns
-        an Outcome when this job must not train (the chain stopped)."""
+    def _chain(self) -> Chain | None:
+        """The chain's in-job steps, when this job's run log has a chain (the factory
+        imports the login side's code only then: most runs have no chain)."""
         run, env = self.sink.run, self.env
-        if run is None or not env.in_slurm or env.is_array_task or env.job_id is None:
+        if self.opts.chain is None or run is None or not env.in_slurm or env.is_array_task:
             return None
         try:
-            state = run.read()
+            if run.read().chain is None:
+                return None
         except Exception:  # a log that cannot be read: no chain, the job still runs
             return None
-        chain = state.chain
-        if chain is None:
-            return None
-        from hpcwrap.scheduler import get_scheduler
-        from hpcwrap.submit import resume
+        return self.opts.chain()
 
-        job_id = env.job_id
-        workdir = resume.workdir_of(state, run)
-        if chain.pending == job_id:
-            ckpt = resume.find_checkpoint(state, workdir)
-            decision = resume.decide(state, job_id, ckpt, by_hand=chain.pending_by_hand)
-            if not decision.go or ckpt is None:
-                self.sink.record(
-                    lifecycle.Chained(
-                        utc_now(),
-                        stopped=decision.reason,
-                        text=f"resume chain stopped: {decision.reason}; job {job_id} did not "
-                        "start the training",
-                    ),
-                    data={"job": job_id, "reason": decision.reason},
-                )
-                end = utc_now()
-                return Outcome(0, JobState.CANCELLED, self.progress.snapshot(), end, end)
-            n = chain.resumes + 1
-            self.sink.record(
-                lifecycle.Resumed(
-                    utc_now(),
-                    resumed_from=ckpt,
-                    execution_id=job_id,
-                    text=f"resumed: job {job_id} continues from `{ckpt}` "
-                    f"(resume {n} of at most {chain.max_resumes})",
-                ),
-                data={"job": job_id, "checkpoint": ckpt, "resume": n},
-            )
-            self.argv = resume.resume_argv(self.argv, chain, ckpt)
-            self.child_env = resume.chain_env(self.opts.environ, chain, ckpt)
-            self.resumed_chain = (n + 1, state.results.start_train_loss)
-            resumes = n
-        elif chain.pending is not None:
-            # A successor already waits (this is a requeued attempt of its predecessor).
-            self.child_env = resume.chain_env(self.opts.environ, chain, None)
+    def begin_chain(self) -> Outcome | None:
+        """Before the command starts, in a chained run (``WrapperOptions.chain``): the
+        chain's guards, the resumed block and the successor. Returns an Outcome when this
+        job must not train (the chain stopped)."""
+        chain, run, job_id = self._chain(), self.sink.run, self.env.job_id
+        if chain is None or run is None or job_id is None:
             return None
-        else:
-            self.child_env = resume.chain_env(self.opts.environ, chain, None)
-            resumes = chain.resumes
-        if chain.mode == "auto" and not chain.stopped and resumes < chain.max_resumes:
-            try:
-                successor = resume.submit_successor(
-                    run, get_scheduler("slurm"), self.opts.environ, after=job_id, workdir=workdir
-                )
-            except Exception as exc:  # the job still trains; the chain says why it ends here
-                warn(f"warning: could not submit the resume successor: {exc}", self.err)
-                self.sink.record(
-                    lifecycle.Chained(
-                        utc_now(),
-                        stopped=f"the successor could not be submitted: {exc}",
-                        text=f"resume chain stopped: the successor could not be submitted: {exc}",
-                    )
-                )
-            else:
-                resume.record_successor(run, successor, job_id)
+        start = chain.begin(
+            run,
+            job_id,
+            self.argv,
+            self.opts.environ,
+            self.sink.record,
+            lambda message: warn(message, self.err),
+        )
+        if start is None:
+            return None
+        if start.argv is not None:
+            self.argv = list(start.argv)
+        if start.child_env is not None:
+            self.child_env = dict(start.child_env)
+        if start.resumed is not None:
+            self.resumed_chain = start.resumed
+        if start.stop:
+            end = utc_now()
+            return Outcome(0, JobState.CANCELLED, self.progress.snapshot(), end, end)
         return None
 
     def end_chain(self, final: str) -> None:
         """After the end is recorded: a job that did not end at its limit cancels the
         waiting successor (a completed run, a crash, a user's scancel stop the chain)."""
-        run = self.sink.run
-        if run is None or not self.env.in_slurm or self.env.is_array_task:
-            return
-        try:
-            state = run.read()
-        except Exception:
-            return
-        chain = state.chain
-        if chain is None or chain.stopped:
-            return
-        from hpcwrap.scheduler import get_scheduler
-        from hpcwrap.submit import resume
-
-        if JobState(final).resumable:
-            if chain.pending is None and chain.mode == "auto":
-                resume.stop_chain(run, f"--max-resumes {chain.max_resumes} reached")
-            return
-        reason = f"job {self.env.job_id} ended {final}"
-        if chain.pending is not None:
-            problem = resume.cancel_successor(get_scheduler("slurm"), chain.pending)
-            if problem is None:
-                reason += f"; successor job {chain.pending} cancelled"
-            else:
-                reason += f"; successor job {chain.pending} NOT cancelled ({problem})"
-        resume.stop_chain(run, reason, done=final == JobState.COMPLETED)
+        chain, run = self._chain(), self.sink.run
+        if chain is not None and run is not None:
+            chain.end(run, self.env.job_id, final)
 
     def register_for_hooks(self) -> None:
         """Name the run log in the node's hook spool, so the epilog finds this job even
         without an hpcwrap comment (plain sbatch of a script that runs ``hpcwrap run``)."""
         if not self.env.in_slurm or self.sink.run is None:
             return
-        from hpcwrap.hooks.node import register_job
-
         try:
             register_job(self.opts.environ, self.sink.run.path)
         except Exception as exc:  # never fatal
@@ -424,8 +373,6 @@ class Wrapper:
         if env.is_array_task:
             again = f" (restart {env.restart_count})" if env.restart_count else ""
             text = f"{self.prefix}started on {env.nodes}{again}"
-        from hpcwrap.submit.newrun import describe_command
-
         self.sink.record(
             lifecycle.Started(
                 when=start,
@@ -694,8 +641,6 @@ class Wrapper:
                 else:
                     self.record_end(end, verdict, snap, end_wall)
                     self.end_chain(state)
-                    from hpcwrap.submit import followup  # the follow-up job (no admin for hooks)
-
                     followup.cancel_after_end(
                         self.sink.run, self.env.in_slurm, self.env.is_array_task
                     )

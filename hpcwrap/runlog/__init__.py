@@ -1,6 +1,6 @@
 """The run log: Markdown a person can read and edit, kept up to date by hpcwrap.
 
-Public API (see notes/runlog-api.md): ``create_run``, ``open_run``,
+Public API (docs/run-log-format.md describes the files): ``create_run``, ``open_run``,
 ``RunLog`` (``read``, ``update``, ``add_status``, ``append_event``), the model
 classes, and ``reindex``. Modules: ``model`` (typed state), ``render``
 (state -> Markdown items), ``markdown`` (file structure), ``adopt`` (Markdown

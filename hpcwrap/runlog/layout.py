@@ -21,6 +21,7 @@ from pathlib import Path
 SIDECAR_DIR = ".hpcwrap"
 CONFLICT_SUFFIX = ".hpcwrap-conflict.md"
 JOB_SCRIPT = "job.sh"  # in the sidecar: exactly what sbatch got
+SBATCH_ARGS = "sbatch.args"  # in the sidecar: the submission's sbatch options, NUL-separated
 SCRIPT_DIR = "script"  # in the sidecar: byte-exact snapshot of the user's script
 CONFIG_DIR = "config"  # in the sidecar: copies of --config and resolved configs
 CODE_DIFF = "code.diff"

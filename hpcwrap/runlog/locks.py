@@ -27,7 +27,7 @@ wait is ``HPCWRAP_LOCK_TIMEOUT`` seconds (default 60), then
 ``LockTimeoutError`` names the lock file and the last holder.
 
 Why not the ``filelock`` package (4.3.1 measured, tests/bench/bench_locks.py,
-figures in the README): its UnixFileLock waits by polling; under 32
+figures in docs/development.md): its UnixFileLock waits by polling; under 32
 concurrent writers its p99 wait stayed within 2x of the kernel queue's used
 here only when polling every millisecond (1.2x-2.5x; 6.7x at 5 ms). Its
 SoftFileLock kept up, but it creates its marker empty and writes the holder

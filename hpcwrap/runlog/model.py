@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 
+from hpcwrap.errors import UsageError
 from hpcwrap.runlog.dates import iso
 from hpcwrap.runlog.facts import (
     LEGACY_KEYS,
@@ -29,7 +30,6 @@ from hpcwrap.runlog.facts import (
     legacy_config,
 )
 from hpcwrap.runlog.telemetry import TelemetryFacts, telemetry_from_dict, telemetry_to_dict
-from hpcwrap.submit.request import parse_run_type
 
 __all__ = [
     "JobBlock",
@@ -40,6 +40,29 @@ __all__ = [
     "parse_run_type",
     "to_dict",
 ]
+
+# The run types (modes) of the workflow; the Mode section holds one.
+RUN_TYPES = ("replication", "experiment", "pipeline:<subtype>")
+
+
+def parse_run_type(text: str) -> str:
+    """``"pipeline:data generation"`` -> ``"pipeline (data generation)"``.
+
+    Also accepts the rendered form back, so values read from a run log round-trip.
+    """
+    value = text.strip()
+    if value in ("replication", "experiment"):
+        return value
+    for prefix, closer in (("pipeline:", ""), ("pipeline (", ")")):
+        if value.startswith(prefix) and value.endswith(closer):
+            subtype = value[len(prefix) : len(value) - len(closer)].strip()
+            if subtype and "\n" not in subtype and ")" not in subtype:
+                return f"pipeline ({subtype})"
+            break
+    raise UsageError(
+        f"invalid --mode {text!r}: use one of {', '.join(RUN_TYPES)} "
+        "(e.g. --mode 'pipeline:data generation')"
+    )
 
 
 @dataclass

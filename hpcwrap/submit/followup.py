@@ -7,7 +7,8 @@ however it ended) with minimal resources and a short limit, which runs
 ``hpcwrap poll --settle <run>``: sacct's final state and exit go into the log
 when nothing inside the job could write them (a SIGKILLed wrapper, a job
 cancelled while pending, a node failure). When the wrapper wrote the end
-itself, it cancels the follow-up job, so in the common case it never runs.
+itself, it cancels the follow-up job (job/followup.py), so in the common case it
+never runs.
 
 Its cost: one extra short job in the queue per run (it pends while the run
 does; it needs no GPU). It has no ``hpcwrap:`` comment, so the node hooks (if
@@ -18,7 +19,6 @@ scancel, or a requeue: the job runs again) leaves it waiting for the real end.
 
 from __future__ import annotations
 
-import os
 import shlex
 import subprocess
 import sys
@@ -27,24 +27,13 @@ from pathlib import Path
 
 from hpcwrap.errors import SchedulerError
 from hpcwrap.runlog import lifecycle
-from hpcwrap.runlog.endings import JobState, Strength
 from hpcwrap.runlog.facts import SubmitFacts
 from hpcwrap.runlog.handle import RunLog
-from hpcwrap.runlog.model import JobBlock
 
 SETTLE = 120  # seconds the follow-up waits for accounting to record the end
 LIMIT = "5"  # minutes
 MEMORY = "100M"
 TIMEOUT = 60.0
-
-
-def _term_or_requeue(job: JobBlock) -> bool:
-    """The follow-up job stays after an end read from a TERM (a scancel, a requeue or a
-    node failure look alike from inside) or a requeue (the job runs again under the same
-    id, and afterany waits for its real end)."""
-    if job.state == JobState.REQUEUED:
-        return True
-    return job.state == JobState.CANCELLED or lifecycle.basis_of(job) is Strength.GUESS
 
 
 def command(run_log: Path, python: str) -> str:
@@ -125,33 +114,4 @@ def submit(
     return fid
 
 
-def cancel_after_end(run: RunLog | None, in_slurm: bool, array_task: bool) -> str | None:
-    """Called by the wrapper once it recorded the end: cancel the run's follow-up job.
-
-    Returns the cancelled job id (None when there was none). Never raises.
-    """
-    if run is None or not in_slurm or array_task:
-        return None
-    try:
-        state = run.read()
-        facts = state.submit
-        fid = facts.follow_up_job if facts is not None else None
-        if not fid:
-            return None
-        if state.jobs and _term_or_requeue(state.jobs[-1]):
-            return None  # a TERM: scancel or a requeue; the follow-up waits for the real end
-        subprocess.run(
-            ["scancel", fid],
-            capture_output=True,
-            timeout=TIMEOUT,
-            stdin=subprocess.DEVNULL,
-            check=False,
-            env=dict(os.environ),
-        )
-        run.append_event("follow_up_cancelled", {"job_id": fid})
-        return fid
-    except Exception:  # the run's end is written; a follow-up left pending only polls
-        return None
-
-
-__all__ = ["SETTLE", "cancel_after_end", "command", "sbatch_argv", "submit"]
+__all__ = ["SETTLE", "TIMEOUT", "command", "sbatch_argv", "submit"]

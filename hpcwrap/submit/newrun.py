@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
 from hpcwrap.errors import CodeStateError, UsageError
-from hpcwrap.redact import quote_word, redact_argv, redact_settings
+from hpcwrap.redact import redact_settings
 from hpcwrap.runlog import JobBlock, RunLog, RunState, create_run, layout, lifecycle
 from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import CodeFacts, ConfigFacts, facts_from_dict
@@ -32,16 +31,6 @@ from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runlog.outputs import recorded_outputs
 from hpcwrap.submit import codestate
 from hpcwrap.submit.request import RunRequest
-
-
-def describe_command(script: str, args: Sequence[str] = ()) -> str:
-    """The Config ``script`` line: ``\\`slurm/train.sh\\` --lr 3e-4 'two words'``.
-
-    One line whatever the arguments hold; secret-looking values redacted.
-    """
-    head = f"`{script}`" if "`" not in script and "\n" not in script else quote_word(script)
-    words = [quote_word(w) for w in redact_argv(list(args))]
-    return " ".join([head, *words])
 
 
 def _resolve(path: Path, cwd: Path) -> Path:

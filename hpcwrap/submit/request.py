@@ -12,28 +12,7 @@ from pathlib import Path
 
 from hpcwrap.config import Settings
 from hpcwrap.errors import UsageError
-
-RUN_TYPES = ("replication", "experiment", "pipeline:<subtype>")
-
-
-def parse_run_type(text: str) -> str:
-    """``"pipeline:data generation"`` -> ``"pipeline (data generation)"``.
-
-    Also accepts the rendered form back, so values read from a run log round-trip.
-    """
-    value = text.strip()
-    if value in ("replication", "experiment"):
-        return value
-    for prefix, closer in (("pipeline:", ""), ("pipeline (", ")")):
-        if value.startswith(prefix) and value.endswith(closer):
-            subtype = value[len(prefix) : len(value) - len(closer)].strip()
-            if subtype and "\n" not in subtype and ")" not in subtype:
-                return f"pipeline ({subtype})"
-            break
-    raise UsageError(
-        f"invalid --mode {text!r}: use one of {', '.join(RUN_TYPES)} "
-        "(e.g. --mode 'pipeline:data generation')"
-    )
+from hpcwrap.runlog.model import parse_run_type
 
 
 def parse_setting(text: str) -> tuple[str, str]:

@@ -36,7 +36,7 @@ import glob
 import os
 import secrets
 import shlex
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -48,8 +48,12 @@ from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import ChainFacts
 from hpcwrap.runlog.model import RunState
 from hpcwrap.scheduler.base import Scheduler
+from hpcwrap.submit.submission import (
+    Prepared,
+    WalltimeSignal,
+    load_sbatch_args,
+)
 
-SBATCH_ARGS = "sbatch.args"  # in the sidecar: the submission's sbatch options, NUL-separated
 ENV_FROM = ("HPCWRAP_RESUME_FROM", "LOAD_CKPT_PATH")
 _PARTIAL = (".tmp", "tmp-", ".partial", ".incomplete", "-incomplete", ".lock")
 
@@ -114,15 +118,13 @@ def slurm_time_seconds(text: str | None) -> float | None:
     return float(((d * 24 + h) * 60 + m) * 60 + sec)
 
 
-def cap_walltime_signal(prep: Any) -> str | None:
+def cap_walltime_signal(prep: Prepared) -> str | None:
     """Cap the walltime warning of a chained submission at half its time limit.
 
     hpcwrap's own ``--signal`` default is replaced; a user's ``--signal`` (from the script
     or SBATCH_SIGNAL) is overridden on the command line, which sbatch ranks above both.
     Returns the note for the run log, or None when nothing was capped.
     """
-    from hpcwrap.submit.submission import WalltimeSignal
-
     user = prep.user_resolved()
     limit = slurm_time_seconds(user.get("time"))
     if user.has("signal"):
@@ -264,24 +266,6 @@ def chain_env(
 
 
 # ---------------------------------------------------------------- submitting and cancelling
-
-
-def save_sbatch_args(log: RunLog, args: Sequence[str]) -> Path:
-    """The submission's sbatch options beside job.sh (0600: they may hold real secrets)."""
-    from hpcwrap.submit.newrun import write_exact
-
-    path = log.sidecar / SBATCH_ARGS
-    write_exact(path, "\0".join(args).encode("utf-8", "surrogateescape"), mode=0o600)
-    return path
-
-
-def load_sbatch_args(log: RunLog) -> list[str]:
-    try:
-        raw = (log.sidecar / SBATCH_ARGS).read_bytes()
-    except FileNotFoundError:
-        return []
-    text = raw.decode("utf-8", "surrogateescape")
-    return [a for a in text.split("\0") if a] if text else []
 
 
 def _clean_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -454,22 +438,144 @@ def cancel_run(log: RunLog, scheduler: Scheduler) -> list[str]:
     return done
 
 
+# ---------------------------------------------------------------- in the job
+
+
+@dataclass(frozen=True)
+class ChainStart:
+    """How a job of a chain starts (job/seams.ChainStart)."""
+
+    stop: bool = False
+    argv: list[str] | None = None
+    child_env: dict[str, str] | None = None
+    resumed: tuple[int, float | None] | None = None
+
+
+class JobChain:
+    """The walltime-resume chain's steps inside a job (job/seams.Chain): the CLI hands
+    one to the wrapper, which imports nothing of the login side."""
+
+    def begin(
+        self,
+        run: RunLog,
+        job_id: str,
+        argv: Sequence[str],
+        environ: Mapping[str, str],
+        record: Callable[..., Any],
+        warn: Callable[[str], None],
+    ) -> ChainStart | None:
+        """A successor checks the guards and opens its ``## Job (resumed)`` block; every
+        job submits its own successor. None: not a chained run (or an unreadable log: the
+        job still runs)."""
+        try:
+            state = run.read()
+        except Exception:
+            return None
+        chain = state.chain
+        if chain is None:
+            return None
+        from hpcwrap.scheduler import get_scheduler
+
+        workdir = workdir_of(state, run)
+        start = ChainStart()
+        if chain.pending == job_id:
+            ckpt = find_checkpoint(state, workdir)
+            decision = decide(state, job_id, ckpt, by_hand=chain.pending_by_hand)
+            if not decision.go or ckpt is None:
+                record(
+                    lifecycle.Chained(
+                        now(),
+                        stopped=decision.reason,
+                        text=f"resume chain stopped: {decision.reason}; job {job_id} did not "
+                        "start the training",
+                    ),
+                    data={"job": job_id, "reason": decision.reason},
+                )
+                return ChainStart(stop=True)
+            n = chain.resumes + 1
+            record(
+                lifecycle.Resumed(
+                    now(),
+                    resumed_from=ckpt,
+                    execution_id=job_id,
+                    text=f"resumed: job {job_id} continues from `{ckpt}` "
+                    f"(resume {n} of at most {chain.max_resumes})",
+                ),
+                data={"job": job_id, "checkpoint": ckpt, "resume": n},
+            )
+            start = ChainStart(
+                argv=resume_argv(list(argv), chain, ckpt),
+                child_env=chain_env(environ, chain, ckpt),
+                resumed=(n + 1, state.results.start_train_loss),
+            )
+            resumes = n
+        elif chain.pending is not None:
+            # A successor already waits (this is a requeued attempt of its predecessor).
+            return ChainStart(child_env=chain_env(environ, chain, None))
+        else:
+            start = ChainStart(child_env=chain_env(environ, chain, None))
+            resumes = chain.resumes
+        if chain.mode == "auto" and not chain.stopped and resumes < chain.max_resumes:
+            try:
+                successor = submit_successor(
+                    run, get_scheduler("slurm"), environ, after=job_id, workdir=workdir
+                )
+            except Exception as exc:  # the job still trains; the chain says why it ends here
+                warn(f"warning: could not submit the resume successor: {exc}")
+                record(
+                    lifecycle.Chained(
+                        now(),
+                        stopped=f"the successor could not be submitted: {exc}",
+                        text=f"resume chain stopped: the successor could not be submitted: {exc}",
+                    )
+                )
+            else:
+                record_successor(run, successor, job_id)
+        return start
+
+    def end(self, run: RunLog, job_id: str | None, final: str) -> None:
+        """A job that did not end at its limit cancels the waiting successor (a completed
+        run, a crash, a user's scancel stop the chain)."""
+        try:
+            state = run.read()
+        except Exception:
+            return
+        chain = state.chain
+        if chain is None or chain.stopped:
+            return
+        from hpcwrap.scheduler import get_scheduler
+
+        ended = endings.parse(final)
+        if ended is not None and ended.resumable:
+            if chain.pending is None and chain.mode == "auto":
+                stop_chain(run, f"--max-resumes {chain.max_resumes} reached")
+            return
+        reason = f"job {job_id} ended {final}"
+        if chain.pending is not None:
+            problem = cancel_successor(get_scheduler("slurm"), chain.pending)
+            if problem is None:
+                reason += f"; successor job {chain.pending} cancelled"
+            else:
+                reason += f"; successor job {chain.pending} NOT cancelled ({problem})"
+        stop_chain(run, reason, done=ended is endings.JobState.COMPLETED)
+
+
 __all__ = [
     "ENV_FROM",
+    "ChainStart",
     "Decision",
+    "JobChain",
     "cancel_run",
     "cancel_successor",
     "capped_lead",
     "chain_env",
     "decide",
     "find_checkpoint",
-    "load_sbatch_args",
     "new_chain",
     "newest_checkpoint",
     "record_successor",
     "resume_argv",
     "resume_by_hand",
-    "save_sbatch_args",
     "stop_chain",
     "submit_successor",
     "workdir_of",

@@ -37,7 +37,7 @@ import getpass
 import os
 import shlex
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -51,7 +51,7 @@ from hpcwrap.errors import (
     SubmitError,
     UsageError,
 )
-from hpcwrap.redact import redact_argv
+from hpcwrap.redact import describe_command, redact_argv
 from hpcwrap.runlog import RunLog, layout, lifecycle
 from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import (
@@ -86,7 +86,6 @@ from hpcwrap.submit import codestate
 from hpcwrap.submit.newrun import (
     code_line,
     create_run_from_request,
-    describe_command,
     sidecar_rel,
     write_exact,
 )
@@ -449,6 +448,23 @@ def create_log(
     )
 
 
+def save_sbatch_args(log: RunLog, args: Sequence[str]) -> Path:
+    """The submission's sbatch options beside job.sh (0600: they may hold real secrets);
+    a successor of a resume chain is submitted with them."""
+    path = log.sidecar / layout.SBATCH_ARGS
+    write_exact(path, "\0".join(args).encode("utf-8", "surrogateescape"), mode=0o600)
+    return path
+
+
+def load_sbatch_args(log: RunLog) -> list[str]:
+    try:
+        raw = (log.sidecar / layout.SBATCH_ARGS).read_bytes()
+    except FileNotFoundError:
+        return []
+    text = raw.decode("utf-8", "surrogateescape")
+    return [a for a in text.split("\0") if a] if text else []
+
+
 def _prepare_job(
     log: RunLog,
     prep: Prepared,
@@ -457,11 +473,9 @@ def _prepare_job(
     chain: ChainFacts | None,
 ) -> tuple[Path, list[str]]:
     """The sidecar's job files, and the submission recorded as about to happen."""
-    from hpcwrap.submit import resume
-
     job_sh = write_job_files(log, prep, python=python)
     args = prep.sbatch_args(log.path)
-    resume.save_sbatch_args(log, args)
+    save_sbatch_args(log, args)
     command = redact_argv(scheduler.command(job_sh, args))
     facts = submit_facts(prep, log.path)
     facts.update(

@@ -48,7 +48,7 @@ pytestmark = pytest.mark.cluster
 # How long after Slurm settled the log may take to agree with it.
 SETTLE_S = 30.0
 
-# hpcwrap's own words, where its README documents one that differs from sacct's State:
+# hpcwrap's own words, where docs/run-log-format.md documents one that differs from sacct's:
 # cause -> ((sacct State, sacct ExitCode), hpcwrap's state). A row names its cause; the
 # sacct pair is checked too, so a row never applies a word to an end it was not made for
 # (a SIGKILLed wrapper is also FAILED 0:9 to sacct, and stays FAILED in the log).

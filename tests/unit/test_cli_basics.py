@@ -200,7 +200,8 @@ def test_every_command_setting_and_exit_code_is_documented() -> None:
                 )
     page = SETTINGS_PAGE.read_text()
     for setting in dataclasses.fields(Settings):
-        assert f"`{setting.name}`" in page, f"{SETTINGS_PAGE} does not document `{setting.name}`"
+        row = f"| `{setting.name}` |"
+        assert row in page, f"{SETTINGS_PAGE} has no row `{row}` in its settings table"
     for code, meaning in exit_code_table():
         assert f"| {code} | {meaning} |" in page, (
             f"{SETTINGS_PAGE} has no row `| {code} | {meaning} |` in its exit-code table"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hpcwrap.job.followup import cancel_after_end
 from hpcwrap.runlog import RunState, create_run, lifecycle
 from hpcwrap.submit import followup
 
@@ -44,10 +45,10 @@ def test_submit_records_the_follow_up_and_the_wrapper_cancels_it(
     assert followup.submit(log, "12", python="/v/python") == "77"
     assert log.read().submit is not None and log.read().submit.follow_up_job == "77"  # type: ignore[union-attr]
     assert "afterany:12" in (tools / "sbatch.calls").read_text()
-    assert followup.cancel_after_end(log, in_slurm=True, array_task=True) is None
-    assert followup.cancel_after_end(log, in_slurm=False, array_task=False) is None
+    assert cancel_after_end(log, in_slurm=True, array_task=True) is None
+    assert cancel_after_end(log, in_slurm=False, array_task=False) is None
     assert not (tools / "scancel.calls").exists()
-    assert followup.cancel_after_end(log, in_slurm=True, array_task=False) == "77"
+    assert cancel_after_end(log, in_slurm=True, array_task=False) == "77"
     assert (tools / "scancel.calls").read_text().split() == ["77"]
 
 
@@ -60,5 +61,5 @@ def test_a_term_leaves_the_follow_up_waiting(
     log.record(lifecycle.Submitted(T0, job_id="12", execution_id="12"))
     followup.submit(log, "12", python="/v/python")
     log.record(lifecycle.Ended(T0, "CANCELLED", lifecycle.Source.WRAPPER, "12", exit_code=143))
-    assert followup.cancel_after_end(log, in_slurm=True, array_task=False) is None
+    assert cancel_after_end(log, in_slurm=True, array_task=False) is None
     assert not (tools / "scancel.calls").exists()

@@ -27,6 +27,7 @@ from hpcwrap.runlog import RunLog, RunState, create_run, endings, lifecycle
 from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.facts import SubmitFacts
 from hpcwrap.runlog.model import JobBlock
+from hpcwrap.runlog.spool import register_job
 
 REPO = Path(__file__).resolve().parents[2]
 T0 = datetime(2026, 3, 11, 14, 0, tzinfo=timezone.utc)
@@ -288,7 +289,7 @@ def test_plain_sbatch_job_found_through_the_spool(site: Site) -> None:
     log = site.log(running())
     os.seteuid(site.uid)  # the wrapper registers as the job's user
     try:
-        assert hooks.register_job(site.env(), log.path)
+        assert register_job(site.env(), log.path)
     finally:
         os.seteuid(0)
     assert (site.spool / "dev_12").read_text() == f"{log.path}\n"

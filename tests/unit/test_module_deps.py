@@ -1,4 +1,6 @@
-"""How hpcwrap's modules depend on each other: no import cycles, not even for type checking."""
+"""How hpcwrap's modules depend on each other: declared layers, no upward import, no import
+between peers and no cycle, counting every import (inside functions and under
+TYPE_CHECKING too)."""
 
 from __future__ import annotations
 
@@ -17,31 +19,19 @@ def _module_name(path: Path) -> str:
     return ".".join(parts)
 
 
-def _module_level_imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
-    """Imports run when the module loads or is type-checked: top level, ``if``/``try`` blocks
-    (``if TYPE_CHECKING:`` included); not those inside functions, which load lazily."""
-    found: list[ast.Import | ast.ImportFrom] = []
-    todo: list[ast.stmt] = list(tree.body)
-    while todo:
-        node = todo.pop()
-        if isinstance(node, (ast.Import, ast.ImportFrom)):
-            found.append(node)
-        elif isinstance(node, ast.If):
-            todo += node.body + node.orelse
-        elif isinstance(node, ast.Try):
-            todo += node.body + node.orelse + node.finalbody
-            for handler in node.handlers:
-                todo += handler.body
-    return found
+def _imports(tree: ast.Module) -> list[ast.Import | ast.ImportFrom]:
+    """Every import statement of a module: top level, under ``if TYPE_CHECKING:``, inside
+    functions (a lazy import is still a dependency)."""
+    return [n for n in ast.walk(tree) if isinstance(n, (ast.Import, ast.ImportFrom))]
 
 
 def import_graph() -> dict[str, set[str]]:
-    """hpcwrap module -> the hpcwrap modules it imports at module level."""
+    """hpcwrap module -> the hpcwrap modules it imports (anywhere in it)."""
     modules = {_module_name(p): p for p in PACKAGE_DIR.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for name, path in modules.items():
         deps: set[str] = set()
-        for node in _module_level_imports(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _imports(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 deps |= {a.name for a in node.names}
             elif node.level == 0 and node.module:
@@ -50,6 +40,59 @@ def import_graph() -> dict[str, set[str]]:
                     deps.add(sub if sub in modules else node.module)
         graph[name] = {d for d in deps if d in modules and d != name}
     return graph
+
+
+# The layers, bottom first. A module may import its own layer and any lower one, except
+# the peers, which import none of each other: what two share moves down (the output
+# reader the wrapper and the epilog both use is reading/).
+PEERS = (
+    "hpcwrap.submit",
+    "hpcwrap.job",
+    "hpcwrap.hooks",
+    "hpcwrap.reports",
+    "hpcwrap.wandb",
+    "hpcwrap.publish",
+)
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("hpcwrap", "hpcwrap.errors", "hpcwrap.config", "hpcwrap.redact"),
+    ("hpcwrap.runlog",),
+    ("hpcwrap.scheduler",),
+    ("hpcwrap.reading",),
+    PEERS,
+    ("hpcwrap.cli",),
+    ("hpcwrap.__main__",),
+)
+
+
+def home_of(module: str) -> tuple[int, str]:
+    """(layer, package) of a module: the longest declared name it is, or is under."""
+    best: tuple[int, str] | None = None
+    for level, names in enumerate(LAYERS):
+        for name in names:
+            if (module == name or module.startswith(name + ".")) and (
+                best is None or len(name) > len(best[1])
+            ):
+                best = (level, name)
+    if best is None:
+        raise AssertionError(f"{module} is in no declared layer: add it to LAYERS")
+    return best
+
+
+def layer_problems(graph: dict[str, set[str]]) -> list[str]:
+    found = []
+    for module, deps in sorted(graph.items()):
+        level, package = home_of(module)
+        for dep in sorted(deps):
+            dep_level, dep_package = home_of(dep)
+            if (
+                dep_package == package
+                or dep_level < level
+                or (dep_level == level and LAYERS[level] != PEERS)
+            ):
+                continue
+            kind = "between peers" if dep_level == level else "upward"
+            found.append(f"{kind}: {module} imports {dep}")
+    return found
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
@@ -97,6 +140,27 @@ def test_no_import_cycles_between_hpcwrap_modules() -> None:
     graph = import_graph()
     assert "hpcwrap.runlog.handle" in graph["hpcwrap.runlog.reindex"]  # the graph sees imports
     assert cycles(graph) == []
+
+
+def test_imports_follow_the_layers() -> None:
+    assert layer_problems(import_graph()) == []
+
+
+def test_the_layer_check_finds_upward_and_peer_imports() -> None:
+    graph = {
+        "hpcwrap.runlog.model": {"hpcwrap.submit.request"},  # upward
+        "hpcwrap.job.wrapper": {"hpcwrap.hooks.node", "hpcwrap.runlog.model"},  # a peer
+        "hpcwrap.submit.request": {"hpcwrap.config"},
+        "hpcwrap.hooks.node": set(),
+        "hpcwrap.config": set(),
+    }
+    assert layer_problems(graph) == [
+        "between peers: hpcwrap.job.wrapper imports hpcwrap.hooks.node",
+        "upward: hpcwrap.runlog.model imports hpcwrap.submit.request",
+    ]
+    # a function-level import is seen
+    tree = ast.parse("def f():\n    from hpcwrap.hooks import node\n")
+    assert [n.module for n in _imports(tree) if isinstance(n, ast.ImportFrom)] == ["hpcwrap.hooks"]
 
 
 def test_index_files_do_not_depend_on_the_run_log_handle() -> None:

@@ -8,7 +8,8 @@ import pytest
 
 from hpcwrap.config import Settings
 from hpcwrap.errors import UsageError
-from hpcwrap.submit.request import build_run_request, parse_run_type, parse_setting
+from hpcwrap.runlog.model import parse_run_type
+from hpcwrap.submit.request import build_run_request, parse_setting
 
 
 @pytest.mark.parametrize(

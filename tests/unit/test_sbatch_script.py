@@ -270,8 +270,7 @@ def test_script_path_with_spaces_and_folder(tmp_path: Path) -> None:
 
 
 def test_describe_command_is_one_line_and_redacted() -> None:
-    from hpcwrap.redact import redact_argv
-    from hpcwrap.submit.newrun import describe_command
+    from hpcwrap.redact import describe_command, redact_argv
 
     assert describe_command("slurm/train.sh", ["--lr", "3e-4", "two words", "a\nb"]) == (
         "`slurm/train.sh` --lr 3e-4 'two words' $'a\\nb'"
@@ -283,7 +282,7 @@ def test_describe_command_is_one_line_and_redacted() -> None:
 
 
 def test_redact_argv_catches_known_token_formats_and_key_names() -> None:
-    from hpcwrap.submit.newrun import describe_command
+    from hpcwrap.redact import describe_command
 
     line = describe_command("t.sh", [FAKE_HF_TOKEN, "--wandb-key", "k1", "--hf_key=k2"])
     assert line == "`t.sh` '***' --wandb-key '***' '--hf_key=***'"
