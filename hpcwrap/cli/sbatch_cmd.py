@@ -24,7 +24,7 @@ from hpcwrap.cli.run_options import (
     request_from_args,
 )
 from hpcwrap.errors import EXIT_INTERRUPTED, HpcwrapError, UsageError, exit_code_for
-from hpcwrap.scheduler import SCHEDULERS, SubmitInterrupted, SubmitResult, get_scheduler
+from hpcwrap.scheduler import SCHEDULERS, SubmitInterrupted, SubmitResult
 
 if TYPE_CHECKING:
     from hpcwrap.runlog import RunLog
@@ -215,42 +215,35 @@ def handle(args: argparse.Namespace) -> int:
             f"--task {ns.task}: hpcwrap's --task names the run (e.g. --task train); "
             f"for sbatch's tasks per node write --ntasks-per-node={ns.task.strip()}"
         )
+    from hpcwrap.submit import flow
+
     cwd = Path.cwd()
     settings = command_settings(cwd)
-    request = request_from_args(ns, settings)
-    if request.run_type == "experiment":
-        # Preflight: the group's last runs, and a warning (--strict: a refusal) before
-        # repeating a variation that was discarded or failed.
-        from hpcwrap.submit import preflight
-
-        root = request.run_logs if request.run_logs.is_absolute() else cwd / request.run_logs
-        strict = ns.strict or settings.preflight == "strict"
-        preflight.report(request, root, cwd, strict=strict)
-    walltime = submit.walltime_signal(settings, ns.walltime_signal, ns.no_walltime_signal)
-    prep = submit.prepare(cl, settings=settings, cwd=cwd, env=os.environ, walltime=walltime)
     # The user's own --parsable: stdout is exactly sbatch's ("69" or "69;cluster"), so
     # `jid=$(hpcwrap sbatch --parsable ...)` works; hpcwrap's own lines go to stderr.
     parsable = any(o.key == "parsable" for o in cl.opts)
     if parsable and ns.json:
         raise UsageError("--parsable and --json both say what to print: choose one")
     chain = None
-    capped: str | None = None
     if ns.resume == "auto":
-        from hpcwrap.submit import resume
-
-        if prep.user_resolved().get("array"):
-            raise UsageError("--resume auto chains one job after another; not for --array")
-        chain = resume.new_chain(
-            max_resumes=ns.max_resumes,
-            resume_arg=ns.resume_arg,
-            checkpoint_glob=ns.checkpoint_glob,
-        )
-        capped = resume.cap_walltime_signal(prep)
-        if capped is not None:
-            prep.notes.append(capped)
-    scheduler = get_scheduler(ns.scheduler)
+        chain = flow.ChainRequest(ns.max_resumes, ns.resume_arg, ns.checkpoint_glob)
+    req = flow.SbatchRequest(
+        command=cl,
+        request=request_from_args(ns, settings),
+        settings=settings,
+        cwd=cwd,
+        environ=os.environ,
+        scheduler=ns.scheduler,
+        strict=ns.strict,
+        walltime_signal=ns.walltime_signal,
+        no_walltime_signal=ns.no_walltime_signal,
+        chain=chain,
+    )
+    planned = flow.plan(req)
     if ns.dry_run:
-        return _print_dry_run(submit.dry_run(request, prep, scheduler=scheduler), ns.json)
+        return _print_dry_run(
+            submit.dry_run(planned.request, planned.prep, scheduler=planned.scheduler), ns.json
+        )
 
     def announce(result: SubmitResult, exec_id: str, log: RunLog) -> None:
         if ns.json:
@@ -264,9 +257,9 @@ def handle(args: argparse.Namespace) -> int:
         print(f"Submitted batch job {result.job_id}", flush=True)
         print(f"run log: {log.path}", flush=True)
 
-    log = submit.create_log(request, prep, locks=lock_config(settings))
+    log = flow.create_log(planned, locks=lock_config(settings))
     try:
-        outcome = submit.submit_job(log, prep, scheduler=scheduler, announce=announce, chain=chain)
+        done = flow.submit(req, planned, log, announce=announce)
     except SubmitInterrupted as exc:
         print(f"hpcwrap: interrupted: {exc.detail}", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -274,12 +267,13 @@ def handle(args: argparse.Namespace) -> int:
         if ns.json:  # one object on stdout for scripts; the message on stderr as always
             print(json.dumps(_error_object(exc, log.path)), flush=True)
         raise
-    if settings.follow_up and scheduler.name == "slurm":
-        _follow_up(outcome.log, outcome.result.job_id)
+    outcome = done.outcome
+    for warning in done.warnings:
+        print(f"hpcwrap: warning: {warning}", file=sys.stderr)
+    for line in done.notes:  # the follow-up job
+        print(f"hpcwrap: {line}", file=sys.stderr)
     for note in outcome.notes:
         print(f"hpcwrap: note: {note}", file=sys.stderr)
-    if capped is not None:
-        outcome.log.add_status(f"resume chain: {capped}")
     if outcome.result.messages:
         print(outcome.result.messages, file=sys.stderr)
     if ns.json:
@@ -294,25 +288,13 @@ def handle(args: argparse.Namespace) -> int:
                     "job_script": str(outcome.job_script),
                     "output": facts.get("output_path"),
                     "error": facts.get("error_path"),
-                    "scheduler": scheduler.name,
+                    "scheduler": planned.scheduler.name,
                     "returncode": outcome.result.returncode,
                     "notes": list(outcome.notes),
                 }
             )
         )
     return outcome.result.returncode
-
-
-def _follow_up(log: RunLog, job_id: str) -> None:
-    """The ``follow_up`` setting: a tiny afterany job that polls the run (see followup.py)."""
-    from hpcwrap.submit import followup
-
-    try:
-        fid = followup.submit(log, job_id)
-    except HpcwrapError as exc:
-        print(f"hpcwrap: warning: {exc}; the run goes on without it", file=sys.stderr)
-        return
-    print(f"hpcwrap: follow-up job {fid} records the end if the job cannot", file=sys.stderr)
 
 
 def _error_object(exc: HpcwrapError, run_log: Path) -> dict[str, Any]:

@@ -206,7 +206,12 @@ def check_tree(log: Path, uid: int) -> None:
     side = layout.sidecar_for(log)
     _owned_plain(side.parent, uid, folder=True)
     _owned_plain(side, uid, folder=True)
-    for name in ("state.json", "events.jsonl", layout.LOCK_FILE, f"{layout.LOCK_FILE}.soft"):
+    for name in (
+        layout.STATE_FILE,
+        layout.EVENTS_FILE,
+        layout.LOCK_FILE,
+        f"{layout.LOCK_FILE}.soft",
+    ):
         _owned_plain(side / name, uid, folder=False, missing_ok=True)
 
 
@@ -273,7 +278,7 @@ def _num(value: Any) -> float | None:
 def last_progress(log: RunLog) -> LastProgress:
     """The wrapper's last progress and checkpoint events (events.jsonl, bounded read)."""
     out = LastProgress()
-    path = log.sidecar / "events.jsonl"
+    path = log.sidecar / layout.EVENTS_FILE
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except OSError:

@@ -24,7 +24,7 @@ from typing import Any
 
 import orjson
 
-from hpcwrap.runlog import endings
+from hpcwrap.runlog import endings, layout
 from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.layout import SIDECAR_DIR, is_run_log_name
 
@@ -150,7 +150,7 @@ def _tail_lines(path: Path, limit: int = TAIL_BYTES) -> list[bytes]:
 
 def state_dict(path: Path) -> dict[str, Any] | None:
     """The ``state`` object of the run's state.json (None: no usable sidecar)."""
-    sidecar = path.parent / SIDECAR_DIR / path.stem / "state.json"
+    sidecar = path.parent / SIDECAR_DIR / path.stem / layout.STATE_FILE
     doc = _read_json(sidecar)
     if isinstance(doc, dict) and isinstance(doc.get("state"), dict):
         state: dict[str, Any] = doc["state"]
@@ -233,7 +233,7 @@ def _live_evidence(path: Path, row: RunRow) -> None:
     """The last progress, checkpoint and GPU sample a running run's sidecar holds."""
     sidecar = path.parent / SIDECAR_DIR / path.stem
     want_progress, want_ckpt = True, row.checkpoint is None
-    for line in reversed(_tail_lines(sidecar / "events.jsonl")):
+    for line in reversed(_tail_lines(sidecar / layout.EVENTS_FILE)):
         if not (want_progress or want_ckpt):
             break
         try:
@@ -250,7 +250,7 @@ def _live_evidence(path: Path, row: RunRow) -> None:
         if want_ckpt and ev.get("kind") == "checkpoint" and ev.get("path"):
             row.checkpoint = str(ev["path"])
             want_ckpt = False
-    tail = _tail_lines(sidecar / "telemetry.jsonl", 8192)
+    tail = _tail_lines(sidecar / layout.TELEMETRY_FILE, 8192)
     if tail:
         try:
             sample = orjson.loads(tail[-1])
@@ -297,7 +297,7 @@ def sort_key(row: RunRow) -> str:
 
 def _state_json(md_path: str) -> str:
     folder, name = os.path.split(md_path)
-    return os.path.join(folder, SIDECAR_DIR, name[:-3], "state.json")
+    return os.path.join(folder, SIDECAR_DIR, name[:-3], layout.STATE_FILE)
 
 
 def default_cache_path(root: Path) -> Path | None:

@@ -23,7 +23,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from hpcwrap.runlog import endings
+from hpcwrap.runlog import endings, layout
 from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.indexfile import edit_lines, index_lock_path
 from hpcwrap.runlog.locks import Lock, LockConfig
@@ -32,7 +32,7 @@ from hpcwrap.runlog.render import fmt_float, one_line
 
 T = TypeVar("T")
 
-EXPERIMENTS = "experiments.md"
+EXPERIMENTS = layout.EXPERIMENTS_FILE
 COLUMNS = ("run", "description", "val_loss", "status", "notes")
 FILLED = ("description", "val_loss", "status")
 NEVER_RAN = "submit failed"

@@ -21,7 +21,7 @@ from hpcwrap.errors import (
     UnparseableError,
     UsageError,
 )
-from hpcwrap.runlog import experiments, lifecycle, timeline
+from hpcwrap.runlog import experiments, layout, lifecycle, timeline
 from hpcwrap.runlog.adopt import parse_state
 from hpcwrap.runlog.dates import iso, now, to_utc
 from hpcwrap.runlog.fsio import read_bytes, write_atomic
@@ -68,7 +68,7 @@ def _guess_root(path: Path) -> Path:
     for parent in path.parents:
         if parent.name == "run_logs":
             return parent
-    if (path.parent.parent / "experiments.md").exists():
+    if (path.parent.parent / layout.EXPERIMENTS_FILE).exists():
         return path.parent.parent
     return path.parent
 

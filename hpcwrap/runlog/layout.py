@@ -5,7 +5,9 @@
     <run_logs>/<group>/<date>_<task>[_N].md          the run log
     <run_logs>/<group>/<name>.hpcwrap-conflict.md    an update that could not be merged
     <run_logs>/<group>/.hpcwrap/<name>/               the sidecar
-        state.json, events.jsonl, lock, job.sh, script/<name>, config/, code.diff
+        state.json, events.jsonl, telemetry.jsonl, lock, job.sh, sbatch.args,
+        script/<name>, config/, code.diff
+    <run_logs>/<group>/timeline.md, <run_logs>/experiments.md   the indexes
 
 The job carries ``--comment=hpcwrap:<run log>`` so node hooks can find the log.
 Nothing here touches the disk except ``taken``; every other function is a
@@ -25,6 +27,12 @@ SBATCH_ARGS = "sbatch.args"  # in the sidecar: the submission's sbatch options, 
 SCRIPT_DIR = "script"  # in the sidecar: byte-exact snapshot of the user's script
 CONFIG_DIR = "config"  # in the sidecar: copies of --config and resolved configs
 CODE_DIFF = "code.diff"
+PLOT_FILE = "plot.png"  # in the sidecar: `hpcwrap plot`'s figure (by default)
+STATE_FILE = "state.json"  # in the sidecar: the machine-owned facts (orjson)
+EVENTS_FILE = "events.jsonl"  # in the sidecar: append-only, one event per line
+TELEMETRY_FILE = "telemetry.jsonl"  # in the sidecar: one GPU/CPU/memory/disk sample per line
+TIMELINE_FILE = "timeline.md"  # in each run-log folder: the group's timeline
+EXPERIMENTS_FILE = "experiments.md"  # in the run-logs root: the experiments table
 LOCK_FILE = "lock"
 COMMENT_PREFIX = "hpcwrap:"  # the job's --comment: hpcwrap:<absolute run log path>
 # The batch script ignores the walltime signal until `hpcwrap run` handles it (Slurm may

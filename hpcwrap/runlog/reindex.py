@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hpcwrap.errors import RunNotFoundError
-from hpcwrap.runlog import experiments, timeline
+from hpcwrap.runlog import experiments, layout, timeline
 from hpcwrap.runlog.adopt import uncode
 from hpcwrap.runlog.handle import io_errors, is_run_log_name
 from hpcwrap.runlog.layout import CONFLICT_SUFFIX, LOCK_FILE, sidecar_for
@@ -47,7 +47,7 @@ class ReindexResult:
 
 
 _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2})(?!\d)")
-_INDEX_FILES = {timeline.TIMELINE, "experiments.md"}
+_INDEX_FILES = {layout.TIMELINE_FILE, layout.EXPERIMENTS_FILE}
 
 
 def right_name(name: str) -> str | None:

@@ -33,16 +33,30 @@ from typing import Any
 
 import orjson
 
-# Defined in hpcwrap.errors with the exceptions; importable from here as before.
+from hpcwrap.errors import RunLogError
 from hpcwrap.errors import RunLogWarning as RunLogWarning
+
+# Defined in hpcwrap.errors with the exceptions; importable from here as before.
+from hpcwrap.runlog import layout
 from hpcwrap.runlog.dates import iso
 from hpcwrap.runlog.fsio import append_line, read_bytes, write_atomic
 from hpcwrap.runlog.merge import Base
 from hpcwrap.runlog.model import RunState, StatusEntry, from_dict, to_dict
 
-STATE_FILE = "state.json"
-EVENTS_FILE = "events.jsonl"
+STATE_FILE = layout.STATE_FILE
+EVENTS_FILE = layout.EVENTS_FILE
+# The sidecar's format (state.json's "format"; events carry the same facts). A newer one
+# is refused, never overwritten; an older one is read by ``from_dict``'s defaults and, when
+# a change needs more, a step in MIGRATIONS (none yet: format 1 is the first).
 FORMAT = 1
+
+
+def _check_format(path: Path, found: object) -> None:
+    if isinstance(found, int) and found > FORMAT:
+        raise RunLogError(
+            f"{path}: written by a newer hpcwrap (sidecar format {found}; this one reads up "
+            f"to {FORMAT}): upgrade hpcwrap to update this run log"
+        )
 
 
 @dataclass
@@ -195,6 +209,7 @@ class Sidecar:
             doc = orjson.loads(raw)
             if not isinstance(doc, dict) or not isinstance(doc.get("state"), dict):
                 raise ValueError("not a state document")
+            _check_format(self.state_path, doc.get("format"))
             snap = Snapshot(
                 state=from_dict(doc["state"]),
                 base=decode_base(doc.get("base") or {}),

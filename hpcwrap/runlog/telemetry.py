@@ -21,9 +21,10 @@ from typing import Any
 
 import orjson
 
+from hpcwrap.runlog import layout
 from hpcwrap.runlog.fsio import append_line
 
-TELEMETRY_FILE = "telemetry.jsonl"
+TELEMETRY_FILE = layout.TELEMETRY_FILE
 GIB = 1 << 30
 # The Results lines of the summary (render.py shows them after the spec's own lines).
 RESULTS_LABELS = ("gpu", "cpu_efficiency", "peak_rss", "disk_free_end", "plot")

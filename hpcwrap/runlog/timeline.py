@@ -23,11 +23,12 @@ from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
+from hpcwrap.runlog import layout
 from hpcwrap.runlog.dates import timeline_date
 from hpcwrap.runlog.indexfile import edit_lines, index_lock_path
 from hpcwrap.runlog.locks import Lock, LockConfig
 
-TIMELINE = "timeline.md"
+TIMELINE = layout.TIMELINE_FILE
 _ENTRY = re.compile(r"^(\d+)\.(\s+)(.*)$")
 _MD_NAME = re.compile(r"`?([^`\s]+\.md)`?")
 _DATE = re.compile(r"^(\d{4})-(\d{2})-(\d{2})_")

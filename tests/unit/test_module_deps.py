@@ -168,3 +168,52 @@ def test_index_files_do_not_depend_on_the_run_log_handle() -> None:
     graph = import_graph()
     for name in ("experiments", "timeline", "indexfile"):
         assert "hpcwrap.runlog.handle" not in graph[f"hpcwrap.runlog.{name}"], name
+
+
+# ---------------------------------------------------------------- one place per on-disk name
+
+ON_DISK_NAMES = frozenset(
+    {"state.json", "events.jsonl", "telemetry.jsonl", "timeline.md", "experiments.md", ".hpcwrap"}
+)
+
+
+def _docstrings(tree: ast.AST) -> set[int]:
+    """ids of the docstring nodes (prose may name a file; code must not spell it)."""
+    found = set()
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if isinstance(body, list) and body and isinstance(body[0], ast.Expr):
+            value = body[0].value
+            if isinstance(value, ast.Constant) and isinstance(value.value, str):
+                found.add(id(value))
+    return found
+
+
+def spelled_names(tree: ast.AST) -> list[tuple[int, str]]:
+    """String constants (not docstrings) that are one of the on-disk names."""
+    skip = _docstrings(tree)
+    return [
+        (node.lineno, node.value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant)
+        and isinstance(node.value, str)
+        and node.value in ON_DISK_NAMES
+        and id(node) not in skip
+    ]
+
+
+def test_on_disk_names_are_spelled_only_in_runlog_layout() -> None:
+    offenders = []
+    for path in sorted(PACKAGE_DIR.rglob("*.py")):
+        if path == PACKAGE_DIR / "runlog" / "layout.py":
+            continue
+        for line, name in spelled_names(ast.parse(path.read_text(encoding="utf-8"))):
+            offenders.append(f"{path.relative_to(PACKAGE_DIR.parent)}:{line}: {name!r}")
+    assert not offenders, "use runlog/layout.py's names:\n" + "\n".join(offenders)
+    layout_tree = ast.parse((PACKAGE_DIR / "runlog" / "layout.py").read_text(encoding="utf-8"))
+    assert {name for _, name in spelled_names(layout_tree)} == ON_DISK_NAMES
+
+
+def test_the_name_check_finds_a_spelled_name_but_not_prose() -> None:
+    tree = ast.parse('"""Reads state.json."""\nPATH = "events.jsonl"\n')
+    assert spelled_names(tree) == [(2, "events.jsonl")]

@@ -10,6 +10,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from hpcwrap.errors import RunLogError
 from hpcwrap.runlog import RunLog, RunState, lifecycle
 from hpcwrap.runlog.facts import (
     ArrayTaskFacts,
@@ -91,3 +92,43 @@ def test_writing_a_legacy_log_moves_its_facts_out_of_extra(legacy: Path) -> None
     (log.sidecar / "state.json").unlink()
     with pytest.warns(UserWarning):
         assert RunLog(log.path).read() == state
+
+
+MAIN_BEFORE = Path(__file__).parent / "legacy_state" / "main-4bb3c70" / "run_logs"
+
+
+def test_a_log_written_before_the_restructuring_is_read_and_updated(tmp_path: Path) -> None:
+    root = tmp_path / "run_logs"
+    shutil.copytree(MAIN_BEFORE, root)
+    log = RunLog(root / "2026-12-07_train.md")
+    state = log.read()
+    job = state.jobs[0]
+    assert (job.state, job.exit_code, state.results.final_step) == ("COMPLETED", 0, 60)
+    # written before verdicts carried a strength: the wrapper's end stands, as it did then
+    assert job.state_basis is None and lifecycle.basis_of(job) is lifecycle.Strength.OWN
+    log.record(
+        lifecycle.Ended(
+            T, "FAILED", lifecycle.Source.EPILOG, job.execution_id or "", text="weaker", exit_code=1
+        )
+    )
+    log.record(lifecycle.ProgressObserved(T, "checked by hand after the upgrade"))
+    text = log.path.read_text()
+    assert "- compare with the lr sweep before a longer run (added by hand)" in text
+    assert "- notes: offline only, on purpose (added by hand)" in text
+    assert "checked by hand after the upgrade" in text and "weaker" not in text
+    assert "- state: COMPLETED" in text and "- final step: 60" in text
+    doc = orjson.loads((root / ".hpcwrap" / "2026-12-07_train" / "state.json").read_bytes())
+    assert doc["format"] == 1
+
+
+def test_a_sidecar_of_a_newer_format_is_refused_not_overwritten(tmp_path: Path) -> None:
+    root = tmp_path / "run_logs"
+    shutil.copytree(MAIN_BEFORE, root)
+    path = root / ".hpcwrap" / "2026-12-07_train" / "state.json"
+    doc = orjson.loads(path.read_bytes())
+    doc["format"] = 99
+    path.write_bytes(orjson.dumps(doc))
+    before = path.read_bytes()
+    with pytest.raises(RunLogError, match=r"newer hpcwrap \(sidecar format 99"):
+        RunLog(root / "2026-12-07_train.md").read()
+    assert path.read_bytes() == before

@@ -65,7 +65,7 @@ def test_plot_draws_every_loss_the_output_printed(
     """120 losses printed, 12 progress events (one in ten seconds): the plot draws the 120
     (it drew the events' 12), says where they came from, and thins only past MAX_POINTS."""
     pytest.importorskip("matplotlib")
-    from hpcwrap.cli import plot_cmd
+    from hpcwrap.reports import plot as plot_cmd
     from hpcwrap.runlog.facts import SubmitFacts
     from hpcwrap.runlog.model import JobBlock
 

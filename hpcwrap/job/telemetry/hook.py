@@ -32,6 +32,7 @@ from hpcwrap.job.status import Write
 from hpcwrap.job.telemetry import host
 from hpcwrap.job.telemetry.gpu import GpuSet, open_gpus
 from hpcwrap.reading.telemetry import Summary, TelemetryConfig, WarningPolicy, status_clause
+from hpcwrap.runlog import layout
 from hpcwrap.runlog.telemetry import (
     TelemetryFacts,
     append_record,
@@ -140,7 +141,7 @@ class TelemetryHook:
         if self.sidecar is None:
             return []
         try:
-            doc = orjson.loads((self.sidecar / "state.json").read_bytes())
+            doc = orjson.loads((self.sidecar / layout.STATE_FILE).read_bytes())
             submit = doc["state"].get("submit") or {}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             return []
