@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
+from hpcwrap.runlog import sections
 from hpcwrap.runlog.dates import parse_timestamp
 from hpcwrap.runlog.markdown import DiskSection, Document, Item
 from hpcwrap.runlog.model import JobBlock, RunState, StatusEntry
-from hpcwrap.runlog.render import DERIVED, SUBMITTED_MARK, field_for_label, norm_label
+from hpcwrap.runlog.render import SUBMITTED_MARK, field_for_label, norm_label
 
 _STATUS = re.compile(
     r"^[-*+] +`?(\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(?::\d{2})?)(?:\s*(?:UTC|Z))?`?"
@@ -144,7 +146,7 @@ def _keyed(sec: DiskSection, kind: str) -> dict[str, Item]:
 def _job(sec: DiskSection) -> JobBlock:
     job = JobBlock()
     for fname, item in _keyed(sec, "job").items():
-        if fname in DERIVED["job"]:
+        if fname in sections.JOB.derived:
             continue
         value = item.value.strip()
         if fname == "start" and value.endswith(SUBMITTED_MARK):
@@ -172,6 +174,86 @@ def name_parts(path: Path) -> tuple[str, str]:
     return m.group(1), m.group(2)
 
 
+def _mode(state: RunState, sec: DiskSection) -> None:
+    for fname, item in _keyed(sec, "mode").items():
+        if fname == "run_type":
+            state.run_type = item.value  # as written; parse_run_type is for input
+        else:
+            state.objective = item.value
+
+
+def _config(state: RunState, sec: DiskSection) -> None:
+    for fname, item in _keyed(sec, "config").items():
+        if fname != "code" and missing(item.value):
+            continue  # hpcwrap's n/a: not given
+        if fname == "config":
+            state.config = code_value(item.value)
+        elif fname == "key_settings":
+            state.key_settings = parse_settings(item.value)
+        else:
+            setattr(state, fname, item.value or None)
+
+
+def _status(state: RunState, sec: DiskSection) -> None:
+    for item in sec.items:
+        entry = status_time(item.text)
+        if entry is not None:
+            state.status.append(entry)
+
+
+def _results(state: RunState, sec: DiskSection) -> None:
+    res = state.results
+    for fname, item in _keyed(sec, "results").items():
+        if fname in sections.RESULTS.derived:
+            continue
+        if fname == "final_step":
+            res.final_step = _int(item.value)
+        elif fname.endswith("_loss"):
+            number = _float(item.value)
+            setattr(res, fname, number)
+            if number is not None:  # shown again exactly as written
+                setattr(res, fname + "_text", uncode(item.value.strip()).strip())
+        elif fname in ("checkpoint", "config_snapshot", "config_copy"):
+            setattr(res, fname, code_value(item.value))
+        elif fname == "output":
+            res.checkpoint = res.checkpoint or code_value(item.value)
+        else:
+            res.loss_one_liner = item.value or None
+
+
+def _wandb(state: RunState, sec: DiskSection) -> None:
+    for fname, item in _keyed(sec, "wandb").items():
+        if fname == "local":
+            state.wandb_local = code_value(item.value)
+        elif fname == "synced":
+            state.wandb_synced = synced_value(item.value)
+        else:
+            state.wandb_notes = item.value or None
+
+
+def _next(state: RunState, sec: DiskSection) -> None:
+    state.next = [item.body for item in sec.items if item.body.strip()]
+
+
+def _hf(state: RunState, sec: DiskSection) -> None:
+    for item in sec.items:
+        if item.label is not None and norm_label(item.label):
+            state.huggingface.setdefault(item.label.strip(), item.value)
+
+
+# How each section of sections.SECTIONS reads back (the title in parse_state, a job
+# section in ``_job``: one block each; a test checks every kind is covered).
+READERS: dict[str, Callable[[RunState, DiskSection], None]] = {
+    "mode": _mode,
+    "config": _config,
+    "status": _status,
+    "results": _results,
+    "wandb": _wandb,
+    "next": _next,
+    "hf": _hf,
+}
+
+
 def parse_state(doc: Document, name: str = "", group: str | None = None) -> RunState:
     """A RunState from the fields found in ``doc``."""
     state = RunState(name=name, group=group)
@@ -187,60 +269,9 @@ def parse_state(doc: Document, name: str = "", group: str | None = None) -> RunS
     for sec in doc.sections:
         if sec.sid is None or sec.sid == "title":
             continue
-        if sec.kind == "mode":
-            for fname, item in _keyed(sec, "mode").items():
-                if fname == "run_type":
-                    state.run_type = item.value  # as written; parse_run_type is for input
-                else:
-                    state.objective = item.value
-        elif sec.kind == "config":
-            for fname, item in _keyed(sec, "config").items():
-                if fname != "code" and missing(item.value):
-                    continue  # hpcwrap's n/a: not given
-                if fname == "config":
-                    state.config = code_value(item.value)
-                elif fname == "key_settings":
-                    state.key_settings = parse_settings(item.value)
-                else:
-                    setattr(state, fname, item.value or None)
-        elif sec.kind == "job":
+        if sec.kind == "job":
             jobs.append(_job(sec))
-        elif sec.kind == "status":
-            for item in sec.items:
-                entry = status_time(item.text)
-                if entry is not None:
-                    state.status.append(entry)
-        elif sec.kind == "results":
-            res = state.results
-            for fname, item in _keyed(sec, "results").items():
-                if fname in DERIVED["results"]:
-                    continue
-                if fname == "final_step":
-                    res.final_step = _int(item.value)
-                elif fname.endswith("_loss"):
-                    number = _float(item.value)
-                    setattr(res, fname, number)
-                    if number is not None:  # shown again exactly as written
-                        setattr(res, fname + "_text", uncode(item.value.strip()).strip())
-                elif fname in ("checkpoint", "config_snapshot", "config_copy"):
-                    setattr(res, fname, code_value(item.value))
-                elif fname == "output":
-                    res.checkpoint = res.checkpoint or code_value(item.value)
-                else:
-                    res.loss_one_liner = item.value or None
-        elif sec.kind == "wandb":
-            for fname, item in _keyed(sec, "wandb").items():
-                if fname == "local":
-                    state.wandb_local = code_value(item.value)
-                elif fname == "synced":
-                    state.wandb_synced = synced_value(item.value)
-                else:
-                    state.wandb_notes = item.value or None
-        elif sec.kind == "next":
-            state.next = [item.body for item in sec.items if item.body.strip()]
-        elif sec.kind == "hf":
-            for item in sec.items:
-                if item.label is not None and norm_label(item.label):
-                    state.huggingface.setdefault(item.label.strip(), item.value)
+        elif sec.kind in READERS:
+            READERS[sec.kind](state, sec)
     state.jobs = jobs
     return state

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 # Defined in hpcwrap.errors with the other exceptions; importable from here as before.
 from hpcwrap.errors import UnparseableError as UnparseableError
+from hpcwrap.runlog import sections
 
 _FENCE = re.compile(r"^(```|~~~)")
 _LABEL = re.compile(r"^[-*+] +([^:\n]{1,60}?)\s*:(?: (.*)|\s*)$")
@@ -59,23 +60,12 @@ class Document:
         return None
 
 
-_KINDS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("mode", ("mode", "run type")),
-    ("config", ("config", "configuration")),
-    ("job", ("job",)),
-    ("status", ("status",)),
-    ("results", ("results", "result")),
-    ("wandb", ("w&b", "wandb", "weights & biases", "weights and biases")),
-    ("next", ("next", "next steps")),
-    ("hf", ("huggingface", "hugging face")),
-)
-
-
 def heading_kind(heading: str) -> str:
     """``"## Job (resumed)"`` -> ``"job"``; ``""`` for a section hpcwrap does not own."""
     text = heading[3:].strip().rstrip(":").strip().lower()
-    for kind, names in _KINDS:
-        for name in names:
+    for spec in sections.SECTIONS:
+        kind = spec.kind
+        for name in spec.names:
             if text == name or text.startswith(name + " ") or text.startswith(name + "("):
                 return kind
     return ""

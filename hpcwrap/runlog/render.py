@@ -17,119 +17,23 @@ import functools
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, fields
 from datetime import datetime
 
+from hpcwrap.runlog import sections
 from hpcwrap.runlog.dates import format_runtime, human_date, iso, status_stamp, to_utc
 from hpcwrap.runlog.endings import FINAL_STATES, JobState
 from hpcwrap.runlog.model import JobBlock, Results, RunState, StatusEntry
-from hpcwrap.runlog.telemetry import RESULTS_LABELS as TELEMETRY_LABELS
 from hpcwrap.runlog.telemetry import results_items as telemetry_results
 
-# Section ids in canonical order; job sections are "job.<n>" (0 = "## Job").
-SECTION_ORDER = ("title", "mode", "config", "jobs", "status", "results", "wandb", "next", "hf")
-HEADINGS = {
-    "mode": "## Mode",
-    "config": "## Config",
-    "status": "## Status",
-    "results": "## Results",
-    "wandb": "## W&B",
-    "next": "## Next",
-    "hf": "## HuggingFace",
-}
-JOB_HEADING = "## Job"
-RESUMED_HEADING = "## Job (resumed)"
-
-# Keyed sections: field -> label as rendered. Parsing accepts these and ALIASES.
-MODE_LABELS = {"run_type": "run_type", "objective": "objective"}
-CONFIG_LABELS = {
-    "script": "script",
-    "config": "config",
-    "dataset": "dataset",
-    "key_settings": "key settings",
-    "code": "code",
-}
-# The spec's lines of a Job block come first, in its order and spelling; hpcwrap's own after.
-JOB_LABELS = {
-    "execution_id": "execution_id",
-    "start": "submitted/start",  # the submission time until the job starts, then its start
-    "start_human": "start_human",
-    "end": "end",
-    "end_human": "end_human",
-    "runtime": "runtime",
-    "node": "node",  # Slurm only
-    "submitted": "submitted",
-    "cluster": "cluster",
-    "state": "state",
-    "exit_code": "exit_code",
-    "restart_count": "restart_count",
-    "slurm_state": "slurm_state",
-    "resumed_from": "resumed from",
-    "wandb_local": "W&B local",
-    "wandb_synced": "W&B synced",
-    "submit_error": "submit error",
-}
-# A ``## Job (resumed)`` block: the spec's three lines, then hpcwrap's own (its own times).
-RESUMED_LABELS = {**JOB_LABELS, "start": "start"}
-RESULTS_LABELS = {
-    "runtime": "runtime",
-    "final_step": "final step",
-    "start_train_loss": "start_train_loss",
-    "end_train_loss": "end_train_loss",
-    "start_val_loss": "start_val_loss",
-    "end_val_loss": "end_val_loss",
-    "loss_one_liner": "loss_one_liner",
-    "checkpoint": "checkpoint",
-    "config_snapshot": "config_snapshot",
-    "config_copy": "config_copy",  # hpcwrap's own copy, which outlives the output folder
-    "output": "output",  # a pipeline's: what it wrote (in place of checkpoint)
-    "figures_from": "figures from",  # e.g. the W&B offline history, when nothing was printed
-    **{label: label for label in TELEMETRY_LABELS},  # the telemetry summary's lines
-}
-WANDB_LABELS = {"local": "local", "synced": "synced", "public": "public", "notes": "notes"}
-
-LABELS: dict[str, dict[str, str]] = {
-    "mode": MODE_LABELS,
-    "config": CONFIG_LABELS,
-    "job": JOB_LABELS,
-    "results": RESULTS_LABELS,
-    "wandb": WANDB_LABELS,
-}
-# Other spellings people use for the same field (normalized, see norm_label).
-ALIASES: dict[str, dict[str, str]] = {
-    "mode": {"run_type": "run_type", "mode": "run_type", "type": "run_type"},
-    "config": {"command": "script", "key_setting": "key_settings", "settings": "key_settings"},
-    "job": {
-        "submitted/start": "start",
-        "start": "start",
-        "job_id": "execution_id",
-        "jobid": "execution_id",
-        "slurm_job_id": "execution_id",
-        "execution_id": "execution_id",
-        "nodes": "node",
-        "nodelist": "node",
-        "exit": "exit_code",
-        "resumed_from": "resumed_from",
-        "w&b_local": "wandb_local",
-        "wandb_local": "wandb_local",
-        "w&b_synced": "wandb_synced",
-        "wandb_synced": "wandb_synced",
-        "w&b": "wandb_synced",
-        "submit_error": "submit_error",
-    },
-    "results": {
-        "final_step": "final_step",
-        "steps": "final_step",
-        "config_copy": "config_copy",
-        "outputs": "output",
-    },
-    "wandb": {"synced_url": "synced", "url": "synced", "local_dir": "local"},
-}
-# Fields hpcwrap derives from others; read back from a file they are ignored.
-DERIVED = {
-    "job": {"start_human", "end_human", "runtime", "slurm_state"},
-    "results": {"runtime", *TELEMETRY_LABELS},
-}
+# The sections' headings and labels are declared once, in sections.py.
+JOB_HEADING = sections.JOB.heading
+RESUMED_HEADING = sections.RESUMED_HEADING
+CONFIG_LABELS = sections.CONFIG.labels
+JOB_LABELS = sections.JOB.labels
+RESUMED_LABELS = sections.RESUMED_LABELS
+RESULTS_LABELS = sections.RESULTS.labels
 
 
 def norm_label(label: str) -> str:
@@ -141,10 +45,13 @@ def norm_label(label: str) -> str:
 def field_for_label(section_kind: str, label: str) -> str | None:
     """The field a ``- label: value`` line shows in a section of this kind."""
     norm = norm_label(label)
-    alias = ALIASES.get(section_kind, {}).get(norm)
+    spec = sections.BY_KIND.get(section_kind)
+    if spec is None:
+        return None
+    alias = spec.aliases.get(norm)
     if alias:
         return alias
-    for fname, flabel in LABELS.get(section_kind, {}).items():
+    for fname, flabel in spec.labels.items():
         if norm_label(flabel) == norm or fname == norm:
             return fname
     return None
@@ -499,16 +406,19 @@ def status_keys(entries: list[StatusEntry]) -> list[str]:
     return keys
 
 
-def render_sections(state: RunState) -> list[Section]:
-    """The whole run log as keyed sections, in canonical order."""
-    out = [Section("title", "", (("title", title_line(state)),))]
+def _title(state: RunState) -> list[Section]:
+    return [Section("title", "", (("title", title_line(state)),))]
 
+
+def _mode(state: RunState) -> list[Section]:
     mode: list[tuple[str, str]] = [
         ("mode.run_type", block("- run_type: ", state.run_type)),
         ("mode.objective", block("- objective: ", state.objective)),
     ]
-    out.append(Section("mode", HEADINGS["mode"], tuple(mode)))
+    return [Section("mode", sections.MODE.heading, tuple(mode))]
 
+
+def _config(state: RunState) -> list[Section]:
     # Config: the spec's four lines always (n/a where not given), then hpcwrap's code line.
     config: list[tuple[str, str]] = []
 
@@ -521,20 +431,30 @@ def render_sections(state: RunState) -> list[Section]:
     conf("dataset", dataset_text(state.dataset) if state.dataset else None)
     conf("key_settings", fmt_settings(state.key_settings) if state.key_settings else None)
     _kv(config, "config.code", CONFIG_LABELS["code"], state.code)
-    out.append(Section("config", HEADINGS["config"], tuple(config)))
+    return [Section("config", sections.CONFIG.heading, tuple(config))]
 
+
+def _jobs(state: RunState) -> list[Section]:
     jobs = state.jobs or [JobBlock()]
-    for n, job in enumerate(jobs):
-        heading = JOB_HEADING if n == 0 else RESUMED_HEADING
-        out.append(Section(f"job.{n}", heading, tuple(_job_items(n, job))))
+    return [
+        Section(f"job.{n}", JOB_HEADING if n == 0 else RESUMED_HEADING, tuple(_job_items(n, job)))
+        for n, job in enumerate(jobs)
+    ]
 
+
+def _status(state: RunState) -> list[Section]:
     status = tuple(
         (key, status_line(s.when, s.text))
         for key, s in zip(status_keys(state.status), state.status, strict=True)
     )
-    out.append(Section("status", HEADINGS["status"], status))
-    out.append(Section("results", HEADINGS["results"], tuple(_results_items(state))))
+    return [Section("status", sections.STATUS.heading, status)]
 
+
+def _results(state: RunState) -> list[Section]:
+    return [Section("results", sections.RESULTS.heading, tuple(_results_items(state)))]
+
+
+def _wandb(state: RunState) -> list[Section]:
     # W&B: always local, synced and notes ("none seen" without a W&B run; notes are the
     # person's: an empty line to fill until they write one).
     local = state.wandb_local or ""
@@ -548,23 +468,43 @@ def render_sections(state: RunState) -> list[Section]:
     if state.wandb_public:  # the run mirrored to a public project, to share
         wandb.append(("wandb.public", block("- public: ", code(state.wandb_public))))
     wandb.append(("wandb.notes", block("- notes: ", state.wandb_notes or "")))
-    out.append(Section("wandb", HEADINGS["wandb"], tuple(wandb)))
+    return [Section("wandb", sections.WANDB.heading, tuple(wandb))]
 
+
+def _next(state: RunState) -> list[Section]:
     nxt = tuple(
         (f"next.{i}", block("- ", text)) for i, text in enumerate(state.next) if text.strip()
     )
-    out.append(Section("next", HEADINGS["next"], nxt))
+    return [Section("next", sections.NEXT.heading, nxt)]
 
-    if state.huggingface:
-        hf = []
-        for key, value in state.huggingface.items():
-            label = one_line(key).replace(":", " ").strip()[:60].strip()
-            if not label or not value.strip():
-                continue
-            hf.append((f"hf.{norm_label(label)}", block(f"- {label}: ", value)))
-        if hf:
-            out.append(Section("hf", HEADINGS["hf"], tuple(hf)))
-    return out
+
+def _hf(state: RunState) -> list[Section]:
+    hf = []
+    for key, value in state.huggingface.items():
+        label = one_line(key).replace(":", " ").strip()[:60].strip()
+        if not label or not value.strip():
+            continue
+        hf.append((f"hf.{norm_label(label)}", block(f"- {label}: ", value)))
+    return [Section("hf", sections.HF.heading, tuple(hf))] if hf else []
+
+
+# How each section of sections.SECTIONS renders (a test checks every kind has one).
+RENDERERS: dict[str, Callable[[RunState], list[Section]]] = {
+    "title": _title,
+    "mode": _mode,
+    "config": _config,
+    "job": _jobs,
+    "status": _status,
+    "results": _results,
+    "wandb": _wandb,
+    "next": _next,
+    "hf": _hf,
+}
+
+
+def render_sections(state: RunState) -> list[Section]:
+    """The whole run log as keyed sections, in the table's order (sections.py)."""
+    return [sec for spec in sections.SECTIONS for sec in RENDERERS[spec.kind](state)]
 
 
 def render_lines(sections: list[Section]) -> list[str]:

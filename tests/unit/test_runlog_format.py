@@ -340,3 +340,19 @@ def test_config_has_the_spec_lines_even_when_not_given() -> None:
 def test_a_submission_that_never_ran_has_no_results_lines() -> None:
     state = finished(start=None, end=None, state="SUBMIT_FAILED", exit_code=None)
     assert labels(render_text(state), "## Results") == []
+
+
+def test_every_section_of_the_table_renders_and_reads_back() -> None:
+    """A section is declared once (runlog/sections.py); its renderer and reader exist."""
+    from hpcwrap.runlog import adopt, render, sections
+
+    kinds = [spec.kind for spec in sections.SECTIONS]
+    assert len(kinds) == len(set(kinds))
+    assert set(render.RENDERERS) == set(kinds)
+    assert set(adopt.READERS) | {"title", "job"} == set(kinds)  # the title and jobs: own code
+    headings = [spec.heading for spec in sections.SECTIONS if spec.heading]
+    state = RunState(run_type="replication", objective="o", next=["n"])
+    state.huggingface = {"repo": "a/b"}  # shown only once the model went public
+    text = render.render_text(state)
+    found = [line for line in text.splitlines() if line.startswith("## ")]
+    assert found == headings  # in the table's order
