@@ -42,8 +42,6 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-import orjson
-
 # Everything imported here, before the hook drops to the job's user: after the drop
 # the code may not be readable (a checkout in root's home, as in the fresh-machine root).
 from hpcwrap.errors import HookDeadline, HookError
@@ -52,6 +50,7 @@ from hpcwrap.redact import redact_text
 from hpcwrap.runlog import RunLog, endings, layout, lifecycle
 from hpcwrap.runlog.dates import format_runtime, now
 from hpcwrap.runlog.endings import JobState
+from hpcwrap.runlog.fsio import tail_records
 from hpcwrap.runlog.model import JobBlock, RunState
 from hpcwrap.runlog.spool import CLUSTER_NAME, JOB_ID, spool_dir, spool_name
 from hpcwrap.runlog.telemetry import TelemetryFacts
@@ -278,22 +277,7 @@ def _num(value: Any) -> float | None:
 def last_progress(log: RunLog) -> LastProgress:
     """The wrapper's last progress and checkpoint events (events.jsonl, bounded read)."""
     out = LastProgress()
-    path = log.sidecar / layout.EVENTS_FILE
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    except OSError:
-        return out
-    with os.fdopen(fd, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        fh.seek(max(size - EVENTS_BUDGET, 0))
-        data = fh.read(EVENTS_BUDGET)
-    for line in data.splitlines():
-        try:
-            ev = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(ev, dict):
-            continue
+    for ev in tail_records(log.sidecar / layout.EVENTS_FILE, EVENTS_BUDGET):
         kind = ev.get("kind")
         if kind in ("progress", "status"):
             loss, val = _num(ev.get("train_loss")), _num(ev.get("val_loss"))

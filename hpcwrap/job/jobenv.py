@@ -219,6 +219,11 @@ def describe_seconds(seconds: float) -> str:
     return f"about {seconds / 3600:.1f} h"
 
 
+def task_prefix(env: JobEnv) -> str:
+    """``task 2: `` for an array task's Status entries, else empty."""
+    return f"task {env.array_task_id}: " if env.is_array_task else ""
+
+
 __all__ = [
     "WANDB_DATA_ROOT_ENV",
     "JobEnv",
@@ -226,5 +231,6 @@ __all__ = [
     "describe_seconds",
     "job_env",
     "parse_slurm_duration",
+    "task_prefix",
     "wandb_data_env",
 ]

@@ -15,7 +15,7 @@ its stdout and stderr lines stays exactly as it wrote them.
 A run-log failure never changes the exit status: the wrapper exits with the
 child's (128+N when signal N killed it).
 
-The tasks of a job array share one Job block (``arraytasks``); their Status
+The tasks of a job array share one Job block (``runlog/arrays.py``); their Status
 entries start with ``task <N>: ``.
 """
 
@@ -37,9 +37,16 @@ from typing import Any, TextIO
 
 from hpcwrap.config import Settings, signal_number
 from hpcwrap.errors import ConfigError
-from hpcwrap.job import arraytasks, followup
+from hpcwrap.job import followup
 from hpcwrap.job import results as res
-from hpcwrap.job.jobenv import JobEnv, TimeLeft, describe_seconds, job_env, wandb_data_env
+from hpcwrap.job.jobenv import (
+    JobEnv,
+    TimeLeft,
+    describe_seconds,
+    job_env,
+    task_prefix,
+    wandb_data_env,
+)
 from hpcwrap.job.passthrough import Pump, enlarge_pipe, same_file
 from hpcwrap.job.seams import Chain
 from hpcwrap.job.sink import LogSink, warn
@@ -237,7 +244,7 @@ class Wrapper:
         self.near_limit = False
         self.walltime_left: float | None = None
         self.write_errors: list[str] = []
-        self.prefix = arraytasks.task_prefix(self.env)
+        self.prefix = task_prefix(self.env)
         self.child_env: dict[str, str] | None = None  # None: the wrapper's own environment
         self.resumed_chain: tuple[int, float | None] | None = None  # (jobs, chain start loss)
         self._exit_lock = threading.Lock()

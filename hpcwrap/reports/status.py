@@ -26,6 +26,7 @@ import orjson
 
 from hpcwrap.runlog import endings, layout
 from hpcwrap.runlog.endings import JobState
+from hpcwrap.runlog.fsio import tail_records
 from hpcwrap.runlog.layout import SIDECAR_DIR, is_run_log_name
 
 TAIL_BYTES = 32768  # how much of events.jsonl / telemetry.jsonl a running run's row reads
@@ -133,21 +134,6 @@ def _read_json(path: Path) -> Any:
         return None
 
 
-def _tail_lines(path: Path, limit: int = TAIL_BYTES) -> list[bytes]:
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - limit))
-            data = fh.read()
-    except OSError:
-        return []
-    lines = data.split(b"\n")
-    if size > limit:
-        lines = lines[1:]  # the first one is cut
-    return [line for line in lines if line.strip()]
-
-
 def state_dict(path: Path) -> dict[str, Any] | None:
     """The ``state`` object of the run's state.json (None: no usable sidecar)."""
     sidecar = path.parent / SIDECAR_DIR / path.stem / layout.STATE_FILE
@@ -233,15 +219,9 @@ def _live_evidence(path: Path, row: RunRow) -> None:
     """The last progress, checkpoint and GPU sample a running run's sidecar holds."""
     sidecar = path.parent / SIDECAR_DIR / path.stem
     want_progress, want_ckpt = True, row.checkpoint is None
-    for line in reversed(_tail_lines(sidecar / layout.EVENTS_FILE)):
+    for ev in reversed(tail_records(sidecar / layout.EVENTS_FILE, TAIL_BYTES)):
         if not (want_progress or want_ckpt):
             break
-        try:
-            ev = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(ev, dict):
-            continue
         if want_progress and ("step" in ev or "train_loss" in ev):
             row.step = ev.get("step", row.step)
             row.loss = ev.get("train_loss", row.loss)
@@ -250,13 +230,9 @@ def _live_evidence(path: Path, row: RunRow) -> None:
         if want_ckpt and ev.get("kind") == "checkpoint" and ev.get("path"):
             row.checkpoint = str(ev["path"])
             want_ckpt = False
-    tail = _tail_lines(sidecar / layout.TELEMETRY_FILE, 8192)
-    if tail:
-        try:
-            sample = orjson.loads(tail[-1])
-        except orjson.JSONDecodeError:
-            return
-        row.gpu_util = _gpu_util(sample)
+    samples = tail_records(sidecar / layout.TELEMETRY_FILE, 8192)
+    if samples:
+        row.gpu_util = _gpu_util(samples[-1])
 
 
 def _gpu_util(sample: Any) -> float | None:

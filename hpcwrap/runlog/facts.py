@@ -160,9 +160,9 @@ def facts_from_dict(cls: type[F], raw: Mapping[str, Any]) -> F:
     return cls(**kwargs)
 
 
-def facts_to_dict(
-    obj: CodeFacts | ConfigFacts | SubmitFacts | ArrayTaskFacts | ChainFacts,
-) -> dict[str, Any]:
+def facts_to_dict(obj: Any) -> dict[str, Any]:
+    """A facts dataclass (these, or runlog.telemetry's) as state.json holds it: times as
+    ISO text, lists and dicts copied."""
     out: dict[str, Any] = {}
     for f in fields(obj):
         value = getattr(obj, f.name)

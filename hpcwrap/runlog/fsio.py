@@ -15,6 +15,9 @@ import errno
 import os
 import stat
 from pathlib import Path
+from typing import Any
+
+import orjson
 
 # Files hpcwrap writes are never opened through a symlink: a run's folders belong to
 # its user, and the epilog hook may touch them with more rights than that user.
@@ -130,3 +133,33 @@ def read_bytes(path: Path) -> bytes | None:
             return fh.read()
     except FileNotFoundError:
         return None
+
+
+def tail_records(path: Path, limit: int) -> list[dict[str, Any]]:
+    """The JSON objects of the last ``limit`` bytes of a JSON-lines file, oldest first: a
+    line the limit cut, or a damaged one, is skipped; [] when the file cannot be read.
+    Never follows a symlink (the epilog reads a user's sidecar)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError:
+        return []
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return []
+        size = os.fstat(fh.fileno()).st_size
+        fh.seek(max(size - limit, 0))
+        data = fh.read(limit)
+    lines = data.split(b"\n")
+    if size > limit:
+        lines = lines[1:]  # the first one is cut
+    out = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            out.append(record)
+    return out

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from hpcwrap.runlog import layout
+from hpcwrap.runlog.facts import facts_to_dict
 from hpcwrap.runlog.fsio import append_line
 
 TELEMETRY_FILE = layout.TELEMETRY_FILE
@@ -86,15 +87,7 @@ _FLOATS = {
 
 
 def telemetry_to_dict(t: TelemetryFacts) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for f in fields(t):
-        value = getattr(t, f.name)
-        if isinstance(value, list):
-            value = list(value)
-        elif isinstance(value, dict):
-            value = dict(value)
-        out[f.name] = value
-    return out
+    return facts_to_dict(t)
 
 
 def telemetry_from_dict(raw: Mapping[str, Any]) -> TelemetryFacts:

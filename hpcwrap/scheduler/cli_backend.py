@@ -71,17 +71,21 @@ class CliScheduler:
             )
         return found
 
+    def _run(self, argv: Sequence[str], timeout: float) -> subprocess.CompletedProcess[str]:
+        """One Slurm command, its output captured; TimeoutExpired when it does not answer."""
+        return subprocess.run(
+            [self._tool(argv[0]), *argv[1:]],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            env=self.env,
+            check=False,
+        )
+
     def _query(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         try:
-            return subprocess.run(
-                [self._tool(argv[0]), *argv[1:]],
-                capture_output=True,
-                text=True,
-                timeout=QUERY_TIMEOUT,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                check=False,
-            )
+            return self._run(argv, QUERY_TIMEOUT)
         except subprocess.TimeoutExpired:
             raise SchedulerError(f"{argv[0]} did not answer in {QUERY_TIMEOUT:.0f} s") from None
 
@@ -232,15 +236,7 @@ class CliScheduler:
     def _batch(self, argv: Sequence[str], timeout: float) -> str:
         """Run one query with ``timeout``; its stdout, or SchedulerError saying why not."""
         try:
-            proc = subprocess.run(
-                [self._tool(argv[0]), *argv[1:]],
-                capture_output=True,
-                text=True,
-                timeout=timeout,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                check=False,
-            )
+            proc = self._run(argv, timeout)
         except subprocess.TimeoutExpired:
             raise SchedulerError(
                 f"{argv[0]} did not answer within {timeout:g} s (slurmctld/slurmdbd busy or "

@@ -17,10 +17,10 @@ from pathlib import Path
 
 import pytest
 
-from hpcwrap.job import arraytasks
-from hpcwrap.job.jobenv import job_env
+from hpcwrap.job.jobenv import job_env, task_prefix
 from hpcwrap.job.wrapper import Outcome, WrapperOptions, run_command
 from hpcwrap.runlog import JobBlock, RunLog, RunState, create_run
+from hpcwrap.runlog import arrays as arraytasks
 from hpcwrap.runlog.dates import now
 
 REPO = Path(__file__).resolve().parents[2]
@@ -258,4 +258,4 @@ def test_job_env_array_facts(extra: dict[str, str], tasks: str | None, block: st
 def test_job_env_without_array() -> None:
     env = job_env({"SLURM_JOB_ID": "10"})
     assert not env.is_array_task and env.array_block_id is None
-    assert arraytasks.task_prefix(env) == ""
+    assert task_prefix(env) == ""

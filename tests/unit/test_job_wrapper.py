@@ -14,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -50,10 +51,15 @@ def wrap(
     log: RunLog | None,
     tmp_path: Path,
     settings: Settings | None = None,
+    messages: io.StringIO | None = None,
+    **options: Any,
 ) -> tuple[Outcome, bytes, str]:
+    """Run ``argv`` under the wrapper with its output in ``tmp_path/job.out``: the outcome,
+    the output and the wrapper's own messages. ``options``: more WrapperOptions."""
     out_path = tmp_path / "job.out"
     fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    messages = io.StringIO()
+    messages = messages if messages is not None else io.StringIO()
+    opts: dict[str, Any] = {"cwd": tmp_path, "environ": {}, **options}
     try:
         outcome = run_command(
             argv,
@@ -63,8 +69,7 @@ def wrap(
                 stdout_fd=fd,
                 stderr_fd=fd,
                 err=messages,
-                cwd=tmp_path,
-                environ={},
+                **opts,
             ),
         )
     finally:

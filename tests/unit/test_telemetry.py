@@ -23,7 +23,7 @@ from hpcwrap.job.status import Write
 from hpcwrap.job.telemetry import host
 from hpcwrap.job.telemetry.gpu import open_gpus, visible_entries
 from hpcwrap.job.telemetry.hook import TelemetryHook
-from hpcwrap.job.wrapper import Outcome, WrapperOptions, run_command
+from hpcwrap.job.wrapper import Outcome
 from hpcwrap.reading.telemetry import Summary, TelemetryConfig, WarningPolicy, status_clause
 from hpcwrap.runlog import RunLog, RunState, create_run, lifecycle
 from hpcwrap.runlog.model import from_dict, to_dict
@@ -36,6 +36,7 @@ from hpcwrap.runlog.telemetry import (
     telemetry_from_dict,
     telemetry_to_dict,
 )
+from tests.unit import test_job_wrapper
 from tests.waiting import child_until, wait_for
 
 PY = sys.executable
@@ -408,8 +409,6 @@ def wrap(
     cfg: TelemetryConfig | None = None,
     settings: Settings | None = None,
 ) -> tuple[Outcome, TelemetryHook, str]:
-    out_path = tmp_path / "job.out"
-    fd = os.open(out_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
     messages = io.StringIO()
     env = environ or {}
     hook = TelemetryHook(
@@ -420,23 +419,9 @@ def wrap(
         err=messages,
         nvml=nvml if nvml is not None else StandInNvml([], NVMLError_LibraryNotFound()),
     )
-    try:
-        outcome = run_command(
-            argv,
-            log,
-            WrapperOptions(
-                settings=settings or Settings(),
-                stdout_fd=fd,
-                stderr_fd=fd,
-                err=messages,
-                cwd=tmp_path,
-                environ=env,
-                hooks=[hook],
-                tick=0.2,
-            ),
-        )
-    finally:
-        os.close(fd)
+    outcome, _, _ = test_job_wrapper.wrap(
+        argv, log, tmp_path, settings, messages, environ=env, hooks=[hook], tick=0.2
+    )
     return outcome, hook, messages.getvalue()
 
 
