@@ -9,9 +9,11 @@ its input untouched, so every rule here is tested without files or processes.
 The transitions: ``Described`` (machine facts about what the run is),
 ``Submitted``, ``SubmitFailed``, ``Started`` (a first start, or
 a restart after a requeue), ``SignalReceived`` (walltime warning, TERM),
-``ProgressObserved`` (a Status entry), ``Ended`` (with the final state and who
-saw it), ``Requeued``, ``Resumed`` (a new ``## Job (resumed)`` block) and
+``ProgressObserved`` (a Status entry), ``Ended`` (the verdict of runlog/endings.py
+and who saw it), ``Requeued``, ``Resumed`` (a new ``## Job (resumed)`` block),
+``Chained`` (a successor submitted or cancelled, the chain stopped) and
 ``Reconciled`` (the scheduler's answer for a run whose log may be stale);
+``Published`` comes from ``hpcwrap publish record``, ``Plotted`` from ``hpcwrap plot``;
 ``WandbFound`` and ``WandbSynced`` come from ``hpcwrap wandb sync``; ``FiguresRead``
 (Results' figures from a record other than the output, where the log has none) from
 ``hpcwrap wandb sync`` (the offline history) and ``hpcwrap scan --into``.

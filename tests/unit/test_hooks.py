@@ -691,3 +691,32 @@ def test_a_node_failure_replaces_the_wrappers_cancel_guess(site: Site) -> None:
     assert ended.end == wrapper_end and ended.exit_code == 143  # what the wrapper saw stands
     assert state.status[-1].text.startswith("node failure: node n1 failed")
     assert not any(e.text.startswith("cancelled") for e in state.status)
+
+
+def test_slurms_own_end_time_wins_where_the_hook_is_given_it() -> None:
+    # SLURM_JOB_END_TIME reaches the hooks from Slurm 23.02 on (not on the 22.05 dev cluster)
+    job = running(limit_in=-20)
+    start = job.start or T0
+    env = hooks.HookEnv.from_environ(
+        "epilog",
+        {
+            "SLURM_JOB_ID": "12",
+            "SLURM_JOB_UID": "1000",
+            "SLURM_JOB_GID": "1000",
+            "SLURM_JOB_END_TIME": str(int(start.timestamp()) + 70),
+        },
+    )
+    line_at = start + timedelta(seconds=60)
+    out = hooks.OutputEvidence(stepd=JobState.TIMEOUT, stepd_at=line_at)
+    verdict = endings.classify(hooks.epilog_evidence(job, env, start + timedelta(minutes=3), out))
+    when = start + timedelta(minutes=3)
+    assert hooks.end_time(env, out, verdict, when, start) == env.end_time
+    bare = dataclasses.replace(env, end_time=None)
+    assert hooks.end_time(bare, out, verdict, when, start) == line_at
+    # a line stamped before the attempt started is an earlier attempt's: the epilog's clock
+    old = hooks.OutputEvidence(stepd=JobState.TIMEOUT, stepd_at=start - timedelta(hours=1))
+    assert hooks.end_time(bare, old, verdict, when, start) == when
+    assert hooks.HookEnv.from_environ(
+        "epilog", {"SLURM_JOB_ID": "1", "SLURM_JOB_UID": "1", "SLURM_JOB_GID": "1",
+                   "SLURM_JOB_END_TIME": "not a time"}
+    ).end_time is None  # fmt: skip
