@@ -107,15 +107,22 @@ def child_until(
     lines: tuple[Path, int] | None = None,
     busy: bool = False,
     timeout: float = 60.0,
+    more_lines: tuple[Path, int] | None = None,
 ) -> str:
     """Python source for a child that keeps running (asleep, or with a core busy) until
-    each ``(path, text)`` is in its file and ``lines`` = (path, n) has n lines: what the
-    test then checks is written while the child runs, however loaded the machine (a
-    fixed sleep left it to chance). On the timeout it exits, and the test's own
-    assertions fail with what was written."""
+    each ``(path, text)`` is in its file, ``lines`` = (path, n) has n lines and
+    ``more_lines`` = (path, n) has n lines more than when the child got here (samples
+    taken after what came before, e.g. an allocation): what the test then checks is
+    written while the child runs, however loaded the machine (a fixed sleep left it to
+    chance). On the timeout it exits, and the test's own assertions fail with what was
+    written."""
     checks = [f"{text!r} in _read({str(path)!r})" for path, text in needles]
     if lines is not None:
         checks.append(f"_read({str(lines[0])!r}).count(chr(10)) >= {lines[1]}")
+    base = ""
+    if more_lines is not None:
+        base = f"_base = _read({str(more_lines[0])!r}).count(chr(10))\n"
+        checks.append(f"_read({str(more_lines[0])!r}).count(chr(10)) >= _base + {more_lines[1]}")
     cond = " and ".join(checks) or "True"
     step = "pass" if busy else "time.sleep(0.05)"
     return (
@@ -125,6 +132,7 @@ def child_until(
         "        return open(p).read()\n"
         "    except OSError:\n"
         "        return ''\n"
+        f"{base}"
         f"_deadline = time.time() + {timeout}\n"
         f"while not ({cond}) and time.time() < _deadline:\n"
         f"    {step}\n"

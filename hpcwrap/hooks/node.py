@@ -162,6 +162,16 @@ def check_run_log_path(text: str) -> Path:
 # ---------------------------------------------------------------- safety
 
 
+def readable_by_anyone(folder: Path) -> bool:
+    """``folder`` and every folder above it can be entered by others, and it can be read."""
+    try:
+        if not os.stat(folder).st_mode & stat.S_IROTH:
+            return False
+        return all(os.stat(p).st_mode & stat.S_IXOTH for p in (folder, *folder.parents))
+    except OSError:
+        return False
+
+
 def drop_privileges(uid: int, gid: int, user: str | None) -> None:
     """Become the job's user for good (groups, gid, uid), before touching its files."""
     if os.geteuid() != 0:
@@ -650,6 +660,11 @@ def run_hook(kind: str, environ: Mapping[str, str], report: Reporter) -> str:
         return f"job {env.job_id}: not the batch node ({env.node}, first is {first})"
     from_comment = layout.run_log_from_comment(env.comment)
     path = check_run_log_path(from_comment) if from_comment is not None else None
+    if kind == "epilog" and not readable_by_anyone(Path(__file__).parents[1]):
+        # hpcwrap installed where the job's user cannot read it (a checkout in root's
+        # home): the output's reader is loaded now, while it still can be. Otherwise it
+        # loads only when the epilog needs it (the wrapper did not record the end).
+        import hpcwrap.reading.scan  # noqa: F401
     drop_privileges(env.uid, env.gid, env.user)
     if path is None:
         path = read_spool(env, environ)

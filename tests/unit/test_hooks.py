@@ -720,3 +720,23 @@ def test_slurms_own_end_time_wins_where_the_hook_is_given_it() -> None:
         "epilog", {"SLURM_JOB_ID": "1", "SLURM_JOB_UID": "1", "SLURM_JOB_GID": "1",
                    "SLURM_JOB_END_TIME": "not a time"}
     ).end_time is None  # fmt: skip
+
+
+def test_code_readable_by_anyone_or_loaded_before_the_drop() -> None:
+    # the epilog loads the output's reader before dropping to the job's user when hpcwrap
+    # sits where that user cannot read it (a checkout in root's home)
+    base = Path(tempfile.mkdtemp(prefix="hpcwrap-readable-"))  # pytest's tmp is 0700
+    try:
+        base.chmod(0o755)
+        code = base / "home" / "hpcwrap"
+        code.mkdir(parents=True)
+        (base / "home").chmod(0o755)
+        code.chmod(0o755)
+        assert hooks.readable_by_anyone(code)
+        (base / "home").chmod(0o700)
+        assert not hooks.readable_by_anyone(code)
+        (base / "home").chmod(0o755)
+        code.chmod(0o711)
+        assert not hooks.readable_by_anyone(code)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
