@@ -72,6 +72,11 @@ def end_verdict(end: EndFacts, snap: Snapshot) -> endings.Verdict:
             time_left_at_term=0.0 if end.near_time_limit else None,
             lines=kinds & frozenset(k for k, _, _ in endings.SLURM_LINES),
             finished_all_steps=snap.finished_all_steps,
+            short_of_total=(
+                snap.step_total is not None
+                and snap.step is not None
+                and snap.step < snap.step_total
+            ),
         )
     )
 

@@ -85,12 +85,22 @@ def _proc_stat(pid: int) -> tuple[int, str] | None:
         return None
 
 
-def _catches(pid: int, signum: int) -> bool:
+RELAYS = frozenset({"srun"})  # they pass the signals they get on to their job step
+
+
+def _catches(pid: int, signum: int, comm: str = "") -> bool:
+    """``pid`` catches ``signum`` (a handler: SigCgt), blocks it in its main thread to
+    read it in another with sigwait/signalfd (SigBlk), or is ``srun``, which relays it to
+    its job step's tasks: a training under ``srun`` in the batch script gets the warning."""
+    if comm in RELAYS:
+        return True
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as fh:
             for line in fh:
-                if line.startswith("SigCgt:"):
-                    return bool(int(line.split()[1], 16) >> (signum - 1) & 1)
+                if line.startswith(("SigCgt:", "SigBlk:")) and (
+                    int(line.split()[1], 16) >> (signum - 1) & 1
+                ):
+                    return True
     except (OSError, ValueError, IndexError):
         pass
     return False
@@ -117,7 +127,7 @@ def handlers_of(pgid: int, signum: int) -> list[tuple[int, str]] | None:
     members = group_members(pgid)
     if members is None or not members:
         return None if members is None else []
-    return [(pid, comm) for pid, comm in members if _catches(pid, signum)]
+    return [(pid, comm) for pid, comm in members if _catches(pid, signum, comm)]
 
 
 class Supervisor:
@@ -130,6 +140,7 @@ class Supervisor:
         notify: Callable[[SignalNote], None],
         walltime_signal: int | None = None,
         forward_walltime: bool = True,
+        walltime_to_all: bool = False,
         merge_streams: bool = False,
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
@@ -140,6 +151,10 @@ class Supervisor:
         self.notify = notify
         self.walltime_signal = walltime_signal
         self.forward_walltime = forward_walltime
+        # Slurm sends the warning to every process of the job (--signal without B:): the
+        # command starts with it ignored (an early one must not end it before it installs
+        # its own handler) and gets it from Slurm, so it is not forwarded
+        self.walltime_to_all = walltime_to_all
         self.merge_streams = merge_streams
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
@@ -176,16 +191,22 @@ class Supervisor:
 
     def start(self) -> subprocess.Popen[bytes]:
         """Start the command (raises OSError as exec would: FileNotFoundError, ...)."""
-        proc = subprocess.Popen(
-            self.argv,
-            stdin=None,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT if self.merge_streams else subprocess.PIPE,
-            start_new_session=True,
-            env=self.env,
-            cwd=self.cwd,
-            bufsize=0,
-        )
+        ignored = self.walltime_signal if self.walltime_to_all else None
+        own = signal.signal(ignored, signal.SIG_IGN) if ignored is not None else None
+        try:  # the child inherits it ignored (across exec); the wrapper's handler after
+            proc = subprocess.Popen(
+                self.argv,
+                stdin=None,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT if self.merge_streams else subprocess.PIPE,
+                start_new_session=True,
+                env=self.env,
+                cwd=self.cwd,
+                bufsize=0,
+            )
+        finally:
+            if ignored is not None:
+                signal.signal(ignored, own if own is not None else signal.SIG_DFL)
         self.proc = proc
         self.pid = proc.pid
         for sig in self._pending:
@@ -266,7 +287,11 @@ class Supervisor:
                     "walltime",
                     count,
                     now,
-                    not_forwarded="forwarding is off (forward_walltime_signal)",
+                    not_forwarded=(
+                        "Slurm sent it to every process of the job (--signal without B:)"
+                        if self.walltime_to_all
+                        else "forwarding is off (forward_walltime_signal)"
+                    ),
                 )
             )
             return

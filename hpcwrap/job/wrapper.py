@@ -71,7 +71,7 @@ from hpcwrap.runlog import RunLog, lifecycle
 from hpcwrap.runlog.dates import format_runtime
 from hpcwrap.runlog.dates import now as utc_now
 from hpcwrap.runlog.endings import JobState, Strength, Verdict
-from hpcwrap.runlog.layout import BATCH_IGNORED_ENV
+from hpcwrap.runlog.layout import BATCH_IGNORED_ENV, WALLTIME_SIGNAL_ENV, WALLTIME_TARGETS_ENV
 from hpcwrap.runlog.spool import register_job
 
 LINGER = 10.0  # after the child exits: wait this long for output still in flight
@@ -131,6 +131,20 @@ def undo_batch_ignore(environ: Mapping[str, str], handled: int | None) -> None:
         return
     if sig != handled and signal.getsignal(sig) is signal.SIG_IGN:
         signal.signal(sig, signal.SIG_DFL)
+
+
+def job_warning(settings: Settings, environ: Mapping[str, str]) -> Settings:
+    """The settings with the job's walltime warning as its submission resolved it
+    (``HPCWRAP_WALLTIME_SIGNAL`` in job.sh: hpcwrap's default, ``--walltime-signal`` or
+    the script's own ``--signal``): one signal for the batch script and the wrapper."""
+    name = environ.get(WALLTIME_SIGNAL_ENV)
+    if not name:
+        return settings
+    try:
+        signal_number(name)
+    except ConfigError:
+        return settings
+    return dataclasses.replace(settings, walltime_signal=name)
 
 
 def _walltime_signum(settings: Settings) -> int | None:
@@ -219,7 +233,10 @@ class Wrapper:
             raise ValueError("empty command")
         self.argv = list(argv)
         self.opts = opts
-        self.settings = opts.settings
+        self.settings = job_warning(opts.settings, opts.environ)
+        # Slurm sends the warning to every process of the job (a --signal without B:): the
+        # training gets it from Slurm, not from the wrapper
+        self.warning_to_all = opts.environ.get(WALLTIME_TARGETS_ENV) == "all"
         self.err = opts.err
         self.mono: Callable[[], float] = time.monotonic
         self.env: JobEnv = job_env(opts.environ, opts.execution_id)
@@ -501,7 +518,8 @@ class Wrapper:
             self.argv,
             notify=self.monitor.notify,
             walltime_signal=_walltime_signum(self.settings),
-            forward_walltime=self.settings.forward_walltime_signal,
+            forward_walltime=self.settings.forward_walltime_signal and not self.warning_to_all,
+            walltime_to_all=self.warning_to_all,
             merge_streams=merge,
             term_grace=opts.term_grace,
             clock=self.mono,

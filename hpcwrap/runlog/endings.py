@@ -267,6 +267,9 @@ def run_state(last: str | None, chain_stopped: str | None, chain_done: bool) -> 
 # once the limit has passed (its checks run every ~30 s), so the time left, counted
 # from the limit read at the start, is 0 then; a few seconds of slack for clocks.
 NEAR_LIMIT = 15.0
+# The exit code of a training that saved a checkpoint on the walltime warning and stopped
+# (examples/toy_train.py and the docs' convention; sacct calls it FAILED 124:0).
+EXIT_ON_WARNING = 124
 
 
 @dataclass(frozen=True)
@@ -283,6 +286,7 @@ class Evidence:
     terminated_by: str | None = None  # "SIGTERM" when the wrapper was asked to stop
     time_left_at_term: float | None = None  # seconds before the limit when that came
     finished_all_steps: bool = False  # the training reached its known total
+    short_of_total: bool = False  # it printed a total and stopped before reaching it
     lines: frozenset[str] = frozenset()  # kinds of SLURM_LINES seen
     stepd: JobState | None = None  # the end slurmstepd's line names, for this attempt
     restarted: bool = False  # Slurm counted a restart of this attempt (epilog)
@@ -344,8 +348,11 @@ def classify(ev: Evidence) -> Verdict:
             slurm or JobState.FAILED,
             slurm_exit,
         )
+    # A warning is evidence the limit was near, not that it was reached: only a training
+    # that stopped on it (exit 124, the checkpoint-and-exit convention; or exit 0 short of
+    # a known total) reads TIMEOUT; otherwise the end is read as if none had come.
     warning_path = ev.walltime_warning and ev.terminated_by is None
-    if warning_path and code and not ev.finished_all_steps and slurm in (None, "FAILED"):
+    if warning_path and code == EXIT_ON_WARNING and slurm in (None, "FAILED"):
         return verdict(
             JobState.TIMEOUT,
             Strength.OWN,
@@ -379,12 +386,8 @@ def classify(ev: Evidence) -> Verdict:
             return verdict(JobState.TIMEOUT, Strength.GUESS, why)
         why = f"{ev.terminated_by} with time left: a scancel, a requeue or a node failure"
         return verdict(JobState.CANCELLED, Strength.GUESS, why)
-    if ev.walltime_warning:
-        if code == 0 and ev.finished_all_steps:
-            return verdict(
-                JobState.COMPLETED, Strength.EXIT, "exit code 0 after all steps", "COMPLETED"
-            )
-        why = "the training stopped on the walltime warning and exited 0"
+    if ev.walltime_warning and code == 0 and ev.short_of_total:
+        why = "the training stopped on the walltime warning short of its total and exited 0"
         return verdict(JobState.TIMEOUT, Strength.OWN, why, JobState.COMPLETED)
     if ev.at_limit and not code:
         return verdict(JobState.TIMEOUT, Strength.READING, "ended at its time limit", "TIMEOUT")

@@ -38,6 +38,12 @@ COMMENT_PREFIX = "hpcwrap:"  # the job's --comment: hpcwrap:<absolute run log pa
 # The batch script ignores the walltime signal until `hpcwrap run` handles it (Slurm may
 # send it at once) and names it here, so the wrapper gives the command the default back.
 BATCH_IGNORED_ENV = "HPCWRAP_BATCH_IGNORED"
+# The job's walltime warning as the submission resolved it (hpcwrap's default, the
+# --walltime-signal option or the script's own --signal), for the wrapper in the job:
+# its name, and whether Slurm sends it to the batch shell only ("batch") or to every
+# process of the job ("all": --signal without B:).
+WALLTIME_SIGNAL_ENV = "HPCWRAP_WALLTIME_SIGNAL"
+WALLTIME_TARGETS_ENV = "HPCWRAP_WALLTIME_TARGETS"
 
 _LOG_NAME = re.compile(r"^\d{4}-\d{2}-\d{2}_.+\.md$")
 

@@ -626,6 +626,56 @@ def walltime_signal_value(signal_name: str, lead_seconds: float) -> str:
     return f"B:{name}@{lead}"
 
 
+def slurm_time_seconds(text: str | None) -> float | None:
+    """sbatch's --time forms in seconds: ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``,
+    ``D-H:M:S``; None for UNLIMITED, INFINITE or nothing."""
+    if not text or not text.strip() or text.strip().upper() in ("UNLIMITED", "INFINITE"):
+        return None
+    days, _, rest = text.strip().rpartition("-")
+    try:
+        d = int(days) if days else 0
+        parts = [int(p) for p in rest.split(":")]
+    except ValueError:
+        return None
+    if days:  # D-H, D-H:M, D-H:M:S
+        h, m, sec = [*parts, 0, 0][:3]
+    elif len(parts) == 1:
+        h, m, sec = 0, parts[0], 0
+    elif len(parts) == 2:
+        h, m, sec = 0, parts[0], parts[1]
+    else:
+        h, m, sec = parts[-3], parts[-2], parts[-1]
+    return float(((d * 24 + h) * 60 + m) * 60 + sec)
+
+
+@dataclass(frozen=True)
+class SignalSpec:
+    """sbatch's ``--signal=[{R|B}:]sig[@time]``, read."""
+
+    name: str  # "USR2"
+    lead: float  # seconds before the limit (sbatch's default 60)
+    batch_only: bool  # B: the batch shell only (else every process of the job's steps)
+
+
+def parse_signal_value(value: str | None) -> SignalSpec | None:
+    """``B:USR2@300`` -> SignalSpec("USR2", 300, True); None for what sbatch would not take."""
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    flags, sep, rest = text.partition(":")
+    if not sep or not flags or not set(flags.upper()) <= {"R", "B"}:
+        flags, rest = "", text
+    name, at, lead_text = rest.partition("@")
+    try:
+        lead = float(lead_text) if at else 60.0
+    except ValueError:
+        return None
+    word = signal_word(name)
+    if not word or not word.isalnum():
+        return None
+    return SignalSpec(word, lead, "B" in flags.upper())
+
+
 def default_job_name(script: str) -> str:
     """What sbatch names a job by default: the script's file name."""
     return PurePosixPath(script).name or "sbatch"

@@ -2,9 +2,9 @@
 
 1. ``plan``: the preflight of an experiment (the group's last runs; a warning, or with
    ``strict`` a refusal, before repeating a discarded or failed variation), the walltime
-   warning to ask for, the submission prepared from the sbatch options and the script's
-   ``#SBATCH`` lines, and for ``--resume auto`` a new chain whose warning is capped at
-   half the time limit.
+   warning to ask for (hpcwrap's lead capped at a quarter of the time limit), the
+   submission prepared from the sbatch options and the script's ``#SBATCH`` lines, and
+   for ``--resume auto`` a new chain whose warning is capped at half the time limit.
 2. ``submit``: the run log written first, sbatch, the job id recorded the moment sbatch
    prints it, then the follow-up job (the ``follow_up`` setting) and the chain's note.
 
@@ -81,6 +81,7 @@ def plan(req: SbatchRequest) -> Plan:
     prep = submission.prepare(
         req.command, settings=settings, cwd=req.cwd, env=req.environ, walltime=walltime
     )
+    prep.notes.extend(submission.lead_notes(prep, chained=req.chain is not None))
     chain, capped = None, None
     if req.chain is not None:
         if prep.user_resolved().get("array"):

@@ -48,6 +48,7 @@ from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import ChainFacts
 from hpcwrap.runlog.model import RunState
 from hpcwrap.scheduler.base import Scheduler
+from hpcwrap.scheduler.sbatch_options import slurm_time_seconds
 from hpcwrap.submit.submission import (
     Prepared,
     WalltimeSignal,
@@ -94,28 +95,6 @@ def capped_lead(lead: float, limit: float | None) -> tuple[float, str | None]:
         f"walltime warning lead {lead:g} s is more than half the {limit:g} s limit: "
         f"asked for {capped} s before the limit instead"
     )
-
-
-def slurm_time_seconds(text: str | None) -> float | None:
-    """sbatch's --time forms in seconds: ``M``, ``M:S``, ``H:M:S``, ``D-H``, ``D-H:M``,
-    ``D-H:M:S``; None for UNLIMITED, INFINITE or nothing."""
-    if not text or not text.strip() or text.strip().upper() in ("UNLIMITED", "INFINITE"):
-        return None
-    days, _, rest = text.strip().rpartition("-")
-    try:
-        d = int(days) if days else 0
-        parts = [int(p) for p in rest.split(":")]
-    except ValueError:
-        return None
-    if days:  # D-H, D-H:M, D-H:M:S
-        h, m, sec = [*parts, 0, 0][:3]
-    elif len(parts) == 1:
-        h, m, sec = 0, parts[0], 0
-    elif len(parts) == 2:
-        h, m, sec = 0, parts[0], parts[1]
-    else:
-        h, m, sec = parts[-3], parts[-2], parts[-1]
-    return float(((d * 24 + h) * 60 + m) * 60 + sec)
 
 
 def cap_walltime_signal(prep: Prepared) -> str | None:

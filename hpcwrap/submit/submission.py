@@ -69,6 +69,7 @@ from hpcwrap.scheduler.sbatch_options import (
     CommandLine,
     Directives,
     Resolved,
+    SignalSpec,
     array_range,
     check_batch_script,
     default_job_name,
@@ -76,9 +77,11 @@ from hpcwrap.scheduler.sbatch_options import (
     expand_pattern,
     output_pattern,
     parse_sbatch_args,
+    parse_signal_value,
     read_directives,
     resolve,
     signal_word,
+    slurm_time_seconds,
     walltime_signal_value,
     work_dir,
 )
@@ -162,6 +165,16 @@ class Prepared:
 
     def user_resolved(self) -> Resolved:
         return resolve(self.cmdline.opts, self.directives, self.env)
+
+    def warning(self) -> SignalSpec | None:
+        """The walltime warning the job will get, resolved once: the user's own --signal
+        (command line, ``#SBATCH``, SBATCH_SIGNAL) over hpcwrap's; None: none."""
+        user = self.user_resolved()
+        if user.has("signal"):
+            return parse_signal_value(str(user.get("signal") or ""))
+        if self.signal is None:
+            return None
+        return SignalSpec(signal_word(self.signal.name), self.signal.lead, batch_only=True)
 
     def split_defaults(self, run_log: Path) -> tuple[list[str], list[str]]:
         """hpcwrap's defaults as ``#SBATCH`` lines, and the few that cannot be one.
@@ -276,19 +289,57 @@ def _notes(prep: Prepared) -> list[str]:
 
 
 def _ignore_early_warning(prep: Prepared) -> list[str]:
-    """Lines that keep hpcwrap's walltime warning from killing the batch shell before
-    ``hpcwrap run`` handles it: Slurm sends it at once when the limit is shorter than the
-    lead, and its default action ended such jobs FAILED 0:12 (a flake-hunt failure of a
-    -t 2 job). Ignored across the exec until the wrapper installs its handler; the
-    wrapper gives the command the default back (``layout.BATCH_IGNORED_ENV``)."""
-    if prep.signal is None:
+    """Lines that keep the walltime warning from killing the batch shell before
+    ``hpcwrap run`` handles it, and tell the wrapper which signal it is: Slurm may send
+    it at once (a limit shorter than the lead, or up to 60 s early), and its default
+    action ended such jobs FAILED 0:12. Ignored across the exec until the wrapper installs
+    its handler; with ``B:`` the wrapper gives the command the default back
+    (``layout.BATCH_IGNORED_ENV``); without it Slurm signals every process, and the
+    command starts with it ignored until it installs its own handler."""
+    warning = prep.warning()
+    if warning is None:
         return []
-    name = signal_word(prep.signal.name)
-    return [
-        "# An early walltime warning must not kill this shell before hpcwrap run handles it.",
+    name = warning.name
+    lines = [
+        "# The walltime warning, as resolved at submission; an early one must not kill this",
+        "# shell before hpcwrap run handles it.",
         f"trap '' {name}",
-        f"export {layout.BATCH_IGNORED_ENV}={name}",
+        f"export {layout.WALLTIME_SIGNAL_ENV}={name}",
+        f"export {layout.WALLTIME_TARGETS_ENV}={'batch' if warning.batch_only else 'all'}",
     ]
+    if warning.batch_only:
+        lines.append(f"export {layout.BATCH_IGNORED_ENV}={name}")
+    return lines
+
+
+def lead_notes(prep: Prepared, *, chained: bool = False) -> list[str]:
+    """hpcwrap's own warning lead capped at a quarter of the time limit (Slurm may send it
+    up to 60 s early: on a short job an early warning is normal, and does no harm); a
+    user's own ``--signal`` kept as given, with a note when its lead is over half (in a
+    resume chain ``resume.cap_walltime_signal`` caps that one at half instead)."""
+    user = prep.user_resolved()
+    limit = slurm_time_seconds(user.get("time"))
+    if limit is None or limit <= 0:
+        return []
+    if user.has("signal"):
+        if chained:
+            return []
+        mine = parse_signal_value(str(user.get("signal") or ""))
+        if mine is not None and mine.lead > limit / 2:
+            return [
+                f"your --signal ({user.source('signal')}) asks for the warning {mine.lead:g} s "
+                f"before a {limit:g} s limit: kept as given; it may come at once"
+            ]
+        return []
+    if prep.signal is None or prep.signal.lead <= limit / 4:
+        return []
+    capped = max(int(limit / 4), 1)
+    note = (
+        f"walltime warning lead {prep.signal.lead:g} s is more than a quarter of the "
+        f"{limit:g} s limit: asked for {capped} s before the limit instead"
+    )
+    prep.signal = WalltimeSignal(prep.signal.name, capped)
+    return [note]
 
 
 def batch_script(prep: Prepared, *, run_log: Path, snapshot: Path, python: str) -> str:

@@ -88,7 +88,7 @@ def run(
                 stderr_fd=err,
                 err=messages,
                 cwd=tmp_path,
-                environ={},
+                environ=opts.pop("environ", {}),  # type: ignore[arg-type]
                 **opts,  # type: ignore[arg-type]
             ),
         )
@@ -331,7 +331,54 @@ def test_walltime_signal_goes_to_the_handler_not_the_shell(tmp_path: Path) -> No
     sender.check()
     assert out == b"step 1 loss 2.0\ncheckpoint and exit\nbash saw exit 124\n"
     assert outcome.exit_code == 0
-    assert outcome.state == "TIMEOUT"  # stopped by the walltime warning, not finished
+    # the script exited 0 (bash swallowed the training's 124): Slurm says COMPLETED, and
+    # so does the log; a warning alone never makes it a TIMEOUT (issue 26)
+    assert outcome.state == "COMPLETED"
+
+
+@pytest.mark.timeout(60)
+def test_the_jobs_own_warning_signal_reaches_the_wrapper(tmp_path: Path) -> None:
+    # --walltime-signal USR1@30, or the script's own --signal: job.sh names the signal
+    # (HPCWRAP_WALLTIME_SIGNAL) and the wrapper handles that one, not the settings' USR2
+    code = (
+        "import signal, sys, time\n"
+        "def on_usr1(s, f):\n"
+        "    print('got USR1', flush=True)\n"
+        "    sys.exit(124)\n"
+        "signal.signal(signal.SIGUSR1, on_usr1)\n"
+        "print('step 1 loss 2.0', flush=True)\n"
+        "time.sleep(30)\n"
+    )
+    sender = SignalWhen(tmp_path / "out.bin", b"step 1 loss 2.0\n", signal.SIGUSR1)
+    outcome, out, _, messages = run(
+        [PY, "-c", code], tmp_path, environ={"HPCWRAP_WALLTIME_SIGNAL": "USR1"}
+    )
+    sender.check()
+    assert out == b"step 1 loss 2.0\ngot USR1\n", messages
+    assert (outcome.exit_code, outcome.state) == (124, "TIMEOUT")
+
+
+@pytest.mark.timeout(60)
+def test_a_process_that_waits_for_the_warning_with_sigwait_gets_it(tmp_path: Path) -> None:
+    # srun blocks the signals it relays to its job step in its main thread and reads them
+    # with sigwait in another: it catches nothing (SigCgt), and a training under srun got
+    # no warning before
+    code = (
+        "import signal, threading\n"
+        "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGUSR2})\n"
+        "def relay():\n"
+        "    got = signal.sigwait({signal.SIGUSR2})\n"
+        "    print('relayed', got.name, flush=True)\n"
+        "t = threading.Thread(target=relay)\n"
+        "t.start()\n"
+        "print('step 1 loss 1.0', flush=True)\n"
+        "t.join()\n"
+    )
+    sender = SignalWhen(tmp_path / "out.bin", b"step 1 loss 1.0\n", signal.SIGUSR2)
+    outcome, out, _, messages = run([PY, "-c", code], tmp_path)
+    sender.check()
+    assert out == b"step 1 loss 1.0\nrelayed SIGUSR2\n", messages
+    assert outcome.exit_code == 0
 
 
 @pytest.mark.timeout(60)

@@ -61,8 +61,12 @@ def decay(n: int, a: float = 2.3, b: float = 0.4) -> list[float]:
         (end(143, terminated_by="SIGTERM"), {}, "CANCELLED"),
         (end(143, terminated_by="SIGTERM", near_time_limit=True), {}, "TIMEOUT"),
         (end(124, walltime_signal=True), {}, "TIMEOUT"),
-        (end(0, walltime_signal=True), {}, "TIMEOUT"),
+        # a warning is evidence the limit was near, not that it was reached: exit 0 after
+        # it is a completion, unless the training printed a total it did not reach
+        (end(0, walltime_signal=True), {}, "COMPLETED"),
         (end(0, walltime_signal=True), {"step": 100, "step_total": 100}, "COMPLETED"),
+        (end(0, walltime_signal=True), {"step": 40, "step_total": 100}, "TIMEOUT"),
+        (end(1, walltime_signal=True), {}, "FAILED"),
         (
             end(137, signaled=9),
             {"error": "srun: error: n1: task 0: Out Of Memory", "error_kind": "oom_kill"},

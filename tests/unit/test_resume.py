@@ -15,6 +15,7 @@ from hpcwrap.runlog import RunLog, RunState, lifecycle
 from hpcwrap.runlog.facts import ChainFacts
 from hpcwrap.runlog.lifecycle import Chained, Resumed, apply
 from hpcwrap.runlog.model import JobBlock, Results
+from hpcwrap.scheduler.sbatch_options import slurm_time_seconds
 from hpcwrap.submit import resume
 
 T0 = datetime(2026, 3, 11, 14, 0, tzinfo=timezone.utc)
@@ -79,7 +80,7 @@ def test_the_guards(
     ],
 )
 def test_slurm_time(text: str | None, seconds: float | None) -> None:
-    assert resume.slurm_time_seconds(text) == seconds
+    assert slurm_time_seconds(text) == seconds
 
 
 def test_the_warning_lead_is_capped_at_half_the_limit() -> None:

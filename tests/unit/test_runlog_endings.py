@@ -50,6 +50,15 @@ S = Strength
             S.EXIT,
             "COMPLETED",
         ),
+        # a warning is evidence the limit was near, not that it was reached (issue 26)
+        (Evidence(exit_code=0, walltime_warning=True), "COMPLETED", S.EXIT, "COMPLETED"),
+        (Evidence(exit_code=1, walltime_warning=True), "FAILED", S.EXIT, "FAILED"),
+        (
+            Evidence(exit_code=0, walltime_warning=True, short_of_total=True),
+            "TIMEOUT",
+            S.OWN,
+            "COMPLETED",
+        ),
         # slurmstepd's line for this attempt: the epilog's reading
         (Evidence(exit_code=0, signal=0, stepd=JobState.TIMEOUT), "TIMEOUT", S.READING, "TIMEOUT"),
         (Evidence(exit_code=0, signal=15, stepd=JobState.CANCELLED), "CANCELLED", S.READING, None),

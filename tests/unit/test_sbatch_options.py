@@ -439,3 +439,23 @@ def test_precedence_matches_sbatch(oracle_env: dict[str, str], tmp_path: Path) -
     for key in ("comment", "job-name", "partition", "signal"):
         assert said[key] == ours.get(key), key
     assert said["open-mode"] == "a" and ours.get("open-mode") == "append"
+
+
+@pytest.mark.parametrize(
+    ("value", "want"),
+    [
+        ("B:USR2@300", ("USR2", 300.0, True)),
+        ("SIGUSR1@90", ("USR1", 90.0, False)),
+        ("R:USR1", ("USR1", 60.0, False)),
+        ("RB:10@30", ("10", 30.0, True)),
+        ("", None),
+        ("USR1@soon", None),
+    ],
+)
+def test_a_signal_value_as_sbatch_reads_it(
+    value: str, want: tuple[str, float, bool] | None
+) -> None:
+    from hpcwrap.scheduler.sbatch_options import parse_signal_value
+
+    got = parse_signal_value(value)
+    assert (None if got is None else (got.name, got.lead, got.batch_only)) == want

@@ -25,6 +25,7 @@ from hpcwrap.submit.submission import (
     Prepared,
     WalltimeSignal,
     batch_script,
+    lead_notes,
     prepare,
     walltime_signal,
 )
@@ -85,8 +86,11 @@ def test_batch_script_shape(tmp_path: Path) -> None:
     assert keys[:4] == ["job-name", "comment", "open-mode", "signal"]
     # the first command ignores an early walltime warning until the wrapper handles it
     # (a -t 2 job died FAILED 0:12 before, the warning's lead being longer than its limit)
+    # and names it for the wrapper (one setting, resolved at submission)
     assert lines[d.body_line - 1 :] == [
         "trap '' USR2",
+        "export HPCWRAP_WALLTIME_SIGNAL=USR2",
+        "export HPCWRAP_WALLTIME_TARGETS=batch",
         "export HPCWRAP_BATCH_IGNORED=USR2",
         "export HPCWRAP_RUN_LOG=/r/x.md",
         lines[-1],
@@ -286,3 +290,42 @@ def test_redact_argv_catches_known_token_formats_and_key_names() -> None:
 
     line = describe_command("t.sh", [FAKE_HF_TOKEN, "--wandb-key", "k1", "--hf_key=k2"])
     assert line == "`t.sh` '***' --wandb-key '***' '--hf_key=***'"
+
+
+SHORT = "#!/bin/bash\necho hi\n"
+
+
+def test_hpcwraps_warning_lead_is_capped_at_a_quarter_of_the_limit(tmp_path: Path) -> None:
+    prep = _prep(tmp_path, ["-t", "2", "train.sh"], script_text=SHORT)
+    notes = lead_notes(prep)
+    assert prep.signal is not None and prep.signal.lead == 30
+    assert notes == [
+        "walltime warning lead 300 s is more than a quarter of the 120 s limit: asked for "
+        "30 s before the limit instead"
+    ]
+    text = batch_script(prep, run_log=Path("/r/x.md"), snapshot=Path("/r/s.sh"), python="/py")
+    assert "#SBATCH --signal=B:USR2@30\n" in text
+    long = _prep(tmp_path, ["-t", "60", "train.sh"], script_text=SHORT, name="long.sh")
+    assert lead_notes(long) == [] and long.signal is not None and long.signal.lead == 300
+
+
+def test_a_users_own_signal_is_kept_and_named_for_the_wrapper(tmp_path: Path) -> None:
+    # Lightning's documented setup: no B:, so Slurm signals every process of the job
+    own = "#!/bin/bash\n#SBATCH --signal=SIGUSR1@90\n#SBATCH -t 2\npython train.py\n"
+    prep = _prep(tmp_path, ["train.sh"], script_text=own)
+    assert lead_notes(prep) == [
+        "your --signal (#SBATCH) asks for the warning 90 s before a 120 s limit: kept as "
+        "given; it may come at once"
+    ]
+    warning = prep.warning()
+    assert warning is not None and (warning.name, warning.lead, warning.batch_only) == (
+        "USR1",
+        90.0,
+        False,
+    )
+    text = batch_script(prep, run_log=Path("/r/x.md"), snapshot=Path("/r/s.sh"), python="/py")
+    assert "trap '' USR1\n" in text and "export HPCWRAP_WALLTIME_SIGNAL=USR1\n" in text
+    assert "export HPCWRAP_WALLTIME_TARGETS=all\n" in text
+    assert "HPCWRAP_BATCH_IGNORED" not in text  # the training starts with it ignored
+    # hpcwrap's default line comes first and the user's after it: sbatch keeps the last
+    assert text.index("#SBATCH --signal=B:USR2@300") < text.index("#SBATCH --signal=SIGUSR1@90")
