@@ -674,3 +674,119 @@ def test_row14_throttled_array_block_not_final_early(cluster: Cluster) -> None:
 
     settle(14, log, ended_at, problems)
     print(f"kill-matrix row 14: sacct {sorted({(w, e is not None) for w, e in acct.values()})}")
+
+
+# ---------------------------------------------------------------- the walltime warning (issue 26)
+
+
+def warning_entries(log: Path) -> list[str]:
+    return [s[1] for s in state_of(log)["status"] if s[1].startswith("walltime warning")]
+
+
+@pytest.mark.slow
+def test_row11_short_job_that_completes_after_an_early_warning(cluster: Cluster) -> None:
+    """-t 2 with the user's own --signal=B:USR2@100: the warning comes while the 40 s
+    training runs (Slurm may send it even earlier); it saves and trains on, exits 0."""
+    cwd = project(cluster, "km-row11")
+    job_id, log = submit(
+        cluster, cwd, *BASE, "-t", "2", "--signal=B:USR2@100", toy_script(cluster, cwd),
+        "--steps", "800", *TOY, "--ckpt-every", "0", "--continue-after-signal",
+        "--out-dir", "runs/r11",
+    )  # fmt: skip
+    attempt = single_job_row(11, cluster, cwd, log, job_id)
+    assert (attempt.state, attempt.exit) == ("COMPLETED", "0:0"), attempt
+    out = outputs_of(cwd, job_id)[0].read_text()
+    assert "received SIGUSR2 at step" in out, out[-2000:]  # the warning came, and did no harm
+    assert warning_entries(log), state_of(log)["status"]
+
+
+@pytest.mark.slow
+@pytest.mark.long
+def test_row12_array_whose_warning_comes_at_once_completes(cluster: Cluster) -> None:
+    """100 tasks, -t 5, --signal=B:USR2@290: every task's warning comes at once, many
+    before the wrapper installs its handler (it killed 18 of 500 tasks, FAILED 0:12)."""
+    cwd = project(cluster, "km-row12")
+    job_id, log = submit(
+        cluster, cwd, *BASE, "--array=0-99", "-t", "5", "--signal=B:USR2@290",
+        toy_script(cluster, cwd), "--steps", "40", *TOY, "--ckpt-every", "0",
+        "--continue-after-signal", "--out-dir", "runs/r12",
+    )  # fmt: skip
+    tasks = {str(t) for t in range(100)}
+
+    def ended() -> dict[str, tuple[str, str, datetime | None]]:
+        res = cluster.run(
+            ["sacct", "-X", "-P", "-n", "-j", job_id, "-o", "JobID,State,ExitCode,End"]
+        )
+        found = {}
+        for line in res.stdout.splitlines():
+            jid, state, code, end = line.split("|")
+            task = jid.partition("_")[2]
+            if task in tasks and state.split()[0] in FINAL_STATES:
+                found[task] = (state.split()[0], code, sacct_time(end))
+        return found
+
+    def all_ended() -> dict[str, tuple[str, str, datetime | None]] | None:
+        found = ended()
+        return found if len(found) == len(tasks) else None
+
+    acct = wait_for(all_ended, 400, "every task ending in sacct", lambda: len(ended()))
+    assert acct is not None
+    bad = {t: v for t, v in acct.items() if v[:2] != ("COMPLETED", "0:0")}
+    assert not bad, sorted(bad.items())[:5]
+    ended_at = max(v[2] for v in acct.values() if v[2] is not None)
+
+    def problems(state: dict[str, Any]) -> list[str]:
+        recorded = state.get("array_tasks") or {}
+        missing = sorted(tasks - set(recorded), key=int)
+        wrong = sorted((t for t in recorded if recorded[t].get("state") != "COMPLETED"), key=int)
+        found = [f"tasks missing from the log: {missing[:10]}"] if missing else []
+        found += [f"tasks not COMPLETED in the log: {wrong[:10]}"] if wrong else []
+        block = state["jobs"][0] if state["jobs"] else {}
+        if block.get("state") != "COMPLETED":
+            found.append(f"array block {block.get('state')!r}")
+        return found
+
+    settle(12, log, ended_at, problems)
+    # evidence the row tests what it says: warnings did reach tasks (9 of 100 here once)
+    warned = [p for p in cwd.glob("slurm-*.out") if "received SIGUSR2" in p.read_text()]
+    assert warned, "no task got the warning: the row would test nothing"
+
+
+@pytest.mark.slow
+def test_row15_walltime_signal_usr1_reaches_a_training_that_handles_it(
+    cluster: Cluster,
+) -> None:
+    """--walltime-signal USR1@30 (hpcwrap's option, capped at a quarter of -t 1): the
+    wrapper handles USR1 (it was killed by it, FAILED 0:10) and forwards it."""
+    cwd = project(cluster, "km-row15")
+    job_id, log = submit(
+        cluster, cwd, *BASE, "-t", "1", "--walltime-signal", "USR1@30",
+        toy_script(cluster, cwd), "--steps", "100000", *TOY, "--ckpt-every", "0",
+        "--ckpt-signal", "USR1", "--out-dir", "runs/r15",
+    )  # fmt: skip
+    job_sh = (log.parent / ".hpcwrap" / log.stem / "job.sh").read_text()
+    assert "#SBATCH --signal=B:USR1@15\n" in job_sh and "HPCWRAP_WALLTIME_SIGNAL=USR1\n" in job_sh
+    single_job_row(15, cluster, cwd, log, job_id, cause="exit 124 on the walltime warning")
+    out = outputs_of(cwd, job_id)[0].read_text()
+    assert "received SIGUSR1 at step" in out, out[-2000:]
+    assert any("(SIGUSR1)" in t and "forwarded to the training" in t for t in warning_entries(log))
+
+
+@pytest.mark.slow
+def test_row16_a_training_under_srun_gets_the_warning(cluster: Cluster) -> None:
+    """The batch script runs the training with srun (a job step, outside the wrapper's
+    tree): the wrapper forwards the warning to srun, which relays it to the step."""
+    cwd = project(cluster, "km-row16")
+    name = script(
+        cluster, cwd, "srun.sh",
+        "#!/bin/bash\n"
+        'srun python3 -u examples/toy_train.py --config examples/config.json "$@"\n',
+    )  # fmt: skip
+    job_id, log = submit(
+        cluster, cwd, *BASE, "-t", "2", "--signal=B:USR2@100", name, "--steps", "100000",
+        *TOY, "--ckpt-every", "0", "--out-dir", "runs/r16",
+    )  # fmt: skip
+    single_job_row(16, cluster, cwd, log, job_id, cause="exit 124 on the walltime warning")
+    out = outputs_of(cwd, job_id)[0].read_text()
+    assert "received SIGUSR2 at step" in out, out[-2000:]
+    assert any("srun" in t or "forwarded to the training" in t for t in warning_entries(log))
