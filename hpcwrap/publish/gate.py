@@ -1,10 +1,14 @@
 """The gate: a checkpoint is publishable only with a valid MODEL_PASSPORT.json + SIGNOFF.json.
 
 Checked, each with its own result: both files exist (in the checkpoint folder or
-the folder above it, or where given) and parse as JSON objects; SIGNOFF.json's
-``verdict`` is ``pass`` or ``soft_signal`` (then with a ``verdict_reason``);
-the sha256 it lists for MODEL_PASSPORT.json and for every weight file equals
-the file on disk. hpcwrap never writes either file, nor a manifest of its own.
+the folder above it, or where given) and parse as JSON objects; the passport holds
+its feeding contract (``input_contract``: a non-empty object) and its integrity
+manifest (the weight files with their sha256, in either form below); SIGNOFF.json's
+``verdict`` is ``pass`` or ``soft_signal`` (then with a ``verdict_reason``); the
+weights SIGNOFF.json lists are exactly the passport's, with the same sha256; the
+sha256 it lists for MODEL_PASSPORT.json and for every weight file equals the file on
+disk. What the passport tool itself validates (the contract's content) is not judged
+here. hpcwrap never writes either file, nor a manifest of its own.
 
 SIGNOFF.json lists the hashes as ``"sha256": {"<path>": "<hex>", ...}`` or as
 ``"files": [{"path": "<path>", "sha256": "<hex>"}, ...]``; paths are relative
@@ -28,6 +32,7 @@ from hpcwrap.publish.hashing import sha256_file
 PASSPORT = "MODEL_PASSPORT.json"
 SIGNOFF = "SIGNOFF.json"
 VERDICTS = ("pass", "soft_signal")
+CONTRACT = "input_contract"  # the passport's feeding contract
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
@@ -117,6 +122,65 @@ def _listed(signoff: dict[str, Any]) -> tuple[dict[str, str], list[str]]:
     return {k: v.lower() for k, v in out.items() if _HEX64.match(v)}, bad
 
 
+def _passport(data: dict[str, Any], result: GateResult) -> dict[str, str] | None:
+    """The passport's checks that need no passport tool: a non-empty feeding contract and
+    an integrity manifest (returned: path -> sha256 of the weights it lists)."""
+    where = str(result.passport)
+    contract = data.get(CONTRACT)
+    if isinstance(contract, dict) and contract:
+        result.add(f"passport {CONTRACT}", True, f"{len(contract)} fields")
+    else:
+        shown = "missing" if contract is None else f"{contract!r} (an empty or non-object value)"
+        result.add(
+            f"passport {CONTRACT}",
+            False,
+            f"{where}: {CONTRACT} {shown}: the feeding contract (what the model takes, shapes, "
+            "normalisation) must be a non-empty object",
+        )
+    listed, bad = _listed(data)
+    for problem in bad:
+        result.add("passport sha256 list", False, f"{where}: {problem}")
+    weights = {k: v for k, v in listed.items() if Path(k).name != PASSPORT}
+    if not weights:
+        result.add(
+            "passport sha256 list",
+            False,
+            f"{where} lists no weight files with their sha256 (its integrity manifest)",
+        )
+        return None
+    return weights
+
+
+def _same_weights(
+    result: GateResult,
+    signoff_base: Path,
+    signed: dict[str, str],
+    passport_base: Path,
+    manifest: dict[str, str],
+) -> None:
+    """The weights SIGNOFF.json lists are the passport's, each with the same sha256 (the
+    files themselves are hashed once, against the signoff's list)."""
+    ours = {(signoff_base / k).resolve(): (k, v) for k, v in signed.items()}
+    theirs = {(passport_base / k).resolve(): (k, v) for k, v in manifest.items()}
+    for path in sorted(set(ours) | set(theirs)):
+        if path not in theirs:
+            name = ours[path][0]
+            result.add("signoff = passport", False, f"{name}: in {SIGNOFF}, not in {PASSPORT}")
+            return
+        if path not in ours:
+            name = theirs[path][0]
+            result.add("signoff = passport", False, f"{name}: in {PASSPORT}, not in {SIGNOFF}")
+            return
+        if ours[path][1] != theirs[path][1]:
+            result.add(
+                "signoff = passport",
+                False,
+                f"{ours[path][0]}: {SIGNOFF} lists {ours[path][1]}, {PASSPORT} {theirs[path][1]}",
+            )
+            return
+    result.add("signoff = passport", True, f"the same {len(ours)} weight files and sha256")
+
+
 def _resolve(base: Path, listed: str, package: bool) -> Path:
     path = Path(listed)
     if path.is_absolute() or not package:
@@ -153,7 +217,7 @@ def check_gate(
     result.passport, result.signoff = found.get(PASSPORT), found.get(SIGNOFF)
     passport_data = _load_json(found[PASSPORT], result, PASSPORT) if PASSPORT in found else None
     data = _load_json(found[SIGNOFF], result, SIGNOFF) if SIGNOFF in found else None
-    del passport_data  # its content (the feeding contract) is the model's business
+    manifest = _passport(passport_data, result) if passport_data is not None else None
     if data is None or result.signoff is None:
         return result
     where = str(result.signoff)
@@ -180,6 +244,8 @@ def check_gate(
     weights = {k: v for k, v in listed.items() if k != passport_key}
     if not weights:
         result.add("sha256 weights", False, f"{where} lists no weight files")
+    if manifest is not None and result.passport is not None:
+        _same_weights(result, base, weights, result.passport.parent, manifest)
     present = 0
     for key, want in weights.items():
         path = _resolve(base, key, package)

@@ -16,7 +16,7 @@ from hpcwrap.runlog import Results, RunState, create_run
 
 PARAMS = {"params/model.safetensors": b"\x00weights" * 1000, "params/_METADATA": b'{"tree": 1}'}
 OPTIMIZER = {"opt_state/state.bin": b"adam" * 100}
-PASSPORT_DATA = {"inputs": {"image": [224, 224, 3]}, "outputs": {"actions": [50, 7]}}
+PASSPORT_DATA = {"input_contract": {"image": [224, 224, 3], "actions_out": [50, 7]}}
 
 
 def sha(data: bytes) -> str:
@@ -30,13 +30,16 @@ def make_checkpoint(
     reason: str | None = None,
     signoff: dict[str, Any] | None = None,
     files: dict[str, bytes] | None = None,
+    passport_extra: dict[str, Any] | None = None,
 ) -> Path:
-    """A checkpoint folder with params/, optimizer state, and a passport + signoff over them."""
+    """A checkpoint folder with params/, optimizer state, and a passport (feeding contract +
+    integrity manifest) and a signoff over them."""
     files = {**PARAMS, **OPTIMIZER} if files is None else files
     for rel, content in files.items():
         (folder / rel).parent.mkdir(parents=True, exist_ok=True)
         (folder / rel).write_bytes(content)
-    passport = json.dumps(PASSPORT_DATA, indent=2).encode()
+    manifest = {"sha256": {k: sha(v) for k, v in files.items()}}
+    passport = json.dumps({**PASSPORT_DATA, **manifest, **(passport_extra or {})}).encode()
     (folder / "MODEL_PASSPORT.json").write_bytes(passport)
     data: dict[str, Any] = {"verdict": verdict}
     if reason is not None:
@@ -146,9 +149,13 @@ def test_the_files_list_form_and_a_pair_in_the_folder_above(tmp_path: Path) -> N
     make_checkpoint(step)
     # the pair one level up, listing paths relative to itself in the "files" form
     data = json.loads((step / "SIGNOFF.json").read_text())
-    listed = [{"path": f"30000/{k}" if k != "MODEL_PASSPORT.json" else k, "sha256": v}
-              for k, v in data.pop("sha256").items()]  # fmt: skip
-    (step / "MODEL_PASSPORT.json").rename(step.parent / "MODEL_PASSPORT.json")
+    weights = [{"path": f"30000/{k}", "sha256": v}
+               for k, v in data.pop("sha256").items() if k != "MODEL_PASSPORT.json"]  # fmt: skip
+    # the passport one level up too, its manifest relative to itself
+    passport = json.dumps({**PASSPORT_DATA, "files": weights}).encode()
+    (step / "MODEL_PASSPORT.json").unlink()
+    (step.parent / "MODEL_PASSPORT.json").write_bytes(passport)
+    listed = [{"path": "MODEL_PASSPORT.json", "sha256": sha(passport)}, *weights]
     (step / "SIGNOFF.json").unlink()
     (step.parent / "SIGNOFF.json").write_text(json.dumps({**data, "files": listed}))
     result = check_gate(step)
@@ -175,3 +182,48 @@ def test_check_of_a_run_gates_its_recorded_checkpoint(
     capsys.readouterr()
     assert main(["publish", "check", log.name]) == 18
     assert "_METADATA: sha256 mismatch" in capsys.readouterr().err
+
+
+def test_a_passport_that_only_parses_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ckpt = make_checkpoint(tmp_path / "ckpt" / "1")
+    passport = ckpt / "MODEL_PASSPORT.json"
+    passport.write_text('{"input_contract": {}}')
+    signoff = json.loads((ckpt / "SIGNOFF.json").read_text())
+    signoff["sha256"]["MODEL_PASSPORT.json"] = sha(passport.read_bytes())
+    (ckpt / "SIGNOFF.json").write_text(json.dumps(signoff))
+    _, err = refused(ckpt, capsys)
+    assert "passport input_contract" in err and "must be a non-empty object" in err
+    assert "lists no weight files with their sha256 (its integrity manifest)" in err
+
+
+@pytest.mark.parametrize(
+    ("manifest", "says"),
+    [
+        # one weight's hash in the passport differs from the signoff's
+        (
+            {"params/model.safetensors": "0" * 64},
+            "params/model.safetensors: SIGNOFF.json lists ",
+        ),
+        # the passport leaves out a weight the signoff lists
+        ({"params/model.safetensors": None}, "params/model.safetensors: in SIGNOFF.json, not in"),
+    ],
+)
+def test_the_signoffs_weights_are_the_passports(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    manifest: dict[str, str | None],
+    says: str,
+) -> None:
+    files = {**PARAMS, **OPTIMIZER}
+    table: dict[str, str] = {k: sha(v) for k, v in files.items()}
+    for key, value in manifest.items():
+        if value is None:
+            table.pop(key)
+        else:
+            table[key] = value
+    ckpt = make_checkpoint(tmp_path / "ckpt" / "2", passport_extra={"sha256": table})
+    _, err = refused(ckpt, capsys)
+    assert f"signoff = passport: {says}" in err
+    assert [c.what for c in check_gate(ckpt).checks if not c.ok] == ["signoff = passport"]
