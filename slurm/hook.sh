@@ -4,7 +4,7 @@
 # For a job that is not hpcwrap's it decides so with shell built-ins alone (no
 # Python, no fork) and exits 0 at once. For an hpcwrap job (comment
 # "hpcwrap:<run log>", or the wrapper registered it in the spool folder) it runs
-# hpcwrap's hook (hpcwrap/hooks.py), which drops to the job's user and records the
+# hpcwrap's hook (hpcwrap/hooks/node.py), which drops to the job's user and records the
 # start (prolog) or closes the run log when the wrapper could not (epilog). It
 # ALWAYS exits 0: a failing epilog drains the node, a failing prolog drains it and
 # requeues the job. Slurm gives hooks no PATH: every program is named by its
