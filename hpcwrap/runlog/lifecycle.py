@@ -727,7 +727,10 @@ def _chained(state: RunState, f: Chained) -> None:
     chain.pending_by_hand = f.by_hand if f.pending is not None else False
     if f.restart:
         chain.stopped, chain.done = None, False
-    if f.stopped is not None:
+    if f.stopped is not None and chain.stopped is None:
+        # A chain stops once and its first reason stands (its Status entries all stay):
+        # `hpcwrap cancel` records the person's stop before its scancel, and the cancelled
+        # job's own end, which read the chain a moment earlier, must not replace it.
         chain.stopped, chain.done = f.stopped, f.done
     state.chain = chain
     if f.text:

@@ -394,6 +394,12 @@ def cancel_run(log: RunLog, scheduler: Scheduler) -> list[str]:
     ]
     if state.chain is not None and state.chain.pending:
         targets.append(state.chain.pending)
+    # the person's stop first: the cancelled job's own end then finds the chain stopped
+    log.record(
+        lifecycle.Chained(now(), stopped="cancelled by hand (hpcwrap cancel)"),
+        event="cancel_asked",
+        data={"targets": targets},
+    )
     done: list[str] = []
     problems: list[str] = []
     for job_id in dict.fromkeys(targets):
@@ -408,7 +414,7 @@ def cancel_run(log: RunLog, scheduler: Scheduler) -> list[str]:
     if problems:
         text += "; not cancelled: " + "; ".join(problems)
     log.record(
-        lifecycle.Chained(now(), stopped="cancelled by hand (hpcwrap cancel)", text=text),
+        lifecycle.ProgressObserved(now(), text),
         event="cancel",
         data={"cancelled": done, "problems": problems},
     )

@@ -14,6 +14,7 @@ from hpcwrap.errors import TransitionError
 from hpcwrap.runlog import RunLog, RunState, create_run, lifecycle, render_text
 from hpcwrap.runlog.facts import CodeFacts, ConfigFacts
 from hpcwrap.runlog.lifecycle import (
+    Chained,
     Described,
     Ended,
     ProgressObserved,
@@ -399,3 +400,14 @@ def test_reconciled_final_clears_the_pending_reason() -> None:
     done = apply(state, Reconciled(at(2), "12", "CANCELLED by 1000", "0:0", end=at(2)))
     assert done.jobs[0].state == "CANCELLED" and done.jobs[0].pending_reason is None
     assert done.jobs[0].slurm_state == "CANCELLED"
+
+
+def test_a_chain_stops_once_and_its_first_reason_stands() -> None:
+    state = apply(running_state(), Chained(at(5), pending="13"))
+    state = apply(state, Chained(at(6), stopped="cancelled by hand (hpcwrap cancel)"))
+    # the cancelled job's own end, which read the chain before the person's stop
+    state = apply(state, Chained(at(7), stopped="job 12 ended CANCELLED", text="stopped"))
+    assert state.chain is not None and state.chain.stopped == "cancelled by hand (hpcwrap cancel)"
+    assert state.status[-1].text == "stopped"  # what it did stays in Status
+    restarted = apply(state, Chained(at(8), pending="14", restart=True, by_hand=True))
+    assert restarted.chain is not None and restarted.chain.stopped is None
