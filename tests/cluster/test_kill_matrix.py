@@ -702,7 +702,7 @@ def test_row11_short_job_that_completes_after_an_early_warning(cluster: Cluster)
 
 @pytest.mark.slow
 @pytest.mark.long
-def test_row12_array_whose_warning_comes_at_once_completes(cluster: Cluster) -> None:
+def test_row12_hundred_task_array_completes_with_every_task_in_the_log(cluster: Cluster) -> None:
     """100 tasks, -t 5, hpcwrap's own warning: its lead was the whole limit and it came at
     once, killing tasks that started late (18 of 500, FAILED 0:12); capped at a quarter
     of the limit it leaves them be. (A user's own lead of nearly the whole limit can
