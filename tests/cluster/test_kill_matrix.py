@@ -268,6 +268,17 @@ def single_job_row(
     return attempt
 
 
+def array_script(c: Cluster, cwd: Path, out_dir: str) -> str:
+    """The toy for an array: each task saves into its own ``<out_dir>/<task id>`` (tasks
+    sharing one folder raced for its ``checkpoints/<step>``, and one crashed: exit 1)."""
+    return script(
+        c, cwd, "array.sh",
+        "#!/bin/bash\n"
+        "exec python3 -u examples/toy_train.py --config examples/config.json "
+        f'--out-dir {out_dir}/"$SLURM_ARRAY_TASK_ID" "$@"\n',
+    )  # fmt: skip
+
+
 def toy_script(c: Cluster, cwd: Path) -> str:
     """A batch script of the toy without examples/train.sh's own #SBATCH --signal."""
     return script(
@@ -577,8 +588,8 @@ def test_row13_chain_stopped_by_no_progress_is_not_completed(cluster: Cluster) -
 def test_row14_throttled_array_block_not_final_early(cluster: Cluster) -> None:
     cwd = project(cluster, "km-row14")
     job_id, log = submit(
-        cluster, cwd, *BASE, "--array=0-11%4", "examples/train.sh", "--steps", "40", *TOY,
-        "--ckpt-every", "0", "--out-dir", "runs/r14",
+        cluster, cwd, *BASE, "--array=0-11%4", array_script(cluster, cwd, "runs/r14"),
+        "--steps", "40", *TOY, "--ckpt-every", "0",
     )  # fmt: skip
     tasks = [str(t) for t in range(12)]
 
@@ -711,8 +722,8 @@ def test_row12_hundred_task_array_completes_with_every_task_in_the_log(cluster: 
     runs earlier. Row 11 covers a warning that comes early, mid-training.)"""
     cwd = project(cluster, "km-row12")
     job_id, log = submit(
-        cluster, cwd, *BASE, "--array=0-99", "-t", "5", toy_script(cluster, cwd),
-        "--steps", "40", *TOY, "--ckpt-every", "0", "--out-dir", "runs/r12",
+        cluster, cwd, *BASE, "--array=0-99", "-t", "5", array_script(cluster, cwd, "runs/r12"),
+        "--steps", "40", *TOY, "--ckpt-every", "0",
     )  # fmt: skip
     job_sh = (log.parent / ".hpcwrap" / log.stem / "job.sh").read_text()
     assert "#SBATCH --signal=B:USR2@75\n" in job_sh  # 300 s capped at a quarter of 300 s
