@@ -27,7 +27,7 @@ from hpcwrap.errors import HpcwrapError, LockTimeoutError, RunLogError, Transiti
 from hpcwrap.reports import status as overview
 from hpcwrap.runlog import lifecycle
 from hpcwrap.runlog.dates import iso
-from hpcwrap.runlog.endings import JobState, slurm_over
+from hpcwrap.runlog.endings import JobState, slurm_over, slurm_word
 from hpcwrap.runlog.handle import RunLog
 from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runlog.model import JobBlock, RunState, to_dict
@@ -125,10 +125,6 @@ def unfinished(paths: Sequence[Path]) -> list[tuple[Path, list[str]]]:
 # ---------------------------------------------------------------- what Slurm says
 
 
-def _word(slurm_state: str) -> str:
-    return slurm_state.split()[0].upper() if slurm_state.split() else ""
-
-
 def _latest_per_task(rows: Sequence[JobInfo]) -> dict[str, JobInfo]:
     """The newest row of each job/task id (sacct --duplicates lists older attempts first)."""
     out: dict[str, JobInfo] = {}
@@ -144,7 +140,7 @@ def _array_account(
     task that did not complete gives the state (all COMPLETED: COMPLETED)."""
     active = [e for e in queue if is_active(e)]
     if active:
-        running = [e for e in active if _word(e.state) != JobState.PENDING]
+        running = [e for e in active if slurm_word(e.state) != JobState.PENDING]
         pick = running[0] if running else active[0]
         return pick, None
     rows = list(_latest_per_task(history).values())
@@ -152,7 +148,7 @@ def _array_account(
         return None, "accounting has no record of it yet"
     if not all(slurm_over(r.state) for r in rows):
         return None, "some tasks are not over in accounting yet"
-    bad = [r for r in rows if _word(r.state) != JobState.COMPLETED]
+    bad = [r for r in rows if slurm_word(r.state) != JobState.COMPLETED]
     pick = bad[0] if bad else rows[-1]
     starts = [r.start for r in rows if r.start is not None]
     ends = [r.end for r in rows if r.end is not None]
@@ -179,7 +175,7 @@ def account(execution_id: str, view: SlurmView) -> tuple[JobInfo | None, str | N
         return info, why, 0
     own_q = [e for e in queue if e.job_id == bid]
     own_h = [r for r in history if r.job_id == bid]
-    requeues = sum(1 for r in own_h[:-1] if _word(r.state) == JobState.REQUEUED)
+    requeues = sum(1 for r in own_h[:-1] if slurm_word(r.state) == JobState.REQUEUED)
     active = [e for e in own_q if is_active(e)]
     if active:
         return active[-1], None, requeues
@@ -200,7 +196,7 @@ def _evidence(info: JobInfo, source: str, at: float | None) -> str:
 def reconcile_facts(
     job: JobBlock, info: JobInfo, view: SlurmView, when: datetime
 ) -> lifecycle.Reconciled:
-    word = _word(info.state)
+    word = slurm_word(info.state)
     from_queue = info.exit is None  # sacct rows carry an exit code; squeue entries do not
     source = "squeue" if from_queue else "sacct"
     at = view.asked_at.get(source)

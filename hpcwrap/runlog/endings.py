@@ -156,7 +156,7 @@ def is_final(state: str | None) -> bool:
 
 def from_slurm(slurm_state: str) -> JobState:
     """``CANCELLED by 1000`` -> CANCELLED; TransitionError for a word Slurm never prints."""
-    word = slurm_state.split()[0].upper() if slurm_state.split() else ""
+    word = slurm_word(slurm_state)
     if word not in _BY_SLURM_NAME:
         raise TransitionError(f"unknown Slurm job state {slurm_state!r}")
     return _BY_SLURM_NAME[word]
@@ -181,8 +181,9 @@ def slurm_active(slurm_state: str) -> bool:
 
 
 def slurm_word(slurm_state: str) -> str:
-    """Slurm's state as sacct's first word: ``CANCELLED by 1000`` -> ``CANCELLED``."""
-    return slurm_state.split()[0].upper() if slurm_state.split() else slurm_state
+    """Slurm's state as sacct's first word: ``CANCELLED by 1000`` -> ``CANCELLED`` ("" for
+    none)."""
+    return slurm_state.split()[0].upper() if slurm_state.split() else ""
 
 
 class Strength(enum.IntEnum):

@@ -750,7 +750,7 @@ def _reconciled(state: RunState, f: Reconciled) -> None:
         )
     word = from_slurm(f.slurm_state)
     if is_final(word):  # a passing PENDING/RUNNING would go stale beside a later end
-        job.slurm_state = f.slurm_state.split()[0].upper()
+        job.slurm_state = endings.slurm_word(f.slurm_state)
         job.slurm_exit = f.slurm_exit or job.slurm_exit
     # The scheduler is right about times and the exit code; fill what is missing.
     job.start = job.start or f.start
