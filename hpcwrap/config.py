@@ -79,9 +79,10 @@ class Settings:
     # and how long each Slurm call may take.
     poll_min_interval: float = 30.0
     poll_timeout: float = 30.0
-    # No admin for the node hooks: hpcwrap sbatch also submits a tiny follow-up job
-    # (afterany) that runs `hpcwrap poll <run>`; the wrapper cancels it when it wrote the end.
-    follow_up: bool = False
+    # hpcwrap sbatch also submits a tiny follow-up job (afterany) that runs `hpcwrap poll
+    # <run>` once the job ended, however it ended (cancelled while pending, killed, its end
+    # left for the next writer); the wrapper cancels it when it wrote the end itself.
+    follow_up: bool = True
     preflight: str = "warn"  # warn | strict: a repeated failed experiment is refused
     config_snapshot: tuple[str, ...] = ("config_resolved.*", "resolved_config.*")
     patterns: tuple[Pattern, ...] = ()

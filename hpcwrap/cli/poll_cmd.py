@@ -72,7 +72,9 @@ def register(sub: argparse._SubParsersAction[Any]) -> None:
 def _print(result: Any, quiet: bool) -> None:
     for c in result.changes:
         run = Path(c.run).stem
-        if c.written:
+        if c.written and not c.execution_id:
+            print(f"{run}: {c.note}")  # a log brought up to its sidecar
+        elif c.written:
             print(
                 f"{run}: job {c.execution_id}: {c.before or '-'} -> {c.after or '-'} "
                 f"(Slurm: {c.slurm or 'no change of state'})"

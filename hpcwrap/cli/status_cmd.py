@@ -96,4 +96,13 @@ def _status(args: argparse.Namespace) -> int:
         print(f"no run logs under {', '.join(str(p) for p in paths)}")
     else:
         sys.stdout.write(overview.render_table(rows, colour=use_colour(sys.stdout)))
+    if not args.json:
+        for row in rows:
+            if row.lag:
+                # status only reads: the disagreement is said, poll or reindex writes it
+                print(
+                    f"hpcwrap: {row.name}: the Markdown is behind its sidecar: "
+                    f"{'; '.join(row.lag)}; `hpcwrap poll` or `hpcwrap log reindex` writes it",
+                    file=sys.stderr,
+                )
     return 0

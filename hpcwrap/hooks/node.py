@@ -28,6 +28,7 @@ batch step runs) writes; the lifecycle rules make a repeated end one entry.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import pwd
 import re
@@ -51,12 +52,17 @@ from hpcwrap.runlog import RunLog, endings, layout, lifecycle
 from hpcwrap.runlog.dates import format_runtime, now
 from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.fsio import tail_records
+from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runlog.model import JobBlock, RunState
 from hpcwrap.runlog.spool import CLUSTER_NAME, JOB_ID, spool_dir, spool_name
 from hpcwrap.runlog.telemetry import TelemetryFacts
 from hpcwrap.scheduler.sbatch_options import output_file_of
 
 DEFAULT_TIMEOUT = 20.0
+# Of the hook's time, the longest it waits for the run's lock: then it leaves the end for
+# the next writer (runlog/deferred.py) while it still has time to.
+LOCK_WAIT_SHARE = 0.4
+MAX_LOCK_WAIT = 8.0
 MAX_PATH = 4096
 MAX_SPOOL_FILE = 4096
 # Of the job's output: Slurm's lines and the last progress (1 MiB reads in ~0.3 s here).
@@ -549,7 +555,7 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
         # The wrapper wrote the end: Slurm's account goes beside it, and a stronger
         # reading (a node failure or a requeue, which reach the wrapper as a TERM)
         # replaces its own; its figures and end time stand.
-        log.record(
+        left = log.record_or_defer(
             lifecycle.Ended(
                 when=job.end or when,
                 state=verdict.state,
@@ -565,10 +571,11 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
                 slurm_exit=verdict.slurm_exit,
                 strength=verdict.strength,
             ),
+            by="epilog",
             event="epilog",
             data={**data, "confirmed": job.state},
         )
-        return f"already {job.state}: epilog read {verdict.state} ({verdict.why})"
+        return f"already {job.state}: epilog read {verdict.state} ({verdict.why})" + _left(left)
     last = _progress(log, out, work_dir)
     end = end_time(env, out, verdict, when, job.start)
     runtime = format_runtime((end - job.start).total_seconds()) if job.start else "?"
@@ -579,7 +586,7 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
     if last.loss is not None:
         parts.append(f"train_loss {last.loss_text or f'{last.loss:.4g}'}")
     parts.append("the wrapper did not record the end")
-    log.record(
+    left = log.record_or_defer(
         lifecycle.Ended(
             when=end,
             state=verdict.state,
@@ -607,10 +614,15 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
             slurm_exit=verdict.slurm_exit,
             strength=verdict.strength,
         ),
+        by="epilog",
         event="epilog",
         data=data,
     )
-    return f"recorded {verdict.state} ({verdict.why})"
+    return f"recorded {verdict.state} ({verdict.why})" + _left(left)
+
+
+def _left(why: str | None) -> str:
+    return f"; left for the next writer: {why}" if why else ""
 
 
 # ---------------------------------------------------------------- entry point
@@ -653,7 +665,14 @@ class Reporter:
                 self.file.flush()
 
 
-def run_hook(kind: str, environ: Mapping[str, str], report: Reporter) -> str:
+def lock_wait(limit: float) -> float:
+    """How long the hook waits for a run's lock, of its ``limit`` seconds."""
+    return max(0.5, min(limit * LOCK_WAIT_SHARE, MAX_LOCK_WAIT))
+
+
+def run_hook(
+    kind: str, environ: Mapping[str, str], report: Reporter, limit: float = DEFAULT_TIMEOUT
+) -> str:
     env = HookEnv.from_environ(kind, environ)
     first = first_node(env.nodelist)
     if env.node and first and env.node != first:
@@ -671,7 +690,8 @@ def run_hook(kind: str, environ: Mapping[str, str], report: Reporter) -> str:
     if path is None:
         return f"job {env.job_id}: not an hpcwrap job"
     check_tree(path, env.uid)
-    log = RunLog(path)
+    # The lock's kind as every writer picks it; the wait bounded by the hook's own time.
+    log = RunLog(path, locks=dataclasses.replace(LockConfig.from_env(), timeout=lock_wait(limit)))
     when = now()
     if environ.get("SLURM_ARRAY_JOB_ID") or _is_array_run(log):
         # The tasks of an array share one block, derived by their wrappers under the
@@ -696,10 +716,11 @@ def main(kind: str, environ: Mapping[str, str] | None = None) -> int:
     except ValueError:
         limit = DEFAULT_TIMEOUT
     try:
-        with deadline(max(min(limit, 120.0), 0.1)):
+        limit = max(min(limit, 120.0), 0.1)
+        with deadline(limit):
             if kind not in ("prolog", "epilog"):
                 raise HookError(f"unknown hook {kind!r}")
-            done = run_hook(kind, env, report)
+            done = run_hook(kind, env, report, limit)
         if env.get("HPCWRAP_HOOK_VERBOSE"):
             report(done)
     except BaseException as exc:  # a hook must never fail: report it, exit 0

@@ -43,6 +43,8 @@ def cancel_after_end(run: RunLog | None, in_slurm: bool, array_task: bool) -> st
             return None
         if state.jobs and _term_or_requeue(state.jobs[-1]):
             return None  # a TERM: scancel or a requeue; the follow-up waits for the real end
+        if run.lag():
+            return None  # the end waits for the next writer (deferred.py): the follow-up
         subprocess.run(
             ["scancel", fid],
             capture_output=True,

@@ -13,14 +13,21 @@ earlier, at the command's exit: ``Wrapper.status``.)
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TextIO
 
+from hpcwrap.errors import LockTimeoutError
 from hpcwrap.redact import redact_text
 from hpcwrap.runlog import RunLog, lifecycle
+from hpcwrap.runlog.locks import LockConfig
+
+# Once the run's lock was held past its wait (a hung process holds it), later writes
+# wait this long at most: the job's end is not held up by minutes of waits.
+STUCK_LOCK_WAIT = 2.0
 
 
 def warn(message: str, err: TextIO | None = None) -> None:
@@ -78,8 +85,16 @@ class LogSink:
                 write(run)
                 return True
             except Exception as exc:  # the job must outlive any run-log failure
+                if isinstance(exc, LockTimeoutError):
+                    self._shorten_waits(run)
                 self._fail(what, exc)
                 return False
+
+    def _shorten_waits(self, run: RunLog) -> None:
+        config = run.locks if run.locks is not None else LockConfig.from_env()
+        if config.timeout > STUCK_LOCK_WAIT:
+            shorter = dataclasses.replace(config, timeout=STUCK_LOCK_WAIT)
+            self.run = run.with_locks(shorter)
 
     def status(
         self,
@@ -106,6 +121,17 @@ class LogSink:
         return self._attempt(
             "update the run", lambda run: run.record(facts, event=event, data=data)
         )
+
+    def record_end(self, facts: lifecycle.Ended, *, data: dict[str, Any] | None = None) -> bool:
+        """Record the end, or leave it for the next writer when the log cannot take it now
+        (runlog/deferred.py); the wrapper's stderr says which. True when it was kept."""
+
+        def write(run: RunLog) -> None:
+            why = run.record_or_defer(facts, by="wrapper", data=data)
+            if why is not None:
+                warn(f"the end was left for the next writer of {run.path}: {why}", self.err)
+
+        return self._attempt("record the end", write)
 
 
 __all__ = ["LogSink", "warn"]

@@ -795,7 +795,7 @@ class Wrapper:
                 "step": snap.pending_save.step,
             }
         facts = self._with_hook_summary(facts)
-        self.sink.record(facts, data=data)
+        self.sink.record_end(facts, data=data)
 
     def _with_records(self, snap: Snapshot, cwd: Path, since: float) -> tuple[Snapshot, str | None]:
         """``snap`` with the frameworks' own records where the console lacks the

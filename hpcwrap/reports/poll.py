@@ -213,12 +213,16 @@ def reconcile_facts(
         since = f" since {iso(info.start)}" if info.start else ""
         text = f"running{where}{since} ({info.state}); {_evidence(info, source, at)}"
     final = slurm_over(info.state)
+    # squeue gives a pending job its expected start (a --begin time, the backfill's
+    # guess): not a start. A job that ended without ever running has none either
+    # (parse_sacct leaves it out).
+    started = ours == JobState.RUNNING or final
     return lifecycle.Reconciled(
         when=when,
         execution_id=job.execution_id or info.job_id,
         slurm_state=info.state,
         slurm_exit=info.exit if final else None,
-        start=info.start,
+        start=info.start if started else None,
         end=info.end if final else None,
         nodes=info.node,
         reason=reason,
@@ -271,6 +275,14 @@ def _poll_one(
     now: Callable[[], datetime],
 ) -> None:
     log = RunLog(path, root, locks)
+    lag = log.lag()
+    if lag:
+        # The last write did not finish, or an end waits for the lock: the Markdown and
+        # state.json get what the sidecar already holds (may raise: the log stays behind).
+        log.repair()
+        result.changes.append(
+            Change(str(path), "", None, None, written=True, note="repaired: " + "; ".join(lag))
+        )
     state = log.read()
     if any(base_id(i) in view.not_asked for i in open_ids):
         result.not_asked.append(str(path))
@@ -332,6 +344,10 @@ def _periodic(log: RunLog, state: RunState, every: float, when: datetime, res: P
     )
 
 
+def _behind(paths: Sequence[Path]) -> bool:
+    return any(RunLog(p).lag() for p in paths)
+
+
 def settle(
     paths: Sequence[Path],
     query: BatchQuery,
@@ -342,8 +358,10 @@ def settle(
     interval: float = 3.0,
     sleep: Callable[[float], None] = time.sleep,
 ) -> PollResult:
-    """Poll until every job asked about is final in its log, or ``wait`` seconds passed
-    (the follow-up job: accounting records an end a moment after the dependency fires)."""
+    """Poll until every job asked about is final in its log and every log is in step with
+    its sidecar, or ``wait`` seconds passed (the follow-up job: accounting records an end
+    a moment after the dependency fires; a log whose folder was read-only or whose lock
+    was held gets its end as soon as it can be written)."""
     deadline = time.monotonic() + wait
     total = PollResult()
     while True:
@@ -354,7 +372,7 @@ def settle(
             total.calls[k] = total.calls.get(k, 0) + v
         total.asked_at = res.asked_at
         total.asked_by = res.asked_by
-        if not unfinished(paths) or time.monotonic() >= deadline:
+        if not (unfinished(paths) or _behind(paths)) or time.monotonic() >= deadline:
             total.changes += [c for c in res.changes if not c.written and c not in total.changes]
             return total
         sleep(interval)

@@ -69,6 +69,13 @@ class RunRow:
     last_status_at: str | None = None
     final: bool = False
     problem: str | None = None  # the sidecar could not be read
+    # A job not over in its log: when anything was last heard from it (a Status entry,
+    # progress, a telemetry sample), to tell a quiet job from one whose end is not written.
+    last_heard: str | None = None
+    # How the Markdown (and state.json) are behind what the sidecar holds: an end left for
+    # the next writer, an update that did not finish. ``hpcwrap poll`` and
+    # ``hpcwrap log reindex`` write it; the row shows the sidecar's state meanwhile.
+    lag: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,6 +177,8 @@ def read_row(path: Path, root: Path | None = None, now: datetime | None = None) 
     if state is None:
         row.problem = "no readable state (state.json missing or damaged)"
         return row
+    if not _looks_final(state):
+        state = _with_lag(path, state, row)
     row.group = state.get("group") or group
     row.mode = state.get("run_type") or None
     jobs = [j for j in state.get("jobs") or [] if isinstance(j, dict)]
@@ -211,8 +220,41 @@ def read_row(path: Path, root: Path | None = None, now: datetime | None = None) 
         row.last_status_at, row.last_status = status[-1][0], status[-1][1]
     if not row.final and not endings.is_final(row.state):
         _live_evidence(path, row)
+        row.last_heard = _last_heard(path, row)
     _times(row, now or datetime.now(timezone.utc))
     return row
+
+
+def _looks_final(state: dict[str, Any]) -> bool:
+    jobs = state.get("jobs")
+    last = jobs[-1] if isinstance(jobs, list) and jobs else None
+    return isinstance(last, dict) and endings.is_final(last.get("state"))
+
+
+def _with_lag(path: Path, state: dict[str, Any], row: RunRow) -> dict[str, Any]:
+    """A run not over in state.json: is an end waiting, or did the last write not finish?
+    Then the row shows the sidecar's whole state (what the next writer will write)."""
+    from hpcwrap.runlog.handle import RunLog
+    from hpcwrap.runlog.model import to_dict
+
+    try:
+        log = RunLog(path)
+        row.lag = log.lag()
+        return to_dict(log.read()) if row.lag else state
+    except Exception:  # a reader: the row stays as state.json has it
+        return state
+
+
+def _last_heard(path: Path, row: RunRow) -> str | None:
+    """The newest sign of life from the job: a Status entry, progress, a telemetry sample."""
+    seen = [t for t in (row.last_status_at, row.progress_at, row.start) if t]
+    try:
+        mtime = os.stat(path.parent / SIDECAR_DIR / path.stem / layout.TELEMETRY_FILE).st_mtime
+        seen.append(datetime.fromtimestamp(mtime, timezone.utc).isoformat())
+    except OSError:
+        pass
+    parsed = [p for p in (_parse_time(t) for t in seen) if p is not None]
+    return max(parsed).isoformat() if parsed else None
 
 
 def _live_evidence(path: Path, row: RunRow) -> None:
@@ -387,12 +429,25 @@ def _loss(value: float | str | None) -> str:
     return str(value)
 
 
-def state_text(row: RunRow) -> str:
+# A running job silent longer than this shows when it was last heard from.
+QUIET_AFTER_S = 600.0
+
+
+def state_text(row: RunRow, now: datetime | None = None) -> str:
     text = row.state or "?"
     if row.run_state == endings.STOPPED:
         text = "STOPPED"
     if row.state == JobState.PENDING and row.pending_reason:
         text += f" ({row.pending_reason})"
+    if any(lag.startswith("end pending") for lag in row.lag):
+        text += " (end pending)"
+    elif row.lag:
+        text += " (log behind)"
+    heard = _parse_time(row.last_heard)
+    if row.state == JobState.RUNNING and heard is not None:
+        quiet = ((now or datetime.now(timezone.utc)) - heard).total_seconds()
+        if quiet > QUIET_AFTER_S:
+            text += f" (last heard {heard.strftime('%H:%M')} UTC)"
     return text
 
 
@@ -424,7 +479,7 @@ def table_cells(row: RunRow, now: datetime) -> list[str]:
         row.name,
         row.group or "-",
         row.mode or "-",
-        state_text(row) if not row.problem else "unreadable",
+        state_text(row, now) if not row.problem else "unreadable",
         ",".join(row.job_ids[-2:]) or "-",
         age(row.elapsed_s),
         age(row.left_s),
@@ -495,20 +550,29 @@ def render_report(
         if r.last_status:
             text = r.last_status if len(r.last_status) <= 100 else r.last_status[:99] + "…"
             bits.append(f"last status {_ago(r.last_status_at, when)}: {text}")
+        if r.last_heard and not r.final:
+            heard = _parse_time(r.last_heard)
+            stamp = heard.strftime("%H:%M UTC") if heard else r.last_heard
+            bits.append(f"last heard from the job at {stamp}")
+        bits += r.lag
         return "; ".join(bits) or "no evidence yet"
 
     def job(r: RunRow) -> str:
         return f"job {r.job_ids[-1]}" if r.job_ids else "no job"
 
     out.append(f"**Done** ({len(done)})")
-    out += [f"- `{r.name}` {job(r)}: {state_text(r)} — {evidence(r)}" for r in done] or ["- none"]
+    out += [f"- `{r.name}` {job(r)}: {state_text(r, when)} — {evidence(r)}" for r in done] or [
+        "- none"
+    ]
     out += ["", f"**Running** ({len(running)})"]
     out += [
         f"- `{r.name}` {job(r)}: running {age(r.elapsed_s)}, {age(r.left_s)} left — {evidence(r)}"
         for r in running
     ] or ["- none"]
     out += ["", f"**Remaining** ({len(left)})"]
-    out += [f"- `{r.name}` {job(r)}: {state_text(r)} — {evidence(r)}" for r in left] or ["- none"]
+    out += [f"- `{r.name}` {job(r)}: {state_text(r, when)} — {evidence(r)}" for r in left] or [
+        "- none"
+    ]
     return "\n".join(out) + "\n"
 
 

@@ -15,13 +15,14 @@ from hpcwrap import redact
 from hpcwrap.errors import (
     AmbiguousRunError,
     HpcwrapError,
+    LockTimeoutError,
     RunLogConflictError,
     RunLogError,
     RunNotFoundError,
     UnparseableError,
     UsageError,
 )
-from hpcwrap.runlog import experiments, layout, lifecycle, timeline
+from hpcwrap.runlog import deferred, experiments, layout, lifecycle, timeline
 from hpcwrap.runlog.adopt import parse_state
 from hpcwrap.runlog.dates import iso, now, to_utc
 from hpcwrap.runlog.fsio import read_bytes, write_atomic
@@ -111,6 +112,10 @@ class RunLog:
         """The run's name in experiments.md: ``<group>/<name>`` or ``<name>``."""
         return f"{self.group}/{self.name}" if self.group else self.name
 
+    def with_locks(self, locks: LockConfig) -> RunLog:
+        """The same run log, taking its locks with ``locks`` (e.g. a shorter wait)."""
+        return RunLog(self.path, self.root if self._root_given else None, locks)
+
     def lock(self) -> Lock:
         return Lock(self.sidecar / LOCK_FILE, config=self.locks)
 
@@ -129,10 +134,23 @@ class RunLog:
         snap = self._store.load(md)
         if snap is not None:
             self._use_recorded_root(snap)
+            # Ends left for the next writer are the run's state already (deferred.py).
+            records = deferred.pending(self.sidecar)
+            if records:
+                deferred.apply(snap.state, records, _applied(snap))
             return snap.state, sorted(snap.human)
         if md is None:
             raise RunNotFoundError(f"no run log at {self.path}")
         return self._parse_for_adoption(md)[0], []
+
+    def pending_ends(self) -> list[deferred.Pending]:
+        """Ends left for the next writer (deferred.py), not yet applied, oldest first."""
+        records = deferred.pending(self.sidecar)
+        if not records:
+            return []
+        snap = self._store.load(read_bytes(self.path))
+        applied = _applied(snap) if snap is not None else []
+        return [r for r in records if r.name not in applied]
 
     def _parse_for_adoption(self, md: bytes) -> tuple[RunState, Base]:
         try:
@@ -201,6 +219,9 @@ class RunLog:
             snap = self._snapshot_locked(md)
             before = to_dict(snap.state, with_status=False)
             before_status = [(s.when, s.text) for s in snap.state.status]
+            # Ends another writer could not write go in first, once (deferred.py).
+            records = deferred.pending(self.sidecar)
+            done = deferred.apply(snap.state, records, _applied(snap)) if records else []
             mutate(snap.state)
             redact.scrub_state(snap.state)  # no secret reaches the Markdown, state or events
             state = snap.state
@@ -245,9 +266,15 @@ class RunLog:
                 ev["_base"] = delta
             if found_human:
                 ev["_human"] = sorted(found_human)
+            if done:
+                snap.index[ENDS_APPLIED] = deferred.remember(_applied(snap), done)
+                ev["_index"] = {ENDS_APPLIED: snap.index[ENDS_APPLIED]}
+                ev["ends_applied"] = [f"{r.by}: {r.why}" for r in records if r.name in done]
             if out is not None and out != md and conflict is None:
                 ev["_md"] = md_hash(out)
-            nothing = not patch and event is None and "_md" not in ev and not found_human
+            nothing = (
+                not patch and event is None and "_md" not in ev and not found_human and not done
+            )
             if not nothing:
                 snap.events_size = self._store.append_event(ev)
             if conflict is not None:
@@ -271,6 +298,9 @@ class RunLog:
                 experiments.refresh_run(self.root, self.run_id, state, snap.index, locks=self.locks)
             if not nothing:
                 self._store.save(snap)
+            if records:
+                # applied now, or by an earlier writer that died before removing them
+                deferred.remove(self.sidecar, [r.name for r in records])
             return state
 
     def record(
@@ -290,6 +320,59 @@ class RunLog:
             lifecycle.replace_state(state, lifecycle.apply(state, facts))
 
         return self.update(mutate, event=event or lifecycle.event_kind(facts), data=data)
+
+    def record_or_defer(
+        self,
+        facts: lifecycle.Ended,
+        *,
+        by: str,
+        event: str | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> str | None:
+        """Record an end, or leave it for the next writer when it cannot be written now
+        (the lock is held too long, the folder or disk refuses: deferred.py).
+
+        Returns None when it was written, else why it was left. Raises RunLogError
+        when it could not even be left (nothing of the run is writable).
+        """
+        try:
+            self.record(facts, event=event, data=data)
+            return None
+        except LockTimeoutError as exc:
+            why = f"the run's lock was held ({exc})"
+        except RunLogError as exc:
+            why = f"the log could not be written ({exc})"
+        with io_errors(self.sidecar):
+            deferred.leave(self.sidecar, facts, by=by, why=why)
+        return why
+
+    def repair(self) -> bool:
+        """Bring the Markdown and state.json up to the sidecar's events and apply the ends
+        left for the next writer (what ``hpcwrap poll`` and ``log reindex`` do for a log
+        whose last write did not finish). True when something was written."""
+        before = self.lag()
+        if not before:
+            return False
+        self.update(lambda state: None, event="repaired", data={"why": "; ".join(before)})
+        return True
+
+    def lag(self) -> list[str]:
+        """How the Markdown or state.json is behind the run's facts (empty: in step).
+
+        Cheap enough for every run ``hpcwrap status`` lists: two stats and a listing.
+        """
+        out: list[str] = []
+        records = self.pending_ends() if deferred.has_pending(self.sidecar) else []
+        if records:
+            out.append(deferred.pending_text(records))
+        if self._store.behind():
+            out.append(
+                "the last write did not reach the Markdown and state.json (the sidecar's "
+                "events.jsonl has it)"
+            )
+        if not self.path.exists() and self._store.exists():
+            out.append("the Markdown is missing")
+        return out
 
     def add_status(
         self,
@@ -315,6 +398,14 @@ class RunLog:
             self.sidecar.mkdir(parents=True, exist_ok=True)
             with self.lock().held():
                 self._store.append_event(ev)
+
+
+ENDS_APPLIED = "ends_applied"  # state.json's index: the deferred ends already applied
+
+
+def _applied(snap: Snapshot) -> list[str]:
+    names = snap.index.get(ENDS_APPLIED)
+    return [str(n) for n in names] if isinstance(names, list) else []
 
 
 def _final_newline(doc: Document, lines: list[str]) -> bool:

@@ -6,7 +6,7 @@
     <run_logs>/<group>/<name>.hpcwrap-conflict.md    an update that could not be merged
     <run_logs>/<group>/.hpcwrap/<name>/               the sidecar
         state.json, events.jsonl, telemetry.jsonl, lock, job.sh, sbatch.args,
-        script/<name>, config/, code.diff
+        script/<name>, config/, code.diff, ends/ (ends left for the next writer)
     <run_logs>/<group>/timeline.md, <run_logs>/experiments.md   the indexes
 
 The job carries ``--comment=hpcwrap:<run log>`` so node hooks can find the log.
@@ -34,6 +34,7 @@ TELEMETRY_FILE = "telemetry.jsonl"  # in the sidecar: one GPU/CPU/memory/disk sa
 TIMELINE_FILE = "timeline.md"  # in each run-log folder: the group's timeline
 EXPERIMENTS_FILE = "experiments.md"  # in the run-logs root: the experiments table
 LOCK_FILE = "lock"
+ENDS_DIR = "ends"  # in the sidecar: ends a writer could not write at once (runlog/deferred.py)
 COMMENT_PREFIX = "hpcwrap:"  # the job's --comment: hpcwrap:<absolute run log path>
 # The batch script ignores the walltime signal until `hpcwrap run` handles it (Slurm may
 # send it at once) and names it here, so the wrapper gives the command the default back.
@@ -105,6 +106,7 @@ __all__ = [
     "COMMENT_PREFIX",
     "CONFIG_DIR",
     "CONFLICT_SUFFIX",
+    "ENDS_DIR",
     "JOB_SCRIPT",
     "LOCK_FILE",
     "SCRIPT_DIR",

@@ -220,7 +220,7 @@ def resumed_submitted(value: datetime) -> str:
     return f"{status_stamp(value)} UTC"
 
 
-def _job_items(n: int, job: JobBlock) -> list[tuple[str, str]]:
+def _job_items(n: int, job: JobBlock, heard: datetime | None = None) -> list[tuple[str, str]]:
     """The spec's lines first (in its order and spelling), then hpcwrap's own."""
     p = f"job.{n}."
     items: list[tuple[str, str]] = []
@@ -255,6 +255,14 @@ def _job_items(n: int, job: JobBlock) -> list[tuple[str, str]]:
         _kv(items, p + "submitted", lab["submitted"], fmt_time(job.submitted))
     _kv(items, p + "cluster", lab["cluster"], job.cluster)
     _kv(items, p + "state", lab["state"], job.state)
+    if heard is not None:
+        # until the end is written: when the job was last heard from, not a bare RUNNING
+        _kv(
+            items,
+            p + "last_heard",
+            lab["last_heard"],
+            f"{status_stamp(heard)} UTC (no end recorded yet)",
+        )
     if job.exit_code is not None:
         _kv(items, p + "exit_code", lab["exit_code"], str(job.exit_code))
     if job.restart_count is not None:
@@ -434,10 +442,24 @@ def _config(state: RunState) -> list[Section]:
     return [Section("config", sections.CONFIG.heading, tuple(config))]
 
 
+def last_heard(state: RunState, job: JobBlock) -> datetime | None:
+    """A running job's newest sign of life in the log: its start or a later Status entry."""
+    if job.state != JobState.RUNNING or job.start is None:
+        return None
+    # to the minute, as Status entries are stamped (a re-read entry keeps only that)
+    start = to_utc(job.start).replace(second=0, microsecond=0)
+    later = [to_utc(s.when) for s in state.status if to_utc(s.when) >= start]
+    return max(later, default=start)
+
+
 def _jobs(state: RunState) -> list[Section]:
     jobs = state.jobs or [JobBlock()]
     return [
-        Section(f"job.{n}", JOB_HEADING if n == 0 else RESUMED_HEADING, tuple(_job_items(n, job)))
+        Section(
+            f"job.{n}",
+            JOB_HEADING if n == 0 else RESUMED_HEADING,
+            tuple(_job_items(n, job, last_heard(state, job) if n == len(jobs) - 1 else None)),
+        )
         for n, job in enumerate(jobs)
     ]
 

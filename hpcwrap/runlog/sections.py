@@ -72,6 +72,7 @@ JOB = SectionSpec(
         "wandb_local": "W&B local",
         "wandb_synced": "W&B synced",
         "submit_error": "submit error",
+        "last_heard": "last heard",  # a job not over yet: its newest Status entry's time
     },
     {
         "submitted/start": "start",
@@ -91,7 +92,7 @@ JOB = SectionSpec(
         "w&b": "wandb_synced",
         "submit_error": "submit_error",
     },
-    frozenset({"start_human", "end_human", "runtime", "slurm_state"}),
+    frozenset({"start_human", "end_human", "runtime", "slurm_state", "last_heard"}),
 )
 # Every Job block after the first: the spec's three lines, then hpcwrap's own (its own times).
 RESUMED_HEADING = "## Job (resumed)"

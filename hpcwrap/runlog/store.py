@@ -169,6 +169,32 @@ class Sidecar:
     def exists(self) -> bool:
         return self.state_path.exists() or self.events_path.exists()
 
+    def behind(self) -> bool:
+        """An update appended its event and died (or failed) before writing the Markdown
+        and state.json: events.jsonl holds a change state.json does not account for.
+        (Plain events, e.g. the wrapper's progress lines, carry no change.)"""
+        try:
+            size = self.events_path.stat().st_size
+        except OSError:
+            return False
+        raw = read_bytes(self.state_path)
+        recorded = 0
+        if raw is not None:
+            try:
+                doc = orjson.loads(raw)
+                recorded = int(doc.get("events_size") or 0) if isinstance(doc, dict) else 0
+            except (ValueError, TypeError, AttributeError):
+                return True
+        if size <= recorded:
+            return False
+        try:
+            with open(self.events_path, "rb") as fh:
+                fh.seek(recorded)
+                tail = fh.read()
+        except OSError:
+            return False
+        return any(key in tail for key in (b'"_patch"', b'"_state"', b'"_md"'))
+
     # -------------------------------------------------------- writing
 
     def append_event(self, event: dict[str, Any]) -> int:

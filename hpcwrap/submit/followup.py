@@ -30,8 +30,11 @@ from hpcwrap.runlog import lifecycle
 from hpcwrap.runlog.facts import SubmitFacts
 from hpcwrap.runlog.handle import RunLog
 
-SETTLE = 120  # seconds the follow-up waits for accounting to record the end
-LIMIT = "5"  # minutes
+# Seconds the follow-up keeps at it: accounting records the end a moment after the
+# dependency fires, and a log whose lock is held or whose folder is read-only for a while
+# gets its end once it can be written. Under its time limit (minutes).
+SETTLE = 240
+LIMIT = "5"
 MEMORY = "100M"
 TIMEOUT = 60.0
 

@@ -387,17 +387,42 @@ def test_a_corrupt_state_json(site: Site) -> None:
 
 
 @needs_root
-def test_a_hook_that_would_run_past_its_limit_stops_itself(site: Site) -> None:
+def test_a_hook_whose_lock_is_held_leaves_the_end_for_the_next_writer(site: Site) -> None:
     log = site.log(running())
     lock = log.sidecar / "lock"
     with open(lock, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)  # someone holds the run's lock and never lets go
         t0 = time.monotonic()
-        env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15", HPCWRAP_HOOK_TIMEOUT="1")
+        env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15", HPCWRAP_HOOK_TIMEOUT="2")
         res = site.hook("epilog", {**env, "HPCWRAP_LOCK": "flock"})
         took = time.monotonic() - t0
-    assert res.returncode == 0 and took < 10
-    assert "stopped after 1 s" in site.problems()
+        assert res.returncode == 0 and took < 10
+        # Within its limit: the end is left beside the log, and readers see it already.
+        pending = log.pending_ends()
+        assert [p.by for p in pending] == ["epilog"] and "lock" in pending[0].why
+        assert log.read().jobs[0].state == "CANCELLED"
+        assert "CANCELLED" not in log.path.read_text()  # the Markdown waits for the lock
+        assert log.lag() and "end pending" in log.lag()[0]
+    # The next writer applies it, once, and removes it.
+    log.add_status("a later entry")
+    assert log.pending_ends() == [] and log.lag() == []
+    md = log.path.read_text()
+    assert "CANCELLED" in md and md.count("recorded by the epilog") == 1
+    log.add_status("another entry")
+    assert log.path.read_text().count("recorded by the epilog") == 1
+
+
+@needs_root
+def test_a_hook_that_would_run_past_its_limit_stops_itself(site: Site) -> None:
+    log = site.log(running())
+    with open(log.sidecar / "lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        # A limit below the hook's shortest lock wait (0.5 s): the deadline comes first.
+        env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:15", HPCWRAP_HOOK_TIMEOUT="0.3")
+        t0 = time.monotonic()
+        res = site.hook("epilog", {**env, "HPCWRAP_LOCK": "flock"})
+        assert res.returncode == 0 and time.monotonic() - t0 < 10
+    assert "stopped after 0.3 s" in site.problems()
 
 
 # ---------------------------------------------------------------- the shim's fast path

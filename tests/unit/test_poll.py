@@ -367,6 +367,8 @@ STATUS_KEYS = {
     "last_status_at",
     "final",
     "problem",
+    "last_heard",
+    "lag",
 }
 
 

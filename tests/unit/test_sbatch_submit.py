@@ -25,6 +25,10 @@ from hpcwrap.runlog import open_run
 
 FAKE_SBATCH = r"""#!/bin/bash
 # A stand-in for sbatch: records what it was given, answers per $FAKE_SBATCH.
+# The follow-up job (afterany) is recorded apart and answered 5000.
+case "$*" in
+  *--dependency=afterany:*) printf '%s\0' "$@" > "$FAKE_SBATCH_LOG.follow-up"; echo 5000; exit 0 ;;
+esac
 printf '%s\0' "$@" > "$FAKE_SBATCH_LOG"
 cp -- "${@: -1}" "$FAKE_SBATCH_LOG.job"
 case "$FAKE_SBATCH" in
@@ -107,6 +111,10 @@ def test_submit_records_everything_fake_sbatch(
     assert rc == 0, err
     lines = out.splitlines()
     assert lines[0] == "Submitted batch job 4241"
+    # The follow-up job is on by default: it waits for 4241's end, however it ends.
+    follow = (project.parent / "sbatch-argv.follow-up").read_bytes().decode().split("\0")
+    assert "--dependency=afterany:4241" in follow
+    assert "follow-up job 5000" in err
     log = open_run(lines[1].removeprefix("run log: "))
     state = log.read()
     job = state.jobs[0]
