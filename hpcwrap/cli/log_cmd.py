@@ -195,6 +195,11 @@ def _reindex(args: argparse.Namespace) -> int:
             )
     for path, why in res.not_renamed:
         print(f"hpcwrap: warning: could not rename {path}: {why}", file=sys.stderr)
+    for path, why in res.repaired:
+        print(f"hpcwrap: {path}: brought up to its sidecar ({why})", file=sys.stderr)
+    for path, why in res.not_repaired:
+        print(f"hpcwrap: warning: {path} is behind its sidecar and not written: {why}",
+              file=sys.stderr)  # fmt: skip
     print(
         f"{root}: {res.logs} run logs in {res.folders} folders; "
         f"{res.timeline_added} timeline entries and {res.experiment_rows_added} "

@@ -1,5 +1,8 @@
 """``hpcwrap log reindex``: rebuild timeline.md and experiments.md from the run logs.
 
+It also brings every log up to its sidecar where the Markdown is behind (an end left
+for the next writer, a write that did not finish: ``RunLog.repair``).
+
 Only adds what is missing (entries, rows, empty cells); every line a person
 wrote stays. Reads just the few lines it needs from each log (title,
 run_type, end_val_loss), so ten thousand logs take seconds. Runs of the same
@@ -22,10 +25,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from hpcwrap.errors import RunNotFoundError
+from hpcwrap.errors import HpcwrapError, RunNotFoundError
 from hpcwrap.runlog import experiments, layout, timeline
 from hpcwrap.runlog.adopt import uncode
-from hpcwrap.runlog.handle import io_errors, is_run_log_name
+from hpcwrap.runlog.handle import RunLog, io_errors, is_run_log_name
 from hpcwrap.runlog.layout import CONFLICT_SUFFIX, LOCK_FILE, sidecar_for
 from hpcwrap.runlog.locks import Lock, LockConfig
 from hpcwrap.runlog.store import EVENTS_FILE
@@ -44,6 +47,10 @@ class ReindexResult:
     misnamed: list[tuple[Path, Path]] = field(default_factory=list)  # (file, its right name)
     renamed: list[tuple[Path, Path]] = field(default_factory=list)  # done with fix=True
     not_renamed: list[tuple[Path, str]] = field(default_factory=list)  # (file, why)
+    # Logs brought up to their sidecar (an end left for the next writer, a write that did
+    # not finish), and those that could not be (the lock still held, the folder read-only).
+    repaired: list[tuple[Path, str]] = field(default_factory=list)
+    not_repaired: list[tuple[Path, str]] = field(default_factory=list)
 
 
 _DATE_IN_NAME = re.compile(r"(?<!\d)(\d{4}-\d{2}-\d{2})(?!\d)")
@@ -131,6 +138,18 @@ def _experiment_row(path: Path) -> dict[str, str] | None:
     return {"description": experiments.escape_cell(desc), "val_loss": val}
 
 
+def _repair(log: RunLog, result: ReindexResult) -> None:
+    lag = log.lag() if sidecar_for(log.path).is_dir() else []
+    if not lag:
+        return
+    try:
+        log.repair()
+    except HpcwrapError as exc:
+        result.not_repaired.append((log.path, str(exc)))
+    else:
+        result.repaired.append((log.path, "; ".join(lag)))
+
+
 def reindex(root: Path, *, locks: LockConfig | None = None, fix: bool = False) -> ReindexResult:
     """Add missing timeline entries (per folder) and experiments rows under ``root``;
     report misnamed logs (``fix``: rename them first, sidecar and all)."""
@@ -169,6 +188,8 @@ def _reindex(root: Path, locks: LockConfig | None = None, fix: bool = False) -> 
         result.timeline_added += timeline.add_runs(
             folder, root, names, locks=locks, created=created
         )
+        for name in names:
+            _repair(RunLog(folder / name, root, locks), result)
         rel = folder.relative_to(root).as_posix()
         for name in names:
             row = _experiment_row(folder / name)

@@ -604,3 +604,40 @@ def test_a_chain_its_guard_stopped_reads_stopped_not_completed(tmp_path: Path) -
         )
     )
     assert overview.read_row(done.path, root).run_state == "COMPLETED"
+
+
+def test_a_pending_jobs_expected_start_is_not_its_start(
+    tmp_path: Path, fake_slurm: FakeSlurm
+) -> None:
+    """squeue gives a pending job (--begin, backfill) its expected start; the log keeps
+    only the submission until the job runs, and a job cancelled pending has no start."""
+    root = tmp_path / "run_logs"
+    log = make_run(root, "701")
+    later = int((T0 + timedelta(hours=1)).timestamp())
+    fake_slurm.answer([squeue_job(701, "PENDING", "BeginTime", start_time=later)], [])
+    poll.poll_runs([log.path], query(), root=root)
+    job = log.read().jobs[-1]
+    assert job.state == "PENDING" and job.start is None
+    fake_slurm.answer([], [sacct_row("701", "CANCELLED by 1000", "0:0", nodes="None assigned")])
+    poll.poll_runs([log.path], query(), root=root)
+    job = log.read().jobs[-1]
+    assert job.state == "CANCELLED" and job.start is None and job.end is not None
+    md = log.path.read_text()
+    assert "(submitted)" in md and "runtime" not in md.split("## Job", 1)[1].split("##")[0]
+
+
+def test_poll_repairs_a_log_whose_last_write_did_not_finish(
+    tmp_path: Path, fake_slurm: FakeSlurm
+) -> None:
+    from hpcwrap.runlog import deferred
+
+    root = tmp_path / "run_logs"
+    log = make_run(root, "702", running=True)
+    end = lifecycle.Ended(
+        T0 + timedelta(minutes=9), "TIMEOUT", lifecycle.Source.EPILOG, "702", text="timeout (x)"
+    )
+    deferred.leave(log.sidecar, end, by="epilog", why="the run's lock was held")
+    fake_slurm.answer([], [sacct_row("702", "TIMEOUT", "0:0")])
+    result = poll.poll_runs([log.path], query(), root=root)
+    assert any(c.note and c.note.startswith("repaired: end pending") for c in result.changes)
+    assert "- state: TIMEOUT" in log.path.read_text() and log.lag() == []
