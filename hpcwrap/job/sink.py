@@ -90,6 +90,13 @@ class LogSink:
                 self._fail(what, exc)
                 return False
 
+    def hurry(self) -> None:
+        """Wait at most ``STUCK_LOCK_WAIT`` for the lock from now on: after a TERM the
+        job has only Slurm's KillWait left, and an end left for the next writer beats an
+        end lost to the SIGKILL that follows."""
+        if self.run is not None:
+            self._shorten_waits(self.run)
+
     def _shorten_waits(self, run: RunLog) -> None:
         config = run.locks if run.locks is not None else LockConfig.from_env()
         if config.timeout > STUCK_LOCK_WAIT:

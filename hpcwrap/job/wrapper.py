@@ -795,6 +795,8 @@ class Wrapper:
                 "step": snap.pending_save.step,
             }
         facts = self._with_hook_summary(facts)
+        if end.terminated_by is not None:
+            self.sink.hurry()
         self.sink.record_end(facts, data=data)
 
     def _with_records(self, snap: Snapshot, cwd: Path, since: float) -> tuple[Snapshot, str | None]:

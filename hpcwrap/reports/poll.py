@@ -214,9 +214,10 @@ def reconcile_facts(
         text = f"running{where}{since} ({info.state}); {_evidence(info, source, at)}"
     final = slurm_over(info.state)
     # squeue gives a pending job its expected start (a --begin time, the backfill's
-    # guess): not a start. A job that ended without ever running has none either
-    # (parse_sacct leaves it out).
-    started = ours == JobState.RUNNING or final
+    # guess): not a start. A job that ended without ever running has none either: no node
+    # was ever assigned (squeue then shows the cancel time as its start; parse_sacct
+    # already leaves it out).
+    started = ours == JobState.RUNNING or (final and bool(info.node))
     return lifecycle.Reconciled(
         when=when,
         execution_id=job.execution_id or info.job_id,
