@@ -27,7 +27,7 @@ from hpcwrap.errors import HpcwrapError, LockTimeoutError, RunLogError, Transiti
 from hpcwrap.reports import status as overview
 from hpcwrap.runlog import lifecycle
 from hpcwrap.runlog.dates import iso
-from hpcwrap.runlog.endings import JobState, slurm_over, slurm_word
+from hpcwrap.runlog.endings import JobState, slurm_over, slurm_word, word_of
 from hpcwrap.runlog.handle import RunLog
 from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runlog.model import JobBlock, RunState, to_dict
@@ -276,14 +276,18 @@ def _poll_one(
     now: Callable[[], datetime],
 ) -> None:
     log = RunLog(path, root, locks)
+    blocked: HpcwrapError | None = None
     lag = log.lag()
     if lag:
         # The last write did not finish, or an end waits for the lock: the Markdown and
-        # state.json get what the sidecar already holds (may raise: the log stays behind).
-        log.repair()
-        result.changes.append(
-            Change(str(path), "", None, None, written=True, note="repaired: " + "; ".join(lag))
-        )
+        # state.json get what the sidecar already holds.
+        try:
+            log.repair()
+        except (RunLogError, LockTimeoutError) as exc:
+            blocked = exc  # still behind; Slurm's account is still read below
+        else:
+            note = "repaired: " + "; ".join(lag)
+            result.changes.append(Change(str(path), "", None, None, written=True, note=note))
     state = log.read()
     if any(base_id(i) in view.not_asked for i in open_ids):
         result.not_asked.append(str(path))
@@ -306,12 +310,55 @@ def _poll_one(
             continue
         if _same(new, state):
             continue
-        state = log.record(facts, data={"source": "poll", "slurm": change.slurm})
+        if blocked is not None:
+            _leave(log, job, facts, change, blocked)  # no second wait for the same lock
+            continue
+        try:
+            state = log.record(facts, data={"source": "poll", "slurm": change.slurm})
+        except (RunLogError, LockTimeoutError) as exc:
+            _leave(log, job, facts, change, exc)
+            raise
         after = next((j for j in reversed(state.jobs) if j.execution_id == exec_id), None)
         change.after = after.state if after is not None else None
         change.written = True
+    if blocked is not None:
+        raise blocked
     if every:
         _periodic(log, state, every, now(), result)
+
+
+def _leave(
+    log: RunLog, job: JobBlock, facts: lifecycle.Reconciled, change: Change, why: HpcwrapError
+) -> None:
+    """Slurm's end of a job the log cannot take now, left for the next writer: readers see
+    it at once (deferred.py). Only an end, and only where the log has none yet."""
+    if facts.end is None or lifecycle.is_final(job.state):
+        return
+    log.leave_end(_as_ended(job, facts), by="poll", why=str(why))
+    change.after, change.note = slurm_word(facts.slurm_state), f"left for the next writer: {why}"
+
+
+def _as_ended(job: JobBlock, facts: lifecycle.Reconciled) -> lifecycle.Ended:
+    """Slurm's final account of a job as the end a writer leaves (same words and strength
+    as the reconciliation it stands for)."""
+    word = lifecycle.from_slurm(facts.slurm_state)
+    code = (facts.slurm_exit or "").split(":")[0]
+    return lifecycle.Ended(
+        when=facts.end or facts.when,
+        state=word,
+        source=lifecycle.Source.SCHEDULER,
+        execution_id=facts.execution_id,
+        exit_code=int(code) if code.isdigit() else None,
+        start=job.start,  # the block's own: the end goes to this attempt's block
+        nodes=facts.nodes,
+        text=(
+            f"{word_of(word)} (from the scheduler: {facts.slurm_state}"
+            f"{f', exit {facts.slurm_exit}' if facts.slurm_exit else ''}); "
+            "the wrapper did not record the end"
+        ),
+        slurm_state=slurm_word(facts.slurm_state),
+        slurm_exit=facts.slurm_exit,
+    )
 
 
 def _periodic(log: RunLog, state: RunState, every: float, when: datetime, res: PollResult) -> None:

@@ -342,9 +342,14 @@ class RunLog:
             why = f"the run's lock was held ({exc})"
         except RunLogError as exc:
             why = f"the log could not be written ({exc})"
+        self.leave_end(facts, by=by, why=why)
+        return why
+
+    def leave_end(self, facts: lifecycle.Ended, *, by: str, why: str) -> None:
+        """Leave an end for the next writer, without the lock (deferred.py); RunLogError
+        when even that cannot be written."""
         with io_errors(self.sidecar):
             deferred.leave(self.sidecar, facts, by=by, why=why)
-        return why
 
     def repair(self) -> bool:
         """Bring the Markdown and state.json up to the sidecar's events and apply the ends

@@ -37,6 +37,7 @@ from typing import Any
 
 import pytest
 
+from tests.cluster import ends_rows
 from tests.cluster.conftest import DEV_CLUSTER, FINAL_STATES, Cluster
 from tests.cluster.test_dev_cluster import dev_cluster, second_cluster_env
 from tests.cluster.test_hooks_cluster import script, started
@@ -803,3 +804,35 @@ def test_row16_a_training_under_srun_gets_the_warning(cluster: Cluster) -> None:
     out = outputs_of(cwd, job_id)[0].read_text()
     assert "received SIGUSR2 at step" in out, out[-2000:]
     assert any("srun" in t or "forwarded to the training" in t for t in warning_entries(log))
+
+
+# ---------------------------------------------------------------- ends nobody polls for
+# Rows 7, 8, 17 and 18 with the admin's hooks (this cluster); test_poll_cluster.py runs
+# them on a cluster without. Both clusters' SlurmUser is `slurm`, not root.
+
+
+def hooks_site(cluster: Cluster) -> ends_rows.Site:
+    return ends_rows.site_of(cluster, "hooks")
+
+
+@pytest.mark.slow
+def test_row07_pending_job_cancelled_hooks(cluster: Cluster) -> None:
+    ends_rows.row07_pending_cancelled(hooks_site(cluster))
+
+
+@pytest.mark.slow
+def test_row08_pending_array_cancelled_hooks(cluster: Cluster) -> None:
+    ends_rows.row08_pending_array_cancelled(hooks_site(cluster))
+
+
+@pytest.mark.slow
+@pytest.mark.long
+def test_row17_lock_held_by_a_hung_process_at_the_end_hooks(cluster: Cluster) -> None:
+    with ends_rows.lock_holders() as held:
+        ends_rows.row17_lock_held_at_the_end(hooks_site(cluster), held)
+
+
+@pytest.mark.slow
+@pytest.mark.long
+def test_row18_run_logs_read_only_at_the_end_hooks(cluster: Cluster) -> None:
+    ends_rows.row18_run_logs_read_only_at_the_end(hooks_site(cluster))

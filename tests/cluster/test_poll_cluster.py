@@ -26,6 +26,7 @@ import pytest
 
 from hpcwrap.runlog import RunLog, lifecycle
 from hpcwrap.runlog.model import JobBlock
+from tests.cluster import ends_rows
 from tests.cluster.conftest import DEV_CLUSTER, Cluster
 from tests.cluster.test_dev_cluster import dev_cluster, second_cluster_env
 from tests.waiting import wait_for
@@ -133,7 +134,8 @@ def workdir(c: NoHooksCluster, name: str, follow_up: bool = False) -> Path:
     work = c.main.user_dir(name)
     (work / "hpcwrap.toml").write_text(
         'mode = "replication"\nobjective = "poll on a cluster without hooks"\n'
-        + ("follow_up = true\n" if follow_up else "")
+        # the follow-up job is on by default; these tests show what poll alone does
+        + f"follow_up = {'true' if follow_up else 'false'}\n"
     )
     scripts = {
         "ok.sh": "echo step 1 loss 2.5\nsleep 2\n",
@@ -305,3 +307,31 @@ def test_slurmctld_stopped_clear_error_logs_unchanged(nohooks: NoHooksCluster) -
     assert "nothing was changed" in res.stderr
     assert files(work / "run_logs") == before
     assert newest(path).state == "SUBMITTED"
+
+
+# ---------------------------------------------------------------- ends nobody polls for
+# Kill-matrix rows 7, 8, 17 and 18 without the admin's hooks (test_kill_matrix.py runs
+# them with): hpcwrap's follow-up job and the ends writers leave bring the end in.
+
+
+def nohooks_site(c: NoHooksCluster) -> ends_rows.Site:
+    return ends_rows.site_of(c.main, "no hooks", c.user_env, lambda argv: c.slurm(*argv))
+
+
+def test_row07_pending_job_cancelled_no_hooks(nohooks: NoHooksCluster) -> None:
+    ends_rows.row07_pending_cancelled(nohooks_site(nohooks))
+
+
+def test_row08_pending_array_cancelled_no_hooks(nohooks: NoHooksCluster) -> None:
+    ends_rows.row08_pending_array_cancelled(nohooks_site(nohooks))
+
+
+@pytest.mark.long
+def test_row17_lock_held_by_a_hung_process_at_the_end_no_hooks(nohooks: NoHooksCluster) -> None:
+    with ends_rows.lock_holders() as held:
+        ends_rows.row17_lock_held_at_the_end(nohooks_site(nohooks), held)
+
+
+@pytest.mark.long
+def test_row18_run_logs_read_only_at_the_end_no_hooks(nohooks: NoHooksCluster) -> None:
+    ends_rows.row18_run_logs_read_only_at_the_end(nohooks_site(nohooks))

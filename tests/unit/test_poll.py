@@ -641,3 +641,42 @@ def test_poll_repairs_a_log_whose_last_write_did_not_finish(
     result = poll.poll_runs([log.path], query(), root=root)
     assert any(c.note and c.note.startswith("repaired: end pending") for c in result.changes)
     assert "- state: TIMEOUT" in log.path.read_text() and log.lag() == []
+
+
+def test_poll_leaves_slurms_end_when_the_lock_is_held(
+    tmp_path: Path, fake_slurm: FakeSlurm
+) -> None:
+    """A hung process holds the run's lock: poll cannot write, so it leaves sacct's end for
+    the next writer; status reads it at once, and the next poll writes it, once."""
+    import subprocess
+    import time
+
+    from hpcwrap.runlog.locks import LockConfig
+
+    root = tmp_path / "run_logs"
+    log = make_run(root, "703", running=True)
+    lock = log.sidecar / "lock"
+    hung = subprocess.Popen(
+        ["flock", "-o", str(lock), "sleep", "60"]
+    )  # -o: its sleep holds nothing
+    try:
+        for _ in range(100):
+            if subprocess.run(["flock", "-n", str(lock), "true"]).returncode != 0:
+                break
+            time.sleep(0.05)
+        fake_slurm.answer([], [sacct_row("703", "CANCELLED by 1000", "0:15")])
+        short = LockConfig(mode="flock", timeout=0.2)
+        result = poll.poll_runs([log.path], query(), root=root, locks=short)
+        assert result.errors and "left for the next writer" in (result.changes[-1].note or "")
+        assert [p.by for p in log.pending_ends()] == ["poll"]
+        row = overview.read_row(log.path)
+        assert row.state == "CANCELLED" and row.slurm_state == "CANCELLED" and row.lag
+        again = poll.poll_runs([log.path], query(), root=root, locks=short)
+        assert again.errors and len(log.pending_ends()) == 1  # not left twice
+    finally:
+        hung.kill()
+        hung.wait()
+    poll.poll_runs([log.path], query(), root=root)
+    assert log.lag() == [] and "- state: CANCELLED" in log.path.read_text()
+    texts = [s.text for s in log.read().status]
+    assert sum("from the scheduler" in t for t in texts) == 1, texts
