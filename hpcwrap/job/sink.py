@@ -52,9 +52,13 @@ class LogSink:
         self._owner: int | None = None  # the thread recording the end, once reserved
 
     def reserve(self) -> None:
-        """From now on only the calling thread writes (waits for a write in progress)."""
-        with self._lock:
-            self._owner = threading.get_ident()
+        """From now on only the calling thread writes (waits for a write in progress, at
+        most ``STUCK_LOCK_WAIT``: one stuck on a hung run lock must not make the end
+        wait until Slurm's SIGKILL; that write then lands, if ever, by its own time)."""
+        got = self._lock.acquire(timeout=STUCK_LOCK_WAIT)
+        self._owner = threading.get_ident()
+        if got:
+            self._lock.release()
 
     @property
     def enabled(self) -> bool:
@@ -78,17 +82,23 @@ class LogSink:
         run = self.run
         if run is None:
             return False
-        with self._lock:
-            if self._owner is not None and self._owner != threading.get_ident():
+        me = threading.get_ident()
+        # The end's writer waits a little for another thread's write, then goes on.
+        got = self._lock.acquire(timeout=STUCK_LOCK_WAIT if self._owner == me else -1)
+        try:
+            if self._owner is not None and self._owner != me:
                 return False  # the end is being recorded: nothing follows it
             try:
-                write(run)
+                write(self.run or run)
                 return True
             except Exception as exc:  # the job must outlive any run-log failure
                 if isinstance(exc, LockTimeoutError):
-                    self._shorten_waits(run)
+                    self._shorten_waits(self.run or run)
                 self._fail(what, exc)
                 return False
+        finally:
+            if got:
+                self._lock.release()
 
     def hurry(self) -> None:
         """Wait at most ``STUCK_LOCK_WAIT`` for the lock from now on: after a TERM the

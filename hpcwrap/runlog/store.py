@@ -313,7 +313,14 @@ class Sidecar:
     def _replay(snap: Snapshot, events: list[dict[str, Any]], md: bytes | None) -> None:
         data = to_dict(snap.state)
         disk_hash = md_hash(md)
-        last_with_md = max((i for i, ev in enumerate(events) if "_md" in ev), default=-1)
+        # Which of these updates' Markdown writes reached the file: those up to the last
+        # whose hash the file has. None did when the file is still the one state.json
+        # knew (each write failed: a read-only folder, a full disk); the base must then
+        # keep the old lines, or a line never written would pass for a person's edit.
+        written_upto = max(
+            (i for i, ev in enumerate(events) if "_md" in ev and ev["_md"] == disk_hash),
+            default=-1 if disk_hash == snap.md_hash else len(events),
+        )
         for i, ev in enumerate(events):
             if "_state" in ev and isinstance(ev["_state"], dict):
                 data = dict(ev["_state"])
@@ -330,14 +337,8 @@ class Sidecar:
             if isinstance(ev.get("_index"), dict):
                 snap.index.update(ev["_index"])
             delta = ev.get("_base")
-            if isinstance(delta, dict):
-                # The last update may have died before writing its Markdown: then the
-                # file still shows the old lines, and so must the base.
-                uncommitted = (
-                    i == last_with_md and disk_hash != ev.get("_md") and disk_hash == snap.md_hash
-                )
-                if not uncommitted:
-                    apply_base_delta(snap.base, delta)
-                    if "_md" in ev:
-                        snap.md_hash = ev["_md"]
+            if isinstance(delta, dict) and ("_md" not in ev or i <= written_upto):
+                apply_base_delta(snap.base, delta)
+                if "_md" in ev:
+                    snap.md_hash = ev["_md"]
         snap.state = from_dict(data)

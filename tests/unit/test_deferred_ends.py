@@ -254,3 +254,56 @@ def test_log_reindex_repairs_a_log_behind_its_sidecar(
     assert main(["log", "reindex", str(root)]) == 0
     assert "brought up to its sidecar (end pending" in capsys.readouterr().err
     assert "- state: TIMEOUT" in log.path.read_text() and log.lag() == []
+
+
+def test_two_failed_markdown_writes_then_a_good_one_write_the_whole_state(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The wrapper's end and the epilog's both fail to write the Markdown (run_logs/ is
+    read-only): the next writer still writes every line the Markdown lacks. (The merge
+    base must not take a write that never reached the file for one that did: the line
+    would then pass for a person's edit and stay RUNNING for good.)"""
+    log = running_log(tmp_path / "run_logs")
+    import hpcwrap.runlog.handle as handle
+    from hpcwrap.runlog.fsio import write_atomic as real
+
+    def read_only(path: Path, data: bytes, **kw: object) -> None:
+        if path == log.path:
+            raise OSError(errno.EACCES, "Permission denied", str(path))
+        real(path, data, **kw)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(handle, "write_atomic", read_only)
+    wrapper = ended(state="CANCELLED", source=lifecycle.Source.WRAPPER, strength=Strength.GUESS,
+                    text="cancelled (a TERM)")  # fmt: skip
+    assert log.record_or_defer(wrapper, by="wrapper") is not None
+    assert log.record_or_defer(ended(state="CANCELLED"), by="epilog") is not None
+    monkeypatch.setattr(handle, "write_atomic", real)
+    assert log.repair() is True
+    md = log.path.read_text()
+    assert "- state: CANCELLED" in md and "last heard" not in md, md
+    assert log.read().jobs[-1].state_source == "epilog"  # the stronger reading of the two
+    assert log.read_with_owners()[1] == []  # no line taken for a person's edit
+
+
+def test_the_end_does_not_wait_behind_a_write_stuck_on_a_hung_lock(
+    tmp_path: Path, held_lock: object
+) -> None:
+    """A progress write from another thread waits its whole lock timeout on a hung lock;
+    the end (after a TERM: Slurm's KillWait) is left within seconds all the same."""
+    import threading
+    import time
+
+    log = running_log(tmp_path / "run_logs").with_locks(LockConfig(mode="flock", timeout=30))
+    held_lock(log)  # type: ignore[operator]
+    sink = LogSink(log, (tmp_path / "err").open("w"))
+    stuck = threading.Thread(target=sink.status, args=("progress",), daemon=True)
+    stuck.start()
+    time.sleep(0.5)  # the progress write is waiting for the run's lock
+    t0 = time.monotonic()
+    sink.reserve()
+    sink.hurry()
+    assert sink.record_end(ended(state="CANCELLED", source=lifecycle.Source.WRAPPER)) is True
+    assert time.monotonic() - t0 < 10
+    assert [p.by for p in log.pending_ends()] == ["wrapper"]
+    held_lock.release()  # type: ignore[attr-defined]
+    stuck.join(40)
