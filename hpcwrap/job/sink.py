@@ -50,6 +50,10 @@ class LogSink:
         self._reported: set[str] = set()
         self._lock = threading.Lock()
         self._owner: int | None = None  # the thread recording the end, once reserved
+        # The run's lock is stuck (a wait for it timed out, or a write is still waiting):
+        # from then on only the end is attempted, so it is left before Slurm's SIGKILL.
+        self._stuck = False
+        self._full = run  # the run log with the configured waits
 
     def reserve(self) -> None:
         """From now on only the calling thread writes (waits for a write in progress, at
@@ -59,6 +63,8 @@ class LogSink:
         self._owner = threading.get_ident()
         if got:
             self._lock.release()
+        else:
+            self._stuck = True
 
     @property
     def enabled(self) -> bool:
@@ -77,22 +83,33 @@ class LogSink:
             self.err,
         )
 
-    def _attempt(self, what: str, write: Callable[[RunLog], object]) -> bool:
-        """Run one write under the lock; True when it went through."""
+    def _attempt(self, what: str, write: Callable[[RunLog], object], end: bool = False) -> bool:
+        """Run one write under the lock; True when it went through. ``end``: the end's
+        own write, the one still attempted once the run's lock is stuck."""
         run = self.run
         if run is None:
             return False
         me = threading.get_ident()
-        # The end's writer waits a little for another thread's write, then goes on.
-        got = self._lock.acquire(timeout=STUCK_LOCK_WAIT if self._owner == me else -1)
+        if self._owner == me:
+            # The end's writer waits a little for another thread's write, then goes on.
+            got = self._lock.acquire(timeout=0 if self._stuck else STUCK_LOCK_WAIT)
+            self._stuck = self._stuck or not got
+        else:
+            got = self._lock.acquire()
         try:
             if self._owner is not None and self._owner != me:
                 return False  # the end is being recorded: nothing follows it
+            if self._stuck and not end and self._owner == me:
+                return False  # no write waits behind a stuck lock: the end goes first
             try:
                 write(self.run or run)
+                if self._owner is None and self._stuck:
+                    # the lock is free again (a stall, not a hung holder): full waits back
+                    self.run, self._stuck = self._full, False
                 return True
             except Exception as exc:  # the job must outlive any run-log failure
                 if isinstance(exc, LockTimeoutError):
+                    self._stuck = True
                     self._shorten_waits(self.run or run)
                 self._fail(what, exc)
                 return False
@@ -148,7 +165,7 @@ class LogSink:
             if why is not None:
                 warn(f"the end was left for the next writer of {run.path}: {why}", self.err)
 
-        return self._attempt("record the end", write)
+        return self._attempt("record the end", write, end=True)
 
 
 __all__ = ["LogSink", "warn"]

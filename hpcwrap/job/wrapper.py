@@ -49,7 +49,7 @@ from hpcwrap.job.jobenv import (
 )
 from hpcwrap.job.passthrough import Pump, enlarge_pipe, same_file
 from hpcwrap.job.seams import Chain
-from hpcwrap.job.sink import LogSink, warn
+from hpcwrap.job.sink import STUCK_LOCK_WAIT, LogSink, warn
 from hpcwrap.job.status import (
     StatusConfig,
     StatusPolicy,
@@ -589,7 +589,10 @@ class Wrapper:
                 self.err,
             )
         self.monitor.stop()
-        self.monitor.join(timeout=opts.monitor_timeout)  # still busy (a slow lock): refused
+        # Still busy (a slow lock): its writes are refused from now on. After a TERM,
+        # Slurm's SIGKILL follows within KillWait: the end is not kept waiting for it.
+        wait = min(opts.monitor_timeout, STUCK_LOCK_WAIT) if sup.term_signals else None
+        self.monitor.join(timeout=wait if wait is not None else opts.monitor_timeout)
         for p in pumps:
             if not p.is_alive():
                 _close(proc.stdout if p.stream == 1 else proc.stderr)
@@ -716,6 +719,8 @@ class Wrapper:
         self, end: res.EndFacts, verdict: Verdict, snap: Snapshot, end_wall: datetime
     ) -> None:
         final = verdict.state
+        if end.terminated_by is not None:
+            self.sink.hurry()  # every write from here on: Slurm's SIGKILL follows the TERM
         events, errors = self.policy.leftover()
         for ev in events:
             self.perform(ev)
@@ -795,8 +800,6 @@ class Wrapper:
                 "step": snap.pending_save.step,
             }
         facts = self._with_hook_summary(facts)
-        if end.terminated_by is not None:
-            self.sink.hurry()
         self.sink.record_end(facts, data=data)
 
     def _with_records(self, snap: Snapshot, cwd: Path, since: float) -> tuple[Snapshot, str | None]:

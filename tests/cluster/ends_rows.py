@@ -37,6 +37,7 @@ from tests.cluster.test_hooks_cluster import script
 from tests.cluster.test_wrapper_cluster import project
 from tests.waiting import wait_for
 
+PROGRESS = re.compile(r"\bstep (\d+)")
 WITHIN_S = 180.0  # the bound: the log says sacct's state within 3 minutes
 TOY = ["--steps-per-sec", "20", "--format", "nanogpt"]
 BASE = ["--mode", "replication", "--objective", "an end nobody polls for"]
@@ -240,11 +241,12 @@ def _progress_seen(log: Path) -> bool:
         state = state_of(log)
     except (OSError, ValueError, KeyError):
         return False
-    return any("step" in s[1] for s in state.get("status") or [])
+    # the wrapper's progress ("running ..., step 40, ..."), not the command's "--steps"
+    return any(PROGRESS.search(s[1]) for s in state.get("status") or [])
 
 
 def _last_step(log: Path) -> int | None:
-    steps = [int(m) for m in re.findall(r"\bstep (\d+)", " ".join(
+    steps = [int(m) for m in PROGRESS.findall(" ".join(
         s[1] for s in state_of(log).get("status") or []
     ))]  # fmt: skip
     return max(steps) if steps else None
@@ -284,7 +286,9 @@ def row17_lock_held_at_the_end(site: Site, lock_holder: list[subprocess.Popen[by
     text = log.read_text()
     assert md_state(log) == "RUNNING" and "- last heard: " in text, text
     row = site.status_row(cwd, log)
-    assert row["step"] is not None and (before is None or row["step"] >= before), (row, before)
+    out = "".join(p.read_text(errors="replace")[-3000:] for p in cwd.glob(f"*{job}*.out"))
+    events = (log.parent / ".hpcwrap" / log.stem / "events.jsonl").read_text()[-4000:]
+    assert row["step"] is not None and (before is None or row["step"] >= before), (out, events)
     kill_group(hung)
     t1 = time.monotonic()
     wait_for(lambda: not agreement(site, cwd, log, "CANCELLED"), WITHIN_S,
