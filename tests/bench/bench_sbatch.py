@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -45,7 +46,10 @@ def run(argv: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
     elapsed = time.perf_counter() - t0
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}): {proc.stderr.strip()}")
-    return elapsed, proc.stdout
+    return elapsed, proc.stdout + "\n" + proc.stderr
+
+
+FOLLOW_UP = re.compile(r"follow-up job (\d+)")
 
 
 def job_id(stdout: str) -> str:
@@ -77,7 +81,7 @@ def main() -> int:
 
     work = Path(tempfile.mkdtemp(prefix="hpcwrap-bench-"))
     projects = {}
-    for name in ("clean", "dirty"):
+    for name in ("clean", "dirty", "no-follow-up"):
         proj = work / name
         proj.mkdir()
         (proj / "train.sh").write_text(SCRIPT)
@@ -87,6 +91,8 @@ def main() -> int:
             subprocess.run(["git", *cmd], cwd=proj, env=env, check=True)
         projects[name] = proj
     (projects["dirty"] / "model.py").write_text("x = 2\n" * 200)
+    # The follow-up job (on by default) is one more sbatch: its cost, measured apart.
+    (projects["no-follow-up"] / "hpcwrap.toml").write_text("follow_up = false\n")
 
     hp = args.hpcwrap
     rep = ["--mode", "replication", "--objective", "bench"]
@@ -96,6 +102,9 @@ def main() -> int:
         "plain sbatch": lambda: run([sbatch, "--parsable", "--hold", "train.sh"], clean, env),
         "hpcwrap sbatch (replication)": lambda: run(
             [hp, "sbatch", *rep, "--hold", "train.sh"], clean, env
+        ),
+        "hpcwrap sbatch (no follow-up job)": lambda: run(
+            [hp, "sbatch", *rep, "--hold", "train.sh"], projects["no-follow-up"], env
         ),
         "hpcwrap sbatch (experiment, dirty)": lambda: run(
             [hp, "sbatch", *exp, "--hold", "train.sh"], dirty, env
@@ -112,12 +121,14 @@ def main() -> int:
             _, out = fn()
             if "sbatch" in name and "dry" not in name:
                 jobs.append(job_id(out))
+                jobs += FOLLOW_UP.findall(out)
         for _ in range(args.reps):
             for name, fn in cases.items():
                 elapsed, out = fn()
                 times[name].append(elapsed)
                 if "sbatch" in name and "dry" not in name:
                     jobs.append(job_id(out))
+                    jobs += FOLLOW_UP.findall(out)
     finally:
         for i in range(0, len(jobs), 200):
             subprocess.run(["scancel", *jobs[i : i + 200]], env=env, check=False)
