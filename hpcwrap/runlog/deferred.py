@@ -35,7 +35,7 @@ from hpcwrap.errors import RunLogWarning
 from hpcwrap.runlog import layout
 from hpcwrap.runlog.dates import iso, parse_timestamp
 from hpcwrap.runlog.endings import Strength
-from hpcwrap.runlog.fsio import NOFOLLOW, write_all
+from hpcwrap.runlog.fsio import NOFOLLOW, write_atomic
 from hpcwrap.runlog.lifecycle import Ended, ResultFacts, Source, apply_in_place
 from hpcwrap.runlog.model import RunState
 from hpcwrap.runlog.telemetry import TelemetryFacts, telemetry_from_dict
@@ -158,24 +158,8 @@ def leave(sidecar: Path, facts: Ended, *, by: str, why: str) -> Path:
         "at": iso(datetime.fromtimestamp(stamp / 1e9).astimezone()),
         "ended": encode(facts),
     }
-    data = orjson.dumps(doc)
-    tmp = folder / f".{name}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | NOFOLLOW, 0o644)
-    try:
-        write_all(fd, data)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    os.close(fd)
-    try:
-        os.rename(tmp, folder / name)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    # A new, unique name: no lock needed; written whole, then renamed into place.
+    write_atomic(folder / name, orjson.dumps(doc), mode=0o644)
     return folder / name
 
 
