@@ -288,30 +288,10 @@ def test_follow_up_job_closes_a_sigkilled_wrappers_log_without_hooks(
     assert newest(ok_log).state == "COMPLETED"
 
 
-def test_slurmctld_stopped_clear_error_logs_unchanged(nohooks: NoHooksCluster) -> None:
-    """Last in this module: it stops the second cluster's controller."""
-    c = nohooks
-    work = workdir(c, "poll-down")
-    _, path = sbatch(c, work, "--hold", "ok.sh")
-    assert c.slurm("scontrol", "shutdown", "slurmctld").returncode == 0
-    wait_for(
-        lambda: c.slurm("scontrol", "ping").returncode != 0,
-        60,
-        "slurmctld to stop",
-        seen=lambda: c.slurm("scontrol", "ping").stdout,
-    )
-    before = files(work / "run_logs")
-    res = c.hpcwrap(work, "poll", "--min-interval", "0", "--timeout", "20")
-    assert res.returncode == 10, res.stdout + res.stderr
-    assert "hpcwrap: error: squeue" in res.stderr
-    assert "nothing was changed" in res.stderr
-    assert files(work / "run_logs") == before
-    assert newest(path).state == "SUBMITTED"
-
-
 # ---------------------------------------------------------------- ends nobody polls for
 # Kill-matrix rows 7, 8, 17 and 18 without the admin's hooks (test_kill_matrix.py runs
 # them with): hpcwrap's follow-up job and the ends writers leave bring the end in.
+# Before the test that stops this cluster's controller, which must stay the last.
 
 
 def nohooks_site(c: NoHooksCluster) -> ends_rows.Site:
@@ -335,3 +315,24 @@ def test_row17_lock_held_by_a_hung_process_at_the_end_no_hooks(nohooks: NoHooksC
 @pytest.mark.long
 def test_row18_run_logs_read_only_at_the_end_no_hooks(nohooks: NoHooksCluster) -> None:
     ends_rows.row18_run_logs_read_only_at_the_end(nohooks_site(nohooks))
+
+
+def test_slurmctld_stopped_clear_error_logs_unchanged(nohooks: NoHooksCluster) -> None:
+    """Last in this module: it stops the second cluster's controller."""
+    c = nohooks
+    work = workdir(c, "poll-down")
+    _, path = sbatch(c, work, "--hold", "ok.sh")
+    assert c.slurm("scontrol", "shutdown", "slurmctld").returncode == 0
+    wait_for(
+        lambda: c.slurm("scontrol", "ping").returncode != 0,
+        60,
+        "slurmctld to stop",
+        seen=lambda: c.slurm("scontrol", "ping").stdout,
+    )
+    before = files(work / "run_logs")
+    res = c.hpcwrap(work, "poll", "--min-interval", "0", "--timeout", "20")
+    assert res.returncode == 10, res.stdout + res.stderr
+    assert "hpcwrap: error: squeue" in res.stderr
+    assert "nothing was changed" in res.stderr
+    assert files(work / "run_logs") == before
+    assert newest(path).state == "SUBMITTED"
