@@ -198,42 +198,38 @@ def wait_ended(site: Site, job: str, timeout: float = 240) -> tuple[str, str, st
 # ---------------------------------------------------------------- the rows
 
 
-def row07_pending_cancelled(site: Site) -> None:
+def _cancel_pending(site: Site, row: int, *submit: str) -> tuple[Path, str]:
+    """Submit, scancel while pending, and wait (at most WITHIN_S, nobody polling) for the
+    log to say CANCELLED everywhere; returns the log and the recorded submission time."""
     check_slurm_user(site)
-    cwd = site.project("ends-row07")
-    job, log = site.submit(cwd, "--begin=now+1hour", "toy.sh", "--steps", "10", *TOY)
-    submitted = state_of(log)["jobs"][-1]["submitted"]
+    cwd = site.project(f"ends-row{row:02d}")
+    job, log = site.submit(cwd, *submit, "toy.sh", "--steps", "10", *TOY)
+    submitted = str(state_of(log)["jobs"][-1]["submitted"])
     assert state_of(log)["submit"]["follow_up_job"], "the follow-up job is on by default"
     assert site.as_user(["scancel", job], cwd).returncode == 0
     t0 = time.monotonic()
     word, _, _ = wait_ended(site, job)
     assert word == "CANCELLED"
     wait_for(lambda: not agreement(site, cwd, log, "CANCELLED"), WITHIN_S,
-             "row 7: the log saying CANCELLED",
+             f"row {row}: the log saying CANCELLED",
              lambda: agreement(site, cwd, log, "CANCELLED"))  # fmt: skip
-    report(7, site, time.monotonic() - t0, "scancel to the log agreeing")
+    report(row, site, time.monotonic() - t0, "scancel to the log agreeing")
+    once(log)
+    return log, submitted
+
+
+def row07_pending_cancelled(site: Site) -> None:
+    log, submitted = _cancel_pending(site, 7, "--begin=now+1hour")
     block = state_of(log)["jobs"][-1]
     # Never started: no start, only the submission and the end; not the --begin time.
     assert block.get("start") is None and block["submitted"] == submitted, block
     md = log.read_text()
     assert "(submitted)" in md and "runtime" not in md.split("## Status")[0], md
-    once(log)
 
 
 def row08_pending_array_cancelled(site: Site) -> None:
-    check_slurm_user(site)
-    cwd = site.project("ends-row08")
-    job, log = site.submit(cwd, "--hold", "--array=0-3", "toy.sh", "--steps", "10", *TOY)
-    assert site.as_user(["scancel", job], cwd).returncode == 0
-    t0 = time.monotonic()
-    word, _, _ = wait_ended(site, job)
-    assert word == "CANCELLED"
-    wait_for(lambda: not agreement(site, cwd, log, "CANCELLED"), WITHIN_S,
-             "row 8: the array's log saying CANCELLED",
-             lambda: agreement(site, cwd, log, "CANCELLED"))  # fmt: skip
-    report(8, site, time.monotonic() - t0, "scancel to the log agreeing")
+    log, _ = _cancel_pending(site, 8, "--hold", "--array=0-3")
     assert state_of(log)["jobs"][-1].get("start") is None
-    once(log)
 
 
 def _progress_seen(log: Path) -> bool:
