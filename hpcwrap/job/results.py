@@ -12,7 +12,7 @@ import math
 import os
 import re
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -280,6 +280,8 @@ def find_config_snapshot(
     announced: str | None,
     near: Sequence[str],
     since: float,
+    owns: Callable[[Path], bool] | None = None,
+    untied: list[Path] | None = None,
 ) -> Path | None:
     """The resolved config this run wrote: the path it printed, else the newest file
     matching ``globs`` (written since the run started) in the cwd, a level or two
@@ -303,12 +305,23 @@ def find_config_snapshot(
             continue
         if not path.is_file() or st.st_mtime < since - 5:
             continue
+        if owns is not None and not owns(path):
+            if untied is not None and path not in untied:
+                untied.append(path)  # another run's, in the same folder
+            continue
         if best is None or st.st_mtime > best[0]:
             best = (st.st_mtime, path)
     return best[1] if best else None
 
 
-def find_checkpoint_on_disk(step: int, *, cwd: Path, since: float) -> Path | None:
+def find_checkpoint_on_disk(
+    step: int,
+    *,
+    cwd: Path,
+    since: float,
+    owns: Callable[[Path], bool] | None = None,
+    untied: list[Path] | None = None,
+) -> Path | None:
     """A checkpoint for ``step`` the run wrote without printing its path
     (torchtitan's ``step-644``, HF's ``checkpoint-644``, Megatron's ``iter_0000644``)."""
     rx = re.compile(
@@ -323,7 +336,13 @@ def find_checkpoint_on_disk(step: int, *, cwd: Path, since: float) -> Path | Non
             mtime = path.stat().st_mtime
         except OSError:
             continue
-        if mtime >= since - 5 and (best is None or mtime > best[0]):
+        if mtime < since - 5:
+            continue
+        if owns is not None and not owns(path):
+            if untied is not None:
+                untied.append(path)  # another run's step of the same number
+            continue
+        if best is None or mtime > best[0]:
             best = (mtime, path)
     return best[1] if best else None
 

@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -62,12 +62,12 @@ from hpcwrap.job.status import (
     progress_fields,
 )
 from hpcwrap.job.supervise import SignalNote, Supervisor, exit_code, signal_name
-from hpcwrap.reading import records
+from hpcwrap.reading import ownership, records
 from hpcwrap.reading.formats import LineParser
 from hpcwrap.reading.progress import Notable, Progress, Snapshot, checkpoint_note
 from hpcwrap.reading.scan import Scanner
 from hpcwrap.redact import describe_command
-from hpcwrap.runlog import RunLog, lifecycle
+from hpcwrap.runlog import RunLog, lifecycle, neighbours
 from hpcwrap.runlog.dates import format_runtime
 from hpcwrap.runlog.dates import now as utc_now
 from hpcwrap.runlog.endings import JobState, Strength, Verdict
@@ -728,9 +728,13 @@ class Wrapper:
             self.sink.event("progress", progress_data(snap))
         cwd = self.opts.cwd
         since = time.time() - (self.mono() - self.start_mono)
-        snap, sources = self._with_records(snap, cwd, since)
-        checkpoint = self._checkpoint_path(snap, cwd, since)
-        config_snapshot, config_copy = self._config_snapshot(snap, cwd, since, checkpoint)
+        ties = self._ties(snap, cwd, since)
+        untied: list[Path] = []
+        snap, sources = self._with_records(snap, cwd, since, ties, untied)
+        checkpoint = self._checkpoint_path(snap, cwd, since, ties, untied)
+        config_snapshot, config_copy = self._config_snapshot(
+            snap, cwd, since, checkpoint, ties, untied
+        )
         if config_snapshot is None and self.sink.run is not None:
             # No resolved config seen: hpcwrap's copy of --config is the one kept.
             copy = res.submitted_config_copy(self.sink.run.sidecar, None)
@@ -740,6 +744,9 @@ class Wrapper:
         text = self.prefix + end_text(verdict, end, snap, runtime, errors)
         if sources:
             text += f"; sources: {sources}"
+        left_out = ownership.untied_text(untied, cwd)
+        if left_out:
+            text += f"; {left_out}"
         env = self.env
         # The batch script exits with our status: unless a TERM came (Slurm's word then
         # depends on why: the epilog reads it), sacct's account goes beside ours (exit
@@ -802,15 +809,43 @@ class Wrapper:
         facts = self._with_hook_summary(facts)
         self.sink.record_end(facts, data=data)
 
-    def _with_records(self, snap: Snapshot, cwd: Path, since: float) -> tuple[Snapshot, str | None]:
+    def _ties(self, snap: Snapshot, cwd: Path, since: float) -> ownership.Ties:
+        """What ties a file on disk to this run (reading/ownership.py)."""
+        run = self.sink.run
+
+        def alone() -> bool:
+            if run is None:
+                return False
+            try:
+                start = datetime.fromtimestamp(since, timezone.utc)
+                return not neighbours.others_alive(run.root, run.path, start, utc_now())
+            except Exception:  # unknown: not alone (a file then needs a stronger tie)
+                return False
+
+        printed = [
+            snap.checkpoint.path if snap.checkpoint is not None else None,
+            snap.pending_save.path if snap.pending_save is not None else None,
+            snap.config_path,
+        ]
+        task = self.env.array_task_id if self.env.is_array_task else None
+        return ownership.build(
+            cwd, printed=printed, argv=self.argv, wandb_dir=snap.wandb_dir, task_id=task,
+            alone=alone,
+        )  # fmt: skip
+
+    def _with_records(
+        self, snap: Snapshot, cwd: Path, since: float, ties: ownership.Ties, untied: list[Path]
+    ) -> tuple[Snapshot, str | None]:
         """``snap`` with the frameworks' own records where the console lacks the
-        evidence or disagrees, and which figure came from where (never fatal)."""
+        evidence or disagrees, and which figure came from where (never fatal). Only
+        records tied to this run are read; the others go to ``untied``."""
         if self.env.is_array_task:
             # The tasks of an array share the working folder and run side by side: the
             # records there may be another task's, so a task's Results stay the console's.
             return snap, None
         try:
-            found = records.read_records(cwd, since=since, until=time.time())
+            found = records.read_records(cwd, since=since, until=time.time(), owns=ties.owns)
+            untied.extend(found.untied)
             merged = records.merge(snap, found, cwd)
         except Exception as exc:  # the end is recorded from the console alone
             warn(f"warning: could not read the framework's records: {exc!r}", self.err)
@@ -840,7 +875,9 @@ class Wrapper:
             f"{fmt_num(snap.loss)}. In the last job: {text[:1].lower()}{text[1:]}"
         )
 
-    def _checkpoint_path(self, snap: Snapshot, cwd: Path, since: float) -> str | None:
+    def _checkpoint_path(
+        self, snap: Snapshot, cwd: Path, since: float, ties: ownership.Ties, untied: list[Path]
+    ) -> str | None:
         ck = snap.checkpoint
         if ck is None:
             return None
@@ -848,15 +885,24 @@ class Wrapper:
             # resolved against the job's cwd (the event keeps it as printed)
             return str(res.resolve_path(ck.path, cwd))
         if ck.step is not None:
-            found = res.find_checkpoint_on_disk(ck.step, cwd=cwd, since=since)
+            found = res.find_checkpoint_on_disk(
+                ck.step, cwd=cwd, since=since, owns=ties.owns, untied=untied
+            )
             if found is not None:
                 return str(found)
         return None
 
     def _config_snapshot(
-        self, snap: Snapshot, cwd: Path, since: float, checkpoint: str | None
+        self,
+        snap: Snapshot,
+        cwd: Path,
+        since: float,
+        checkpoint: str | None,
+        ties: ownership.Ties,
+        untied: list[Path],
     ) -> tuple[str | None, str | None]:
-        """The resolved config the run wrote, and hpcwrap's copy of it (relative to the log)."""
+        """The resolved config the run wrote, and hpcwrap's copy of it (relative to the log):
+        one the run printed, or one tied to it (reading/ownership.py)."""
         near = [p for p in (checkpoint, snap.wandb_dir) if p]
         found = res.find_config_snapshot(
             self.settings.config_snapshot,
@@ -864,6 +910,8 @@ class Wrapper:
             announced=snap.config_path,
             near=near,
             since=since,
+            owns=ties.owns,
+            untied=untied,
         )
         if found is None:
             return None, None

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import secrets
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -128,6 +129,9 @@ def cap_walltime_signal(prep: Prepared) -> str | None:
 # ---------------------------------------------------------------- checkpoints
 
 
+_STEP = re.compile(r"\d+")
+
+
 def _complete(path: Path) -> bool:
     """A checkpoint that looks whole: it exists, no partial-write name, a folder not empty."""
     name = path.name.lower()
@@ -152,18 +156,30 @@ def newest_checkpoint(pattern: str, cwd: Path) -> str | None:
 
 
 def _newest_sibling(seen: Path) -> str | None:
-    """The newest complete checkpoint beside ``seen`` named like it (``checkpoints/100`` ->
-    ``checkpoints/1700``): after a hard kill the run's record may lag the disk."""
+    """The newest complete checkpoint beside ``seen`` named like it but for its step
+    (``checkpoints/100`` -> ``checkpoints/1700``, ``checkpoint-500`` -> ``checkpoint-900``,
+    ``step_40.pt`` -> ``step_80.pt``): after a hard kill the run's record may lag the disk.
+    A name without a number (nanoGPT's ``out-pysrc-char``, ``ckpt.pt``) has no siblings:
+    the newest entry beside it is anything at all (the run_logs folder, once)."""
+    found = list(_STEP.finditer(seen.name))
+    if not found:
+        return None
+    last = found[-1]
+    alike = re.compile(
+        re.escape(seen.name[: last.start()]) + r"(\d+)" + re.escape(seen.name[last.end() :]) + "$"
+    )
     try:
         entries = list(seen.parent.iterdir())
     except OSError:
         return None
-    digits = seen.name.isdigit()
-    alike = [p for p in entries if (p.name.isdigit() if digits else p.suffix == seen.suffix)]
-    whole = [p for p in alike if _complete(p)]
+    whole = []
+    for p in entries:
+        m = alike.match(p.name)
+        if m and _complete(p):
+            whole.append((int(m.group(1)), p))
     if not whole:
         return None
-    return str(max(whole, key=lambda p: (int(p.name) if digits else 0, p.stat().st_mtime)))
+    return str(max(whole, key=lambda x: (x[0], x[1].stat().st_mtime))[1])
 
 
 def find_checkpoint(state: RunState, cwd: Path) -> str | None:

@@ -192,3 +192,25 @@ def test_resumed_adopts_the_block_the_prolog_opened() -> None:
     state = apply(state, lifecycle.Started(T0, execution_id="13", in_slurm=True))
     assert [j.execution_id for j in state.jobs] == ["12", "13"]
     assert state.jobs[1].resumed_from == "/ck/200" and state.jobs[1].state == "RUNNING"
+
+
+def test_a_checkpoint_named_without_a_step_has_no_siblings(tmp_path: Path) -> None:
+    """nanoGPT saves `ckpt.pt` into the folder it printed (`saving checkpoint to
+    out-pysrc-char`): the newest complete entry beside that folder is anything at all,
+    once the run_logs folder; the printed folder itself is the checkpoint."""
+    out = tmp_path / "out-pysrc-char"
+    out.mkdir()
+    (out / "ckpt.pt").write_bytes(b"w")
+    (tmp_path / "run_logs").mkdir()
+    (tmp_path / "run_logs" / "x.md").write_text("newer than the checkpoint")
+    state = RunState(results=Results(checkpoint=str(out)), chain=ChainFacts())
+    assert resume.find_checkpoint(state, tmp_path) == str(out)
+    # Numbered alike: the newest step beside it, whatever the prefix and suffix.
+    for name in ("checkpoint-500", "checkpoint-900", "step_40.pt", "step_80.pt", "other-9000"):
+        path = tmp_path / "hf" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(b"w")
+    state.results.checkpoint = str(tmp_path / "hf" / "checkpoint-500")
+    assert resume.find_checkpoint(state, tmp_path) == str(tmp_path / "hf" / "checkpoint-900")
+    state.results.checkpoint = str(tmp_path / "hf" / "step_40.pt")
+    assert resume.find_checkpoint(state, tmp_path) == str(tmp_path / "hf" / "step_80.pt")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -38,6 +39,7 @@ class Records:
     skipped: tuple[Skipped, ...] = ()  # checkpoints not complete, with why
     files: tuple[str, ...] = ()  # record files read
     truncated: bool = False  # the time or entry budget ran out
+    untied: tuple[Path, ...] = ()  # records and checkpoints left out: not this run's
 
     @property
     def empty(self) -> bool:
@@ -59,6 +61,7 @@ class _Found:
     tb_dirs: dict[Path, float] = field(default_factory=dict)
     complete: list[FoundCheckpoint] = field(default_factory=list)
     skipped: list[Skipped] = field(default_factory=list)
+    untied: list[Path] = field(default_factory=list)
 
 
 def read_records(
@@ -69,8 +72,11 @@ def read_records(
     settle_s: float = 0.0,
     budget_s: float = BUDGET_S,
     entries: int = ENTRIES_MAX,
+    owns: Callable[[Path], bool] | None = None,
 ) -> Records:
-    """The records under ``workdir`` written since ``since`` (epoch seconds; None: all)."""
+    """The records under ``workdir`` written since ``since`` (epoch seconds; None: all)
+    and, with ``owns`` (reading/ownership.py), tied to the run: the others are listed in
+    ``untied``, never read."""
     budget = _Budget(entries, time.monotonic() + budget_s)
     floor = -math.inf if since is None else since - SLACK_S
     ceiling = math.inf if until is None else until + SLACK_S
@@ -88,7 +94,7 @@ def read_records(
                 mtime = entry.stat().st_mtime
             except OSError:
                 continue
-            if floor <= mtime:
+            if floor <= mtime and _mine(path, owns, found):
                 found.csvs.append((mtime, path))
             continue
         if not is_dir and name == "trainer_state.json":
@@ -97,8 +103,10 @@ def read_records(
                 mtime = entry.stat().st_mtime
             except OSError:
                 continue
+            if not floor <= mtime <= ceiling or not _mine(parent, owns, found):
+                continue
             state = _hf_state(parent)
-            if state is not None and floor <= mtime <= ceiling:
+            if state is not None:
                 gs = state.get("global_step")
                 found.states.append((gs if isinstance(gs, int) else 0, mtime, parent, state))
                 # Saved beside its weights under another name than checkpoint-N (a custom
@@ -117,7 +125,7 @@ def read_records(
                 mtime = entry.stat().st_mtime
             except OSError:
                 continue
-            if tb and floor <= mtime:
+            if tb and floor <= mtime and (parent in found.tb_dirs or _mine(parent, owns, found)):
                 found.tb_dirs[parent] = max(found.tb_dirs.get(parent, 0.0), mtime)
             continue
         judged = _judge(path, name, parent, is_dir)
@@ -127,6 +135,8 @@ def read_records(
         newest, files = _newest(path, is_dir)
         if newest < floor:
             continue  # an earlier run's
+        if not _mine(path, owns, found):
+            continue
         if why is None and newest > ceiling:
             why = "modified after the job's end"
         if why is None and settle_s > 0 and not _settled(path, is_dir, files, settle_s):
@@ -143,6 +153,13 @@ def read_records(
     return _assemble(found, workdir, budget.out)
 
 
+def _mine(path: Path, owns: Callable[[Path], bool] | None, found: _Found) -> bool:
+    if owns is None or owns(path):
+        return True
+    found.untied.append(path)
+    return False
+
+
 def _order(c: FoundCheckpoint) -> tuple[int, float]:
     return (c.step if c.step is not None else -1, c.mtime)
 
@@ -152,6 +169,7 @@ def _assemble(found: _Found, workdir: Path, truncated: bool) -> Records:
         checkpoints=tuple(sorted(found.complete, key=_order, reverse=True)),
         skipped=tuple(found.skipped),
         truncated=truncated,
+        untied=tuple(found.untied),
     )
     files: list[str] = []
     steps: list[tuple[int, str]] = []

@@ -1,0 +1,63 @@
+"""The other runs of a run-logs folder alive in a window (reading/ownership.py's "alone").
+
+A file a run did not name can still be its own when no other run of the same folder was
+alive while it was written. Each other run's state.json says when its jobs ran; a job
+that started and has no end counts as alive (a log left open by a killed job makes the
+answer "not alone": files then need a stronger tie, never a weaker one).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from hpcwrap.runlog import layout
+from hpcwrap.runlog.endings import is_final
+from hpcwrap.runlog.handle import list_run_logs
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        found = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return found if found.tzinfo is not None else found.replace(tzinfo=timezone.utc)
+
+
+def _jobs(md: Path) -> list[dict[str, Any]]:
+    path = layout.sidecar_for(md) / layout.STATE_FILE
+    try:
+        with open(path, "rb") as fh:
+            doc = orjson.loads(fh.read())
+        jobs = doc["state"]["jobs"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return []
+    return [j for j in jobs if isinstance(j, dict)] if isinstance(jobs, list) else []
+
+
+def others_alive(root: Path, this: Path, since: datetime, until: datetime) -> list[str]:
+    """The names of the other runs under ``root`` with a job alive between ``since`` and
+    ``until``."""
+    me = os.path.abspath(this)
+    found: list[str] = []
+    for md in list_run_logs(root):
+        if os.path.abspath(md) == me:
+            continue
+        for job in _jobs(md):
+            start, end = _time(job.get("start")), _time(job.get("end"))
+            if start is None or start > until:
+                continue  # never started, or after the window
+            alive = not is_final(job.get("state")) if end is None else end >= since
+            if alive:
+                found.append(md.stem)
+                break
+    return found
+
+
+__all__ = ["others_alive"]
