@@ -42,6 +42,13 @@ def add_run_options(parser: argparse.ArgumentParser) -> None:
         default=[],
         help="a key setting (lr, batch size, ...); repeatable",
     )
+    group.add_argument(
+        "--from",
+        dest="initialised_from",
+        metavar="PATH|RUN",
+        help="the checkpoint this run starts from (fine-tuning), or a run whose checkpoint "
+        "it is: recorded as `initialised from`, never as this run's own checkpoint",
+    )
     group.add_argument("--run-logs", metavar="DIR", help=RUN_LOGS_HELP)
 
 
@@ -78,4 +85,5 @@ def request_from_args(args: argparse.Namespace, settings: Settings | None = None
         dataset=args.dataset,
         set_values=args.set_values,
         run_logs=args.run_logs,
+        initialised_from=getattr(args, "initialised_from", None),
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcwrap.job.status import fmt_num
+from hpcwrap.reading import checkpoints
 from hpcwrap.reading.progress import ErrorRecord, Snapshot
 from hpcwrap.runlog import endings, lifecycle
 from hpcwrap.runlog.fsio import copy_mode
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 # Series are judged on bucket means, so noisy per-step losses do not read as zig-zags.
 _BUCKETS = 8
 _FLAT = 0.05  # relative change below this is "flat"
-_SCAN_BUDGET = 2000  # directory entries looked at when searching for files on disk
 
 
 @dataclass(frozen=True)
@@ -237,40 +237,7 @@ def loss_one_liner(snap: Snapshot, state: str = endings.JobState.COMPLETED) -> s
 # --------------------------------------------------------------------------- files on disk
 
 
-def _walk(roots: Iterable[Path], depth: int, budget: list[int]) -> Iterable[Path]:
-    """Paths under ``roots`` up to ``depth`` levels, at most ``budget[0]`` entries."""
-    seen: set[Path] = set()
-    frontier = [(r, 0) for r in roots]
-    while frontier and budget[0] > 0:
-        folder, d = frontier.pop(0)
-        try:
-            real = folder.resolve()
-        except OSError:
-            continue
-        if real in seen:
-            continue
-        seen.add(real)
-        try:
-            with os.scandir(folder) as it:
-                for entry in it:
-                    budget[0] -= 1
-                    if budget[0] <= 0:
-                        return
-                    path = Path(entry.path)
-                    yield path
-                    if (
-                        d + 1 < depth
-                        and not entry.name.startswith(".")
-                        and entry.is_dir(follow_symlinks=False)
-                    ):
-                        frontier.append((path, d + 1))
-        except OSError:
-            continue
-
-
-def resolve_path(printed: str, cwd: Path) -> Path:
-    path = Path(printed).expanduser()
-    return path if path.is_absolute() else cwd / path
+resolve_path = checkpoints.resolve  # a printed path, exactly as printed, under the job's cwd
 
 
 def find_config_snapshot(
@@ -295,8 +262,7 @@ def find_config_snapshot(
         p = resolve_path(item, cwd)
         roots.extend([p, p.parent, p.parent.parent, p / "files"])
     best: tuple[float, Path] | None = None
-    budget = [_SCAN_BUDGET]
-    for path in _walk(roots, 3, budget):
+    for path in checkpoints.walk(roots, 3, [checkpoints.SCAN_BUDGET]):
         if not any(path.match(g) for g in globs):
             continue
         try:
@@ -311,39 +277,6 @@ def find_config_snapshot(
             continue
         if best is None or st.st_mtime > best[0]:
             best = (st.st_mtime, path)
-    return best[1] if best else None
-
-
-def find_checkpoint_on_disk(
-    step: int,
-    *,
-    cwd: Path,
-    since: float,
-    owns: Callable[[Path], bool] | None = None,
-    untied: list[Path] | None = None,
-) -> Path | None:
-    """A checkpoint for ``step`` the run wrote without printing its path
-    (torchtitan's ``step-644``, HF's ``checkpoint-644``, Megatron's ``iter_0000644``)."""
-    rx = re.compile(
-        rf"^(?:(?:step|checkpoint|ckpt|iter|global_step)[-_=]?)?0*{step}(?:\.\w+)?$", re.IGNORECASE
-    )
-    budget = [_SCAN_BUDGET]
-    best: tuple[float, Path] | None = None
-    for path in _walk([cwd], 4, budget):
-        if not rx.match(path.name):
-            continue
-        try:
-            mtime = path.stat().st_mtime
-        except OSError:
-            continue
-        if mtime < since - 5:
-            continue
-        if owns is not None and not owns(path):
-            if untied is not None:
-                untied.append(path)  # another run's step of the same number
-            continue
-        if best is None or mtime > best[0]:
-            best = (mtime, path)
     return best[1] if best else None
 
 
@@ -511,7 +444,6 @@ __all__ = [
     "RunKind",
     "Trend",
     "final_state",
-    "find_checkpoint_on_disk",
     "find_config_snapshot",
     "keep_config_copy",
     "loss_one_liner",

@@ -62,7 +62,7 @@ from hpcwrap.job.status import (
     progress_fields,
 )
 from hpcwrap.job.supervise import SignalNote, Supervisor, exit_code, signal_name
-from hpcwrap.reading import ownership, records
+from hpcwrap.reading import checkpoints, ownership, records
 from hpcwrap.reading.formats import LineParser
 from hpcwrap.reading.progress import Notable, Progress, Snapshot, checkpoint_note
 from hpcwrap.reading.scan import Scanner
@@ -828,9 +828,15 @@ class Wrapper:
             snap.config_path,
         ]
         task = self.env.array_task_id if self.env.is_array_task else None
+        origin = None
+        if run is not None:
+            try:
+                origin = checkpoints.started_from(run.read().initialised_from)
+            except Exception:  # an unreadable log: no --from to keep apart
+                origin = None
         return ownership.build(
             cwd, printed=printed, argv=self.argv, wandb_dir=snap.wandb_dir, task_id=task,
-            alone=alone,
+            alone=alone, started_from=origin,
         )  # fmt: skip
 
     def _with_records(
@@ -883,9 +889,13 @@ class Wrapper:
             return None
         if ck.path:
             # resolved against the job's cwd (the event keeps it as printed)
-            return str(res.resolve_path(ck.path, cwd))
+            path = checkpoints.resolve(ck.path, cwd)
+            if not ties.owns(path):
+                untied.append(path)  # the checkpoint it was started from (--from)
+                return None
+            return str(path)
         if ck.step is not None:
-            found = res.find_checkpoint_on_disk(
+            found = checkpoints.for_step(
                 ck.step, cwd=cwd, since=since, owns=ties.owns, untied=untied
             )
             if found is not None:

@@ -15,7 +15,8 @@ config snapshot is this run's. A file counts for a run only when something ties 
 5. ``alone``: written while no other run of the same run-logs folder was alive (the run
    logs know which jobs ran when).
 
-Nothing else ties: a file without a tie is left out, and the end says so.
+Nothing else ties: a file without a tie is left out, and the end says so. The checkpoint a
+run was started from (``--from``) never ties, even where the run printed or named it.
 """
 
 from __future__ import annotations
@@ -79,11 +80,14 @@ class Ties:
     cwd: Path
     roots: tuple[tuple[Path, str], ...] = ()
     task_id: str | None = None
+    foreign: tuple[Path, ...] = ()  # never this run's: what it was started from (--from)
     # Asked only for a file nothing else ties: were other runs of the folder alive?
     alone: Callable[[], bool] = field(default=lambda: False, compare=False)
 
     def tie(self, path: Path | str) -> str | None:
         p = _abs(path, self.cwd)
+        if any(p == f or f in p.parents for f in self.foreign):
+            return None
         for root, why in self.roots:
             if p == root or root in p.parents:
                 return why
@@ -103,8 +107,10 @@ def build(
     wandb_dir: str | None = None,
     task_id: str | None = None,
     alone: Callable[[], bool] = lambda: False,
+    started_from: str | None = None,
 ) -> Ties:
-    """The ties of a run working in ``cwd``. ``alone`` is called at most once."""
+    """The ties of a run working in ``cwd``. ``alone`` is called at most once;
+    ``started_from`` (``--from``) and what is under it never tie."""
     roots: list[tuple[Path, str]] = []
     top = _abs(cwd, cwd)
     for item in printed:
@@ -128,7 +134,8 @@ def build(
             answer.append(bool(alone()))
         return answer[0]
 
-    return Ties(cwd=top, roots=tuple(roots), task_id=task_id, alone=once)
+    foreign = (_abs(started_from, cwd),) if started_from else ()
+    return Ties(cwd=top, roots=tuple(roots), task_id=task_id, foreign=foreign, alone=once)
 
 
 def untied_text(paths: Sequence[Path], cwd: Path) -> str | None:

@@ -143,6 +143,8 @@ class RunState:
     dataset: str | None = None
     key_settings: dict[str, str] = field(default_factory=dict)
     code: str | None = None
+    # ``--from``: the checkpoint (and run) this one started from; never this run's own.
+    initialised_from: str | None = None
     jobs: list[JobBlock] = field(default_factory=list)
     status: list[StatusEntry] = field(default_factory=list)
     results: Results = field(default_factory=Results)

@@ -9,6 +9,7 @@ answer "not alone": files then need a stronger tie, never a weaker one).
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -30,14 +31,19 @@ def _time(value: Any) -> datetime | None:
     return found if found.tzinfo is not None else found.replace(tzinfo=timezone.utc)
 
 
-def _jobs(md: Path) -> list[dict[str, Any]]:
+def _state(md: Path) -> dict[str, Any]:
     path = layout.sidecar_for(md) / layout.STATE_FILE
     try:
         with open(path, "rb") as fh:
             doc = orjson.loads(fh.read())
-        jobs = doc["state"]["jobs"]
+        state = doc["state"]
     except (OSError, ValueError, KeyError, TypeError):
-        return []
+        return {}
+    return state if isinstance(state, dict) else {}
+
+
+def _jobs(md: Path) -> list[dict[str, Any]]:
+    jobs = _state(md).get("jobs")
     return [j for j in jobs if isinstance(j, dict)] if isinstance(jobs, list) else []
 
 
@@ -60,4 +66,36 @@ def others_alive(root: Path, this: Path, since: datetime, until: datetime) -> li
     return found
 
 
-__all__ = ["others_alive"]
+@dataclass(frozen=True)
+class Claim:
+    """Another run's checkpoint (its Results name it) and until when that run wrote:
+    ``until`` is its last job's end as a Unix time, None while a job of it may still run."""
+
+    run: str
+    checkpoint: str
+    until: float | None
+
+
+def others_checkpoints(root: Path, this: Path) -> list[Claim]:
+    """The checkpoints the other runs under ``root`` claim (reading/checkpoints.py: another
+    run's checkpoint is never this one's)."""
+    me = os.path.abspath(this)
+    found: list[Claim] = []
+    for md in list_run_logs(root):
+        if os.path.abspath(md) == me:
+            continue
+        state = _state(md)
+        results = state.get("results")
+        checkpoint = results.get("checkpoint") if isinstance(results, dict) else None
+        if not isinstance(checkpoint, str) or not checkpoint:
+            continue
+        until: float | None = None
+        jobs = _jobs(md)
+        if jobs and all(is_final(j.get("state")) for j in jobs):
+            ends = [t for t in (_time(j.get("end")) for j in jobs) if t is not None]
+            until = max(ends).timestamp() if ends else None
+        found.append(Claim(md.stem, checkpoint, until))
+    return found
+
+
+__all__ = ["Claim", "others_alive", "others_checkpoints"]

@@ -439,6 +439,12 @@ def _config(state: RunState) -> list[Section]:
     conf("dataset", dataset_text(state.dataset) if state.dataset else None)
     conf("key_settings", fmt_settings(state.key_settings) if state.key_settings else None)
     _kv(config, "config.code", CONFIG_LABELS["code"], state.code)
+    _kv(
+        config,
+        "config.initialised_from",
+        CONFIG_LABELS["initialised_from"],
+        state.initialised_from,
+    )
     return [Section("config", sections.CONFIG.heading, tuple(config))]
 
 

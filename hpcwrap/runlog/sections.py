@@ -46,6 +46,7 @@ CONFIG = SectionSpec(
         "dataset": "dataset",
         "key_settings": "key settings",
         "code": "code",
+        "initialised_from": "initialised from",
     },
     {"command": "script", "key_setting": "key_settings", "settings": "key_settings"},
 )

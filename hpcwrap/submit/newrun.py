@@ -21,12 +21,13 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
-from hpcwrap.errors import CodeStateError, UsageError
+from hpcwrap.errors import CodeStateError, RunLogError, UsageError
 from hpcwrap.redact import redact_settings
 from hpcwrap.runlog import JobBlock, RunLog, RunState, create_run, layout, lifecycle
 from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import CodeFacts, ConfigFacts, facts_from_dict
 from hpcwrap.runlog.fsio import copy_mode, write_atomic
+from hpcwrap.runlog.handle import open_run
 from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runlog.outputs import recorded_outputs
 from hpcwrap.submit import codestate
@@ -36,6 +37,30 @@ from hpcwrap.submit.request import RunRequest
 def _resolve(path: Path, cwd: Path) -> Path:
     path = path.expanduser()
     return path if path.is_absolute() else cwd / path
+
+
+def initialised_from(value: str, cwd: Path, root: Path) -> str:
+    """``--from``'s line: "`<checkpoint>`", or "`<checkpoint>` (run <name>)" when a run was
+    named (its Results' checkpoint). Refused when neither exists."""
+    path = _resolve(Path(value), cwd)
+    if path.suffix != ".md" and path.exists():
+        return f"`{os.path.abspath(path)}`"
+    try:
+        log = open_run(value, root)
+    except (RunLogError, UsageError) as exc:
+        raise UsageError(
+            f"--from {value}: no such checkpoint, and no run by that name ({exc})"
+        ) from exc
+    checkpoint = log.read().results.checkpoint
+    if not checkpoint:
+        raise UsageError(
+            f"--from {value}: run {log.name} names no checkpoint in its Results; "
+            "give the checkpoint's path instead"
+        )
+    found = _resolve(Path(checkpoint), cwd)
+    if not found.exists():
+        raise UsageError(f"--from {value}: run {log.name}'s checkpoint {found} does not exist")
+    return f"`{os.path.abspath(found)}` (run {log.name})"
 
 
 def _read_config(request: RunRequest, cwd: Path) -> tuple[Path, bytes, int] | None:
@@ -102,6 +127,11 @@ def create_run_from_request(
     """
     cwd = Path(os.path.abspath(cwd))
     root = _resolve(request.run_logs, cwd)
+    origin = (
+        initialised_from(request.initialised_from, cwd, root)
+        if request.initialised_from
+        else None
+    )
     config = _read_config(request, cwd)
     code = codestate.capture(cwd, exclude=[root], outputs=recorded_outputs(root))
     config_facts = None
@@ -120,6 +150,7 @@ def create_run_from_request(
         dataset=request.dataset,
         key_settings=redact_settings(dict(request.key_settings)),
         code=code.summary(),
+        initialised_from=origin,
         jobs=[JobBlock(execution_id=execution_id, submitted=when or now())] if execution_id else [],
         code_state=code_facts(code),
         config_facts=config_facts,

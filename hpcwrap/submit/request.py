@@ -39,6 +39,7 @@ class RunRequest:
     dataset: str | None = None
     key_settings: dict[str, str] = field(default_factory=dict)
     run_logs: Path = Path("run_logs")
+    initialised_from: str | None = None  # --from: a checkpoint path or a run's name
 
 
 def build_run_request(
@@ -53,6 +54,7 @@ def build_run_request(
     dataset: str | None = None,
     set_values: list[str] | None = None,
     run_logs: str | None = None,
+    initialised_from: str | None = None,
 ) -> RunRequest:
     """Merge the command line over the settings and refuse what is missing or wrong."""
     chosen_mode = mode or settings.mode
@@ -83,6 +85,8 @@ def build_run_request(
         if not config_path.is_file():
             raise UsageError(f"--config {config}: no such file")
     key_settings = dict(parse_setting(s) for s in set_values or [])
+    if initialised_from is not None and not initialised_from.strip():
+        raise UsageError("--from needs a checkpoint path or a run's name")
     return RunRequest(
         run_type=parse_run_type(chosen_mode),
         objective=chosen_objective.strip(),
@@ -95,4 +99,5 @@ def build_run_request(
         dataset=dataset,
         key_settings=key_settings,
         run_logs=Path(run_logs).expanduser() if run_logs else settings.run_logs,
+        initialised_from=initialised_from.strip() if initialised_from else None,
     )

@@ -32,9 +32,8 @@ the same ``WANDB_RUN_ID``, so the W&B issue can sync the pieces as one run.
 
 from __future__ import annotations
 
-import glob
+import dataclasses
 import os
-import re
 import secrets
 import shlex
 from collections.abc import Callable, Mapping, Sequence
@@ -44,7 +43,9 @@ from pathlib import Path
 from typing import Any
 
 from hpcwrap.errors import ResumeError, SchedulerError
-from hpcwrap.runlog import RunLog, endings, layout, lifecycle
+from hpcwrap.reading import checkpoints, ownership
+from hpcwrap.reading.checkpoints import Choice
+from hpcwrap.runlog import RunLog, endings, layout, lifecycle, neighbours
 from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import ChainFacts
 from hpcwrap.runlog.model import RunState
@@ -57,7 +58,6 @@ from hpcwrap.submit.submission import (
 )
 
 ENV_FROM = ("HPCWRAP_RESUME_FROM", "LOAD_CKPT_PATH")
-_PARTIAL = (".tmp", "tmp-", ".partial", ".incomplete", "-incomplete", ".lock")
 
 
 @dataclass(frozen=True)
@@ -129,85 +129,48 @@ def cap_walltime_signal(prep: Prepared) -> str | None:
 # ---------------------------------------------------------------- checkpoints
 
 
-_STEP = re.compile(r"\d+")
-
-
-def _complete(path: Path) -> bool:
-    """A checkpoint that looks whole: it exists, no partial-write name, a folder not empty."""
-    name = path.name.lower()
-    if any(mark in name for mark in _PARTIAL):
-        return False
-    try:
-        if path.is_dir():
-            return any(path.iterdir())
-        return path.is_file() and path.stat().st_size > 0
-    except OSError:
-        return False
-
-
-def newest_checkpoint(pattern: str, cwd: Path) -> str | None:
-    """The newest complete match of ``--checkpoint-glob`` (relative to the run's workdir)."""
-    full = pattern if os.path.isabs(pattern) else str(cwd / pattern)
-    found = [Path(p) for p in glob.glob(full)]
-    whole = [p for p in found if _complete(p)]
-    if not whole:
-        return None
-    return str(max(whole, key=lambda p: p.stat().st_mtime))
-
-
-def _newest_sibling(seen: Path) -> str | None:
-    """The newest complete checkpoint beside ``seen`` named like it but for its step
-    (``checkpoints/100`` -> ``checkpoints/1700``, ``checkpoint-500`` -> ``checkpoint-900``,
-    ``step_40.pt`` -> ``step_80.pt``): after a hard kill the run's record may lag the disk.
-    A name without a number (nanoGPT's ``out-pysrc-char``, ``ckpt.pt``) has no siblings:
-    the newest entry beside it is anything at all (the run_logs folder, once)."""
-    found = list(_STEP.finditer(seen.name))
-    if not found:
-        return None
-    last = found[-1]
-    alike = re.compile(
-        re.escape(seen.name[: last.start()]) + r"(\d+)" + re.escape(seen.name[last.end() :]) + "$"
+def find_checkpoint(state: RunState, cwd: Path, log: RunLog | None = None) -> Choice:
+    """The checkpoint the run resumes from: the newest complete one tied to it across its
+    chain (reading/checkpoints.py); never one another run of ``log``'s folder claims, nor
+    the one it was started from (``--from``): then ``why_not`` says so."""
+    recorded: list[str] = []
+    for item in (state.results.checkpoint, *(j.resumed_from for j in reversed(state.jobs))):
+        if item and item not in recorded:
+            recorded.append(item)
+    ties = ownership.build(
+        cwd,
+        printed=recorded,
+        argv=state.submit.command if state.submit is not None else (),
+        wandb_dir=state.wandb_local,
     )
-    try:
-        entries = list(seen.parent.iterdir())
-    except OSError:
-        return None
-    whole = []
-    for p in entries:
-        m = alike.match(p.name)
-        if m and _complete(p):
-            whole.append((int(m.group(1)), p))
-    if not whole:
-        return None
-    return str(max(whole, key=lambda x: (x[0], x[1].stat().st_mtime))[1])
-
-
-def find_checkpoint(state: RunState, cwd: Path) -> str | None:
-    """The newest complete checkpoint: beside the one the wrapper saw the training save
-    (named alike), else the newest match of ``--checkpoint-glob``."""
-    seen = state.results.checkpoint
-    if seen:
-        newest = _newest_sibling(Path(seen))
-        if newest is not None:
-            return newest
-        if _complete(Path(seen)):
-            return seen
+    others = neighbours.others_checkpoints(log.root, log.path) if log is not None else []
     chain = state.chain
-    if chain is not None and chain.checkpoint_glob:
-        return newest_checkpoint(chain.checkpoint_glob, cwd)
-    return None
+    return checkpoints.to_resume(
+        recorded,
+        cwd=cwd,
+        checkpoint_glob=chain.checkpoint_glob if chain is not None else None,
+        owns=ties.owns,
+        claimed_by=checkpoints.claimed(others, cwd),
+        started_from=checkpoints.started_from(state.initialised_from),
+    )
 
 
 # ---------------------------------------------------------------- guards
 
 
 def decide(
-    state: RunState, job_id: str, checkpoint: str | None, *, by_hand: bool = False
+    state: RunState,
+    job_id: str,
+    checkpoint: str | None,
+    *,
+    by_hand: bool = False,
+    why_not: str | None = None,
 ) -> Decision:
     """Whether the successor ``job_id`` continues the run (see the module docstring).
 
     ``by_hand``: submitted by ``hpcwrap resume``; a person chose to go on, so how the
     previous job ended and ``--max-resumes`` do not stop it (a checkpoint must exist).
+    ``why_not``: why the checkpoint found was refused (find_checkpoint).
     """
     chain = state.chain
     if chain is None:
@@ -227,6 +190,8 @@ def decide(
             False, f"the previous job ({last.execution_id}) ended {why}, not at its limit"
         )
     if checkpoint is None:
+        if why_not:
+            return Decision(False, f"no checkpoint of this run to resume from: {why_not}")
         return Decision(False, "no checkpoint to resume from")
     if last.resumed_from is not None and os.path.realpath(last.resumed_from) == os.path.realpath(
         checkpoint
@@ -371,9 +336,15 @@ def resume_by_hand(
     workdir = workdir_of(state, log)
     probe = state
     if state.chain is None:
-        probe = RunState(results=state.results, chain=ChainFacts(mode="manual"))
-    checkpoint = find_checkpoint(probe, workdir)
+        probe = dataclasses.replace(state, chain=ChainFacts(mode="manual"))
+    choice = find_checkpoint(probe, workdir, log)
+    checkpoint = choice.path
     if checkpoint is None:
+        if choice.why_not:
+            raise ResumeError(
+                f"no checkpoint of this run to resume from: {choice.why_not}; to start a "
+                "new run from it, `hpcwrap sbatch --from <checkpoint> ...`"
+            )
         raise ResumeError(
             "no checkpoint to resume from: the run's Results name none that exists "
             "(and no --checkpoint-glob matched); record one with `hpcwrap log note`"
@@ -480,8 +451,11 @@ class JobChain:
         workdir = workdir_of(state, run)
         start = ChainStart()
         if chain.pending == job_id:
-            ckpt = find_checkpoint(state, workdir)
-            decision = decide(state, job_id, ckpt, by_hand=chain.pending_by_hand)
+            choice = find_checkpoint(state, workdir, run)
+            ckpt = choice.path
+            decision = decide(
+                state, job_id, ckpt, by_hand=chain.pending_by_hand, why_not=choice.why_not
+            )
             if not decision.go or ckpt is None:
                 record(
                     lifecycle.Chained(
@@ -573,7 +547,6 @@ __all__ = [
     "decide",
     "find_checkpoint",
     "new_chain",
-    "newest_checkpoint",
     "record_successor",
     "resume_argv",
     "resume_by_hand",

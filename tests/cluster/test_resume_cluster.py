@@ -122,8 +122,26 @@ def test_chain_goes_on_when_the_wrapper_could_not_write_at_the_limit(cluster: Cl
     with open(lock, "a") as fh:
         fcntl.flock(fh, fcntl.LOCK_EX)
         wait_for(lambda: not Path(f"/proc/{wrapper}").exists(), 240, "the wrapper's death")
+
     # (the node prolog opens job 2's block first; the wrapper then marks it resumed)
-    wait_for(lambda: len(blocks(log)) >= 2 and blocks(log)[1].get("resumed_from"), 240, "job 2")
+    def seen() -> dict[str, Any]:
+        state = state_of(log)
+        pending = (state.get("chain") or {}).get("pending")
+        queue = (
+            cluster.run(["squeue", "-h", "-o", "%i %T %r", "-j", str(pending)]) if pending else None
+        )
+        return {
+            "jobs": [
+                (b.get("execution_id"), b.get("state"), b.get("resumed_from")) for b in blocks(log)
+            ],
+            "chain": state.get("chain"),
+            "status": [s[1] for s in state.get("status", [])][-4:],
+            "squeue": queue.stdout.strip() if queue is not None else None,
+        }
+
+    wait_for(
+        lambda: len(blocks(log)) >= 2 and blocks(log)[1].get("resumed_from"), 240, "job 2", seen
+    )
     first, second = blocks(log)[:2]
     assert first["state"] == "TIMEOUT" and first["state_source"] == "epilog", first
     assert second["resumed_from"] and Path(second["resumed_from"]).name.isdigit()

@@ -14,11 +14,11 @@ import pytest
 from hpcwrap.job.results import (
     EndFacts,
     final_state,
-    find_checkpoint_on_disk,
     find_config_snapshot,
     loss_one_liner,
     next_steps,
 )
+from hpcwrap.reading import checkpoints
 from hpcwrap.reading.formats import Observation
 from hpcwrap.reading.progress import Progress, Snapshot
 
@@ -202,9 +202,9 @@ def test_find_checkpoint_on_disk(tmp_path: Path) -> None:
     since = time.time()
     (tmp_path / "outputs" / "checkpoint" / "step-644").mkdir(parents=True)
     (tmp_path / "outputs" / "checkpoint" / "step-6440").mkdir(parents=True)
-    found = find_checkpoint_on_disk(644, cwd=tmp_path, since=since)
+    found = checkpoints.for_step(644, cwd=tmp_path, since=since)
     assert found == tmp_path / "outputs" / "checkpoint" / "step-644"
-    assert find_checkpoint_on_disk(645, cwd=tmp_path, since=since) is None
+    assert checkpoints.for_step(645, cwd=tmp_path, since=since) is None
 
 
 def test_next_offline_wandb_run_gets_the_sync_command() -> None:

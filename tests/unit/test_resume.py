@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from hpcwrap.errors import ResumeError
+from hpcwrap.reading import checkpoints
 from hpcwrap.runlog import RunLog, RunState, lifecycle
 from hpcwrap.runlog.facts import ChainFacts
 from hpcwrap.runlog.lifecycle import Chained, Resumed, apply
@@ -113,13 +114,13 @@ def test_newest_complete_checkpoint(tmp_path: Path) -> None:
     (ck / "200" / "model.bin").write_bytes(b"x")
     (ck / "300.tmp" / "model.bin").write_bytes(b"x")  # half-written: never chosen
     # 400 is empty (being written): never chosen
-    assert resume.newest_checkpoint("ck/*", tmp_path) == str(ck / "200")
+    assert checkpoints.newest_match("ck/*", tmp_path) == ck / "200"
     state = RunState(results=Results(checkpoint=str(ck / "100")), chain=ChainFacts())
     # the newest complete one named like what the output said (the record may lag the disk)
-    assert resume.find_checkpoint(state, tmp_path) == str(ck / "200")
+    assert resume.find_checkpoint(state, tmp_path).path == str(ck / "200")
     state.results.checkpoint = str(ck / "gone")
     state.chain = ChainFacts(checkpoint_glob="ck/*")
-    assert resume.find_checkpoint(state, tmp_path) == str(ck / "200")
+    assert resume.find_checkpoint(state, tmp_path).path == str(ck / "200")
 
 
 def test_without_drops_an_option_in_both_spellings() -> None:
@@ -204,13 +205,13 @@ def test_a_checkpoint_named_without_a_step_has_no_siblings(tmp_path: Path) -> No
     (tmp_path / "run_logs").mkdir()
     (tmp_path / "run_logs" / "x.md").write_text("newer than the checkpoint")
     state = RunState(results=Results(checkpoint=str(out)), chain=ChainFacts())
-    assert resume.find_checkpoint(state, tmp_path) == str(out)
+    assert resume.find_checkpoint(state, tmp_path).path == str(out)
     # Numbered alike: the newest step beside it, whatever the prefix and suffix.
     for name in ("checkpoint-500", "checkpoint-900", "step_40.pt", "step_80.pt", "other-9000"):
         path = tmp_path / "hf" / name
         path.parent.mkdir(exist_ok=True)
         path.write_bytes(b"w")
     state.results.checkpoint = str(tmp_path / "hf" / "checkpoint-500")
-    assert resume.find_checkpoint(state, tmp_path) == str(tmp_path / "hf" / "checkpoint-900")
+    assert resume.find_checkpoint(state, tmp_path).path == str(tmp_path / "hf" / "checkpoint-900")
     state.results.checkpoint = str(tmp_path / "hf" / "step_40.pt")
-    assert resume.find_checkpoint(state, tmp_path) == str(tmp_path / "hf" / "step_80.pt")
+    assert resume.find_checkpoint(state, tmp_path).path == str(tmp_path / "hf" / "step_80.pt")
