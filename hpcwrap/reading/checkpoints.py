@@ -258,6 +258,7 @@ def to_resume(
 
 __all__ = [
     "PARTIAL",
+    "Claim",
     "Choice",
     "claimed",
     "complete",

@@ -113,10 +113,13 @@ def build(
     ``started_from`` (``--from``) and what is under it never tie."""
     roots: list[tuple[Path, str]] = []
     top = _abs(cwd, cwd)
+    foreign = (_abs(started_from, cwd),) if started_from else ()
     for item in printed:
         if not item:
             continue
         p = _abs(item, cwd)
+        if any(p == f or f in p.parents for f in foreign):
+            continue  # the checkpoint it loads, and the other run's folder around it
         roots.append((p, PRINTED))
         parent = p.parent
         if parent != top and top in parent.parents:
@@ -134,7 +137,6 @@ def build(
             answer.append(bool(alone()))
         return answer[0]
 
-    foreign = (_abs(started_from, cwd),) if started_from else ()
     return Ties(cwd=top, roots=tuple(roots), task_id=task_id, foreign=foreign, alone=once)
 
 
