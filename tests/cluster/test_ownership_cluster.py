@@ -2,9 +2,10 @@
 
 Three runs of the toy trainer from one repository at once, each with its own `--out-dir`
 (one cancelled, one killed at its time limit, one completing), and a fourth started right
-after the third ends. Each run's Results (final step, checkpoint, config snapshot) and
-Next name only its own folder; where the other runs' files were there to take, the end
-Status says they were left out.
+after the third ends, and a fifth started from the third's checkpoint (`--from`). Each
+run's Results (final step, checkpoint, config snapshot) and Next name only its own folder;
+where the other runs' files were there to take, the end Status says they were left out;
+the fifth's Config names the checkpoint it was initialised from.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ pytestmark = [pytest.mark.cluster, pytest.mark.slow, pytest.mark.long]
 
 # Any step the run's own output names: progress lines, its saves, the signal it got.
 PRINTED_STEP = re.compile(r"(?:\biter |\bstep |checkpoints/)(\d+)")
-NAMES = ("a", "b", "c", "d")
+NAMES = ("a", "b", "c", "d", "e")
 
 
 def own_problems(name: str, state: dict[str, Any], printed: int | None) -> list[str]:
@@ -70,7 +71,14 @@ def test_four_runs_in_one_folder_keep_their_own_results(cluster: Cluster) -> Non
     assert cluster.run_as_user(["scancel", runs["a"][0]], cwd=cwd).returncode == 0
     final_attempt(cluster, runs["c"][0])
     runs["d"] = submit(cluster, cwd, *BASE, toy, "--steps", "60", *TOY, "--out-dir", "runs/d")
-    for name in ("a", "b", "d"):
+    # A fifth starts from c's weights (fine-tuning): c's checkpoint is where it came from.
+    origin = wait_for(lambda: (state_of(runs["c"][1]).get("results") or {}).get("checkpoint"),
+                      60, "run c's checkpoint")  # fmt: skip
+    runs["e"] = submit(
+        cluster, cwd, *BASE, "--from", origin,
+        toy, "--steps", "360", *TOY, "--out-dir", "runs/e", "--resume", origin,
+    )  # fmt: skip
+    for name in ("a", "b", "d", "e"):
         final_attempt(cluster, runs[name][0], timeout=300)
 
     def problems() -> list[str]:
@@ -89,3 +97,6 @@ def test_four_runs_in_one_folder_keep_their_own_results(cluster: Cluster) -> Non
     assert any("left out: no tie to this run" in e for e in ends), ends
     checkpoint = (state_of(runs["c"][1]).get("results") or {}).get("checkpoint") or ""
     assert "runs/c/checkpoints/" in checkpoint  # its own, and found
+    e_md = runs["e"][1].read_text()
+    assert f"- initialised from: `{origin}`" in e_md  # where it came from, as such
+    assert "runs/e/checkpoints/" in (state_of(runs["e"][1])["results"]["checkpoint"] or "")
