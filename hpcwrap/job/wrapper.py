@@ -31,7 +31,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -728,7 +728,7 @@ class Wrapper:
             self.sink.event("progress", progress_data(snap))
         cwd = self.opts.cwd
         since = time.time() - (self.mono() - self.start_mono)
-        ties = self._ties(snap, cwd, since)
+        ties = self._ties(snap, cwd)
         untied: list[Path] = []
         snap, sources = self._with_records(snap, cwd, since, ties, untied)
         checkpoint = self._checkpoint_path(snap, cwd, since, ties, untied)
@@ -809,18 +809,27 @@ class Wrapper:
         facts = self._with_hook_summary(facts)
         self.sink.record_end(facts, data=data)
 
-    def _ties(self, snap: Snapshot, cwd: Path, since: float) -> ownership.Ties:
+    def _ties(self, snap: Snapshot, cwd: Path) -> ownership.Ties:
         """What ties a file on disk to this run (reading/ownership.py)."""
         run = self.sink.run
 
-        def alone() -> bool:
+        windows: list[tuple[float, float | None]] | None = None
+
+        def alone(path: Path) -> bool:
+            nonlocal windows
             if run is None:
                 return False
             try:
-                start = datetime.fromtimestamp(since, timezone.utc)
-                return not neighbours.others_alive(run.root, run.path, start, utc_now())
+                if windows is None:
+                    windows = neighbours.others_windows(run.root, run.path)
+                written = path.stat().st_mtime
             except Exception:  # unknown: not alone (a file then needs a stronger tie)
                 return False
+            # a second either side: the logs keep times to the second
+            return not any(
+                start - 1 <= written and (end is None or written <= end + 1)
+                for start, end in windows
+            )
 
         printed = [
             snap.checkpoint.path if snap.checkpoint is not None else None,

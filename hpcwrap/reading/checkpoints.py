@@ -258,8 +258,8 @@ def to_resume(
 
 __all__ = [
     "PARTIAL",
-    "Claim",
     "Choice",
+    "Claim",
     "claimed",
     "complete",
     "for_step",

@@ -12,8 +12,9 @@ config snapshot is this run's. A file counts for a run only when something ties 
    path, output, save or checkpoint);
 3. ``wandb``: under the run's own W&B run folder;
 4. ``task``: for an array task, a path with the task's own id as one of its parts;
-5. ``alone``: written while no other run of the same run-logs folder was alive (the run
-   logs know which jobs ran when).
+5. ``alone``: written (its modification time) while no other run of the same run-logs
+   folder was alive (the run logs know which jobs ran when): a run started seconds after
+   another ended keeps its own new files, not the other's last ones.
 
 Nothing else ties: a file without a tie is left out, and the end says so. The checkpoint a
 run was started from (``--from``) never ties, even where the run printed or named it.
@@ -81,8 +82,9 @@ class Ties:
     roots: tuple[tuple[Path, str], ...] = ()
     task_id: str | None = None
     foreign: tuple[Path, ...] = ()  # never this run's: what it was started from (--from)
-    # Asked only for a file nothing else ties: were other runs of the folder alive?
-    alone: Callable[[], bool] = field(default=lambda: False, compare=False)
+    # Asked only for a file nothing else ties: was it written while no other run of the
+    # folder was alive?
+    alone: Callable[[Path], bool] = field(default=lambda _p: False, compare=False)
 
     def tie(self, path: Path | str) -> str | None:
         p = _abs(path, self.cwd)
@@ -93,7 +95,7 @@ class Ties:
                 return why
         if self.task_id is not None and self.task_id in p.parts:
             return TASK
-        return ALONE if self.alone() else None
+        return ALONE if self.alone(p) else None
 
     def owns(self, path: Path | str) -> bool:
         return self.tie(path) is not None
@@ -106,11 +108,12 @@ def build(
     argv: Sequence[str] = (),
     wandb_dir: str | None = None,
     task_id: str | None = None,
-    alone: Callable[[], bool] = lambda: False,
+    alone: Callable[[Path], bool] = lambda _p: False,
     started_from: str | None = None,
 ) -> Ties:
-    """The ties of a run working in ``cwd``. ``alone`` is called at most once;
-    ``started_from`` (``--from``) and what is under it never tie."""
+    """The ties of a run working in ``cwd``; ``alone(path)``: was the file written while no
+    other run of the folder was alive. ``started_from`` (``--from``) and what is under it
+    never tie."""
     roots: list[tuple[Path, str]] = []
     top = _abs(cwd, cwd)
     foreign = (_abs(started_from, cwd),) if started_from else ()
@@ -130,14 +133,7 @@ def build(
             roots.append((p, ARGUMENTS))
     if wandb_dir:
         roots.append((_abs(wandb_dir, cwd), WANDB))
-    answer: list[bool] = []
-
-    def once() -> bool:
-        if not answer:
-            answer.append(bool(alone()))
-        return answer[0]
-
-    return Ties(cwd=top, roots=tuple(roots), task_id=task_id, foreign=foreign, alone=once)
+    return Ties(cwd=top, roots=tuple(roots), task_id=task_id, foreign=foreign, alone=alone)
 
 
 def untied_text(paths: Sequence[Path], cwd: Path) -> str | None:

@@ -1,4 +1,5 @@
-"""The other runs of a run-logs folder alive in a window (reading/ownership.py's "alone").
+"""The other runs of a run-logs folder: when they were alive (reading/ownership.py's
+"alone") and which checkpoints their Results claim (reading/checkpoints.py).
 
 A file a run did not name can still be its own when no other run of the same folder was
 alive while it was written. Each other run's state.json says when its jobs ran; a job
@@ -47,23 +48,27 @@ def _jobs(md: Path) -> list[dict[str, Any]]:
     return [j for j in jobs if isinstance(j, dict)] if isinstance(jobs, list) else []
 
 
-def others_alive(root: Path, this: Path, since: datetime, until: datetime) -> list[str]:
-    """The names of the other runs under ``root`` with a job alive between ``since`` and
-    ``until``."""
+def _windows(jobs: list[dict[str, Any]]) -> list[tuple[float, float | None]]:
+    out: list[tuple[float, float | None]] = []
+    for job in jobs:
+        start, end = _time(job.get("start")), _time(job.get("end"))
+        if start is None:
+            continue  # never started
+        if end is None and is_final(job.get("state")):
+            continue  # over, its end unknown: as before, not alive
+        out.append((start.timestamp(), end.timestamp() if end is not None else None))
+    return out
+
+
+def others_windows(root: Path, this: Path) -> list[tuple[float, float | None]]:
+    """When the other runs under ``root`` had a job alive: ``(start, end)`` as Unix times,
+    end None while a job may still run (reading/ownership.py's "alone", file by file)."""
     me = os.path.abspath(this)
-    found: list[str] = []
+    out: list[tuple[float, float | None]] = []
     for md in list_run_logs(root):
-        if os.path.abspath(md) == me:
-            continue
-        for job in _jobs(md):
-            start, end = _time(job.get("start")), _time(job.get("end"))
-            if start is None or start > until:
-                continue  # never started, or after the window
-            alive = not is_final(job.get("state")) if end is None else end >= since
-            if alive:
-                found.append(md.stem)
-                break
-    return found
+        if os.path.abspath(md) != me:
+            out += _windows(_jobs(md))
+    return out
 
 
 @dataclass(frozen=True)
@@ -98,4 +103,4 @@ def others_checkpoints(root: Path, this: Path) -> list[Claim]:
     return found
 
 
-__all__ = ["Claim", "others_alive", "others_checkpoints"]
+__all__ = ["Claim", "others_checkpoints", "others_windows"]

@@ -128,9 +128,7 @@ def create_run_from_request(
     cwd = Path(os.path.abspath(cwd))
     root = _resolve(request.run_logs, cwd)
     origin = (
-        initialised_from(request.initialised_from, cwd, root)
-        if request.initialised_from
-        else None
+        initialised_from(request.initialised_from, cwd, root) if request.initialised_from else None
     )
     config = _read_config(request, cwd)
     code = codestate.capture(cwd, exclude=[root], outputs=recorded_outputs(root))

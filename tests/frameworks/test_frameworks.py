@@ -82,11 +82,15 @@ def scan_with_workdir(tmp_path: Path) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, check=True, cwd=tmp_path).stdout
 
 
+LEFT_OUT = re.compile(r"; \d+ files? under .* left out: no tie to this run$")
+
+
 def sources(logged: Logged) -> str:
     """Where each figure came from: Results' ``figures from`` line, also in the end Status."""
     status = logged.end_status
     assert "; sources: " in status, status
     said = status.split("; sources: ", 1)[1]
+    said = LEFT_OUT.sub("", said)  # what was not read comes after the sources
     assert logged.results["figures from"] == said
     return said
 
@@ -230,3 +234,31 @@ def test_accelerate(tmp_path: Path) -> None:
     # accelerate keeps no loss record of its own: the printed losses stand, named so
     figures = "final step, start_train_loss, end_train_loss, start_val_loss, end_val_loss"
     assert f"{figures} from the console" in said
+
+
+# --------------------------------------------------------------------------- back to back
+
+
+def test_hf_then_lightning_in_one_folder_each_keep_their_own(tmp_path: Path) -> None:
+    """Two real runs from one folder, the second started right after the first ended: the
+    Lightning run's Results are its metrics.csv's, never the HF run's trainer_state.json
+    (written seconds before it started), and the HF run's are its own."""
+    hf = run_under_hpcwrap(tmp_path, "hf_train.py", "--steps", "150", "--every", "50")
+    lt = run_under_hpcwrap(tmp_path, "lightning_train.py", "--bar", "tqdm", "--epochs", "4")
+    newest, state = hf_records(tmp_path / "out_hf")
+    history = state["log_history"]
+    assert isinstance(history, list)
+    hf_train = [e["loss"] for e in history if "loss" in e]
+    assert number(hf.results["start_train_loss"]) == hf_train[0]
+    assert shown(hf.results["checkpoint"]) == str(newest)
+    ckpt, rows = lightning_records(tmp_path)
+    train = [row["train_loss"] for row in rows if row["train_loss"]]
+    val = [row["val_loss"] for row in rows if row["val_loss"]]
+    r = lt.results
+    assert shown(r["start_train_loss"]) == train[0], (r, sources(lt))
+    assert shown(r["end_train_loss"]) == train[-1]
+    assert shown(r["end_val_loss"]) == val[-1]
+    assert int(r["final step"]) == 448
+    assert shown(r["checkpoint"]) == str(ckpt)
+    assert "out_hf" not in sources(lt)
+    assert "files under out_hf/ left out: no tie to this run" in lt.end_status

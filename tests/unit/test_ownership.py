@@ -41,15 +41,15 @@ def test_ties_in_order_and_no_tie_without_one(tmp_path: Path) -> None:
     assert ties.tie("config_resolved.yaml") is None
     task = ownership.build(tmp_path, task_id="3")
     assert task.tie("runs/r12/3/ck.pt") == ownership.TASK and task.tie("runs/r12/4/ck.pt") is None
-    calls: list[int] = []
+    asked: list[Path] = []
 
-    def alone() -> bool:
-        calls.append(1)
-        return True
+    def alone(path: Path) -> bool:
+        asked.append(path)
+        return path.name == "x"
 
     lone = ownership.build(tmp_path, alone=alone)
-    assert lone.tie("runs/x") == ownership.ALONE and lone.tie("runs/y") == ownership.ALONE
-    assert calls == [1]  # asked once
+    assert lone.tie("runs/x") == ownership.ALONE and lone.tie("runs/y") is None
+    assert asked == [tmp_path / "runs/x", tmp_path / "runs/y"]  # asked file by file
 
 
 def _hf_output(folder: Path, step: int, loss: float) -> None:
@@ -81,13 +81,13 @@ def test_neighbours_alive_in_a_window(tmp_path: Path) -> None:
     root = tmp_path / "run_logs"
     mine = create_run(root, RunState(task="a", run_type="replication", objective="x"), when=T0)
     other = create_run(root, RunState(task="b", run_type="replication", objective="x"), when=T0)
-    window = (T0 + timedelta(minutes=10), T0 + timedelta(minutes=20))
-    assert neighbours.others_alive(root, mine.path, *window) == []  # never started
-    other.record(lifecycle.Started(T0 + timedelta(minutes=5), "9", nodes="n1", in_slurm=True))
-    assert neighbours.others_alive(root, mine.path, *window) == [other.name]  # still running
-    other.record(lifecycle.Ended(T0 + timedelta(minutes=8), "COMPLETED", lifecycle.Source.WRAPPER,
-                                 "9", start=T0 + timedelta(minutes=5)))  # fmt: skip
-    assert neighbours.others_alive(root, mine.path, *window) == []  # ended before
+    started, ended = T0 + timedelta(minutes=5), T0 + timedelta(minutes=8)
+    assert neighbours.others_windows(root, mine.path) == []  # never started
+    other.record(lifecycle.Started(started, "9", nodes="n1", in_slurm=True))
+    assert neighbours.others_windows(root, mine.path) == [(started.timestamp(), None)]  # alive
+    other.record(lifecycle.Ended(ended, "COMPLETED", lifecycle.Source.WRAPPER, "9",
+                                 start=started))  # fmt: skip
+    assert neighbours.others_windows(root, mine.path) == [(started.timestamp(), ended.timestamp())]
 
 
 def test_a_config_snapshot_another_run_wrote_is_left_out_while_it_runs(tmp_path: Path) -> None:
