@@ -11,25 +11,20 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from hpcwrap.runlog import layout
+from hpcwrap.runlog.dates import parse_timestamp
 from hpcwrap.runlog.endings import is_final
 from hpcwrap.runlog.handle import list_run_logs
 
 
 def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        found = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return found if found.tzinfo is not None else found.replace(tzinfo=timezone.utc)
+    return parse_timestamp(value) if isinstance(value, str) else None
 
 
 def _state(md: Path) -> dict[str, Any]:

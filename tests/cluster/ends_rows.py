@@ -189,6 +189,16 @@ def report(row: int, site: Site, seconds: float, what: str) -> None:
     print(f"ends row {row} ({site.mode}): {seconds:.1f} ({what})")
 
 
+def until_cancelled(site: Site, cwd: Path, log: Path, row: int, once_what: str) -> None:
+    """Wait (at most WITHIN_S, nobody polling) for the log to agree with sacct's CANCELLED
+    from now on, and report how long it took."""
+    t0 = time.monotonic()
+    wait_for(lambda: not agreement(site, cwd, log, "CANCELLED"), WITHIN_S,
+             f"row {row}: the log saying CANCELLED once {once_what}",
+             lambda: agreement(site, cwd, log, "CANCELLED"))  # fmt: skip
+    report(row, site, time.monotonic() - t0, f"{once_what} to the Markdown agreeing")
+
+
 def wait_ended(site: Site, job: str, timeout: float = 240) -> tuple[str, str, str]:
     found = wait_for(lambda: site.sacct(job), timeout, f"sacct's end of job {job}")
     assert found is not None
@@ -286,11 +296,7 @@ def row17_lock_held_at_the_end(site: Site, lock_holder: list[subprocess.Popen[by
     events = (log.parent / ".hpcwrap" / log.stem / "events.jsonl").read_text()[-4000:]
     assert row["step"] is not None and (before is None or row["step"] >= before), (out, events)
     kill_group(hung)
-    t1 = time.monotonic()
-    wait_for(lambda: not agreement(site, cwd, log, "CANCELLED"), WITHIN_S,
-             "row 17: the log saying CANCELLED once the lock is free",
-             lambda: agreement(site, cwd, log, "CANCELLED"))  # fmt: skip
-    report(17, site, time.monotonic() - t1, "lock released to the Markdown agreeing")
+    until_cancelled(site, cwd, log, 17, "the lock is released")
     once(log)
     final = state_of(log)["results"].get("final_step")
     assert final is not None and (before is None or final >= before), (final, before)
@@ -315,9 +321,5 @@ def row18_run_logs_read_only_at_the_end(site: Site) -> None:
         time.sleep(max(0.0, 60 - 10))
     finally:
         os.chmod(folder, 0o755)
-    t0 = time.monotonic()
-    wait_for(lambda: not agreement(site, cwd, log, "CANCELLED"), WITHIN_S,
-             "row 18: the log saying CANCELLED once run_logs/ is writable",
-             lambda: agreement(site, cwd, log, "CANCELLED"))  # fmt: skip
-    report(18, site, time.monotonic() - t0, "run_logs/ writable to the Markdown agreeing")
+    until_cancelled(site, cwd, log, 18, "run_logs/ is writable")
     once(log)
