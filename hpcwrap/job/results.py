@@ -39,7 +39,9 @@ class EndFacts:
     signaled: int | None  # the signal that killed the child, if any
     walltime_signal: bool  # the walltime warning arrived
     terminated_by: str | None  # "SIGTERM" etc. when we were asked to stop
-    near_time_limit: bool  # squeue said the limit was (about) reached
+    # Seconds before the time limit when the TERM came (squeue's count, asked at the start);
+    # None where unknown (squeue gave no answer, no limit) or no TERM came.
+    time_left_at_term: float | None
     killed_by_us: bool
 
 
@@ -68,8 +70,7 @@ def end_verdict(end: EndFacts, snap: Snapshot) -> endings.Verdict:
             exit_code=end.exit_code,
             walltime_warning=end.walltime_signal,
             terminated_by=end.terminated_by,
-            # the supervisor only knows whether squeue put the TERM near the limit
-            time_left_at_term=0.0 if end.near_time_limit else None,
+            time_left_at_term=end.time_left_at_term,
             lines=kinds & frozenset(k for k, _, _ in endings.SLURM_LINES),
             finished_all_steps=snap.finished_all_steps,
             short_of_total=(

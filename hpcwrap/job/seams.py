@@ -43,8 +43,9 @@ class Chain(Protocol):
         the successor. None: not a chained run."""
         ...
 
-    def end(self, run: RunLog, job_id: str | None, final: str) -> None:
-        """After the end is recorded: stop the chain or cancel the waiting successor."""
+    def end(self, run: RunLog, job_id: str | None, final: str, unsure: str | None = None) -> None:
+        """After the end is recorded: stop the chain or cancel the waiting successor
+        (``unsure``: why the end is a guess; the successor is then left to check it)."""
         ...
 
 

@@ -77,7 +77,6 @@ from hpcwrap.runlog.spool import register_job
 LINGER = 10.0  # after the child exits: wait this long for output still in flight
 FINAL_WRITE_TIMEOUT = 120.0
 TICK = 1.0
-NEAR_LIMIT = lifecycle.NEAR_LIMIT  # a TERM with less time left is the time limit
 _STOP = object()
 
 
@@ -258,7 +257,7 @@ class Wrapper:
             self.env.job_id if self.env.in_slurm else None,
             end_epoch=opts.environ.get("SLURM_JOB_END_TIME"),
         )
-        self.near_limit = False
+        self.left_at_term: float | None = None  # at the first TERM (None: unknown)
         self.walltime_left: float | None = None
         self.write_errors: list[str] = []
         self.prefix = task_prefix(self.env)
@@ -371,12 +370,13 @@ class Wrapper:
             return Outcome(0, JobState.CANCELLED, self.progress.snapshot(), end, end)
         return None
 
-    def end_chain(self, final: str) -> None:
+    def end_chain(self, final: str, unsure: str | None = None) -> None:
         """After the end is recorded: a job that did not end at its limit cancels the
-        waiting successor (a completed run, a crash, a user's scancel stop the chain)."""
+        waiting successor (a completed run, a crash, a user's scancel stop the chain);
+        ``unsure``: why the end is only a guess (the successor then checks it)."""
         chain, run = self._chain(), self.sink.run
         if chain is not None and run is not None:
-            chain.end(run, self.env.job_id, final)
+            chain.end(run, self.env.job_id, final, unsure)
 
     def register_for_hooks(self) -> None:
         """Name the run log in the node's hook spool, so the epilog finds this job even
@@ -464,8 +464,8 @@ class Wrapper:
             if self.env.in_slurm:
                 left = self.time_left.seconds()
                 data["time_left_s"] = left
-                if left is not None and left <= NEAR_LIMIT:
-                    self.near_limit = True
+                if self.left_at_term is None:
+                    self.left_at_term = left
             if note.count > 2:
                 self.signal_status(
                     note,
@@ -604,7 +604,7 @@ class Wrapper:
             signaled=signaled,
             walltime_signal=sup.walltime_seen is not None,
             terminated_by=signal_name(sup.term_signals[0]) if sup.term_signals else None,
-            near_time_limit=self.near_limit,
+            time_left_at_term=self.left_at_term,
             killed_by_us=sup.killed,
         )
         return self._finish(end, end_wall)
@@ -647,7 +647,7 @@ class Wrapper:
         code = 127 if isinstance(exc, (FileNotFoundError, NotADirectoryError)) else 126
         why = exc.strerror or str(exc)
         warn(f"error: cannot run {self.argv[0]!r}: {why}", self.err)
-        end = res.EndFacts(code, None, False, None, False, False)
+        end = res.EndFacts(code, None, False, None, None, False)
         return self._finish(end, utc_now(), failed_start=f"failed to start {self.argv[0]!r}: {why}")
 
     def _finish(
@@ -668,7 +668,7 @@ class Wrapper:
                     self.record_start_failed(end, end_wall, failed_start)
                 else:
                     self.record_end(end, verdict, snap, end_wall)
-                    self.end_chain(state)
+                    self.end_chain(state, _unsure(verdict, end))
                     followup.cancel_after_end(
                         self.sink.run, self.env.in_slurm, self.env.is_array_task
                     )
@@ -942,6 +942,14 @@ class Wrapper:
         return str(found), None
 
 
+def _unsure(verdict: Verdict, end: res.EndFacts) -> str | None:
+    """Why the wrapper cannot tell a time limit from a cancel (None: it can): a TERM came
+    and squeue never said how much time was left."""
+    if verdict.strength is Strength.GUESS and end.terminated_by and end.time_left_at_term is None:
+        return f"a {end.terminated_by} came and the time left was unknown"
+    return None
+
+
 def end_text(
     verdict: Verdict,
     end: res.EndFacts,
@@ -954,7 +962,8 @@ def end_text(
     if final is JobState.CANCELLED and verdict.strength is Strength.GUESS:
         # From inside, a scancel, a requeue and a node failure all arrive as a TERM: the
         # epilog (or poll) names which; the entry does not claim a cancel.
-        word = f"stopped by {end.terminated_by or 'SIGTERM'} with time left"
+        left = "with time left" if end.time_left_at_term is not None else "(time left unknown)"
+        word = f"stopped by {end.terminated_by or 'SIGTERM'} {left}"
     head = f"{word}, exit code {end.exit_code}"
     if end.signaled is not None:
         head += f" ({signal_name(end.signaled)})"

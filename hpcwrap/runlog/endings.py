@@ -285,7 +285,8 @@ class Evidence:
     signal: int | None = None  # the signal that ended the batch step (Slurm's exit:signal)
     walltime_warning: bool = False  # the walltime warning arrived
     terminated_by: str | None = None  # "SIGTERM" when the wrapper was asked to stop
-    time_left_at_term: float | None = None  # seconds before the limit when that came
+    time_left_at_term: float | None = None  # seconds before the limit when that came (None:
+    # unknown, e.g. squeue gave no answer at the start)
     finished_all_steps: bool = False  # the training reached its known total
     short_of_total: bool = False  # it printed a total and stopped before reaching it
     lines: frozenset[str] = frozenset()  # kinds of SLURM_LINES seen
@@ -385,7 +386,13 @@ def classify(ev: Evidence) -> Verdict:
         if left is not None and left <= NEAR_LIMIT:
             why = f"{ev.terminated_by} at the time limit"
             return verdict(JobState.TIMEOUT, Strength.GUESS, why)
-        why = f"{ev.terminated_by} with time left: a scancel, a requeue or a node failure"
+        if left is None:
+            why = (
+                f"{ev.terminated_by}, the time left unknown: a scancel, the time limit, a "
+                "requeue or a node failure"
+            )
+        else:
+            why = f"{ev.terminated_by} with time left: a scancel, a requeue or a node failure"
         return verdict(JobState.CANCELLED, Strength.GUESS, why)
     if ev.walltime_warning and code == 0 and ev.short_of_total:
         why = "the training stopped on the walltime warning short of its total and exited 0"

@@ -36,6 +36,7 @@ import dataclasses
 import os
 import secrets
 import shlex
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -423,6 +424,48 @@ class ChainStart:
     resumed: tuple[int, float | None] | None = None
 
 
+def _check_guessed_end(
+    run: RunLog,
+    state: RunState,
+    job_id: str,
+    record: Callable[..., Any],
+    scheduler: Scheduler,
+    tries: int = 5,
+    pause: float = 2.0,
+) -> RunState:
+    """The successor's check of a previous end that is only the wrapper's guess (a TERM
+    whose time left was unknown): Slurm's account of that job, recorded as poll records it
+    (a stronger verdict replaces the guess), then the state read again. Accounting may lag
+    the end by a second or two: asked a few times."""
+    previous = [j for j in state.jobs if j.execution_id != job_id and j.start is not None]
+    last = previous[-1] if previous else None
+    wanted = last.execution_id if last is not None else None
+    if last is None or not wanted:
+        return state
+    if endings.Strength.named(last.state_basis) is not endings.Strength.GUESS:
+        return state
+    for attempt in range(tries):
+        try:
+            rows = [r for r in scheduler.history([wanted], timeout=10) if r.job_id == wanted]
+        except SchedulerError:
+            rows = []
+        if rows and endings.slurm_over(rows[-1].state):
+            row = rows[-1]
+            record(
+                lifecycle.Reconciled(
+                    now(), wanted, row.state, slurm_exit=row.exit, end=row.end, nodes=row.node
+                ),
+                data={"job": wanted, "slurm_state": row.state, "asked_by": job_id},
+            )
+            try:
+                return run.read()
+            except Exception:
+                return state
+        if attempt + 1 < tries:
+            time.sleep(pause)
+    return state
+
+
 class JobChain:
     """The walltime-resume chain's steps inside a job (job/seams.Chain): the CLI hands
     one to the wrapper, which imports nothing of the login side."""
@@ -451,6 +494,7 @@ class JobChain:
         workdir = workdir_of(state, run)
         start = ChainStart()
         if chain.pending == job_id:
+            state = _check_guessed_end(run, state, job_id, record, get_scheduler("slurm"))
             choice = find_checkpoint(state, workdir, run)
             ckpt = choice.path
             decision = decide(
@@ -508,9 +552,11 @@ class JobChain:
                 record_successor(run, successor, job_id)
         return start
 
-    def end(self, run: RunLog, job_id: str | None, final: str) -> None:
+    def end(self, run: RunLog, job_id: str | None, final: str, unsure: str | None = None) -> None:
         """A job that did not end at its limit cancels the waiting successor (a completed
-        run, a crash, a user's scancel stop the chain)."""
+        run, a crash, a user's scancel stop the chain). Where the end is only a guess
+        (``unsure``: a TERM whose time left was unknown may be the time limit), the
+        successor is left waiting: before it trains it asks Slurm how the job ended."""
         try:
             state = run.read()
         except Exception:
@@ -524,6 +570,17 @@ class JobChain:
         if ended is not None and ended.resumable:
             if chain.pending is None and chain.mode == "auto":
                 stop_chain(run, f"--max-resumes {chain.max_resumes} reached")
+            return
+        if unsure and chain.pending is not None:
+            run.record(
+                lifecycle.Chained(
+                    now(),
+                    pending=chain.pending,
+                    text=f"resume: successor job {chain.pending} left waiting: job {job_id} "
+                    f"reads {final} but {unsure}; the successor asks Slurm before it trains",
+                ),
+                event="chain",
+            )
             return
         reason = f"job {job_id} ended {final}"
         if chain.pending is not None:

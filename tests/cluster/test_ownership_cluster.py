@@ -72,8 +72,10 @@ def test_four_runs_in_one_folder_keep_their_own_results(cluster: Cluster) -> Non
     final_attempt(cluster, runs["c"][0])
     runs["d"] = submit(cluster, cwd, *BASE, toy, "--steps", "60", *TOY, "--out-dir", "runs/d")
     # A fifth starts from c's weights (fine-tuning): c's checkpoint is where it came from.
-    origin = wait_for(lambda: (state_of(runs["c"][1]).get("results") or {}).get("checkpoint"),
-                      60, "run c's checkpoint")  # fmt: skip
+    origin = str(wait_for(
+        lambda: (state_of(runs["c"][1]).get("results") or {}).get("checkpoint"),
+        60, "run c's checkpoint",
+    ))  # fmt: skip
     runs["e"] = submit(
         cluster, cwd, *BASE, "--from", origin,
         toy, "--steps", "360", *TOY, "--out-dir", "runs/e", "--resume", origin,

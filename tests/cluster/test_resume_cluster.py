@@ -150,6 +150,44 @@ def test_chain_goes_on_when_the_wrapper_could_not_write_at_the_limit(cluster: Cl
     cluster.run(["scancel", second["execution_id"]])
 
 
+@pytest.mark.slow
+def test_a_term_whose_time_left_is_unknown_leaves_the_successor_waiting(
+    cluster: Cluster,
+) -> None:
+    """squeue gives the wrapper no answer at the start (a busy controller: a CI failure),
+    so at the limit's TERM it cannot tell a time limit from a scancel: it must not cancel
+    the successor on that guess. The successor checks how the job really ended (the
+    epilog's TIMEOUT, else sacct's) and resumes."""
+    cwd = project(cluster, "chain-unknown-left")
+    real = cluster.run_as_user(["bash", "-c", "command -v squeue"], cwd=cwd).stdout.strip()
+    (cwd / "bin").mkdir()
+    script(
+        cluster, cwd, "bin/squeue",
+        f'#!/bin/bash\n[[ "$*" == *%L* ]] && exit 1\nexec {real} "$@"\n',
+    )  # fmt: skip
+    path = f"{cwd / 'bin'}:{cluster.user_env['PATH']}"
+    res = cluster.run_as_user(
+        [cluster.hpcwrap, "sbatch", *BASE, *CHAIN, "--max-resumes", "1",
+         "--no-walltime-signal", *TRAIN, "--steps", "100000"],
+        cwd=cwd, env={"PATH": path}, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    log = Path(re.search(r"^run log: (.+)$", res.stdout, re.M).group(1))  # type: ignore[union-attr]
+
+    def seen() -> object:
+        state = state_of(log)
+        return [(b.get("execution_id"), b.get("state"), b.get("resumed_from")) for b in
+                state["jobs"]], [s[1] for s in state["status"]][-4:]  # fmt: skip
+
+    wait_for(lambda: len(blocks(log)) >= 2 and blocks(log)[1].get("resumed_from"), 300,
+             "job 2 resuming", seen)  # fmt: skip
+    texts = [s[1] for s in state_of(log)["status"]]
+    assert any("(time left unknown)" in t for t in texts), texts
+    assert any("left waiting" in t for t in texts), texts
+    assert blocks(log)[0]["state"] == "TIMEOUT"
+    cluster.run(["scancel", blocks(log)[1]["execution_id"]])
+
+
 def test_a_crash_does_not_resume_and_the_successor_is_cancelled(cluster: Cluster) -> None:
     cwd = project(cluster, "chain-crash")
     _, log = submit(

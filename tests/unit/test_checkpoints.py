@@ -33,8 +33,10 @@ def _ckpt(path: Path, when: float | None = None) -> Path:
     return path
 
 
-def _run(root: Path, task: str, **fields: object) -> RunLog:
-    return create_run(root, RunState(task=task, run_type="replication", objective="x", **fields))
+def _run(root: Path, task: str, initialised_from: str | None = None) -> RunLog:
+    state = RunState(task=task, run_type="replication", objective="x")
+    state.initialised_from = initialised_from
+    return create_run(root, state)
 
 
 def _ended(log: RunLog, job: str, checkpoint: str, end: datetime) -> None:

@@ -42,7 +42,7 @@ def end(code: int = 0, **kw: Any) -> EndFacts:
         signaled=None,
         walltime_signal=False,
         terminated_by=None,
-        near_time_limit=False,
+        time_left_at_term=None,
         killed_by_us=False,
     )
     base.update(kw)
@@ -59,7 +59,7 @@ def decay(n: int, a: float = 2.3, b: float = 0.4) -> list[float]:
         (end(0), {}, "COMPLETED"),
         (end(1), {}, "FAILED"),
         (end(143, terminated_by="SIGTERM"), {}, "CANCELLED"),
-        (end(143, terminated_by="SIGTERM", near_time_limit=True), {}, "TIMEOUT"),
+        (end(143, terminated_by="SIGTERM", time_left_at_term=0.0), {}, "TIMEOUT"),
         (end(124, walltime_signal=True), {}, "TIMEOUT"),
         # a warning is evidence the limit was near, not that it was reached: exit 0 after
         # it is a completion, unless the training printed a total it did not reach

@@ -12,10 +12,11 @@ import pytest
 
 from hpcwrap.errors import ResumeError
 from hpcwrap.reading import checkpoints
-from hpcwrap.runlog import RunLog, RunState, lifecycle
+from hpcwrap.runlog import RunLog, RunState, create_run, endings, lifecycle
 from hpcwrap.runlog.facts import ChainFacts
 from hpcwrap.runlog.lifecycle import Chained, Resumed, apply
 from hpcwrap.runlog.model import JobBlock, Results
+from hpcwrap.scheduler.base import JobInfo
 from hpcwrap.scheduler.sbatch_options import slurm_time_seconds
 from hpcwrap.submit import resume
 
@@ -215,3 +216,57 @@ def test_a_checkpoint_named_without_a_step_has_no_siblings(tmp_path: Path) -> No
     assert resume.find_checkpoint(state, tmp_path).path == str(tmp_path / "hf" / "checkpoint-900")
     state.results.checkpoint = str(tmp_path / "hf" / "step_40.pt")
     assert resume.find_checkpoint(state, tmp_path).path == str(tmp_path / "hf" / "step_80.pt")
+
+
+class _Accounting:
+    """Slurm's accounting as the successor sees it (sacct's rows), at the scheduler seam:
+    the real sacct is exercised by the cluster tests."""
+
+    def __init__(self, *answers: list[JobInfo]) -> None:
+        self.answers = list(answers)
+        self.asked = 0
+
+    def history(self, job_ids: list[str], timeout: float) -> list[JobInfo]:
+        self.asked += 1
+        return self.answers.pop(0) if self.answers else []
+
+
+def _guessed(tmp_path: Path) -> RunLog:
+    log = create_run(tmp_path / "run_logs", RunState(task="t", run_type="replication",
+                                                        objective="x"))  # fmt: skip
+    log.record(Chained(T0, pending="13"), event="chain")
+    log.record(lifecycle.Started(T0, "12", nodes="n1", in_slurm=True))
+    log.record(lifecycle.Ended(T0 + timedelta(minutes=1), "CANCELLED", lifecycle.Source.WRAPPER,
+                               "12", exit_code=143, start=T0,
+                               strength=endings.Strength.GUESS))  # fmt: skip
+    return log
+
+
+def test_a_guessed_end_leaves_the_successor_waiting(tmp_path: Path) -> None:
+    """A TERM whose time left was unknown may be the time limit: the chain is not stopped
+    and the successor not cancelled on that guess."""
+    log = _guessed(tmp_path)
+    resume.JobChain().end(log, "12", "CANCELLED", unsure="a SIGTERM came and the time left "
+                          "was unknown")  # fmt: skip
+    state = log.read()
+    assert state.chain is not None and state.chain.pending == "13" and not state.chain.stopped
+    assert "successor job 13 left waiting" in state.status[-1].text
+
+
+def test_the_successor_asks_slurm_about_a_guessed_end(tmp_path: Path) -> None:
+    log = _guessed(tmp_path)
+    records: list[object] = []
+
+    def record(facts: object, **kw: object) -> None:
+        records.append(facts)
+        log.record(facts, **kw)  # type: ignore[arg-type]
+
+    sacct = _Accounting([], [JobInfo("12", "TIMEOUT", node="n1", exit="0:0")])
+    state = resume._check_guessed_end(log, log.read(), "13", record, sacct, pause=0)  # type: ignore[arg-type]
+    assert sacct.asked == 2  # accounting had no row yet, then the end
+    assert state.jobs[0].state == "TIMEOUT"
+    assert resume.decide(state, "13", "/ck/200").go
+    # A stronger end already recorded (the epilog's): Slurm is not asked.
+    again = _Accounting()
+    resume._check_guessed_end(log, state, "13", record, again, pause=0)  # type: ignore[arg-type]
+    assert again.asked == 0
