@@ -46,7 +46,7 @@ _METRIC_WORDS = frozenset({b"loss", b"step", b"iter", b"epoch", b"epch", b"lr", 
 GAP_NONE, GAP_IN_LINE, GAP_LINES = 0, 1, 2
 
 # Up to this many metric-word hits in a batch, every metric line is read.
-_SPARSE_HITS = 64
+SPARSE_HITS = 64
 # After a small batch the scanner pauses this long, so a chatty child's lines are read
 # in batches (fewer wake-ups, one keyword search per batch) instead of one thread
 # hand-off per line; a flood ends the pause early.
@@ -85,7 +85,7 @@ def _sampled_line(low: bytes, word: bytes, *, last: bool) -> int | None:
     """Start of the first (or last) line holding ``word`` that may be a metric line: a
     bounded search past W&B's own lines."""
     pos = low.rfind(word) if last else low.find(word)
-    for _ in range(_SPARSE_HITS):
+    for _ in range(SPARSE_HITS):
         if pos < 0:
             return None
         start = low.rfind(b"\n", 0, pos) + 1
@@ -108,6 +108,7 @@ class Scanner:
         queue_limit: int = QUEUE_LIMIT,
         line_max: int = LINE_MAX,
         sample: bool = True,
+        sparse_hits: int = SPARSE_HITS,
     ) -> None:
         self.parser = parser
         self.progress = progress
@@ -116,6 +117,7 @@ class Scanner:
         self.queue_limit = queue_limit
         self.line_max = line_max
         self.sample = sample  # False: every metric line is read (offline, no CPU limit)
+        self.sparse_hits = sparse_hits  # up to this many metric-word hits a batch is read whole
         # Bytes of flood heads still to read while no train loss is known: the start of a
         # burst (bounded: output that never prints a loss must not double the flood cost).
         self._head_left = HEAD_BUDGET
@@ -173,25 +175,8 @@ class Scanner:
     # -- consumer side (scanner thread) -----------------------------------------
 
     def run(self) -> None:
-        done = False
-        while not done:
-            first = self._q.get()
-            batch = [first]
-            size = len(first[1]) if first is not None else 0
-            while size <= self.queue_limit:
-                try:
-                    item = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                batch.append(item)
-                if item is not None:
-                    size += len(item[1])
-            flood = size > SMALL_BATCH
-            if flood:
-                batch = self._head(batch) + self._tails(batch)
-            done = self._process(batch)
-            if self._q.empty():
-                self._catch_up()
+        while True:
+            done, flood = self._batch(self._q.get())
             if done:
                 break
             if flood:
@@ -202,6 +187,38 @@ class Scanner:
                 self._wake.clear()
         for stream in (1, 2):
             self.finish(stream)
+
+    def read_queued(self) -> bool:
+        """Read what is queued now as one batch, as ``run`` does after each pause; True
+        once the end marker was read. How chunks fall into batches is the only thing the
+        pace of the output changes: tests replay output at chosen paces with this, no
+        clock and no thread involved."""
+        try:
+            first = self._q.get_nowait()
+        except queue.Empty:
+            return False
+        return self._batch(first)[0]
+
+    def _batch(self, first: tuple[int, bytes, int] | None) -> tuple[bool, bool]:
+        """Read ``first`` and what else is queued (up to the queue limit) as one batch:
+        (the end marker was read, the batch was a flood)."""
+        batch = [first]
+        size = len(first[1]) if first is not None else 0
+        while size <= self.queue_limit:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                break
+            batch.append(item)
+            if item is not None:
+                size += len(item[1])
+        flood = size > SMALL_BATCH
+        if flood:
+            batch = self._head(batch) + self._tails(batch)
+        done = self._process(batch)
+        if self._q.empty():
+            self._catch_up()
+        return done, flood
 
     def _catch_up(self) -> None:
         """The queue is empty: read the newest skipped chunk of each stream, if any."""
@@ -415,7 +432,7 @@ class Scanner:
             self._hits(low, word, starts)
         if metric:
             hits = sum(low.count(k) for k in metric)
-            if hits <= _SPARSE_HITS or not self.sample:
+            if hits <= self.sparse_hits or not self.sample:
                 for word in metric:
                     self._hits(low, word, starts)
             else:
