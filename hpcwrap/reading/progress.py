@@ -3,6 +3,12 @@
 The scanner thread applies ``Observation``s; the monitor thread takes
 ``Snapshot``s. Everything is bounded: the loss history is thinned by doubling
 its stride when full, errors keep the first few distinct messages with a count.
+
+The train loss is one series from start to end: where a framework entry names the line
+of its train-loss series (its ``train`` pattern, or a user pattern's ``loss``), the
+first and last train loss and the history come from those lines alone. Other lines'
+losses (a progress bar's postfix, nanoGPT's one-batch ``iter N: loss`` lines) stand in
+until the first such line, and wholly in a run that prints none.
 """
 
 from __future__ import annotations
@@ -233,6 +239,7 @@ class Progress:
         self._lock = threading.Lock()
         self._s = Snapshot()
         self._train = LossHistory()
+        self._series = False  # a line the framework names its train-loss series was read
         self._val = LossHistory()
         self._errors: dict[tuple[str, str], ErrorRecord] = {}
         self._checkpoints: list[Checkpoint] = []
@@ -312,14 +319,24 @@ class Progress:
                 s.lr = obs.lr
                 s.version += 1
             if obs.loss is not None:
-                s.loss, s.loss_text = obs.loss, obs.loss_text
-                s.version += 1
-                s.train_count += 1
-                origin["loss"] = fmt
                 went_on = True
-                self._train.add(step, obs.loss)
-                if s.first_loss is None:
-                    s.first_loss, s.first_loss_text = obs.loss, obs.loss_text
+                s.version += 1
+                if obs.series and not self._series:
+                    # The framework's own train-loss line: from here on the series is
+                    # these lines alone, from their first (nanoGPT's "step N: train loss"
+                    # estimates, not its one-batch "iter N: loss" lines).
+                    self._series = True
+                    self._train = LossHistory()
+                    s.first_loss = s.first_loss_text = None
+                    s.train_count = 0
+                if obs.series or not self._series:
+                    s.loss, s.loss_text = obs.loss, obs.loss_text
+                    s.train_count += 1
+                    origin["loss"] = fmt
+                    self._train.add(step, obs.loss)
+                    if s.first_loss is None:
+                        s.first_loss, s.first_loss_text = obs.loss, obs.loss_text
+                # any loss line: a batch that diverged is news even beside the series
                 if not math.isfinite(obs.loss) and not s.nonfinite_seen:
                     notable.nonfinite = True
                     s.nonfinite_seen = True

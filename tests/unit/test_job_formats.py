@@ -97,7 +97,7 @@ EXPECTED: dict[str, dict[str, object]] = {
     ),
     "nanogpt.log": dict(
         step=500,
-        loss=1.5479,
+        loss=1.539,  # the step 500 estimate, not iter 500's one batch
         val_loss=1.7269,
         first_loss=4.2874,
         first_val_loss=4.2823,
@@ -183,6 +183,44 @@ def test_hf_eval_bar_is_not_the_step() -> None:
 def test_hf_train_summary_is_not_the_last_loss() -> None:
     snap, _ = scan(sample("hf_trainer.log"))
     assert snap.loss == pytest.approx(0.8731)  # not the run average 1.6543
+
+
+def test_nanogpt_train_loss_series_is_its_eval_estimate() -> None:
+    """Start and end of the train loss come from one kind of line (issue 28, item 5).
+    nanoGPT prints an estimate over eval_iters batches ("step N: train loss X, val loss
+    Y") and one batch's loss ("iter N: loss X"); its entry names the estimate its series."""
+    snap, _ = scan(sample("nanogpt.log"))
+    assert (snap.first_loss_text, snap.loss_text) == ("4.2874", "1.5390")  # steps 0 and 500
+    assert snap.train_history == ((0, 4.2874), (250, 1.9663), (500, 1.539))
+    assert snap.step == 500 and snap.origin is not None and snap.origin["loss"] == "nanogpt"
+
+
+def test_without_the_series_line_the_other_losses_stand_in() -> None:
+    """A reading with none of the entry's own lines (the epilog's tail of a long nanoGPT
+    run between two evals) takes the train loss from the lines it has."""
+    data = sample("nanogpt.log")
+    tail = data[data.index(b"iter 10:") : data.index(b"step 250:")]
+    snap, _ = scan(tail)
+    assert (snap.first_loss_text, snap.loss_text) == ("3.2330", "2.0897")
+
+
+def test_the_series_starts_at_its_first_line() -> None:
+    """One-batch losses read before the first estimate are not the series' start."""
+    data = (
+        b"iter 240: loss 2.0897, time 60.39ms, mfu 6.21%\n"
+        b"step 250: train loss 1.9663, val loss 2.0650\n"
+        b"iter 250: loss 2.0290, time 8811.31ms, mfu 5.59%\n"
+    )
+    snap, _ = scan(data)
+    assert (snap.first_loss_text, snap.loss_text, snap.train_count) == ("1.9663", "1.9663", 1)
+    assert snap.train_history == ((250, 1.9663),) and snap.step == 250
+
+
+def test_a_user_pattern_names_the_series() -> None:
+    pat = Pattern("mine", re.compile(r"objective=(?P<loss>[\d.]+)"))
+    data = b"step 1 loss 9.0\nep 1 objective=0.75\nstep 2 loss 8.0\nep 2 objective=0.5\n"
+    snap, _ = scan(data, patterns=(pat,))
+    assert (snap.first_loss, snap.loss) == (0.75, 0.5) and snap.step == 2
 
 
 def test_jsonl_nan_is_recorded_as_such() -> None:

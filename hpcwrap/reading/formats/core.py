@@ -293,6 +293,9 @@ class LineParser:
         if g.get("lr"):
             self._set(obs, "lr", parse_number(g["lr"] or ""), force=True)
         self._fields(e, text, obs)
+        # the entry's train line: its loss is the framework's train-loss series
+        if obs.loss is not None:
+            obs.series = True
         obs.sources.append(e.name)
         return True
 
@@ -363,6 +366,8 @@ class LineParser:
                     setattr(obs, key, number)
                     if key in _LOSSES:
                         setattr(obs, key + "_text", printed(value))
+                    if key == "loss":
+                        obs.series = True  # the person named this line's loss
             elif key == "checkpoint":
                 obs.checkpoint = _clean_path(value)
                 obs.checkpoint_saved = True

@@ -235,11 +235,19 @@ ENTRIES: tuple[Entry, ...] = (
         completes_on_progress=True,
         went_on=rx(r"`Trainer\.fit` stopped"),
     ),
-    # karpathy/nanoGPT: train.py ("saving checkpoint to <out_dir>", then torch.save).
+    # karpathy/nanoGPT: train.py. print(f"step {iter_num}: train loss {losses['train']:.4f},
+    # val loss {losses['val']:.4f}") every eval_interval (estimate_loss: the mean over
+    # eval_iters batches) is its train-loss series; print(f"iter {iter_num}: loss
+    # {lossf:.4f}, time ...ms, mfu ...%") every log_interval is one batch's loss (read by the
+    # generic reader: it stands in only where no estimate is printed). print(f"saving
+    # checkpoint to {out_dir}"), then torch.save of out_dir/ckpt.pt (overwritten each time):
+    # the checkpoint is out_dir as printed.
     Entry(
         name="nanogpt",
         source="karpathy/nanoGPT: train.py",
-        hints=("saving checkpoint to",),
+        hints=("saving checkpoint to", "train loss"),
+        train=rx(r"^step (?P<step>\d+): train loss (?P<loss>{NUM}), val loss"),
+        fields=(("val_loss", rx(r", val loss (?P<v>{NUM})")),),
         started=(rx(r"^saving checkpoint to " + PATH),),
         completes_on_progress=True,
     ),

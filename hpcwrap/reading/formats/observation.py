@@ -18,6 +18,10 @@ class Observation:
     lr: float | None = None
     epoch: float | None = None
     loss_text: str | None = None  # the loss as printed ("3.0000"), for the run log
+    # The loss is from the line a framework entry names as its train-loss series (its
+    # ``train`` pattern) or from a user pattern: where such lines appear, Results' first
+    # and last train loss come from them alone (progress.py).
+    series: bool = False
     val_loss_text: str | None = None
     checkpoint: str | None = None  # path as printed
     checkpoint_step: int | None = None
