@@ -13,9 +13,20 @@ It splits on ``\\n`` and ``\\r`` (each tqdm redraw is a line), keeps at most
 ``LINE_MAX`` bytes of an unfinished line (the tail: a 100 MB line without a newline
 costs 64 KiB), and decodes only lines containing one of the parser's keywords
 (``formats.KEYWORDS``, found with ``bytes.find`` over the lower-cased batch). Lines
-with event words (checkpoint, error, W&B, val...) are always read; in a dense run of
-metric-only lines (step/loss/lr/bars) the first and last line of each kind are
-read. A parser exception is reported once and scanning goes on.
+with event words (checkpoint, error, W&B, val...) are always read; in a dense batch of
+metric-only lines (step/loss/lr/bars), between two event lines, the first and last line
+of each kind (a line less its numbers: ``_by_kind``) are read. A parser exception is
+reported once and scanning goes on.
+
+The pace of the output only changes how chunks fall into batches, and the reading does
+not depend on it: whatever the batches, every line that is the first or the last of its
+kind between two event lines is read, so the first and last train loss, the last val
+loss, the final step, the step of each save and the last completed checkpoint are those
+of reading every line (tests/unit/test_job_replay.py replays every sample at several
+paces). Only what is never read can differ: a flood's skipped middle (bytes the
+copy threads skip while more than ``queue_limit`` wait, and of a batch over
+``SMALL_BATCH`` all but the newest ``FLOOD_TAIL`` bytes per stream, and its oldest while
+no train loss is known), counted in ``bytes_skipped``.
 """
 
 from __future__ import annotations
@@ -25,14 +36,17 @@ import math
 import queue
 import threading
 import time
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from hpcwrap.config import Pattern
-from hpcwrap.reading.formats import KEYWORDS, NOT_METRIC_PREFIXES, LineParser, Observation
+from hpcwrap.reading.formats import KEYWORDS, LineParser, Observation
 from hpcwrap.reading.progress import Checkpoint, Notable, Progress, Snapshot, checkpoint_note
 
 LINE_MAX = 64 * 1024
@@ -78,21 +92,65 @@ def _eol(buf: bytes, pos: int) -> int:
     return len(buf) if end < 0 else end
 
 
-_NOT_METRIC_LINES = tuple(p.encode() for p in NOT_METRIC_PREFIXES)
+# A line's kind: the line without its digits, blanks, '#' and non-ASCII bytes (the numbers
+# and a progress bar's fill), and for a bar its total too (an eval bar and the training bar
+# differ only there). Lines of one kind say the same things with other numbers; lines of
+# two kinds (a loss dict and HF's summary of averages, a bar and the log line of the
+# same step) are sampled apart. No metric word holds a deleted byte: a kind holds one
+# exactly when its line does.
+_NOT_KIND = b"0123456789 \t#" + bytes(range(0x80, 0x100))
 
 
-def _sampled_line(low: bytes, word: bytes, *, last: bool) -> int | None:
-    """Start of the first (or last) line holding ``word`` that may be a metric line: a
-    bounded search past W&B's own lines."""
-    pos = low.rfind(word) if last else low.find(word)
-    for _ in range(SPARSE_HITS):
-        if pos < 0:
-            return None
-        start = low.rfind(b"\n", 0, pos) + 1
-        if not low.startswith(_NOT_METRIC_LINES, start):
-            return start
-        pos = low.rfind(word, 0, start) if last else low.find(word, _eol(low, pos))
-    return None
+def _kinds(norm: bytes, lines: list[bytes]) -> list[bytes]:
+    kinds = norm.translate(None, _NOT_KIND).split(b"\n")
+    kinds.pop()  # norm ends with a line break
+    bars = {k for k in set(kinds) if b"%|" in k}
+    if bars:
+        for i, k in enumerate(kinds):
+            if k in bars:
+                line = lines[i]
+                at = line.find(b"/", line.find(b"%|"))
+                if at >= 0:
+                    kinds[i] = k + line[at : line.find(b"[", at)]
+    return kinds
+
+
+def _by_kind(norm: bytes, events: set[int], out: set[int]) -> int:
+    """Sample a dense batch: of each run of lines between two event lines (``events``: the
+    starts of lines always read), the first and the last line of each kind that holds a
+    metric word go to ``out`` (line starts). Returns the metric lines left out.
+
+    Whatever the batches, every line that is the first or last of its kind in its run of
+    the whole output is read (a batch cut only adds lines), so the first and last train
+    loss, the last val loss and step, and the step before each save line are the same as
+    when every line is read; only intermediate points of the history differ.
+    """
+    lines = norm.split(b"\n")
+    lines.pop()
+    kinds = _kinds(norm, lines)
+    starts = list(accumulate((len(line) + 1 for line in lines), initial=0))
+    cuts = sorted(bisect_left(starts, e) for e in events)
+    cuts.append(len(lines))
+    metric: dict[bytes, bool] = {}
+    left_out = 0
+    a = 0
+    for b in cuts:
+        if b > a:
+            run = kinds[a:b]
+            last = dict(zip(run, range(a, b), strict=True))
+            first = dict(zip(reversed(run), range(b - 1, a - 1, -1), strict=True))
+            counts = Counter(run)
+            for kind, i in first.items():
+                has = metric.get(kind)
+                if has is None:
+                    low = kind.lower()
+                    has = metric[kind] = any(w in low for w in _METRIC_WORDS)
+                if has:
+                    out.add(starts[i])
+                    out.add(starts[last[kind]])
+                    left_out += max(counts[kind] - 2, 0)
+        a = b + 1
+    return left_out
 
 
 class Scanner:
@@ -261,11 +319,11 @@ class Scanner:
             if need < len(data):
                 # cut at a line break, so the rest starts a line (no gap between them)
                 cut = max(data.rfind(b"\n", 0, need), data.rfind(b"\r", 0, need)) + 1
+                have[stream] = FLOOD_TAIL  # the head of this stream ends here
                 if cut <= 0:
-                    continue
+                    continue  # a later chunk of the stream must not be read before this one
                 head.append((stream, data[:cut], gap))
                 batch[i] = (stream, data[cut:], GAP_NONE)
-                have[stream] = FLOOD_TAIL
             else:
                 head.append(item)
                 batch[i] = (stream, b"", GAP_NONE)
@@ -408,9 +466,10 @@ class Scanner:
 
         Lines with an event word (checkpoint, error, W&B, val...) are always read.
         Lines with only metric words (step, loss, lr, a tqdm bar) are all read while
-        they are sparse; in a dense flood of them only the first and the last of the
-        batch are read: the state needs the newest values (and the very first loss),
-        not every intermediate one, and this keeps the scanner's CPU bounded.
+        they are sparse; in a dense flood of them, between two event lines, the first
+        and the last line of each kind are read (``_by_kind``): the state needs the
+        newest values (and the very first loss), not every intermediate one, and this
+        keeps the scanner's CPU bounded.
         """
         norm = head.replace(b"\r", b"\n") if b"\r" in head else head
         if self.parser.patterns or self.parser.in_traceback(stream):
@@ -436,15 +495,7 @@ class Scanner:
                 for word in metric:
                     self._hits(low, word, starts)
             else:
-                # A dense flood: for each metric word, its first and last line (HF's
-                # dicts and its bar redraws are sampled separately, neither is lost).
-                before = len(starts)
-                for word in metric:
-                    for last in (False, True):
-                        start = _sampled_line(low, word, last=last)
-                        if start is not None:
-                            starts.add(start)
-                self.sampled_out += max(hits - (len(starts) - before), 0)
+                self.sampled_out += _by_kind(norm, set(starts), starts)
         for start in sorted(starts):
             yield norm[start : _eol(norm, start)]
 
