@@ -86,6 +86,17 @@ EXPECTED: dict[str, dict[str, object]] = {
         checkpoint=("out/checkpoint-300", 300),
         checkpoints_saved=3,
     ),
+    "hf_trainer_examples.log": dict(
+        step=870,
+        step_total=870,
+        epoch=3.0,
+        loss=3.0107,  # the last logged dict's, not the run's mean (3.2812)
+        first_loss=3.8412,
+        val_loss=2.9441,
+        first_val_loss=2.9441,
+        checkpoint=("out", 870),  # trainer.save_model() at the end
+        checkpoints_saved=2,
+    ),
     "lightning.log": dict(
         step=200,
         epoch=1.0,
@@ -183,6 +194,31 @@ def test_hf_eval_bar_is_not_the_step() -> None:
 def test_hf_train_summary_is_not_the_last_loss() -> None:
     snap, _ = scan(sample("hf_trainer.log"))
     assert snap.loss == pytest.approx(0.8731)  # not the run average 1.6543
+
+
+def test_hf_summary_of_averages_is_never_a_step_loss() -> None:
+    """HF's end of training prints the run's mean train loss twice: in the summary dict
+    (cleared, written and the 100% bar redrawn) and in run_clm.py's log_metrics table.
+    Neither is the last step's loss (issue 28, item 4)."""
+    snap, _ = scan(sample("hf_trainer_examples.log"))
+    assert (snap.first_loss_text, snap.loss_text) == ("3.8412", "3.0107")
+    assert snap.checkpoint is not None and (snap.checkpoint.path, snap.checkpoint.step) == (
+        "out",
+        870,
+    )
+    # the summary glued behind the 100% bar, after its \r or with none between them
+    dicts = (
+        b"{'loss': 3.2, 'learning_rate': 1e-05, 'epoch': 2.5}\n"
+        b"{'loss': 2.9, 'learning_rate': 1e-06, 'epoch': 3.0}\n"
+    )
+    bar = "100%|██████████| 500/500 [01:02<00:00,  8.0it/s]".encode()
+    summary = (
+        b"{'train_runtime': 12.3, 'train_samples_per_second': 130.1, 'train_steps_per_second'"
+        b": 8.0, 'train_loss': 3.0812, 'epoch': 3.0}\n"
+    )
+    for glued in (b"\r" + bar + b"\r" + summary, b"\r" + bar + summary):
+        snap, _ = scan(dicts + glued)
+        assert (snap.loss, snap.step) == (2.9, 500), glued
 
 
 def test_nanogpt_train_loss_series_is_its_eval_estimate() -> None:
@@ -482,6 +518,18 @@ def test_invalid_utf8_nul_and_giant_lines_do_not_break_parsing() -> None:
         # a test set's loss is not the val loss
         (" validation loss at iteration 6000 on test set | lm loss value: 3.7E+00 |",
          dict(val_loss=None)),
+        # summaries of averages are never a step's loss: HF's log_metrics row, the rest of
+        # the summary dict cut by a bar redrawn into Python's stdout block, fairseq's json
+        # epoch summary (progress_bar.py JsonProgressBar.print)
+        ("  train_loss               =     3.2812", dict(loss=None)),
+        ("  eval_loss               =     2.9441", dict(val_loss=2.9441)),
+        ("100%|██████████| 870/870 [01:52<00:00,  7.75it/s]les_per_second': 61.952, "
+         "'train_steps_per_second': 7.744, 'train_loss': 3.2812, 'epoch': 3.0}",
+         dict(step=870, loss=None)),
+        ("cond': 7.744, 'train_loss': 3.2812, 'epoch': 3.0}", dict(loss=None)),
+        ('2025-03-02 10:00:00 | INFO | train | {"epoch": 1, "train_loss": "9.3", '
+         '"train_nll_loss": "8.8", "train_ppl": "445.2", "train_num_updates": "1119"}',
+         dict(loss=None)),
         ("step  501/2000 | train loss 3.650000 | norm 1.1 | lr 6.00e-04 | 412.34 ms",
          dict(step=501, loss=3.65, step_total=2000)),
         ("step 00399/00400 (99.75%) | loss: 3.501234 | lrm: 0.10 | dt: 512.31ms",

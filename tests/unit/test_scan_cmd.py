@@ -24,6 +24,7 @@ SAMPLES = Path(__file__).parent / "job_samples"
 EXPECTED: dict[str, tuple[object, ...]] = {
     "hf_trainer.log": (300, "2.3124", "0.8731", "0.9944", "out/checkpoint-300", ()),
     "hf_trainer_new.log": (300, "2.312", "0.8731", "0.9944", "out/checkpoint-300", ()),
+    "hf_trainer_examples.log": (870, "3.8412", "3.0107", "2.9441", "out", ()),
     "trl_sft.log": (120, "2.4512", "1.2034", None, "trl-out/checkpoint-120", ()),
     "accelerate.log": (600, "4.1021", "2.8731", "2.9441", "output/step_300", ("time_limit",)),
     "lightning.log": (

@@ -88,10 +88,13 @@ from hpcwrap.reading.formats.generic import (
     _MEGATRON_TRAIN,
     _MEGATRON_VAL,
     _SEPARATOR_BEFORE,
+    _SUMMARY_KEYS,
     _TORCHTITAN_VAL,
     _TQDM,
     _TRAIN_BAR,
+    _dict_tail,
     _plain_metrics,
+    _summary,
     _tqdm_count,
 )
 from hpcwrap.reading.formats.observation import _LOSSES, ERROR_TEXT_MAX, Observation
@@ -562,7 +565,7 @@ class LineParser:
         if not isinstance(data, dict):
             return False
         obs.sources.append("json")
-        summary = "train_runtime" in data
+        summary = any(k in data for k in _SUMMARY_KEYS)
         for key, value in data.items():
             name = _KEY_FIELDS.get(str(key).lower())
             if name is None or (summary and name == "loss"):
@@ -584,7 +587,7 @@ class LineParser:
         return "val" if last.group("val") else "test"
 
     def _kv(self, text: str, lower: str, obs: Observation) -> None:
-        summary = "train_runtime" in lower or "train_samples_per_second" in lower
+        summary = _summary(lower) or _dict_tail(text)
         validate = "validate step" in lower and bool(_TORCHTITAN_VAL.search(text))
         found = False
         ascii_ = text.isascii()

@@ -68,7 +68,11 @@ ENTRIES: tuple[Entry, ...] = (
             ("lr", rx(r"\blr[= ](?P<v>{NUM})")),
         ),
         # "| train | epoch 001 | loss 9.1 | ... | num_updates 1119": the epoch's average
-        average=rx(r"\|\s*train\s*\|\s*epoch \d+ \| loss (?P<loss>{NUM})"),
+        # (--log-format json: '| train | {"epoch": 1, "train_loss": "9.1", ...}')
+        average=rx(
+            r"\|\s*train\s*\|\s*"
+            r"(?:epoch \d+ \| loss (?P<loss>{NUM})|\{\"epoch\": \d+, \"train_loss\")"
+        ),
         started=(rx(r"Preparing to save checkpoint for epoch \d+ @ (?P<step>\d+) updates"),),
         saved=(rx(r"Saved checkpoint " + PATH + r" \(epoch \d+ @ (?P<step>\d+) updates"),),
     ),
@@ -208,17 +212,25 @@ ENTRIES: tuple[Entry, ...] = (
     ),
     # huggingface/transformers: src/transformers/trainer.py (_save: "Saving model
     # checkpoint to", _rotate_checkpoints, the end of train()); trainer_callback.py
-    # (ProgressCallback prints the log dicts). TRL's trainers are Trainers.
+    # (ProgressCallback prints the log dicts). TRL's trainers are Trainers. The end of
+    # train() logs a summary of averages ({'train_runtime': ..., 'train_loss': <the run's
+    # mean>, 'epoch': ...}: read by the generic readers, never as a step's loss), and the
+    # examples scripts print it again through trainer_pt_utils.py log_metrics
+    # (print(f"  {key: <{k_width}} = {metrics_formatted[key]:>{v_width}}")).
     Entry(
         name="hf-trainer",
-        source="huggingface/transformers: src/transformers/trainer.py, trainer_callback.py",
+        source="huggingface/transformers: src/transformers/trainer.py, trainer_callback.py, "
+        "trainer_pt_utils.py",
         hints=(
             "saving model checkpoint",
             "saved in",
             "training completed",
             "deleting older",
             "train_runtime",
+            "train_loss",
         ),
+        # log_metrics("train", ...)'s row: the mean over the run
+        average=rx(r"^  train_loss +=\s+{NUM}$"),
         started=(rx(r"Saving model checkpoint to " + PATH),),
         parts=(rx(r"(?:Model weights|Configuration|tokenizer config file) saved in " + FILE),),
         completes_on_progress=True,

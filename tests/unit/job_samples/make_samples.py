@@ -100,6 +100,126 @@ def hf_trainer(new_style: bool) -> str:
     return "".join(out)
 
 
+def hf_trainer_examples() -> str:
+    """transformers' examples/pytorch/language-modeling/run_clm.py (float dicts, 4.3x), run
+    with `python -u` and 2>&1 into the Slurm file, to its end.
+
+    The Trainer's INFO lines ("[%(levelname)s|%(filename)s:%(lineno)s] %(asctime)s >>
+    %(message)s", logging.enable_explicit_format) go to stderr without clearing the bar:
+    glued behind a redraw. trainer_callback.py ProgressCallback.on_log writes
+    ``training_bar.write(str(logs))`` (cleared, written, redrawn); trainer.py's end of
+    train() logs "Training completed." and the summary of averages {'train_runtime', ...,
+    'train_loss', 'epoch'}; run_clm.py then calls trainer.save_model() (the output folder)
+    and trainer_pt_utils.py log_metrics: print(f"***** {split} metrics *****") and
+    print(f"  {key: <{k_width}} = {metrics_formatted[key]:>{v_width}}") (floats rounded
+    to 4, runtimes as h:mm:ss.cc, total_flos in GF); then the final evaluate().
+    """
+    info = "[INFO|{where}] 2024-05-09 10:{m:02d}:{s:02d},{ms:03d} >> "
+    total = 870
+
+    def log(where: str, t: int, msg: str) -> str:
+        return info.format(where=where, m=t // 60, s=t % 60, ms=(t * 37) % 1000) + msg + "\n"
+
+    def saved(folder: str, t: int) -> str:
+        # save_pretrained (configuration_utils.py, generation/configuration_utils.py,
+        # modeling_utils.py), then the tokenizer's (tokenization_utils_base.py)
+        return "".join(
+            log(where, t, f"{what} saved in {folder}/{file}")
+            for where, what, file in (
+                ("configuration_utils.py:471", "Configuration", "config.json"),
+                ("configuration_utils.py:705", "Configuration", "generation_config.json"),
+                ("modeling_utils.py:2598", "Model weights", "model.safetensors"),
+                (
+                    "tokenization_utils_base.py:2488",
+                    "tokenizer config file",
+                    "tokenizer_config.json",
+                ),
+                (
+                    "tokenization_utils_base.py:2497",
+                    "Special tokens file",
+                    "special_tokens_map.json",
+                ),
+            )
+        )
+
+    out = [PREAMBLE]
+    out.append(log("trainer.py:2048", 0, "***** Running training *****"))
+    for where, msg in (
+        ("trainer.py:2049", "  Num examples = 2,320"),
+        ("trainer.py:2050", "  Num Epochs = 3"),
+        ("trainer.py:2051", "  Instantaneous batch size per device = 8"),
+        (
+            "trainer.py:2054",
+            "  Total train batch size (w. parallel, distributed & accumulation) = 8",
+        ),
+        ("trainer.py:2055", "  Gradient Accumulation steps = 1"),
+        ("trainer.py:2056", f"  Total optimization steps = {total}"),
+        ("trainer.py:2057", "  Number of trainable parameters = 124,439,808"),
+    ):
+        out.append(log(where, 0, msg))
+    out.append(CR + bar(0, total, "00:00", "?it/s"))
+    losses = {100: 3.8412, 200: 3.5127, 300: 3.3541, 400: 3.229, 500: 3.1702, 600: 3.0951,
+              700: 3.0433, 800: 3.0107}  # fmt: skip
+    for step in range(5, total + 1, 5):
+        redraw = CR + bar(step, total, "00:10", "50.00it/s")
+        out.append(redraw)
+        if step in losses:
+            d = {
+                "loss": losses[step],
+                "grad_norm": 1.8734551668167114 - step / 1000,
+                "learning_rate": 5e-05 * (1 - step / total),
+                "epoch": round(step / 290, 2),
+            }
+            out.append(erase() + str(d) + "\n" + redraw)
+        if step == 500:
+            out.append(log("trainer.py:3305", 10, "Saving model checkpoint to out/checkpoint-500"))
+            out.append(saved("out/checkpoint-500", 10))
+            out.append(redraw)
+    end = CR + bar(total, total, "01:52", " 7.75it/s")
+    out.append(log("trainer.py:2329", 112, "\n\nTraining completed. Do not forget to share your "
+                   "model on huggingface.co/models =)\n\n"))  # fmt: skip
+    summary = {
+        "train_runtime": 112.3421,
+        "train_samples_per_second": 61.952,
+        "train_steps_per_second": 7.744,
+        "train_loss": 3.2812457084655762,
+        "epoch": 3.0,
+    }
+    out.append(end + erase() + str(summary) + "\n" + end + "\n")
+    out.append(log("trainer.py:3305", 113, "Saving model checkpoint to out"))
+    out.append(saved("out", 113))
+
+    def metrics(split: str, values: dict[str, str]) -> str:
+        k_width = max(len(k) for k in values)
+        v_width = max(len(v) for v in values.values())
+        rows = "".join(f"  {k: <{k_width}} = {v:>{v_width}}\n" for k, v in sorted(values.items()))
+        return f"***** {split} metrics *****\n" + rows
+
+    out.append(metrics("train", {
+        "epoch": "3.0", "total_flos": "1706386GF", "train_loss": "3.2812",
+        "train_runtime": "0:01:52.34", "train_samples": "2320",
+        "train_samples_per_second": "61.952", "train_steps_per_second": "7.744",
+    }))  # fmt: skip
+    out.append("05/09/2024 10:01:53 - INFO - __main__ - *** Evaluate ***\n")
+    out.append(log("trainer.py:3614", 113, "***** Running Evaluation *****"))
+    out.append(log("trainer.py:3616", 113, "  Num examples = 240"))
+    out.append(log("trainer.py:3619", 113, "  Batch size = 8"))
+    for n in (0, 10, 20, 30):
+        out.append(CR + bar(n, 30, "00:03", " 7.71it/s"))
+    out.append("\n")
+    out.append(metrics("eval", {
+        "epoch": "3.0", "eval_accuracy": "0.4123", "eval_loss": "2.9441",
+        "eval_runtime": "0:00:03.89", "eval_samples": "240", "eval_samples_per_second": "61.69",
+        "eval_steps_per_second": "7.712", "perplexity": "18.9951",
+    }))  # fmt: skip
+    out.append(log("modelcard.py:450", 118, "Dropping the following result as it does not have "
+                   "all the necessary fields:"))  # fmt: skip
+    out.append("{'task': {'name': 'Causal Language Modeling', 'type': 'text-generation'}, "
+               "'metrics': [{'name': 'Accuracy', 'type': 'accuracy', 'value': 0.4123}]}"
+               "\n")  # fmt: skip
+    return "".join(out)
+
+
 def lightning() -> str:
     """PyTorch Lightning 2.x TQDMProgressBar (stdout): "Epoch N" bars per epoch counting
     batches, a "Validation DataLoader 0" bar drawn and erased (leave=False), metrics
@@ -691,6 +811,7 @@ def megatron_oom_in_save() -> str:
 SAMPLES = {
     "hf_trainer.log": lambda: hf_trainer(False),
     "hf_trainer_new.log": lambda: hf_trainer(True),
+    "hf_trainer_examples.log": hf_trainer_examples,
     "lightning.log": lightning,
     "nanogpt.log": nanogpt,
     "lerobot.log": lerobot,
