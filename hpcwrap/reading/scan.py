@@ -9,7 +9,8 @@ The scanner thread works in batches: after a small batch it pauses briefly, so a
 chatty child's lines are read a few dozen at a time; a batch bigger than
 ``SMALL_BATCH`` is a flood, of which only the newest ``FLOOD_TAIL`` bytes per stream
 are read before a short sleep, which caps the scanner at a few percent of a core.
-It splits on ``\\n`` and ``\\r`` (each tqdm redraw is a line), keeps at most
+It splits on ``\\n`` and ``\\r`` (each tqdm redraw is a line) and behind a progress bar
+other text was glued to (a log line written while the bar was drawn), keeps at most
 ``LINE_MAX`` bytes of an unfinished line (the tail: a 100 MB line without a newline
 costs 64 KiB), and decodes only lines containing one of the parser's keywords
 (``formats.KEYWORDS``, found with ``bytes.find`` over the lower-cased batch). Lines
@@ -34,6 +35,7 @@ from __future__ import annotations
 import contextlib
 import math
 import queue
+import re
 import threading
 import time
 from bisect import bisect_left
@@ -90,6 +92,29 @@ class _Stream:
 def _eol(buf: bytes, pos: int) -> int:
     end = buf.find(b"\n", pos)
     return len(buf) if end < 0 else end
+
+
+# Text glued behind a progress bar (a log line written while the bar was drawn and not
+# cleared: openpi's "step=0 loss=0.4021 ..." behind "Training:   0%|...| 0/20000 [00:00<?,
+# ?it/s]") is a line of its own: read with the bar, one's words would be taken for the
+# other's (its loss for the bar's, the bar's step for its own).
+# (Split only in the lines that are read: a dense batch of bars costs no regex.)
+_GLUED = re.compile(rb"(%\|[^|\n]*\|[^\[\n]*\[[^\]\n]*\])(?=[^\n])")
+
+
+def _unglued(line: bytes) -> list[bytes]:
+    """A line read, as the lines it holds: a progress bar, and the text glued behind it."""
+    if b"%|" not in line:
+        return [line]
+    return _GLUED.sub(rb"\1\n", line).split(b"\n")
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """The lines the scanner reads in ``data``: split at ``\\n``, at ``\\r`` (each bar
+    redraw is a line) and behind a progress bar text was glued to (the last one unfinished
+    unless ``data`` ends with a line break)."""
+    norm = data.replace(b"\r", b"\n")
+    return [piece for line in norm.split(b"\n") for piece in _unglued(line)]
 
 
 # A line's kind: the line without its digits, blanks, '#' and non-ASCII bytes (the numbers
@@ -511,11 +536,14 @@ class Scanner:
         lines.pop()  # norm ends with a line break: the last piece is empty
         yield from lines
 
-    def _line(self, stream: int, raw: bytes) -> None:
-        if not raw:
-            return
-        if len(raw) > self.line_max:
-            raw = raw[-self.line_max :]
+    def _line(self, stream: int, line: bytes) -> None:
+        if len(line) > self.line_max:
+            line = line[-self.line_max :]
+        for raw in _unglued(line):
+            if raw:
+                self._parse(stream, raw)
+
+    def _parse(self, stream: int, raw: bytes) -> None:
         self.parsed_lines += 1
         try:
             obs = self.parser.parse(raw.decode("utf-8", "replace"), stream)
@@ -768,4 +796,5 @@ __all__ = [
     "report",
     "resolve_printed",
     "scan_file",
+    "split_lines",
 ]

@@ -14,7 +14,7 @@ import pytest
 from hpcwrap.config import Pattern
 from hpcwrap.reading.formats import KEYWORDS, LineParser, parse_number, strip_line
 from hpcwrap.reading.progress import Notable, Progress, Snapshot
-from hpcwrap.reading.scan import Scanner
+from hpcwrap.reading.scan import Scanner, scan_file, split_lines
 
 SAMPLES = Path(__file__).parent / "job_samples"
 
@@ -45,10 +45,11 @@ def scan(
 
 
 def parse_every_line(data: bytes) -> Snapshot:
-    """The same, without the scanner: every line through the parser."""
+    """The same, without the scanner: every line through the parser (split as the scanner
+    splits: at \\n, \\r and behind a progress bar other text was glued to)."""
     progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
     parser = LineParser()
-    for line in re.split(rb"[\r\n]", data):
+    for line in split_lines(data):
         obs = parser.parse(line.decode("utf-8", "replace"), 1)
         if obs is not None:
             progress.apply(obs)
@@ -221,6 +222,31 @@ def test_hf_summary_of_averages_is_never_a_step_loss() -> None:
         assert (snap.loss, snap.step) == (2.9, 500), glued
 
 
+def test_openpi_pytorch_series_is_its_log_line() -> None:
+    """openpi's train_pytorch.py logs "step=N loss=<mean over the interval>" glued behind
+    its "Training" bar, whose postfix also says loss= (the latest batch's): the log line
+    is the series, read as a line of its own (issue 28, item 4)."""
+    r = scan_file(SAMPLES / "openpi_pytorch.log")
+    assert (r.first_loss, r.last_loss, r.final_step) == ("0.4021", "0.1276", 250)
+    assert r.snapshot.train_history == ((1, 0.4021), (101, 0.2458), (201, 0.1276))
+    assert r.checkpoint is not None and (r.checkpoint.printed, r.checkpoint.step) == (
+        "checkpoints/pi0_aloha_sim/torch_run/249",
+        249,
+    )
+    assert r.origin["loss"] == "openpi-pytorch"
+
+
+def test_a_line_glued_behind_a_bar_is_its_own_line() -> None:
+    bar = b"Training:   0%|          | 0/20000 [00:00<?, ?it/s]"
+    log = b"15:11:40.918 [I] step=0 loss=0.4021 lr=2.50e-08 grad_norm=1.20 time=13.1s"
+    assert split_lines(b"\r" + bar + log + b"\n") == [b"", bar, log, b""]
+    # a bar alone, or one whose postfix holds brackets, is left whole
+    whole = "  5%|▌         | 1000/20000 [13:20<4:13:20, 1.25it/s, loss=0.1137]".encode()
+    assert split_lines(whole) == [whole]
+    nested = b" 50%|#####     | 5/10 [00:01<00:01, 5.0it/s, lr=[0.001]]"
+    assert b"".join(split_lines(nested)) == nested
+
+
 def test_nanogpt_train_loss_series_is_its_eval_estimate() -> None:
     """Start and end of the train loss come from one kind of line (issue 28, item 5).
     nanoGPT prints an estimate over eval_iters batches ("step N: train loss X, val loss
@@ -314,7 +340,7 @@ def test_chunk_boundaries_do_not_matter(name: str) -> None:
 def test_keywords_cover_every_line_the_parser_reads() -> None:
     parser = LineParser()
     for path in SAMPLES.glob("*.log"):
-        for raw in re.split(rb"[\r\n]", path.read_bytes()):
+        for raw in split_lines(path.read_bytes()):
             obs = parser.parse(raw.decode("utf-8", "replace"), 1)
             if obs is not None:
                 low = raw.lower()
@@ -534,6 +560,9 @@ def test_invalid_utf8_nul_and_giant_lines_do_not_break_parsing() -> None:
          dict(step=501, loss=3.65, step_total=2000)),
         ("step 00399/00400 (99.75%) | loss: 3.501234 | lrm: 0.10 | dt: 512.31ms",
          dict(step=400, loss=3.501234)),
+        # openpi's PyTorch log line: the 0-based index of the update done, the series' loss
+        ("15:11:40.918 [I] step=0 loss=0.4021 lr=2.50e-08 grad_norm=1.20 time=13.1s"
+         + " " * 10 + "(4242:train_pytorch.py:582)", dict(step=1, loss=0.4021, series=True)),
     ],
 )  # fmt: skip
 def test_framework_lines(line: str, want: dict[str, object]) -> None:

@@ -133,3 +133,28 @@ def test_results_do_not_depend_on_the_pace(name: str, pace: str, sampled: str) -
     hits = 0 if sampled == "every_batch" else SPARSE_HITS
     got = replay(data, PACES[pace](data, random.Random(f"{name}/{pace}")), hits)
     assert got == want, (name, pace, sampled)
+
+
+def test_openpi_first_loss_whatever_the_pace() -> None:
+    """openpi's step=0 line glued behind the bar's first draw, then bars whose postfix says
+    another loss (issue 28, item 4: 0.1137 on one replay, 0.1072 on another): the first
+    train loss is the step=0 line's at every pace, and so is the last of the series."""
+
+    def line(msg: str) -> str:
+        return f"15:11:40.918 [I] {msg:<80} (4242:train_pytorch.py:582)\n"
+
+    out = ["\rTraining:   0%|          | 0/20000 [00:00<?, ?it/s]"]
+    out.append(line("step=0 loss=0.4021 lr=2.50e-08 grad_norm=1.20 time=13.1s"))
+    for n in range(1, 301):
+        loss = 0.1137 if n % 2 else 0.1072
+        post = f"1.25it/s, loss={loss:.4f}, lr=2.50e-06, step={n}"
+        out.append(f"\rTraining:   0%|          | {n}/20000 [00:{n % 60:02d}<4:13:20, {post}]")
+        if n == 200:
+            out.append(line("step=199 loss=0.1201 lr=2.49e-06 grad_norm=0.90 time=80.0s"))
+    data = "".join(out).encode() + b"\n"
+    want = every_line(data)
+    assert (want["start_train_loss"], want["end_train_loss"]) == ("0.4021", "0.1201")
+    for pace, batches in PACES.items():
+        for hits in (SPARSE_HITS, 0):
+            got = replay(data, batches(data, random.Random(pace)), hits)
+            assert got == want, (pace, hits)

@@ -151,13 +151,18 @@ ENTRIES: tuple[Entry, ...] = (
         ),
         path_step=rx(r"/(?P<step>\d+)/?$"),
     ),
-    # Physical-Intelligence/openpi scripts/train_pytorch.py: "step=N loss=..." averages
-    # the log interval; the "Training" bar's postfix has the per-step loss.
+    # Physical-Intelligence/openpi scripts/train_pytorch.py: logging.info(f"step={global_step}
+    # loss={avg_loss:.4f} lr={avg_lr:.2e} ...") every log_interval (the mean over the interval,
+    # the first batch's alone at step 0; logged before global_step += 1: the 0-based index of
+    # the update done) is its train-loss series; the "Training" bar's set_postfix loss= (the
+    # latest batch's) stands in only where no such line was read. Its log lines are glued
+    # behind the bar (logging does not clear it): the scanner reads them as lines of their own.
     Entry(
         name="openpi-pytorch",
         source="Physical-Intelligence/openpi: scripts/train_pytorch.py",
         hints=("step=", "saved checkpoint at step"),
-        average=rx(r"\bstep=(?P<step>\d+) loss=(?P<loss>{NUM}) lr="),
+        train=rx(r"\bstep=(?P<step>\d+) loss=(?P<loss>{NUM}) lr=(?P<lr>{NUM})"),
+        step=STEP_INDEX,
         saved=(rx(r"Saved checkpoint at step (?P<step>\d+) -> " + PATH),),
     ),
     # pytorch/torchtitan: torchtitan/components/metrics.py (MetricsProcessor.log, the

@@ -756,24 +756,76 @@ def openpi_jax() -> str:
 
 
 def openpi_pytorch() -> str:
-    """Physical-Intelligence/openpi scripts/train_pytorch.py: "step=N loss=..." averages
-    the log interval; the "Training" bar's postfix carries each step's loss; the save
-    line is written after the atomic rename."""
+    """Physical-Intelligence/openpi scripts/train_pytorch.py (b29f81b), 250 steps (log_interval 100,
+    save_interval 100), to its end.
 
-    def log(msg: str) -> str:
-        return f"10:00:00.001 [I] {msg:<80} (4242:train_pytorch.py:190)\n"
+    Its logging (init_logging: "%(asctime)s.%(msecs)03d [%(levelname)s] %(message)-80s
+    (%(process)d:%(filename)s:%(lineno)s)") and the "Training" bar (tqdm(total=
+    num_train_steps, desc="Training")) share stderr; logging does not clear the bar, so
+    every log line is glued behind the latest redraw. Per step: log_memory_usage's
+    "Step {step} ({phase}): GPU memory - ..." for the first five; every log_interval
+    f"step={global_step} loss={avg_loss:.4f} lr={avg_lr:.2e} grad_norm={avg_grad_norm:.2f}
+    time={elapsed:.1f}s" (the mean over the interval, logged before global_step += 1);
+    save_checkpoint's f"Saved checkpoint at step {global_step} -> {final_ckpt_dir}" (at
+    multiples of save_interval and at num_train_steps - 1, after the atomic rename); then
+    pbar.update(1) and pbar.set_postfix({"loss": f"{loss.item():.4f}", "lr": ...,
+    "step": global_step}), each a redraw.
+    """
+    import math
 
+    total, interval, warmup, peak = 250, 100, 1000, 2.5e-05
     ck = "checkpoints/pi0_aloha_sim/torch_run"
-    out = [PREAMBLE, log("Running on: gpu-node-07 | world_size=1")]
-    post = {1: 0.9123, 2: 0.8011, 100: 0.2411, 200: 0.1812}
-    for step, loss in post.items():
-        out.append(CR + bar(step, 200, "00:40", " 2.50it/s", "Training",
-                            f", loss={loss:.4f}, lr=2.50e-05, step={step}"))  # fmt: skip
-        if step in (1, 100):
-            out.append(erase() + log(f"step={step - 1} loss={loss + 0.05:.4f} lr=2.50e-05 "
-                                     "grad_norm=0.41 time=12.3s"))  # fmt: skip
-        if step in (100, 200):
-            out.append(erase() + log(f"Saved checkpoint at step {step} -> {ck}/{step}"))
+
+    def log(t: float, msg: str, line: int) -> str:
+        ms = int(t * 1000)
+        hms = f"15:{11 + ms // 60000:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+        return f"{hms} [I] {msg:<80} (4242:train_pytorch.py:{line})\n"
+
+    def loss_at(step: int) -> float:
+        return round(0.1 + 0.3021 * math.exp(-step / 60) + 0.01 * math.sin(step), 4)
+
+    def lr_at(step: int) -> float:
+        init = peak / (warmup + 1)
+        return init + (peak - init) * step / warmup
+
+    def memory(step: int, phase: str) -> str:
+        return (f"Step {step} ({phase}): GPU memory - allocated: 9.71GB, reserved: 10.25GB, "
+                "free: 0.54GB, peak_allocated: 9.93GB, peak_reserved: 10.25GB")  # fmt: skip
+
+    out = [PREAMBLE, log(0.0, "Created experiment checkpoint directory: " + ck, 340)]
+    for msg, line in (
+        (memory(0, "after_model_creation"), 304),
+        ("Running on: gpu-node-07 | world_size=1", 486),
+        (f"Training config: batch_size=32, effective_batch_size=32, num_train_steps={total}", 489),
+        ("Memory optimizations: gradient_checkpointing=True", 492),
+        (f"LR schedule: warmup={warmup}, peak_lr={peak:.2e}, decay_steps=30000, "
+         "end_lr=2.50e-06", 493),
+        ("Optimizer: AdamW, weight_decay=1e-10, clip_norm=1.0", 496),
+        ("EMA is not supported for PyTorch training", 499),
+        ("Training precision: bfloat16", 500),
+    ):  # fmt: skip
+        out.append(log(0.1, msg, line))
+    out.append(CR + bar(0, total, "00:00", "?it/s", "Training"))
+    infos: list[tuple[float, float, float]] = []
+    post = ""
+    for step in range(total):  # global_step before the update
+        t = 12.3 + 0.8 * step
+        if step < 5:
+            out.append(log(t, memory(step, "after_backward"), 304))
+        infos.append((loss_at(step), lr_at(step), 1.2 - step / 500))
+        if step % interval == 0:
+            n = len(infos)
+            avg = [sum(i[k] for i in infos) / n for k in range(3)]
+            msg = f"step={step} loss={avg[0]:.4f} lr={avg[1]:.2e} grad_norm={avg[2]:.2f} time="
+            out.append(log(t, msg + f"{0.8 * n + (12.3 if step == 0 else 0):.1f}s", 582))
+            infos = []
+        done = step + 1
+        if (done % interval == 0 and done > 0) or done == total - 1:
+            out.append(log(t, f"Saved checkpoint at step {done} -> {ck}/{done}", 190))
+        elapsed = f"{int(t) // 60:02d}:{int(t) % 60:02d}"
+        out.append(CR + bar(done, total, elapsed, " 1.25it/s", "Training", post))  # update
+        post = f", loss={loss_at(step):.4f}, lr={lr_at(step):.2e}, step={done}"
+        out.append(CR + bar(done, total, elapsed, " 1.25it/s", "Training", post))
     out.append("\n")
     return "".join(out)
 
