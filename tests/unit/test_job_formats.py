@@ -87,6 +87,15 @@ EXPECTED: dict[str, dict[str, object]] = {
         checkpoint=("out/checkpoint-300", 300),
         checkpoints_saved=3,
     ),
+    "accelerate_no_trainer.log": dict(
+        step=580,
+        step_total=580,
+        loss=None,  # run_clm_no_trainer.py prints no train loss
+        val_loss=2.9441,
+        first_val_loss=3.1046,
+        checkpoint=("out", 580),  # save_pretrained's folder, not its last file
+        checkpoints_saved=3,
+    ),
     "hf_trainer_examples.log": dict(
         step=870,
         step_total=870,
@@ -245,6 +254,39 @@ def test_a_line_glued_behind_a_bar_is_its_own_line() -> None:
     assert split_lines(whole) == [whole]
     nested = b" 50%|#####     | 5/10 [00:01<00:01, 5.0it/s, lr=[0.001]]"
     assert b"".join(split_lines(nested)) == nested
+
+
+def test_save_pretrained_folder_is_the_checkpoint() -> None:
+    """The weights written on their own (save_pretrained, accelerate's save_model) make
+    their folder a checkpoint; the config and tokenizer files around them never are."""
+    snap, _ = scan(sample("accelerate_no_trainer.log"))
+    assert [(c.path, c.step) for c in snap.checkpoints] == [
+        ("out/step_200", 200),
+        ("out/step_400", 400),
+        ("out", 580),
+    ]
+    assert snap.origin is not None and snap.origin["checkpoint"] == "save-file"
+    # the tokenizer saved into the output folder before training: no checkpoint
+    snap, _ = scan(
+        b"tokenizer config file saved in out/tokenizer_config.json\n"
+        b"Special tokens file saved in out/special_tokens_map.json\n"
+        b"step 10 loss 2.5\n"
+    )
+    assert snap.checkpoint is None and snap.checkpoints_saved == 0
+    # a sharded save_pretrained names its index (modeling_utils.py)
+    snap, _ = scan(
+        b"step 40 loss 1.5\nConfiguration saved in /ck/final/config.json\n"
+        b"The model is bigger than the maximum size per checkpoint (5GB) and is going to be "
+        b"split in 4 checkpoint shards. You can find where each parameters has been saved in "
+        b"the index located at /ck/final/model.safetensors.index.json.\n"
+        b"tokenizer config file saved in /ck/final/tokenizer_config.json\n"
+    )
+    assert snap.checkpoint is not None
+    assert (snap.checkpoint.path, snap.checkpoint.step) == ("/ck/final", 40)
+    # accelerate's save_model into a folder named for its step
+    snap, _ = scan(b"step 310 loss 1.2\nModel weights saved in ck/step_300/model.safetensors\n")
+    assert snap.checkpoint is not None
+    assert (snap.checkpoint.path, snap.checkpoint.step) == ("ck/step_300", 300)
 
 
 def test_nanogpt_train_loss_series_is_its_eval_estimate() -> None:

@@ -27,6 +27,7 @@ EXPECTED: dict[str, tuple[object, ...]] = {
     "hf_trainer_examples.log": (870, "3.8412", "3.0107", "2.9441", "out", ()),
     "trl_sft.log": (120, "2.4512", "1.2034", None, "trl-out/checkpoint-120", ()),
     "accelerate.log": (600, "4.1021", "2.8731", "2.9441", "output/step_300", ("time_limit",)),
+    "accelerate_no_trainer.log": (580, None, None, "2.9441", "out", ()),
     "lightning.log": (
         200,
         "2.250",
@@ -174,6 +175,23 @@ def test_nanogpt_run_results_under_the_wrapper(tmp_path: Path) -> None:
     assert (res.start_val_loss_text, res.end_val_loss_text) == ("4.2823", "1.7269")
     assert res.final_step == 500
     assert res.checkpoint == str(tmp_path / "out-shakespeare-char")
+
+
+def test_save_pretrained_run_results_under_the_wrapper(tmp_path: Path) -> None:
+    """run_clm_no_trainer.py ends with save_pretrained into --output_dir: Results' checkpoint
+    is that folder in the job's working folder, not the tokenizer file written last into
+    it (issue 28, item 4)."""
+    from tests.unit.test_job_wrapper import new_log
+
+    pacer = tmp_path / "pace.py"
+    pacer.write_text(PACER)
+    log = new_log(tmp_path)
+    argv = [sys.executable, str(pacer), str(SAMPLES / "accelerate_no_trainer.log"), "0"]
+    outcome, _, msgs = wrap(argv, log, tmp_path)
+    assert outcome.exit_code == 0, msgs
+    res = log.read().results
+    assert res.checkpoint == str(tmp_path / "out")
+    assert (res.final_step, res.end_val_loss_text) == (580, "2.9441")
 
 
 def test_scan_command_json_and_text(capsys: pytest.CaptureFixture[str]) -> None:

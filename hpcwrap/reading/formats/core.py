@@ -211,7 +211,8 @@ class LineParser:
         return read
 
     def _entry_saves(self, e: Entry, text: str, obs: Observation) -> None:
-        for kind, patterns in (("saved", e.saved), ("started", e.started), ("part", e.parts)):
+        kinds = (("saved", e.saved), ("started", e.started), ("weights", e.weights))
+        for kind, patterns in (*kinds, ("part", e.parts)):
             for rx in patterns:
                 m = rx.search(text)
                 if m is not None:
@@ -221,6 +222,15 @@ class LineParser:
     def _save(self, e: Entry, kind: str, g: dict[str, str | None], obs: Observation) -> None:
         path = _clean_path(g.get("path") or "") or None
         file = _clean_path(g.get("file") or "") or None
+        weights = kind == "weights"
+        if weights:
+            kind = "part"  # a part of a save under way; on its own, progress.py counts its folder
+            if file is not None:
+                # the step its folder names (accelerate's out/step_300), if any
+                in_folder = list(_STEP_IN_PATH.finditer(posixpath.dirname(file)))
+                if in_folder:
+                    last = in_folder[-1]
+                    g = {**g, "step": last.group("step") or last.group("bare")}
         if file is not None:
             # a file inside the checkpoint: the checkpoint is its folder (a part stays a file)
             path = file if kind == "part" else (posixpath.dirname(file) or ".")
@@ -247,6 +257,7 @@ class LineParser:
         obs.checkpoint_saved = kind == "saved"
         obs.checkpoint_started = kind == "started"
         obs.checkpoint_part = kind == "part"
+        obs.checkpoint_weights = weights
         obs.checkpoint_on_progress = e.completes_on_progress
         # a file line ("Model weights saved in") is printed by many frameworks alike
         obs.format = e.name if kind != "part" else "save-file"

@@ -59,9 +59,13 @@ class Entry:
     ignore: re.Pattern[str] | None = None
     saved: tuple[re.Pattern[str], ...] = ()  # a save completed
     started: tuple[re.Pattern[str], ...] = ()  # a save started (not a checkpoint yet)
-    # A file written as part of a save: inside a started save of its folder it is just
-    # part of it; on its own (a weights-only save) it is a completed save.
+    # A file written as part of a save (a config, a tokenizer or optimizer file): inside a
+    # started save of its folder it is just part of it; on its own it is no checkpoint.
     parts: tuple[re.Pattern[str], ...] = ()
+    # A model's weights file: inside a started save a part of it; on its own (HF's
+    # save_pretrained, accelerate's save_model) its folder is a completed checkpoint,
+    # whatever files are written into it next (the tokenizer's).
+    weights: tuple[re.Pattern[str], ...] = ()
     # The framework saves synchronously and prints only the start of a save: the save
     # is complete once training went on after it (a later step or loss, another save
     # starting, or a ``went_on`` line).

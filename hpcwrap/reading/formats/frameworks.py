@@ -11,6 +11,17 @@ from __future__ import annotations
 
 from hpcwrap.reading.formats.entry import FILE, PATH, STEP_EPOCH_INDEX, STEP_INDEX, Entry, rx
 
+# The model's weights file, in the words of transformers' modeling_utils.py save_pretrained
+# (logger.info(f"Model weights saved in {path_to_weights}"); sharded: "The model is bigger
+# than the maximum size per checkpoint (...) and is going to be split in N checkpoint shards.
+# You can find where each parameters has been saved in the index located at
+# {save_index_file}.") and of accelerate's checkpointing.py and save_model (the same first
+# words). On its own it is a save_pretrained: its folder is the checkpoint.
+_WEIGHTS = (
+    rx(r"\bModel weights saved in " + FILE),
+    rx(r"has been saved in the index located at " + FILE),
+)
+
 ENTRIES: tuple[Entry, ...] = (
     # NVIDIA/Megatron-LM: megatron/training/training.py (training_log,
     # evaluate_and_print_results), megatron/training/checkpointing.py (save_checkpoint).
@@ -208,10 +219,11 @@ ENTRIES: tuple[Entry, ...] = (
         val=rx(r"\beval_loss:\s*tensor\((?P<val_loss>{NUM})"),
         started=(rx(r"Saving current state to " + PATH),),
         saved=(rx(r"Random states saved in " + FILE),),
+        weights=_WEIGHTS,
         parts=(
             rx(
-                r"(?:Model weights|Optimizer state|Scheduler state|Gradient scaler state) saved in "
-                + FILE
+                r"(?:Optimizer state|Scheduler state|Gradient scaler state"
+                r"|Sampler state for dataloader \d+) saved in " + FILE
             ),
         ),
     ),
@@ -237,7 +249,13 @@ ENTRIES: tuple[Entry, ...] = (
         # log_metrics("train", ...)'s row: the mean over the run
         average=rx(r"^  train_loss +=\s+{NUM}$"),
         started=(rx(r"Saving model checkpoint to " + PATH),),
-        parts=(rx(r"(?:Model weights|Configuration|tokenizer config file) saved in " + FILE),),
+        # save_pretrained's other files (configuration_utils.py, tokenization_utils_base.py
+        # "tokenizer config file saved in", "Special tokens file saved in"): never a
+        # checkpoint of their own, not even written after the weights into their folder
+        weights=_WEIGHTS,
+        parts=(
+            rx(r"(?:Configuration|tokenizer config file|Special tokens file) saved in " + FILE),
+        ),
         completes_on_progress=True,
         went_on=rx(r"Training completed\.|Deleting older checkpoint|'train_runtime'"),
     ),

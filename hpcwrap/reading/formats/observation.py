@@ -28,6 +28,7 @@ class Observation:
     checkpoint_saved: bool = False  # a save completed (with or without a path)
     checkpoint_started: bool = False  # a save started: not a checkpoint until it completes
     checkpoint_part: bool = False  # a file written as part of a save
+    checkpoint_weights: bool = False  # that file is the model's weights (entry.weights)
     checkpoint_on_progress: bool = False  # the started save completes once training goes on
     checkpoint_layout: str | None = None  # "<root>/step-{step}" where no path is printed
     checkpoint_tag: str | None = None  # DeepSpeed's tag in its commit line

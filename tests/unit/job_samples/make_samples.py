@@ -556,6 +556,70 @@ def accelerate_nlp() -> str:
     return "".join(out)
 
 
+def accelerate_no_trainer() -> str:
+    """transformers' examples/pytorch/language-modeling/run_clm_no_trainer.py on accelerate,
+    --checkpointing_steps 200 --output_dir out, to its end.
+
+    Its own and accelerate's lines through logging.basicConfig("%(asctime)s -
+    %(levelname)s - %(name)s - %(message)s", "%m/%d/%Y %H:%M:%S") on stderr, glued behind
+    the desc-less step bar (tqdm(range(max_train_steps))): accelerator.py save_state
+    ("Saving current state to out/step_N"), checkpointing.py save_accelerator_state
+    ("Model weights|Optimizer state|Scheduler state|Sampler state for dataloader 0 saved
+    in ...", "Random states saved in ..." last), logger.info(f"epoch {epoch}: perplexity:
+    {perplexity} eval_loss: {eval_loss}") (a tensor). At the end
+    unwrapped_model.save_pretrained(args.output_dir) and tokenizer.save_pretrained: the
+    transformers lines (set_verbosity_info, its own handler: the bare message):
+    configuration_utils.py "Configuration saved in", modeling_utils.py "Model weights saved
+    in", tokenization_utils_base.py "tokenizer config file saved in", "Special tokens file
+    saved in". The bar is never closed.
+    """
+    total = 580
+
+    def log(t: int, name: str, msg: str) -> str:
+        return f"03/02/2025 10:{t // 60:02d}:{t % 60:02d} - INFO - {name} - {msg}\n"
+
+    out = [PREAMBLE, log(0, "__main__", "Distributed environment: NO"),
+           "Num processes: 1\nProcess index: 0\nLocal process index: 0\nDevice: cuda\n\n"
+           "Mixed precision type: no\n\n"]  # fmt: skip
+    for desc, n in (("Running tokenizer on dataset", 4358), ("Grouping texts in chunks of 1024",
+                                                             4358)):  # fmt: skip
+        for k in (0, n // 2, n):
+            out.append(CR + bar(k, n, "00:01", "3101.22 examples/s", desc))
+        out.append("\n")
+    out.append(log(30, "__main__", "***** Running training *****"))
+    for msg in ("  Num examples = 2318", "  Num Epochs = 2",
+                "  Instantaneous batch size per device = 8",
+                "  Total train batch size (w. parallel, distributed & accumulation) = 8",
+                "  Gradient Accumulation steps = 1",
+                f"  Total optimization steps = {total}"):  # fmt: skip
+        out.append(log(30, "__main__", msg))
+    out.append(CR + bar(0, total, "00:00", "?it/s"))
+    evals = {290: ("22.233144127654762", "3.1046"), 580: ("18.99212309121011", "2.9441")}
+    for step in range(10, total + 1, 10):
+        out.append(CR + bar(step, total, "01:00", " 4.84it/s"))
+        t = 30 + step // 5
+        if step in (200, 400):
+            folder = f"out/step_{step}"
+            out.append(log(t, "accelerate.accelerator", f"Saving current state to {folder}"))
+            for what, file in (("Model weights", "model.safetensors"),
+                               ("Optimizer state", "optimizer.bin"),
+                               ("Scheduler state", "scheduler.bin"),
+                               ("Sampler state for dataloader 0", "sampler.bin"),
+                               ("Random states", "random_states_0.pkl")):  # fmt: skip
+                out.append(log(t, "accelerate.checkpointing", f"{what} saved in {folder}/{file}"))
+        if step in evals:
+            ppl, loss = evals[step]
+            out.append(log(t, "__main__", f"epoch {step // 290 - 1}: perplexity: {ppl} "
+                           f"eval_loss: tensor({loss}, device='cuda:0')"))  # fmt: skip
+    for what, file in (("Configuration", "config.json"),
+                       ("Configuration", "generation_config.json"),
+                       ("Model weights", "model.safetensors"),
+                       ("tokenizer config file", "tokenizer_config.json"),
+                       ("Special tokens file", "special_tokens_map.json")):  # fmt: skip
+        out.append(f"{what} saved in out/{file}\n")
+    return "".join(out)
+
+
 def deepspeed() -> str:
     """microsoft/DeepSpeed engine via the deepspeed launcher (rank-prefixed lines):
     _report_progress ("step=N, skipped=..., lr=[...]"), a user loop's loss print, and
@@ -877,6 +941,7 @@ SAMPLES = {
     "wandb_offline.log": wandb_offline,
     "trl_sft.log": trl_sft,
     "accelerate.log": accelerate_nlp,
+    "accelerate_no_trainer.log": accelerate_no_trainer,
     "deepspeed.log": deepspeed,
     "fairseq.log": fairseq,
     "timm.log": timm,
