@@ -7,7 +7,10 @@ the box, each checked against what the real tool prints:
 
 - HF Trainer: ``{'loss': 0.51, 'learning_rate': 4.5e-05, 'epoch': 0.1}`` (older
   releases) or ``{'loss': '0.5123', ...}`` (newer ones format floats as text),
-  also glued behind a tqdm bar; the step comes from the bar's ``n/total``.
+  also glued behind a tqdm bar; the step comes from the bar's ``n/total``. Its
+  summary of averages (``{'train_runtime': ..., 'train_loss': ...}``, the examples'
+  ``  train_loss = 3.28`` table row, or what is left of the dict where a bar redraw
+  cut it) gives no train loss.
 - tqdm / Lightning bars: ``Epoch 3:  45%|####5     | 45/100 [00:01<00:02,
   25.00it/s, v_num=0, train_loss=0.123]``; validation/eval bars are ignored for
   the step.

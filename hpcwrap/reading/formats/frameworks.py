@@ -4,7 +4,9 @@ and its sample in tests/unit/job_samples/make_samples.py).
 Each entry cites where its format strings are; the samples are written from those.
 Frameworks whose metric lines the generic readers already read right (HF-style dicts,
 tqdm bars, ``key=value`` and JSON lines) declare only what those readers cannot know:
-their save lines, which bar or line is an average, what their step means.
+their save lines, which bar or line is an average, what their step means. An entry's
+``train`` pattern names the framework's train-loss series (nanoGPT's eval estimate, not
+its one-batch ``iter`` lines): Results' first and last train loss come from it.
 """
 
 from __future__ import annotations
