@@ -746,26 +746,21 @@ def read_tail(data: bytes, *, budget_s: float, patterns: Sequence[Pattern] = ())
 
 
 class _PointProgress(Progress):
-    """Progress that also keeps every (step, loss) and (step, val loss) a line gave (the
-    train loss of the same series as Results: progress.py)."""
+    """Progress that also keeps every (step, loss) and (step, val loss) a line gave: every
+    train loss printed (nanoGPT's one-batch ``iter`` losses too, a step's later value
+    standing in ``hpcwrap plot``), not only the series Results take their first and last
+    from."""
 
     def __init__(self) -> None:
         super().__init__(lambda: datetime.now(timezone.utc), time.monotonic)
         self.points: dict[str, list[tuple[float, float]]] = {"train_loss": [], "val_loss": []}
-        self._series_seen = False
 
     def apply(self, obs: Observation) -> Notable:
         notable = super().apply(obs)
-        train = obs.loss
-        if train is not None and obs.series and not self._series_seen:
-            self._series_seen = True
-            self.points["train_loss"] = []  # the series starts at its own first line
-        elif self._series_seen and not obs.series:
-            train = None  # another line's loss: not the series
-        if train is not None or obs.val_loss is not None:
+        if obs.loss is not None or obs.val_loss is not None:
             step = obs.step if obs.step is not None else self.snapshot().step
             if step is not None:
-                for key, value in (("train_loss", train), ("val_loss", obs.val_loss)):
+                for key, value in (("train_loss", obs.loss), ("val_loss", obs.val_loss)):
                     if value is not None and math.isfinite(value):
                         self.points[key].append((float(step), value))
         return notable

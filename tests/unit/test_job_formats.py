@@ -14,7 +14,7 @@ import pytest
 from hpcwrap.config import Pattern
 from hpcwrap.reading.formats import KEYWORDS, LineParser, parse_number, strip_line
 from hpcwrap.reading.progress import Notable, Progress, Snapshot
-from hpcwrap.reading.scan import Scanner, scan_file, split_lines
+from hpcwrap.reading.scan import Scanner, loss_points, scan_file, split_lines
 
 SAMPLES = Path(__file__).parent / "job_samples"
 
@@ -297,6 +297,10 @@ def test_nanogpt_train_loss_series_is_its_eval_estimate() -> None:
     assert (snap.first_loss_text, snap.loss_text) == ("4.2874", "1.5390")  # steps 0 and 500
     assert snap.train_history == ((0, 4.2874), (250, 1.9663), (500, 1.539))
     assert snap.step == 500 and snap.origin is not None and snap.origin["loss"] == "nanogpt"
+    # hpcwrap plot still draws every loss printed: one point per iter line's step (the
+    # cluster's train.sh test counts them)
+    points = loss_points(SAMPLES / "nanogpt.log")["train_loss"]
+    assert sorted({s for s, _ in points}) == [0, 10, 240, 250, 490, 500]
 
 
 def test_without_the_series_line_the_other_losses_stand_in() -> None:
