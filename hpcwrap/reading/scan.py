@@ -122,7 +122,7 @@ def split_lines(data: bytes) -> list[bytes]:
 # differ only there). Lines of one kind say the same things with other numbers; lines of
 # two kinds (a loss dict and HF's summary of averages, a bar and the log line of the
 # same step) are sampled apart. No metric word holds a deleted byte: a kind holds one
-# exactly when its line does.
+# whenever its line does.
 _NOT_KIND = b"0123456789 \t#" + bytes(range(0x80, 0x100))
 
 
