@@ -3,11 +3,18 @@
 The scanner thread applies ``Observation``s; the monitor thread takes
 ``Snapshot``s. Everything is bounded: the loss history is thinned by doubling
 its stride when full, errors keep the first few distinct messages with a count.
+
+The train loss is one series from start to end: where a framework entry names the line
+of its train-loss series (its ``train`` pattern, or a user pattern's ``loss``), the
+first and last train loss and the history come from those lines alone. Other lines'
+losses (a progress bar's postfix, nanoGPT's one-batch ``iter N: loss`` lines) stand in
+until the first such line, and wholly in a run that prints none.
 """
 
 from __future__ import annotations
 
 import math
+import posixpath
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -233,6 +240,7 @@ class Progress:
         self._lock = threading.Lock()
         self._s = Snapshot()
         self._train = LossHistory()
+        self._series = False  # a line the framework names its train-loss series was read
         self._val = LossHistory()
         self._errors: dict[tuple[str, str], ErrorRecord] = {}
         self._checkpoints: list[Checkpoint] = []
@@ -312,14 +320,24 @@ class Progress:
                 s.lr = obs.lr
                 s.version += 1
             if obs.loss is not None:
-                s.loss, s.loss_text = obs.loss, obs.loss_text
-                s.version += 1
-                s.train_count += 1
-                origin["loss"] = fmt
                 went_on = True
-                self._train.add(step, obs.loss)
-                if s.first_loss is None:
-                    s.first_loss, s.first_loss_text = obs.loss, obs.loss_text
+                s.version += 1
+                if obs.series and not self._series:
+                    # The framework's own train-loss line: from here on the series is
+                    # these lines alone, from their first (nanoGPT's "step N: train loss"
+                    # estimates, not its one-batch "iter N: loss" lines).
+                    self._series = True
+                    self._train = LossHistory()
+                    s.first_loss = s.first_loss_text = None
+                    s.train_count = 0
+                if obs.series or not self._series:
+                    s.loss, s.loss_text = obs.loss, obs.loss_text
+                    s.train_count += 1
+                    origin["loss"] = fmt
+                    self._train.add(step, obs.loss)
+                    if s.first_loss is None:
+                        s.first_loss, s.first_loss_text = obs.loss, obs.loss_text
+                # any loss line: a batch that diverged is news even beside the series
                 if not math.isfinite(obs.loss) and not s.nonfinite_seen:
                     notable.nonfinite = True
                     s.nonfinite_seen = True
@@ -348,10 +366,9 @@ class Progress:
                 # it, so it returned. (A save's own lines are not the training going on.)
                 self._complete(pend.path, pend.step, BY_PROGRESS, pend.source, notable)
                 s.pending_save = None
-            if obs.checkpoint_saved or obs.checkpoint_started or obs.checkpoint_part:
-                self._save_line(obs, step, notable)
-                if not obs.checkpoint_part:
-                    origin["checkpoint"] = fmt
+            saves = obs.checkpoint_saved or obs.checkpoint_started or obs.checkpoint_part
+            if saves and self._save_line(obs, step, notable):
+                origin["checkpoint"] = fmt
             if obs.wandb_dir is not None and obs.wandb_dir != s.wandb_dir:
                 if not _same_wandb_run(s.wandb_dir, obs.wandb_dir):
                     s.wandb_dir = obs.wandb_dir
@@ -391,8 +408,10 @@ class Progress:
                 self._s.pending_save = None
                 self._s.version += 1
 
-    def _save_line(self, obs: Observation, step: int | None, notable: Notable) -> None:
-        """A line about a save: it started, a part of it was written, or it completed."""
+    def _save_line(self, obs: Observation, step: int | None, notable: Notable) -> bool:
+        """A line about a save: it started, a part of it was written, or it completed.
+        False for a file that is neither (a part of the save under way, a tokenizer
+        file on its own)."""
         s = self._s
         ckpt_step = obs.checkpoint_step if obs.checkpoint_step is not None else step
         path = obs.checkpoint
@@ -402,14 +421,18 @@ class Progress:
         s.version += 1
         if obs.checkpoint_part:
             if pend is not None and _inside(path, pend.path):
-                return  # one file of the save under way
+                return False  # one file of the save under way
             if pend is not None and pend.on_progress:
                 # a save of another folder started: the pending one returned
                 self._complete(pend.path, pend.step, BY_PROGRESS, pend.source, notable)
                 s.pending_save = None
-            # a file saved on its own (a weights-only save): complete
-            self._complete(path, ckpt_step, BY_LINE, obs.format, notable)
-            return
+            if not obs.checkpoint_weights or path is None:
+                return False  # a config or tokenizer file alone is no checkpoint
+            # the weights saved on their own (save_pretrained, save_model): their folder
+            # is the checkpoint, not the last file written into it
+            folder = posixpath.dirname(path.rstrip("/")) or "."
+            self._complete(folder, ckpt_step, BY_LINE, obs.format, notable)
+            return True
         if obs.checkpoint_started:
             if pend is not None and pend.on_progress and not _same_save(pend, path, ckpt_step):
                 # the next save started: the previous synchronous one returned
@@ -421,7 +444,7 @@ class Progress:
             s.pending_save = PendingSave(
                 path, ckpt_step, self._wall(), obs.checkpoint_on_progress, obs.format
             )
-            return
+            return True
         # completed: it may name only a tag or nothing; the started save gives the rest
         if pend is not None and _completes(pend, path, ckpt_step, obs.checkpoint_tag):
             if path is None or (obs.checkpoint_tag and pend.path):
@@ -430,6 +453,7 @@ class Progress:
                 ckpt_step = pend.step
             s.pending_save = None
         self._complete(path, ckpt_step, BY_LINE, obs.format, notable)
+        return True
 
     def _complete(
         self,

@@ -9,13 +9,25 @@ The scanner thread works in batches: after a small batch it pauses briefly, so a
 chatty child's lines are read a few dozen at a time; a batch bigger than
 ``SMALL_BATCH`` is a flood, of which only the newest ``FLOOD_TAIL`` bytes per stream
 are read before a short sleep, which caps the scanner at a few percent of a core.
-It splits on ``\\n`` and ``\\r`` (each tqdm redraw is a line), keeps at most
+It splits on ``\\n`` and ``\\r`` (each tqdm redraw is a line) and behind a progress bar
+other text was glued to (a log line written while the bar was drawn), keeps at most
 ``LINE_MAX`` bytes of an unfinished line (the tail: a 100 MB line without a newline
 costs 64 KiB), and decodes only lines containing one of the parser's keywords
 (``formats.KEYWORDS``, found with ``bytes.find`` over the lower-cased batch). Lines
-with event words (checkpoint, error, W&B, val...) are always read; in a dense run of
-metric-only lines (step/loss/lr/bars) the first and last line of each kind are
-read. A parser exception is reported once and scanning goes on.
+with event words (checkpoint, error, W&B, val...) are always read; in a dense batch of
+metric-only lines (step/loss/lr/bars), between two event lines, the first and last line
+of each kind (a line less its numbers: ``_by_kind``) are read. A parser exception is
+reported once and scanning goes on.
+
+The pace of the output only changes how chunks fall into batches, and the reading does
+not depend on it: whatever the batches, every line that is the first or the last of its
+kind between two event lines is read, so the first and last train loss, the last val
+loss, the final step, the step of each save and the last completed checkpoint are those
+of reading every line (tests/unit/test_job_replay.py replays every sample at several
+paces). Only what is never read can differ: a flood's skipped middle (bytes the
+copy threads skip while more than ``queue_limit`` wait, and of a batch over
+``SMALL_BATCH`` all but the newest ``FLOOD_TAIL`` bytes per stream, and its oldest while
+no train loss is known), counted in ``bytes_skipped``.
 """
 
 from __future__ import annotations
@@ -23,16 +35,20 @@ from __future__ import annotations
 import contextlib
 import math
 import queue
+import re
 import threading
 import time
+from bisect import bisect_left
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
+from itertools import accumulate
 from pathlib import Path
 from typing import Any
 
 from hpcwrap.config import Pattern
-from hpcwrap.reading.formats import KEYWORDS, NOT_METRIC_PREFIXES, LineParser, Observation
+from hpcwrap.reading.formats import KEYWORDS, LineParser, Observation
 from hpcwrap.reading.progress import Checkpoint, Notable, Progress, Snapshot, checkpoint_note
 
 LINE_MAX = 64 * 1024
@@ -46,7 +62,7 @@ _METRIC_WORDS = frozenset({b"loss", b"step", b"iter", b"epoch", b"epch", b"lr", 
 GAP_NONE, GAP_IN_LINE, GAP_LINES = 0, 1, 2
 
 # Up to this many metric-word hits in a batch, every metric line is read.
-_SPARSE_HITS = 64
+SPARSE_HITS = 64
 # After a small batch the scanner pauses this long, so a chatty child's lines are read
 # in batches (fewer wake-ups, one keyword search per batch) instead of one thread
 # hand-off per line; a flood ends the pause early.
@@ -78,21 +94,88 @@ def _eol(buf: bytes, pos: int) -> int:
     return len(buf) if end < 0 else end
 
 
-_NOT_METRIC_LINES = tuple(p.encode() for p in NOT_METRIC_PREFIXES)
+# Text glued behind a progress bar (a log line written while the bar was drawn and not
+# cleared: openpi's "step=0 loss=0.4021 ..." behind "Training:   0%|...| 0/20000 [00:00<?,
+# ?it/s]") is a line of its own: read with the bar, one's words would be taken for the
+# other's (its loss for the bar's, the bar's step for its own).
+# (Split only in the lines that are read: a dense batch of bars costs no regex.)
+_GLUED = re.compile(rb"(%\|[^|\n]*\|[^\[\n]*\[[^\]\n]*\])(?=[^\n])")
 
 
-def _sampled_line(low: bytes, word: bytes, *, last: bool) -> int | None:
-    """Start of the first (or last) line holding ``word`` that may be a metric line: a
-    bounded search past W&B's own lines."""
-    pos = low.rfind(word) if last else low.find(word)
-    for _ in range(_SPARSE_HITS):
-        if pos < 0:
-            return None
-        start = low.rfind(b"\n", 0, pos) + 1
-        if not low.startswith(_NOT_METRIC_LINES, start):
-            return start
-        pos = low.rfind(word, 0, start) if last else low.find(word, _eol(low, pos))
-    return None
+def _unglued(line: bytes) -> list[bytes]:
+    """A line read, as the lines it holds: a progress bar, and the text glued behind it."""
+    if b"%|" not in line:
+        return [line]
+    return _GLUED.sub(rb"\1\n", line).split(b"\n")
+
+
+def split_lines(data: bytes) -> list[bytes]:
+    """The lines the scanner reads in ``data``: split at ``\\n``, at ``\\r`` (each bar
+    redraw is a line) and behind a progress bar text was glued to (the last one unfinished
+    unless ``data`` ends with a line break)."""
+    norm = data.replace(b"\r", b"\n")
+    return [piece for line in norm.split(b"\n") for piece in _unglued(line)]
+
+
+# A line's kind: the line without its digits, blanks, '#' and non-ASCII bytes (the numbers
+# and a progress bar's fill), and for a bar its total too (an eval bar and the training bar
+# differ only there). Lines of one kind say the same things with other numbers; lines of
+# two kinds (a loss dict and HF's summary of averages, a bar and the log line of the
+# same step) are sampled apart. No metric word holds a deleted byte: a kind holds one
+# whenever its line does.
+_NOT_KIND = b"0123456789 \t#" + bytes(range(0x80, 0x100))
+
+
+def _kinds(norm: bytes, lines: list[bytes]) -> list[bytes]:
+    kinds = norm.translate(None, _NOT_KIND).split(b"\n")
+    kinds.pop()  # norm ends with a line break
+    bars = {k for k in set(kinds) if b"%|" in k}
+    if bars:
+        for i, k in enumerate(kinds):
+            if k in bars:
+                line = lines[i]
+                at = line.find(b"/", line.find(b"%|"))
+                if at >= 0:
+                    kinds[i] = k + line[at : line.find(b"[", at)]
+    return kinds
+
+
+def _by_kind(norm: bytes, events: set[int], out: set[int]) -> int:
+    """Sample a dense batch: of each run of lines between two event lines (``events``: the
+    starts of lines always read), the first and the last line of each kind that holds a
+    metric word go to ``out`` (line starts). Returns the metric lines left out.
+
+    Whatever the batches, every line that is the first or last of its kind in its run of
+    the whole output is read (a batch cut only adds lines), so the first and last train
+    loss, the last val loss and step, and the step before each save line are the same as
+    when every line is read; only intermediate points of the history differ.
+    """
+    lines = norm.split(b"\n")
+    lines.pop()
+    kinds = _kinds(norm, lines)
+    starts = list(accumulate((len(line) + 1 for line in lines), initial=0))
+    cuts = sorted(bisect_left(starts, e) for e in events)
+    cuts.append(len(lines))
+    metric: dict[bytes, bool] = {}
+    left_out = 0
+    a = 0
+    for b in cuts:
+        if b > a:
+            run = kinds[a:b]
+            last = dict(zip(run, range(a, b), strict=True))
+            first = dict(zip(reversed(run), range(b - 1, a - 1, -1), strict=True))
+            counts = Counter(run)
+            for kind, i in first.items():
+                has = metric.get(kind)
+                if has is None:
+                    low = kind.lower()
+                    has = metric[kind] = any(w in low for w in _METRIC_WORDS)
+                if has:
+                    out.add(starts[i])
+                    out.add(starts[last[kind]])
+                    left_out += max(counts[kind] - 2, 0)
+        a = b + 1
+    return left_out
 
 
 class Scanner:
@@ -108,6 +191,7 @@ class Scanner:
         queue_limit: int = QUEUE_LIMIT,
         line_max: int = LINE_MAX,
         sample: bool = True,
+        sparse_hits: int = SPARSE_HITS,
     ) -> None:
         self.parser = parser
         self.progress = progress
@@ -116,6 +200,7 @@ class Scanner:
         self.queue_limit = queue_limit
         self.line_max = line_max
         self.sample = sample  # False: every metric line is read (offline, no CPU limit)
+        self.sparse_hits = sparse_hits  # up to this many metric-word hits a batch is read whole
         # Bytes of flood heads still to read while no train loss is known: the start of a
         # burst (bounded: output that never prints a loss must not double the flood cost).
         self._head_left = HEAD_BUDGET
@@ -173,25 +258,8 @@ class Scanner:
     # -- consumer side (scanner thread) -----------------------------------------
 
     def run(self) -> None:
-        done = False
-        while not done:
-            first = self._q.get()
-            batch = [first]
-            size = len(first[1]) if first is not None else 0
-            while size <= self.queue_limit:
-                try:
-                    item = self._q.get_nowait()
-                except queue.Empty:
-                    break
-                batch.append(item)
-                if item is not None:
-                    size += len(item[1])
-            flood = size > SMALL_BATCH
-            if flood:
-                batch = self._head(batch) + self._tails(batch)
-            done = self._process(batch)
-            if self._q.empty():
-                self._catch_up()
+        while True:
+            done, flood = self._batch(self._q.get())
             if done:
                 break
             if flood:
@@ -202,6 +270,38 @@ class Scanner:
                 self._wake.clear()
         for stream in (1, 2):
             self.finish(stream)
+
+    def read_queued(self) -> bool:
+        """Read what is queued now as one batch, as ``run`` does after each pause; True
+        once the end marker was read. How chunks fall into batches is the only thing the
+        pace of the output changes: tests replay output at chosen paces with this, no
+        clock and no thread involved."""
+        try:
+            first = self._q.get_nowait()
+        except queue.Empty:
+            return False
+        return self._batch(first)[0]
+
+    def _batch(self, first: tuple[int, bytes, int] | None) -> tuple[bool, bool]:
+        """Read ``first`` and what else is queued (up to the queue limit) as one batch:
+        (the end marker was read, the batch was a flood)."""
+        batch = [first]
+        size = len(first[1]) if first is not None else 0
+        while size <= self.queue_limit:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                break
+            batch.append(item)
+            if item is not None:
+                size += len(item[1])
+        flood = size > SMALL_BATCH
+        if flood:
+            batch = self._head(batch) + self._tails(batch)
+        done = self._process(batch)
+        if self._q.empty():
+            self._catch_up()
+        return done, flood
 
     def _catch_up(self) -> None:
         """The queue is empty: read the newest skipped chunk of each stream, if any."""
@@ -244,11 +344,11 @@ class Scanner:
             if need < len(data):
                 # cut at a line break, so the rest starts a line (no gap between them)
                 cut = max(data.rfind(b"\n", 0, need), data.rfind(b"\r", 0, need)) + 1
+                have[stream] = FLOOD_TAIL  # the head of this stream ends here
                 if cut <= 0:
-                    continue
+                    continue  # a later chunk of the stream must not be read before this one
                 head.append((stream, data[:cut], gap))
                 batch[i] = (stream, data[cut:], GAP_NONE)
-                have[stream] = FLOOD_TAIL
             else:
                 head.append(item)
                 batch[i] = (stream, b"", GAP_NONE)
@@ -391,9 +491,10 @@ class Scanner:
 
         Lines with an event word (checkpoint, error, W&B, val...) are always read.
         Lines with only metric words (step, loss, lr, a tqdm bar) are all read while
-        they are sparse; in a dense flood of them only the first and the last of the
-        batch are read: the state needs the newest values (and the very first loss),
-        not every intermediate one, and this keeps the scanner's CPU bounded.
+        they are sparse; in a dense flood of them, between two event lines, the first
+        and the last line of each kind are read (``_by_kind``): the state needs the
+        newest values (and the very first loss), not every intermediate one, and this
+        keeps the scanner's CPU bounded.
         """
         norm = head.replace(b"\r", b"\n") if b"\r" in head else head
         if self.parser.patterns or self.parser.in_traceback(stream):
@@ -415,19 +516,11 @@ class Scanner:
             self._hits(low, word, starts)
         if metric:
             hits = sum(low.count(k) for k in metric)
-            if hits <= _SPARSE_HITS or not self.sample:
+            if hits <= self.sparse_hits or not self.sample:
                 for word in metric:
                     self._hits(low, word, starts)
             else:
-                # A dense flood: for each metric word, its first and last line (HF's
-                # dicts and its bar redraws are sampled separately, neither is lost).
-                before = len(starts)
-                for word in metric:
-                    for last in (False, True):
-                        start = _sampled_line(low, word, last=last)
-                        if start is not None:
-                            starts.add(start)
-                self.sampled_out += max(hits - (len(starts) - before), 0)
+                self.sampled_out += _by_kind(norm, set(starts), starts)
         for start in sorted(starts):
             yield norm[start : _eol(norm, start)]
 
@@ -443,11 +536,14 @@ class Scanner:
         lines.pop()  # norm ends with a line break: the last piece is empty
         yield from lines
 
-    def _line(self, stream: int, raw: bytes) -> None:
-        if not raw:
-            return
-        if len(raw) > self.line_max:
-            raw = raw[-self.line_max :]
+    def _line(self, stream: int, line: bytes) -> None:
+        if len(line) > self.line_max:
+            line = line[-self.line_max :]
+        for raw in _unglued(line):
+            if raw:
+                self._parse(stream, raw)
+
+    def _parse(self, stream: int, raw: bytes) -> None:
         self.parsed_lines += 1
         try:
             obs = self.parser.parse(raw.decode("utf-8", "replace"), stream)
@@ -650,7 +746,10 @@ def read_tail(data: bytes, *, budget_s: float, patterns: Sequence[Pattern] = ())
 
 
 class _PointProgress(Progress):
-    """Progress that also keeps every (step, loss) and (step, val loss) a line gave."""
+    """Progress that also keeps every (step, loss) and (step, val loss) a line gave: every
+    train loss printed (nanoGPT's one-batch ``iter`` losses too, a step's later value
+    standing in ``hpcwrap plot``), not only the series Results take their first and last
+    from."""
 
     def __init__(self) -> None:
         super().__init__(lambda: datetime.now(timezone.utc), time.monotonic)
@@ -692,4 +791,5 @@ __all__ = [
     "report",
     "resolve_printed",
     "scan_file",
+    "split_lines",
 ]

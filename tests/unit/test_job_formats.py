@@ -14,7 +14,7 @@ import pytest
 from hpcwrap.config import Pattern
 from hpcwrap.reading.formats import KEYWORDS, LineParser, parse_number, strip_line
 from hpcwrap.reading.progress import Notable, Progress, Snapshot
-from hpcwrap.reading.scan import Scanner
+from hpcwrap.reading.scan import Scanner, loss_points, scan_file, split_lines
 
 SAMPLES = Path(__file__).parent / "job_samples"
 
@@ -45,10 +45,11 @@ def scan(
 
 
 def parse_every_line(data: bytes) -> Snapshot:
-    """The same, without the scanner: every line through the parser."""
+    """The same, without the scanner: every line through the parser (split as the scanner
+    splits: at \\n, \\r and behind a progress bar other text was glued to)."""
     progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
     parser = LineParser()
-    for line in re.split(rb"[\r\n]", data):
+    for line in split_lines(data):
         obs = parser.parse(line.decode("utf-8", "replace"), 1)
         if obs is not None:
             progress.apply(obs)
@@ -86,6 +87,26 @@ EXPECTED: dict[str, dict[str, object]] = {
         checkpoint=("out/checkpoint-300", 300),
         checkpoints_saved=3,
     ),
+    "accelerate_no_trainer.log": dict(
+        step=580,
+        step_total=580,
+        loss=None,  # run_clm_no_trainer.py prints no train loss
+        val_loss=2.9441,
+        first_val_loss=3.1046,
+        checkpoint=("out", 580),  # save_pretrained's folder, not its last file
+        checkpoints_saved=3,
+    ),
+    "hf_trainer_examples.log": dict(
+        step=870,
+        step_total=870,
+        epoch=3.0,
+        loss=3.0107,  # the last logged dict's, not the run's mean (3.2812)
+        first_loss=3.8412,
+        val_loss=2.9441,
+        first_val_loss=2.9441,
+        checkpoint=("out", 870),  # trainer.save_model() at the end
+        checkpoints_saved=2,
+    ),
     "lightning.log": dict(
         step=200,
         epoch=1.0,
@@ -97,7 +118,7 @@ EXPECTED: dict[str, dict[str, object]] = {
     ),
     "nanogpt.log": dict(
         step=500,
-        loss=1.5479,
+        loss=1.539,  # the step 500 estimate, not iter 500's one batch
         val_loss=1.7269,
         first_loss=4.2874,
         first_val_loss=4.2823,
@@ -185,6 +206,131 @@ def test_hf_train_summary_is_not_the_last_loss() -> None:
     assert snap.loss == pytest.approx(0.8731)  # not the run average 1.6543
 
 
+def test_hf_summary_of_averages_is_never_a_step_loss() -> None:
+    """HF's end of training prints the run's mean train loss twice: in the summary dict
+    (cleared, written and the 100% bar redrawn) and in run_clm.py's log_metrics table.
+    Neither is the last step's loss (issue 28, item 4)."""
+    snap, _ = scan(sample("hf_trainer_examples.log"))
+    assert (snap.first_loss_text, snap.loss_text) == ("3.8412", "3.0107")
+    assert snap.checkpoint is not None and (snap.checkpoint.path, snap.checkpoint.step) == (
+        "out",
+        870,
+    )
+    # the summary glued behind the 100% bar, after its \r or with none between them
+    dicts = (
+        b"{'loss': 3.2, 'learning_rate': 1e-05, 'epoch': 2.5}\n"
+        b"{'loss': 2.9, 'learning_rate': 1e-06, 'epoch': 3.0}\n"
+    )
+    bar = "100%|██████████| 500/500 [01:02<00:00,  8.0it/s]".encode()
+    summary = (
+        b"{'train_runtime': 12.3, 'train_samples_per_second': 130.1, 'train_steps_per_second'"
+        b": 8.0, 'train_loss': 3.0812, 'epoch': 3.0}\n"
+    )
+    for glued in (b"\r" + bar + b"\r" + summary, b"\r" + bar + summary):
+        snap, _ = scan(dicts + glued)
+        assert (snap.loss, snap.step) == (2.9, 500), glued
+
+
+def test_openpi_pytorch_series_is_its_log_line() -> None:
+    """openpi's train_pytorch.py logs "step=N loss=<mean over the interval>" glued behind
+    its "Training" bar, whose postfix also says loss= (the latest batch's): the log line
+    is the series, read as a line of its own (issue 28, item 4)."""
+    r = scan_file(SAMPLES / "openpi_pytorch.log")
+    assert (r.first_loss, r.last_loss, r.final_step) == ("0.4021", "0.1276", 250)
+    assert r.snapshot.train_history == ((1, 0.4021), (101, 0.2458), (201, 0.1276))
+    assert r.checkpoint is not None and (r.checkpoint.printed, r.checkpoint.step) == (
+        "checkpoints/pi0_aloha_sim/torch_run/249",
+        249,
+    )
+    assert r.origin["loss"] == "openpi-pytorch"
+
+
+def test_a_line_glued_behind_a_bar_is_its_own_line() -> None:
+    bar = b"Training:   0%|          | 0/20000 [00:00<?, ?it/s]"
+    log = b"15:11:40.918 [I] step=0 loss=0.4021 lr=2.50e-08 grad_norm=1.20 time=13.1s"
+    assert split_lines(b"\r" + bar + log + b"\n") == [b"", bar, log, b""]
+    # a bar alone, or one whose postfix holds brackets, is left whole
+    whole = "  5%|▌         | 1000/20000 [13:20<4:13:20, 1.25it/s, loss=0.1137]".encode()
+    assert split_lines(whole) == [whole]
+    nested = b" 50%|#####     | 5/10 [00:01<00:01, 5.0it/s, lr=[0.001]]"
+    assert b"".join(split_lines(nested)) == nested
+
+
+def test_save_pretrained_folder_is_the_checkpoint() -> None:
+    """The weights written on their own (save_pretrained, accelerate's save_model) make
+    their folder a checkpoint; the config and tokenizer files around them never are."""
+    snap, _ = scan(sample("accelerate_no_trainer.log"))
+    assert [(c.path, c.step) for c in snap.checkpoints] == [
+        ("out/step_200", 200),
+        ("out/step_400", 400),
+        ("out", 580),
+    ]
+    assert snap.origin is not None and snap.origin["checkpoint"] == "save-file"
+    # the tokenizer saved into the output folder before training: no checkpoint
+    snap, _ = scan(
+        b"tokenizer config file saved in out/tokenizer_config.json\n"
+        b"Special tokens file saved in out/special_tokens_map.json\n"
+        b"step 10 loss 2.5\n"
+    )
+    assert snap.checkpoint is None and snap.checkpoints_saved == 0
+    # a sharded save_pretrained names its index (modeling_utils.py)
+    snap, _ = scan(
+        b"step 40 loss 1.5\nConfiguration saved in /ck/final/config.json\n"
+        b"The model is bigger than the maximum size per checkpoint (5GB) and is going to be "
+        b"split in 4 checkpoint shards. You can find where each parameters has been saved in "
+        b"the index located at /ck/final/model.safetensors.index.json.\n"
+        b"tokenizer config file saved in /ck/final/tokenizer_config.json\n"
+    )
+    assert snap.checkpoint is not None
+    assert (snap.checkpoint.path, snap.checkpoint.step) == ("/ck/final", 40)
+    # accelerate's save_model into a folder named for its step
+    snap, _ = scan(b"step 310 loss 1.2\nModel weights saved in ck/step_300/model.safetensors\n")
+    assert snap.checkpoint is not None
+    assert (snap.checkpoint.path, snap.checkpoint.step) == ("ck/step_300", 300)
+
+
+def test_nanogpt_train_loss_series_is_its_eval_estimate() -> None:
+    """Start and end of the train loss come from one kind of line (issue 28, item 5).
+    nanoGPT prints an estimate over eval_iters batches ("step N: train loss X, val loss
+    Y") and one batch's loss ("iter N: loss X"); its entry names the estimate its series."""
+    snap, _ = scan(sample("nanogpt.log"))
+    assert (snap.first_loss_text, snap.loss_text) == ("4.2874", "1.5390")  # steps 0 and 500
+    assert snap.train_history == ((0, 4.2874), (250, 1.9663), (500, 1.539))
+    assert snap.step == 500 and snap.origin is not None and snap.origin["loss"] == "nanogpt"
+    # hpcwrap plot still draws every loss printed: one point per iter line's step (the
+    # cluster's train.sh test counts them)
+    points = loss_points(SAMPLES / "nanogpt.log")["train_loss"]
+    assert sorted({s for s, _ in points}) == [0, 10, 240, 250, 490, 500]
+
+
+def test_without_the_series_line_the_other_losses_stand_in() -> None:
+    """A reading with none of the entry's own lines (the epilog's tail of a long nanoGPT
+    run between two evals) takes the train loss from the lines it has."""
+    data = sample("nanogpt.log")
+    tail = data[data.index(b"iter 10:") : data.index(b"step 250:")]
+    snap, _ = scan(tail)
+    assert (snap.first_loss_text, snap.loss_text) == ("3.2330", "2.0897")
+
+
+def test_the_series_starts_at_its_first_line() -> None:
+    """One-batch losses read before the first estimate are not the series' start."""
+    data = (
+        b"iter 240: loss 2.0897, time 60.39ms, mfu 6.21%\n"
+        b"step 250: train loss 1.9663, val loss 2.0650\n"
+        b"iter 250: loss 2.0290, time 8811.31ms, mfu 5.59%\n"
+    )
+    snap, _ = scan(data)
+    assert (snap.first_loss_text, snap.loss_text, snap.train_count) == ("1.9663", "1.9663", 1)
+    assert snap.train_history == ((250, 1.9663),) and snap.step == 250
+
+
+def test_a_user_pattern_names_the_series() -> None:
+    pat = Pattern("mine", re.compile(r"objective=(?P<loss>[\d.]+)"))
+    data = b"step 1 loss 9.0\nep 1 objective=0.75\nstep 2 loss 8.0\nep 2 objective=0.5\n"
+    snap, _ = scan(data, patterns=(pat,))
+    assert (snap.first_loss, snap.loss) == (0.75, 0.5) and snap.step == 2
+
+
 def test_jsonl_nan_is_recorded_as_such() -> None:
     snap, notes = scan(sample("jsonl.log"))
     assert snap.loss is not None and math.isnan(snap.loss)
@@ -240,7 +386,7 @@ def test_chunk_boundaries_do_not_matter(name: str) -> None:
 def test_keywords_cover_every_line_the_parser_reads() -> None:
     parser = LineParser()
     for path in SAMPLES.glob("*.log"):
-        for raw in re.split(rb"[\r\n]", path.read_bytes()):
+        for raw in split_lines(path.read_bytes()):
             obs = parser.parse(raw.decode("utf-8", "replace"), 1)
             if obs is not None:
                 low = raw.lower()
@@ -444,10 +590,25 @@ def test_invalid_utf8_nul_and_giant_lines_do_not_break_parsing() -> None:
         # a test set's loss is not the val loss
         (" validation loss at iteration 6000 on test set | lm loss value: 3.7E+00 |",
          dict(val_loss=None)),
+        # summaries of averages are never a step's loss: HF's log_metrics row, the rest of
+        # the summary dict cut by a bar redrawn into Python's stdout block, fairseq's json
+        # epoch summary (progress_bar.py JsonProgressBar.print)
+        ("  train_loss               =     3.2812", dict(loss=None)),
+        ("  eval_loss               =     2.9441", dict(val_loss=2.9441)),
+        ("100%|██████████| 870/870 [01:52<00:00,  7.75it/s]les_per_second': 61.952, "
+         "'train_steps_per_second': 7.744, 'train_loss': 3.2812, 'epoch': 3.0}",
+         dict(step=870, loss=None)),
+        ("cond': 7.744, 'train_loss': 3.2812, 'epoch': 3.0}", dict(loss=None)),
+        ('2025-03-02 10:00:00 | INFO | train | {"epoch": 1, "train_loss": "9.3", '
+         '"train_nll_loss": "8.8", "train_ppl": "445.2", "train_num_updates": "1119"}',
+         dict(loss=None)),
         ("step  501/2000 | train loss 3.650000 | norm 1.1 | lr 6.00e-04 | 412.34 ms",
          dict(step=501, loss=3.65, step_total=2000)),
         ("step 00399/00400 (99.75%) | loss: 3.501234 | lrm: 0.10 | dt: 512.31ms",
          dict(step=400, loss=3.501234)),
+        # openpi's PyTorch log line: the 0-based index of the update done, the series' loss
+        ("15:11:40.918 [I] step=0 loss=0.4021 lr=2.50e-08 grad_norm=1.20 time=13.1s"
+         + " " * 10 + "(4242:train_pytorch.py:582)", dict(step=1, loss=0.4021, series=True)),
     ],
 )  # fmt: skip
 def test_framework_lines(line: str, want: dict[str, object]) -> None:

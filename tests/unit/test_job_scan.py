@@ -156,6 +156,39 @@ def test_flood_at_the_start_keeps_the_first_loss() -> None:
     assert snap.bytes_skipped > 0  # the middle was skipped: the flood rule still holds
 
 
+def test_flood_head_keeps_the_order_of_a_stream() -> None:
+    """The head of a flood ends at its first chunk that has no line break within it: a
+    later chunk of the same stream is never read before that one."""
+    scanner, progress, _ = make(limit=64 << 20)
+    scanner.offer(1, b"x" * 100 + b"\n")
+    scanner.offer(1, b"y" * 300_000 + b" step 3 loss 2.0\n")  # a flood: over SMALL_BATCH
+    scanner.offer(1, b"step 5 loss 1.0\n")
+    scanner.close()
+    assert scanner.read_queued()
+    scanner.finish(1)
+    snap = progress.snapshot()
+    assert (snap.step, snap.loss) == (5, 1.0)
+
+
+def test_dense_batch_reads_the_last_line_of_each_kind() -> None:
+    """A dense batch is sampled by kind (a line less its numbers): the last train loss is
+    the last loss dict's even where HF's summary of averages and an eval bar follow it."""
+    scanner, progress, _ = make()
+    bar = "{:3d}%|#         | {}/{} [00:01<00:02, 9.1it/s]"
+    out = []
+    for step in range(1, 101):
+        out.append("\r" + bar.format(step, step, 100))
+        loss = f"{{'loss': {3 / step:.4f}, 'learning_rate': 1e-05, 'epoch': {step / 100:.2f}}}"
+        out.append("\r" + loss + "\n")
+    out.append("\r{'train_runtime': 9.5, 'train_samples_per_second': 84.2, 'train_steps_per_second"
+               "': 10.5, 'train_loss': 0.4321, 'epoch': 1.0}\n")  # fmt: skip
+    out.extend("\r" + bar.format(n * 10, n, 10) for n in range(11))  # an eval bar
+    scanner.feed(2, "".join(out).encode() + b"\n")
+    snap = progress.snapshot()
+    assert scanner.sampled_out > 0
+    assert (snap.first_loss, snap.loss, snap.step) == (3.0, 0.03, 100)
+
+
 def test_dense_batch_ends_with_the_last_step_line_not_wandbs_summary() -> None:
     """W&B's end-of-run history/summary follows a dense batch of step lines in one pipe:
     the last "loss" line of the batch is W&B's, so the sampled last line must be the

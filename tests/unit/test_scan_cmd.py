@@ -24,8 +24,10 @@ SAMPLES = Path(__file__).parent / "job_samples"
 EXPECTED: dict[str, tuple[object, ...]] = {
     "hf_trainer.log": (300, "2.3124", "0.8731", "0.9944", "out/checkpoint-300", ()),
     "hf_trainer_new.log": (300, "2.312", "0.8731", "0.9944", "out/checkpoint-300", ()),
+    "hf_trainer_examples.log": (870, "3.8412", "3.0107", "2.9441", "out", ()),
     "trl_sft.log": (120, "2.4512", "1.2034", None, "trl-out/checkpoint-120", ()),
     "accelerate.log": (600, "4.1021", "2.8731", "2.9441", "output/step_300", ("time_limit",)),
+    "accelerate_no_trainer.log": (580, None, None, "2.9441", "out", ()),
     "lightning.log": (
         200,
         "2.250",
@@ -59,7 +61,7 @@ EXPECTED: dict[str, tuple[object, ...]] = {
         ("oom_kill",),
     ),
     "torchtitan.log": (20, "12.23450", "7.54320", "7.9012", "./outputs/checkpoint/step-20", ()),
-    "nanogpt.log": (500, "4.2874", "1.5479", "1.7269", "out-shakespeare-char", ()),
+    "nanogpt.log": (500, "4.2874", "1.5390", "1.7269", "out-shakespeare-char", ()),
     "nanochat.log": (
         400,
         "11.090355",
@@ -78,7 +80,7 @@ EXPECTED: dict[str, tuple[object, ...]] = {
         (),
     ),
     "openpi_jax.log": (
-        1100,
+        2000,  # orbax's "Saving checkpoint at step 2000", no longer read as the glued bar's 1100
         "0.5123",
         "0.1520",
         None,
@@ -86,11 +88,11 @@ EXPECTED: dict[str, tuple[object, ...]] = {
         ("cuda_oom",),
     ),
     "openpi_pytorch.log": (
-        200,
-        "0.9123",
-        "0.1812",
+        250,
+        "0.4021",
+        "0.1276",
         None,
-        "checkpoints/pi0_aloha_sim/torch_run/200",
+        "checkpoints/pi0_aloha_sim/torch_run/249",
         (),
     ),
     "timm.log": (
@@ -135,6 +137,61 @@ def test_relative_paths_are_resolved_and_kept_as_printed(tmp_path: Path) -> None
     assert r.checkpoint is not None
     assert r.checkpoint.printed == "checkpoints/transformer/checkpoint2.pt"
     assert r.checkpoint.path == str(tmp_path / "checkpoints/transformer/checkpoint2.pt")
+
+
+def test_nanogpt_checkpoint_is_its_out_dir_as_printed(tmp_path: Path) -> None:
+    """nanoGPT prints "saving checkpoint to <out_dir>" and overwrites <out_dir>/ckpt.pt: the
+    checkpoint is that folder, resolved against the job's working folder, whatever else
+    is beside it (issue 28, item 5)."""
+    out = tmp_path / "out-shakespeare-char"
+    out.mkdir()
+    (out / "ckpt.pt").write_bytes(b"weights")
+    (tmp_path / "run_logs").mkdir()  # written later, beside it
+    r = scan_file(SAMPLES / "nanogpt.log", cwd=tmp_path)
+    assert r.checkpoint is not None
+    assert (r.checkpoint.printed, r.checkpoint.path) == ("out-shakespeare-char", str(out))
+    assert r.checkpoint.step == 500
+    from hpcwrap.reading.records import with_records
+
+    merged = with_records(r, tmp_path, SAMPLES / "nanogpt.log")
+    assert merged.checkpoint is not None and merged.checkpoint.path == str(out)
+
+
+def test_nanogpt_run_results_under_the_wrapper(tmp_path: Path) -> None:
+    """The wrapper's Results for a nanoGPT run: both train losses from the "step" lines,
+    the checkpoint the out_dir in the job's working folder."""
+    from tests.unit.test_job_wrapper import new_log
+
+    (tmp_path / "out-shakespeare-char").mkdir()
+    (tmp_path / "out-shakespeare-char" / "ckpt.pt").write_bytes(b"weights")
+    pacer = tmp_path / "pace.py"
+    pacer.write_text(PACER)
+    log = new_log(tmp_path)
+    argv = [sys.executable, str(pacer), str(SAMPLES / "nanogpt.log"), "0"]
+    outcome, _, msgs = wrap(argv, log, tmp_path)
+    assert outcome.exit_code == 0, msgs
+    res = log.read().results
+    assert (res.start_train_loss_text, res.end_train_loss_text) == ("4.2874", "1.5390")
+    assert (res.start_val_loss_text, res.end_val_loss_text) == ("4.2823", "1.7269")
+    assert res.final_step == 500
+    assert res.checkpoint == str(tmp_path / "out-shakespeare-char")
+
+
+def test_save_pretrained_run_results_under_the_wrapper(tmp_path: Path) -> None:
+    """run_clm_no_trainer.py ends with save_pretrained into --output_dir: Results' checkpoint
+    is that folder in the job's working folder, not the tokenizer file written last into
+    it (issue 28, item 4)."""
+    from tests.unit.test_job_wrapper import new_log
+
+    pacer = tmp_path / "pace.py"
+    pacer.write_text(PACER)
+    log = new_log(tmp_path)
+    argv = [sys.executable, str(pacer), str(SAMPLES / "accelerate_no_trainer.log"), "0"]
+    outcome, _, msgs = wrap(argv, log, tmp_path)
+    assert outcome.exit_code == 0, msgs
+    res = log.read().results
+    assert res.checkpoint == str(tmp_path / "out")
+    assert (res.final_step, res.end_val_loss_text) == (580, "2.9441")
 
 
 def test_scan_command_json_and_text(capsys: pytest.CaptureFixture[str]) -> None:

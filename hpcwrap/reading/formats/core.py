@@ -7,7 +7,10 @@ the box, each checked against what the real tool prints:
 
 - HF Trainer: ``{'loss': 0.51, 'learning_rate': 4.5e-05, 'epoch': 0.1}`` (older
   releases) or ``{'loss': '0.5123', ...}`` (newer ones format floats as text),
-  also glued behind a tqdm bar; the step comes from the bar's ``n/total``.
+  also glued behind a tqdm bar; the step comes from the bar's ``n/total``. Its
+  summary of averages (``{'train_runtime': ..., 'train_loss': ...}``, the examples'
+  ``  train_loss = 3.28`` table row, or what is left of the dict where a bar redraw
+  cut it) gives no train loss.
 - tqdm / Lightning bars: ``Epoch 3:  45%|####5     | 45/100 [00:01<00:02,
   25.00it/s, v_num=0, train_loss=0.123]``; validation/eval bars are ignored for
   the step.
@@ -88,10 +91,13 @@ from hpcwrap.reading.formats.generic import (
     _MEGATRON_TRAIN,
     _MEGATRON_VAL,
     _SEPARATOR_BEFORE,
+    _SUMMARY_KEYS,
     _TORCHTITAN_VAL,
     _TQDM,
     _TRAIN_BAR,
+    _dict_tail,
     _plain_metrics,
+    _summary,
     _tqdm_count,
 )
 from hpcwrap.reading.formats.observation import _LOSSES, ERROR_TEXT_MAX, Observation
@@ -208,7 +214,8 @@ class LineParser:
         return read
 
     def _entry_saves(self, e: Entry, text: str, obs: Observation) -> None:
-        for kind, patterns in (("saved", e.saved), ("started", e.started), ("part", e.parts)):
+        kinds = (("saved", e.saved), ("started", e.started), ("weights", e.weights))
+        for kind, patterns in (*kinds, ("part", e.parts)):
             for rx in patterns:
                 m = rx.search(text)
                 if m is not None:
@@ -218,6 +225,15 @@ class LineParser:
     def _save(self, e: Entry, kind: str, g: dict[str, str | None], obs: Observation) -> None:
         path = _clean_path(g.get("path") or "") or None
         file = _clean_path(g.get("file") or "") or None
+        weights = kind == "weights"
+        if weights:
+            kind = "part"  # a part of a save under way; on its own, progress.py counts its folder
+            if file is not None:
+                # the step its folder names (accelerate's out/step_300), if any
+                in_folder = list(_STEP_IN_PATH.finditer(posixpath.dirname(file)))
+                if in_folder:
+                    last = in_folder[-1]
+                    g = {**g, "step": last.group("step") or last.group("bare")}
         if file is not None:
             # a file inside the checkpoint: the checkpoint is its folder (a part stays a file)
             path = file if kind == "part" else (posixpath.dirname(file) or ".")
@@ -244,6 +260,7 @@ class LineParser:
         obs.checkpoint_saved = kind == "saved"
         obs.checkpoint_started = kind == "started"
         obs.checkpoint_part = kind == "part"
+        obs.checkpoint_weights = weights
         obs.checkpoint_on_progress = e.completes_on_progress
         # a file line ("Model weights saved in") is printed by many frameworks alike
         obs.format = e.name if kind != "part" else "save-file"
@@ -293,6 +310,9 @@ class LineParser:
         if g.get("lr"):
             self._set(obs, "lr", parse_number(g["lr"] or ""), force=True)
         self._fields(e, text, obs)
+        # the entry's train line: its loss is the framework's train-loss series
+        if obs.loss is not None:
+            obs.series = True
         obs.sources.append(e.name)
         return True
 
@@ -363,6 +383,8 @@ class LineParser:
                     setattr(obs, key, number)
                     if key in _LOSSES:
                         setattr(obs, key + "_text", printed(value))
+                    if key == "loss":
+                        obs.series = True  # the person named this line's loss
             elif key == "checkpoint":
                 obs.checkpoint = _clean_path(value)
                 obs.checkpoint_saved = True
@@ -557,7 +579,7 @@ class LineParser:
         if not isinstance(data, dict):
             return False
         obs.sources.append("json")
-        summary = "train_runtime" in data
+        summary = any(k in data for k in _SUMMARY_KEYS)
         for key, value in data.items():
             name = _KEY_FIELDS.get(str(key).lower())
             if name is None or (summary and name == "loss"):
@@ -579,7 +601,7 @@ class LineParser:
         return "val" if last.group("val") else "test"
 
     def _kv(self, text: str, lower: str, obs: Observation) -> None:
-        summary = "train_runtime" in lower or "train_samples_per_second" in lower
+        summary = _summary(lower) or _dict_tail(text)
         validate = "validate step" in lower and bool(_TORCHTITAN_VAL.search(text))
         found = False
         ascii_ = text.isascii()

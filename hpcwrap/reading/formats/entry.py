@@ -48,20 +48,28 @@ class Entry:
     name: str
     source: str  # where its format strings are: "owner/repo: path"
     hints: tuple[str, ...]  # lower-case words; the entry is tried only on lines with one
-    train: re.Pattern[str] | None = None  # marks a train line (with step/loss/... groups)
+    # Marks a train line (with step/loss/... groups). Its loss is the framework's train-loss
+    # series: where such a line is read, the first and last train loss come from these
+    # lines alone, other lines' losses (a bar's postfix, one batch's print) stand in only
+    # where none is (progress.py).
+    train: re.Pattern[str] | None = None
     val: re.Pattern[str] | None = None  # marks a validation line
     # Extra fields on a train or val line, in any order: (field, regex with group "v").
     fields: tuple[tuple[str, re.Pattern[str]], ...] = ()
-    # A line that reports an average over many steps (an epoch summary): its loss is
-    # not the last per-step train loss; its step fields still count.
+    # A line that reports an average over many steps (an epoch summary, HF's log_metrics
+    # row): its loss is never a step's train loss; its step fields still count.
     average: re.Pattern[str] | None = None
     # A line that looks like progress and is not (a test set's loss): read, nothing taken.
     ignore: re.Pattern[str] | None = None
     saved: tuple[re.Pattern[str], ...] = ()  # a save completed
     started: tuple[re.Pattern[str], ...] = ()  # a save started (not a checkpoint yet)
-    # A file written as part of a save: inside a started save of its folder it is just
-    # part of it; on its own (a weights-only save) it is a completed save.
+    # A file written as part of a save (a config, a tokenizer or optimizer file): inside a
+    # started save of its folder it is just part of it; on its own it is no checkpoint.
     parts: tuple[re.Pattern[str], ...] = ()
+    # A model's weights file: inside a started save a part of it; on its own (HF's
+    # save_pretrained, accelerate's save_model) its folder is a completed checkpoint,
+    # whatever files are written into it next (the tokenizer's).
+    weights: tuple[re.Pattern[str], ...] = ()
     # The framework saves synchronously and prints only the start of a save: the save
     # is complete once training went on after it (a later step or loss, another save
     # starting, or a ``went_on`` line).

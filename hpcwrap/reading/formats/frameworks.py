@@ -4,12 +4,25 @@ and its sample in tests/unit/job_samples/make_samples.py).
 Each entry cites where its format strings are; the samples are written from those.
 Frameworks whose metric lines the generic readers already read right (HF-style dicts,
 tqdm bars, ``key=value`` and JSON lines) declare only what those readers cannot know:
-their save lines, which bar or line is an average, what their step means.
+their save lines, which bar or line is an average, what their step means. An entry's
+``train`` pattern names the framework's train-loss series (nanoGPT's eval estimate, not
+its one-batch ``iter`` lines): Results' first and last train loss come from it.
 """
 
 from __future__ import annotations
 
 from hpcwrap.reading.formats.entry import FILE, PATH, STEP_EPOCH_INDEX, STEP_INDEX, Entry, rx
+
+# The model's weights file, in the words of transformers' modeling_utils.py save_pretrained
+# (logger.info(f"Model weights saved in {path_to_weights}"); sharded: "The model is bigger
+# than the maximum size per checkpoint (...) and is going to be split in N checkpoint shards.
+# You can find where each parameters has been saved in the index located at
+# {save_index_file}.") and of accelerate's checkpointing.py and save_model (the same first
+# words). On its own it is a save_pretrained: its folder is the checkpoint.
+_WEIGHTS = (
+    rx(r"\bModel weights saved in " + FILE),
+    rx(r"has been saved in the index located at " + FILE),
+)
 
 ENTRIES: tuple[Entry, ...] = (
     # NVIDIA/Megatron-LM: megatron/training/training.py (training_log,
@@ -68,7 +81,11 @@ ENTRIES: tuple[Entry, ...] = (
             ("lr", rx(r"\blr[= ](?P<v>{NUM})")),
         ),
         # "| train | epoch 001 | loss 9.1 | ... | num_updates 1119": the epoch's average
-        average=rx(r"\|\s*train\s*\|\s*epoch \d+ \| loss (?P<loss>{NUM})"),
+        # (--log-format json: '| train | {"epoch": 1, "train_loss": "9.1", ...}')
+        average=rx(
+            r"\|\s*train\s*\|\s*"
+            r"(?:epoch \d+ \| loss (?P<loss>{NUM})|\{\"epoch\": \d+, \"train_loss\")"
+        ),
         started=(rx(r"Preparing to save checkpoint for epoch \d+ @ (?P<step>\d+) updates"),),
         saved=(rx(r"Saved checkpoint " + PATH + r" \(epoch \d+ @ (?P<step>\d+) updates"),),
     ),
@@ -147,13 +164,18 @@ ENTRIES: tuple[Entry, ...] = (
         ),
         path_step=rx(r"/(?P<step>\d+)/?$"),
     ),
-    # Physical-Intelligence/openpi scripts/train_pytorch.py: "step=N loss=..." averages
-    # the log interval; the "Training" bar's postfix has the per-step loss.
+    # Physical-Intelligence/openpi scripts/train_pytorch.py: logging.info(f"step={global_step}
+    # loss={avg_loss:.4f} lr={avg_lr:.2e} ...") every log_interval (the mean over the interval,
+    # the first batch's alone at step 0; logged before global_step += 1: the 0-based index of
+    # the update done) is its train-loss series; the "Training" bar's set_postfix loss= (the
+    # latest batch's) stands in only where no such line was read. Its log lines are glued
+    # behind the bar (logging does not clear it): the scanner reads them as lines of their own.
     Entry(
         name="openpi-pytorch",
         source="Physical-Intelligence/openpi: scripts/train_pytorch.py",
         hints=("step=", "saved checkpoint at step"),
-        average=rx(r"\bstep=(?P<step>\d+) loss=(?P<loss>{NUM}) lr="),
+        train=rx(r"\bstep=(?P<step>\d+) loss=(?P<loss>{NUM}) lr=(?P<lr>{NUM})"),
+        step=STEP_INDEX,
         saved=(rx(r"Saved checkpoint at step (?P<step>\d+) -> " + PATH),),
     ),
     # pytorch/torchtitan: torchtitan/components/metrics.py (MetricsProcessor.log, the
@@ -199,28 +221,43 @@ ENTRIES: tuple[Entry, ...] = (
         val=rx(r"\beval_loss:\s*tensor\((?P<val_loss>{NUM})"),
         started=(rx(r"Saving current state to " + PATH),),
         saved=(rx(r"Random states saved in " + FILE),),
+        weights=_WEIGHTS,
         parts=(
             rx(
-                r"(?:Model weights|Optimizer state|Scheduler state|Gradient scaler state) saved in "
-                + FILE
+                r"(?:Optimizer state|Scheduler state|Gradient scaler state"
+                r"|Sampler state for dataloader \d+) saved in " + FILE
             ),
         ),
     ),
     # huggingface/transformers: src/transformers/trainer.py (_save: "Saving model
     # checkpoint to", _rotate_checkpoints, the end of train()); trainer_callback.py
-    # (ProgressCallback prints the log dicts). TRL's trainers are Trainers.
+    # (ProgressCallback prints the log dicts). TRL's trainers are Trainers. The end of
+    # train() logs a summary of averages ({'train_runtime': ..., 'train_loss': <the run's
+    # mean>, 'epoch': ...}: read by the generic readers, never as a step's loss), and the
+    # examples scripts print it again through trainer_pt_utils.py log_metrics
+    # (print(f"  {key: <{k_width}} = {metrics_formatted[key]:>{v_width}}")).
     Entry(
         name="hf-trainer",
-        source="huggingface/transformers: src/transformers/trainer.py, trainer_callback.py",
+        source="huggingface/transformers: src/transformers/trainer.py, trainer_callback.py, "
+        "trainer_pt_utils.py",
         hints=(
             "saving model checkpoint",
             "saved in",
             "training completed",
             "deleting older",
             "train_runtime",
+            "train_loss",
         ),
+        # log_metrics("train", ...)'s row: the mean over the run
+        average=rx(r"^  train_loss +=\s+{NUM}$"),
         started=(rx(r"Saving model checkpoint to " + PATH),),
-        parts=(rx(r"(?:Model weights|Configuration|tokenizer config file) saved in " + FILE),),
+        # save_pretrained's other files (configuration_utils.py, tokenization_utils_base.py
+        # "tokenizer config file saved in", "Special tokens file saved in"): never a
+        # checkpoint of their own, not even written after the weights into their folder
+        weights=_WEIGHTS,
+        parts=(
+            rx(r"(?:Configuration|tokenizer config file|Special tokens file) saved in " + FILE),
+        ),
         completes_on_progress=True,
         went_on=rx(r"Training completed\.|Deleting older checkpoint|'train_runtime'"),
     ),
@@ -235,11 +272,19 @@ ENTRIES: tuple[Entry, ...] = (
         completes_on_progress=True,
         went_on=rx(r"`Trainer\.fit` stopped"),
     ),
-    # karpathy/nanoGPT: train.py ("saving checkpoint to <out_dir>", then torch.save).
+    # karpathy/nanoGPT: train.py. print(f"step {iter_num}: train loss {losses['train']:.4f},
+    # val loss {losses['val']:.4f}") every eval_interval (estimate_loss: the mean over
+    # eval_iters batches) is its train-loss series; print(f"iter {iter_num}: loss
+    # {lossf:.4f}, time ...ms, mfu ...%") every log_interval is one batch's loss (read by the
+    # generic reader: it stands in only where no estimate is printed). print(f"saving
+    # checkpoint to {out_dir}"), then torch.save of out_dir/ckpt.pt (overwritten each time):
+    # the checkpoint is out_dir as printed.
     Entry(
         name="nanogpt",
         source="karpathy/nanoGPT: train.py",
-        hints=("saving checkpoint to",),
+        hints=("saving checkpoint to", "train loss"),
+        train=rx(r"^step (?P<step>\d+): train loss (?P<loss>{NUM}), val loss"),
+        fields=(("val_loss", rx(r", val loss (?P<v>{NUM})")),),
         started=(rx(r"^saving checkpoint to " + PATH),),
         completes_on_progress=True,
     ),

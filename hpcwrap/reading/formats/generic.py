@@ -106,10 +106,27 @@ def _tqdm_count(text: str) -> float | None:
     return parse_number(text)
 
 
+# Keys only HF Trainer's end-of-training summary of averages has ({'train_runtime': ...,
+# 'train_loss': <the run's mean>, 'epoch': ...}): a line holding one is never a step's loss.
+_SUMMARY_KEYS = ("train_runtime", "train_samples_per_second", "train_steps_per_second")
+
+
+def _summary(lower: str) -> bool:
+    return any(k in lower for k in _SUMMARY_KEYS)
+
+
+def _dict_tail(text: str) -> bool:
+    """The rest of a dict whose start another write cut off: Python flushes stdout 8 KiB
+    at a time, and a progress bar redrawn on stderr in between leaves ``...]les_per_second':
+    61.9, 'train_loss': 3.28, 'epoch': 3.0}``. Its keys cannot be told from the summary's:
+    no loss is read from it."""
+    return text.endswith("}") and "{" not in text and ("':" in text or '":' in text)
+
+
 def _plain_metrics(text: str, lower: str) -> bool:
     """A whole tqdm bar redraw or a whole metrics dict: lines the generic readers read
     and no framework entry concerns (the most frequent lines of most trainings)."""
     end = text[-1:]
     if end == "]":
         return "%|" in text
-    return end == "}" and text.lstrip()[:1] == "{" and "train_runtime" not in lower
+    return end == "}" and text.lstrip()[:1] == "{" and not _summary(lower)

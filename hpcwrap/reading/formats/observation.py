@@ -18,12 +18,17 @@ class Observation:
     lr: float | None = None
     epoch: float | None = None
     loss_text: str | None = None  # the loss as printed ("3.0000"), for the run log
+    # The loss is from the line a framework entry names as its train-loss series (its
+    # ``train`` pattern) or from a user pattern: where such lines appear, Results' first
+    # and last train loss come from them alone (progress.py).
+    series: bool = False
     val_loss_text: str | None = None
     checkpoint: str | None = None  # path as printed
     checkpoint_step: int | None = None
     checkpoint_saved: bool = False  # a save completed (with or without a path)
     checkpoint_started: bool = False  # a save started: not a checkpoint until it completes
     checkpoint_part: bool = False  # a file written as part of a save
+    checkpoint_weights: bool = False  # that file is the model's weights (entry.weights)
     checkpoint_on_progress: bool = False  # the started save completes once training goes on
     checkpoint_layout: str | None = None  # "<root>/step-{step}" where no path is printed
     checkpoint_tag: str | None = None  # DeepSpeed's tag in its commit line

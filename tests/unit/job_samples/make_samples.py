@@ -100,6 +100,126 @@ def hf_trainer(new_style: bool) -> str:
     return "".join(out)
 
 
+def hf_trainer_examples() -> str:
+    """transformers' examples/pytorch/language-modeling/run_clm.py (float dicts, 4.3x), run
+    with `python -u` and 2>&1 into the Slurm file, to its end.
+
+    The Trainer's INFO lines ("[%(levelname)s|%(filename)s:%(lineno)s] %(asctime)s >>
+    %(message)s", logging.enable_explicit_format) go to stderr without clearing the bar:
+    glued behind a redraw. trainer_callback.py ProgressCallback.on_log writes
+    ``training_bar.write(str(logs))`` (cleared, written, redrawn); trainer.py's end of
+    train() logs "Training completed." and the summary of averages {'train_runtime', ...,
+    'train_loss', 'epoch'}; run_clm.py then calls trainer.save_model() (the output folder)
+    and trainer_pt_utils.py log_metrics: print(f"***** {split} metrics *****") and
+    print(f"  {key: <{k_width}} = {metrics_formatted[key]:>{v_width}}") (floats rounded
+    to 4, runtimes as h:mm:ss.cc, total_flos in GF); then the final evaluate().
+    """
+    info = "[INFO|{where}] 2024-05-09 10:{m:02d}:{s:02d},{ms:03d} >> "
+    total = 870
+
+    def log(where: str, t: int, msg: str) -> str:
+        return info.format(where=where, m=t // 60, s=t % 60, ms=(t * 37) % 1000) + msg + "\n"
+
+    def saved(folder: str, t: int) -> str:
+        # save_pretrained (configuration_utils.py, generation/configuration_utils.py,
+        # modeling_utils.py), then the tokenizer's (tokenization_utils_base.py)
+        return "".join(
+            log(where, t, f"{what} saved in {folder}/{file}")
+            for where, what, file in (
+                ("configuration_utils.py:471", "Configuration", "config.json"),
+                ("configuration_utils.py:705", "Configuration", "generation_config.json"),
+                ("modeling_utils.py:2598", "Model weights", "model.safetensors"),
+                (
+                    "tokenization_utils_base.py:2488",
+                    "tokenizer config file",
+                    "tokenizer_config.json",
+                ),
+                (
+                    "tokenization_utils_base.py:2497",
+                    "Special tokens file",
+                    "special_tokens_map.json",
+                ),
+            )
+        )
+
+    out = [PREAMBLE]
+    out.append(log("trainer.py:2048", 0, "***** Running training *****"))
+    for where, msg in (
+        ("trainer.py:2049", "  Num examples = 2,320"),
+        ("trainer.py:2050", "  Num Epochs = 3"),
+        ("trainer.py:2051", "  Instantaneous batch size per device = 8"),
+        (
+            "trainer.py:2054",
+            "  Total train batch size (w. parallel, distributed & accumulation) = 8",
+        ),
+        ("trainer.py:2055", "  Gradient Accumulation steps = 1"),
+        ("trainer.py:2056", f"  Total optimization steps = {total}"),
+        ("trainer.py:2057", "  Number of trainable parameters = 124,439,808"),
+    ):
+        out.append(log(where, 0, msg))
+    out.append(CR + bar(0, total, "00:00", "?it/s"))
+    losses = {100: 3.8412, 200: 3.5127, 300: 3.3541, 400: 3.229, 500: 3.1702, 600: 3.0951,
+              700: 3.0433, 800: 3.0107}  # fmt: skip
+    for step in range(5, total + 1, 5):
+        redraw = CR + bar(step, total, "00:10", "50.00it/s")
+        out.append(redraw)
+        if step in losses:
+            d = {
+                "loss": losses[step],
+                "grad_norm": 1.8734551668167114 - step / 1000,
+                "learning_rate": 5e-05 * (1 - step / total),
+                "epoch": round(step / 290, 2),
+            }
+            out.append(erase() + str(d) + "\n" + redraw)
+        if step == 500:
+            out.append(log("trainer.py:3305", 10, "Saving model checkpoint to out/checkpoint-500"))
+            out.append(saved("out/checkpoint-500", 10))
+            out.append(redraw)
+    end = CR + bar(total, total, "01:52", " 7.75it/s")
+    out.append(log("trainer.py:2329", 112, "\n\nTraining completed. Do not forget to share your "
+                   "model on huggingface.co/models =)\n\n"))  # fmt: skip
+    summary = {
+        "train_runtime": 112.3421,
+        "train_samples_per_second": 61.952,
+        "train_steps_per_second": 7.744,
+        "train_loss": 3.2812457084655762,
+        "epoch": 3.0,
+    }
+    out.append(end + erase() + str(summary) + "\n" + end + "\n")
+    out.append(log("trainer.py:3305", 113, "Saving model checkpoint to out"))
+    out.append(saved("out", 113))
+
+    def metrics(split: str, values: dict[str, str]) -> str:
+        k_width = max(len(k) for k in values)
+        v_width = max(len(v) for v in values.values())
+        rows = "".join(f"  {k: <{k_width}} = {v:>{v_width}}\n" for k, v in sorted(values.items()))
+        return f"***** {split} metrics *****\n" + rows
+
+    out.append(metrics("train", {
+        "epoch": "3.0", "total_flos": "1706386GF", "train_loss": "3.2812",
+        "train_runtime": "0:01:52.34", "train_samples": "2320",
+        "train_samples_per_second": "61.952", "train_steps_per_second": "7.744",
+    }))  # fmt: skip
+    out.append("05/09/2024 10:01:53 - INFO - __main__ - *** Evaluate ***\n")
+    out.append(log("trainer.py:3614", 113, "***** Running Evaluation *****"))
+    out.append(log("trainer.py:3616", 113, "  Num examples = 240"))
+    out.append(log("trainer.py:3619", 113, "  Batch size = 8"))
+    for n in (0, 10, 20, 30):
+        out.append(CR + bar(n, 30, "00:03", " 7.71it/s"))
+    out.append("\n")
+    out.append(metrics("eval", {
+        "epoch": "3.0", "eval_accuracy": "0.4123", "eval_loss": "2.9441",
+        "eval_runtime": "0:00:03.89", "eval_samples": "240", "eval_samples_per_second": "61.69",
+        "eval_steps_per_second": "7.712", "perplexity": "18.9951",
+    }))  # fmt: skip
+    out.append(log("modelcard.py:450", 118, "Dropping the following result as it does not have "
+                   "all the necessary fields:"))  # fmt: skip
+    out.append("{'task': {'name': 'Causal Language Modeling', 'type': 'text-generation'}, "
+               "'metrics': [{'name': 'Accuracy', 'type': 'accuracy', 'value': 0.4123}]}"
+               "\n")  # fmt: skip
+    return "".join(out)
+
+
 def lightning() -> str:
     """PyTorch Lightning 2.x TQDMProgressBar (stdout): "Epoch N" bars per epoch counting
     batches, a "Validation DataLoader 0" bar drawn and erased (leave=False), metrics
@@ -436,6 +556,70 @@ def accelerate_nlp() -> str:
     return "".join(out)
 
 
+def accelerate_no_trainer() -> str:
+    """transformers' examples/pytorch/language-modeling/run_clm_no_trainer.py on accelerate,
+    --checkpointing_steps 200 --output_dir out, to its end.
+
+    Its own and accelerate's lines through logging.basicConfig("%(asctime)s -
+    %(levelname)s - %(name)s - %(message)s", "%m/%d/%Y %H:%M:%S") on stderr, glued behind
+    the desc-less step bar (tqdm(range(max_train_steps))): accelerator.py save_state
+    ("Saving current state to out/step_N"), checkpointing.py save_accelerator_state
+    ("Model weights|Optimizer state|Scheduler state|Sampler state for dataloader 0 saved
+    in ...", "Random states saved in ..." last), logger.info(f"epoch {epoch}: perplexity:
+    {perplexity} eval_loss: {eval_loss}") (a tensor). At the end
+    unwrapped_model.save_pretrained(args.output_dir) and tokenizer.save_pretrained: the
+    transformers lines (set_verbosity_info, its own handler: the bare message):
+    configuration_utils.py "Configuration saved in", modeling_utils.py "Model weights saved
+    in", tokenization_utils_base.py "tokenizer config file saved in", "Special tokens file
+    saved in". The bar is never closed.
+    """
+    total = 580
+
+    def log(t: int, name: str, msg: str) -> str:
+        return f"03/02/2025 10:{t // 60:02d}:{t % 60:02d} - INFO - {name} - {msg}\n"
+
+    out = [PREAMBLE, log(0, "__main__", "Distributed environment: NO"),
+           "Num processes: 1\nProcess index: 0\nLocal process index: 0\nDevice: cuda\n\n"
+           "Mixed precision type: no\n\n"]  # fmt: skip
+    for desc, n in (("Running tokenizer on dataset", 4358), ("Grouping texts in chunks of 1024",
+                                                             4358)):  # fmt: skip
+        for k in (0, n // 2, n):
+            out.append(CR + bar(k, n, "00:01", "3101.22 examples/s", desc))
+        out.append("\n")
+    out.append(log(30, "__main__", "***** Running training *****"))
+    for msg in ("  Num examples = 2318", "  Num Epochs = 2",
+                "  Instantaneous batch size per device = 8",
+                "  Total train batch size (w. parallel, distributed & accumulation) = 8",
+                "  Gradient Accumulation steps = 1",
+                f"  Total optimization steps = {total}"):  # fmt: skip
+        out.append(log(30, "__main__", msg))
+    out.append(CR + bar(0, total, "00:00", "?it/s"))
+    evals = {290: ("22.233144127654762", "3.1046"), 580: ("18.99212309121011", "2.9441")}
+    for step in range(10, total + 1, 10):
+        out.append(CR + bar(step, total, "01:00", " 4.84it/s"))
+        t = 30 + step // 5
+        if step in (200, 400):
+            folder = f"out/step_{step}"
+            out.append(log(t, "accelerate.accelerator", f"Saving current state to {folder}"))
+            for what, file in (("Model weights", "model.safetensors"),
+                               ("Optimizer state", "optimizer.bin"),
+                               ("Scheduler state", "scheduler.bin"),
+                               ("Sampler state for dataloader 0", "sampler.bin"),
+                               ("Random states", "random_states_0.pkl")):  # fmt: skip
+                out.append(log(t, "accelerate.checkpointing", f"{what} saved in {folder}/{file}"))
+        if step in evals:
+            ppl, loss = evals[step]
+            out.append(log(t, "__main__", f"epoch {step // 290 - 1}: perplexity: {ppl} "
+                           f"eval_loss: tensor({loss}, device='cuda:0')"))  # fmt: skip
+    for what, file in (("Configuration", "config.json"),
+                       ("Configuration", "generation_config.json"),
+                       ("Model weights", "model.safetensors"),
+                       ("tokenizer config file", "tokenizer_config.json"),
+                       ("Special tokens file", "special_tokens_map.json")):  # fmt: skip
+        out.append(f"{what} saved in out/{file}\n")
+    return "".join(out)
+
+
 def deepspeed() -> str:
     """microsoft/DeepSpeed engine via the deepspeed launcher (rank-prefixed lines):
     _report_progress ("step=N, skipped=..., lr=[...]"), a user loop's loss print, and
@@ -636,24 +820,76 @@ def openpi_jax() -> str:
 
 
 def openpi_pytorch() -> str:
-    """Physical-Intelligence/openpi scripts/train_pytorch.py: "step=N loss=..." averages
-    the log interval; the "Training" bar's postfix carries each step's loss; the save
-    line is written after the atomic rename."""
+    """Physical-Intelligence/openpi scripts/train_pytorch.py (b29f81b), 250 steps (log_interval 100,
+    save_interval 100), to its end.
 
-    def log(msg: str) -> str:
-        return f"10:00:00.001 [I] {msg:<80} (4242:train_pytorch.py:190)\n"
+    Its logging (init_logging: "%(asctime)s.%(msecs)03d [%(levelname)s] %(message)-80s
+    (%(process)d:%(filename)s:%(lineno)s)") and the "Training" bar (tqdm(total=
+    num_train_steps, desc="Training")) share stderr; logging does not clear the bar, so
+    every log line is glued behind the latest redraw. Per step: log_memory_usage's
+    "Step {step} ({phase}): GPU memory - ..." for the first five; every log_interval
+    f"step={global_step} loss={avg_loss:.4f} lr={avg_lr:.2e} grad_norm={avg_grad_norm:.2f}
+    time={elapsed:.1f}s" (the mean over the interval, logged before global_step += 1);
+    save_checkpoint's f"Saved checkpoint at step {global_step} -> {final_ckpt_dir}" (at
+    multiples of save_interval and at num_train_steps - 1, after the atomic rename); then
+    pbar.update(1) and pbar.set_postfix({"loss": f"{loss.item():.4f}", "lr": ...,
+    "step": global_step}), each a redraw.
+    """
+    import math
 
+    total, interval, warmup, peak = 250, 100, 1000, 2.5e-05
     ck = "checkpoints/pi0_aloha_sim/torch_run"
-    out = [PREAMBLE, log("Running on: gpu-node-07 | world_size=1")]
-    post = {1: 0.9123, 2: 0.8011, 100: 0.2411, 200: 0.1812}
-    for step, loss in post.items():
-        out.append(CR + bar(step, 200, "00:40", " 2.50it/s", "Training",
-                            f", loss={loss:.4f}, lr=2.50e-05, step={step}"))  # fmt: skip
-        if step in (1, 100):
-            out.append(erase() + log(f"step={step - 1} loss={loss + 0.05:.4f} lr=2.50e-05 "
-                                     "grad_norm=0.41 time=12.3s"))  # fmt: skip
-        if step in (100, 200):
-            out.append(erase() + log(f"Saved checkpoint at step {step} -> {ck}/{step}"))
+
+    def log(t: float, msg: str, line: int) -> str:
+        ms = int(t * 1000)
+        hms = f"15:{11 + ms // 60000:02d}:{ms // 1000 % 60:02d}.{ms % 1000:03d}"
+        return f"{hms} [I] {msg:<80} (4242:train_pytorch.py:{line})\n"
+
+    def loss_at(step: int) -> float:
+        return round(0.1 + 0.3021 * math.exp(-step / 60) + 0.01 * math.sin(step), 4)
+
+    def lr_at(step: int) -> float:
+        init = peak / (warmup + 1)
+        return init + (peak - init) * step / warmup
+
+    def memory(step: int, phase: str) -> str:
+        return (f"Step {step} ({phase}): GPU memory - allocated: 9.71GB, reserved: 10.25GB, "
+                "free: 0.54GB, peak_allocated: 9.93GB, peak_reserved: 10.25GB")  # fmt: skip
+
+    out = [PREAMBLE, log(0.0, "Created experiment checkpoint directory: " + ck, 340)]
+    for msg, line in (
+        (memory(0, "after_model_creation"), 304),
+        ("Running on: gpu-node-07 | world_size=1", 486),
+        (f"Training config: batch_size=32, effective_batch_size=32, num_train_steps={total}", 489),
+        ("Memory optimizations: gradient_checkpointing=True", 492),
+        (f"LR schedule: warmup={warmup}, peak_lr={peak:.2e}, decay_steps=30000, "
+         "end_lr=2.50e-06", 493),
+        ("Optimizer: AdamW, weight_decay=1e-10, clip_norm=1.0", 496),
+        ("EMA is not supported for PyTorch training", 499),
+        ("Training precision: bfloat16", 500),
+    ):  # fmt: skip
+        out.append(log(0.1, msg, line))
+    out.append(CR + bar(0, total, "00:00", "?it/s", "Training"))
+    infos: list[tuple[float, float, float]] = []
+    post = ""
+    for step in range(total):  # global_step before the update
+        t = 12.3 + 0.8 * step
+        if step < 5:
+            out.append(log(t, memory(step, "after_backward"), 304))
+        infos.append((loss_at(step), lr_at(step), 1.2 - step / 500))
+        if step % interval == 0:
+            n = len(infos)
+            avg = [sum(i[k] for i in infos) / n for k in range(3)]
+            msg = f"step={step} loss={avg[0]:.4f} lr={avg[1]:.2e} grad_norm={avg[2]:.2f} time="
+            out.append(log(t, msg + f"{0.8 * n + (12.3 if step == 0 else 0):.1f}s", 582))
+            infos = []
+        done = step + 1
+        if (done % interval == 0 and done > 0) or done == total - 1:
+            out.append(log(t, f"Saved checkpoint at step {done} -> {ck}/{done}", 190))
+        elapsed = f"{int(t) // 60:02d}:{int(t) % 60:02d}"
+        out.append(CR + bar(done, total, elapsed, " 1.25it/s", "Training", post))  # update
+        post = f", loss={loss_at(step):.4f}, lr={lr_at(step):.2e}, step={done}"
+        out.append(CR + bar(done, total, elapsed, " 1.25it/s", "Training", post))
     out.append("\n")
     return "".join(out)
 
@@ -691,6 +927,7 @@ def megatron_oom_in_save() -> str:
 SAMPLES = {
     "hf_trainer.log": lambda: hf_trainer(False),
     "hf_trainer_new.log": lambda: hf_trainer(True),
+    "hf_trainer_examples.log": hf_trainer_examples,
     "lightning.log": lightning,
     "nanogpt.log": nanogpt,
     "lerobot.log": lerobot,
@@ -704,6 +941,7 @@ SAMPLES = {
     "wandb_offline.log": wandb_offline,
     "trl_sft.log": trl_sft,
     "accelerate.log": accelerate_nlp,
+    "accelerate_no_trainer.log": accelerate_no_trainer,
     "deepspeed.log": deepspeed,
     "fairseq.log": fairseq,
     "timm.log": timm,
