@@ -142,6 +142,13 @@ class TimeLeft:
                 return None
             return max(self._end_mono - time.monotonic(), 0.0)
 
+    def at(self, mono: float) -> float | None:
+        """Seconds left at ``mono`` (time.monotonic) by what is known already; never asks
+        squeue (at the end the job is COMPLETING and squeue has no answer)."""
+        with self._lock:
+            end = self._end_mono
+        return max(end - mono, 0.0) if end is not None else None
+
     def _ask(self) -> None:
         if not self.job_id:
             return

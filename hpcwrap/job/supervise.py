@@ -164,6 +164,7 @@ class Supervisor:
         self.pid: int | None = None
         self.status: int | None = None
         self.term_signals: list[int] = []  # TERM/INT/HUP received, in order
+        self.term_at: float | None = None  # clock time of the first of them
         self.walltime_seen: float | None = None  # monotonic time of the first walltime signal
         self.kill_at: float | None = None
         self.killed = False  # we SIGKILLed the group
@@ -242,6 +243,8 @@ class Supervisor:
             self._walltime(signum, name, now)
             return
         self.term_signals.append(signum)
+        if self.term_at is None:
+            self.term_at = now
         count = len(self.term_signals)
         if self.kill_at is None:
             self.kill_at = now + self.term_grace

@@ -370,6 +370,14 @@ class Wrapper:
             return Outcome(0, JobState.CANCELLED, self.progress.snapshot(), end, end)
         return None
 
+    def _left_at_term(self, term_at: float | None) -> float | None:
+        """The time left when the first TERM came: as the monitor noted it, else counted
+        from the limit read at the start (a monitor stuck on a held lock never handles the
+        TERM's note, and a TERM at the limit must not read as one with time left)."""
+        if self.left_at_term is not None or term_at is None or not self.env.in_slurm:
+            return self.left_at_term
+        return self.time_left.at(term_at)
+
     def end_chain(self, final: str, unsure: str | None = None) -> None:
         """After the end is recorded: a job that did not end at its limit cancels the
         waiting successor (a completed run, a crash, a user's scancel stop the chain);
@@ -604,7 +612,7 @@ class Wrapper:
             signaled=signaled,
             walltime_signal=sup.walltime_seen is not None,
             terminated_by=signal_name(sup.term_signals[0]) if sup.term_signals else None,
-            time_left_at_term=self.left_at_term,
+            time_left_at_term=self._left_at_term(sup.term_at),
             killed_by_us=sup.killed,
         )
         return self._finish(end, end_wall)

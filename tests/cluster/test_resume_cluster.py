@@ -165,10 +165,15 @@ def test_a_term_whose_time_left_is_unknown_leaves_the_successor_waiting(
         cluster, cwd, "bin/squeue",
         f'#!/bin/bash\n[[ "$*" == *%L* ]] && exit 1\nexec {real} "$@"\n',
     )  # fmt: skip
+    long = script(
+        cluster, cwd, "long.sh",
+        "#!/bin/bash\nexec python3 -u examples/toy_train.py --config examples/config.json "
+        '--steps-per-sec 20 --ckpt-every 100 --format json --out-dir runs/unknown "$@"\n',
+    )  # fmt: skip
     path = f"{cwd / 'bin'}:{cluster.user_env['PATH']}"
     res = cluster.run_as_user(
         [cluster.hpcwrap, "sbatch", *BASE, *CHAIN, "--max-resumes", "1",
-         "--no-walltime-signal", *TRAIN, "--steps", "100000"],
+         "--no-walltime-signal", long, "--steps", "100000"],
         cwd=cwd, env={"PATH": path}, timeout=120,
     )  # fmt: skip
     assert res.returncode == 0, res.stdout + res.stderr
@@ -182,7 +187,7 @@ def test_a_term_whose_time_left_is_unknown_leaves_the_successor_waiting(
     wait_for(lambda: len(blocks(log)) >= 2 and blocks(log)[1].get("resumed_from"), 300,
              "job 2 resuming", seen)  # fmt: skip
     texts = [s[1] for s in state_of(log)["status"]]
-    assert any("(time left unknown)" in t for t in texts), texts
+    assert any("(time left unknown)" in t for t in texts), "\n".join(texts)
     assert any("left waiting" in t for t in texts), texts
     assert blocks(log)[0]["state"] == "TIMEOUT"
     cluster.run(["scancel", blocks(log)[1]["execution_id"]])
