@@ -736,7 +736,7 @@ class Wrapper:
             self.sink.event("progress", progress_data(snap))
         cwd = self.opts.cwd
         since = time.time() - (self.mono() - self.start_mono)
-        ties = self._ties(snap, cwd)
+        ties = self._ties(snap, cwd, since)
         untied: list[Path] = []
         snap, sources = self._with_records(snap, cwd, since, ties, untied)
         checkpoint = self._checkpoint_path(snap, cwd, since, ties, untied)
@@ -817,8 +817,9 @@ class Wrapper:
         facts = self._with_hook_summary(facts)
         self.sink.record_end(facts, data=data)
 
-    def _ties(self, snap: Snapshot, cwd: Path) -> ownership.Ties:
-        """What ties a file on disk to this run (reading/ownership.py)."""
+    def _ties(self, snap: Snapshot, cwd: Path, since: float) -> ownership.Ties:
+        """What ties a file on disk to this run (reading/ownership.py); ``since``: when
+        the job started (Unix time)."""
         run = self.sink.run
 
         windows: list[tuple[float, float | None]] | None = None
@@ -833,6 +834,8 @@ class Wrapper:
                 written = path.stat().st_mtime
             except Exception:  # unknown: not alone (a file then needs a stronger tie)
                 return False
+            if written < since:
+                return False  # there before the run: someone else's, whoever was alive
             # a second either side: the logs keep times to the second
             return not any(
                 start - 1 <= written and (end is None or written <= end + 1)

@@ -117,3 +117,16 @@ def test_a_config_snapshot_another_run_wrote_is_left_out_while_it_runs(tmp_path:
     wrap([PY, "-c", writes(alone)], log2, alone)
     snap = log2.read().results.config_snapshot
     assert snap is not None and snap.endswith("config_resolved.yaml")
+
+
+def test_a_config_snapshot_written_before_the_run_is_not_its_own(tmp_path: Path) -> None:
+    """`hpcwrap run -- ./plain.sh` (no config of its own) in a folder where another run's
+    config_resolved.yaml was written a moment before it started: no other run alive, but
+    a file older than the run is never tied by "alone"."""
+    log = new_log(tmp_path)
+    (tmp_path / "runs" / "lt").mkdir(parents=True)
+    (tmp_path / "runs" / "lt" / "config_resolved.yaml").write_text("lr: 1\n")
+    wrap([PY, "-c", "print('step 1 loss 1.0')"], log, tmp_path)
+    state = log.read()
+    assert state.results.config_snapshot is None, state.results
+    assert "left out: no tie to this run" in state.status[-1].text
