@@ -12,9 +12,9 @@ config snapshot is this run's. A file counts for a run only when something ties 
    path, output, save or checkpoint);
 3. ``wandb``: under the run's own W&B run folder;
 4. ``task``: for an array task, a path with the task's own id as one of its parts;
-5. ``alone``: written (its modification time) while no other run of the same run-logs
-   folder was alive (the run logs know which jobs ran when): a run started seconds after
-   another ended keeps its own new files, not the other's last ones.
+5. ``alone``: written (its modification time) after the job started and while no other
+   run of the same run-logs folder was alive (the run logs know which jobs ran when): a
+   run started seconds after another ended keeps its own new files, not the other's.
 
 Nothing else ties: a file without a tie is left out, and the end says so. The checkpoint a
 run was started from (``--from``) never ties, even where the run printed or named it.
