@@ -83,6 +83,10 @@ class Settings:
     # <run>` once the job ended, however it ended (cancelled while pending, killed, its end
     # left for the next writer); the wrapper cancels it when it wrote the end itself.
     follow_up: bool = True
+    # The command runs with PYTHONUNBUFFERED=1 unless the user set it: a Python training
+    # killed at its limit otherwise loses what it printed last (its stdout is a pipe, so
+    # block-buffered), and with it the log's steps and checkpoints.
+    unbuffered: bool = True
     preflight: str = "warn"  # warn | strict: a repeated failed experiment is refused
     config_snapshot: tuple[str, ...] = ("config_resolved.*", "resolved_config.*")
     patterns: tuple[Pattern, ...] = ()
@@ -103,7 +107,7 @@ _DURATION_KEYS = {
     "poll_min_interval",
     "poll_timeout",
 }
-_BOOL_KEYS = {"walltime_warning", "forward_walltime_signal", "follow_up"}
+_BOOL_KEYS = {"walltime_warning", "forward_walltime_signal", "follow_up", "unbuffered"}
 _STR_KEYS = {"group", "mode", "objective", "task", "walltime_signal", "lock", "preflight"} | {
     "wandb_entity",
     "wandb_project",

@@ -154,7 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--resume-arg",
         metavar="TEMPLATE",
         help="added to the command of a resumed job, {checkpoint} replaced by the path, "
-        "e.g. '--resume-from {checkpoint}'",
+        "e.g. '--resume-from {checkpoint}'; without {checkpoint} added as it is, for a "
+        "training that resumes from its own folder (e.g. '--init_from=resume')",
     )
     r.add_argument(
         "--checkpoint-glob",

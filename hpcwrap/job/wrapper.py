@@ -540,6 +540,8 @@ class Wrapper:
         base = self.child_env if self.child_env is not None else os.environ
         sup.env = wandb_data_env(base, self.env, self.settings.wandb_data_dir)  # per-job staging
         sup.env.pop(BATCH_IGNORED_ENV, None)
+        if self.settings.unbuffered:
+            sup.env.setdefault("PYTHONUNBUFFERED", "1")  # the user's own value stands
         sup.install_signal_handlers()
         undo_batch_ignore(self.opts.environ, sup.walltime_signal)
         try:

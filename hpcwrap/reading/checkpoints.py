@@ -186,6 +186,23 @@ def claimed(others: Sequence[Claim], cwd: Path) -> Callable[[Path], str | None]:
     return by
 
 
+def newest_write(path: Path) -> float | None:
+    """When ``path`` was last written: a file's time, a folder's newest entry's (two levels:
+    nanoGPT overwrites ``out_dir/ckpt.pt`` in place, which leaves the folder's own time as
+    it was). None: it is not there."""
+    try:
+        newest = path.stat().st_mtime
+    except OSError:
+        return None
+    if path.is_dir():
+        for entry in walk([path], 2, [SCAN_BUDGET]):
+            try:
+                newest = max(newest, entry.stat().st_mtime)
+            except OSError:
+                continue
+    return newest
+
+
 def started_from(line: str | None) -> str | None:
     """The checkpoint path in a run's ``initialised from`` line (``--from``), else None."""
     if not line:
@@ -265,6 +282,7 @@ __all__ = [
     "for_step",
     "newest_match",
     "newest_sibling",
+    "newest_write",
     "resolve",
     "started_from",
     "to_resume",

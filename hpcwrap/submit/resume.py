@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import secrets
 import shlex
 import time
@@ -49,7 +50,7 @@ from hpcwrap.reading.checkpoints import Choice
 from hpcwrap.runlog import RunLog, endings, layout, lifecycle, neighbours
 from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import ChainFacts
-from hpcwrap.runlog.model import RunState
+from hpcwrap.runlog.model import JobBlock, RunState
 from hpcwrap.scheduler.base import Scheduler
 from hpcwrap.scheduler.sbatch_options import slurm_time_seconds
 from hpcwrap.submit.submission import (
@@ -73,10 +74,15 @@ def new_chain(
 ) -> ChainFacts:
     if max_resumes < 0:
         raise ResumeError("--max-resumes must be 0 or more")
-    if resume_arg is not None and "{checkpoint}" not in resume_arg:
+    # Without {checkpoint} the words are added as they are: a framework that resumes from
+    # its own folder (nanoGPT's --init_from=resume, HF's resume_from_checkpoint=True).
+    if resume_arg is not None and not resume_arg.strip():
+        raise ResumeError("--resume-arg is empty: give the words that make it resume")
+    unknown = sorted(set(re.findall(r"\{[^{}]*\}", resume_arg or "")) - {"{checkpoint}"})
+    if unknown:
         raise ResumeError(
-            f"--resume-arg {resume_arg!r} has no {{checkpoint}}: say where the path goes, "
-            "e.g. --resume-arg '--resume-from {checkpoint}'"
+            f"--resume-arg {resume_arg!r}: {', '.join(unknown)} is no placeholder; "
+            "{checkpoint} is the only one (the checkpoint's path goes there)"
         )
     return ChainFacts(
         mode=mode,
@@ -194,15 +200,24 @@ def decide(
         if why_not:
             return Decision(False, f"no checkpoint of this run to resume from: {why_not}")
         return Decision(False, "no checkpoint to resume from")
-    if last.resumed_from is not None and os.path.realpath(last.resumed_from) == os.path.realpath(
-        checkpoint
+    if (
+        last.resumed_from is not None
+        and os.path.realpath(last.resumed_from) == os.path.realpath(checkpoint)
+        and not _written_during(checkpoint, last)
     ):
         return Decision(
             False,
             f"no progress: job {last.execution_id} saved no newer checkpoint than "
-            f"`{checkpoint}`, which it resumed from",
+            f"`{checkpoint}`, which it resumed from, nor wrote that one again",
         )
     return Decision(True, "continues", checkpoint)
+
+
+def _written_during(checkpoint: str, job: JobBlock) -> bool:
+    """Whether ``job`` wrote the checkpoint it resumed from again (one ``ckpt.pt`` saved
+    over and over, nanoGPT's way): the same path is then progress, not a loop."""
+    written = checkpoints.newest_write(Path(checkpoint))
+    return written is not None and job.start is not None and written > job.start.timestamp()
 
 
 def resume_argv(argv: Sequence[str], chain: ChainFacts, checkpoint: str) -> list[str]:

@@ -405,3 +405,26 @@ def test_no_progress_entry_is_stamped_after_the_exit(tmp_path: Path) -> None:
     texts = [s.text for s in log.read().status]
     assert texts[-1].startswith("completed, exit code 0"), texts
     assert "progress entry after the exit" not in texts
+
+
+@pytest.mark.parametrize("unbuffered", [True, False])
+def test_a_killed_python_training_keeps_what_it_printed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unbuffered: bool
+) -> None:
+    """nanoGPT's train.py prints with plain print(): under the wrapper its stdout is a pipe,
+    so block-buffered, and a SIGKILL at the limit lost every line. PYTHONUNBUFFERED=1 is
+    set for the command unless the user set it (or `unbuffered = false`)."""
+    monkeypatch.delenv("PYTHONUNBUFFERED", raising=False)
+    code = (
+        "import os, signal\n"
+        "for i in range(1, 4):\n"
+        "    print(f'iter {i * 10}: loss {3.0 - i / 10:.4f}, time 10.0ms, mfu 1.00%')\n"
+        "print('saving checkpoint to out-shakespeare-char')\n"
+        "os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    outcome, out, _ = wrap([PY, "-c", code], None, tmp_path, Settings(unbuffered=unbuffered))
+    if unbuffered:
+        assert b"iter 30: loss 2.7000" in out and outcome.snapshot.step == 30
+    else:  # the buffered lines died with the process: what the setting prevents
+        assert b"iter 30" not in out and outcome.snapshot.step is None
+    assert os.environ.get("PYTHONUNBUFFERED") is None  # the wrapper's own stays as it was

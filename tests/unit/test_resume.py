@@ -4,6 +4,7 @@ by hand in the spec's format)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -102,9 +103,14 @@ def test_what_the_training_is_told() -> None:
     assert resume.chain_env({"WANDB_RUN_ID": "mine"}, chain, None)["WANDB_RUN_ID"] == "mine"
 
 
-def test_a_resume_arg_without_the_placeholder_is_refused() -> None:
-    with pytest.raises(ResumeError, match="no \\{checkpoint\\}"):
-        resume.new_chain(max_resumes=2, resume_arg="--resume", checkpoint_glob=None)
+def test_a_resume_arg_without_the_placeholder_is_added_as_it_is() -> None:
+    """nanoGPT resumes from its own out_dir (--init_from=resume): no path to fill in."""
+    chain = resume.new_chain(max_resumes=2, resume_arg="--init_from=resume", checkpoint_glob=None)
+    assert resume.resume_argv(["train.py"], chain, "/ck/1") == ["train.py", "--init_from=resume"]
+    with pytest.raises(ResumeError, match="\\{ckpt\\} is no placeholder"):
+        resume.new_chain(max_resumes=2, resume_arg="--resume {ckpt}", checkpoint_glob=None)
+    with pytest.raises(ResumeError, match="empty"):
+        resume.new_chain(max_resumes=2, resume_arg=" ", checkpoint_glob=None)
 
 
 def test_newest_complete_checkpoint(tmp_path: Path) -> None:
@@ -270,3 +276,24 @@ def test_the_successor_asks_slurm_about_a_guessed_end(tmp_path: Path) -> None:
     again = _Accounting()
     resume._check_guessed_end(log, state, "13", record, again, pause=0)  # type: ignore[arg-type]
     assert again.asked == 0
+
+
+def test_one_checkpoint_saved_over_and_over_is_progress(tmp_path: Path) -> None:
+    """nanoGPT overwrites out_dir/ckpt.pt at every save: a job that resumed from out_dir
+    and wrote ckpt.pt again made progress (the chain stopped at 2390 of 4000 before)."""
+    out = tmp_path / "out-shakespeare-char"
+    out.mkdir()
+    (out / "ckpt.pt").write_bytes(b"w" * 8)
+    start = datetime.now(timezone.utc) - timedelta(minutes=2)
+    old = start.timestamp() - 60
+    os.utime(out / "ckpt.pt", (old, old))
+    os.utime(out, (old, old))
+    job = JobBlock(execution_id="12", start=start, end=start + timedelta(minutes=1),
+                   state="TIMEOUT", resumed_from=str(out))  # fmt: skip
+    state = RunState(jobs=[ended("11", "TIMEOUT"), job],
+                     chain=ChainFacts(pending="13", resumes=1))  # fmt: skip
+    stuck = resume.decide(state, "13", str(out))
+    assert not stuck.go and "no progress" in stuck.reason  # not written since job 12 began
+    (out / "ckpt.pt").write_bytes(b"w" * 9)  # saved again (the folder's own time stays)
+    os.utime(out, (old, old))
+    assert resume.decide(state, "13", str(out)).go
