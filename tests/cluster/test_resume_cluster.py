@@ -7,7 +7,10 @@ from __future__ import annotations
 import fcntl
 import itertools
 import json
+import os
+import pwd
 import re
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +28,14 @@ from tests.cluster.test_wrapper_cluster import (
 from tests.waiting import wait_for
 
 pytestmark = pytest.mark.cluster
+
+TRAINERS = Path(__file__).parent / "trainers"
+
+
+def ids(cluster: Cluster) -> tuple[int, int]:
+    pw = pwd.getpwnam(cluster.user)
+    return pw.pw_uid, pw.pw_gid
+
 
 # 20 steps/s, a checkpoint every 100 steps: a -t 1 job trains a few hundred steps
 # before the warning (asked for 30 s before the limit: the lead is capped at half).
@@ -252,3 +263,39 @@ def test_user_scancel_stops_the_chain_and_resume_cancel_by_hand(cluster: Cluster
     cluster.wait_job(new_id, timeout=120)
     wait_for(lambda: blocks(log)[1]["state"] == "CANCELLED", 60, "the cancel recorded")
     assert "cancelled by hand" in state_of(log)["chain"]["stopped"]
+
+
+@pytest.mark.slow
+@pytest.mark.long
+def test_a_nanogpt_shaped_training_chains_to_its_total(cluster: Cluster) -> None:
+    """A trainer written as nanoGPT's train.py is (plain print() without flush, one
+    ckpt.pt saved over in a relative out_dir, `--init_from=resume`, no signal handler),
+    chained with `-t 1` over three jobs to its exact total, with nothing done by hand:
+    no `python -u`, no --checkpoint-glob, no path in --resume-arg."""
+    cwd = project(cluster, "chain-nanogpt")
+    shutil.copy(TRAINERS / "nanogpt_like.py", cwd / "train.py")
+    os.chown(cwd / "train.py", *ids(cluster))
+    line = 'exec python3 train.py --out_dir=out-shakespeare-char "$@"'
+    name = script(cluster, cwd, "nanogpt.sh", f"#!/bin/bash\n{line}\n")
+    total = 1500  # 10 iterations a second: about 600 a job, three jobs
+    _, log = submit(
+        cluster, cwd, *BASE, "--resume", "auto", "--max-resumes", "3", "-t", "1",
+        "--resume-arg", "--init_from=resume", name, f"--max_iters={total}",
+    )  # fmt: skip
+    wait_for(lambda: chain_done(log), 600, "the chain to end", lambda: checkpoint_steps(log))
+    state = state_of(log)
+    jobs = state["jobs"]
+    out = str(cwd / "out-shakespeare-char")
+    assert len(jobs) >= 3, [(j["execution_id"], j["state"]) for j in jobs]
+    assert [j["state"] for j in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"]
+    for job in jobs:  # every job's end is Slurm's
+        assert cluster.wait_job(job["execution_id"]) == job["state"], job
+    assert all(j["resumed_from"] == out for j in jobs[1:]), jobs
+    assert log.read_text().count("## Job (resumed)") == len(jobs) - 1
+    assert state["results"]["final_step"] == total
+    assert state["results"]["checkpoint"] == out
+    assert state["chain"]["stopped"].startswith(f"job {jobs[-1]['execution_id']} ended COMPLETED")
+    # the train-loss series is nanoGPT's eval estimate, first and last
+    assert state["results"]["start_train_loss_text"] == "5.1000"
+    last = (cwd / f"slurm-{jobs[-1]['execution_id']}.out").read_text()
+    assert f"step {total}: train loss {state['results']['end_train_loss_text']}," in last
