@@ -122,6 +122,24 @@ def unfinished(paths: Sequence[Path]) -> list[tuple[Path, list[str]]]:
     return found
 
 
+def waiting_successors(paths: Sequence[Path]) -> dict[Path, str]:
+    """The chains' successors the logs say wait (not yet a job block of their own): Slurm
+    may cancel one before it starts (a dependency that can never be met), and nothing
+    inside a job sees that."""
+    found: dict[Path, str] = {}
+    for path in paths:
+        state = overview.state_dict(path)
+        chain = state.get("chain") if state is not None else None
+        if not isinstance(chain, dict) or chain.get("stopped") or not chain.get("pending"):
+            continue
+        pending = str(chain["pending"])
+        jobs = state.get("jobs") if state is not None else None
+        blocks = [j for j in jobs if isinstance(j, dict)] if isinstance(jobs, list) else []
+        if is_slurm_id(pending) and all(str(j.get("execution_id")) != pending for j in blocks):
+            found[path] = pending
+    return found
+
+
 # ---------------------------------------------------------------- what Slurm says
 
 
@@ -249,8 +267,11 @@ def poll_runs(
 ) -> PollResult:
     """One poll of the run logs at ``paths`` (only the unfinished ones are looked at)."""
     todo = unfinished(paths)
+    successors = waiting_successors(paths)
+    named = {p for p, _ in todo}
+    todo += [(p, []) for p in successors if p not in named]
     result = PollResult(runs=len(todo))
-    ids = sorted({base_id(i) for _, open_ids in todo for i in open_ids})
+    ids = sorted({base_id(i) for _, open_ids in todo for i in open_ids} | set(successors.values()))
     view = query.ask(ids)  # may raise SchedulerError: then nothing below runs
     result.calls = dict(view.calls)
     result.asked_at = dict(view.asked_at)
@@ -258,6 +279,8 @@ def poll_runs(
     for path, open_ids in todo:
         try:
             _poll_one(path, open_ids, view, result, root, locks, every, now)
+            if path in successors:
+                _successor_gone(RunLog(path, root, locks), successors[path], view, now(), result)
         except (RunLogError, LockTimeoutError) as exc:
             # One log that cannot be written (a conflict, a lock held too long) does
             # not stop the others; the CLI reports it and exits non-zero.
@@ -325,6 +348,32 @@ def _poll_one(
         raise blocked
     if every:
         _periodic(log, state, every, now(), result)
+
+
+def _successor_gone(
+    log: RunLog, successor: str, view: SlurmView, when: datetime, result: PollResult
+) -> None:
+    """A chain's successor that ended without ever starting stops the chain, in words."""
+    info, _, _ = account(successor, view)
+    if info is None or not slurm_over(info.state) or info.node:
+        return  # still waiting, unknown, or it ran (its own block says how it ended)
+    state = log.read()
+    chain = state.chain
+    if chain is None or chain.stopped or chain.pending != successor:
+        return  # settled meanwhile
+    why = (
+        f"successor job {successor} ended before it started (Slurm: {info.state}; with "
+        "--kill-on-invalid-dep Slurm cancels a successor whose dependency can never be met)"
+    )
+    log.record(
+        lifecycle.Chained(when, pending=None, stopped=why, text=f"resume chain stopped: {why}"),
+        event="chain",
+        data={"source": "poll", "successor": successor, "slurm": info.state},
+    )
+    result.changes.append(
+        Change(str(log.path), successor, "PENDING", slurm_word(info.state), written=True,
+               note="resume chain stopped")
+    )  # fmt: skip
 
 
 def _leave(
@@ -426,4 +475,13 @@ def settle(
         sleep(interval)
 
 
-__all__ = ["Change", "PollResult", "account", "open_blocks", "poll_runs", "settle", "unfinished"]
+__all__ = [
+    "Change",
+    "PollResult",
+    "account",
+    "open_blocks",
+    "poll_runs",
+    "settle",
+    "unfinished",
+    "waiting_successors",
+]

@@ -25,6 +25,7 @@ from hpcwrap.errors import SchedulerError
 from hpcwrap.reports import poll
 from hpcwrap.reports import status as overview
 from hpcwrap.runlog import RunLog, RunState, create_run, lifecycle
+from hpcwrap.runlog.facts import ChainFacts
 from hpcwrap.scheduler.batch import BatchQuery
 from hpcwrap.scheduler.cli_backend import (
     SACCT_DELIMITER,
@@ -680,3 +681,34 @@ def test_poll_leaves_slurms_end_when_the_lock_is_held(
     assert log.lag() == [] and "- state: CANCELLED" in log.path.read_text()
     texts = [s.text for s in log.read().status]
     assert sum("from the scheduler" in t for t in texts) == 1, texts
+
+
+def test_a_successor_slurm_cancelled_before_it_started_stops_the_chain(
+    tmp_path: Path, fake_slurm: FakeSlurm
+) -> None:
+    """Job 140 completed but its wrapper was killed before it cancelled successor 141;
+    Slurm cancelled 141 (its afternotok dependency can never be met). The chain's last
+    line no longer says 141 waits."""
+    root = tmp_path / "run_logs"
+    log = make_run(root, "140", running=True)
+    log.record(lifecycle.Chained(T0, pending="141", text="resume: successor job 141 waits"))
+    log.record(lifecycle.Ended(T0 + timedelta(minutes=2), "COMPLETED", lifecycle.Source.EPILOG,
+                               "140", exit_code=0))  # fmt: skip
+    fake_slurm.answer([], [sacct_row("141", "CANCELLED by 0", nodes="None assigned")])
+    assert poll.waiting_successors([log.path]) == {log.path: "141"}
+    res = poll.poll_runs([log.path], query())
+    chain = log.read().chain
+    assert chain is not None and chain.pending is None
+    assert (
+        chain.stopped is not None and "successor job 141 ended before it started" in chain.stopped
+    )
+    assert any(c.note == "resume chain stopped" for c in res.changes)
+    assert poll.waiting_successors([log.path]) == {}
+    # Still pending in squeue: nothing is written.
+    other = make_run(root, "150", running=True)
+    other.record(lifecycle.Chained(T0, pending="151"))
+    fake_slurm.answer([squeue_job(151, "PENDING", "Dependency")], [])
+    before = snapshot(root)
+    poll.poll_runs([other.path], query())
+    assert (other.read().chain or ChainFacts()).pending == "151"
+    assert snapshot(root) == before
