@@ -299,3 +299,13 @@ def test_a_nanogpt_shaped_training_chains_to_its_total(cluster: Cluster) -> None
     assert state["results"]["start_train_loss_text"] == "5.1000"
     last = (cwd / f"slurm-{jobs[-1]['execution_id']}.out").read_text()
     assert f"step {total}: train loss {state['results']['end_train_loss_text']}," in last
+    # For the note: each job's steps, its wall time, and the steps redone after a resume.
+    iters = [
+        [int(m) for m in re.findall(r"(?m)^iter (\d+):", (cwd / f"slurm-{j['execution_id']}.out")
+                                    .read_text())]
+        for j in jobs
+    ]  # fmt: skip
+    for i, job in enumerate(jobs):
+        redone = iters[i - 1][-1] - iters[i][0] if i else 0
+        print(f"chain nanogpt: job {job['execution_id']} {job['state']} iters {iters[i][0]}-"
+              f"{iters[i][-1]} runtime {job.get('end')} - {job.get('start')}; redone {redone}")  # fmt: skip
