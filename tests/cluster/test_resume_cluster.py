@@ -307,5 +307,5 @@ def test_a_nanogpt_shaped_training_chains_to_its_total(cluster: Cluster) -> None
     ]  # fmt: skip
     for i, job in enumerate(jobs):
         redone = iters[i - 1][-1] - iters[i][0] if i else 0
-        print(f"chain nanogpt: job {job['execution_id']} {job['state']} iters {iters[i][0]}-"
-              f"{iters[i][-1]} runtime {job.get('end')} - {job.get('start')}; redone {redone}")  # fmt: skip
+        span = f"iters {iters[i][0]}-{iters[i][-1]}, {job.get('start')} to {job.get('end')}"
+        print(f"chain nanogpt: job {job['execution_id']} {job['state']}, {span}; redone {redone}")
