@@ -15,6 +15,7 @@ import pytest
 
 from hpcwrap.cli import main
 from hpcwrap.reading.scan import scan_file
+from hpcwrap.runlog.model import Results
 from tests.unit.test_job_wrapper import wrap
 
 SAMPLES = Path(__file__).parent / "job_samples"
@@ -157,20 +158,25 @@ def test_nanogpt_checkpoint_is_its_out_dir_as_printed(tmp_path: Path) -> None:
     assert merged.checkpoint is not None and merged.checkpoint.path == str(out)
 
 
-def test_nanogpt_run_results_under_the_wrapper(tmp_path: Path) -> None:
-    """The wrapper's Results for a nanoGPT run: both train losses from the "step" lines,
-    the checkpoint the out_dir in the job's working folder."""
+def _results_under_the_wrapper(tmp_path: Path, sample: str) -> Results:
+    """The Results the wrapper records for a run that prints ``sample`` in ``tmp_path``."""
     from tests.unit.test_job_wrapper import new_log
 
-    (tmp_path / "out-shakespeare-char").mkdir()
-    (tmp_path / "out-shakespeare-char" / "ckpt.pt").write_bytes(b"weights")
     pacer = tmp_path / "pace.py"
     pacer.write_text(PACER)
     log = new_log(tmp_path)
-    argv = [sys.executable, str(pacer), str(SAMPLES / "nanogpt.log"), "0"]
+    argv = [sys.executable, str(pacer), str(SAMPLES / sample), "0"]
     outcome, _, msgs = wrap(argv, log, tmp_path)
     assert outcome.exit_code == 0, msgs
-    res = log.read().results
+    return log.read().results
+
+
+def test_nanogpt_run_results_under_the_wrapper(tmp_path: Path) -> None:
+    """The wrapper's Results for a nanoGPT run: both train losses from the "step" lines,
+    the checkpoint the out_dir in the job's working folder."""
+    (tmp_path / "out-shakespeare-char").mkdir()
+    (tmp_path / "out-shakespeare-char" / "ckpt.pt").write_bytes(b"weights")
+    res = _results_under_the_wrapper(tmp_path, "nanogpt.log")
     assert (res.start_train_loss_text, res.end_train_loss_text) == ("4.2874", "1.5390")
     assert (res.start_val_loss_text, res.end_val_loss_text) == ("4.2823", "1.7269")
     assert res.final_step == 500
@@ -181,15 +187,7 @@ def test_save_pretrained_run_results_under_the_wrapper(tmp_path: Path) -> None:
     """run_clm_no_trainer.py ends with save_pretrained into --output_dir: Results' checkpoint
     is that folder in the job's working folder, not the tokenizer file written last into
     it (issue 28, item 4)."""
-    from tests.unit.test_job_wrapper import new_log
-
-    pacer = tmp_path / "pace.py"
-    pacer.write_text(PACER)
-    log = new_log(tmp_path)
-    argv = [sys.executable, str(pacer), str(SAMPLES / "accelerate_no_trainer.log"), "0"]
-    outcome, _, msgs = wrap(argv, log, tmp_path)
-    assert outcome.exit_code == 0, msgs
-    res = log.read().results
+    res = _results_under_the_wrapper(tmp_path, "accelerate_no_trainer.log")
     assert res.checkpoint == str(tmp_path / "out")
     assert (res.final_step, res.end_val_loss_text) == (580, "2.9441")
 
