@@ -8,6 +8,7 @@ or hand-off — never eval/upload directly.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import re
@@ -165,6 +166,23 @@ def _describe_train(t: Trend) -> str:
     return (
         f"train loss stayed flat around {fmt_num(t.last)}, so the model is not learning "
         "(check the learning rate and the data)"
+    )
+
+
+def this_job_only(snap: Snapshot, console: Snapshot) -> Snapshot:
+    """``snap``'s loss series cut to the steps this job printed (``console``): a resumed
+    job's records (HF's trainer_state.json, Lightning's metrics.csv) hold the whole chain's
+    history, and "in the last job" must speak of the last job."""
+    steps = [s for s, _ in (*console.train_history, *console.val_history) if s is not None]
+    if not steps:
+        return snap
+    first = min(steps)
+
+    def cut(points: tuple[tuple[int | None, float], ...]) -> tuple[tuple[int | None, float], ...]:
+        return tuple(p for p in points if p[0] is None or p[0] >= first)
+
+    return dataclasses.replace(
+        snap, train_history=cut(snap.train_history), val_history=cut(snap.val_history)
     )
 
 

@@ -738,6 +738,7 @@ class Wrapper:
             self.sink.event("progress", progress_data(snap))
         cwd = self.opts.cwd
         since = time.time() - (self.mono() - self.start_mono)
+        console = snap  # before the records: what this job printed
         ties = self._ties(snap, cwd, since)
         untied: list[Path] = []
         snap, sources = self._with_records(snap, cwd, since, ties, untied)
@@ -775,7 +776,7 @@ class Wrapper:
             text=text,
             results=dataclasses.replace(
                 res.figures_of(snap),
-                one_liner=self._one_liner(snap, final),
+                one_liner=self._one_liner(snap, final, console),
                 checkpoint=checkpoint,
                 config_snapshot=config_snapshot,
                 config_copy=config_copy,
@@ -890,10 +891,13 @@ class Wrapper:
             )
         return merged.snap, records.sources_text(merged.sources)
 
-    def _one_liner(self, snap: Snapshot, final: str) -> str | None:
-        """The drafted loss_one_liner; in a resumed job it speaks of the whole chain."""
-        text = res.loss_one_liner(snap, final)
-        if text is None or self.resumed_chain is None:
+    def _one_liner(self, snap: Snapshot, final: str, console: Snapshot) -> str | None:
+        """The drafted loss_one_liner; in a resumed job it speaks of the whole chain, then
+        of this job's own steps."""
+        if self.resumed_chain is None:
+            return res.loss_one_liner(snap, final)
+        text = res.loss_one_liner(res.this_job_only(snap, console), final)
+        if text is None:
             return text
         jobs, start = self.resumed_chain
         if start is None or snap.loss is None:

@@ -17,7 +17,9 @@ from hpcwrap.job.results import (
     find_config_snapshot,
     loss_one_liner,
     next_steps,
+    this_job_only,
 )
+from hpcwrap.job.status import fmt_num
 from hpcwrap.reading import checkpoints
 from hpcwrap.reading.formats import Observation
 from hpcwrap.reading.progress import Progress, Snapshot
@@ -216,3 +218,17 @@ def test_next_offline_wandb_run_gets_the_sync_command() -> None:
     )
     online = next_steps("TIMEOUT", "/ck/250", snap_of(decay(50), wandb_dir="/s/wandb/run-1-abc"))
     assert not any("wandb sync" in x for x in online)
+
+
+def test_a_resumed_jobs_one_liner_speaks_of_its_own_steps() -> None:
+    """A resumed HF job's records hold the whole chain (4.2 down to 1.2 before it resumed,
+    then 1.2 down to 0.9 in it): "in the last job" is the fall from 1.2, not from 4.2."""
+    whole = tuple((s, 4.2 * math.exp(-s / 300) + 0.9) for s in range(0, 1200, 20))
+    mine = tuple(p for p in whole if p[0] >= 600)
+    snap = Snapshot(train_history=whole, loss=whole[-1][1], first_loss=whole[0][1])
+    console = Snapshot(train_history=mine)
+    cut = this_job_only(snap, console)
+    assert cut.train_history == mine
+    text = loss_one_liner(cut, "TIMEOUT") or ""
+    assert fmt_num(mine[0][1]) in text and fmt_num(whole[0][1]) not in text, text
+    assert this_job_only(snap, Snapshot()) is snap  # nothing printed: nothing to cut by
