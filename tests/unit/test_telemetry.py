@@ -694,3 +694,28 @@ def test_one_idle_gpu_of_four_is_warned_once() -> None:
     assert w.check(gpus(90.0), 130.0) == []  # busy again, re-armed
     assert w.check(gpus(0.0), 140.0) == []
     assert [x.key for x in w.check(gpus(0.0), 201.0)] == ["gpu_idle:2"]
+
+
+def test_the_jobs_processes_on_a_node_without_cgroups_are_told_by_their_environment() -> None:
+    """proctrack/linuxproc keeps no cgroup per job: a training started with srun runs
+    under slurmstepd, outside the wrapper's tree, and is found by its SLURM_JOB_ID; another
+    job of the same user on the node is not."""
+    code = "import time; time.sleep(30)"
+    mine = subprocess.Popen(
+        [sys.executable, "-c", code], env={**os.environ, "SLURM_JOB_ID": "9777"}
+    )
+    other = subprocess.Popen(
+        [sys.executable, "-c", code], env={**os.environ, "SLURM_JOB_ID": "9778"}
+    )
+    try:
+        found = {p.pid for p in host.job_processes("9777", exclude=[os.getpid()])()}
+        if any("job_" in (host._cgroup_text(p) or "") for p in (mine.pid, other.pid)):
+            pytest.skip("this machine keeps a cgroup per Slurm job: the cgroup decides")
+        assert mine.pid in found and other.pid not in found
+        tree = host.tree_of(other.pid)  # the wrapper's own child, whatever its environment
+        both = {p.pid for p in host.with_job(tree, host.job_processes("9777"))()}
+        assert {mine.pid, other.pid} <= both
+    finally:
+        for p in (mine, other):
+            p.kill()
+            p.wait()

@@ -174,8 +174,13 @@ class TelemetryHook:
         self._outputs = self._output_folders()
         gpus = open_gpus(self.environ, self._nvml)
         self.gpus = gpus
+        discover = host.tree_of(self._pid)
+        job_id = self.environ.get("SLURM_JOB_ID")
+        if job_id:  # and the job's srun steps on this node, outside the wrapper's tree
+            others = host.job_processes(job_id, exclude=[os.getpid()])
+            discover = host.with_job(discover, others)
         sampler = Sampler(
-            host.ProcessSet(host.tree_of(self._pid)),
+            host.ProcessSet(discover),
             gpus,
             self.environ,
             self.node,

@@ -5,8 +5,9 @@ reused by another process is told apart by its create time), so CPU use is the
 difference of CPU times between two samples over the wall time between them.
 CPU time and I/O bytes of processes that have exited are kept, so the totals
 only grow. Which processes: the wrapper's child and all its descendants
-(``tree_of``), or, for the sampler on another node, the job's processes there
-(``job_processes``).
+(``tree_of``), and, in a Slurm job, also the job's other processes on the node
+(``job_processes``: a training started with ``srun`` runs under slurmstepd, outside the
+wrapper's tree); the sampler on another node takes the job's processes there.
 """
 
 from __future__ import annotations
@@ -162,9 +163,12 @@ def tree_of(pid: int) -> Callable[[], list[psutil.Process]]:
 
 
 def job_processes(job_id: str | None, exclude: Sequence[int] = ()) -> Callable[[], list[Any]]:
-    """The processes of Slurm job ``job_id`` on this node (by their cgroup), owned by this
-    user; without cgroup information, every process of this user. ``exclude``: pids left
-    out, with their descendants (the sampler itself)."""
+    """The processes of Slurm job ``job_id`` on this node owned by this user: by their
+    cgroup (``job_<id>/``) where Slurm keeps one per job, else by their environment's
+    ``SLURM_JOB_ID`` (proctrack/linuxproc: no cgroup; every process Slurm starts for the
+    job, srun's steps included, carries it). A process that says neither is not the job's:
+    another job of the same user may share the node. ``exclude``: pids left out (the
+    sampler itself, the wrapper)."""
     uid = os.getuid()
     mark = f"job_{job_id}/" if job_id else None
     skip = set(exclude)
@@ -175,14 +179,35 @@ def job_processes(job_id: str | None, exclude: Sequence[int] = ()) -> Callable[[
             try:
                 if p.pid in skip or p.info["uids"] is None or p.info["uids"].real != uid:
                     continue
-                if mark is not None:
-                    cg = _cgroup_text(p.pid)
-                    if cg is not None and "job_" in cg and mark not in cg + "/":
-                        continue
+                if mark is not None and not _of_job(p, job_id or "", mark):
+                    continue
                 out.append(p)
             except (psutil.Error, OSError):
                 continue
         return out
+
+    return discover
+
+
+def _of_job(p: psutil.Process, job_id: str, mark: str) -> bool:
+    cg = _cgroup_text(p.pid)
+    if cg is not None and "job_" in cg:
+        return mark in cg + "/"
+    try:
+        return p.environ().get("SLURM_JOB_ID") == job_id
+    except (psutil.Error, OSError):
+        return False
+
+
+def with_job(
+    tree: Callable[[], list[psutil.Process]], job: Callable[[], list[psutil.Process]]
+) -> Callable[[], list[psutil.Process]]:
+    """The wrapper's tree and the job's other processes on this node, each once."""
+
+    def discover() -> list[psutil.Process]:
+        out = tree()
+        have = {p.pid for p in out}
+        return out + [p for p in job() if p.pid not in have]
 
     return discover
 
@@ -296,4 +321,5 @@ __all__ = [
     "memory_limit",
     "node_memory",
     "tree_of",
+    "with_job",
 ]
