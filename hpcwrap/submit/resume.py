@@ -390,10 +390,13 @@ def resume_by_hand(
 def cancel_run(log: RunLog, scheduler: Scheduler) -> list[str]:
     """``hpcwrap cancel``: scancel the run's running jobs and its waiting successor."""
     state = log.read()
+    newest = {j.execution_id: j for j in state.jobs if j.execution_id}  # its last attempt
     targets = [
-        j.execution_id
-        for j in state.jobs
-        if j.execution_id and not lifecycle.is_final(j.state) and j.execution_id.isdigit()
+        job_id
+        for job_id, j in newest.items()
+        if job_id.isdigit()
+        # a requeued job (Lightning's own requeue, scontrol requeue) pends to run again
+        and (not lifecycle.is_final(j.state) or j.state == endings.JobState.REQUEUED)
     ]
     if state.chain is not None and state.chain.pending:
         targets.append(state.chain.pending)

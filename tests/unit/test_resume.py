@@ -297,3 +297,27 @@ def test_one_checkpoint_saved_over_and_over_is_progress(tmp_path: Path) -> None:
     (out / "ckpt.pt").write_bytes(b"w" * 9)  # saved again (the folder's own time stays)
     os.utime(out, (old, old))
     assert resume.decide(state, "13", str(out)).go
+
+
+class _Cancels:
+    """The scheduler seam's cancel, recorded (the real scancel runs in the cluster tests)."""
+
+    def __init__(self) -> None:
+        self.cancelled: list[str] = []
+
+    def cancel(self, job_id: str) -> None:
+        self.cancelled.append(job_id)
+
+
+def test_cancel_stops_a_job_that_requeued_itself(tmp_path: Path) -> None:
+    """Lightning's auto-requeue (or scontrol requeue) leaves the job pending to run again
+    under the same id: `hpcwrap cancel` cancels it instead of "nothing was running"."""
+    log = create_run(tmp_path / "run_logs", RunState(task="t", run_type="replication",
+                                                     objective="x"))  # fmt: skip
+    log.record(lifecycle.Started(T0, "12", nodes="n1", in_slurm=True))
+    log.record(lifecycle.Requeued(T0 + timedelta(minutes=1), "12"))
+    assert log.read().jobs[-1].state == "REQUEUED"
+    slurm = _Cancels()
+    assert resume.cancel_run(log, slurm) == ["12"]  # type: ignore[arg-type]
+    assert slurm.cancelled == ["12"]
+    assert "cancelled by hand (hpcwrap cancel): job 12" in log.read().status[-1].text
