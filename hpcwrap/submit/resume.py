@@ -215,9 +215,11 @@ def decide(
 
 def _written_during(checkpoint: str, job: JobBlock) -> bool:
     """Whether ``job`` wrote the checkpoint it resumed from again (one ``ckpt.pt`` saved
-    over and over, nanoGPT's way): the same path is then progress, not a loop."""
+    over and over, nanoGPT's way): the same path is then progress, not a loop. The start
+    is kept to the second and the predecessor's last save can fall in that same second:
+    a write counts from a second after it (kill-matrix row 13 once read as progress)."""
     written = checkpoints.newest_write(Path(checkpoint))
-    return written is not None and job.start is not None and written > job.start.timestamp()
+    return written is not None and job.start is not None and written > job.start.timestamp() + 1.0
 
 
 def resume_argv(argv: Sequence[str], chain: ChainFacts, checkpoint: str) -> list[str]:

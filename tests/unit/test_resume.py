@@ -294,6 +294,10 @@ def test_one_checkpoint_saved_over_and_over_is_progress(tmp_path: Path) -> None:
                      chain=ChainFacts(pending="13", resumes=1))  # fmt: skip
     stuck = resume.decide(state, "13", str(out))
     assert not stuck.go and "no progress" in stuck.reason  # not written since job 12 began
+    # The predecessor's own last save, in the second job 12's start is kept to: no progress
+    same = start.timestamp() + 0.5
+    os.utime(out / "ckpt.pt", (same, same))
+    assert not resume.decide(state, "13", str(out)).go
     (out / "ckpt.pt").write_bytes(b"w" * 9)  # saved again (the folder's own time stays)
     os.utime(out, (old, old))
     assert resume.decide(state, "13", str(out)).go
