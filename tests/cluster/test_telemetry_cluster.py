@@ -60,42 +60,16 @@ def test_every_node_of_a_two_node_job_is_sampled(cluster: Cluster) -> None:
     assert "- cpu_efficiency: `" in md and "- gpu: none (" in md
 
 
-def test_cpu_efficiency_with_one_cpu_per_task(cluster: Cluster) -> None:
-    folder = cluster.user_dir("telemetry-eff")
+def busy_core(
+    cluster: Cluster, name: str, *, hold_mb: int = 0, launcher: str = "", sbatch: str = ""
+) -> tuple[dict[str, Any], float]:
+    """A job whose command keeps one core busy for 8 s (holding ``hold_mb`` MB), under
+    ``launcher``: its telemetry summary, and the share of the core it really got (below 1
+    on a loaded test machine)."""
+    folder = cluster.user_dir(name)
     got = folder / "share.txt"
     burn = (
-        "import time\nt = time.time()\nwhile time.time() - t < 8: pass\n"
-        f"open({str(got)!r}, 'w').write(repr(time.process_time() / (time.time() - t)))\n"
-    )
-    (folder / "burn.py").write_text(burn)
-    pw = pwd.getpwnam(cluster.user)
-    os.chown(folder / "burn.py", pw.pw_uid, pw.pw_gid)
-    script = write_script(
-        cluster,
-        folder,
-        "#!/bin/bash\n"
-        "#SBATCH --nodes=1 --ntasks=1 --cpus-per-task=1 --time=5 --output=job.out\n"
-        f"exec {cluster.hpcwrap} run --telemetry-interval 1 --mode replication "
-        f"--objective 'one busy core' -- {cluster.python} burn.py\n",
-    )
-    job = cluster.submit(["sbatch", "--parsable", str(script)], cwd=folder)
-    assert cluster.wait_job(job, timeout=180) == "COMPLETED", (folder / "job.out").read_text()
-    share = min(float(got.read_text()), 1.0)  # below 1 on a loaded test machine
-    log = the_run(folder)
-    state = json.loads((log.parent / ".hpcwrap" / log.stem / "state.json").read_text())["state"]
-    t = state["telemetry"]
-    assert t["alloc_cpus"] == 1
-    assert t["cpu_efficiency"] > 0.9 * share, (t, share)
-
-
-def test_a_training_under_srun_is_measured(cluster: Cluster) -> None:
-    """`srun python train.py` runs the training under slurmstepd, outside the wrapper's
-    process tree: the batch node's samples must still be the training's (CPU and memory),
-    not the srun client's (cpu_efficiency 0%, peak_rss 0.012 GiB before)."""
-    folder = cluster.user_dir("telemetry-srun")
-    got = folder / "share.txt"
-    burn = (
-        "import time\nheld = bytearray(300 * 2**20)\nt = time.time()\n"
+        f"import time\nheld = bytearray({hold_mb} * 2**20)\nt = time.time()\n"
         "while time.time() - t < 8: pass\n"
         f"open({str(got)!r}, 'w').write(repr(time.process_time() / (time.time() - t)))\n"
     )
@@ -106,15 +80,29 @@ def test_a_training_under_srun_is_measured(cluster: Cluster) -> None:
         cluster,
         folder,
         "#!/bin/bash\n"
-        "#SBATCH --nodes=1 --ntasks=1 --cpus-per-task=1 --mem=1G --time=5 --output=job.out\n"
+        f"#SBATCH --nodes=1 --ntasks=1 --cpus-per-task=1 {sbatch} --time=5 --output=job.out\n"
         f"exec {cluster.hpcwrap} run --telemetry-interval 1 --mode replication "
-        f"--objective 'a training under srun' -- srun {cluster.python} burn.py\n",
+        f"--objective '{name}' -- {launcher} {cluster.python} burn.py\n",
     )
     job = cluster.submit(["sbatch", "--parsable", str(script)], cwd=folder)
     assert cluster.wait_job(job, timeout=180) == "COMPLETED", (folder / "job.out").read_text()
     share = min(float(got.read_text()), 1.0)
     log = the_run(folder)
     state = json.loads((log.parent / ".hpcwrap" / log.stem / "state.json").read_text())["state"]
-    t = state["telemetry"]
+    return state["telemetry"], share
+
+
+def test_cpu_efficiency_with_one_cpu_per_task(cluster: Cluster) -> None:
+    t, share = busy_core(cluster, "telemetry-eff")
+    assert t["alloc_cpus"] == 1
+    assert t["cpu_efficiency"] > 0.9 * share, (t, share)
+
+
+def test_a_training_under_srun_is_measured(cluster: Cluster) -> None:
+    """`srun python train.py` runs the training under slurmstepd, outside the wrapper's
+    process tree: the batch node's samples must still be the training's (CPU and memory),
+    not the srun client's (cpu_efficiency 0.14%, peak_rss 9.6 MB before)."""
+    t, share = busy_core(cluster, "telemetry-srun", hold_mb=300, launcher="srun",
+                         sbatch="--mem=1G")  # fmt: skip
     assert t["cpu_efficiency"] > 0.7 * share, (t, share)
     assert t["peak_rss_bytes"] > 300 * 2**20, t  # the training's 300 MB, not the client's
