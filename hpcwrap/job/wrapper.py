@@ -434,6 +434,7 @@ class Wrapper:
         return {"array_task": self.env.array_task_id, "array": self.env.array_block_id}
 
     def on_signal(self, note: SignalNote) -> None:
+        self.scanner.settle()  # the lines printed just before the signal count
         snap = self.progress.snapshot()
         fields_ = ", ".join(progress_fields(snap)) or "no progress recognised yet"
         data: dict[str, Any] = {

@@ -207,6 +207,8 @@ class Scanner:
         self._q: queue.SimpleQueue[tuple[int, bytes, int] | None] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._queued = 0
+        self._offered = 0  # chunks queued so far, and chunks read: for settle()
+        self._read = 0
         self._gap = {1: GAP_NONE, 2: GAP_NONE}  # skipped since the last queued chunk
         self._gap_before_last = {1: GAP_NONE, 2: GAP_NONE}  # ...before the last skipped one
         self._last_skipped: dict[int, bytes | None] = {1: None, 2: None}
@@ -239,6 +241,7 @@ class Scanner:
             else:
                 skip = False
                 self._queued += n
+                self._offered += 1
                 gap = self._gap[stream]
                 self._gap[stream] = self._gap_before_last[stream] = GAP_NONE
                 self._last_skipped[stream] = None
@@ -249,6 +252,23 @@ class Scanner:
         self._q.put((stream, data, gap))
         if wake:
             self._wake.set()
+
+    def settle(self, timeout: float = 0.5) -> bool:
+        """Wait (at most ``timeout``) until every chunk queued before this call was read.
+
+        For a moment that names the progress so far (a walltime warning): the lines the
+        child printed just before it must count, though the scanner reads in pauses.
+        True when it caught up in time."""
+        with self._lock:
+            target = self._offered
+        deadline = time.monotonic() + timeout
+        self._wake.set()
+        while self._read < target:
+            if time.monotonic() >= deadline:
+                return False
+            self._wake.set()
+            time.sleep(0.005)
+        return True
 
     def close(self) -> None:
         """No more chunks: the thread finishes what is queued, then the unfinished lines."""
@@ -296,9 +316,11 @@ class Scanner:
             if item is not None:
                 size += len(item[1])
         flood = size > SMALL_BATCH
+        taken = sum(1 for item in batch if item is not None)
         if flood:
             batch = self._head(batch) + self._tails(batch)
         done = self._process(batch)
+        self._read += taken
         if self._q.empty():
             self._catch_up()
         return done, flood

@@ -97,6 +97,30 @@ def test_thread_processes_queue_then_unfinished_line() -> None:
     assert progress.snapshot().step == 2
 
 
+def test_settle_reads_what_was_queued_before_it() -> None:
+    # The scanner reads in pauses; a walltime warning must name the step printed just before.
+    scanner, progress, _ = make()
+    t = threading.Thread(target=scanner.run)
+    t.start()
+    try:
+        scanner.offer(1, b"step 1 loss 2.0\n")
+        deadline = time.monotonic() + 5
+        while progress.snapshot().step != 1 and time.monotonic() < deadline:
+            time.sleep(0.001)
+        scanner.offer(1, b"step 2 loss 1.5\n")  # lands in the thread's pause
+        assert scanner.settle(timeout=5)
+        assert progress.snapshot().step == 2
+    finally:
+        scanner.close()
+        t.join(5)
+
+
+def test_settle_gives_up_when_nothing_reads() -> None:
+    scanner, _, _ = make()  # no thread
+    scanner.offer(1, b"step 1 loss 2.0\n")
+    assert scanner.settle(timeout=0.05) is False
+
+
 def test_parser_exception_is_reported_once_and_scanning_goes_on() -> None:
     scanner, progress, errors = make()
     real = scanner.parser.parse
