@@ -27,6 +27,8 @@ class ChainStart(Protocol):
     def child_env(self) -> Mapping[str, str] | None: ...  # the training's environment
     @property
     def resumed(self) -> tuple[int, float | None] | None: ...  # (jobs so far, first loss)
+    @property
+    def successor(self) -> str | None: ...  # the successor job this job submitted
 
 
 class Chain(Protocol):
@@ -43,9 +45,17 @@ class Chain(Protocol):
         the successor. None: not a chained run."""
         ...
 
-    def end(self, run: RunLog, job_id: str | None, final: str, unsure: str | None = None) -> None:
+    def end(
+        self,
+        run: RunLog,
+        job_id: str | None,
+        final: str,
+        unsure: str | None = None,
+        submitted: str | None = None,
+    ) -> None:
         """After the end is recorded: stop the chain or cancel the waiting successor
-        (``unsure``: why the end is a guess; the successor is then left to check it)."""
+        (``unsure``: why the end is a guess; the successor is then left to check it;
+        ``submitted``: the successor this job submitted, known even if the log is not)."""
         ...
 
 

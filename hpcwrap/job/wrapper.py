@@ -263,6 +263,7 @@ class Wrapper:
         self.prefix = task_prefix(self.env)
         self.child_env: dict[str, str] | None = None  # None: the wrapper's own environment
         self.resumed_chain: tuple[int, float | None] | None = None  # (jobs, chain start loss)
+        self.successor: str | None = None  # the chain's successor this job submitted
         self._exit_lock = threading.Lock()
         self._exited = False  # the command has exited: no more progress entries
 
@@ -365,6 +366,7 @@ class Wrapper:
             self.child_env = dict(start.child_env)
         if start.resumed is not None:
             self.resumed_chain = start.resumed
+        self.successor = start.successor
         if start.stop:
             end = utc_now()
             return Outcome(0, JobState.CANCELLED, self.progress.snapshot(), end, end)
@@ -383,8 +385,10 @@ class Wrapper:
         waiting successor (a completed run, a crash, a user's scancel stop the chain);
         ``unsure``: why the end is only a guess (the successor then checks it)."""
         chain, run = self._chain(), self.sink.run
+        if chain is None and self.successor is not None and self.opts.chain is not None:
+            chain = self.opts.chain()  # the log cannot be read now; the successor is known
         if chain is not None and run is not None:
-            chain.end(run, self.env.job_id, final, unsure)
+            chain.end(run, self.env.job_id, final, unsure, self.successor)
 
     def register_for_hooks(self) -> None:
         """Name the run log in the node's hook spool, so the epilog finds this job even

@@ -112,6 +112,9 @@ class ChainFacts:
     checkpoint_glob: str | None = None
     wandb_run_id: str | None = None  # one W&B run for the whole chain
     pending: str | None = None  # the job id of the submitted successor
+    # Every successor the chain submitted: one that starts when the chain no longer waits
+    # for it (its cancel failed, the chain stopped meanwhile) knows not to train.
+    successors: list[str] = field(default_factory=list)
     pending_by_hand: bool = False  # submitted by `hpcwrap resume`: no guard on how it ended
     stopped: str | None = None  # why the chain stopped
     done: bool = False  # it stopped because the training completed (no more to resume)

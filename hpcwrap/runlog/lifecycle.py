@@ -724,6 +724,8 @@ def _resumed(state: RunState, f: Resumed) -> None:
 def _chained(state: RunState, f: Chained) -> None:
     chain = copy.deepcopy(state.chain) if state.chain is not None else ChainFacts()
     chain.pending = f.pending
+    if f.pending is not None and f.pending not in chain.successors:
+        chain.successors = [*chain.successors, f.pending]
     chain.pending_by_hand = f.by_hand if f.pending is not None else False
     if f.restart:
         chain.stopped, chain.done = None, False

@@ -60,6 +60,10 @@ from hpcwrap.submit.submission import (
 )
 
 ENV_FROM = ("HPCWRAP_RESUME_FROM", "LOAD_CKPT_PATH")
+# Set in a successor's submission (the job it follows): a successor the chain no longer
+# waits for (its cancel failed, its submission went unrecorded) then knows not to train.
+# Never passed on to the training.
+ENV_SUCCESSOR_OF = "HPCWRAP_SUCCESSOR_OF"
 
 
 @dataclass(frozen=True)
@@ -235,6 +239,7 @@ def chain_env(
 ) -> dict[str, str]:
     """The training's environment in a chain: where to resume from, one W&B run id."""
     env = dict(environ)
+    env.pop(ENV_SUCCESSOR_OF, None)
     if checkpoint is not None:
         for name in ENV_FROM:
             env[name] = checkpoint
@@ -286,19 +291,37 @@ def submit_successor(
     if not job_sh.is_file():
         raise ResumeError(f"{job_sh}: missing; only runs submitted by hpcwrap sbatch can resume")
     args = _without(load_sbatch_args(log), ("dependency", "kill-on-invalid-dep", "array"))
+    env = _clean_env(environ)
+    env.pop(ENV_SUCCESSOR_OF, None)
     if after is not None:
         args += [f"--dependency=afternotok:{after}", "--kill-on-invalid-dep=yes"]
-    result = scheduler.submit(job_sh, args, _clean_env(environ), cwd=workdir)
+        env[ENV_SUCCESSOR_OF] = after
+    result = scheduler.submit(job_sh, args, env, cwd=workdir)
     return result.job_id
 
 
-def cancel_successor(scheduler: Scheduler, job_id: str) -> str | None:
-    """Cancel a waiting successor; the problem in words when it could not be."""
-    try:
-        scheduler.cancel(job_id)
-    except SchedulerError as exc:
-        return str(exc)
-    return None
+# scancel's words for a job that is gone already: asking again cannot help.
+_CANCEL_FINAL = ("already completing or completed", "invalid job id")
+
+
+def cancel_successor(
+    scheduler: Scheduler, job_id: str, tries: int = 3, pause: float = 1.0
+) -> str | None:
+    """Cancel a waiting successor; the problem in words when it could not be. Asked a few
+    times: a controller that is busy for a moment must not let a crash's successor train."""
+    problem = ""
+    for attempt in range(tries):
+        try:
+            scheduler.cancel(job_id)
+        except SchedulerError as exc:
+            problem = str(exc)
+            if any(word in problem.lower() for word in _CANCEL_FINAL):
+                return problem
+        else:
+            return None
+        if attempt + 1 < tries:
+            time.sleep(pause)
+    return problem
 
 
 def workdir_of(state: RunState, log: RunLog) -> Path:
@@ -442,6 +465,28 @@ class ChainStart:
     argv: list[str] | None = None
     child_env: dict[str, str] | None = None
     resumed: tuple[int, float | None] | None = None
+    successor: str | None = None  # the successor this job submitted
+
+
+def _unexpected(state: RunState, job_id: str, environ: Mapping[str, str]) -> str | None:
+    """Why ``job_id`` must not train although it is a successor of this chain: the chain
+    stopped or waits for another job (a cancel that failed, a submission that went
+    unrecorded). None: it is not a successor the chain gave up on. A requeued attempt
+    of a successor that already trained is not one."""
+    chain = state.chain
+    if chain is None or chain.pending == job_id:
+        return None
+    ours = {j.execution_id for j in state.jobs}
+    marked = environ.get(ENV_SUCCESSOR_OF)
+    if job_id not in chain.successors and marked not in ours:
+        return None
+    if any(j.execution_id == job_id and j.resumed_from for j in state.jobs):
+        return None
+    if chain.stopped:
+        return f"the chain was stopped: {chain.stopped}"
+    if chain.pending is not None:
+        return f"the chain waits for job {chain.pending}, not for it"
+    return "the chain waits for no successor (its submission was not recorded)"
 
 
 def _check_guessed_end(
@@ -513,6 +558,18 @@ class JobChain:
 
         workdir = workdir_of(state, run)
         start = ChainStart()
+        unexpected = _unexpected(state, job_id, environ)
+        if unexpected is not None:
+            record(
+                lifecycle.Chained(
+                    now(),
+                    pending=chain.pending,
+                    stopped=None if chain.stopped or chain.pending else unexpected,
+                    text=f"resume: job {job_id} did not start the training: {unexpected}",
+                ),
+                data={"job": job_id, "reason": unexpected},
+            )
+            return ChainStart(stop=True)
         if chain.pending == job_id:
             state = _check_guessed_end(run, state, job_id, record, get_scheduler("slurm"))
             choice = find_checkpoint(state, workdir, run)
@@ -569,25 +626,48 @@ class JobChain:
                     )
                 )
             else:
+                start = dataclasses.replace(start, successor=successor)
                 record_successor(run, successor, job_id)
         return start
 
-    def end(self, run: RunLog, job_id: str | None, final: str, unsure: str | None = None) -> None:
+    def end(
+        self,
+        run: RunLog,
+        job_id: str | None,
+        final: str,
+        unsure: str | None = None,
+        submitted: str | None = None,
+    ) -> None:
         """A job that did not end at its limit cancels the waiting successor (a completed
         run, a crash, a user's scancel stop the chain). Where the end is only a guess
         (``unsure``: a TERM whose time left was unknown may be the time limit), the
-        successor is left waiting: before it trains it asks Slurm how the job ended."""
-        try:
-            state = run.read()
-        except Exception:
-            return
-        chain = state.chain
-        if chain is None or chain.stopped:
-            return
+        successor is left waiting: before it trains it asks Slurm how the job ended.
+        ``submitted``: the successor this job submitted, cancelled on such an end even
+        when the log cannot be read or does not name it."""
         from hpcwrap.scheduler import get_scheduler
 
         ended = endings.parse(final)
-        if ended is not None and ended.resumable:
+        resumable = ended is not None and ended.resumable
+        try:
+            state = run.read()
+        except Exception:
+            if submitted is not None and not resumable and not unsure:
+                cancel_successor(get_scheduler("slurm"), submitted)
+            return
+        chain = state.chain
+        if chain is None:
+            return
+        if submitted is not None and submitted != chain.pending and not chain.stopped:
+            if resumable or unsure:  # its submission went unrecorded: the chain waits for it
+                record_successor(run, submitted, job_id)
+                chain.pending = submitted
+            else:
+                cancel_successor(get_scheduler("slurm"), submitted)
+        if chain.stopped:
+            if submitted is not None:  # a stopped chain goes nowhere: its successor neither
+                cancel_successor(get_scheduler("slurm"), submitted)
+            return
+        if resumable:
             if chain.pending is None and chain.mode == "auto":
                 stop_chain(run, f"--max-resumes {chain.max_resumes} reached")
             return

@@ -219,6 +219,41 @@ def test_a_crash_does_not_resume_and_the_successor_is_cancelled(cluster: Cluster
     assert "resume chain stopped" in successor
 
 
+def test_a_successor_whose_cancel_failed_starts_but_does_not_train(cluster: Cluster) -> None:
+    """A crash, and scancel fails (a controller too busy to answer, faked by a failing
+    scancel on the job's PATH; the only fake here): the successor starts once the crashed
+    job is over. Before, it found no successor waiting and trained as a plain job."""
+    cwd = project(cluster, "chain-nocancel")
+    fake = cwd / "fakebin"
+    fake.mkdir()
+    busy = "echo 'scancel: error: Socket timed out on send/recv operation' >&2"
+    script(cluster, fake, "scancel", f"#!/bin/sh\n{busy}\nexit 1\n")
+    env = {"PATH": f"{fake}:{cluster.user_env['PATH']}"}
+    res = cluster.run_as_user(
+        [cluster.hpcwrap, "sbatch", *BASE, *CHAIN, *TRAIN, "--steps", "100000",
+         "--crash-at-step", "30"],
+        cwd=cwd, env=env, timeout=120,
+    )  # fmt: skip
+    assert res.returncode == 0, res.stdout + res.stderr
+    log = Path(re.search(r"^run log: (.+)$", res.stdout, re.M).group(1))  # type: ignore[union-attr]
+    wait_for(lambda: len(blocks(log)) == 2 and chain_done(log), 240, "the successor to stop")
+    state = state_of(log)
+    first, second = state["jobs"]
+    assert first["state"] == "FAILED" and "NOT cancelled" in state["chain"]["stopped"]
+    assert second["execution_id"] == state["chain"]["successors"][0]
+    assert not second.get("resumed_from") and second["state"] != "FAILED"
+    texts = [s[1] for s in state["status"]]
+    assert any(
+        t.startswith(f"resume: job {second['execution_id']} did not start the training: "
+                     "the chain was stopped")
+        for t in texts
+    ), texts  # fmt: skip
+    # the toy never ran in the successor: its output has no step
+    out = cwd / f"slurm-{second['execution_id']}.out"
+    wait_for(out.is_file, 30, "the successor's output")
+    assert '"step"' not in out.read_text()
+
+
 def test_max_resumes_zero_stops_after_the_first_job(cluster: Cluster) -> None:
     cwd = project(cluster, "chain-max")
     _, log = submit(cluster, cwd, *BASE, *CHAIN, "--max-resumes", "0", *TRAIN, "--steps", "100000")

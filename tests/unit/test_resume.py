@@ -325,3 +325,120 @@ def test_cancel_stops_a_job_that_requeued_itself(tmp_path: Path) -> None:
     assert resume.cancel_run(log, slurm) == ["12"]  # type: ignore[arg-type]
     assert slurm.cancelled == ["12"]
     assert "cancelled by hand (hpcwrap cancel): job 12" in log.read().status[-1].text
+
+
+class _Cancels:
+    """A scheduler whose scancel fails ``fail`` times with ``error``, then works."""
+
+    def __init__(self, fail: int = 0, error: str = "Socket timed out on send/recv") -> None:
+        self.fail, self.error = fail, error
+        self.cancelled: list[str] = []
+
+    def cancel(self, job_id: str) -> None:
+        from hpcwrap.errors import SchedulerError
+
+        self.cancelled.append(job_id)
+        if len(self.cancelled) <= self.fail:
+            raise SchedulerError(f"scancel {job_id}: {self.error}")
+
+
+def test_cancelling_a_successor_is_asked_again_when_the_controller_is_busy() -> None:
+    busy = _Cancels(fail=2)
+    assert resume.cancel_successor(busy, "13", pause=0) is None  # type: ignore[arg-type]
+    assert busy.cancelled == ["13", "13", "13"]
+    gone = _Cancels(fail=5, error="Kill job error on job id 13: Invalid job id specified")
+    problem = resume.cancel_successor(gone, "13", pause=0)  # type: ignore[arg-type]
+    assert problem and "Invalid job id" in problem and gone.cancelled == ["13"]
+
+
+def _chained_log(tmp_path: Path) -> RunLog:
+    log = create_run(tmp_path / "run_logs", RunState(task="t", run_type="replication",
+                                                        objective="x"))  # fmt: skip
+    log.record(lifecycle.Started(T0, "12", nodes="n1", in_slurm=True))
+    log.record(Chained(T0, pending="13"), event="chain")
+    return log
+
+
+def test_every_submitted_successor_is_remembered(tmp_path: Path) -> None:
+    log = _chained_log(tmp_path)
+    resume.stop_chain(log, "job 12 ended FAILED; successor job 13 NOT cancelled (timeout)")
+    state = log.read()
+    assert state.chain is not None and state.chain.pending is None
+    assert state.chain.successors == ["13"]  # kept through state.json
+
+
+def test_a_successor_the_chain_gave_up_on_does_not_train(tmp_path: Path) -> None:
+    """Its cancel failed (a busy controller) and it started anyway after the crash: before,
+    it found no successor waiting and trained as a plain job."""
+    log = _chained_log(tmp_path)
+    log.record(lifecycle.Ended(T0 + timedelta(minutes=1), "FAILED", lifecycle.Source.WRAPPER,
+                               "12", exit_code=1, start=T0))  # fmt: skip
+    resume.stop_chain(log, "job 12 ended FAILED; successor job 13 NOT cancelled (timeout)")
+    start = resume.JobChain().begin(log, "13", ["train"], {}, log.record, print)
+    assert start is not None and start.stop
+    assert "job 13 did not start the training: the chain was stopped" in log.read().status[-1].text
+
+
+def test_a_successor_whose_submission_went_unrecorded_does_not_train(tmp_path: Path) -> None:
+    log = create_run(tmp_path / "run_logs", RunState(task="t", run_type="replication",
+                     objective="x", chain=ChainFacts(mode="manual")))  # fmt: skip
+    log.record(lifecycle.Started(T0, "12", nodes="n1", in_slurm=True))
+    plain = resume.JobChain().begin(log, "13", ["train"], {}, log.record, print)
+    marked = {resume.ENV_SUCCESSOR_OF: "12"}
+    assert plain is not None and not plain.stop and plain.successor is None
+    start = resume.JobChain().begin(log, "13", ["train"], marked, log.record, print)
+    assert start is not None and start.stop
+    state = log.read()
+    assert state.chain is not None and "was not recorded" in (state.chain.stopped or "")
+    # the marker never reaches the training
+    assert resume.ENV_SUCCESSOR_OF not in resume.chain_env(marked, ChainFacts(), "/ck/1")
+
+
+def test_a_requeued_successor_that_trained_is_not_turned_away(tmp_path: Path) -> None:
+    log = _chained_log(tmp_path)
+    log.record(Resumed(T0, resumed_from="/ck/100", execution_id="13"))
+    log.record(Chained(T0, pending="14"), event="chain")  # 13 submitted its own successor
+    start = resume.JobChain().begin(log, "13", ["train"], {resume.ENV_SUCCESSOR_OF: "12"},
+                                    log.record, print)  # fmt: skip
+    assert start is not None and not start.stop
+
+
+def test_a_crash_cancels_the_successor_it_submitted_even_when_the_log_is_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hpcwrap.scheduler
+
+    slurm = _Cancels()
+    monkeypatch.setattr(hpcwrap.scheduler, "get_scheduler", lambda name: slurm)
+    log = _chained_log(tmp_path)
+
+    def unreadable() -> RunState:
+        raise OSError("Stale file handle")
+
+    monkeypatch.setattr(log, "read", unreadable)
+    resume.JobChain().end(log, "12", "FAILED", submitted="13")
+    assert slurm.cancelled == ["13"]
+    # At the limit it is the chain's next job: left alone.
+    resume.JobChain().end(log, "12", "TIMEOUT", submitted="13")
+    assert slurm.cancelled == ["13"]
+
+
+def test_a_successor_missing_from_the_log_is_recorded_at_the_limit_and_cancelled_on_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hpcwrap.scheduler
+
+    slurm = _Cancels()
+    monkeypatch.setattr(hpcwrap.scheduler, "get_scheduler", lambda name: slurm)
+    log = create_run(tmp_path / "run_logs", RunState(task="t", run_type="replication",
+                                                        objective="x"))  # fmt: skip
+    log.record(lifecycle.Started(T0, "12", nodes="n1", in_slurm=True))
+    log.record(Chained(T0), event="chain")  # record_successor's write was lost
+    resume.JobChain().end(log, "12", "TIMEOUT", submitted="13")
+    chain = log.read().chain
+    assert chain is not None and chain.pending == "13" and not chain.stopped
+    assert slurm.cancelled == []
+    resume.JobChain().end(log, "12", "FAILED", submitted="14")
+    chain = log.read().chain
+    assert slurm.cancelled == ["14", "13"] and chain is not None
+    assert chain.stopped and "successor job 13 cancelled" in chain.stopped
