@@ -36,6 +36,42 @@ TERM_GRACE = 25.0
 TERMINATING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
+def is_bash_script(path: str) -> bool:
+    """``path`` is bash itself or a script whose ``#!`` line names bash."""
+    if os.path.basename(path) == "bash":
+        return True
+    try:
+        with open(path, "rb") as f:
+            first = f.readline(256)
+    except OSError:
+        return False
+    return first.startswith(b"#!") and b"bash" in first
+
+
+def bash_shield(signum: int, environ: Mapping[str, str], tmpdir: str | None = None) -> str:
+    """A ``BASH_ENV`` file that makes the command's own bash script (the wrapper's child,
+    told by its ``$PPID``) catch ``signum`` with a no-op, then hands the user's own
+    ``BASH_ENV`` on. Slurm sends a ``--signal`` without ``B:`` to every process of the
+    job but the batch shell, and under the wrapper the user's script is not the batch
+    shell: it must live through the signal as it would under plain sbatch. A caught
+    signal is reset to its default across exec, so what the script starts (``srun``,
+    Lightning's trainer) gets the signal as usual; an ignored one would be inherited
+    ignored, and Lightning installs no requeue handler over an ignored SIGUSR1."""
+    import shlex
+    import tempfile
+
+    user = environ.get("BASH_ENV")
+    lines = [
+        "# hpcwrap run: the walltime warning must not end this script (see hpcwrap.job.supervise)",
+        f'if [ "$PPID" = "{os.getpid()}" ]; then trap : {signal_name(signum)[3:]}; fi',
+        f'BASH_ENV={shlex.quote(user)}; . "$BASH_ENV"' if user else "unset BASH_ENV",
+    ]
+    fd, path = tempfile.mkstemp(prefix="hpcwrap-bash-env-", suffix=".sh", dir=tmpdir)
+    with os.fdopen(fd, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    return path
+
+
 def exit_code(status: int) -> int:
     """A wait status as a shell reports it: the exit code, or 128+N for signal N."""
     if os.WIFSIGNALED(status):
@@ -169,6 +205,7 @@ class Supervisor:
         self.kill_at: float | None = None
         self.killed = False  # we SIGKILLed the group
         self._pending: list[int] = []  # signals that arrived before the child existed
+        self._shield: str | None = None  # the BASH_ENV file of bash_shield, removed at the end
         self._old: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
 
     # -- starting ---------------------------------------------------------------
@@ -193,6 +230,14 @@ class Supervisor:
     def start(self) -> subprocess.Popen[bytes]:
         """Start the command (raises OSError as exec would: FileNotFoundError, ...)."""
         ignored = self.walltime_signal if self.walltime_to_all else None
+        if ignored is not None and self.argv and is_bash_script(self.argv[0]):
+            # a bash script catches it instead (bash_shield): its children get it as usual
+            env = dict(self.env if self.env is not None else os.environ)
+            with contextlib.suppress(OSError):
+                self._shield = bash_shield(ignored, env, env.get("TMPDIR"))
+                env["BASH_ENV"] = self._shield
+                self.env = env
+                ignored = None
         own = signal.signal(ignored, signal.SIG_IGN) if ignored is not None else None
         try:  # the child inherits it ignored (across exec); the wrapper's handler after
             proc = subprocess.Popen(
@@ -379,6 +424,10 @@ class Supervisor:
         finally:
             if pidfd is not None:
                 os.close(pidfd)
+            if self._shield is not None:
+                with contextlib.suppress(OSError):
+                    os.unlink(self._shield)
+                self._shield = None
         self.status = status
         self.proc.returncode = os.waitstatus_to_exitcode(status) if status != 255 << 8 else 255
         return status

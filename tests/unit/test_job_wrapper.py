@@ -194,6 +194,43 @@ def test_walltime_signal_recorded_and_forwarded(tmp_path: Path) -> None:
     assert state.next[0].startswith("resume for more steps from")
 
 
+DISPOSITION = "import signal; print('child', signal.getsignal(signal.SIGUSR1).name)"
+
+
+@pytest.mark.parametrize("kind", ["bash script", "python"])
+def test_own_signal_without_b_spares_the_script_and_reaches_what_it_starts(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--signal=USR1@N`` without ``B:``: Slurm signals every process but the batch shell,
+    and under the wrapper the user's script is not that shell. A bash script catches it
+    with a no-op (so its children, srun or Lightning, get it as usual: Lightning installs
+    no requeue handler over an ignored USR1); another command starts with it ignored."""
+    monkeypatch.setenv("TMPDIR", str(tmp_path))  # where the shield file is written
+    if kind == "bash script":
+        script = tmp_path / "train.sh"
+        script.write_text(
+            f'#!/bin/bash\n{PY} -c "{DISPOSITION}"\nkill -USR1 $$\necho alive; echo "$BASH_ENV"\n'
+        )
+        script.chmod(0o755)
+        argv = [str(script)]
+    else:
+        argv = [PY, "-c", DISPOSITION]
+    outcome, out, _ = wrap(
+        argv,
+        None,
+        tmp_path,
+        settings=Settings(walltime_signal="USR1"),
+        environ={"HPCWRAP_WALLTIME_TARGETS": "all"},
+    )
+    assert outcome.exit_code == 0, out
+    if kind == "bash script":
+        assert b"child SIG_DFL" in out and b"alive" in out
+        assert f"{tmp_path}/hpcwrap-bash-env-".encode() not in out  # not passed on
+        assert not list(tmp_path.glob("hpcwrap-bash-env-*"))  # removed at the end
+    else:
+        assert b"child SIG_IGN" in out
+
+
 def test_run_log_failure_never_changes_the_exit_status(tmp_path: Path) -> None:
     log = new_log(tmp_path)
     shutil.rmtree(log.sidecar)

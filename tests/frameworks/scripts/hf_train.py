@@ -9,12 +9,29 @@ from __future__ import annotations
 
 import argparse
 import os
+import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 from datasets import Dataset
-from transformers import GPT2Config, GPT2LMHeadModel, Trainer, TrainingArguments
+from transformers import (
+    GPT2Config,
+    GPT2LMHeadModel,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
+
+
+class Pace(TrainerCallback):  # type: ignore[misc]  # the extra is not analysed
+    """Sleeps after each step: a training that outlasts a short Slurm time limit."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_step_end(self, *_: object, **__: object) -> None:
+        time.sleep(self.seconds)
 
 
 def main() -> None:
@@ -24,6 +41,13 @@ def main() -> None:
     ap.add_argument("--every", type=int, default=50)
     ap.add_argument("--rows", type=int, default=2048)
     ap.add_argument("--no-bar", action="store_true", help="disable_tqdm: PrinterCallback's dicts")
+    ap.add_argument("--pace", type=float, default=0.0, help="seconds slept per step")
+    ap.add_argument(
+        "--resume",
+        action="store_true",
+        help="resume_from_checkpoint=True: the newest checkpoint-N in --out (hpcwrap's chain "
+        "adds it to a successor's command: --resume-arg --resume)",
+    )
     args = ap.parse_args()
     torch.manual_seed(0)
     torch.set_num_threads(1)
@@ -57,9 +81,13 @@ def main() -> None:
         disable_tqdm=args.no_bar,
     )
     trainer = Trainer(
-        model=model, args=targs, train_dataset=split["train"], eval_dataset=split["test"]
+        model=model,
+        args=targs,
+        train_dataset=split["train"],
+        eval_dataset=split["test"],
+        callbacks=[Pace(args.pace)] if args.pace else None,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=True if args.resume else None)
 
 
 if __name__ == "__main__":
