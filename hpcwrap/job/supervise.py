@@ -187,9 +187,12 @@ class Supervisor:
         self.notify = notify
         self.walltime_signal = walltime_signal
         self.forward_walltime = forward_walltime
-        # Slurm sends the warning to every process of the job (--signal without B:): the
-        # command starts with it ignored (an early one must not end it before it installs
-        # its own handler) and gets it from Slurm, so it is not forwarded
+        # The user's own --signal without B:. Slurm sends it to the processes of the batch
+        # script's process group, not to the command's session (seen on the dev cluster:
+        # docs/signals.md), so the wrapper forwards it as it does hpcwrap's own warning.
+        # Where Slurm does reach every process of the job (other process tracking), the
+        # command must live through it: a bash script catches it with a no-op
+        # (bash_shield), another command starts with it ignored.
         self.walltime_to_all = walltime_to_all
         self.merge_streams = merge_streams
         self.env = dict(env) if env is not None else None
@@ -335,11 +338,7 @@ class Supervisor:
                     "walltime",
                     count,
                     now,
-                    not_forwarded=(
-                        "Slurm sent it to every process of the job (--signal without B:)"
-                        if self.walltime_to_all
-                        else "forwarding is off (forward_walltime_signal)"
-                    ),
+                    not_forwarded="forwarding is off (forward_walltime_signal)",
                 )
             )
             return
@@ -361,6 +360,8 @@ class Supervisor:
             return
         pids: list[int] = []
         for pid, _comm in targets:
+            if pid == self.pid and self._shield is not None:
+                continue  # the script that plays the batch shell: a no-op would end its wait
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signum)
                 pids.append(pid)

@@ -233,8 +233,7 @@ class Wrapper:
         self.argv = list(argv)
         self.opts = opts
         self.settings = job_warning(opts.settings, opts.environ)
-        # Slurm sends the warning to every process of the job (a --signal without B:): the
-        # training gets it from Slurm, not from the wrapper
+        # The user's own --signal without B: (Supervisor.walltime_to_all says what changes)
         self.warning_to_all = opts.environ.get(WALLTIME_TARGETS_ENV) == "all"
         self.err = opts.err
         self.mono: Callable[[], float] = time.monotonic
@@ -531,7 +530,7 @@ class Wrapper:
             self.argv,
             notify=self.monitor.notify,
             walltime_signal=_walltime_signum(self.settings),
-            forward_walltime=self.settings.forward_walltime_signal and not self.warning_to_all,
+            forward_walltime=self.settings.forward_walltime_signal,
             walltime_to_all=self.warning_to_all,
             merge_streams=merge,
             term_grace=opts.term_grace,

@@ -231,6 +231,42 @@ def test_own_signal_without_b_spares_the_script_and_reaches_what_it_starts(
         assert b"child SIG_IGN" in out
 
 
+CATCHER = (
+    "import signal, time\n"
+    "got = []\n"
+    "signal.signal(signal.SIGUSR1, lambda s, f: got.append(s))\n"
+    "print('ready', flush=True)\n"
+    "deadline = time.monotonic() + 20\n"
+    "while not got and time.monotonic() < deadline:\n"
+    "    time.sleep(0.01)\n"
+    "print('child got', got, flush=True)\n"
+)
+
+
+@pytest.mark.timeout(60)
+def test_own_signal_without_b_is_forwarded_past_the_script_to_what_handles_it(
+    tmp_path: Path,
+) -> None:
+    """Seen on the dev cluster: Slurm's --signal without B: does not reach the command's
+    session, so the wrapper forwards it (Lightning's requeue under hpcwrap never fired).
+    The script itself is skipped: a no-op trap would end its ``wait`` early."""
+    (tmp_path / "catcher.py").write_text(CATCHER)
+    script = tmp_path / "train.sh"
+    script.write_text(f"#!/bin/bash\n{PY} {tmp_path}/catcher.py &\nwait\necho wait rc $?\n")
+    script.chmod(0o755)
+    sender = SignalWhen(tmp_path / "job.out", b"ready", signal.SIGUSR1)
+    outcome, out, _ = wrap(
+        [str(script)],
+        None,
+        tmp_path,
+        settings=Settings(walltime_signal="USR1"),
+        environ={"HPCWRAP_WALLTIME_TARGETS": "all"},
+    )
+    sender.check()
+    assert outcome.exit_code == 0, out
+    assert b"child got [10]" in out and b"wait rc 0" in out, out
+
+
 def test_run_log_failure_never_changes_the_exit_status(tmp_path: Path) -> None:
     log = new_log(tmp_path)
     shutil.rmtree(log.sidecar)
