@@ -29,6 +29,11 @@ if TYPE_CHECKING:
 
 # Series are judged on bucket means, so noisy per-step losses do not read as zig-zags.
 _BUCKETS = 8
+# slurmstepd's line for a step of this job (srun prints it into the command's output) or
+# for the job, and what it was cancelled for: "... CANCELLED AT <time> DUE TO JOB REQUEUE"
+_STEPD_LINE = re.compile(
+    r"\*\*\* (?:JOB|STEP) \S+ ON \S+ CANCELLED AT \S+(?: DUE TO ([^*]+?))? \*\*\*"
+)
 _FLAT = 0.05  # relative change below this is "flat"
 
 
@@ -63,6 +68,17 @@ def figures_of(snap: Snapshot) -> lifecycle.ResultFacts:
     )
 
 
+def _stepd_said(errors: Iterable[ErrorRecord]) -> endings.JobState | None:
+    """The end slurmstepd's line in the command's own output names (a requeue, a node
+    failure, the time limit, a scancel), when it printed one."""
+    for e in errors:
+        if e.kind == "cancelled":
+            m = _STEPD_LINE.search(e.text)
+            if m:
+                return endings.stepd_cause(m.group(1) or "")
+    return None
+
+
 def end_verdict(end: EndFacts, snap: Snapshot) -> endings.Verdict:
     """How the command's end reads (runlog/endings.classify) from what the wrapper saw."""
     kinds = frozenset(e.kind for e in snap.errors)
@@ -73,6 +89,7 @@ def end_verdict(end: EndFacts, snap: Snapshot) -> endings.Verdict:
             terminated_by=end.terminated_by,
             time_left_at_term=end.time_left_at_term,
             lines=kinds & frozenset(k for k, _, _ in endings.SLURM_LINES),
+            stepd=_stepd_said(snap.errors),
             finished_all_steps=snap.finished_all_steps,
             short_of_total=(
                 snap.step_total is not None

@@ -232,3 +232,41 @@ def test_a_resumed_jobs_one_liner_speaks_of_its_own_steps() -> None:
     text = loss_one_liner(cut, "TIMEOUT") or ""
     assert fmt_num(mine[0][1]) in text and fmt_num(whole[0][1]) not in text, text
     assert this_job_only(snap, Snapshot()) is snap  # nothing printed: nothing to cut by
+
+
+@pytest.mark.parametrize(
+    ("line", "want"),
+    [
+        # Lightning's requeue under srun: srun prints the step's line into the output
+        (
+            b"slurmstepd-n1: error: *** STEP 11182.0 ON n1 CANCELLED AT 2026-12-07T15:46:48 "
+            b"DUE TO JOB REQUEUE ***\n",
+            "REQUEUED",
+        ),
+        (
+            b"slurmstepd: error: *** JOB 7 ON n2 CANCELLED AT 2026-12-07T15:46:48 "
+            b"DUE TO NODE FAILURE ***\n",
+            "NODE_FAIL",
+        ),
+        (
+            b"slurmstepd: error: *** STEP 7.0 ON n1 CANCELLED AT 2026-12-07T15:46:48 ***\n",
+            "CANCELLED",
+        ),
+        (b"step 40 loss 1.0\n", "CANCELLED"),  # no line: a TERM with time left is a guess
+    ],
+)
+def test_the_wrappers_end_reads_slurmstepds_line_in_its_own_output(line: bytes, want: str) -> None:
+    from hpcwrap.job.results import end_verdict
+    from hpcwrap.reading.formats import LineParser
+    from hpcwrap.reading.scan import Scanner
+
+    progress = Progress(lambda: datetime.now(timezone.utc), time.monotonic)
+    scanner = Scanner(LineParser(), progress, lambda n: None, lambda e, b: None)
+    scanner.offer(1, b"step 40 loss 1.0\n" + line)
+    scanner.close()
+    scanner.run()
+    facts = end(143, terminated_by="SIGTERM", time_left_at_term=75.0)
+    verdict = end_verdict(facts, progress.snapshot())
+    assert verdict.state == want
+    strong = want != "CANCELLED" or b"CANCELLED AT" in line
+    assert (verdict.strength.name == "READING") is strong
