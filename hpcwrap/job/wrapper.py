@@ -203,7 +203,10 @@ class Monitor(threading.Thread):
                 if item is _STOP:
                     stop = True
                 elif isinstance(item, Notable):
-                    w.policy.notable(item, w.progress.snapshot())
+                    snap = w.progress.snapshot()
+                    w.policy.notable(item, snap)
+                    if item.resumed and snap.resumed_from:
+                        w.record_resumed_from(snap.resumed_from)
                 elif isinstance(item, Write):
                     w.perform(item)
                 elif isinstance(item, SignalNote):
@@ -388,6 +391,22 @@ class Wrapper:
             chain = self.opts.chain()  # the log cannot be read now; the successor is known
         if chain is not None and run is not None:
             chain.end(run, self.env.job_id, final, unsure, self.successor)
+
+    def record_resumed_from(self, said: str) -> None:
+        """The training said which checkpoint it continues from (Lightning restoring its
+        requeue's hpc_ckpt_N.ckpt or a ``ckpt_path``, nanoGPT's ``--init_from=resume``):
+        this job's block gets it as ``resumed from`` unless the chain already named one."""
+        path = said if os.path.isabs(said) else os.path.normpath(os.path.join(self.opts.cwd, said))
+        self.sink.record(
+            lifecycle.Resumed(
+                utc_now(),
+                resumed_from=path,
+                execution_id=self.env.execution_id,
+                text=f"{self.prefix}the training resumed from `{path}` (its own words)",
+                said=True,
+            ),
+            data={"checkpoint": path, "said": said},
+        )
 
     def register_for_hooks(self) -> None:
         """Name the run log in the node's hook spool, so the epilog finds this job even

@@ -133,6 +133,7 @@ class Snapshot:
     wandb_dir: str | None = None
     wandb_url: str | None = None
     config_path: str | None = None
+    resumed_from: str | None = None  # the checkpoint the training said it continues from
     errors: tuple[ErrorRecord, ...] = ()
     errors_total: int = 0
     lines: int = 0  # lines the scanner read
@@ -164,10 +165,16 @@ class Notable:
     error: ErrorRecord | None = None
     nonfinite: bool = False
     wandb: bool = False
+    resumed: bool = False  # the training said which checkpoint it continues from
 
     def __bool__(self) -> bool:
         return bool(
-            self.first_progress or self.checkpoint or self.error or self.nonfinite or self.wandb
+            self.first_progress
+            or self.checkpoint
+            or self.error
+            or self.nonfinite
+            or self.wandb
+            or self.resumed
         )
 
 
@@ -380,6 +387,9 @@ class Progress:
                 notable.wandb = True
             if obs.config_path is not None:
                 s.config_path = obs.config_path
+            if obs.resumed_from is not None and s.resumed_from is None:
+                s.resumed_from = obs.resumed_from
+                notable.resumed = True
             if obs.error is not None:
                 self._error(obs, notable)
             if notable.wandb or obs.config_path is not None or obs.error is not None:

@@ -256,6 +256,9 @@ class Resumed:
     resumed_from: str | None
     execution_id: str | None = None
     text: str | None = None  # a Status entry: which job continues from what
+    # The training's own word (a console line), not a chain's successor: it names what
+    # this job's newest block continued from, when nothing named it yet; no new block.
+    said: bool = False
 
 
 @dataclass(frozen=True)
@@ -702,6 +705,13 @@ def _requeued(state: RunState, f: Requeued) -> None:
 
 
 def _resumed(state: RunState, f: Resumed) -> None:
+    if f.said:
+        said = next((j for j in reversed(state.jobs) if j.execution_id == f.execution_id), None)
+        if said is not None and said.resumed_from is None:
+            said.resumed_from = f.resumed_from
+            if f.text:
+                state.status.append(StatusEntry(f.when, f.text))
+        return
     block = None
     if f.execution_id is not None:
         # the successor's own block, if the node prolog (or a poll) already opened it

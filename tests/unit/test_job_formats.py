@@ -664,3 +664,21 @@ def test_user_patterns_reach_scan(tmp_path: Path) -> None:
     assert (r.final_step, r.last_loss) == (120, "0.75")
     assert r.checkpoint is not None and r.checkpoint.printed == "runs/a/120.pt"
     assert r.checkpoint.path == str(tmp_path / "runs/a/120.pt")
+
+
+@pytest.mark.parametrize(
+    ("line", "said"),
+    [
+        # Lightning, restoring its SLURM requeue's checkpoint (or a ckpt_path)
+        ("Restoring states from the checkpoint path at /w/hpc_ckpt_1.ckpt", "/w/hpc_ckpt_1.ckpt"),
+        # nanoGPT's train.py with --init_from=resume
+        ("Resuming training from out-shakespeare-char", "out-shakespeare-char"),
+        ("Restored all states from the checkpoint at /w/hpc_ckpt_1.ckpt", None),
+        ("we were resuming training from scratch, said the README", None),
+    ],
+)
+def test_the_training_says_what_it_resumed_from(line: str, said: str | None) -> None:
+    obs = LineParser().parse(line)
+    assert (obs.resumed_from if obs is not None else None) == said
+    # loading a checkpoint is never read as saving one
+    assert obs is None or not (obs.checkpoint_saved or obs.checkpoint_started)

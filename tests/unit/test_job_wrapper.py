@@ -267,6 +267,18 @@ def test_own_signal_without_b_is_forwarded_past_the_script_to_what_handles_it(
     assert b"child got [10]" in out and b"wait rc 0" in out, out
 
 
+def test_the_block_names_what_the_training_says_it_resumed_from(tmp_path: Path) -> None:
+    """Lightning restoring its requeue's checkpoint: the requeued attempt's block says
+    ``resumed from`` (relative paths against the job's folder, nanoGPT's out_dir)."""
+    log = new_log(tmp_path)
+    lines = "Resuming training from out-char\\nRestoring states from the checkpoint path at /x.ckpt"
+    wrap([PY, "-c", f"print('{lines}')"], log, tmp_path)
+    state = log.read()
+    assert state.jobs[-1].resumed_from == str(tmp_path / "out-char")  # the first one said
+    said = [s.text for s in state.status if "resumed from" in s.text]
+    assert said == [f"the training resumed from `{tmp_path / 'out-char'}` (its own words)"]
+
+
 def test_run_log_failure_never_changes_the_exit_status(tmp_path: Path) -> None:
     log = new_log(tmp_path)
     shutil.rmtree(log.sidecar)

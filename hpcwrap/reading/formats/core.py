@@ -70,6 +70,7 @@ from hpcwrap.reading.formats.events import (
     _CKPT_PATTERNS,
     _CKPT_STEP,
     _CONFIG_WRITTEN,
+    _RESUMED_FROM,
     _STEP_IN_PATH,
     _WANDB_LOCAL,
     _WANDB_OFFLINE_DIR,
@@ -121,6 +122,7 @@ _GENERIC = {
     "traceback": "errors",
     "wandb": "wandb",
     "checkpoint": "generic-checkpoint",
+    "resumed": "resumed-from",
 }
 
 
@@ -421,6 +423,12 @@ class LineParser:
             if c:
                 obs.config_path = _clean_path(c.group("path") or c.group("path2"))
                 obs.sources.append("config")
+        if ("restoring states" in lower or "resuming training" in lower) and (
+            r := _RESUMED_FROM.search(text)
+        ):
+            obs.resumed_from = _clean_path(r.group("path") or r.group("path2"))
+            obs.sources.append("resumed")
+            return  # the checkpoint it loads is not a save
         if "checkp" in lower or "ckpt" in lower or "saving model" in lower:
             self._checkpoint(text, lower, obs)
 

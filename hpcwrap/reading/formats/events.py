@@ -62,6 +62,17 @@ _CONFIG_WRITTEN = re.compile(
     re.IGNORECASE,
 )
 
+# The training's own word that it continues from a checkpoint: Lightning's
+# ("Restoring states from the checkpoint path at <path>", its `ckpt_path` or its SLURM
+# requeue's hpc_ckpt_N.ckpt) and nanoGPT's ("Resuming training from <out_dir>").
+_RESUMED_FROM = re.compile(
+    r"Restoring states from the checkpoint path at\s+"
+    + _PATH
+    + r"|^Resuming training from\s+"
+    + _PATH.replace("path", "path2")
+    + r"\s*$"
+)
+
 
 def _clean_path(path: str) -> str:
     return path.rstrip(".,;:)]}'\"`")

@@ -37,6 +37,7 @@ class Observation:
     wandb_dir: str | None = None
     wandb_url: str | None = None
     config_path: str | None = None
+    resumed_from: str | None = None  # the checkpoint the training says it continues from
     error: str | None = None  # one line, at most ERROR_TEXT_MAX characters
     error_kind: str | None = None
     sources: list[str] = field(default_factory=list)
@@ -55,6 +56,7 @@ class Observation:
             and self.wandb_dir is None
             and self.wandb_url is None
             and self.config_path is None
+            and self.resumed_from is None
             and self.error is None
         )
 

@@ -29,6 +29,7 @@ KEYWORDS: tuple[bytes, ...] = (
     b"sav",
     b"wandb",
     b"config",
+    b"resuming",  # "Resuming training from <out_dir>" (nanoGPT)
     b"traceback",
     b"error",
     b"exception",
