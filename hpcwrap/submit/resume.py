@@ -647,6 +647,8 @@ class JobChain:
         from hpcwrap.scheduler import get_scheduler
 
         ended = endings.parse(final)
+        if ended is endings.JobState.REQUEUED:
+            return  # it runs again under its id (Lightning's requeue): the chain stands aside
         resumable = ended is not None and ended.resumable
         try:
             state = run.read()

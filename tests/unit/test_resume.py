@@ -442,3 +442,22 @@ def test_a_successor_missing_from_the_log_is_recorded_at_the_limit_and_cancelled
     chain = log.read().chain
     assert slurm.cancelled == ["14", "13"] and chain is not None
     assert chain.stopped and "successor job 13 cancelled" in chain.stopped
+
+
+def test_the_chain_stands_aside_for_a_job_that_requeued_itself(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Lightning's own requeue in a chained run: the attempt ends REQUEUED and runs again
+    under its id; the successor keeps waiting for its last attempt, nothing is stopped."""
+    import hpcwrap.scheduler
+
+    slurm = _Cancels()
+    monkeypatch.setattr(hpcwrap.scheduler, "get_scheduler", lambda name: slurm)
+    log = _chained_log(tmp_path)
+    resume.JobChain().end(log, "12", "REQUEUED", submitted="13")
+    chain = log.read().chain
+    assert chain is not None and chain.pending == "13" and not chain.stopped
+    assert slurm.cancelled == []
+    # the requeued attempt starts: no second successor, it trains
+    start = resume.JobChain().begin(log, "12", ["train"], {}, log.record, print)
+    assert start is not None and not start.stop and start.successor is None
