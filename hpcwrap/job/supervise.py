@@ -101,6 +101,7 @@ class SignalNote:
     group: bool = False
     not_forwarded: str | None = None  # why it was not forwarded
     kill_at_mono: float | None = None  # when the group gets SIGKILL unless it exits
+    held_for: float | None = None  # forwarded this many seconds after it came (held)
 
 
 def _proc_stat(pid: int) -> tuple[int, str] | None:
@@ -209,6 +210,9 @@ class Supervisor:
         self.killed = False  # we SIGKILLed the group
         self._pending: list[int] = []  # signals that arrived before the child existed
         self._shield: str | None = None  # the BASH_ENV file of bash_shield, removed at the end
+        # A walltime warning that came before any process of the command handled it (an
+        # early one, while the training still imports): forwarded once one does.
+        self._held: tuple[int, str, float] | None = None
         self._old: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
 
     # -- starting ---------------------------------------------------------------
@@ -358,6 +362,21 @@ class Supervisor:
                 )
             )
             return
+        pids = self._send(targets, signum)
+        reason = None
+        if not pids:
+            reason = (
+                f"no process of the command handles {name} yet (its default action would end "
+                "the training early); held until one does"
+            )
+            self._held = (signum, name, now)
+        self.notify(
+            SignalNote(
+                signum, name, "walltime", count, now, forwarded_to=tuple(pids), not_forwarded=reason
+            )
+        )
+
+    def _send(self, targets: Sequence[tuple[int, str]], signum: int) -> list[int]:
         pids: list[int] = []
         for pid, _comm in targets:
             if pid == self.pid and self._shield is not None:
@@ -365,16 +384,21 @@ class Supervisor:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signum)
                 pids.append(pid)
-        reason = None
+        return pids
+
+    def forward_held(self) -> SignalNote | None:
+        """Forward a held walltime warning once a process of the command handles it (call
+        it now and then: the monitor's tick). The note says so; None while still held."""
+        if self._held is None or self.pid is None or self.status is not None:
+            return None
+        signum, name, came = self._held
+        pids = self._send(handlers_of(self.pid, signum) or [], signum)
         if not pids:
-            reason = (
-                f"no process of the command handles {name} (its default action would end "
-                "the training early)"
-            )
-        self.notify(
-            SignalNote(
-                signum, name, "walltime", count, now, forwarded_to=tuple(pids), not_forwarded=reason
-            )
+            return None
+        self._held = None
+        now = self.clock()
+        return SignalNote(
+            signum, name, "walltime", 1, now, forwarded_to=tuple(pids), held_for=now - came
         )
 
     # -- waiting ----------------------------------------------------------------

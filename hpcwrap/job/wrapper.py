@@ -214,6 +214,12 @@ class Monitor(threading.Thread):
                         w.on_signal(item)
                     except Exception as exc:
                         warn(f"warning: recording {item.name} failed: {exc!r}", w.err)
+            held = w.supervisor.forward_held() if hasattr(w, "supervisor") else None
+            if held is not None:
+                try:
+                    w.on_signal(held)
+                except Exception as exc:
+                    warn(f"warning: recording {held.name} failed: {exc!r}", w.err)
             now = w.mono()
             for i, hook in enumerate(w.opts.hooks):
                 try:
@@ -467,6 +473,14 @@ class Wrapper:
         }
         if note.not_forwarded:
             data["not_forwarded"] = note.not_forwarded
+        if note.kind == "walltime" and note.held_for is not None:
+            pids = ", ".join(map(str, note.forwarded_to))
+            text = (
+                f"walltime warning ({note.name}) forwarded to the training (pid {pids}) "
+                f"{describe_seconds(note.held_for)} after it came, once it handled it; {fields_}"
+            )
+            self.signal_status(note, text, "walltime_signal", {**data, "held_s": note.held_for})
+            return
         if note.kind == "walltime":
             left = self.time_left.seconds()
             if left is None:

@@ -6,6 +6,7 @@ import io
 import json
 import math
 import os
+import re
 import shlex
 import shutil
 import signal
@@ -277,6 +278,30 @@ def test_the_block_names_what_the_training_says_it_resumed_from(tmp_path: Path) 
     assert state.jobs[-1].resumed_from == str(tmp_path / "out-char")  # the first one said
     said = [s.text for s in state.status if "resumed from" in s.text]
     assert said == [f"the training resumed from `{tmp_path / 'out-char'}` (its own words)"]
+
+
+LATE_CATCHER = "import time\nprint('importing', flush=True)\ntime.sleep(1.5)\n" + CATCHER
+
+
+@pytest.mark.timeout(60)
+def test_an_early_warning_is_held_until_the_training_handles_it(tmp_path: Path) -> None:
+    """Slurm may send the warning at once, while the training still imports (Lightning
+    installs its handler seconds in): it is forwarded once a process handles it."""
+    log = new_log(tmp_path)
+    (tmp_path / "late.py").write_text(LATE_CATCHER)
+    sender = SignalWhen(tmp_path / "job.out", b"importing", signal.SIGUSR1)
+    outcome, out, _ = wrap(
+        [PY, str(tmp_path / "late.py")], log, tmp_path, settings=Settings(walltime_signal="USR1")
+    )
+    sender.check()
+    assert outcome.exit_code == 0 and b"child got [10]" in out, out
+    texts = [s.text for s in log.read().status if s.text.startswith("walltime warning")]
+    assert len(texts) == 2, texts
+    assert "held until one does" in texts[0]
+    assert re.match(
+        r"walltime warning \(SIGUSR1\) forwarded to the training \(pid \d+\) ", texts[1]
+    )
+    assert "after it came, once it handled it" in texts[1]
 
 
 def test_run_log_failure_never_changes_the_exit_status(tmp_path: Path) -> None:
