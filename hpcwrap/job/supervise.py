@@ -190,7 +190,7 @@ class Supervisor:
         self.forward_walltime = forward_walltime
         # The user's own --signal without B:. Slurm sends it to the processes of the batch
         # script's process group, not to the command's session (seen on the dev cluster:
-        # docs/signals.md), so the wrapper forwards it as it does hpcwrap's own warning.
+        # docs/submitting.md), so the wrapper forwards it as it does hpcwrap's own warning.
         # Where Slurm does reach every process of the job (other process tracking), the
         # command must live through it: a bash script catches it with a no-op
         # (bash_shield), another command starts with it ignored.

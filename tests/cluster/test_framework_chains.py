@@ -1,0 +1,202 @@
+"""Real framework trainings continued over Slurm time limits on the dev cluster, each with
+the exact recipe docs/resume.md gives (the scripts below are those recipes):
+
+- Lightning's own SLURM requeue under ``srun`` (``SLURMEnvironment(auto_requeue=True)``,
+  ``#SBATCH --signal=SIGUSR1@60``): one ``## Job (resumed)`` block per attempt, each
+  resumed from the ``hpc_ckpt_N.ckpt`` Lightning says it restored;
+- Lightning under hpcwrap's chain (``--resume auto``, ``fit(ckpt_path=...)`` from
+  ``HPCWRAP_RESUME_FROM``);
+- HF Trainer under hpcwrap's chain with ``resume_from_checkpoint=True`` (``--resume-arg
+  --resume``: no path, no ``--checkpoint-glob``).
+
+Each reaches its exact total over at least three jobs (or attempts), every end equal to
+Slurm's, telemetry read from the training under ``srun``. The trainings are tiny CPU models
+paced with a sleep per step; they need the frameworks extra, from this test run's own
+Python where the test user can run it, else from a venv built once for the cluster.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import importlib.util
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.cluster.conftest import REPO, Cluster
+from tests.cluster.test_hooks_cluster import script
+from tests.cluster.test_resume_cluster import chain_done
+from tests.cluster.test_wrapper_cluster import BASE, project, state_of, submit
+from tests.waiting import wait_for
+
+pytestmark = [pytest.mark.cluster, pytest.mark.frameworks, pytest.mark.slow, pytest.mark.long]
+
+TRAINERS = Path(__file__).parent / "trainers"
+FRAMEWORK_SCRIPTS = REPO / "tests" / "frameworks" / "scripts"
+IMPORTS = "import torch, transformers, datasets, pytorch_lightning"
+OFFLINE = (
+    "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1\n"
+    'export HF_HOME="$PWD/.hf_home"\n'
+)
+
+
+def _frameworks_pins() -> list[str]:
+    """The frameworks extra's pins, as pyproject.toml lists them (one per line)."""
+    text = (REPO / "pyproject.toml").read_text()
+    block = re.search(r"(?ms)^frameworks = \[(.*?)^\]", text)
+    assert block, "pyproject.toml: no frameworks extra"
+    return re.findall(r'"([^"]+)"', block.group(1))
+
+
+@pytest.fixture(scope="session")
+def framework_python(cluster: Cluster) -> str:
+    """A Python with the frameworks extra that the test user's jobs can run."""
+    if any(importlib.util.find_spec(m) is None for m in ("torch", "pytorch_lightning")):
+        pytest.skip("the frameworks extra is not installed: pip install -e '.[frameworks]'")
+    probe = cluster.run_as_user([sys.executable, "-c", IMPORTS], cwd=cluster.tmp_root, timeout=300)
+    if probe.returncode == 0:
+        return sys.executable
+    # This checkout's venv is not readable by the test user (a clone under /root): build
+    # one for the jobs, once per cluster and set of pins.
+    venv = cluster.dir / "frameworks-venv"
+    pins = _frameworks_pins()
+    stamp = venv / ".pins"
+    with open(cluster.dir / "frameworks-venv.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not (stamp.is_file() and stamp.read_text() == "\n".join(pins)):
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
+            pip = [str(venv / "bin" / "pip"), "install", "-q", *pins]
+            subprocess.run(pip, check=True, timeout=1200)
+            subprocess.run(["chmod", "-R", "a+rX", str(venv)], check=True)
+            stamp.write_text("\n".join(pins))
+    return str(venv / "bin" / "python")
+
+
+def _copy(cluster: Cluster, src: Path, cwd: Path) -> None:
+    script(cluster, cwd, src.name, src.read_text())
+
+
+def _sacct_attempts(cluster: Cluster, job_id: str) -> list[str]:
+    """Every attempt of a job in accounting, oldest first (``--duplicates``)."""
+    res = cluster.run(
+        ["sacct", "-a", "-n", "-X", "-P", "--duplicates", "-j", job_id, "-o", "State"]
+    )
+    return [line.split()[0] for line in res.stdout.split() if line]
+
+
+def _steps_of(out: Path, rx: str) -> list[int]:
+    return [int(m) for m in re.findall(rx, out.read_text(errors="replace"))]
+
+
+def _assert_telemetry(state: dict[str, Any]) -> None:
+    """Telemetry read from the training under srun, not from the srun client or the
+    wrapper (before: 0% CPU and 12 MB): torch alone is 200 MB and more."""
+    tele = state["telemetry"]
+    assert tele["peak_rss_bytes"] >= 100 * 2**20 and tele["cpu_efficiency"] > 0.05, tele
+
+
+def test_lightning_requeue_under_srun(cluster: Cluster, framework_python: str) -> None:
+    cwd = project(cluster, "fw-lightning-requeue")
+    _copy(cluster, TRAINERS / "lightning_chain.py", cwd)
+    total = 3000
+    recipe = (
+        "#!/bin/bash\n#SBATCH --signal=SIGUSR1@60\n#SBATCH --ntasks=1\n" + OFFLINE
+        + f"srun {framework_python} lightning_chain.py --requeue --max-steps {total} --pace 0.03\n"
+    )  # fmt: skip
+    name = script(cluster, cwd, "train.sh", recipe)
+    job_id, log = submit(cluster, cwd, *BASE, "-t", "2", name)
+
+    def over() -> bool:
+        jobs = state_of(log)["jobs"]
+        return bool(jobs) and jobs[-1].get("state") == "COMPLETED"
+
+    wait_for(over, 1200, "the last attempt to complete", lambda: state_of(log)["jobs"])
+    state = state_of(log)
+    jobs = state["jobs"]
+    assert len(jobs) >= 3, [(j["state"], j.get("resumed_from")) for j in jobs]
+    assert [j["state"] for j in jobs] == ["REQUEUED"] * (len(jobs) - 1) + ["COMPLETED"]
+    assert {j["execution_id"] for j in jobs} == {job_id}
+    cluster.wait_job(job_id, timeout=120)
+    assert _sacct_attempts(cluster, job_id) == [j["state"] for j in jobs]
+    for n, job in enumerate(jobs[1:], start=1):  # each attempt names Lightning's checkpoint
+        assert job["resumed_from"] == str(cwd / f"hpc_ckpt_{n}.ckpt"), job
+    assert log.read_text().count("## Job (resumed)") == len(jobs) - 1
+    assert state["results"]["final_step"] == total
+    assert state.get("chain") is None  # nothing of hpcwrap's own chain
+    _assert_telemetry(state)
+    out = cwd / f"slurm-{job_id}.out"
+    steps = _steps_of(out, r"(?m)^step (\d+):")
+    print(f"chain lightning-requeue: {len(jobs)} attempts, steps printed {steps[0]}..{steps[-1]}")
+
+
+def test_lightning_under_hpcwraps_chain_with_ckpt_path(
+    cluster: Cluster, framework_python: str
+) -> None:
+    cwd = project(cluster, "fw-lightning-chain")
+    _copy(cluster, TRAINERS / "lightning_chain.py", cwd)
+    total = 6000  # about 25 steps a second: at most about 2,200 a -t 1 job
+    recipe = (
+        "#!/bin/bash\n" + OFFLINE
+        + f"exec {framework_python} lightning_chain.py --max-steps {total} --every 100 "
+        "--pace 0.03\n"
+    )  # fmt: skip
+    name = script(cluster, cwd, "train.sh", recipe)
+    _, log = submit(cluster, cwd, *BASE, "--resume", "auto", "--max-resumes", "6", "-t", "1", name)
+    wait_for(lambda: chain_done(log), 1200, "the chain to end", lambda: state_of(log)["jobs"])
+    state = state_of(log)
+    jobs = state["jobs"]
+    assert len(jobs) >= 3, [(j["state"], j.get("resumed_from")) for j in jobs]
+    assert [j["state"] for j in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"]
+    for job in jobs:
+        assert cluster.wait_job(job["execution_id"]) == job["state"], job
+    for job in jobs[1:]:
+        assert re.search(r"/checkpoints/step=\d+\.ckpt$", job["resumed_from"]), job
+    assert log.read_text().count("## Job (resumed)") == len(jobs) - 1
+    assert state["results"]["final_step"] == total
+    assert state["chain"]["stopped"].startswith(f"job {jobs[-1]['execution_id']} ended COMPLETED")
+    _assert_telemetry(state)
+    _print_jobs("lightning-chain", jobs)
+
+
+def test_hf_trainer_under_hpcwraps_chain_resume_from_checkpoint_true(
+    cluster: Cluster, framework_python: str
+) -> None:
+    cwd = project(cluster, "fw-hf-chain")
+    _copy(cluster, FRAMEWORK_SCRIPTS / "hf_train.py", cwd)
+    total = 6000  # about 25 steps a second: at most about 2,200 a -t 1 job
+    recipe = (
+        "#!/bin/bash\n" + OFFLINE
+        + f'exec {framework_python} hf_train.py --steps {total} --every 100 --pace 0.03 "$@"\n'
+    )  # fmt: skip
+    name = script(cluster, cwd, "train.sh", recipe)
+    _, log = submit(
+        cluster, cwd, *BASE, "--resume", "auto", "--max-resumes", "6", "-t", "1",
+        "--resume-arg", "--resume", name,
+    )  # fmt: skip
+    wait_for(lambda: chain_done(log), 1200, "the chain to end", lambda: state_of(log)["jobs"])
+    state = state_of(log)
+    jobs = state["jobs"]
+    assert len(jobs) >= 3, [(j["state"], j.get("resumed_from")) for j in jobs]
+    assert [j["state"] for j in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"]
+    for job in jobs:
+        assert cluster.wait_job(job["execution_id"]) == job["state"], job
+    for job in jobs[1:]:
+        assert re.search(r"/out_hf/checkpoint-\d+$", job["resumed_from"]), job
+    assert log.read_text().count("## Job (resumed)") == len(jobs) - 1
+    assert state["results"]["final_step"] == total
+    _assert_telemetry(state)
+    _print_jobs("hf-chain", jobs)
+
+
+def _print_jobs(name: str, jobs: list[dict[str, Any]]) -> None:
+    """For the note: each job's wall time and the step it resumed from."""
+    for job in jobs:
+        frm = Path(job.get("resumed_from") or "-").name
+        print(
+            f"chain {name}: job {job['execution_id']} {job['state']} "
+            f"{job.get('start')} to {job.get('end')}, resumed from {frm}"
+        )
