@@ -16,7 +16,7 @@ from hpcwrap.runlog import sections
 from hpcwrap.runlog.dates import parse_timestamp
 from hpcwrap.runlog.markdown import DiskSection, Document, Item
 from hpcwrap.runlog.model import JobBlock, RunState, StatusEntry
-from hpcwrap.runlog.render import SUBMITTED_MARK, field_for_label, norm_label
+from hpcwrap.runlog.render import SUBMITTED_MARK, WANDB_PIECES, field_for_label, norm_label
 
 _STATUS = re.compile(
     r"^[-*+] +`?(\d{4}-\d{2}-\d{2}[ T]\d{1,2}:\d{2}(?::\d{2})?)(?:\s*(?:UTC|Z))?`?"
@@ -224,7 +224,8 @@ def _results(state: RunState, sec: DiskSection) -> None:
 def _wandb(state: RunState, sec: DiskSection) -> None:
     for fname, item in _keyed(sec, "wandb").items():
         if fname == "local":
-            state.wandb_local = code_value(item.value)
+            pieces = WANDB_PIECES.fullmatch(item.value.strip())
+            state.wandb_local = pieces.group(1) if pieces else code_value(item.value)
         elif fname == "synced":
             state.wandb_synced = synced_value(item.value)
         else:

@@ -213,6 +213,9 @@ def is_slurm_block(job: JobBlock) -> bool:
 
 # After the submitted/start value while the job has not started: the time is the submission's.
 SUBMITTED_MARK = " (submitted)"
+# A chain's W&B pieces in the section's local line: "`<dir>` (job 7); `<dir>` (job 9)"
+WANDB_PIECE = re.compile(r"[^`\s;()]+")
+WANDB_PIECES = re.compile(r"`([^`]+)` \(job [^)]*\)(?:; `[^`]+` \(job [^)]*\))+")
 
 
 def resumed_submitted(value: datetime) -> str:
@@ -486,8 +489,17 @@ def _wandb(state: RunState) -> list[Section]:
     # W&B: always local, synced and notes ("none seen" without a W&B run; notes are the
     # person's: an empty line to fill until they write one).
     local = state.wandb_local or ""
+    local_text = code(local) if clean_lines(local) else NONE_SEEN
+    pieces: dict[str, str | None] = {}  # each job's offline run, the first job that named it
+    for job in state.jobs:
+        if job.wandb_local and WANDB_PIECE.fullmatch(job.wandb_local):
+            pieces.setdefault(job.wandb_local, job.execution_id)
+    if (
+        len(pieces) > 1 and state.wandb_local in pieces
+    ):  # a chain's pieces (one W&B run id): every one, not the first alone
+        local_text = "; ".join(f"{code(p)} (job {j or '?'})" for p, j in pieces.items())
     wandb: list[tuple[str, str]] = [
-        ("wandb.local", block("- local: ", code(local) if clean_lines(local) else NONE_SEEN)),
+        ("wandb.local", block("- local: ", local_text)),
         (
             "wandb.synced",
             block("- synced: ", synced_text(state.wandb_local, state.wandb_synced) or NONE_SEEN),

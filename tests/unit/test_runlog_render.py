@@ -161,3 +161,18 @@ def test_wandb_synced_says_pending_until_a_url_is_known(tmp_path: Path) -> None:
     log.update(lambda s: setattr(s, "wandb_synced", url))
     text = log.path.read_text()
     assert f"- synced: `{url}`" in text and f"- W&B synced: {pending}" in text
+
+
+def test_wandb_section_lists_every_piece_of_a_chain(tmp_path: Path) -> None:
+    """Each job of a chain makes its own offline run (one W&B run id): the section lists
+    them all, not the first alone; each job block still names its own."""
+    a = "/s/wandb/offline-run-20261207_150000-abc123"
+    b = "/s/wandb/offline-run-20261207_151000-abc123"
+    log = create_run(tmp_path, RunState(task="train", run_type="replication", objective="o"))
+    log.update(lambda s: s.jobs.extend([JobBlock(execution_id="7", wandb_local=a),
+                                         JobBlock(execution_id="9", wandb_local=b)]))  # fmt: skip
+    log.update(lambda s: setattr(s, "wandb_local", a))
+    text = log.path.read_text()
+    assert f"- local: `{a}` (job 7); `{b}` (job 9)" in text
+    assert render_text(_reparse(text)) == text
+    assert open_run(log.path).read().wandb_local == a
