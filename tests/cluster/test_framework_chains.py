@@ -92,6 +92,20 @@ def _steps_of(out: Path, rx: str) -> list[int]:
     return [int(m) for m in re.findall(rx, out.read_text(errors="replace"))]
 
 
+# Where hpcwrap's reading and Slurm's word differ by design (docs/run-log-format.md, the
+# endings): a training that caught the TERM at its limit and exited 0 (Lightning does) is
+# COMPLETED to Slurm and TIMEOUT here; one that finished its last step while Slurm's
+# limit check already ran (seen: 76 s into a -t 1 job) is TIMEOUT to Slurm and COMPLETED
+# here. Anything else must agree.
+_BY_DESIGN = {("TIMEOUT", "COMPLETED"), ("COMPLETED", "TIMEOUT")}
+
+
+def _assert_slurm_agrees(cluster: Cluster, jobs: list[dict[str, Any]]) -> None:
+    for job in jobs:
+        slurm = cluster.wait_job(job["execution_id"])
+        assert slurm == job["state"] or (job["state"], slurm) in _BY_DESIGN, (slurm, job)
+
+
 def _assert_telemetry(state: dict[str, Any]) -> None:
     """Telemetry read from the training under srun, not from the srun client or the
     wrapper (before: 0% CPU and 12 MB): torch alone is 200 MB and more."""
@@ -151,8 +165,7 @@ def test_lightning_under_hpcwraps_chain_with_ckpt_path(
     jobs = state["jobs"]
     assert len(jobs) >= 3, [(j["state"], j.get("resumed_from")) for j in jobs]
     assert [j["state"] for j in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"]
-    for job in jobs:
-        assert cluster.wait_job(job["execution_id"]) == job["state"], job
+    _assert_slurm_agrees(cluster, jobs)
     for job in jobs[1:]:
         assert re.search(r"/checkpoints/step=\d+\.ckpt$", job["resumed_from"]), job
     assert log.read_text().count("## Job (resumed)") == len(jobs) - 1
@@ -182,8 +195,7 @@ def test_hf_trainer_under_hpcwraps_chain_resume_from_checkpoint_true(
     jobs = state["jobs"]
     assert len(jobs) >= 3, [(j["state"], j.get("resumed_from")) for j in jobs]
     assert [j["state"] for j in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"]
-    for job in jobs:
-        assert cluster.wait_job(job["execution_id"]) == job["state"], job
+    _assert_slurm_agrees(cluster, jobs)
     for job in jobs[1:]:
         assert re.search(r"/out_hf/checkpoint-\d+$", job["resumed_from"]), job
     assert log.read_text().count("## Job (resumed)") == len(jobs) - 1
