@@ -303,16 +303,6 @@ def test_one_checkpoint_saved_over_and_over_is_progress(tmp_path: Path) -> None:
     assert resume.decide(state, "13", str(out)).go
 
 
-class _Cancels:
-    """The scheduler seam's cancel, recorded (the real scancel runs in the cluster tests)."""
-
-    def __init__(self) -> None:
-        self.cancelled: list[str] = []
-
-    def cancel(self, job_id: str) -> None:
-        self.cancelled.append(job_id)
-
-
 def test_cancel_stops_a_job_that_requeued_itself(tmp_path: Path) -> None:
     """Lightning's auto-requeue (or scontrol requeue) leaves the job pending to run again
     under the same id: `hpcwrap cancel` cancels it instead of "nothing was running"."""
@@ -328,7 +318,8 @@ def test_cancel_stops_a_job_that_requeued_itself(tmp_path: Path) -> None:
 
 
 class _Cancels:
-    """A scheduler whose scancel fails ``fail`` times with ``error``, then works."""
+    """The scheduler seam's cancel, recorded (the real scancel runs in the cluster tests):
+    it fails ``fail`` times with ``error``, then works."""
 
     def __init__(self, fail: int = 0, error: str = "Socket timed out on send/recv") -> None:
         self.fail, self.error = fail, error
