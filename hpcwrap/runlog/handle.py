@@ -6,6 +6,7 @@ import contextlib
 import os
 import re
 import shutil
+import stat
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -455,7 +456,10 @@ def _create_run(
             _check_component("group", part)
     folder = run_folder(Path(root), state.group)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / SIDECAR_DIR).mkdir(exist_ok=True)
+    # The sidecar is never more open than the run_logs folder it lives in (a private
+    # run_logs keeps every copy of scripts, configs and diffs private).
+    inherit = stat.S_IMODE(folder.stat().st_mode) & 0o777
+    (folder / SIDECAR_DIR).mkdir(mode=inherit, exist_ok=True)
     n = 1
     while True:
         name = run_stem(stamp.date(), state.task, n)
@@ -464,7 +468,7 @@ def _create_run(
         if name_taken(md_path):
             continue
         try:
-            os.mkdir(sidecar_for(md_path))  # the name is ours once this succeeds
+            os.mkdir(sidecar_for(md_path), inherit)  # the name is ours once this succeeds
         except FileExistsError:
             continue
         if md_path.exists():  # written by hand in the meantime

@@ -528,3 +528,26 @@ def test_a_refused_experiment_says_so_in_experiments_md_fake_sbatch(
     bad = next(v for k, v in rows.items() if k.endswith("_bad"))
     good = next(v for k, v in rows.items() if k.endswith("_good"))
     assert bad[3] == "submit failed" and good[3] == ""
+
+
+@pytest.mark.parametrize(("script_mode", "folder_mode"), [(0o700, 0o755), (0o755, 0o700)])
+def test_copies_are_never_wider_than_their_originals_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str], script_mode: int, folder_mode: int
+) -> None:
+    """A private script holding a token: its copy and job.sh stay private (before: 0755,
+    and another user read the token). A private run_logs keeps its sidecar private."""
+    script = project / "s700.sh"
+    script.write_text("#!/bin/bash\nexport HF_TOKEN=hf_abcdefghijklmnop\necho hi\n")
+    script.chmod(script_mode)
+    (project / "run_logs").mkdir(exist_ok=True)
+    (project / "run_logs").chmod(folder_mode)
+    rc, out, err = cli(capsys, *BASE, "s700.sh")
+    assert rc == 0, err
+    log = open_run(out.splitlines()[1][9:])
+    copy = log.sidecar / "script" / "s700.sh"
+    others = 0o077 if script_mode == 0o700 else 0o022
+    assert copy.stat().st_mode & others == 0 and copy.stat().st_mode & 0o700 == 0o700
+    assert (log.sidecar / "job.sh").stat().st_mode & others == 0
+    if folder_mode == 0o700:
+        assert log.sidecar.stat().st_mode & 0o077 == 0
+        assert log.sidecar.parent.stat().st_mode & 0o077 == 0
