@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hpcwrap import redact
+from hpcwrap import redact, textcheck
 from hpcwrap.errors import (
     AmbiguousRunError,
     HpcwrapError,
@@ -427,6 +427,8 @@ _BAD_NAME = re.compile(r"[\x00-\x1f/\\]")
 
 
 def _check_component(what: str, value: str) -> None:
+    textcheck.require_utf8(what, value)
+    textcheck.require_name_length(what, value)
     if not value or value.startswith(".") or _BAD_NAME.search(value) or value != value.strip():
         raise UsageError(f"invalid {what} {value!r}: a plain name (no '/', not starting with '.')")
 

@@ -43,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hpcwrap import __version__
+from hpcwrap import __version__, textcheck
 from hpcwrap.config import Settings, parse_duration, signal_number
 from hpcwrap.errors import (
     ConfigError,
@@ -225,6 +225,13 @@ def prepare(
             "script.sh [args] (a script on standard input is not supported)"
         )
     script = cmdline.script
+    # Everything the run log records from the command line and the folder, checked
+    # before anything is written (textcheck: non-UTF-8 bytes cannot be recorded).
+    textcheck.require_utf8("the working folder", str(cwd))
+    textcheck.require_utf8("the batch script", script)
+    textcheck.require_all_utf8("the sbatch option", cmdline.sbatch)
+    textcheck.require_all_utf8("the option", cmdline.own)
+    textcheck.require_all_utf8("the script argument", cmdline.script_args)
     path = Path(os.path.abspath(cwd / Path(script).expanduser()))
     try:
         data = path.read_bytes()
