@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,6 +31,7 @@ from hpcwrap.runlog.layout import (
     CONFLICT_SUFFIX,
     LOCK_FILE,
     SIDECAR_DIR,
+    STATE_FILE,
     conflict_path,
     is_run_log_name,
     name_taken,
@@ -518,12 +519,34 @@ def _search_root(root: Path | None) -> Path:
     return find_run_logs(Path.cwd())
 
 
+def without_markdown(folder: Path, names: Iterable[str] = ()) -> list[str]:
+    """``<run>.md`` names of the runs in ``folder`` whose Markdown is gone but whose
+    sidecar state is whole (deleted by hand, or lost in a failed write): still runs,
+    found by name and rebuilt by their next writer or ``log reindex``."""
+    have = set(names)
+    try:
+        entries = sorted(os.listdir(folder / SIDECAR_DIR))
+    except OSError:
+        return []
+    out = []
+    for stem in entries:
+        name = f"{stem}.md"
+        if name in have or not is_run_log_name(name):
+            continue
+        if (folder / SIDECAR_DIR / stem / STATE_FILE).is_file() and not (folder / name).exists():
+            out.append(name)
+    return out
+
+
 def list_run_logs(root: Path) -> list[Path]:
-    """Every run log under root (root and its subfolders, not sidecars)."""
+    """Every run log under root (root and its subfolders, not sidecars), a run whose
+    Markdown is missing but whose sidecar is whole included (``without_markdown``)."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in sorted(filenames) if is_run_log_name(f))
+        names = [f for f in sorted(filenames) if is_run_log_name(f)]
+        names += without_markdown(Path(dirpath), names)
+        found.extend(Path(dirpath) / f for f in sorted(names))
     return found
 
 
