@@ -147,6 +147,9 @@ def test_a_deleted_markdown_is_found_and_rebuilt_from_its_sidecar(
     assert "brought up to its sidecar (the Markdown is missing)" in capsys.readouterr().err
     assert path.read_text() == text  # rebuilt, as it was
     path.unlink()
+    capsys.readouterr()
+    assert main(["status"]) == 0  # status, a reader, still lists it
+    assert path.stem in capsys.readouterr().out and not path.exists()
     assert main(["log", "show", "lost"]) == 0
     out, err = capsys.readouterr()
     assert "a note before the loss" in out and "rebuilt from its sidecar" in err
