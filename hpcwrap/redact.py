@@ -52,6 +52,8 @@ KEY_FORMATS: tuple[tuple[str, str], ...] = (
     ("AWS access key id", r"(?:AKIA|ASIA)[0-9A-Z]{16}"),
     ("API key or token", r"sk-[A-Za-z0-9_-]{16,}"),
     ("Slack token", r"xox[abpors]-[A-Za-z0-9-]{8,}"),
+    ("GitLab token", r"glpat-[A-Za-z0-9_-]{20,}"),
+    ("Google API key", r"AIza[0-9A-Za-z_-]{35}"),
 )
 SECRET_VALUE = re.compile(r"\b(?:" + "|".join(p for _, p in KEY_FORMATS) + r")\b")
 _KEY_FORMATS = tuple((kind, re.compile(rf"\b(?:{p})\b")) for kind, p in KEY_FORMATS)
@@ -61,6 +63,10 @@ _WANDB_LOGIN = re.compile(r"(\bwandb\s+login\s+(?:--?[\w-]+\s+)*)([A-Za-z0-9_-]{
 EMAIL = re.compile(
     r"(?<![\w.+%-])(?!git@)[A-Za-z0-9][A-Za-z0-9._%+-]*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
     r"\.[A-Za-z]{2,}(?![\w-])"
+)
+# A PEM private key, whole (its header alone where the body is not in the same text).
+_PEM = re.compile(
+    r"-----BEGIN (?P<kind>[A-Z ]*PRIVATE KEY)-----(?:.*?-----END (?P=kind)-----|[^\n]*)", re.S
 )
 _BEARER = re.compile(r"\b(Bearer|Basic)\s+[A-Za-z0-9._~+/-]+=*")
 # scheme://user:password@host -> keep the user, hide the password
@@ -72,17 +78,45 @@ _NAMED = re.compile(
     r"(?P<name>-{0,2}[A-Za-z_][\w.-]*)(?P<nq>['\"]?)(?P<sep>\s*[=:]\s*|\s+)"
     r"(?=(?P<q>['\"]?)(?P<value>[^\s'\",;&|)}\]]+))"
 )
+# A quoted value is hidden whole, spaces and all: 'correct horse battery staple'.
+_QUOTED = re.compile(r"""(['"])([^'"\n]*)\1""")
+# "pwd=..." is a password; the shell's PWD and OLDPWD are folders.
+_PWD = re.compile(r"(?:^|[_-])pwd$", re.IGNORECASE)
 
 
 def is_secret_name(name: str) -> bool:
     """True when ``name`` (an option, variable or key) says its value is a secret."""
     bare = name.strip().lstrip("-")
+    if _PWD.search(bare) and bare not in ("PWD", "OLDPWD"):
+        return True
     return bool(SECRET_NAME.search(bare)) and not _NOT_SECRET.match(bare)
+
+
+def _named_values(text: str) -> list[tuple[str, int, int]]:
+    """(name, start, end) of each value a secret-looking name gives in free text:
+    ``NAME=value``, ``NAME: 'a quoted value'`` (whole), ``--name value`` and, for a
+    compound name (``aws_secret_access_key value``), a value after a space; a single
+    word before a space ("token 5") is prose, not an assignment."""
+    out: list[tuple[str, int, int]] = []
+    for m in _NAMED.finditer(text):
+        name, sep = m.group("name"), m.group("sep")
+        if not sep.strip() and not name.startswith("-") and not re.search(r"\w[_-]\w", name):
+            continue
+        if not is_secret_name(name):
+            continue
+        start, end = m.start("value"), m.end("value")
+        if m.group("q"):
+            quoted = _QUOTED.match(text, m.start("q"))
+            if quoted:
+                start, end = quoted.start(2), quoted.end(2)
+        out.append((name, start, end))
+    return out
 
 
 def redact_value(text: str) -> str:
     """Known key formats and URL credentials in ``text`` replaced by ``***``."""
     text = SECRET_VALUE.sub(REDACTED, text)
+    text = _PEM.sub(f"-----BEGIN \\g<kind>----- {REDACTED}", text)
     text = _WANDB_LOGIN.sub(rf"\g<1>{REDACTED}", text)
     text = _BEARER.sub(rf"\g<1> {REDACTED}", text)
     return _URL_CREDENTIALS.sub(rf"\g<1>{REDACTED}\g<2>", text)
@@ -93,13 +127,7 @@ def redact_text(text: str) -> str:
     if not text:
         return text
     text = redact_value(text)
-    spans: list[tuple[int, int]] = []
-    for m in _NAMED.finditer(text):
-        name, sep = m.group("name"), m.group("sep")
-        if not sep.strip() and not name.startswith("-"):
-            continue  # "token 5" in prose is no assignment; "--token x" is
-        if is_secret_name(name) and m.group("value") != REDACTED:
-            spans.append((m.start("value"), m.end("value")))
+    spans = [(s, e) for _, s, e in _named_values(text) if text[s:e] != REDACTED]
     for start, end in reversed(spans):
         text = text[:start] + REDACTED + text[end:]
     return text
@@ -283,12 +311,11 @@ def find_sensitive(text: str, *, personal: bool = True) -> list[Finding]:
         claim("password in a URL", m.end(1), m.start(2))
     for m in _BEARER.finditer(text):
         claim("bearer token", m.end(1) + 1, m.end())
-    for m in _NAMED.finditer(text):
-        name, sep = m.group("name"), m.group("sep")
-        if not sep.strip() and not name.startswith("-"):
-            continue  # "token 5" in prose is no assignment; "--token x" is
-        if is_secret_name(name) and m.group("value") not in ("Bearer", "Basic"):
-            claim(secret_kind(name), m.start("value"), m.end("value"))
+    for m in _PEM.finditer(text):
+        claim("private key", m.start(), m.end())
+    for name, start, end in _named_values(text):
+        if text[start:end] not in ("Bearer", "Basic"):
+            claim(secret_kind(name), start, end)
     if personal:
         for m in EMAIL.finditer(text):
             claim("email", m.start(), m.end())

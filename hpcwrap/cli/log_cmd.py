@@ -164,6 +164,8 @@ def _show(args: argparse.Namespace) -> int:
         }
         sys.stdout.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2).decode() + "\n")
         return 0
+    if not log.path.exists() and log.repair():  # its sidecar is whole: rebuilt from it
+        print(f"hpcwrap: {log.path} was missing: rebuilt from its sidecar", file=sys.stderr)
     data = log.path.read_bytes()
     sys.stdout.buffer.write(data)
     sys.stdout.flush()

@@ -183,10 +183,14 @@ def handle(args: argparse.Namespace) -> int:
                 "without a run log"
             )
     else:
+        from hpcwrap import textcheck
         from hpcwrap.redact import describe_command
         from hpcwrap.submit.newrun import create_run_from_request
 
         request = request_from_args(args, settings)  # refuses a missing --mode/--objective
+        # what the new run log records, checked before it is created
+        textcheck.require_utf8("the working folder", str(Path.cwd()))
+        textcheck.require_all_utf8("the command's word", command)
         env = job_env(os.environ, args.execution_id)
         try:
             run = create_run_from_request(

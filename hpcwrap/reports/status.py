@@ -27,6 +27,7 @@ import orjson
 from hpcwrap.runlog import endings, layout
 from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.fsio import tail_records
+from hpcwrap.runlog.handle import without_markdown
 from hpcwrap.runlog.layout import SIDECAR_DIR, is_run_log_name
 
 TAIL_BYTES = 32768  # how much of events.jsonl / telemetry.jsonl a running run's row reads
@@ -108,15 +109,20 @@ def _walk(root: str) -> Iterable[str]:
         except OSError:
             continue
         subdirs = []
+        names = []
         for entry in entries:
             name = entry.name
             if name.startswith("."):
                 continue
             if name.endswith(".md"):
                 if is_run_log_name(name):
+                    names.append(name)
                     yield entry.path
             elif entry.is_dir(follow_symlinks=False):
                 subdirs.append(entry.path)
+        # runs whose Markdown is gone but whose sidecar is whole are still runs
+        for name in without_markdown(Path(folder), names):
+            yield os.path.join(folder, name)
         stack.extend(reversed(subdirs))
 
 

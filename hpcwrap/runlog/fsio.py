@@ -66,6 +66,14 @@ def copy_mode(source_mode: int) -> int:
     return stat.S_IMODE(source_mode) & 0o666 & ~current_umask()
 
 
+def copy_mode_for(source_mode: int, owner: int) -> int:
+    """Permission bits for a copy its owner must use (``owner``: 0o700 to run it, 0o600
+    to read it): group and others keep at most the read (and run) bits the original gave
+    them, the umask applied, never write. A private script's copy stays private."""
+    use = owner & 0o500
+    return owner | (stat.S_IMODE(source_mode) & (use >> 3 | use >> 6) & ~current_umask())
+
+
 def write_atomic(path: Path, data: bytes, *, sync: bool = True, mode: int | None = None) -> None:
     """Replace ``path`` with ``data`` atomically (caller holds ``path``'s lock).
 

@@ -6,12 +6,13 @@ import contextlib
 import os
 import re
 import shutil
-from collections.abc import Callable, Iterator
+import stat
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hpcwrap import redact
+from hpcwrap import redact, textcheck
 from hpcwrap.errors import (
     AmbiguousRunError,
     HpcwrapError,
@@ -30,6 +31,7 @@ from hpcwrap.runlog.layout import (
     CONFLICT_SUFFIX,
     LOCK_FILE,
     SIDECAR_DIR,
+    STATE_FILE,
     conflict_path,
     is_run_log_name,
     name_taken,
@@ -426,6 +428,8 @@ _BAD_NAME = re.compile(r"[\x00-\x1f/\\]")
 
 
 def _check_component(what: str, value: str) -> None:
+    textcheck.require_utf8(what, value)
+    textcheck.require_name_length(what, value)
     if not value or value.startswith(".") or _BAD_NAME.search(value) or value != value.strip():
         raise UsageError(f"invalid {what} {value!r}: a plain name (no '/', not starting with '.')")
 
@@ -455,7 +459,10 @@ def _create_run(
             _check_component("group", part)
     folder = run_folder(Path(root), state.group)
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / SIDECAR_DIR).mkdir(exist_ok=True)
+    # The sidecar is never more open than the run_logs folder it lives in (a private
+    # run_logs keeps every copy of scripts, configs and diffs private).
+    inherit = stat.S_IMODE(folder.stat().st_mode) & 0o777
+    (folder / SIDECAR_DIR).mkdir(mode=inherit, exist_ok=True)
     n = 1
     while True:
         name = run_stem(stamp.date(), state.task, n)
@@ -464,7 +471,7 @@ def _create_run(
         if name_taken(md_path):
             continue
         try:
-            os.mkdir(sidecar_for(md_path))  # the name is ours once this succeeds
+            os.mkdir(sidecar_for(md_path), inherit)  # the name is ours once this succeeds
         except FileExistsError:
             continue
         if md_path.exists():  # written by hand in the meantime
@@ -512,12 +519,34 @@ def _search_root(root: Path | None) -> Path:
     return find_run_logs(Path.cwd())
 
 
+def without_markdown(folder: Path, names: Iterable[str] = ()) -> list[str]:
+    """``<run>.md`` names of the runs in ``folder`` whose Markdown is gone but whose
+    sidecar state is whole (deleted by hand, or lost in a failed write): still runs,
+    found by name and rebuilt by their next writer or ``log reindex``."""
+    have = set(names)
+    try:
+        entries = sorted(os.listdir(folder / SIDECAR_DIR))
+    except OSError:
+        return []
+    out = []
+    for stem in entries:
+        name = f"{stem}.md"
+        if name in have or not is_run_log_name(name):
+            continue
+        if (folder / SIDECAR_DIR / stem / STATE_FILE).is_file() and not (folder / name).exists():
+            out.append(name)
+    return out
+
+
 def list_run_logs(root: Path) -> list[Path]:
-    """Every run log under root (root and its subfolders, not sidecars)."""
+    """Every run log under root (root and its subfolders, not sidecars), a run whose
+    Markdown is missing but whose sidecar is whole included (``without_markdown``)."""
     found: list[Path] = []
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-        found.extend(Path(dirpath) / f for f in sorted(filenames) if is_run_log_name(f))
+        names = [f for f in sorted(filenames) if is_run_log_name(f)]
+        names += without_markdown(Path(dirpath), names)
+        found.extend(Path(dirpath) / f for f in sorted(names))
     return found
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from hpcwrap.errors import HpcwrapError, RunNotFoundError
 from hpcwrap.runlog import experiments, layout, timeline
 from hpcwrap.runlog.adopt import uncode
-from hpcwrap.runlog.handle import RunLog, io_errors, is_run_log_name
+from hpcwrap.runlog.handle import RunLog, io_errors, is_run_log_name, without_markdown
 from hpcwrap.runlog.layout import CONFLICT_SUFFIX, LOCK_FILE, sidecar_for
 from hpcwrap.runlog.locks import Lock, LockConfig
 from hpcwrap.runlog.store import EVENTS_FILE
@@ -180,16 +180,17 @@ def _reindex(root: Path, locks: LockConfig | None = None, fix: bool = False) -> 
                 result.renamed.append((folder / f, folder / right))
                 filenames.append(right)
         names = sorted({f for f in filenames if is_run_log_name(f) and (folder / f).is_file()})
+        names = sorted([*names, *without_markdown(folder, names)])  # rebuilt by _repair
         if not names:
             continue
         result.folders += 1
         result.logs += len(names)
+        for name in names:  # first: a missing Markdown is rebuilt before it is read
+            _repair(RunLog(folder / name, root, locks), result)
         created = {n: t for n in names if (t := created_at(folder / n)) is not None}
         result.timeline_added += timeline.add_runs(
             folder, root, names, locks=locks, created=created
         )
-        for name in names:
-            _repair(RunLog(folder / name, root, locks), result)
         rel = folder.relative_to(root).as_posix()
         for name in names:
             row = _experiment_row(folder / name)

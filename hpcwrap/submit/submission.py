@@ -43,7 +43,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from hpcwrap import __version__
+from hpcwrap import __version__, textcheck
 from hpcwrap.config import Settings, parse_duration, signal_number
 from hpcwrap.errors import (
     ConfigError,
@@ -61,6 +61,7 @@ from hpcwrap.runlog.facts import (
     facts_from_dict,
     facts_to_dict,
 )
+from hpcwrap.runlog.fsio import copy_mode_for
 from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runlog.outputs import recorded_outputs
 from hpcwrap.scheduler.base import Scheduler, SubmitInterrupted, SubmitResult
@@ -147,6 +148,7 @@ class Prepared:
     env: Mapping[str, str]
     notes: list[str] = field(default_factory=list)
     extra_args: list[str] = field(default_factory=list)  # hpcwrap's, after the user's options
+    script_mode: int = 0o644  # the original's permission bits: its copies are never wider
 
     def defaults(self, run_log: Path) -> list[tuple[str, str]]:
         """hpcwrap's (option, value) defaults for this run."""
@@ -223,9 +225,17 @@ def prepare(
             "script.sh [args] (a script on standard input is not supported)"
         )
     script = cmdline.script
+    # Everything the run log records from the command line and the folder, checked
+    # before anything is written (textcheck: non-UTF-8 bytes cannot be recorded).
+    textcheck.require_utf8("the working folder", str(cwd))
+    textcheck.require_utf8("the batch script", script)
+    textcheck.require_all_utf8("the sbatch option", cmdline.sbatch)
+    textcheck.require_all_utf8("the option", cmdline.own)
+    textcheck.require_all_utf8("the script argument", cmdline.script_args)
     path = Path(os.path.abspath(cwd / Path(script).expanduser()))
     try:
         data = path.read_bytes()
+        mode = path.stat().st_mode
     except FileNotFoundError:
         raise UsageError(_missing_script(cmdline, script)) from None
     except IsADirectoryError:
@@ -242,6 +252,7 @@ def prepare(
         script=script,
         script_path=path,
         script_bytes=data,
+        script_mode=mode,
         script_args=cmdline.script_args,
         directives=directives,
         cmdline=cmdline,
@@ -457,13 +468,16 @@ def record_failure(log: RunLog, message: str, *, attempted: datetime, remove_tag
 def write_job_files(log: RunLog, prep: Prepared, *, python: str | None = None) -> Path:
     """The sidecar's ``script/<name>`` snapshot and ``job.sh``; returns job.sh's path."""
     snapshot = log.sidecar / SCRIPT_DIR / prep.script_path.name
-    write_exact(snapshot, prep.script_bytes, mode=0o755)
+    # Copies are never wider than the original: a private script (an HF token in it)
+    # stays private in its copy and in job.sh, which names it.
+    write_exact(snapshot, prep.script_bytes, mode=copy_mode_for(prep.script_mode, 0o700))
     job_sh = log.sidecar / JOB_SCRIPT
     text = batch_script(prep, run_log=log.path, snapshot=snapshot, python=python or sys.executable)
     # The batch script must carry the real arguments; when one looks secret, keep
     # the file to its owner (the run log, state and events only see "***").
     secret = redact_argv(prep.script_args) != list(prep.script_args)
-    write_exact(job_sh, text.encode("utf-8", errors="surrogateescape"), 0o600 if secret else 0o644)
+    job_mode = 0o600 if secret else copy_mode_for(prep.script_mode, 0o600)
+    write_exact(job_sh, text.encode("utf-8", errors="surrogateescape"), job_mode)
     return job_sh
 
 

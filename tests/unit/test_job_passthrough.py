@@ -428,13 +428,18 @@ def test_cli_refuses_before_running_anything(tmp_path: Path) -> None:
         (["run", "--log", "x.md", "--mode", "replication", "--", *cmd], b"give one or the other"),
         (["run"], b"missing command"),
         (["run", "--status-every", "soon", "--log", "x", "--", *cmd], b"--status-every"),
+        # a word with a byte that is not UTF-8: refused before the run log is created
+        (
+            ["run", "--mode", "replication", "--objective", "x", "--", *cmd, os.fsdecode(b"\xff")],
+            b"is not valid UTF-8 (byte \\xff)",
+        ),
     ):
         proc = subprocess.run(
             [PY, "-m", "hpcwrap", *argv], cwd=tmp_path, env=env, capture_output=True, timeout=60
         )
         assert proc.returncode == 2, (argv, proc.stderr)
-        assert why in proc.stderr, (argv, proc.stderr)
-    assert not marker.exists()
+        assert why in proc.stderr and b"Traceback" not in proc.stderr, (argv, proc.stderr)
+    assert not marker.exists() and not (tmp_path / "run_logs").exists()
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ import pytest
 
 from hpcwrap.cli import main
 from hpcwrap.job.wrapper import WrapperOptions, run_command
-from hpcwrap.redact import REDACTED, redact_argv, redact_settings, redact_text
+from hpcwrap.redact import REDACTED, find_sensitive, redact_argv, redact_settings, redact_text
 from hpcwrap.runlog import RunState, create_run, open_run
 
 # Obviously fake values in the formats the redactor must catch.
@@ -209,3 +209,40 @@ def test_a_resolved_config_copy_keeps_its_mode(tmp_path: Path) -> None:
     log = create_run(tmp_path / "run_logs", RunState(objective="o"))
     copy = keep_config_copy(src, log.sidecar, "12")
     assert copy is not None and copy.stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("text", "hidden", "kept"),
+    [
+        # a quoted value is hidden whole (before: '*** horse battery staple')
+        ("password: 'correct horse battery staple'", "horse", "password: '***'"),
+        ('db_password = "two words"', "two words", 'db_password = "***"'),
+        # a compound secret name, then a space
+        (
+            "aws_secret_access_key wJalrXUtnFEMIK7MDENGbPxRfiCY",
+            "wJalrX",
+            "aws_secret_access_key ***",
+        ),
+        ("GitLab glpat-abcdefghij0123456789 pushed", "glpat-", "GitLab *** pushed"),
+        ("maps AIzaSyA1234567890abcdefghijklmnopqrstuv key", "AIzaSy", "maps *** key"),
+        ("db pwd=hunter2 ok", "hunter2", "db pwd=*** ok"),
+        (
+            "k -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaA\n"
+            "-----END OPENSSH PRIVATE KEY----- z",
+            "b3BlbnNzaA",
+            "k -----BEGIN OPENSSH PRIVATE KEY----- *** z",
+        ),
+        ("-----BEGIN RSA PRIVATE KEY----- MIIEow", "MIIEow", "-----BEGIN RSA PRIVATE KEY----- ***"),
+    ],
+)
+def test_redaction_gaps_a_hostile_tester_found(text: str, hidden: str, kept: str) -> None:
+    out = redact_text(text)
+    assert hidden not in out and out == kept
+    assert find_sensitive(text, personal=False)  # export's check finds it too
+
+
+@pytest.mark.parametrize(
+    "text", ["PWD=/home/u/proj", "OLDPWD=/tmp", "the token 5 is fine", "max_tokens 50"]
+)
+def test_what_is_not_a_secret_stays(text: str) -> None:
+    assert redact_text(text) == text

@@ -133,6 +133,30 @@ def test_reindex_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["log", "reindex", "elsewhere"]) == 4
 
 
+def test_a_deleted_markdown_is_found_and_rebuilt_from_its_sidecar(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`rm run_logs/<run>.md` mid-job and the wrapper killed: state.json and events.jsonl
+    are whole. Before: `log show`, `poll` and `log reindex` said "no run log matching"."""
+    path = _new(capsys, "--task", "lost")
+    assert main(["log", "note", path.stem, "a note before the loss"]) == 0
+    text = path.read_text()
+    path.unlink()
+    capsys.readouterr()
+    assert main(["log", "reindex"]) == 0
+    assert "brought up to its sidecar (the Markdown is missing)" in capsys.readouterr().err
+    assert path.read_text() == text  # rebuilt, as it was
+    path.unlink()
+    capsys.readouterr()
+    assert main(["status"]) == 0  # status, a reader, still lists it
+    assert path.stem in capsys.readouterr().out and not path.exists()
+    assert main(["log", "show", "lost"]) == 0
+    out, err = capsys.readouterr()
+    assert "a note before the loss" in out and "rebuilt from its sidecar" in err
+    assert main(["log", "note", "lost", "and after"]) == 0
+    assert "and after" in path.read_text()
+
+
 def test_run_resolution(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     a = _new(capsys, "--task", "train")
     b = _new(capsys, "--task", "train")

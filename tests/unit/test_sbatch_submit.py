@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -528,3 +529,60 @@ def test_a_refused_experiment_says_so_in_experiments_md_fake_sbatch(
     bad = next(v for k, v in rows.items() if k.endswith("_bad"))
     good = next(v for k, v in rows.items() if k.endswith("_good"))
     assert bad[3] == "submit failed" and good[3] == ""
+
+
+@pytest.mark.parametrize(("script_mode", "folder_mode"), [(0o700, 0o755), (0o755, 0o700)])
+def test_copies_are_never_wider_than_their_originals_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str], script_mode: int, folder_mode: int
+) -> None:
+    """A private script holding a token: its copy and job.sh stay private (before: 0755,
+    and another user read the token). A private run_logs keeps its sidecar private."""
+    script = project / "s700.sh"
+    script.write_text("#!/bin/bash\nexport HF_TOKEN=hf_abcdefghijklmnop\necho hi\n")
+    script.chmod(script_mode)
+    (project / "run_logs").mkdir(exist_ok=True)
+    (project / "run_logs").chmod(folder_mode)
+    rc, out, err = cli(capsys, *BASE, "s700.sh")
+    assert rc == 0, err
+    log = open_run(out.splitlines()[1][9:])
+    copy = log.sidecar / "script" / "s700.sh"
+    others = 0o077 if script_mode == 0o700 else 0o022
+    assert copy.stat().st_mode & others == 0 and copy.stat().st_mode & 0o700 == 0o700
+    assert (log.sidecar / "job.sh").stat().st_mode & others == 0
+    if folder_mode == 0o700:
+        assert log.sidecar.stat().st_mode & 0o077 == 0
+        assert log.sidecar.parent.stat().st_mode & 0o077 == 0
+
+
+BAD_BYTE = os.fsdecode(b"bad\xff")  # a name with a byte that is not UTF-8
+
+
+@pytest.mark.parametrize("where", ["task", "script", "cwd", "output", "arg", "long task"])
+def test_bad_bytes_and_long_names_are_refused_before_anything_is_written_fake_sbatch(
+    project: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Before: a traceback (UnicodeEncodeError, "str is not valid UTF-8") and empty sidecar
+    folders left behind; a 300-character task: "File name too long" after mkdir."""
+    args, script, extra = list(BASE), "train.sh", []
+    if where == "task":
+        args += ["--task", BAD_BYTE]
+    elif where == "long task":
+        args += ["--task", "a" * 300]
+    elif where == "script":
+        script = BAD_BYTE + ".sh"
+        (project / "train.sh").rename(project / script)
+    elif where == "cwd":
+        folder = project / BAD_BYTE
+        folder.mkdir()
+        shutil.copy(project / "train.sh", folder / "train.sh")
+        monkeypatch.chdir(folder)
+    elif where == "output":
+        args += ["-o", BAD_BYTE + "-%j.out"]
+    else:
+        extra = [BAD_BYTE]
+    rc, _, err = cli(capsys, *args, script, *extra)
+    assert rc == 2, err
+    assert "Traceback" not in err
+    said = "300 bytes long: at most 120" if where == "long task" else "bad\\xff"
+    assert said in err and ("not valid UTF-8 (byte \\xff)" in err or where == "long task"), err
+    assert not list(project.rglob("run_logs")) and not (project.parent / "sbatch-argv").exists()

@@ -57,7 +57,8 @@ def test_synced_url_goes_into_every_block_it_covers_and_the_section() -> None:
     md = render_text(new)
     # Each block carries its own synced URL (the spec), not only the W&B section.
     assert md.count(f"- W&B synced: `{URL}`") == 2
-    assert f"## W&B\n- local: `{A}`\n- synced: `{URL}`\n- public: " in md
+    # the section lists both pieces of the chain, each with its job
+    assert f"## W&B\n- local: `{A}` (job 12); `{B}` (job 13)\n- synced: `{URL}`\n- public: " in md
 
 
 def test_a_forced_sync_again_replaces_the_url_only_where_it_synced() -> None:
