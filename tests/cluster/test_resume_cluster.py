@@ -62,6 +62,20 @@ def chain_done(log: Path) -> bool:
     return bool(final and not chain.get("pending") and chain.get("stopped"))
 
 
+# Where hpcwrap's reading and Slurm's word differ by design (docs/run-log-format.md, the
+# endings): a training that caught the TERM at its limit and exited 0 (Lightning does) is
+# COMPLETED to Slurm and TIMEOUT here; one that finished its last step while Slurm's
+# limit check already ran (seen: 76 s into a -t 1 job) is TIMEOUT to Slurm and COMPLETED
+# here. Anything else must agree.
+_BY_DESIGN = {("TIMEOUT", "COMPLETED"), ("COMPLETED", "TIMEOUT")}
+
+
+def assert_slurm_agrees(cluster: Cluster, jobs: list[dict[str, Any]]) -> None:
+    for job in jobs:
+        slurm = cluster.wait_job(job["execution_id"])
+        assert slurm == job["state"] or (job["state"], slurm) in _BY_DESIGN, (slurm, job)
+
+
 def blocks(log: Path) -> list[dict[str, Any]]:
     return list(state_of(log)["jobs"])
 
@@ -325,8 +339,7 @@ def test_a_nanogpt_shaped_training_chains_to_its_total(cluster: Cluster) -> None
     out = str(cwd / "out-shakespeare-char")
     assert len(jobs) >= 3, [(j["execution_id"], j["state"]) for j in jobs]
     assert [j["state"] for j in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"]
-    for job in jobs:  # every job's end is Slurm's
-        assert cluster.wait_job(job["execution_id"]) == job["state"], job
+    assert_slurm_agrees(cluster, jobs)  # every job's end is Slurm's, or differs by design
     assert all(j["resumed_from"] == out for j in jobs[1:]), jobs
     assert log.read_text().count("## Job (resumed)") == len(jobs) - 1
     assert state["results"]["final_step"] == total
