@@ -54,7 +54,7 @@ from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.fsio import tail_records
 from hpcwrap.runlog.locks import LockConfig
 from hpcwrap.runlog.model import JobBlock, RunState
-from hpcwrap.runlog.spool import CLUSTER_NAME, JOB_ID, spool_dir, spool_name
+from hpcwrap.runlog.spool import CLUSTER_NAME, JOB_ID, clear_squatted, spool_dir, spool_name
 from hpcwrap.runlog.telemetry import TelemetryFacts
 from hpcwrap.scheduler.sbatch_options import output_file_of
 
@@ -684,6 +684,12 @@ def run_hook(
         # home): the output's reader is loaded now, while it still can be. Otherwise it
         # loads only when the epilog needs it (the wrapper did not record the end).
         import hpcwrap.reading.scan  # noqa: F401
+    if kind == "prolog" and path is None:
+        # Still root: a spool file of this job's name that is not the job user's was
+        # squatted by another user to keep the wrapper from registering.
+        squatter = clear_squatted(spool_dir(environ), spool_name(env.job_id, env.cluster), env.uid)
+        if squatter is not None:
+            report(f"job {env.job_id}: removed a spool file of uid {squatter} named for this job")
     drop_privileges(env.uid, env.gid, env.user)
     if path is None:
         path = read_spool(env, environ)

@@ -67,7 +67,7 @@ from hpcwrap.reading.formats import LineParser
 from hpcwrap.reading.progress import Notable, Progress, Snapshot, checkpoint_note
 from hpcwrap.reading.scan import Scanner
 from hpcwrap.redact import describe_command
-from hpcwrap.runlog import RunLog, lifecycle, neighbours
+from hpcwrap.runlog import RunLog, lifecycle, neighbours, spool
 from hpcwrap.runlog.dates import format_runtime
 from hpcwrap.runlog.dates import now as utc_now
 from hpcwrap.runlog.endings import JobState, Strength, Verdict
@@ -420,9 +420,16 @@ class Wrapper:
         if not self.env.in_slurm or self.sink.run is None:
             return
         try:
-            register_job(self.opts.environ, self.sink.run.path)
+            why = register_job(self.opts.environ, self.sink.run.path)
         except Exception as exc:  # never fatal
-            warn(f"warning: could not register the job for the node hooks: {exc!r}", self.err)
+            why = spool.NotRegistered(repr(exc))
+        if why is not None and not why.quiet:  # said in the log: the epilog will not see it
+            text = (
+                f"warning: not registered with the node hooks ({why}): if this job is killed, "
+                "its end reaches the log only through its follow-up job or `hpcwrap poll`"
+            )
+            warn(text, self.err)
+            self.status(text, "hooks_unregistered", {"why": str(why)})
 
     def record_start(self) -> None:
         env = self.env

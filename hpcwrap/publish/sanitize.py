@@ -21,7 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from hpcwrap.redact import find_sensitive
+from hpcwrap.redact import EMAIL, find_sensitive
 
 # Placeholders: one word in angle brackets each, so a second pass finds nothing.
 SECRET_PLACEHOLDERS = {
@@ -155,6 +155,12 @@ def plural(kind: str) -> str:
 # ---------------------------------------------------------------- learning from the text
 
 
+# Mailboxes that name a role, not a person: kept wherever else the word appears.
+_ROLE_MAILBOXES = frozenset(
+    {"admin", "info", "support", "noreply", "no-reply", "help", "contact", "team", "root"}
+)
+
+
 def learn(text: str, ctx: Context) -> Context:
     """``ctx`` plus what the text itself says: ids, nodes, users, clusters, hosts in its fields."""
     out = Context(
@@ -174,6 +180,14 @@ def learn(text: str, ctx: Context) -> Context:
         out.add_node(m.group(0))
     for m in re.finditer(r"(?<![\w:/.~<>$}-])/(?:home|Users)/([\w.-]+)", text):
         out.users.add(m.group(1))
+        # sites name homes u.<user> or <group>.<user>: the user is seen once, gone everywhere
+        head, dot, tail = m.group(1).rpartition(".")
+        if dot and head and len(tail) >= 3:
+            out.users.add(tail)
+    for m in EMAIL.finditer(text):  # an email's user part is a user name too
+        local = m.group(0).split("@", 1)[0]
+        if len(local) >= 3 and local.lower() not in _ROLE_MAILBOXES:
+            out.users.add(local)
     for line in text.splitlines():
         fm = _FIELD.match(line)
         if not fm:

@@ -132,7 +132,7 @@ class RunLog:
 
         For those the Markdown shows the person's text; the state keeps hpcwrap's value.
         """
-        md = read_bytes(self.path)
+        md = _read_markdown(self.path)
         snap = self._store.load(md)
         if snap is not None:
             self._use_recorded_root(snap)
@@ -150,7 +150,7 @@ class RunLog:
         records = deferred.pending(self.sidecar)
         if not records:
             return []
-        snap = self._store.load(read_bytes(self.path))
+        snap = self._store.load(_read_markdown(self.path))
         applied = _applied(snap) if snap is not None else []
         return [r for r in records if r.name not in applied]
 
@@ -217,7 +217,7 @@ class RunLog:
     ) -> RunState:
         self.sidecar.mkdir(parents=True, exist_ok=True)
         with self.lock().held():
-            md = read_bytes(self.path)
+            md = _read_markdown(self.path)
             snap = self._snapshot_locked(md)
             before = to_dict(snap.state, with_status=False)
             before_status = [(s.when, s.text) for s in snap.state.status]
@@ -517,6 +517,25 @@ def _search_root(root: Path | None) -> Path:
     from hpcwrap.config import find_run_logs
 
     return find_run_logs(Path.cwd())
+
+
+MARKDOWN_MAX = 32 * 2**20  # a run log is kilobytes; one this big is not read whole
+
+
+def _read_markdown(path: Path) -> bytes | None:
+    """The run log's bytes (None when missing); refused over MARKDOWN_MAX (bounded reads:
+    the wrapper must not take a job's memory for a file someone filled)."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return None
+    if size > MARKDOWN_MAX:
+        raise RunLogError(
+            f"{path} is {size:,} bytes, over hpcwrap's cap of {MARKDOWN_MAX:,}: not read "
+            "(a run log is normally a few kilobytes); move it aside and run "
+            "`hpcwrap log reindex` to rebuild it from its sidecar"
+        )
+    return read_bytes(path)
 
 
 def without_markdown(folder: Path, names: Iterable[str] = ()) -> list[str]:

@@ -10,6 +10,7 @@ folder (``HPCWRAP_SPOOL``, default ``/var/spool/hpcwrap``): the wrapper writes i
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import stat
@@ -30,25 +31,38 @@ def spool_name(job_id: str, cluster: str | None) -> str:
     return f"{cluster or 'cluster'}_{job_id}"
 
 
-def register_job(environ: Mapping[str, str], run_log: Path) -> bool:
+class NotRegistered(str):
+    """Why a job could not be registered (``quiet``: nothing to say, no hooks here)."""
+
+    quiet: bool = False
+
+
+def _quiet(why: str) -> NotRegistered:
+    out = NotRegistered(why)
+    out.quiet = True
+    return out
+
+
+def register_job(environ: Mapping[str, str], run_log: Path) -> NotRegistered | None:
     """Called by the wrapper inside a job: name its run log in the node's spool folder.
 
     So the hooks find a job that carries no ``hpcwrap:`` comment (plain sbatch of a
     script that runs ``hpcwrap run``). Only into a root-owned sticky folder (the
     admin's, or the dev cluster's): a folder another user made could be theirs to
-    empty. Returns whether the job was registered.
+    empty. None when registered, else why not (``quiet`` where this node has no hook
+    spool at all: most clusters, nothing to report).
     """
     job_id = environ.get("SLURM_JOB_ID") or ""
     if not JOB_ID.match(job_id):
-        return False
+        return _quiet("no Slurm job id")
     cluster = environ.get("SLURM_CLUSTER_NAME")
     folder = spool_dir(environ)
     try:
         st = os.lstat(folder)
     except OSError:
-        return False
+        return _quiet(f"no spool folder {folder}")
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != 0 or not st.st_mode & stat.S_ISVTX:
-        return False
+        return NotRegistered(f"{folder} is not a root-owned sticky folder")
     name = spool_name(job_id, cluster if cluster and CLUSTER_NAME.match(cluster) else None)
     target = folder / name
     tmp = folder / f".{name}.{os.getpid()}"
@@ -59,11 +73,39 @@ def register_job(environ: Mapping[str, str], run_log: Path) -> bool:
         finally:
             os.close(fd)
         os.replace(tmp, target)  # a requeue of the same job id replaces its own file
-    except OSError:
+    except OSError as exc:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
-        return False
-    return True
+        why = exc.strerror or str(exc)
+        if exc.errno in (errno.EPERM, errno.EACCES) and os.path.lexists(target):
+            why = "a file of that name is another user's (the prolog clears such a file)"
+        return NotRegistered(f"cannot write {target}: {why}")
+    return None
 
 
-__all__ = ["CLUSTER_NAME", "DEFAULT_SPOOL", "JOB_ID", "register_job", "spool_dir", "spool_name"]
+def clear_squatted(folder: Path, name: str, uid: int) -> int | None:
+    """The prolog's part, as root before the job starts: a spool file of this job's name
+    that is not the job user's own was put there by someone else (no wrapper of this job
+    has run yet); it is removed so the wrapper can register. The squatter's uid, or None."""
+    target = folder / name
+    try:
+        st = os.lstat(target)
+    except OSError:
+        return None
+    if stat.S_ISREG(st.st_mode) and st.st_uid == uid:
+        return None  # the job's own, from an earlier attempt: the wrapper replaces it
+    with contextlib.suppress(OSError):
+        os.unlink(target)
+    return st.st_uid
+
+
+__all__ = [
+    "CLUSTER_NAME",
+    "DEFAULT_SPOOL",
+    "JOB_ID",
+    "NotRegistered",
+    "clear_squatted",
+    "register_job",
+    "spool_dir",
+    "spool_name",
+]

@@ -49,6 +49,19 @@ EVENTS_FILE = layout.EVENTS_FILE
 # is refused, never overwritten; an older one is read by ``from_dict``'s defaults and, when
 # a change needs more, a step in MIGRATIONS (none yet: format 1 is the first).
 FORMAT = 1
+# Bounded reads: a run's state.json is kilobytes (10,000 Status entries are about 2 MB);
+# one this big is not a state hpcwrap wrote, and loading it whole would take a job's
+# memory (300 MB read at a job's end got the job memory-killed). Nor is more than this of
+# events.jsonl read at once.
+STATE_MAX = 32 * 2**20
+EVENTS_READ_MAX = 64 * 2**20
+
+
+def _size(path: Path) -> int | None:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return None
 
 
 def _check_format(path: Path, found: object) -> None:
@@ -221,6 +234,15 @@ class Sidecar:
         ``md`` is the Markdown on disk (to tell whether an interrupted update
         got as far as writing it).
         """
+        big = _size(self.state_path)
+        if big is not None and big > STATE_MAX:
+            warnings.warn(
+                f"{self.state_path} is {big:,} bytes, over hpcwrap's cap of {STATE_MAX:,}: not "
+                f"loaded; rebuilding the state from {self.events_path.name}",
+                RunLogWarning,
+                stacklevel=3,
+            )
+            return self.rebuild(md)
         raw = read_bytes(self.state_path)
         if raw is None:
             if not self.events_path.exists():
@@ -283,6 +305,12 @@ class Sidecar:
         return snap
 
     def _read_events(self, offset: int) -> list[dict[str, Any]]:
+        size = _size(self.events_path)
+        if size is not None and size - offset > EVENTS_READ_MAX:
+            raise RunLogError(
+                f"{self.events_path}: {size - offset:,} bytes to read, over hpcwrap's cap of "
+                f"{EVENTS_READ_MAX:,}: left untouched (move it aside, or remove the run)"
+            )
         try:
             with open(self.events_path, "rb") as fh:
                 fh.seek(offset)

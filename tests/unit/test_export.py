@@ -303,3 +303,16 @@ def test_the_run_logs_own_redaction_gained_the_new_key_formats() -> None:
     # emails are personal, not secret: the run log keeps them, only export removes them
     assert redact_text(f"contact {EMAIL}") == f"contact {EMAIL}"
     assert redact_text("sha256 MODEL_PASSPORT.json: ok") == "sha256 MODEL_PASSPORT.json: ok"
+
+
+def test_a_user_name_seen_once_is_gone_everywhere() -> None:
+    """A home named u.<user> and an email: the user part goes from every other path and
+    word too (before: `zz9x` stayed in /lus/scratch/zz9x/..., the email's user elsewhere)."""
+    text = (
+        "- script: `/home/u.zz9x/proj/train.sh`\n"
+        "- checkpoint: `/lus/scratch/zz9x/runs/ckpt/100`\n"
+        "- notes: ask jdoe42@example.org; jdoe42 owns /data/jdoe42/set\n"
+    )
+    out, _ = sanitize(text)
+    assert "zz9x" not in out and "jdoe42" not in out, out
+    assert "proj/train.sh" in out and "runs/ckpt/100" in out

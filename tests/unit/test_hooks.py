@@ -289,13 +289,44 @@ def test_plain_sbatch_job_found_through_the_spool(site: Site) -> None:
     log = site.log(running())
     os.seteuid(site.uid)  # the wrapper registers as the job's user
     try:
-        assert register_job(site.env(), log.path)
+        assert register_job(site.env(), log.path) is None
     finally:
         os.seteuid(0)
     assert (site.spool / "dev_12").read_text() == f"{log.path}\n"
     assert site.hook("epilog", site.env(SLURM_JOB_EXIT_CODE2="3:0")).returncode == 0
     assert log.read().jobs[0].state == "FAILED"
     assert not (site.spool / "dev_12").exists()  # the epilog removed it
+
+
+@needs_root
+def test_another_users_squat_on_the_spool_changes_nothing_for_the_job(site: Site) -> None:
+    """User B writes `dev_12` into the spool before job 12 starts: before, A's wrapper could
+    not register (silently) and A's killed job stayed RUNNING. The prolog, as root before
+    the job, removes the squat; the wrapper registers; the epilog records the end."""
+    log = site.log(running())
+    squat = site.spool / "dev_12"
+    squat.write_text("/tmp/elsewhere/run_logs/2026-01-01_b.md\n")
+    os.chown(squat, 12345, 12345)  # user B
+    os.seteuid(site.uid)
+    try:
+        why = register_job(site.env(), log.path)  # without the prolog: refused, and said
+    finally:
+        os.seteuid(0)
+    assert why is not None and not why.quiet and "another user's" in why
+    assert site.hook("prolog", site.env()).returncode == 0
+    assert not squat.exists() and "removed a spool file of uid 12345" in site.problems()
+    os.seteuid(site.uid)
+    try:
+        assert register_job(site.env(), log.path) is None
+    finally:
+        os.seteuid(0)
+    assert site.hook("epilog", site.env(SLURM_JOB_EXIT_CODE2="0:9")).returncode == 0
+    assert log.read().jobs[0].state not in ("RUNNING", None)
+
+
+def test_no_spool_folder_is_nothing_to_report(tmp_path: Path) -> None:
+    why = register_job({"SLURM_JOB_ID": "12", "HPCWRAP_SPOOL": str(tmp_path / "none")}, tmp_path)
+    assert why is not None and why.quiet
 
 
 @needs_root

@@ -8,6 +8,7 @@ from pathlib import Path
 import orjson
 import pytest
 
+from hpcwrap.errors import RunLogError
 from hpcwrap.runlog import JobBlock, RunLog, RunLogWarning, RunState, create_run, fsio, open_run
 from hpcwrap.runlog import handle as handle_mod
 from hpcwrap.runlog.model import to_dict
@@ -207,3 +208,44 @@ def test_create_that_cannot_write_the_markdown_leaves_no_sidecar_fake_eacces(
     monkeypatch.undo()
     assert list((tmp_path / ".hpcwrap").iterdir()) == []
     assert _log(tmp_path).name == "2026-03-11_train"  # the name was not used up
+
+
+def test_a_state_json_over_the_cap_is_not_loaded_but_rebuilt_from_events(tmp_path: Path) -> None:
+    """A 300 MB state.json read at a job's end got the job memory-killed: now it is not
+    read at all; the state comes from events.jsonl, and the next write replaces it."""
+    from hpcwrap.runlog import store
+
+    log = create_run(tmp_path / "run_logs", RunState(task="t", run_type="replication",
+                                                        objective="o"))  # fmt: skip
+    log.add_status("before")
+    state_json = log.sidecar / "state.json"
+    with open(state_json, "ab") as fh:  # sparse: 300 MB on paper, nothing on disk
+        fh.truncate(300 * 2**20)
+    with pytest.warns(RunLogWarning, match="over hpcwrap's cap"):
+        assert [s.text for s in log.read().status] == ["before"]
+    with pytest.warns(RunLogWarning):
+        log.add_status("after")
+    assert state_json.stat().st_size < store.STATE_MAX
+    assert [s.text for s in log.read().status] == ["before", "after"]
+
+
+def test_an_events_tail_over_the_cap_is_refused_with_the_file_and_size(tmp_path: Path) -> None:
+    from hpcwrap.runlog import store
+
+    log = create_run(tmp_path / "run_logs", RunState(task="t", run_type="replication",
+                                                        objective="o"))  # fmt: skip
+    with open(log.sidecar / "events.jsonl", "ab") as fh:
+        fh.truncate((log.sidecar / "events.jsonl").stat().st_size + store.EVENTS_READ_MAX + 1)
+    with pytest.raises(RunLogError, match=r"events.jsonl: [\d,]+ bytes to read, over"):
+        log.read()
+
+
+def test_a_markdown_over_the_cap_is_not_read_whole(tmp_path: Path) -> None:
+    from hpcwrap.runlog.handle import MARKDOWN_MAX
+
+    log = create_run(tmp_path / "run_logs", RunState(task="t", run_type="replication",
+                                                        objective="o"))  # fmt: skip
+    with open(log.path, "ab") as fh:
+        fh.truncate(MARKDOWN_MAX + 1)
+    with pytest.raises(RunLogError, match=r"is [\d,]+ bytes, over hpcwrap's cap.*log reindex"):
+        log.read()
