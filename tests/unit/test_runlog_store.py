@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -249,3 +250,44 @@ def test_a_markdown_over_the_cap_is_not_read_whole(tmp_path: Path) -> None:
         fh.truncate(MARKDOWN_MAX + 1)
     with pytest.raises(RunLogError, match=r"is [\d,]+ bytes, over hpcwrap's cap.*log reindex"):
         log.read()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_a_write_that_failed_once_leaves_no_machine_field_for_a_person() -> None:
+    """`chmod 555 run_logs` mid-job (as the job's user; root would write anyway), Status
+    and the end fail, the end is left for the next writer, `chmod 755`, then a note: the
+    log says how the job ended and takes none of hpcwrap's own fields for a person's."""
+    import pwd
+    import shutil
+    import tempfile
+
+    from hpcwrap.runlog import lifecycle
+
+    pw = pwd.getpwnam("nobody")
+    tmp_path = Path(tempfile.mkdtemp(prefix="hpcwrap-failed-once-"))  # walkable by nobody
+    tmp_path.chmod(0o777)
+    t0 = datetime(2026, 3, 11, 14, 0, tzinfo=timezone.utc)
+    os.setegid(pw.pw_gid)
+    os.seteuid(pw.pw_uid)
+    try:
+        project = tmp_path / "p"
+        project.mkdir()
+        log = create_run(project / "run_logs", RunState(task="t", run_type="replication",
+                                                           objective="o"))  # fmt: skip
+        log.record(lifecycle.Started(t0, "12", nodes="n1", in_slurm=True))
+        (project / "run_logs").chmod(0o555)
+        with pytest.raises(RunLogError):
+            log.add_status("running, step 20", t0 + timedelta(seconds=20))
+        end = lifecycle.Ended(t0 + timedelta(minutes=1), "CANCELLED", lifecycle.Source.WRAPPER,
+                              "12", exit_code=143, start=t0)  # fmt: skip
+        assert log.record_or_defer(end, by="wrapper") is not None  # left for the next writer
+        (project / "run_logs").chmod(0o755)
+        open_run(log.path).add_status("a person's note")
+        state, owned = open_run(log.path).read_with_owners()
+        text = log.path.read_text()
+    finally:
+        os.seteuid(0)
+        os.setegid(0)
+        shutil.rmtree(tmp_path, ignore_errors=True)
+    assert owned == [] and state.jobs[-1].state == "CANCELLED"
+    assert "- state: CANCELLED" in text and "running, step 20" in text
