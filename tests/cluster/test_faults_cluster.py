@@ -87,8 +87,8 @@ def test_another_users_file_in_the_spool_changes_nothing_for_your_job(cluster: C
     )
     assert made.returncode == 0 and squat.stat().st_uid != os.getuid(), made.stderr
     assert cluster.run_as_user(["scontrol", "release", job_id], cwd=cwd).returncode == 0
-    wait_for(lambda: bool(list(cwd.glob("run_logs/*.md"))), 120, "the run log")
-    log = next(cwd.glob("run_logs/*.md"))
+    wait_for(lambda: bool(list(cwd.glob("run_logs/2*_*.md"))), 120, "the run log")
+    log = next(cwd.glob("run_logs/2*_*.md"))
     pid: list[int] = []
 
     def wrapper_started() -> bool:
