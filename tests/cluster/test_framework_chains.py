@@ -151,19 +151,7 @@ def test_lightning_under_hpcwraps_chain_with_ckpt_path(
     )  # fmt: skip
     name = script(cluster, cwd, "train.sh", recipe)
     _, log = submit(cluster, cwd, *BASE, "--resume", "auto", "--max-resumes", "6", "-t", "1", name)
-    wait_for(lambda: chain_done(log), 1200, "the chain to end", lambda: state_of(log)["jobs"])
-    state = state_of(log)
-    jobs = state["jobs"]
-    assert len(jobs) >= 3, [(j["state"], j.get("resumed_from")) for j in jobs]
-    assert [j["state"] for j in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"]
-    assert_slurm_agrees(cluster, jobs)
-    for job in jobs[1:]:
-        assert re.search(r"/checkpoints/step=\d+\.ckpt$", job["resumed_from"]), job
-    assert log.read_text().count("## Job (resumed)") == len(jobs) - 1
-    assert state["results"]["final_step"] == total
-    assert state["chain"]["stopped"].startswith(f"job {jobs[-1]['execution_id']} ended COMPLETED")
-    _assert_telemetry(state)
-    _print_jobs("lightning-chain", jobs)
+    _assert_chain(cluster, log, total, r"/checkpoints/step=\d+\.ckpt$", "lightning-chain")
 
 
 def test_hf_trainer_under_hpcwraps_chain_resume_from_checkpoint_true(
@@ -181,6 +169,12 @@ def test_hf_trainer_under_hpcwraps_chain_resume_from_checkpoint_true(
         cluster, cwd, *BASE, "--resume", "auto", "--max-resumes", "6", "-t", "1",
         "--resume-arg", "--resume", name,
     )  # fmt: skip
+    _assert_chain(cluster, log, total, r"/out_hf/checkpoint-\d+$", "hf-chain")
+
+
+def _assert_chain(cluster: Cluster, log: Path, total: int, resumed_rx: str, name: str) -> None:
+    """An hpcwrap chain that reached its total: three jobs or more in one log, each
+    successor resumed from a checkpoint of the kind ``resumed_rx`` names."""
     wait_for(lambda: chain_done(log), 1200, "the chain to end", lambda: state_of(log)["jobs"])
     state = state_of(log)
     jobs = state["jobs"]
@@ -188,11 +182,12 @@ def test_hf_trainer_under_hpcwraps_chain_resume_from_checkpoint_true(
     assert [j["state"] for j in jobs] == ["TIMEOUT"] * (len(jobs) - 1) + ["COMPLETED"]
     assert_slurm_agrees(cluster, jobs)
     for job in jobs[1:]:
-        assert re.search(r"/out_hf/checkpoint-\d+$", job["resumed_from"]), job
+        assert re.search(resumed_rx, job["resumed_from"]), job
     assert log.read_text().count("## Job (resumed)") == len(jobs) - 1
     assert state["results"]["final_step"] == total
+    assert state["chain"]["stopped"].startswith(f"job {jobs[-1]['execution_id']} ended COMPLETED")
     _assert_telemetry(state)
-    _print_jobs("hf-chain", jobs)
+    _print_jobs(name, jobs)
 
 
 def _print_jobs(name: str, jobs: list[dict[str, Any]]) -> None:

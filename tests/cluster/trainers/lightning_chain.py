@@ -27,6 +27,8 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 
+# The model of tests/frameworks/scripts/lightning_train.py (a lower learning rate: the run
+# is long), kept here because this file is copied alone into each job's folder.
 class Tiny(pl.LightningModule):  # type: ignore[misc]  # the extra is not analysed
     def __init__(self) -> None:
         super().__init__()
