@@ -51,9 +51,9 @@ def is_bash_script(path: str) -> bool:
 def bash_shield(signum: int, environ: Mapping[str, str], tmpdir: str | None = None) -> str:
     """A ``BASH_ENV`` file that makes the command's own bash script (the wrapper's child,
     told by its ``$PPID``) catch ``signum`` with a no-op, then hands the user's own
-    ``BASH_ENV`` on. Slurm sends a ``--signal`` without ``B:`` to every process of the
-    job but the batch shell, and under the wrapper the user's script is not the batch
-    shell: it must live through the signal as it would under plain sbatch. A caught
+    ``BASH_ENV`` on. Under the wrapper the user's script stands for Slurm's batch shell,
+    which a ``--signal`` without ``B:`` spares: where Slurm (or the wrapper's forwarding)
+    does reach the script, it lives through the signal as under plain sbatch. A caught
     signal is reset to its default across exec, so what the script starts (``srun``,
     Lightning's trainer) gets the signal as usual; an ignored one would be inherited
     ignored, and Lightning installs no requeue handler over an ignored SIGUSR1."""
@@ -237,7 +237,11 @@ class Supervisor:
     def start(self) -> subprocess.Popen[bytes]:
         """Start the command (raises OSError as exec would: FileNotFoundError, ...)."""
         ignored = self.walltime_signal if self.walltime_to_all else None
-        if ignored is not None and self.argv and is_bash_script(self.argv[0]):
+        if (
+            ignored is not None
+            and self.argv
+            and is_bash_script(os.path.join(self.cwd or ".", self.argv[0]))
+        ):
             # a bash script catches it instead (bash_shield): its children get it as usual
             env = dict(self.env if self.env is not None else os.environ)
             with contextlib.suppress(OSError):
