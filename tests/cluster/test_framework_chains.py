@@ -39,6 +39,9 @@ pytestmark = [pytest.mark.cluster, pytest.mark.frameworks, pytest.mark.slow, pyt
 TRAINERS = Path(__file__).parent / "trainers"
 FRAMEWORK_SCRIPTS = REPO / "tests" / "frameworks" / "scripts"
 IMPORTS = "import torch, transformers, datasets, pytorch_lightning"
+# The dev cluster enforces memory (OverMemoryKill) with 500 MB per CPU by default: an HF
+# run peaks near it (480 MB seen) and was once killed at its start in CI.
+MEM = ("--mem", "2G")
 OFFLINE = (
     "export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 OMP_NUM_THREADS=1\n"
     'export HF_HOME="$PWD/.hf_home"\n'
@@ -109,7 +112,7 @@ def test_lightning_requeue_under_srun(cluster: Cluster, framework_python: str) -
         + f"srun {framework_python} lightning_chain.py --requeue --max-steps {total} --pace 0.03\n"
     )  # fmt: skip
     name = script(cluster, cwd, "train.sh", recipe)
-    job_id, log = submit(cluster, cwd, *BASE, "-t", "2", name)
+    job_id, log = submit(cluster, cwd, *BASE, *MEM, "-t", "2", name)
 
     def over() -> bool:
         jobs = state_of(log)["jobs"]
@@ -150,7 +153,9 @@ def test_lightning_under_hpcwraps_chain_with_ckpt_path(
         "--pace 0.03\n"
     )  # fmt: skip
     name = script(cluster, cwd, "train.sh", recipe)
-    _, log = submit(cluster, cwd, *BASE, "--resume", "auto", "--max-resumes", "6", "-t", "1", name)
+    _, log = submit(
+        cluster, cwd, *BASE, *MEM, "--resume", "auto", "--max-resumes", "6", "-t", "1", name
+    )
     _assert_chain(cluster, log, total, r"/checkpoints/step=\d+\.ckpt$", "lightning-chain")
 
 
@@ -166,7 +171,7 @@ def test_hf_trainer_under_hpcwraps_chain_resume_from_checkpoint_true(
     )  # fmt: skip
     name = script(cluster, cwd, "train.sh", recipe)
     _, log = submit(
-        cluster, cwd, *BASE, "--resume", "auto", "--max-resumes", "6", "-t", "1",
+        cluster, cwd, *BASE, *MEM, "--resume", "auto", "--max-resumes", "6", "-t", "1",
         "--resume-arg", "--resume", name,
     )  # fmt: skip
     _assert_chain(cluster, log, total, r"/out_hf/checkpoint-\d+$", "hf-chain")
