@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 
+from hpcwrap import earlysignals
+
 TERM_GRACE = 25.0
 TERMINATING = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
@@ -218,6 +220,10 @@ class Supervisor:
     # -- starting ---------------------------------------------------------------
 
     def install_signal_handlers(self) -> None:
+        # A warning noted while hpcwrap started (earlysignals) is one received before
+        # the command started: delivered once it runs, as any other such signal.
+        while earlysignals.ARRIVED:
+            self._pending.append(earlysignals.ARRIVED.pop(0))
         wanted: list[int] = list(TERMINATING)
         if self.walltime_signal is not None and self.walltime_signal not in wanted:
             wanted.append(self.walltime_signal)

@@ -35,6 +35,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TextIO
 
+from hpcwrap import earlysignals
 from hpcwrap.config import Settings, signal_number
 from hpcwrap.errors import ConfigError
 from hpcwrap.job import followup
@@ -128,7 +129,8 @@ def undo_batch_ignore(environ: Mapping[str, str], handled: int | None) -> None:
         sig = signal_number(name)
     except ConfigError:
         return
-    if sig != handled and signal.getsignal(sig) is signal.SIG_IGN:
+    current = signal.getsignal(sig)
+    if sig != handled and (current is signal.SIG_IGN or earlysignals.is_catcher(current)):
         signal.signal(sig, signal.SIG_DFL)
 
 

@@ -20,6 +20,8 @@ import re
 from datetime import date
 from pathlib import Path
 
+from hpcwrap import earlysignals
+
 SIDECAR_DIR = ".hpcwrap"
 CONFLICT_SUFFIX = ".hpcwrap-conflict.md"
 JOB_SCRIPT = "job.sh"  # in the sidecar: exactly what sbatch got
@@ -38,7 +40,7 @@ ENDS_DIR = "ends"  # in the sidecar: ends a writer could not write at once (runl
 COMMENT_PREFIX = "hpcwrap:"  # the job's --comment: hpcwrap:<absolute run log path>
 # The batch script ignores the walltime signal until `hpcwrap run` handles it (Slurm may
 # send it at once) and names it here, so the wrapper gives the command the default back.
-BATCH_IGNORED_ENV = "HPCWRAP_BATCH_IGNORED"
+BATCH_IGNORED_ENV = earlysignals.BATCH_IGNORED_ENV
 # The job's walltime warning as the submission resolved it (hpcwrap's default, the
 # --walltime-signal option or the script's own --signal), for the wrapper in the job:
 # its name, and whether Slurm sends it to the batch shell only ("batch") or to every

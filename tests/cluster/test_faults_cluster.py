@@ -103,3 +103,24 @@ def test_another_users_file_in_the_spool_changes_nothing_for_your_job(cluster: C
     wait_for(lambda: _final(log) is not None, 60, "the end, recorded by the epilog")
     assert _final(log) == "FAILED", state_of(log)["jobs"]
     assert not squat.exists()
+
+
+def test_a_huge_sidecar_file_does_not_get_the_job_killed(cluster: Cluster) -> None:
+    """state.json filled to 300 MB mid-job (sparse: nothing on disk), the job at the dev
+    cluster's enforced 500 MB: before, the wrapper read it whole at the end (RSS 765 MB)
+    and Slurm killed the job for its memory. Now it is not read: the state comes from
+    events.jsonl and the job ends as its training did."""
+    cwd = project(cluster, "fault-huge")
+    job_id, log = submit(
+        cluster, cwd, *BASE, "examples/train.sh", "--steps", "200", "--steps-per-sec", "20"
+    )
+    started(log)
+    state_json = log.parent / ".hpcwrap" / log.stem / "state.json"
+    with open(state_json, "ab") as fh:
+        fh.truncate(300 * 2**20)
+    assert cluster.wait_job(job_id, timeout=180) == "COMPLETED"
+    wait_for(lambda: _final(log) is not None, 60, "the end in the log")
+    assert _final(log) == "COMPLETED"
+    assert state_json.stat().st_size < 2**20  # replaced by the next write
+    out = (cwd / f"slurm-{job_id}.out").read_text()
+    assert "over hpcwrap's cap" in out, out[-2000:]

@@ -304,6 +304,39 @@ def test_an_early_warning_is_held_until_the_training_handles_it(tmp_path: Path) 
     assert "after it came, once it handled it" in texts[1]
 
 
+def test_a_warning_during_the_wrappers_start_is_noted_not_dropped() -> None:
+    """job.sh ignores the warning until the wrapper handles it; one that came while the
+    wrapper was still starting was dropped (CI: the toy then died at its limit, 143)."""
+    from hpcwrap import earlysignals
+
+    old = signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # as job.sh leaves it
+    try:
+        assert earlysignals.catch({"HPCWRAP_BATCH_IGNORED": "USR2"}) == signal.SIGUSR2
+        os.kill(os.getpid(), signal.SIGUSR2)
+        assert earlysignals.ARRIVED == [signal.SIGUSR2]
+        assert earlysignals.catch({}) is None  # nothing named: nothing changed
+    finally:
+        signal.signal(signal.SIGUSR2, old)
+        earlysignals.ARRIVED.clear()
+
+
+@pytest.mark.timeout(60)
+def test_a_warning_noted_at_start_is_recorded_and_reaches_the_training(tmp_path: Path) -> None:
+    from hpcwrap import earlysignals
+
+    log = new_log(tmp_path)
+    argv = toy(tmp_path, "--steps", "100000", "--log-every", "5", "--ckpt-every", "0")
+    argv[argv.index("--steps-per-sec") + 1] = "200"
+    earlysignals.ARRIVED.append(signal.SIGUSR2)  # it came before the wrapper's handler
+    try:
+        outcome, _, _ = wrap(argv, log, tmp_path)
+    finally:
+        earlysignals.ARRIVED.clear()
+    assert outcome.exit_code == 124  # the toy saved on the (held, then forwarded) warning
+    warn = [s.text for s in log.read().status if s.text.startswith("walltime warning")]
+    assert warn and "held until one does" in warn[0], warn
+
+
 def test_run_log_failure_never_changes_the_exit_status(tmp_path: Path) -> None:
     log = new_log(tmp_path)
     shutil.rmtree(log.sidecar)
