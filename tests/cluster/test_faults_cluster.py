@@ -98,11 +98,15 @@ def test_another_users_file_in_the_spool_changes_nothing_for_your_job(cluster: C
         return bool(pid)
 
     wait_for(wrapper_started, 120, "the wrapper's start")
+    # the wrapper registers just after it records its start: A's own file, B's gone
+    uid = int(subprocess.run(["id", "-u", cluster.user], capture_output=True, text=True,
+                             check=True).stdout)  # fmt: skip
+    wait_for(lambda: squat.exists() and squat.stat().st_uid == uid, 60, "A's registration")
     os.kill(pid[0], signal.SIGKILL)  # the wrapper dies: only the epilog is left
     cluster.wait_job(job_id, timeout=120)
     wait_for(lambda: _final(log) is not None, 60, "the end, recorded by the epilog")
     assert _final(log) == "FAILED", state_of(log)["jobs"]
-    assert not squat.exists()
+    assert not squat.exists()  # the epilog read it and removed it
 
 
 def test_a_huge_sidecar_file_does_not_get_the_job_killed(cluster: Cluster) -> None:
