@@ -29,6 +29,7 @@ from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.fsio import tail_records
 from hpcwrap.runlog.handle import without_markdown
 from hpcwrap.runlog.layout import SIDECAR_DIR, is_run_log_name
+from hpcwrap.runlog.store import STATE_MAX
 
 TAIL_BYTES = 32768  # how much of events.jsonl / telemetry.jsonl a running run's row reads
 JSON_SCHEMA_VERSION = 1
@@ -140,8 +141,12 @@ def _parse_time(text: object) -> datetime | None:
 
 
 def _read_json(path: Path) -> Any:
+    """The file's JSON; None when missing, damaged or over the store's cap (the run is
+    then read through its RunLog, which rebuilds it from events.jsonl and says so)."""
     try:
         with open(path, "rb") as fh:
+            if os.fstat(fh.fileno()).st_size > STATE_MAX:
+                return None
             return orjson.loads(fh.read())
     except (OSError, orjson.JSONDecodeError):
         return None

@@ -282,3 +282,18 @@ def test_run_logs_of_the_project_found_from_a_subfolder(
     assert not (sub / "run_logs").exists()
     assert main(["log", "note", "embed", "from the subfolder"]) == 0
     assert "from the subfolder" in path.read_text()
+
+
+def test_status_reads_no_state_json_over_the_cap(capsys: pytest.CaptureFixture[str]) -> None:
+    """A 300 MB state.json: status does not load it (a reader stays small), says so, and
+    still lists the run from its events."""
+    from hpcwrap.runlog import RunLogWarning
+
+    path = _new(capsys, "--task", "huge")
+    state_json = path.parent / ".hpcwrap" / path.stem / "state.json"
+    with open(state_json, "ab") as fh:
+        fh.truncate(300 * 2**20)
+    with pytest.warns(RunLogWarning, match="over hpcwrap's cap"):
+        assert main(["status"]) == 0
+    assert path.stem in capsys.readouterr().out
+    assert state_json.stat().st_size == 300 * 2**20  # status writes nothing
