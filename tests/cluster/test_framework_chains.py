@@ -106,7 +106,7 @@ def _assert_telemetry(state: dict[str, Any]) -> None:
 def test_lightning_requeue_under_srun(cluster: Cluster, framework_python: str) -> None:
     cwd = project(cluster, "fw-lightning-requeue")
     _copy(cluster, TRAINERS / "lightning_chain.py", cwd)
-    total = 3000
+    total = 2000  # more than one attempt trains (the warning comes at most 60 s in)
     recipe = (
         "#!/bin/bash\n#SBATCH --signal=SIGUSR1@60\n#SBATCH --ntasks=1\n" + OFFLINE
         + f"srun {framework_python} lightning_chain.py --requeue --max-steps {total} --pace 0.03\n"
@@ -121,7 +121,7 @@ def test_lightning_requeue_under_srun(cluster: Cluster, framework_python: str) -
     wait_for(over, 1200, "the last attempt to complete", lambda: state_of(log)["jobs"])
     state = state_of(log)
     jobs = state["jobs"]
-    # Two attempts at least: 3,000 steps are more than one attempt trains before the
+    # Two attempts at least: 2,000 steps are more than one attempt trains before the
     # warning (at most 60 s in). Not three: Slurm holds a requeued job 121 s before it may
     # start again, so each attempt costs 2.5 minutes of the suite (the two hpcwrap chains
     # below and the nanoGPT one go three jobs deep).
