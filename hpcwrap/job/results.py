@@ -29,11 +29,6 @@ if TYPE_CHECKING:
 
 # Series are judged on bucket means, so noisy per-step losses do not read as zig-zags.
 _BUCKETS = 8
-# slurmstepd's line for a step of this job (srun prints it into the command's output) or
-# for the job, and what it was cancelled for: "... CANCELLED AT <time> DUE TO JOB REQUEUE"
-_STEPD_LINE = re.compile(
-    r"\*\*\* (?:JOB|STEP) \S+ ON \S+ CANCELLED AT \S+(?: DUE TO ([^*]+?))? \*\*\*"
-)
 _FLAT = 0.05  # relative change below this is "flat"
 
 
@@ -73,7 +68,7 @@ def _stepd_said(errors: Iterable[ErrorRecord]) -> endings.JobState | None:
     failure, the time limit, a scancel), when it printed one."""
     for e in errors:
         if e.kind == "cancelled":
-            m = _STEPD_LINE.search(e.text)
+            m = endings.STEPD_LINE_TEXT.search(e.text)
             if m:
                 return endings.stepd_cause(m.group(1) or "")
     return None

@@ -222,6 +222,11 @@ LINES_BYTES: dict[str, re.Pattern[bytes]] = {
 # slurmstepd's own end line: "*** JOB 28 ON n1 CANCELLED AT <local time> [DUE TO ...] ***"
 STEPD_END = rb"\*\*\* JOB (\d+) ON (\S+) CANCELLED AT (\S+)(?: DUE TO ([^*]+?))? \*\*\*"
 STEPD_END_BYTES = re.compile(STEPD_END)
+# The same line for the job or one of its steps, as the command's own output carries it
+# (srun prints its step's: "*** STEP 7.0 ON n1 CANCELLED AT <ts> DUE TO JOB REQUEUE ***").
+STEPD_LINE_TEXT = re.compile(
+    r"\*\*\* (?:JOB|STEP) \S+ ON \S+ CANCELLED AT \S+(?: DUE TO ([^*]+?))? \*\*\*"
+)
 # What follows "DUE TO" (22.05: src/slurmd/slurmstepd/req.c), and the end it names.
 _STEPD_CAUSES: tuple[tuple[str, JobState], ...] = (
     ("TIME LIMIT", JobState.TIMEOUT),
@@ -422,6 +427,7 @@ __all__ = [
     "SLURM_LINES",
     "STATES",
     "STEPD_END_BYTES",
+    "STEPD_LINE_TEXT",
     "STOPPED",
     "Evidence",
     "JobState",
