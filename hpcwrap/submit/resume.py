@@ -19,7 +19,9 @@ The successor's wrapper (``begin``) decides from the run log alone:
 - it made progress (a newer step or checkpoint than the block before it);
 - ``max_resumes`` is not reached;
 - a checkpoint exists (what the wrapper saw saved, else the newest match of
-  ``--checkpoint-glob``).
+  ``--checkpoint-glob``);
+- that checkpoint is not the training's last (an HF ``trainer_state.json`` at its
+  ``max_steps``: a job killed at its limit after its final save needs no successor).
 
 Then it opens a ``## Job (resumed)`` block, tells the training where to resume
 (``HPCWRAP_RESUME_FROM`` and ``LOAD_CKPT_PATH`` in its environment, and the
@@ -47,6 +49,7 @@ from typing import Any
 from hpcwrap.errors import ResumeError, SchedulerError
 from hpcwrap.reading import checkpoints, ownership
 from hpcwrap.reading.checkpoints import Choice
+from hpcwrap.reading.records import hf as records_hf
 from hpcwrap.runlog import RunLog, endings, layout, lifecycle, neighbours
 from hpcwrap.runlog.dates import now
 from hpcwrap.runlog.facts import ChainFacts
@@ -71,6 +74,7 @@ class Decision:
     go: bool
     reason: str
     checkpoint: str | None = None
+    done: bool = False  # no successor is needed: the training already reached its total
 
 
 def new_chain(
@@ -213,6 +217,15 @@ def decide(
             False,
             f"no progress: job {last.execution_id} saved no newer checkpoint than "
             f"`{checkpoint}`, which it resumed from, nor wrote that one again",
+        )
+    finished = None if by_hand else records_hf.finished_at(Path(checkpoint))
+    if finished is not None:
+        step, total = finished
+        return Decision(
+            False,
+            f"the training reached its total before the limit: `{checkpoint}` is step "
+            f"{step} of {total}",
+            done=True,
         )
     return Decision(True, "continues", checkpoint)
 
@@ -584,6 +597,7 @@ class JobChain:
                         stopped=decision.reason,
                         text=f"resume chain stopped: {decision.reason}; job {job_id} did not "
                         "start the training",
+                        done=decision.done,
                     ),
                     data={"job": job_id, "reason": decision.reason},
                 )

@@ -268,6 +268,45 @@ def test_a_successor_whose_cancel_failed_starts_but_does_not_train(cluster: Clus
     assert '"step"' not in out.read_text()
 
 
+# A fake of the HF Trainer's last moments (the framework itself is slow to start): its
+# final checkpoint saved, then killed at the limit before it could exit.
+_SAVED_LAST = """#!/bin/bash
+exec python3 -c '
+import json, os, signal, time
+signal.signal(signal.SIGUSR2, signal.SIG_IGN)  # the walltime warning: past saving
+os.makedirs("out_hf/checkpoint-50")
+with open("out_hf/checkpoint-50/trainer_state.json", "w") as f:
+    json.dump({"global_step": 50, "max_steps": 50}, f)
+print("Saving model checkpoint to out_hf/checkpoint-50", flush=True)
+time.sleep(600)
+'
+"""
+
+
+@pytest.mark.slow
+def test_fake_hf_killed_after_its_last_save_needs_no_successor(cluster: Cluster) -> None:
+    """A CI run's HF chain ended at step 6001 of 6000: its job was killed at the limit after
+    saving checkpoint-6000, and the successor resumed from it (transformers trains one step
+    more). The successor now sees the checkpoint is the training's last and does not train."""
+    cwd = project(cluster, "chain-last-save")
+    name = script(cluster, cwd, "train.sh", _SAVED_LAST)
+    _, log = submit(cluster, cwd, *BASE, *CHAIN, "--checkpoint-glob", "out_hf/checkpoint-*", name)
+    wait_for(lambda: chain_done(log), 300, "the chain to end", lambda: state_of(log)["jobs"])
+    state = state_of(log)
+    first, second = state["jobs"]
+    assert first["state"] == "TIMEOUT" and second["state"] == "COMPLETED", state["jobs"]
+    assert not second.get("resumed_from")
+    chain = state["chain"]
+    assert chain["done"], chain
+    assert "the training reached its total before the limit" in chain["stopped"]
+    assert "step 50 of 50" in chain["stopped"]
+    out = cwd / f"slurm-{second['execution_id']}.out"
+    wait_for(out.is_file, 30, "the successor's output")
+    assert "Saving model checkpoint" not in out.read_text()  # the training never ran again
+    res = cluster.run_as_user([cluster.hpcwrap, "status", "--all"], cwd=cwd, timeout=60)
+    assert "stopped" not in res.stdout, res.stdout  # the run is done, not stopped short
+
+
 def test_max_resumes_zero_stops_after_the_first_job(cluster: Cluster) -> None:
     cwd = project(cluster, "chain-max")
     _, log = submit(cluster, cwd, *BASE, *CHAIN, "--max-resumes", "0", *TRAIN, "--steps", "100000")

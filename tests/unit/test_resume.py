@@ -303,6 +303,24 @@ def test_one_checkpoint_saved_over_and_over_is_progress(tmp_path: Path) -> None:
     assert resume.decide(state, "13", str(out)).go
 
 
+def test_a_checkpoint_at_the_trainings_total_needs_no_successor(tmp_path: Path) -> None:
+    """A job killed at its limit after the HF Trainer saved its last checkpoint: resuming
+    would train a step past the total (transformers 5.24 saves checkpoint-6001), so the
+    successor does not train and the chain is done, not stopped short."""
+    ck = tmp_path / "out_hf" / "checkpoint-6000"
+    ck.mkdir(parents=True)
+    (ck / "trainer_state.json").write_text('{"global_step": 6000, "max_steps": 6000}')
+    state = chained(ended("12", "TIMEOUT"))
+    decision = resume.decide(state, "13", str(ck))
+    assert not decision.go and decision.done
+    assert "reached its total" in decision.reason and "6000 of 6000" in decision.reason
+    assert resume.decide(state, "13", str(ck), by_hand=True).go  # a person chose to go on
+    (ck / "trainer_state.json").write_text('{"global_step": 5900, "max_steps": 6000}')
+    assert resume.decide(state, "13", str(ck)).go
+    (ck / "trainer_state.json").write_text('{"global_step": 6000, "max_steps": -1}')
+    assert resume.decide(state, "13", str(ck)).go  # an epoch-bounded run: no step total
+
+
 def test_cancel_stops_a_job_that_requeued_itself(tmp_path: Path) -> None:
     """Lightning's auto-requeue (or scontrol requeue) leaves the job pending to run again
     under the same id: `hpcwrap cancel` cancels it instead of "nothing was running"."""

@@ -19,6 +19,21 @@ def _hf_state(folder: Path) -> dict[str, object] | None:
     return data if isinstance(data, dict) else None
 
 
+def finished_at(checkpoint: Path) -> tuple[int, int] | None:
+    """``(global_step, max_steps)`` when the HF checkpoint ``checkpoint`` is its training's
+    last (``global_step`` at or past the ``max_steps`` it planned), else None.
+
+    Resuming from such a checkpoint is not harmless: transformers 5.24 trains one more
+    step and saves ``checkpoint-<N+1>`` (checked here with tests/frameworks/scripts)."""
+    state = _hf_state(checkpoint) if checkpoint.is_dir() else None
+    if state is None:
+        return None
+    step, total = state.get("global_step"), state.get("max_steps")
+    if isinstance(step, int) and isinstance(total, int) and 0 < total <= step:
+        return step, total
+    return None
+
+
 def _hf_series(state: dict[str, object], key: str, source: str) -> LossSeries | None:
     history = state.get("log_history")
     if not isinstance(history, list):
