@@ -485,6 +485,15 @@ def _results(state: RunState) -> list[Section]:
     return [Section("results", sections.RESULTS.heading, tuple(_results_items(state)))]
 
 
+def _as_read(value: str) -> str:
+    """``value`` as a field reads it back: the inside of a lone code span."""
+    m = _LONE_SPAN.fullmatch(value.strip())
+    return m.group(1) if m else value
+
+
+_LONE_SPAN = re.compile(r"`([^`]+)`")
+
+
 def _wandb(state: RunState) -> list[Section]:
     # W&B: always local, synced and notes ("none seen" without a W&B run; notes are the
     # person's: an empty line to fill until they write one).
@@ -492,11 +501,12 @@ def _wandb(state: RunState) -> list[Section]:
     local_text = code(local) if clean_lines(local) else NONE_SEEN
     pieces: dict[str, str | None] = {}  # each job's offline run, the first job that named it
     for job in state.jobs:
-        if job.wandb_local and WANDB_PIECE.fullmatch(job.wandb_local):
-            pieces.setdefault(job.wandb_local, job.execution_id)
-    if (
-        len(pieces) > 1 and state.wandb_local in pieces
-    ):  # a chain's pieces (one W&B run id): every one, not the first alone
+        piece = _as_read(job.wandb_local or "")
+        if piece and WANDB_PIECE.fullmatch(piece):
+            pieces.setdefault(piece, job.execution_id)
+    # A chain's pieces (one W&B run id): every one, not the first alone. Only where the
+    # run's own is the first (as the lifecycle keeps it): the list is read back as that.
+    if len(pieces) > 1 and _as_read(local) == next(iter(pieces)):
         local_text = "; ".join(f"{code(p)} (job {j or '?'})" for p, j in pieces.items())
     wandb: list[tuple[str, str]] = [
         ("wandb.local", block("- local: ", local_text)),

@@ -6,6 +6,7 @@ import math
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 
 from hpcwrap.runlog import (
@@ -176,3 +177,18 @@ def test_wandb_section_lists_every_piece_of_a_chain(tmp_path: Path) -> None:
     assert f"- local: `{a}` (job 7); `{b}` (job 9)" in text
     assert render_text(_reparse(text)) == text
     assert open_run(log.path).read().wandb_local == a
+
+
+@pytest.mark.parametrize(
+    ("first", "run"),
+    [("1", "0"), ("`0`", "`0`")],  # the run's own not first; a path in a code span
+)
+def test_a_chains_wandb_pieces_round_trip(first: str, run: str) -> None:
+    """Two cases the round-trip property found: the list of a chain's W&B pieces is
+    rendered only where reading it back gives the run's own W&B folder."""
+    state = RunState(name="2026-03-11_train", task="t", run_type="replication",
+                     jobs=[JobBlock(wandb_local=first), JobBlock(wandb_local="1" if first != "1"
+                                                                   else "0")],
+                     wandb_local=run)  # fmt: skip
+    text = render_text(state)
+    assert render_text(_reparse(text)) == text
