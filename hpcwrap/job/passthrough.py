@@ -19,6 +19,7 @@ import errno
 import fcntl
 import os
 import select
+import subprocess
 import threading
 import time
 from collections.abc import Callable
@@ -145,3 +146,24 @@ class Pump(threading.Thread):
 
 
 __all__ = ["PIPE_SIZE", "READ_SIZE", "Pump", "enlarge_pipe", "same_file"]
+
+
+def pumps_for(
+    proc: subprocess.Popen[bytes],
+    out_fds: tuple[int, int],
+    on_chunk: ChunkHandler,
+    on_write_error: WriteErrorHandler,
+) -> list[Pump]:
+    """One copy thread per pipe of ``proc`` (stdout, and stderr unless merged into it),
+    writing to ``out_fds`` (the wrapper's stdout and stderr); not started."""
+    assert proc.stdout is not None
+    streams = [(1, proc.stdout, out_fds[0])]
+    if proc.stderr is not None:
+        streams.append((2, proc.stderr, out_fds[1]))
+    pumps = []
+    for stream, pipe, fd in streams:
+        enlarge_pipe(pipe.fileno())
+        pumps.append(
+            Pump(stream, pipe.fileno(), fd, on_chunk=on_chunk, on_write_error=on_write_error)
+        )
+    return pumps

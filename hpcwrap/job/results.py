@@ -202,7 +202,8 @@ def loss_one_liner(snap: Snapshot, state: str = endings.JobState.COMPLETED) -> s
     """One sentence on how the losses went, or None when nothing was logged.
 
     ``state`` is the run's final state: "more steps may help" is advice for a run
-    that ran out of steps or time, not for one that crashed.
+    that ran out of steps or time, not for one that crashed. One function, longer than
+    most: it is one sentence's cases in reading order (train, val, both, overfitting).
     """
     train, val = snap.train_history, snap.val_history
     if not train and not val:

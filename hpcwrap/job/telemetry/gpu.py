@@ -199,7 +199,8 @@ def _pci_order(nv: Any, count: int) -> list[Any]:
 
 
 def open_gpus(environ: Mapping[str, str], nvml: Any = None) -> GpuSet:
-    """Initialise NVML (once) and pick the job's GPUs; never raises."""
+    """Initialise NVML (once) and pick the job's GPUs; never raises. Longer than most:
+    each NVML failure it meets gets its own note, in the order NVML can fail."""
     if nvml is None:
         try:
             import pynvml as nvml_mod  # nvidia-ml-py; imported only when sampling starts

@@ -13,13 +13,9 @@ sidecar, and ``finish`` stops them and reads their samples into the summary.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import resource
-import signal
 import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -31,6 +27,7 @@ from hpcwrap.job.sink import warn
 from hpcwrap.job.status import Write
 from hpcwrap.job.telemetry import host
 from hpcwrap.job.telemetry.gpu import GpuSet, open_gpus
+from hpcwrap.job.telemetry.nodes import NodeSamplers
 from hpcwrap.reading.telemetry import Summary, TelemetryConfig, WarningPolicy, status_clause
 from hpcwrap.runlog import layout
 from hpcwrap.runlog.telemetry import (
@@ -117,7 +114,7 @@ class TelemetryHook:
         self._t0: float | None = None
         self._cpu0 = 0.0
         self._write_failed = False
-        self._node_proc: subprocess.Popen[bytes] | None = None
+        self._nodes: NodeSamplers | None = None
         self.sample_cost: list[float] = []
         self._outputs: list[str] = []
 
@@ -133,8 +130,9 @@ class TelemetryHook:
         self._cpu0 = _children_cpu()
         self._pid = pid
         self._next = 0.0  # the first sample at the first tick
-        if self._start_nodes:
-            self._start_node_samplers()
+        if self._start_nodes and self.sidecar is not None:
+            self._nodes = NodeSamplers(self.environ, self.sidecar, self.cfg.interval, self.node)
+            self._nodes.start(self._emit)
 
     def _output_folders(self) -> list[str]:
         """The folders of the job's output/error files, as ``hpcwrap sbatch`` recorded them."""
@@ -234,7 +232,8 @@ class TelemetryHook:
         if self._t0 is None:
             return None
         walltime = time.monotonic() - self._t0
-        self._stop_node_samplers()
+        if self._nodes is not None:
+            self._nodes.stop()
         if self.sampler is None:
             self.sampler = self._open()
         rec = self.sampler.sample(with_procs=False)  # the processes are gone; disks, GPUs
@@ -262,96 +261,6 @@ class TelemetryHook:
         if self.gpus is not None:
             self.gpus.close()
         return facts
-
-    # -- the other nodes --------------------------------------------------------
-
-    def _start_node_samplers(self) -> None:
-        env = self.environ
-        try:
-            nnodes = int(env.get("SLURM_JOB_NUM_NODES") or env.get("SLURM_NNODES") or "1")
-        except ValueError:
-            nnodes = 1
-        job = env.get("SLURM_JOB_ID")
-        if nnodes < 2 or not job or self.sidecar is None:
-            return
-        argv = [
-            "srun",
-            "--overlap",
-            f"--nodes={nnodes}",
-            f"--ntasks={nnodes}",
-            "--ntasks-per-node=1",
-            "--cpus-per-task=1",
-            "--mem=0",
-            "--kill-on-bad-exit=0",
-            "--job-name=hpcwrap-telemetry",
-            "--quiet",
-            sys.executable,
-            "-m",
-            "hpcwrap.job.telemetry.node",
-            "--sidecar",
-            str(self.sidecar),
-            "--interval",
-            str(self.cfg.interval),
-            "--skip-node",
-            self.node,
-            "--job",
-            job,
-            "--stop-file",
-            str(self._stop_file()),
-        ]
-        child_env = {k: v for k, v in env.items() if not k.startswith("SLURM_CPUS_PER_TASK")}
-        child_env.pop("SRUN_CPUS_PER_TASK", None)
-        log = self.sidecar / "telemetry.nodes.log"
-        try:
-            with open(log, "ab") as fh:
-                self._node_proc = subprocess.Popen(
-                    argv,
-                    stdin=subprocess.DEVNULL,
-                    stdout=fh,
-                    stderr=fh,
-                    env=child_env,
-                    start_new_session=True,
-                )
-        except OSError as exc:
-            self._emit(
-                Write(
-                    "telemetry_note",
-                    {"error": str(exc)},
-                    f"telemetry: the other {nnodes - 1} node(s) are not sampled: "
-                    f"srun failed: {exc.strerror or exc}",
-                )
-            )
-            return
-        self._emit(Write("telemetry_nodes", {"nodes": nnodes, "argv": argv}))
-
-    def _stop_file(self) -> Path:
-        assert self.sidecar is not None
-        return self.sidecar / f"telemetry.stop.{os.getpid()}"
-
-    def _stop_node_samplers(self) -> None:
-        """Ask the samplers to stop (the stop file), then TERM srun if they did not: srun
-        SIGKILLs its tasks on TERM, which loses nothing (every sample is written at once)."""
-        proc = self._node_proc
-        if proc is None:
-            return
-        self._node_proc = None
-        stop = self._stop_file()
-        try:
-            stop.touch()
-            proc.wait(timeout=5.0)
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        with contextlib.suppress(OSError):
-            stop.unlink()
-        if proc.poll() is None:
-            with contextlib.suppress(OSError):
-                os.killpg(proc.pid, signal.SIGTERM)  # srun forwards it to the samplers
-            try:
-                proc.wait(timeout=10.0)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(OSError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=5.0)
 
 
 __all__ = ["Sampler", "TelemetryHook", "node_name"]
