@@ -17,8 +17,8 @@ from typing import Any
 from hpcwrap.job import results as res
 from hpcwrap.job.endreading import Findings
 from hpcwrap.job.jobenv import JobEnv
+from hpcwrap.job.signals import signal_name
 from hpcwrap.job.status import error_text, hhmm, progress_data, progress_fields
-from hpcwrap.job.supervise import signal_name
 from hpcwrap.reading.progress import Snapshot, checkpoint_note
 from hpcwrap.runlog import lifecycle
 from hpcwrap.runlog.endings import JobState, Strength, Verdict

@@ -16,10 +16,10 @@ from typing import TextIO
 
 from hpcwrap.job.reader import Reader
 from hpcwrap.job.recorder import Recorder
+from hpcwrap.job.signals import SignalNote
 from hpcwrap.job.signalstatus import SignalNotes
 from hpcwrap.job.sink import warn
 from hpcwrap.job.status import TickHook, Write
-from hpcwrap.job.supervise import SignalNote
 from hpcwrap.reading.progress import Notable
 
 _STOP = object()

@@ -19,9 +19,9 @@ from hpcwrap.job import endrecord
 from hpcwrap.job import results as res
 from hpcwrap.job.endreading import EndReader, Findings
 from hpcwrap.job.endrecord import EndContext, array_data
+from hpcwrap.job.signals import SignalNote
 from hpcwrap.job.sink import LogSink, warn
 from hpcwrap.job.status import StatusPolicy, TickHook, Write, fmt_num, progress_data
-from hpcwrap.job.supervise import SignalNote
 from hpcwrap.reading.progress import Snapshot
 from hpcwrap.redact import describe_command
 from hpcwrap.runlog import lifecycle

@@ -13,8 +13,8 @@ from typing import Any
 
 from hpcwrap.job.jobenv import TimeLeft, describe_seconds
 from hpcwrap.job.recorder import Recorder
+from hpcwrap.job.signals import SignalNote
 from hpcwrap.job.status import progress_fields
-from hpcwrap.job.supervise import SignalNote
 from hpcwrap.reading.progress import Snapshot
 from hpcwrap.runlog.dates import now as utc_now
 

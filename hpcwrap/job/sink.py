@@ -8,7 +8,7 @@ Without a run log (it could not be opened) every write is a no-op.
 The end is written last: the thread that records the end ``reserve()``s the sink; a
 write from any other thread (a monitor or telemetry hook still busy past the wait for
 it) is then refused, and one in progress completes first. (Progress entries stop
-earlier, at the command's exit: ``Wrapper.status``.)
+earlier, at the command's exit: ``Recorder.status``.)
 """
 
 from __future__ import annotations

@@ -1,12 +1,24 @@
 """``hpcwrap run``: one command under supervision, its output passed through and read.
 
+This module is the supervision: start the child (with the environment it gets),
+handle and forward signals (``supervise``, ``walltime``), wait, return its exit
+status. The rest is handed in at start (``parts.build_parts``, or
+``WrapperOptions.parts``):
+
+- reading: ``reader`` (the scan thread and progress), ``endreading`` (the records,
+  checkpoint and config on disk tied to the run, read at the end);
+- recording: ``recorder`` (start, Status, end), ``signalstatus`` (the signals'
+  entries), ``endrecord`` (the end's facts and text);
+- ``monitor``: the thread that drives both while the child runs;
+- ``registration``: the node hooks' spool and the resume chain (``seams.Chain``).
+
 Threads (all daemons, so nothing here can keep the process alive):
 
-- main: starts the child, handles signals (``supervise``), waits for it;
+- main: starts the child, handles signals, waits for it;
 - one copy thread per pipe (``passthrough.Pump``): the output's only path;
 - the scanner (``scan.Scanner``): reads progress from a bounded copy;
-- the monitor: Status entries and events (``status.StatusPolicy``), tick hooks,
-  signal notes; the only thread that writes the run log while the child runs.
+- the monitor: the only thread that writes the run log while the child runs;
+- the finisher: records the end, waited for at most ``final_write_timeout``.
 
 When stdout and stderr of the wrapper lead to the same file (Slurm's default
 single output file), the child gets one pipe for both, so the order between
@@ -45,9 +57,10 @@ from hpcwrap.job.parts import Parts, Wiring, build_parts
 from hpcwrap.job.passthrough import Pump, pumps_for, same_file
 from hpcwrap.job.registration import register_for_hooks
 from hpcwrap.job.seams import Chain
+from hpcwrap.job.signals import exit_code, signal_name
 from hpcwrap.job.sink import STUCK_LOCK_WAIT, warn
 from hpcwrap.job.status import TickHook
-from hpcwrap.job.supervise import Supervisor, exit_code, signal_name
+from hpcwrap.job.supervise import Supervisor
 from hpcwrap.reading.progress import Snapshot
 from hpcwrap.runlog import RunLog
 from hpcwrap.runlog.dates import now as utc_now
