@@ -25,21 +25,24 @@ from hpcwrap.errors import (
     exit_code_table,
 )
 
-# Order is the order shown in --help.
-COMMAND_MODULES: tuple[str, ...] = (
-    "sbatch",
-    "run",
-    "log",
-    "status",
-    "poll",
-    "resume",
-    "cancel",
-    "plot",
-    "export",
-    "publish",
-    "scan",
-    "wandb",
-)
+# Each command's one-line help, in the order --help shows them. A command's module is
+# imported only when that command runs (start-up: `hpcwrap --version` and `--help` load
+# none); tests/unit/test_cli.py checks these lines against what each module registers.
+COMMANDS: dict[str, str] = {
+    "sbatch": "submit a batch script through sbatch, with its run log written first",
+    "run": "run a command under supervision: output passed through, progress into the run log",
+    "log": "create, annotate, show and reindex run logs",
+    "status": "table of runs: state, job, elapsed/left, last step and loss, GPU, checkpoint",
+    "poll": "update unfinished runs from squeue/sacct (rate-limited, one call each)",
+    "resume": "continue a stopped run from its newest checkpoint, in the same run log",
+    "cancel": "cancel a run's running job and any waiting resume successor, and record it",
+    "plot": "draw loss and GPU utilisation/memory of a run into a PNG linked from its log",
+    "export": "a sanitized copy of a run log for the public (TRAINING_LOG.md)",
+    "publish": "passport/signoff gate, public package, HuggingFace record",
+    "scan": "print what hpcwrap reads from training output files (steps, losses, checkpoints)",
+    "wandb": "sync offline W&B runs to a chosen entity/project, recording the URL",
+}
+COMMAND_MODULES: tuple[str, ...] = tuple(COMMANDS)
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -54,7 +57,10 @@ def exit_codes_epilog() -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = "") -> argparse.ArgumentParser:
+    """The parser; ``command``: the one command whose module is loaded (the others get a
+    stand-in that carries only their help line); ``""``: every module (for tests and
+    documentation)."""
     parser = argparse.ArgumentParser(
         prog="hpcwrap",
         description="Run logs that keep themselves for ML training on Slurm clusters.",
@@ -63,10 +69,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"hpcwrap {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f"hpcwrap.cli.{name}_cmd")
-        module.register(sub)
+    for name, help_line in COMMANDS.items():
+        if command == "" or name == command:
+            module = importlib.import_module(f"hpcwrap.cli.{name}_cmd")
+            module.register(sub)
+        else:
+            sub.add_parser(name, help=help_line, add_help=False)
     return parser
+
+
+def command_in(argv: Sequence[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (None: none)."""
+    for word in argv:
+        if not word.startswith("-"):
+            return word if word in COMMANDS else None
+    return None
 
 
 def _format_warning(
@@ -83,8 +100,9 @@ def _format_warning(
 
 def main(argv: Sequence[str] | None = None) -> int:
     warnings.formatwarning = _format_warning
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    words = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(command_in(words))
+    args = parser.parse_args(words)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
         parser.print_help(sys.stderr)

@@ -206,3 +206,42 @@ def test_every_command_setting_and_exit_code_is_documented() -> None:
         assert f"| {code} | {meaning} |" in page, (
             f"{SETTINGS_PAGE} has no row `| {code} | {meaning} |` in its exit-code table"
         )
+
+
+def test_each_commands_help_line_is_the_one_its_module_registers() -> None:
+    """--help shows COMMANDS' lines without importing the modules: they must not drift."""
+    from hpcwrap.cli import COMMANDS
+
+    parser = build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    registered = {c.dest: c.help for c in subs._choices_actions}
+    assert registered == COMMANDS
+
+
+def test_version_and_help_import_no_command_module() -> None:
+    code = (
+        "import sys, contextlib, io\n"
+        "from hpcwrap.cli import main\n"
+        "for argv in (['--version'], ['--help'], []):\n"
+        "    with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()),"
+        " contextlib.redirect_stderr(io.StringIO()):\n"
+        "        main(argv)\n"
+        "loaded = sorted(m for m in sys.modules if m.endswith('_cmd'))\n"
+        "assert not loaded, loaded\n"
+        "assert 'hpcwrap.runlog.handle' not in sys.modules\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+
+
+def test_a_command_loads_its_own_module_only() -> None:
+    code = (
+        "import sys, contextlib, io\n"
+        "from hpcwrap.cli import main\n"
+        "with contextlib.suppress(SystemExit), contextlib.redirect_stdout(io.StringIO()):\n"
+        "    main(['status', '--help'])\n"
+        "loaded = sorted(m for m in sys.modules if m.endswith('_cmd'))\n"
+        "assert loaded == ['hpcwrap.cli.status_cmd'], loaded\n"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
