@@ -6,9 +6,9 @@ Whole-process wall times (median of ``--reps``, ms), each as a ratio to this
 interpreter's own start (``python -c pass``) measured in the same run, interleaved so
 that a noisy neighbour hits both alike:
 
-- ``hpcwrap --version`` and ``--help`` (goal ≤ 2×),
+- ``hpcwrap --version`` and ``--help`` (goal: 2x or less),
 - ``hpcwrap status`` over one run log, ``hpcwrap log note`` on a log of 10 and of
-  10,000 Status entries (goal ≤ 3×).
+  10,000 Status entries (goal: 3x or less).
 
 ``python -m hpcwrap`` is timed, not the console script: the same code, without the
 installer's launcher. Prints figures only; asserts nothing.
