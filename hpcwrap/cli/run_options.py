@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from hpcwrap.config import Settings, load_settings, where_note
-from hpcwrap.submit.request import RunRequest, build_run_request
 
 if TYPE_CHECKING:
     from hpcwrap.runlog.locks import LockConfig
+    from hpcwrap.submit.request import RunRequest
 
 
 RUN_LOGS_HELP = "run_logs folder (default: the project's, found upwards as git finds .git)"
@@ -74,6 +74,8 @@ def lock_config(settings: Settings) -> LockConfig:
 
 
 def request_from_args(args: argparse.Namespace, settings: Settings | None = None) -> RunRequest:
+    from hpcwrap.submit.request import build_run_request  # the run log's model: not for status
+
     return build_run_request(
         settings=settings if settings is not None else load_settings(Path.cwd()),
         mode=args.mode,

@@ -52,11 +52,11 @@ def add_targets_argument(p: argparse.ArgumentParser) -> None:
 def resolve_targets(targets: list[str], run_logs: str | None) -> tuple[list[Path], Path | None]:
     """Folders and run logs named on the command line (a run name is looked up), and the
     run_logs folder the groups are relative to."""
-    from hpcwrap.runlog.handle import open_run
-
     root = Path(run_logs) if run_logs else command_settings(Path.cwd()).run_logs
     if not targets:
         return [root], root
+    from hpcwrap.runlog.handle import open_run  # a run named by name: looked up
+
     paths: list[Path] = []
     for text in targets:
         path = Path(text).expanduser()

@@ -41,22 +41,28 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 # Everything imported here, before the hook drops to the job's user: after the drop
 # the code may not be readable (a checkout in root's home, as in the fresh-machine root).
+import orjson
+
 from hpcwrap.errors import HookDeadline, HookError
-from hpcwrap.reading.telemetry import summarize_sidecar
-from hpcwrap.redact import redact_text
-from hpcwrap.runlog import RunLog, endings, layout, lifecycle
+from hpcwrap.runlog import endings, layout
 from hpcwrap.runlog.dates import format_runtime, now
 from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.fsio import tail_records
-from hpcwrap.runlog.locks import LockConfig
-from hpcwrap.runlog.model import JobBlock, RunState
+from hpcwrap.runlog.model import JobBlock, RunState, from_dict
 from hpcwrap.runlog.spool import CLUSTER_NAME, JOB_ID, clear_squatted, spool_dir, spool_name
-from hpcwrap.runlog.telemetry import TelemetryFacts
 from hpcwrap.scheduler.sbatch_options import output_file_of
+
+if TYPE_CHECKING:
+    from hpcwrap.runlog.handle import RunLog
+    from hpcwrap.runlog.telemetry import TelemetryFacts
+
+# The epilog of a job whose wrapper recorded the end (the common case) decides from
+# state.json alone (``confirmed_already``); the run-log machinery (handle, lifecycle,
+# merge: two thirds of the hook's start) is imported only where something is written.
 
 DEFAULT_TIMEOUT = 20.0
 # Of the hook's time, the longest it waits for the run's lock: then it leaves the end for
@@ -431,7 +437,7 @@ def epilog_evidence(
     at_limit = job.limit_at is not None and when >= job.limit_at - timedelta(
         seconds=endings.NEAR_LIMIT
     )
-    never_ran = job.state_source == lifecycle.PROLOG and out.written is False
+    never_ran = job.state_source == endings.PROLOG and out.written is False
     return endings.Evidence(
         exit_code=code,
         signal=sig,
@@ -480,6 +486,8 @@ def _is_array_run(log: RunLog) -> bool:
 
 
 def record_prolog(log: RunLog, env: HookEnv, when: datetime) -> None:
+    from hpcwrap.runlog import lifecycle
+
     log.record(
         lifecycle.Started(
             when=when,
@@ -497,6 +505,8 @@ def record_prolog(log: RunLog, env: HookEnv, when: datetime) -> None:
 
 def _telemetry_summary(log: RunLog) -> TelemetryFacts | None:
     """The telemetry summary from the run's samples (the wrapper wrote none); never raises."""
+    from hpcwrap.reading.telemetry import summarize_sidecar
+
     try:
         return summarize_sidecar(log.sidecar, max_bytes=TELEMETRY_MAX_BYTES)
     except Exception:  # the epilog never fails over telemetry
@@ -539,6 +549,8 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
     end beside hpcwrap's; where the epilog's reading is stronger than the wrapper's
     (slurmstepd's line over a TERM), it replaces it. Returns what was done (for the
     hook's log)."""
+    from hpcwrap.runlog import lifecycle
+
     state = log.read()
     job = _our_block(state, env.job_id, env.restart_count)
     if job is None:
@@ -621,6 +633,47 @@ def record_epilog(log: RunLog, env: HookEnv, when: datetime, work_dir: str | Non
     return f"recorded {verdict.state} ({verdict.why})" + _left(left)
 
 
+def confirmed_already(path: Path, env: HookEnv, when: datetime, work_dir: str | None) -> bool:
+    """Whether the epilog has nothing to add, decided from state.json alone: the wrapper
+    recorded this attempt's end, Slurm's account is beside it, and the epilog's reading
+    is no stronger (``record_epilog`` would say "nothing to add"). False wherever the
+    full path must look: an end left for the next writer, events.jsonl past what
+    state.json accounts for, an array, a state written before verdicts had a strength,
+    anything unreadable."""
+    sidecar = layout.sidecar_for(path)
+    try:
+        if any(n.endswith(".json") for n in os.listdir(sidecar / layout.ENDS_DIR)):
+            return False
+    except OSError:
+        pass
+    try:
+        with open(sidecar / layout.STATE_FILE, "rb") as fh:
+            raw = fh.read(layout.STATE_MAX + 1)
+        doc = orjson.loads(raw)
+        events = os.stat(sidecar / layout.EVENTS_FILE).st_size
+        if len(raw) > layout.STATE_MAX or doc.get("format") != layout.FORMAT:
+            return False
+        if events != doc.get("events_size"):
+            return False
+        state = from_dict(doc["state"])
+    except Exception:  # the full path reads it the careful way
+        return False
+    if state.array_tasks or (state.submit is not None and state.submit.array):
+        return False
+    job = _our_block(state, env.job_id, env.restart_count)
+    if job is None or not job.slurm_state or not endings.is_final(job.state):
+        return False
+    basis = endings.Strength.named(job.state_basis)
+    if basis is None and job.state_source in (None, "wrapper"):
+        basis = endings.Strength.OWN  # lifecycle.basis_of: the wrapper's end, unranked
+    if basis is None:
+        return False
+    restarted = (job.restart_count or 0) > 0
+    out = output_evidence(state, env, work_dir, since=job.start, this_attempt=restarted)
+    verdict = endings.classify(epilog_evidence(job, env, when, out, confirm=True))
+    return verdict.strength <= basis
+
+
 def _left(why: str | None) -> str:
     return f"; left for the next writer: {why}" if why else ""
 
@@ -654,6 +707,8 @@ class Reporter:
                 self.file = os.fdopen(fd, "a", encoding="utf-8", errors="replace")
 
     def __call__(self, message: str) -> None:
+        from hpcwrap.redact import redact_text  # only when there is something to say
+
         line = redact_text(message)[:2000]
         with contextlib.suppress(Exception):
             syslog.openlog("hpcwrap-hook", 0, syslog.LOG_DAEMON)
@@ -696,9 +751,16 @@ def run_hook(
     if path is None:
         return f"job {env.job_id}: not an hpcwrap job"
     check_tree(path, env.uid)
+    when = now()
+    work_dir = environ.get("SLURM_JOB_WORK_DIR")
+    if kind == "epilog" and confirmed_already(path, env, when, work_dir):
+        remove_spool(env, environ)
+        return f"job {env.job_id} epilog: {path}: the wrapper's end and Slurm's account stand"
+    from hpcwrap.runlog.handle import RunLog
+    from hpcwrap.runlog.locks import LockConfig
+
     # The lock's kind as every writer picks it; the wait bounded by the hook's own time.
     log = RunLog(path, locks=dataclasses.replace(LockConfig.from_env(), timeout=lock_wait(limit)))
-    when = now()
     if environ.get("SLURM_ARRAY_JOB_ID") or _is_array_run(log):
         # The tasks of an array share one block, derived by their wrappers under the
         # lock (runlog/arrays.py); a task's own job id has no block of its own.
@@ -708,7 +770,7 @@ def run_hook(
         record_prolog(log, env, when)
         done = "start recorded"
     else:
-        done = record_epilog(log, env, when, environ.get("SLURM_JOB_WORK_DIR"))
+        done = record_epilog(log, env, when, work_dir)
         remove_spool(env, environ)
     return f"job {env.job_id} {kind} (exit {env.exit_code2 or '-'}): {path}: {done}"
 

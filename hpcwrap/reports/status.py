@@ -27,9 +27,7 @@ import orjson
 from hpcwrap.runlog import endings, layout
 from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.fsio import tail_records
-from hpcwrap.runlog.handle import without_markdown
-from hpcwrap.runlog.layout import SIDECAR_DIR, is_run_log_name
-from hpcwrap.runlog.store import STATE_MAX
+from hpcwrap.runlog.layout import SIDECAR_DIR, STATE_MAX, is_run_log_name, without_markdown
 
 TAIL_BYTES = 32768  # how much of events.jsonl / telemetry.jsonl a running run's row reads
 JSON_SCHEMA_VERSION = 1
@@ -154,12 +152,18 @@ def _read_json(path: Path) -> Any:
 
 def state_dict(path: Path) -> dict[str, Any] | None:
     """The ``state`` object of the run's state.json (None: no usable sidecar)."""
+    return _state_and_size(path)[0]
+
+
+def _state_and_size(path: Path) -> tuple[dict[str, Any] | None, int]:
+    """The ``state`` object of state.json, and how much of events.jsonl it accounts for."""
     sidecar = path.parent / SIDECAR_DIR / path.stem / layout.STATE_FILE
     doc = _read_json(sidecar)
     if isinstance(doc, dict) and isinstance(doc.get("state"), dict):
         state: dict[str, Any] = doc["state"]
-        return state
-    return None
+        size = doc.get("events_size")
+        return state, size if isinstance(size, int) else 0
+    return None, 0
 
 
 def _fallback_state(path: Path) -> dict[str, Any] | None:
@@ -174,7 +178,7 @@ def _fallback_state(path: Path) -> dict[str, Any] | None:
 
 
 def read_row(path: Path, root: Path | None = None, now: datetime | None = None) -> RunRow:
-    state = state_dict(path)
+    state, events_size = _state_and_size(path)
     if state is None:
         state = _fallback_state(path)
     group = None
@@ -188,7 +192,7 @@ def read_row(path: Path, root: Path | None = None, now: datetime | None = None) 
     if state is None:
         row.problem = "no readable state (state.json missing or damaged)"
         return row
-    if not _looks_final(state):
+    if not _looks_final(state) and _may_lag(path, events_size):
         state = _with_lag(path, state, row)
     row.group = state.get("group") or group
     row.mode = state.get("run_type") or None
@@ -240,6 +244,25 @@ def _looks_final(state: dict[str, Any]) -> bool:
     jobs = state.get("jobs")
     last = jobs[-1] if isinstance(jobs, list) and jobs else None
     return isinstance(last, dict) and endings.is_final(last.get("state"))
+
+
+def _may_lag(path: Path, events_size: int) -> bool:
+    """Whether the run's files may be behind its facts (a listing and two stats; the
+    run-log handle, a third of a short command's start, is loaded only then): an end
+    left for the next writer, events.jsonl past what state.json accounts for, or the
+    Markdown gone."""
+    sidecar = path.parent / SIDECAR_DIR / path.stem
+    try:
+        if any(n.endswith(".json") for n in os.listdir(sidecar / layout.ENDS_DIR)):
+            return True
+    except OSError:
+        pass
+    try:
+        if (sidecar / layout.EVENTS_FILE).stat().st_size > events_size:
+            return True
+    except OSError:
+        pass
+    return not path.exists()
 
 
 def _with_lag(path: Path, state: dict[str, Any], row: RunRow) -> dict[str, Any]:

@@ -255,6 +255,8 @@ def memory_in(data: bytes) -> bool:
 
 # ---------------------------------------------------------------- the run as a whole
 
+PROLOG = "prolog"  # state_source of a start the node prolog recorded
+
 STOPPED = "stopped"  # a resume chain its guard (or a person) stopped before the training's end
 
 

@@ -7,7 +7,7 @@ import os
 import re
 import shutil
 import stat
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -31,13 +31,13 @@ from hpcwrap.runlog.layout import (
     CONFLICT_SUFFIX,
     LOCK_FILE,
     SIDECAR_DIR,
-    STATE_FILE,
     conflict_path,
     is_run_log_name,
     name_taken,
     run_folder,
     run_stem,
     sidecar_for,
+    without_markdown,
 )
 from hpcwrap.runlog.locks import Lock, LockConfig
 from hpcwrap.runlog.markdown import Document, join_lines, parse_document
@@ -536,25 +536,6 @@ def _read_markdown(path: Path) -> bytes | None:
             "`hpcwrap log reindex` to rebuild it from its sidecar"
         )
     return read_bytes(path)
-
-
-def without_markdown(folder: Path, names: Iterable[str] = ()) -> list[str]:
-    """``<run>.md`` names of the runs in ``folder`` whose Markdown is gone but whose
-    sidecar state is whole (deleted by hand, or lost in a failed write): still runs,
-    found by name and rebuilt by their next writer or ``log reindex``."""
-    have = set(names)
-    try:
-        entries = sorted(os.listdir(folder / SIDECAR_DIR))
-    except OSError:
-        return []
-    out = []
-    for stem in entries:
-        name = f"{stem}.md"
-        if name in have or not is_run_log_name(name):
-            continue
-        if (folder / SIDECAR_DIR / stem / STATE_FILE).is_file() and not (folder / name).exists():
-            out.append(name)
-    return out
 
 
 def list_run_logs(root: Path) -> list[Path]:

@@ -16,7 +16,9 @@ pure path computation (``--dry-run`` predicts the log it would create with them)
 
 from __future__ import annotations
 
+import os
 import re
+from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
@@ -36,6 +38,12 @@ TELEMETRY_FILE = "telemetry.jsonl"  # in the sidecar: one GPU/CPU/memory/disk sa
 TIMELINE_FILE = "timeline.md"  # in each run-log folder: the group's timeline
 EXPERIMENTS_FILE = "experiments.md"  # in the run-logs root: the experiments table
 LOCK_FILE = "lock"
+# The sidecar's format (state.json's "format"): runlog/store.py reads and migrates it.
+FORMAT = 1
+# Bounded reads: a run's state.json is kilobytes (10,000 Status entries are about 2 MB);
+# one this big is not a state hpcwrap wrote, and loading it whole would take a job's
+# memory (300 MB read at a job's end got the job memory-killed).
+STATE_MAX = 32 * 2**20
 ENDS_DIR = "ends"  # in the sidecar: ends a writer could not write at once (runlog/deferred.py)
 COMMENT_PREFIX = "hpcwrap:"  # the job's --comment: hpcwrap:<absolute run log path>
 # The batch script ignores the walltime signal until `hpcwrap run` handles it (Slurm may
@@ -102,6 +110,25 @@ def run_log_from_comment(comment: str | None) -> str | None:
     return comment[len(COMMENT_PREFIX) :] or None
 
 
+def without_markdown(folder: Path, names: Iterable[str] = ()) -> list[str]:
+    """``<run>.md`` names of the runs in ``folder`` whose Markdown is gone but whose
+    sidecar state is whole (deleted by hand, or lost in a failed write): still runs,
+    found by name and rebuilt by their next writer or ``log reindex``."""
+    have = set(names)
+    try:
+        entries = sorted(os.listdir(folder / SIDECAR_DIR))
+    except OSError:
+        return []
+    out = []
+    for stem in entries:
+        name = f"{stem}.md"
+        if name in have or not is_run_log_name(name):
+            continue
+        if (folder / SIDECAR_DIR / stem / STATE_FILE).is_file() and not (folder / name).exists():
+            out.append(name)
+    return out
+
+
 __all__ = [
     "BATCH_IGNORED_ENV",
     "CODE_DIFF",
@@ -122,4 +149,5 @@ __all__ = [
     "run_log_from_comment",
     "run_stem",
     "sidecar_for",
+    "without_markdown",
 ]

@@ -54,7 +54,7 @@ from hpcwrap.runlog.telemetry import TelemetryFacts
 NEAR_LIMIT = endings.NEAR_LIMIT
 FINAL_STATES = endings.FINAL_STATES
 STATES = endings.STATES
-PROLOG = "prolog"  # state_source of a start the node prolog recorded
+PROLOG = endings.PROLOG  # state_source of a start the node prolog recorded
 JobState = endings.JobState
 Strength = endings.Strength
 from_slurm = endings.from_slurm

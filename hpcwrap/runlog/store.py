@@ -40,6 +40,7 @@ from hpcwrap.errors import RunLogWarning as RunLogWarning
 from hpcwrap.runlog import layout
 from hpcwrap.runlog.dates import iso
 from hpcwrap.runlog.fsio import append_line, read_bytes, write_atomic
+from hpcwrap.runlog.layout import STATE_MAX
 from hpcwrap.runlog.merge import Base
 from hpcwrap.runlog.model import RunState, StatusEntry, from_dict, to_dict
 
@@ -48,12 +49,9 @@ EVENTS_FILE = layout.EVENTS_FILE
 # The sidecar's format (state.json's "format"; events carry the same facts). A newer one
 # is refused, never overwritten; an older one is read by ``from_dict``'s defaults and, when
 # a change needs more, a step in MIGRATIONS (none yet: format 1 is the first).
-FORMAT = 1
-# Bounded reads: a run's state.json is kilobytes (10,000 Status entries are about 2 MB);
-# one this big is not a state hpcwrap wrote, and loading it whole would take a job's
-# memory (300 MB read at a job's end got the job memory-killed). Nor is more than this of
+FORMAT = layout.FORMAT
+# Bounded reads: state.json no bigger than layout.STATE_MAX; nor is more than this of
 # events.jsonl read at once.
-STATE_MAX = 32 * 2**20
 EVENTS_READ_MAX = 64 * 2**20
 
 

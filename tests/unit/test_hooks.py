@@ -796,3 +796,55 @@ def test_code_readable_by_anyone_or_loaded_before_the_drop() -> None:
         assert not hooks.readable_by_anyone(code)
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def _ended_by_wrapper(tmp_path: Path, slurm_state: str | None) -> RunLog:
+    start = datetime.now(timezone.utc) - timedelta(minutes=1)
+    done = JobBlock(execution_id="12", start=start, end=start + timedelta(seconds=30))
+    done.state, done.exit_code, done.state_source = "COMPLETED", 0, "wrapper"
+    done.slurm_state, done.slurm_exit = slurm_state, "0:0" if slurm_state else None
+    return create_run(tmp_path / "run_logs", RunState(objective="x", jobs=[done]))
+
+
+def test_the_epilogs_fast_path_agrees_with_the_full_one(tmp_path: Path) -> None:
+    """``confirmed_already`` (state.json alone, no run-log machinery imported) says
+    "nothing to add" exactly where ``record_epilog`` would; anything else goes the full way."""
+    env, when = env_of("0:0"), datetime.now(timezone.utc)
+    log = _ended_by_wrapper(tmp_path / "a", "COMPLETED")
+    assert hooks.confirmed_already(log.path, env, when, None)
+    assert "nothing to add" in hooks.record_epilog(log, env, when, None)
+    # Slurm's account not there yet: the full path adds it
+    bare = _ended_by_wrapper(tmp_path / "b", None)
+    assert not hooks.confirmed_already(bare.path, env, when, None)
+    assert "nothing to add" not in hooks.record_epilog(bare, env, when, None)
+    assert hooks.confirmed_already(bare.path, env, when, None)  # now it is
+    # events.jsonl past what state.json accounts for, or an end left for the next writer
+    log.append_event("note", {"x": 1})
+    assert not hooks.confirmed_already(log.path, env, when, None)
+    other = _ended_by_wrapper(tmp_path / "c", "COMPLETED")
+    ends = other.sidecar / "ends"
+    ends.mkdir()
+    (ends / "1.json").write_text("{}")
+    assert not hooks.confirmed_already(other.path, env, when, None)
+    # another attempt's job id: no block of its own
+    other_job = dataclasses.replace(env, job_id="13")
+    assert not hooks.confirmed_already(log.path, other_job, when, None)
+
+
+def test_the_hook_imports_no_run_log_handle_for_a_confirmed_end(tmp_path: Path) -> None:
+    log = _ended_by_wrapper(tmp_path, "COMPLETED")
+    code = (
+        "import sys, datetime\n"
+        "from pathlib import Path\n"
+        "from hpcwrap.hooks import node\n"
+        "env = node.HookEnv.from_environ('epilog', {'SLURM_JOB_ID': '12', 'SLURM_JOB_UID': "
+        "'1000', 'SLURM_JOB_GID': '1000', 'SLURM_JOB_EXIT_CODE2': '0:0'})\n"
+        f"assert node.confirmed_already(Path({str(log.path)!r}), env, "
+        "datetime.datetime.now(datetime.timezone.utc), None)\n"
+        "heavy = [m for m in ('hpcwrap.runlog.handle', 'hpcwrap.runlog.lifecycle') "
+        "if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    res = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
+                         cwd=REPO)  # fmt: skip
+    assert res.returncode == 0, res.stderr

@@ -10,7 +10,16 @@ import orjson
 import pytest
 
 from hpcwrap.errors import RunLogError
-from hpcwrap.runlog import JobBlock, RunLog, RunLogWarning, RunState, create_run, fsio, open_run
+from hpcwrap.runlog import (
+    JobBlock,
+    RunLog,
+    RunLogWarning,
+    RunState,
+    create_run,
+    fsio,
+    layout,
+    open_run,
+)
 from hpcwrap.runlog import handle as handle_mod
 from hpcwrap.runlog.model import to_dict
 from hpcwrap.runlog.store import Sidecar
@@ -214,7 +223,6 @@ def test_create_that_cannot_write_the_markdown_leaves_no_sidecar_fake_eacces(
 def test_a_state_json_over_the_cap_is_not_loaded_but_rebuilt_from_events(tmp_path: Path) -> None:
     """A 300 MB state.json read at a job's end got the job memory-killed: now it is not
     read at all; the state comes from events.jsonl, and the next write replaces it."""
-    from hpcwrap.runlog import store
 
     log = create_run(tmp_path / "run_logs", RunState(task="t", run_type="replication",
                                                         objective="o"))  # fmt: skip
@@ -226,7 +234,7 @@ def test_a_state_json_over_the_cap_is_not_loaded_but_rebuilt_from_events(tmp_pat
         assert [s.text for s in log.read().status] == ["before"]
     with pytest.warns(RunLogWarning):
         log.add_status("after")
-    assert state_json.stat().st_size < store.STATE_MAX
+    assert state_json.stat().st_size < layout.STATE_MAX
     assert [s.text for s in log.read().status] == ["before", "after"]
 
 
