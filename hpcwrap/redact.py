@@ -222,11 +222,14 @@ def scrub(value: Any) -> Any:
     return value
 
 
-def scrub_state(obj: Any) -> None:
-    """Redact, in place, every string field of a run state (dataclasses, lists, dicts)."""
+def scrub_state(obj: Any, skip: frozenset[str] = frozenset()) -> None:
+    """Redact, in place, every string field of a run state (dataclasses, lists, dicts);
+    ``skip``: names of ``obj``'s own fields left as they are."""
     if not is_dataclass(obj) or isinstance(obj, type):
         return
     for f in fields(obj):
+        if f.name in skip:
+            continue
         value = getattr(obj, f.name)
         if isinstance(value, str):
             clean = redact_text(value)

@@ -39,7 +39,9 @@ TIMELINE_FILE = "timeline.md"  # in each run-log folder: the group's timeline
 EXPERIMENTS_FILE = "experiments.md"  # in the run-logs root: the experiments table
 LOCK_FILE = "lock"
 # The sidecar's format (state.json's "format"): runlog/store.py reads and migrates it.
-FORMAT = 1
+# 2: events patch a mapping by its changed keys and put Status entries between older
+# ones (store.state_patch); a hpcwrap of format 1 refuses such a run, never misreads it.
+FORMAT = 2
 # Bounded reads: a run's state.json is kilobytes (10,000 Status entries are about 2 MB);
 # one this big is not a state hpcwrap wrote, and loading it whole would take a job's
 # memory (300 MB read at a job's end got the job memory-killed).

@@ -8,8 +8,10 @@ Every event line is ``{"t": <iso>, "kind": <kind>, ...data}``. Events written
 by an update also carry what rebuilding needs, under underscore keys:
 
 - ``_state`` + ``_base``: a full snapshot (the ``created`` and ``adopted`` events);
-- ``_patch``: the top-level RunState fields that changed, new value whole,
-  except Status, which only grows: ``{"status+": [[iso, text], ...]}``;
+- ``_patch``: the top-level RunState fields that changed, new value whole, except
+  a mapping, whose changed keys only go (``{"array_tasks{}": {"set": {...}, "del":
+  [...]}}``), and Status, which grows: ``{"status+": [[iso, text], ...]}`` at the end,
+  ``{"status@": [[index, iso, text], ...]}`` between older entries (format 2);
 - ``_base``: merge-base entries that changed (``null`` = dropped);
 - ``_human``: keys newly owned by a person;
 - ``_md``: hash of the Markdown this update wrote.
@@ -48,7 +50,7 @@ STATE_FILE = layout.STATE_FILE
 EVENTS_FILE = layout.EVENTS_FILE
 # The sidecar's format (state.json's "format"; events carry the same facts). A newer one
 # is refused, never overwritten; an older one is read by ``from_dict``'s defaults and, when
-# a change needs more, a step in MIGRATIONS (none yet: format 1 is the first).
+# a change needs more, a step in MIGRATIONS (none yet: format 2 only adds patch kinds).
 FORMAT = layout.FORMAT
 # Bounded reads: state.json no bigger than layout.STATE_MAX; nor is more than this of
 # events.jsonl read at once.
@@ -104,6 +106,9 @@ def decode_base(raw: dict[str, Any]) -> Base:
 
 
 def state_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """The top-level fields of ``new`` that differ from ``old``: a mapping (an array's
+    ``array_tasks``) as its changed keys only (``"<field>{}"``), so that a 1,000-task
+    array's events carry each task's own change, not every task again."""
     patch: dict[str, Any] = {}
     for key, value in new.items():
         before = old.get(key)
@@ -111,19 +116,42 @@ def state_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
             continue
         if key == "status" and isinstance(before, list) and value[: len(before)] == before:
             patch["status+"] = value[len(before) :]
+        elif isinstance(before, dict) and isinstance(value, dict):
+            patch.update(_mapping_patch(key, before, value))
         else:
             patch[key] = value
     return patch
 
 
+def _mapping_patch(key: str, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    changed = {k: v for k, v in after.items() if k not in before or before[k] != v}
+    gone = [k for k in before if k not in after]
+    rebuilt = {k: v for k, v in before.items() if k not in gone}
+    rebuilt.update(changed)
+    if list(rebuilt.items()) != list(after.items()):  # the order changed too: whole
+        return {key: after}
+    return {key + "{}": {"set": changed, "del": gone}}
+
+
 def status_patch(before: list[tuple[datetime, str]], after: list[StatusEntry]) -> dict[str, Any]:
-    """``{"status+": [...]}`` for appended entries (``{"status": [...]}`` if older ones moved)."""
+    """``{"status+": [...]}`` for appended entries; ``{"status@": [[i, iso, text], ...]}``
+    for entries put between older ones (the tasks of an array end out of order);
+    ``{"status": [...]}`` whole only where older ones changed or went."""
     now_ = [(s.when, s.text) for s in after]
     if now_ == before:
         return {}
     n = len(before)
     if now_[:n] == before:
         return {"status+": [[iso(w), t] for w, t in now_[n:]]}
+    inserted: list[list[Any]] = []
+    j = 0
+    for i, item in enumerate(now_):
+        if j < n and item == before[j]:
+            j += 1
+        else:
+            inserted.append([i, iso(item[0]), item[1]])
+    if j == n:
+        return {"status@": inserted}
     return {"status": [[iso(w), t] for w, t in now_]}
 
 
@@ -131,6 +159,18 @@ def apply_patch(data: dict[str, Any], patch: dict[str, Any]) -> None:
     for key, value in patch.items():
         if key == "status+":
             data["status"] = list(data.get("status") or []) + list(value)
+        elif key == "status@":
+            status = list(data.get("status") or [])
+            for i, when, text in value:  # ascending final positions
+                status.insert(i, [when, text])
+            data["status"] = status
+        elif key.endswith("{}") and isinstance(value, dict):
+            field_ = key[:-2]
+            mapping = dict(data.get(field_) or {})
+            for gone in value.get("del") or []:
+                mapping.pop(gone, None)
+            mapping.update(value.get("set") or {})
+            data[field_] = mapping
         else:
             data[key] = value
 

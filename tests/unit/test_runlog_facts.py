@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from hpcwrap.errors import RunLogError
-from hpcwrap.runlog import RunLog, RunState, lifecycle
+from hpcwrap.runlog import RunLog, RunState, layout, lifecycle
 from hpcwrap.runlog.facts import (
     ArrayTaskFacts,
     CodeFacts,
@@ -118,7 +118,7 @@ def test_a_log_written_before_the_restructuring_is_read_and_updated(tmp_path: Pa
     assert "checked by hand after the upgrade" in text and "weaker" not in text
     assert "- state: COMPLETED" in text and "- final step: 60" in text
     doc = orjson.loads((root / ".hpcwrap" / "2026-12-07_train" / "state.json").read_bytes())
-    assert doc["format"] == 1
+    assert doc["format"] == layout.FORMAT
 
 
 def test_a_sidecar_of_a_newer_format_is_refused_not_overwritten(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from hpcwrap.runlog import (
     open_run,
 )
 from hpcwrap.runlog import handle as handle_mod
+from hpcwrap.runlog.facts import ArrayTaskFacts
 from hpcwrap.runlog.model import to_dict
 from hpcwrap.runlog.store import Sidecar
 
@@ -55,7 +57,7 @@ def test_sidecar_layout_and_events(tmp_path: Path) -> None:
     assert evs[1]["_patch"] == {"status+": [["2026-03-11T15:05:00+00:00", "running, step 10"]]}
     assert evs[2] == {"t": evs[2]["t"], "kind": "progress", "step": 20, "loss": 0.5}
     state = orjson.loads((log.sidecar / "state.json").read_bytes())
-    assert state["format"] == 1 and state["state"]["name"] == "2026-03-11_train"
+    assert state["format"] == layout.FORMAT and state["state"]["name"] == "2026-03-11_train"
 
 
 def test_append_event_does_not_touch_the_markdown(tmp_path: Path) -> None:
@@ -73,12 +75,40 @@ def test_nested_extra_changed_in_place_reaches_the_event(tmp_path: Path) -> None
     log.update(lambda s: s.extra["submit"].update(job_name="toy"), event="submitted")
     last = _events(log)[-1]
     assert last["kind"] == "submitted"
-    assert last["_patch"] == {"extra": {"submit": {"output": "/o/%j.out", "job_name": "toy"}}}
+    changed = {"submit": {"output": "/o/%j.out", "job_name": "toy"}}
+    assert last["_patch"] == {"extra{}": {"set": changed, "del": []}}  # the changed key only
+
+
+def test_events_carry_a_mappings_changed_keys_and_entries_put_between(tmp_path: Path) -> None:
+    """A 1,000-task array: each task's event carries its own task and its own Status
+    entry, not every task again nor the whole Status list (issue 31: 74 KB per task)."""
+    log = _log(tmp_path)
+
+    def task(i: int) -> Callable[[RunState], None]:
+        def mutate(s: RunState) -> None:
+            s.array_tasks[str(i)] = ArrayTaskFacts(start=T0, node="n1", next=["x" * 200])
+
+        return mutate
+
+    for i in range(50):
+        log.update(task(i))
+    log.add_status("late", T0 + timedelta(hours=1))
+    log.add_status("early", T0 + timedelta(minutes=1))  # ends out of order
+    events = _events(log)
+    assert len(orjson.dumps(events[-3])) < 600, events[-3]  # one task, not fifty
+    assert events[-1]["_patch"] == {"status@": [[0, "2026-03-11T15:01:00+00:00", "early"]]}
+    expected = to_dict(log.read())
+    (log.sidecar / "state.json").unlink()
+    with pytest.warns(RunLogWarning):
+        assert to_dict(log.read()) == expected  # rebuilt from the events alone
 
 
 def _churn(log: RunLog) -> None:
     for i in range(5):
         log.add_status(f"step {i}", T0 + timedelta(minutes=i))
+    log.add_status("between", T0 + timedelta(minutes=2, seconds=30))
+    log.update(lambda s: s.key_settings.update(lr="3e-4"))
+    log.update(lambda s: s.key_settings.clear())
     log.update(lambda s: setattr(s.jobs[0], "node", "n9"))
     log.update(lambda s: s.jobs.append(JobBlock(execution_id="8", resumed_from="/c")))
     log.update(lambda s: setattr(s.results, "end_val_loss", float("nan")))
