@@ -17,10 +17,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Protocol
 
 from hpcwrap.runlog.endings import JobState, word_of
-from hpcwrap.runlog.facts import ArrayTaskFacts
+from hpcwrap.runlog.facts import ArrayTaskFacts, natural_key
 from hpcwrap.runlog.model import JobBlock, RunState
 
 
@@ -73,11 +73,6 @@ def spec_indices(spec: str | None) -> frozenset[str] | None:
     return frozenset(ids)
 
 
-def _natural(text: str) -> list[Any]:
-    # re.split with a group alternates text and digits, so items compare like with like
-    return [int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", text))]
-
-
 def _is_array_block(job: JobBlock, array_id: str) -> bool:
     eid = job.execution_id
     if eid is None:
@@ -111,7 +106,7 @@ def tasks_of(state: RunState) -> dict[str, ArrayTaskFacts]:
 def _put_task(state: RunState, task_id: str, entry: ArrayTaskFacts) -> dict[str, ArrayTaskFacts]:
     tasks = tasks_of(state)
     tasks[task_id] = entry
-    state.array_tasks = dict(sorted(tasks.items(), key=lambda kv: _natural(kv[0])))
+    state.array_tasks = dict(sorted(tasks.items(), key=lambda kv: natural_key(kv[0])))
     return tasks
 
 
@@ -176,7 +171,7 @@ def derive(job: JobBlock, state: RunState) -> None:
         starts.append(job.start)  # a requeued task keeps the block's first start
     if starts:
         job.start = min(starts)
-    nodes = sorted({t.node for t in tasks if t.node}, key=_natural)
+    nodes = sorted({t.node for t in tasks if t.node}, key=natural_key)
     job.node = ",".join(nodes) or job.node
     restarts = [t.restart_count for t in tasks if t.restart_count is not None]
     if restarts:

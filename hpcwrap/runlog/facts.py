@@ -10,6 +10,7 @@ version still loads.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from datetime import datetime
@@ -78,6 +79,12 @@ class SubmitFacts:
     notes: list[str] = field(default_factory=list)
     job_id: str | None = None
     follow_up_job: str | None = None  # the follow-up job that polls the run (followup.py)
+
+
+def natural_key(text: str) -> list[Any]:
+    """``"task10"`` after ``"task9"``: digits compare as numbers."""
+    # re.split with a group alternates text and digits, so items compare like with like
+    return [int(p) if i % 2 else p for i, p in enumerate(re.split(r"(\d+)", text))]
 
 
 @dataclass

@@ -10,7 +10,8 @@ by an update also carry what rebuilding needs, under underscore keys:
 - ``_state`` + ``_base``: a full snapshot (the ``created`` and ``adopted`` events);
 - ``_patch``: the top-level RunState fields that changed, new value whole, except
   a mapping, whose changed keys only go (``{"array_tasks{}": {"set": {...}, "del":
-  [...]}}``), and Status, which grows: ``{"status+": [[iso, text], ...]}`` at the end,
+  [...]}}``), a list that grew, whose new items only go (``{"next+": [...]}``), and
+  Status: ``{"status+": [[iso, text], ...]}`` at the end,
   ``{"status@": [[index, iso, text], ...]}`` between older entries (format 2);
 - ``_base``: merge-base entries that changed (``null`` = dropped);
 - ``_human``: keys newly owned by a person;
@@ -41,6 +42,7 @@ from hpcwrap.errors import RunLogWarning as RunLogWarning
 # Defined in hpcwrap.errors with the exceptions; importable from here as before.
 from hpcwrap.runlog import layout
 from hpcwrap.runlog.dates import iso
+from hpcwrap.runlog.facts import natural_key
 from hpcwrap.runlog.fsio import append_line, read_bytes, write_atomic
 from hpcwrap.runlog.layout import STATE_MAX
 from hpcwrap.runlog.merge import Base
@@ -114,8 +116,8 @@ def state_patch(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
         before = old.get(key)
         if before == value:
             continue
-        if key == "status" and isinstance(before, list) and value[: len(before)] == before:
-            patch["status+"] = value[len(before) :]
+        if isinstance(before, list) and isinstance(value, list) and value[: len(before)] == before:
+            patch[key + "+"] = value[len(before) :]  # a list that grew: what it gained
         elif isinstance(before, dict) and isinstance(value, dict):
             patch.update(_mapping_patch(key, before, value))
         else:
@@ -128,9 +130,12 @@ def _mapping_patch(key: str, before: dict[str, Any], after: dict[str, Any]) -> d
     gone = [k for k in before if k not in after]
     rebuilt = {k: v for k, v in before.items() if k not in gone}
     rebuilt.update(changed)
-    if list(rebuilt.items()) != list(after.items()):  # the order changed too: whole
-        return {key: after}
-    return {key + "{}": {"set": changed, "del": gone}}
+    patch: dict[str, Any] = {"set": changed, "del": gone}
+    if list(rebuilt) != list(after):
+        if list(after) != sorted(after, key=natural_key):
+            return {key: after}  # an order the patch cannot say: whole
+        patch["sorted"] = True  # kept in natural order (an array's tasks: runlog/arrays.py)
+    return {key + "{}": patch}
 
 
 def status_patch(before: list[tuple[datetime, str]], after: list[StatusEntry]) -> dict[str, Any]:
@@ -157,8 +162,8 @@ def status_patch(before: list[tuple[datetime, str]], after: list[StatusEntry]) -
 
 def apply_patch(data: dict[str, Any], patch: dict[str, Any]) -> None:
     for key, value in patch.items():
-        if key == "status+":
-            data["status"] = list(data.get("status") or []) + list(value)
+        if key.endswith("+") and isinstance(value, list):
+            data[key[:-1]] = list(data.get(key[:-1]) or []) + list(value)
         elif key == "status@":
             status = list(data.get("status") or [])
             for i, when, text in value:  # ascending final positions
@@ -170,6 +175,8 @@ def apply_patch(data: dict[str, Any], patch: dict[str, Any]) -> None:
             for gone in value.get("del") or []:
                 mapping.pop(gone, None)
             mapping.update(value.get("set") or {})
+            if value.get("sorted"):
+                mapping = dict(sorted(mapping.items(), key=lambda kv: natural_key(kv[0])))
             data[field_] = mapping
         else:
             data[key] = value

@@ -22,7 +22,7 @@ from hpcwrap.runlog import (
     open_run,
 )
 from hpcwrap.runlog import handle as handle_mod
-from hpcwrap.runlog.facts import ArrayTaskFacts
+from hpcwrap.runlog.facts import ArrayTaskFacts, natural_key
 from hpcwrap.runlog.model import to_dict
 from hpcwrap.runlog.store import Sidecar
 
@@ -85,12 +85,13 @@ def test_events_carry_a_mappings_changed_keys_and_entries_put_between(tmp_path: 
     log = _log(tmp_path)
 
     def task(i: int) -> Callable[[RunState], None]:
-        def mutate(s: RunState) -> None:
-            s.array_tasks[str(i)] = ArrayTaskFacts(start=T0, node="n1", next=["x" * 200])
+        def mutate(s: RunState) -> None:  # as runlog/arrays.py keeps them: natural order
+            tasks = {**s.array_tasks, str(i): ArrayTaskFacts(start=T0, next=["x" * 200])}
+            s.array_tasks = dict(sorted(tasks.items(), key=lambda kv: natural_key(kv[0])))
 
         return mutate
 
-    for i in range(50):
+    for i in (*range(49, 10, -1), *range(0, 11)):  # tasks start in any order
         log.update(task(i))
     log.add_status("late", T0 + timedelta(hours=1))
     log.add_status("early", T0 + timedelta(minutes=1))  # ends out of order
