@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import importlib
 import os
 import pwd
 import re
@@ -48,6 +49,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import orjson
 
 from hpcwrap.errors import HookDeadline, HookError
+from hpcwrap.redact import redact_text
 from hpcwrap.runlog import endings, layout
 from hpcwrap.runlog.dates import format_runtime, now
 from hpcwrap.runlog.endings import JobState
@@ -63,6 +65,13 @@ if TYPE_CHECKING:
 # The epilog of a job whose wrapper recorded the end (the common case) decides from
 # state.json alone (``confirmed_already``); the run-log machinery (handle, lifecycle,
 # merge: two thirds of the hook's start) is imported only where something is written.
+LOADED_WHEN_WRITING = (
+    "hpcwrap.runlog.handle",
+    "hpcwrap.runlog.lifecycle",
+    "hpcwrap.runlog.locks",
+    "hpcwrap.reading.scan",
+    "hpcwrap.reading.telemetry",
+)
 
 DEFAULT_TIMEOUT = 20.0
 # Of the hook's time, the longest it waits for the run's lock: then it leaves the end for
@@ -707,8 +716,6 @@ class Reporter:
                 self.file = os.fdopen(fd, "a", encoding="utf-8", errors="replace")
 
     def __call__(self, message: str) -> None:
-        from hpcwrap.redact import redact_text  # only when there is something to say
-
         line = redact_text(message)[:2000]
         with contextlib.suppress(Exception):
             syslog.openlog("hpcwrap-hook", 0, syslog.LOG_DAEMON)
@@ -734,11 +741,12 @@ def run_hook(
         return f"job {env.job_id}: not the batch node ({env.node}, first is {first})"
     from_comment = layout.run_log_from_comment(env.comment)
     path = check_run_log_path(from_comment) if from_comment is not None else None
-    if kind == "epilog" and not readable_by_anyone(Path(__file__).parents[1]):
+    if not readable_by_anyone(Path(__file__).parents[1]):
         # hpcwrap installed where the job's user cannot read it (a checkout in root's
-        # home): the output's reader is loaded now, while it still can be. Otherwise it
-        # loads only when the epilog needs it (the wrapper did not record the end).
-        import hpcwrap.reading.scan  # noqa: F401
+        # home): what the hook loads only when it writes is loaded now, while it still can
+        # be. Otherwise it loads only then (an epilog that confirms an end needs none).
+        for name in LOADED_WHEN_WRITING:
+            importlib.import_module(name)
     if kind == "prolog" and path is None:
         # Still root: a spool file of this job's name that is not the job user's was
         # squatted by another user to keep the wrapper from registering.

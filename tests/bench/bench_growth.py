@@ -36,14 +36,11 @@ def _bare(path: Path, line: bytes) -> float:
     return time.perf_counter() - t
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--reps", type=int, default=5)
-    args = ap.parse_args()
+def measure(reps: int) -> list[tuple[int, float, float]]:
+    """(entries, median add_status seconds, median bare flock+append+fsync seconds)."""
     work = Path(tempfile.mkdtemp(prefix="bench_growth_"))
+    out = []
     try:
-        print(f"{'entries':>8} {'add_status':>11} {'bare':>8} {'ratio':>7} {'vs 10':>7}")
-        first: float | None = None
         for n in (10, 1_000, 10_000):
             state = RunState(task=f"g{n}", run_type="replication", objective="bench")
             state.status = [
@@ -52,17 +49,27 @@ def main() -> None:
             ]
             log = create_run(work / "run_logs", state, when=T0)
             times, bare = [], []
-            for r in range(args.reps):
+            for r in range(reps):
                 when = T0 + timedelta(seconds=n + r)
                 t = time.perf_counter()
                 log.add_status(f"running, step {(n + r) * 10}, loss 0.5", when)
                 times.append(time.perf_counter() - t)
                 bare.append(_bare(work / "bare.log", b"- a status line of the same size\n"))
-            m, b = statistics.median(times), statistics.median(bare)
-            first = first or m
-            print(f"{n:>8} {m * 1000:9.1f}ms {b * 1000:6.2f}ms {m / b:6.1f}x {m / first:6.2f}x")
+            out.append((n, statistics.median(times), statistics.median(bare)))
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=5)
+    args = ap.parse_args()
+    rows = measure(args.reps)
+    print(f"{'entries':>8} {'add_status':>11} {'bare':>8} {'ratio':>7} {'vs 10':>7}")
+    first = rows[0][1]
+    for n, m, b in rows:
+        print(f"{n:>8} {m * 1000:9.1f}ms {b * 1000:6.2f}ms {m / b:6.1f}x {m / first:6.2f}x")
 
 
 if __name__ == "__main__":

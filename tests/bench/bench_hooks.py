@@ -49,13 +49,10 @@ def show(name: str, ms: list[float], base: list[float]) -> None:
     print(f"  {name:<44} median {med:7.2f} ms  p90 {p90:7.2f} ms  ratio {med / bmed:5.2f}x")
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--reps", type=int, default=41)
-    args = ap.parse_args()
-    if os.geteuid() != 0:
-        print("bench_hooks: run as root (the hook drops to the job's user)", file=sys.stderr)
-        return 2
+def measure(r: int) -> dict[str, list[float]]:
+    """Milliseconds per run (root only): ``true`` and ``shim_plain`` (a job not
+    hpcwrap's), ``py`` and ``shim_ours`` (an hpcwrap job whose end the wrapper recorded),
+    ``first`` (the first epilog, which adds Slurm's account)."""
     pw = pwd.getpwnam("nobody")
     base = Path(tempfile.mkdtemp(prefix="hpcwrap-bench-hooks-"))
     try:
@@ -88,24 +85,37 @@ def main() -> int:
 
         plain = {"SLURM_JOB_COMMENT": "someone else's job"}
         ours = {"SLURM_JOB_COMMENT": f"hpcwrap:{log.path}"}
-        r = args.reps
-        print(f"bench_hooks: {r} runs each, {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
-        true = timed(env_i(plain, "/bin/true"), r)
-        shim_plain = timed(env_i(plain, "/bin/sh", str(EPILOG)), r)
-        print("non-hpcwrap job (no Python started):")
-        show("env -i /bin/true (baseline)", true, true)
-        show("env -i /bin/sh slurm/epilog.sh", shim_plain, true)
-        py = timed(env_i(ours, sys.executable, "-I", "-c", "pass"), r)
-        first = timed(env_i(ours, "/bin/sh", str(EPILOG)), 1)
-        shim_ours = timed(env_i(ours, "/bin/sh", str(EPILOG)), r)
-        print("hpcwrap job, end already recorded by the wrapper (hook confirms):")
-        show("env -i python -I -c pass (baseline)", py, py)
-        show("env -i /bin/sh slurm/epilog.sh", shim_ours, py)
-        print(f"  first run (adds Slurm's account to the log): {first[0]:.2f} ms")
+        out = {
+            "true": timed(env_i(plain, "/bin/true"), r),
+            "shim_plain": timed(env_i(plain, "/bin/sh", str(EPILOG)), r),
+            "py": timed(env_i(ours, sys.executable, "-I", "-c", "pass"), r),
+            "first": timed(env_i(ours, "/bin/sh", str(EPILOG)), 1),
+            "shim_ours": timed(env_i(ours, "/bin/sh", str(EPILOG)), r),
+        }
         state = log.read().jobs[0]
         assert (state.slurm_state, state.slurm_exit) == ("COMPLETED", "0:0"), state
+        return out
     finally:
         shutil.rmtree(base, ignore_errors=True)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--reps", type=int, default=41)
+    args = ap.parse_args()
+    if os.geteuid() != 0:
+        print("bench_hooks: run as root (the hook drops to the job's user)", file=sys.stderr)
+        return 2
+    r = args.reps
+    print(f"bench_hooks: {r} runs each, {os.cpu_count()} CPUs, python {sys.version.split()[0]}")
+    got = measure(r)
+    print("non-hpcwrap job (no Python started):")
+    show("env -i /bin/true (baseline)", got["true"], got["true"])
+    show("env -i /bin/sh slurm/epilog.sh", got["shim_plain"], got["true"])
+    print("hpcwrap job, end already recorded by the wrapper (hook confirms):")
+    show("env -i python -I -c pass (baseline)", got["py"], got["py"])
+    show("env -i /bin/sh slurm/epilog.sh", got["shim_ours"], got["py"])
+    print(f"  first run (adds Slurm's account to the log): {got['first'][0]:.2f} ms")
     return 0
 
 

@@ -59,6 +59,9 @@ def _import_file(path: str, name: str = "hpcwrap_locks_own") -> ModuleType:
     spec = importlib.util.spec_from_file_location(name, path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    # @dataclass looks its module up in sys.modules: unregistered, every writer raised
+    # and the parent waited for them forever (found measuring issue 31)
+    sys.modules[name] = module
     spec.loader.exec_module(module)
     return module
 

@@ -49,10 +49,9 @@ def _log(root: Path, entries: int) -> str:
     return create_run(root, state, when=T0).path.name
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--reps", type=int, default=21)
-    args = ap.parse_args()
+def measure(reps: int) -> list[tuple[str, float, float, float]]:
+    """(figure, median seconds, ratio to ``python -c pass``, goal ratio) for each row,
+    the baseline first (ratio 1)."""
     work = Path(tempfile.mkdtemp(prefix="bench_startup_"))
     try:
         one = work / "one"
@@ -68,19 +67,28 @@ def main() -> None:
         ]
         base: list[float] = []
         times: dict[str, list[float]] = {name: [] for name, *_ in rows}
-        for _ in range(args.reps):
+        for _ in range(reps):
             base.append(_once([PY, "-c", "pass"], work))
             for name, argv, cwd, _goal in rows:
                 times[name].append(_once(argv, cwd))
-        b = statistics.median(base)
-        print(f"bench_startup: Python {sys.version.split()[0]}, {args.reps} runs each")
-        print(f"{'':32} {'median':>9} {'ratio':>7} {'goal':>6}")
-        print(f"{'python -c pass (baseline)':32} {b * 1000:7.1f}ms {1.0:6.2f}x")
-        for name, _argv, _cwd, goal in rows:
-            m = statistics.median(times[name])
-            print(f"{name:32} {m * 1000:7.1f}ms {m / b:6.2f}x {goal:5.1f}x")
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    b = statistics.median(base)
+    out = [("python -c pass (baseline)", b, 1.0, 1.0)]
+    for name, _argv, _cwd, goal in rows:
+        m = statistics.median(times[name])
+        out.append((name, m, m / b, goal))
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--reps", type=int, default=21)
+    args = ap.parse_args()
+    print(f"bench_startup: Python {sys.version.split()[0]}, {args.reps} runs each")
+    print(f"{'':32} {'median':>9} {'ratio':>7} {'goal':>6}")
+    for name, m, ratio, goal in measure(args.reps):
+        print(f"{name:32} {m * 1000:7.1f}ms {ratio:6.2f}x {goal:5.1f}x")
 
 
 if __name__ == "__main__":

@@ -848,3 +848,24 @@ def test_the_hook_imports_no_run_log_handle_for_a_confirmed_end(tmp_path: Path) 
     res = subprocess.run([sys.executable, "-I", "-c", code], capture_output=True, text=True,
                          cwd=REPO)  # fmt: skip
     assert res.returncode == 0, res.stderr
+
+
+def test_what_the_hook_imports_late_is_loaded_before_the_drop_where_it_must() -> None:
+    """Every import inside a function of hooks/node.py is in LOADED_WHEN_WRITING: where the
+    job's user cannot read hpcwrap's code (a checkout in root's home; the fresh-machine
+    check's layout) those are loaded before the drop, or the hook fails after it."""
+    import ast
+
+    tree = ast.parse(Path(hooks.__file__).read_text())
+    late: set[str] = set()
+    for fn in ast.walk(tree):
+        if not isinstance(fn, ast.FunctionDef):
+            continue
+        for node in ast.walk(fn):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                for alias in node.names:
+                    full = f"{node.module}.{alias.name}"
+                    late.add(full if full.count(".") == 2 else node.module)
+            elif isinstance(node, ast.Import):
+                late.update(a.name for a in node.names)
+    assert late and late <= set(hooks.LOADED_WHEN_WRITING), late
