@@ -27,7 +27,7 @@ from hpcwrap.errors import (
 
 # Each command's one-line help, in the order --help shows them. A command's module is
 # imported only when that command runs (start-up: `hpcwrap --version` and `--help` load
-# none); tests/unit/test_cli.py checks these lines against what each module registers.
+# none); tests/unit/test_cli_basics.py checks these lines against what each module registers.
 COMMANDS: dict[str, str] = {
     "sbatch": "submit a batch script through sbatch, with its run log written first",
     "run": "run a command under supervision: output passed through, progress into the run log",

@@ -650,11 +650,8 @@ def confirmed_already(path: Path, env: HookEnv, when: datetime, work_dir: str | 
     state.json accounts for, an array, a state written before verdicts had a strength,
     anything unreadable."""
     sidecar = layout.sidecar_for(path)
-    try:
-        if any(n.endswith(".json") for n in os.listdir(sidecar / layout.ENDS_DIR)):
-            return False
-    except OSError:
-        pass
+    if layout.ends_waiting(sidecar):
+        return False
     try:
         with open(sidecar / layout.STATE_FILE, "rb") as fh:
             raw = fh.read(layout.STATE_MAX + 1)

@@ -252,11 +252,8 @@ def _may_lag(path: Path, events_size: int) -> bool:
     left for the next writer, events.jsonl past what state.json accounts for, or the
     Markdown gone."""
     sidecar = path.parent / SIDECAR_DIR / path.stem
-    try:
-        if any(n.endswith(".json") for n in os.listdir(sidecar / layout.ENDS_DIR)):
-            return True
-    except OSError:
-        pass
+    if layout.ends_waiting(sidecar):
+        return True
     try:
         if (sidecar / layout.EVENTS_FILE).stat().st_size > events_size:
             return True

@@ -204,11 +204,7 @@ def pending(sidecar: Path) -> list[Pending]:
 
 def has_pending(sidecar: Path) -> bool:
     """Whether any end waits in ``sidecar`` (cheap: a listing, no file read)."""
-    try:
-        names = os.listdir(ends_dir(sidecar))
-    except OSError:
-        return False
-    return any(n.endswith(".json") and not n.startswith(".") for n in names)
+    return layout.ends_waiting(sidecar)
 
 
 def apply(state: RunState, records: list[Pending], applied: list[str]) -> list[str]:

@@ -112,6 +112,16 @@ def run_log_from_comment(comment: str | None) -> str | None:
     return comment[len(COMMENT_PREFIX) :] or None
 
 
+def ends_waiting(sidecar: Path) -> bool:
+    """Whether an end waits in ``sidecar`` for the next writer (runlog/deferred.py; cheap:
+    one listing, no file read)."""
+    try:
+        names = os.listdir(sidecar / ENDS_DIR)
+    except OSError:
+        return False
+    return any(n.endswith(".json") and not n.startswith(".") for n in names)
+
+
 def without_markdown(folder: Path, names: Iterable[str] = ()) -> list[str]:
     """``<run>.md`` names of the runs in ``folder`` whose Markdown is gone but whose
     sidecar state is whole (deleted by hand, or lost in a failed write): still runs,
@@ -144,6 +154,7 @@ __all__ = [
     "SIDECAR_DIR",
     "comment_for",
     "conflict_path",
+    "ends_waiting",
     "is_run_log_name",
     "name_taken",
     "predicted_log",
