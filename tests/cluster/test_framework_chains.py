@@ -6,8 +6,9 @@ the exact recipe docs/resume.md gives (the scripts below are those recipes):
   resumed from the ``hpc_ckpt_N.ckpt`` Lightning says it restored;
 - Lightning under hpcwrap's chain (``--resume auto``, ``fit(ckpt_path=...)`` from
   ``HPCWRAP_RESUME_FROM``);
-- HF Trainer under hpcwrap's chain with ``resume_from_checkpoint=True`` (``--resume-arg
-  --resume``: no path, no ``--checkpoint-glob``).
+- HF Trainer under hpcwrap's chain with ``resume_from_checkpoint`` from
+  ``HPCWRAP_RESUME_FROM`` (no ``--resume-arg``, no ``--checkpoint-glob``; ``True`` would
+  take a checkpoint-N a kill left half-written: docs/resume.md).
 
 Each reaches its exact total over at least three jobs (two attempts for Lightning's
 requeue: Slurm holds a requeued job 121 s), every end equal to Slurm's (or different by
@@ -159,7 +160,7 @@ def test_lightning_under_hpcwraps_chain_with_ckpt_path(
     _assert_chain(cluster, log, total, r"/checkpoints/step=\d+\.ckpt$", "lightning-chain")
 
 
-def test_hf_trainer_under_hpcwraps_chain_resume_from_checkpoint_true(
+def test_hf_trainer_under_hpcwraps_chain_resumes_from_hpcwraps_checkpoint(
     cluster: Cluster, framework_python: str
 ) -> None:
     cwd = project(cluster, "fw-hf-chain")
@@ -171,8 +172,7 @@ def test_hf_trainer_under_hpcwraps_chain_resume_from_checkpoint_true(
     )  # fmt: skip
     name = script(cluster, cwd, "train.sh", recipe)
     _, log = submit(
-        cluster, cwd, *BASE, *MEM, "--resume", "auto", "--max-resumes", "6", "-t", "1",
-        "--resume-arg", "--resume", name,
+        cluster, cwd, *BASE, *MEM, "--resume", "auto", "--max-resumes", "6", "-t", "1", name,
     )  # fmt: skip
     _assert_chain(cluster, log, total, r"/out_hf/checkpoint-\d+$", "hf-chain")
 

@@ -45,8 +45,8 @@ def main() -> None:
     ap.add_argument(
         "--resume",
         action="store_true",
-        help="resume_from_checkpoint=True: the newest checkpoint-N in --out (hpcwrap's chain "
-        "adds it to a successor's command: --resume-arg --resume)",
+        help="resume_from_checkpoint=True: the newest checkpoint-N in --out (in a chain, "
+        "HPCWRAP_RESUME_FROM, the complete one hpcwrap chose, comes first)",
     )
     args = ap.parse_args()
     torch.manual_seed(0)
@@ -87,7 +87,10 @@ def main() -> None:
         eval_dataset=split["test"],
         callbacks=[Pace(args.pace)] if args.pace else None,
     )
-    trainer.train(resume_from_checkpoint=True if args.resume else None)
+    # A chain's successor: the complete checkpoint hpcwrap chose (True takes the newest
+    # checkpoint-N folder, which a kill in the middle of a save leaves half-written).
+    chosen = os.environ.get("HPCWRAP_RESUME_FROM")
+    trainer.train(resume_from_checkpoint=chosen or (True if args.resume else None))
 
 
 if __name__ == "__main__":
