@@ -46,11 +46,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 # Everything imported here, before the hook drops to the job's user: after the drop
 # the code may not be readable (a checkout in root's home, as in the fresh-machine root).
-import orjson
-
 from hpcwrap.errors import HookDeadline, HookError
 from hpcwrap.redact import redact_text
-from hpcwrap.runlog import endings, layout
+from hpcwrap.runlog import endings, layout, peek
 from hpcwrap.runlog.dates import format_runtime, now
 from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.fsio import tail_records
@@ -650,17 +648,10 @@ def confirmed_already(path: Path, env: HookEnv, when: datetime, work_dir: str | 
     state.json accounts for, an array, a state written before verdicts had a strength,
     anything unreadable."""
     sidecar = layout.sidecar_for(path)
-    if layout.ends_waiting(sidecar):
+    doc = peek.state_doc(sidecar)
+    if doc is None or doc.get("format") != layout.FORMAT or not peek.in_step(sidecar, doc):
         return False
     try:
-        with open(sidecar / layout.STATE_FILE, "rb") as fh:
-            raw = fh.read(layout.STATE_MAX + 1)
-        doc = orjson.loads(raw)
-        events = os.stat(sidecar / layout.EVENTS_FILE).st_size
-        if len(raw) > layout.STATE_MAX or doc.get("format") != layout.FORMAT:
-            return False
-        if events != doc.get("events_size"):
-            return False
         state = from_dict(doc["state"])
     except Exception:  # the full path reads it the careful way
         return False

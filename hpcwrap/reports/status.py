@@ -24,10 +24,11 @@ from typing import Any
 
 import orjson
 
-from hpcwrap.runlog import endings, layout
+from hpcwrap.runlog import endings, layout, peek
 from hpcwrap.runlog.endings import JobState
 from hpcwrap.runlog.fsio import tail_records
-from hpcwrap.runlog.layout import SIDECAR_DIR, STATE_MAX, is_run_log_name, without_markdown
+from hpcwrap.runlog.layout import SIDECAR_DIR, is_run_log_name
+from hpcwrap.runlog.peek import without_markdown
 
 TAIL_BYTES = 32768  # how much of events.jsonl / telemetry.jsonl a running run's row reads
 JSON_SCHEMA_VERSION = 1
@@ -138,32 +139,13 @@ def _parse_time(text: object) -> datetime | None:
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
 
 
-def _read_json(path: Path) -> Any:
-    """The file's JSON; None when missing, damaged or over the store's cap (the run is
-    then read through its RunLog, which rebuilds it from events.jsonl and says so)."""
-    try:
-        with open(path, "rb") as fh:
-            if os.fstat(fh.fileno()).st_size > STATE_MAX:
-                return None
-            return orjson.loads(fh.read())
-    except (OSError, orjson.JSONDecodeError):
-        return None
-
-
 def state_dict(path: Path) -> dict[str, Any] | None:
     """The ``state`` object of the run's state.json (None: no usable sidecar)."""
-    return _state_and_size(path)[0]
-
-
-def _state_and_size(path: Path) -> tuple[dict[str, Any] | None, int]:
-    """The ``state`` object of state.json, and how much of events.jsonl it accounts for."""
-    sidecar = path.parent / SIDECAR_DIR / path.stem / layout.STATE_FILE
-    doc = _read_json(sidecar)
-    if isinstance(doc, dict) and isinstance(doc.get("state"), dict):
+    doc = peek.state_doc(path.parent / SIDECAR_DIR / path.stem)
+    if doc is not None and isinstance(doc.get("state"), dict):
         state: dict[str, Any] = doc["state"]
-        size = doc.get("events_size")
-        return state, size if isinstance(size, int) else 0
-    return None, 0
+        return state
+    return None
 
 
 def _fallback_state(path: Path) -> dict[str, Any] | None:
@@ -178,7 +160,9 @@ def _fallback_state(path: Path) -> dict[str, Any] | None:
 
 
 def read_row(path: Path, root: Path | None = None, now: datetime | None = None) -> RunRow:
-    state, events_size = _state_and_size(path)
+    sidecar = path.parent / SIDECAR_DIR / path.stem
+    doc = peek.state_doc(sidecar)
+    state = doc["state"] if doc is not None and isinstance(doc.get("state"), dict) else None
     if state is None:
         state = _fallback_state(path)
     group = None
@@ -192,7 +176,8 @@ def read_row(path: Path, root: Path | None = None, now: datetime | None = None) 
     if state is None:
         row.problem = "no readable state (state.json missing or damaged)"
         return row
-    if not _looks_final(state) and _may_lag(path, events_size):
+    in_step = doc is not None and peek.in_step(sidecar, doc) and path.exists()
+    if not _looks_final(state) and not in_step:
         state = _with_lag(path, state, row)
     row.group = state.get("group") or group
     row.mode = state.get("run_type") or None
@@ -244,22 +229,6 @@ def _looks_final(state: dict[str, Any]) -> bool:
     jobs = state.get("jobs")
     last = jobs[-1] if isinstance(jobs, list) and jobs else None
     return isinstance(last, dict) and endings.is_final(last.get("state"))
-
-
-def _may_lag(path: Path, events_size: int) -> bool:
-    """Whether the run's files may be behind its facts (a listing and two stats; the
-    run-log handle, a third of a short command's start, is loaded only then): an end
-    left for the next writer, events.jsonl past what state.json accounts for, or the
-    Markdown gone."""
-    sidecar = path.parent / SIDECAR_DIR / path.stem
-    if layout.ends_waiting(sidecar):
-        return True
-    try:
-        if (sidecar / layout.EVENTS_FILE).stat().st_size > events_size:
-            return True
-    except OSError:
-        pass
-    return not path.exists()
 
 
 def _with_lag(path: Path, state: dict[str, Any], row: RunRow) -> dict[str, Any]:

@@ -32,7 +32,7 @@ from typing import Any
 import orjson
 
 from hpcwrap.errors import RunLogWarning
-from hpcwrap.runlog import layout
+from hpcwrap.runlog import layout, peek
 from hpcwrap.runlog.dates import iso, parse_timestamp
 from hpcwrap.runlog.endings import Strength
 from hpcwrap.runlog.fsio import NOFOLLOW, write_atomic
@@ -204,7 +204,7 @@ def pending(sidecar: Path) -> list[Pending]:
 
 def has_pending(sidecar: Path) -> bool:
     """Whether any end waits in ``sidecar`` (cheap: a listing, no file read)."""
-    return layout.ends_waiting(sidecar)
+    return peek.ends_waiting(sidecar)
 
 
 def apply(state: RunState, records: list[Pending], applied: list[str]) -> list[str]:

@@ -37,12 +37,12 @@ from hpcwrap.runlog.layout import (
     run_folder,
     run_stem,
     sidecar_for,
-    without_markdown,
 )
 from hpcwrap.runlog.locks import Lock, LockConfig
 from hpcwrap.runlog.markdown import Document, join_lines, parse_document
 from hpcwrap.runlog.merge import Base, adopt_base, full_base, merge
 from hpcwrap.runlog.model import RunState, to_dict
+from hpcwrap.runlog.peek import without_markdown
 from hpcwrap.runlog.render import render_lines, render_sections
 from hpcwrap.runlog.store import (
     Sidecar,

@@ -16,9 +16,7 @@ pure path computation (``--dry-run`` predicts the log it would create with them)
 
 from __future__ import annotations
 
-import os
 import re
-from collections.abc import Iterable
 from datetime import date
 from pathlib import Path
 
@@ -112,35 +110,6 @@ def run_log_from_comment(comment: str | None) -> str | None:
     return comment[len(COMMENT_PREFIX) :] or None
 
 
-def ends_waiting(sidecar: Path) -> bool:
-    """Whether an end waits in ``sidecar`` for the next writer (runlog/deferred.py; cheap:
-    one listing, no file read)."""
-    try:
-        names = os.listdir(sidecar / ENDS_DIR)
-    except OSError:
-        return False
-    return any(n.endswith(".json") and not n.startswith(".") for n in names)
-
-
-def without_markdown(folder: Path, names: Iterable[str] = ()) -> list[str]:
-    """``<run>.md`` names of the runs in ``folder`` whose Markdown is gone but whose
-    sidecar state is whole (deleted by hand, or lost in a failed write): still runs,
-    found by name and rebuilt by their next writer or ``log reindex``."""
-    have = set(names)
-    try:
-        entries = sorted(os.listdir(folder / SIDECAR_DIR))
-    except OSError:
-        return []
-    out = []
-    for stem in entries:
-        name = f"{stem}.md"
-        if name in have or not is_run_log_name(name):
-            continue
-        if (folder / SIDECAR_DIR / stem / STATE_FILE).is_file() and not (folder / name).exists():
-            out.append(name)
-    return out
-
-
 __all__ = [
     "BATCH_IGNORED_ENV",
     "CODE_DIFF",
@@ -154,7 +123,6 @@ __all__ = [
     "SIDECAR_DIR",
     "comment_for",
     "conflict_path",
-    "ends_waiting",
     "is_run_log_name",
     "name_taken",
     "predicted_log",
@@ -162,5 +130,4 @@ __all__ = [
     "run_log_from_comment",
     "run_stem",
     "sidecar_for",
-    "without_markdown",
 ]

@@ -29,8 +29,9 @@ from hpcwrap.errors import HpcwrapError, RunNotFoundError
 from hpcwrap.runlog import experiments, layout, timeline
 from hpcwrap.runlog.adopt import uncode
 from hpcwrap.runlog.handle import RunLog, io_errors, is_run_log_name
-from hpcwrap.runlog.layout import CONFLICT_SUFFIX, LOCK_FILE, sidecar_for, without_markdown
+from hpcwrap.runlog.layout import CONFLICT_SUFFIX, LOCK_FILE, sidecar_for
 from hpcwrap.runlog.locks import Lock, LockConfig
+from hpcwrap.runlog.peek import without_markdown
 from hpcwrap.runlog.store import EVENTS_FILE
 
 _RUN_TYPE = re.compile(r"^[-*+] +run_type:[ \t]*(.*?)\r?$", re.MULTILINE | re.IGNORECASE)
