@@ -50,8 +50,9 @@ how the words are split:
   Before the script, a word is an hpcwrap option only when it is one of the
   options above spelled in full (--mode X or --mode=X; never abbreviated).
   Every other option is sbatch's and is passed to sbatch untouched, with its
-  value: sbatch's table of options ({SBATCH_VERSION_CHECKED}) says which take one,
-  so in `-J --mode` the job name is "--mode". The first word that is neither
+  value: sbatch's table of options ({SBATCH_VERSION_CHECKED}; for an option it
+  lacks, the installed sbatch's own getopt) tells which take one, so in
+  `-J --mode` the job name is "--mode". The first word that is neither
   an option nor an option's value is the script; `--` ends the options
   (`hpcwrap sbatch -p debug -- -odd-name.sh`). Everything after the script
   goes to the script, hpcwrap options included. Writing hpcwrap's options
@@ -61,8 +62,9 @@ how the words are split:
   an abbreviation: sbatch reads `--task` as `--tasks-per-node`; here --task is
   hpcwrap's (the run's name), so spell sbatch's out: --ntasks-per-node
   (a numeric --task is refused as that mistake).
-  Options sbatch 22.05 lacks are passed through as well; write them as
-  --option=value so hpcwrap does not take the value for the script.
+  Options a newer sbatch adds (--tres-per-task cpu:2) are learnt from the
+  sbatch on PATH (cached per binary). Options no sbatch here knows are passed
+  through as flags; write them as --option=value.
 
 what hpcwrap adds (as #SBATCH lines placed before the script's own, so any
 setting of yours, on the command line, in SBATCH_* variables or in the

@@ -29,6 +29,7 @@ from hpcwrap.runlog import endings
 from hpcwrap.runlog.fsio import read_bytes, write_atomic
 from hpcwrap.runlog.locks import Lock
 from hpcwrap.scheduler.base import JobInfo, Scheduler
+from hpcwrap.scheduler.cachedir import user_cache_dir
 from hpcwrap.scheduler.cli_backend import base_id
 
 DEFAULT_MIN_INTERVAL = 30.0
@@ -59,10 +60,8 @@ def default_cache_path(env: dict[str, str] | None = None, root: Path | None = No
     """``$XDG_CACHE_HOME/hpcwrap/slurm-<key>.json``: one per user, cluster config and
     run-logs folder (``root``, where the runs polled are)."""
     environ = env if env is not None else dict(os.environ)
-    base = environ.get("XDG_CACHE_HOME") or (
-        str(Path(environ["HOME"]) / ".cache") if environ.get("HOME") else ""
-    )
-    if not base:
+    folder = user_cache_dir(environ)
+    if folder is None:
         return None
     try:
         user = getpass.getuser()
@@ -72,7 +71,7 @@ def default_cache_path(env: dict[str, str] | None = None, root: Path | None = No
     if root is not None:
         key += f"\0{os.path.abspath(root)}"
     digest = hashlib.sha1(key.encode(), usedforsecurity=False).hexdigest()[:16]
-    return Path(base) / "hpcwrap" / f"slurm-{digest}.json"
+    return folder / f"slurm-{digest}.json"
 
 
 def asker() -> str:

@@ -4,7 +4,9 @@
   not, short and long forms. Checked against the real ``sbatch`` 22.05.8
   binary (getopt's own errors name the option and say whether it takes an
   argument), not only against ``sbatch --help``, which leaves some out
-  (``--context``, ``--tasks-per-node``, ``--cluster``...).
+  (``--context``, ``--tasks-per-node``, ``--cluster``...). A newer sbatch's
+  other options are learnt from it when a word is not in this table
+  (``installed_sbatch``), so they are split as that sbatch splits them.
 - Long options are matched as getopt_long matches them: an exact name, or an
   unambiguous prefix (``--part`` is ``--partition``; ``--task`` is sbatch's
   ``--tasks-per-node``, which is why hpcwrap's own options are matched only by
@@ -28,36 +30,16 @@ import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from enum import Enum
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
 # AmbiguousOptionError is defined in hpcwrap.errors; importable from here as before.
 from hpcwrap.errors import AmbiguousOptionError as AmbiguousOptionError
 from hpcwrap.errors import UsageError
+from hpcwrap.scheduler.optspec import Arg as Arg
+from hpcwrap.scheduler.optspec import OptSpec as OptSpec
 
 SBATCH_VERSION_CHECKED = "22.05.8"
-
-
-class Arg(Enum):
-    NONE = "none"  # a flag: --hold
-    REQUIRED = "required"  # --time=5, --time 5, -t5, -t 5
-    OPTIONAL = "optional"  # --nice, --nice=5, -k, -koff (never a separate word)
-
-
-@dataclass(frozen=True)
-class OptSpec:
-    """One getopt entry of sbatch: ``name`` as typed, ``canonical`` what it means."""
-
-    name: str
-    arg: Arg
-    short: str | None = None
-    canonical: str = ""
-    env: tuple[str, ...] = ()
-
-    @property
-    def key(self) -> str:
-        return self.canonical or self.name
 
 
 _N, _R, _O = Arg.NONE, Arg.REQUIRED, Arg.OPTIONAL
@@ -196,11 +178,25 @@ NOT_A_SUBMISSION = {
 _SPACE = " \t\n\v\f\r"  # C isspace() in the C locale, as sbatch uses it
 
 
+def _installed_extra() -> tuple[OptSpec, ...]:
+    """What the installed sbatch has beyond the built-in table (asked only on a miss)."""
+    from hpcwrap.scheduler import installed_sbatch
+
+    return installed_sbatch.extra_options(LONG, SHORT)
+
+
 def lookup_long(name: str) -> OptSpec | None:
-    """The sbatch option ``--name`` means, as getopt_long decides; None if sbatch has none."""
+    """The sbatch option ``--name`` means, as getopt_long decides; None if sbatch has none.
+
+    A name that is not exactly one of the built-in table's is looked up among all
+    options the installed sbatch has too (a newer one adds some, and a prefix may be
+    ambiguous there only).
+    """
     if name in LONG:
         return LONG[name]
-    matches = [o for o in SBATCH_OPTIONS if o.name.startswith(name)] if name else []
+    options = SBATCH_OPTIONS + _installed_extra() if name else ()
+    exact = [o for o in options if o.name == name]
+    matches = exact or [o for o in options if o.name.startswith(name)]
     if not matches:
         return None
     if len(matches) > 1:
@@ -212,8 +208,8 @@ def lookup_long(name: str) -> OptSpec | None:
 class Opt:
     """One option as written: its tokens, and what it means.
 
-    ``spec`` is None for an option sbatch 22.05 does not have (passed through
-    untouched; a newer sbatch may know it).
+    ``spec`` is None for an option neither sbatch 22.05 nor the installed sbatch
+    has (passed through untouched; sbatch will say what it makes of it).
     """
 
     tokens: tuple[str, ...]
@@ -250,7 +246,7 @@ def _scan_short(argv: Sequence[str], i: int, out: list[Opt]) -> int:
     j = 1
     while j < len(word):
         letter = word[j]
-        spec = SHORT.get(letter)
+        spec = SHORT.get(letter) or next((o for o in _installed_extra() if o.short == letter), None)
         if spec is None:
             # sbatch will say "invalid option"; the rest of the word goes through as it is.
             out.append(Opt((), None, None, "-" + word[j:]))
@@ -279,7 +275,7 @@ def _scan_long(argv: Sequence[str], i: int, out: list[Opt]) -> int:
     name, eq, value = word[2:].partition("=")
     spec = lookup_long(name)
     if spec is None:
-        # Unknown to sbatch 22.05: passed through; without "=" it is taken as a flag.
+        # Unknown to every sbatch asked: passed through; without "=" it is taken as a flag.
         out.append(Opt((word,), None, value if eq else None, "--" + name))
         return i + 1
     if spec.arg is Arg.REQUIRED and not eq:
