@@ -1,9 +1,11 @@
-"""The options a newer sbatch has that hpcwrap's built-in table (22.05's) lacks, learnt from it.
+"""sbatch's options as the sbatch installed here takes them, learnt from it.
 
-An option added since 22.05 and written with a space (``--tres-per-task cpu:2``)
-must be split the way the installed sbatch splits it, or its value is taken for
-the script. ``sbatch_options`` asks here only for a word its built-in table does
-not hold, so a 22.05 cluster never runs any of this.
+hpcwrap's built-in table is sbatch 22.05's. Other versions add options
+(24.11: ``--tres-per-task``; 26.05: ``--container-type``), drop some (``--power``)
+and change how some take a value (26.05: ``--requeue[=expedite]``,
+``--get-user-env`` a flag). An option written with a space (``--tres-per-task
+cpu:2``) must be split the way the installed sbatch splits it, or its value is
+taken for the script; ``sbatch_options`` merges what is learnt here over its table.
 
 - The names come from ``sbatch --help`` and ``sbatch --usage`` (each leaves out
   some: 22.05's help omits ``--mem-bind``, its usage lists it).
@@ -32,6 +34,8 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
@@ -40,16 +44,15 @@ from hpcwrap.scheduler.cachedir import user_cache_dir
 from hpcwrap.scheduler.optspec import Arg, OptSpec
 
 TIMEOUT = 3.0  # per sbatch call; an sbatch without a reachable config retries for 60 s
-CACHE_FORMAT = 1
+PROBES_AT_ONCE = 8
+CACHE_FORMAT = 2
 
 # An option line of --help: two to eight spaces, an optional "-X," (22.05 writes "-B  --"),
 # then the long name. Wrapped description lines are indented further.
 _HELP_LINE = re.compile(r"^ {2,8}(?:-([A-Za-z0-9]),?\s+)?--([A-Za-z0-9][A-Za-z0-9-]*)")
 _USAGE_NAME = re.compile(r"\[--([A-Za-z0-9][A-Za-z0-9-]*)")
 
-Known = tuple[Mapping[str, object], Mapping[str, object]]
-
-_memo: dict[tuple[str, int, int], tuple[OptSpec, ...]] = {}
+_memo: dict[tuple[str, int, int], Learnt | None] = {}
 
 
 def listed(help_text: str, usage_text: str) -> dict[str, str | None]:
@@ -80,43 +83,58 @@ def _run(sbatch: str, args: list[str], environ: Mapping[str, str]) -> tuple[int,
     return proc.returncode, proc.stdout + proc.stderr
 
 
+class _NoAnswer(Exception):
+    """sbatch did not answer a probe (timed out, or could not be started)."""
+
+
 def classify(sbatch: str, name: str, environ: Mapping[str, str]) -> Arg | None:
     """How sbatch's getopt treats ``--name``: a flag, a required or an optional value;
-    None when it has no such option (or did not answer)."""
+    None when it has no such option. Raises ``_NoAnswer`` when sbatch does not answer."""
     # glibc getopt's own words (an option's value check may also say "unrecognized")
     first = _run(sbatch, ["--test-only", f"--{name}=x", "--usage"], environ)
-    if first is None or any(
-        said in first[1] for said in (f"unrecognized option '--{name}", f"'--{name}' is ambiguous")
-    ):
+    if first is None:
+        raise _NoAnswer(name)
+    if any(said in first[1] for said in (f"unrecognized option '--{name}", f"'--{name}' is ambig")):
         return None
     if f"option '--{name}' doesn't allow an argument" in first[1]:
         return Arg.NONE
     second = _run(sbatch, ["--test-only", f"--{name}"], environ)
     if second is None:
-        return None
+        raise _NoAnswer(name)
     required = f"option '--{name}' requires an argument" in second[1]
     return Arg.REQUIRED if required else Arg.OPTIONAL
 
 
-def learn(
-    sbatch: str, environ: Mapping[str, str], known: Known = ({}, {})
-) -> tuple[OptSpec, ...] | None:
-    """The options ``sbatch`` has beyond ``known`` (long names, short letters); None when
-    it could not be asked."""
-    long, short = known
+@dataclass(frozen=True)
+class Learnt:
+    """What one sbatch binary said: every option its help or usage lists, as its getopt
+    takes it (with the short letter help pairs it with), and the names it lists but
+    refuses (24.11's help still shows ``--power``)."""
+
+    options: tuple[OptSpec, ...]
+    gone: frozenset[str] = frozenset()
+
+
+def learn(sbatch: str, environ: Mapping[str, str]) -> Learnt | None:
+    """Ask ``sbatch`` (see the module docstring); None when it could not be asked."""
     helped = _run(sbatch, ["--help"], environ)
     usage = _run(sbatch, ["--usage"], environ)
     if helped is None or helped[0] != 0 or "--" not in helped[1]:
         return None
     names = listed(helped[1], usage[1] if usage is not None and usage[0] == 0 else "")
-    found: list[OptSpec] = []
-    for name, letter in sorted(names.items()):
-        if name in long:
-            continue
-        arg = classify(sbatch, name, environ)
-        if arg is not None:
-            found.append(OptSpec(name, arg, letter if letter and letter not in short else None))
-    return tuple(found)
+    # A probe is a process start (a few ms); a hundred of them side by side, once per binary.
+    with ThreadPoolExecutor(max_workers=PROBES_AT_ONCE) as pool:
+        answers = pool.map(lambda name: _answer(sbatch, name, environ), sorted(names))
+        try:
+            found = dict(answers)
+        except _NoAnswer:
+            return None
+    options = tuple(OptSpec(n, a, names[n]) for n, a in found.items() if a is not None)
+    return Learnt(options, frozenset(n for n, a in found.items() if a is None))
+
+
+def _answer(sbatch: str, name: str, environ: Mapping[str, str]) -> tuple[str, Arg | None]:
+    return name, classify(sbatch, name, environ)
 
 
 def _probe_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -134,25 +152,27 @@ def _cache_file(environ: Mapping[str, str], sbatch: str) -> Path | None:
     return folder / f"sbatch-options-{digest}.json"
 
 
-def _from_cache(path: Path | None, key: tuple[str, int, int]) -> tuple[OptSpec, ...] | None:
+def _from_cache(path: Path | None, key: tuple[str, int, int]) -> Learnt | None:
     if path is None:
         return None
     try:
         raw = orjson.loads(path.read_bytes())
         if raw.get("format") != CACHE_FORMAT or tuple(raw.get("key", ())) != key:
             return None
-        return tuple(OptSpec(n, Arg(a), s) for n, a, s in raw["options"])
+        options = tuple(OptSpec(n, Arg(a), s) for n, a, s in raw["options"])
+        return Learnt(options, frozenset(raw["gone"]))
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None  # unreadable or from another version: learn again
 
 
-def _to_cache(path: Path | None, key: tuple[str, int, int], found: tuple[OptSpec, ...]) -> None:
+def _to_cache(path: Path | None, key: tuple[str, int, int], learnt: Learnt) -> None:
     if path is None:
         return
     data = {
         "format": CACHE_FORMAT,
         "key": list(key),
-        "options": [[o.name, o.arg.value, o.short] for o in found],
+        "options": [[o.name, o.arg.value, o.short] for o in learnt.options],
+        "gone": sorted(learnt.gone),
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:
@@ -163,33 +183,27 @@ def _to_cache(path: Path | None, key: tuple[str, int, int], found: tuple[OptSpec
         tmp.unlink(missing_ok=True)  # a cache that cannot be written is only slower
 
 
-def extra_options(
-    long: Mapping[str, object],
-    short: Mapping[str, object],
-    environ: Mapping[str, str] | None = None,
-) -> tuple[OptSpec, ...]:
-    """What the sbatch on PATH has beyond the built-in table's ``long`` names and ``short``
-    letters (empty where there is no sbatch, or it cannot be asked)."""
+def installed(environ: Mapping[str, str] | None = None) -> Learnt | None:
+    """What the sbatch on PATH says of its options; None where there is none or it
+    cannot be asked (then the built-in table stands alone)."""
     env = os.environ if environ is None else environ
     found = shutil.which("sbatch", path=env.get("PATH"))
     if found is None:
-        return ()
+        return None
     sbatch = os.path.realpath(found)
     try:
         st = os.stat(sbatch)
     except OSError:
-        return ()
+        return None
     key = (sbatch, st.st_size, st.st_mtime_ns)
     if key in _memo:
         return _memo[key]
     path = _cache_file(env, sbatch)
-    cached = _from_cache(path, key)
-    if cached is not None:
-        _memo[key] = cached
-        return cached
-    learnt = learn(sbatch, _probe_env(env), (long, short))
-    if learnt is not None:
-        _to_cache(path, key, learnt)
+    learnt = _from_cache(path, key)
+    if learnt is None:
+        learnt = learn(sbatch, _probe_env(env))
+        if learnt is not None:
+            _to_cache(path, key, learnt)
     # Not asked again in this process either way (a failure is not written to the cache).
-    _memo[key] = learnt or ()
-    return _memo[key]
+    _memo[key] = learnt
+    return learnt

@@ -26,18 +26,23 @@
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 # AmbiguousOptionError is defined in hpcwrap.errors; importable from here as before.
 from hpcwrap.errors import AmbiguousOptionError as AmbiguousOptionError
 from hpcwrap.errors import UsageError
 from hpcwrap.scheduler.optspec import Arg as Arg
 from hpcwrap.scheduler.optspec import OptSpec as OptSpec
+
+if TYPE_CHECKING:
+    from hpcwrap.scheduler.installed_sbatch import Learnt
 
 SBATCH_VERSION_CHECKED = "22.05.8"
 
@@ -178,25 +183,56 @@ NOT_A_SUBMISSION = {
 _SPACE = " \t\n\v\f\r"  # C isspace() in the C locale, as sbatch uses it
 
 
-def _installed_extra() -> tuple[OptSpec, ...]:
-    """What the installed sbatch has beyond the built-in table (asked only on a miss)."""
+@dataclass(frozen=True)
+class OptionTable:
+    """sbatch's options by long name and by short letter."""
+
+    options: tuple[OptSpec, ...]
+
+    @functools.cached_property
+    def long(self) -> dict[str, OptSpec]:
+        return {o.name: o for o in self.options}
+
+    @functools.cached_property
+    def short(self) -> dict[str, OptSpec]:
+        return {o.short: o for o in self.options if o.short}
+
+
+BUILT_IN = OptionTable(SBATCH_OPTIONS)
+
+
+@functools.lru_cache(maxsize=8)
+def merged(learnt: Learnt | None) -> OptionTable:
+    """The built-in table with what the installed sbatch said over it: its type for an
+    option it lists, its new options, and without the names it refuses. Options its
+    help leaves out (``--context``, ``--tasks-per-node``) keep the built-in entry."""
+    if learnt is None:
+        return BUILT_IN
+    said = {o.name: o for o in learnt.options}
+    letters = {o.short for o in learnt.options if o.short}
+    out = []
+    for o in SBATCH_OPTIONS:
+        if o.name in learnt.gone:
+            continue
+        new = said.pop(o.name, None)
+        short = o.short if o.short not in letters or (new and new.short == o.short) else None
+        out.append(dataclasses.replace(o, arg=new.arg if new else o.arg, short=short))
+    return OptionTable(tuple(out) + tuple(said.values()))
+
+
+def table() -> OptionTable:
+    """The options of the sbatch on PATH (``installed_sbatch``), else the built-in table."""
     from hpcwrap.scheduler import installed_sbatch
 
-    return installed_sbatch.extra_options(LONG, SHORT)
+    return merged(installed_sbatch.installed())
 
 
 def lookup_long(name: str) -> OptSpec | None:
-    """The sbatch option ``--name`` means, as getopt_long decides; None if sbatch has none.
-
-    A name that is not exactly one of the built-in table's is looked up among all
-    options the installed sbatch has too (a newer one adds some, and a prefix may be
-    ambiguous there only).
-    """
-    if name in LONG:
-        return LONG[name]
-    options = SBATCH_OPTIONS + _installed_extra() if name else ()
-    exact = [o for o in options if o.name == name]
-    matches = exact or [o for o in options if o.name.startswith(name)]
+    """The sbatch option ``--name`` means, as getopt_long decides; None if sbatch has none."""
+    options = table()
+    if name in options.long:
+        return options.long[name]
+    matches = [o for o in options.options if o.name.startswith(name)] if name else []
     if not matches:
         return None
     if len(matches) > 1:
@@ -246,7 +282,7 @@ def _scan_short(argv: Sequence[str], i: int, out: list[Opt]) -> int:
     j = 1
     while j < len(word):
         letter = word[j]
-        spec = SHORT.get(letter) or next((o for o in _installed_extra() if o.short == letter), None)
+        spec = table().short.get(letter)
         if spec is None:
             # sbatch will say "invalid option"; the rest of the word goes through as it is.
             out.append(Opt((), None, None, "-" + word[j:]))

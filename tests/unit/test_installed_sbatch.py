@@ -23,7 +23,14 @@ import pytest
 
 from hpcwrap.errors import AmbiguousOptionError
 from hpcwrap.scheduler import installed_sbatch
-from hpcwrap.scheduler.sbatch_options import LONG, SHORT, Arg, lookup_long, split_command_line
+from hpcwrap.scheduler.optspec import OptSpec
+from hpcwrap.scheduler.sbatch_options import (
+    BUILT_IN,
+    Arg,
+    lookup_long,
+    merged,
+    split_command_line,
+)
 
 OWN = {"mode": True, "objective": True, "dry-run": False}
 
@@ -131,33 +138,53 @@ def test_fake_sbatch_24_11_options_with_a_space_are_split_as_it_splits_them(
 
 
 def test_fake_sbatch_24_11_types_come_from_its_getopt_not_its_help(fake_24_11: Path) -> None:
-    learnt = {o.name: o.arg for o in installed_sbatch.extra_options(LONG, SHORT)}
+    learnt = installed_sbatch.installed()
+    assert learnt is not None
+    said = {o.name: o.arg for o in learnt.options}
     # --container-id shows no value in the help, yet getopt requires one
-    assert learnt == {name: Arg(kind) for name, kind in NEW_IN_24_11.items()}
+    assert {n: said[n] for n in NEW_IN_24_11} == {n: Arg(k) for n, k in NEW_IN_24_11.items()}
+    assert said["hold"] is Arg.NONE and said["time"] is Arg.REQUIRED
+    assert {o.name: o.short for o in learnt.options}["array"] == "a"
 
 
 def test_fake_sbatch_24_11_is_asked_once_per_binary(fake_24_11: Path) -> None:
-    first = installed_sbatch.extra_options(LONG, SHORT)
+    first = installed_sbatch.installed()
     asked = len(_calls(fake_24_11))
     assert asked > 0
+    split_command_line(["--tres-per-task", "cpu:2", "--part=x", "t.sh"], OWN)
+    assert len(_calls(fake_24_11)) == asked  # this process asked once
     installed_sbatch._memo.clear()  # a new process: the cache file answers
-    assert installed_sbatch.extra_options(LONG, SHORT) == first
+    assert installed_sbatch.installed() == first
     assert len(_calls(fake_24_11)) == asked
     # An upgraded sbatch (another size or time) is asked again.
     sbatch = fake_24_11 / "sbatch"
     later = time.time() + 5
     os.utime(sbatch, (later, later))
     installed_sbatch._memo.clear()
-    assert installed_sbatch.extra_options(LONG, SHORT) == first
+    assert installed_sbatch.installed() == first
     assert len(_calls(fake_24_11)) > asked
 
 
-def test_words_of_the_built_in_table_never_ask_sbatch(fake_24_11: Path) -> None:
-    split_command_line(["-p", "debug", "--time", "5", "--hold", "t.sh"], OWN)
-    assert _calls(fake_24_11) == []
-    # An abbreviation asks: it may be ambiguous on the newer sbatch only.
-    split_command_line(["--part=x", "t.sh"], OWN)
-    assert _calls(fake_24_11) != []
+def test_what_the_installed_sbatch_says_goes_over_the_built_in_table() -> None:
+    # Slurm 26.05 as run here: --requeue takes an optional value, --get-user-env is a
+    # flag, --power is gone (24.11 already), --tres-per-task is new.
+    learnt = installed_sbatch.Learnt(
+        (
+            OptSpec("requeue", Arg.OPTIONAL),
+            OptSpec("get-user-env", Arg.NONE),
+            OptSpec("tres-per-task", Arg.REQUIRED),
+            OptSpec("time", Arg.REQUIRED, "t"),
+        ),
+        frozenset({"power"}),
+    )
+    table = merged(learnt)
+    assert table.long["requeue"].arg is Arg.OPTIONAL
+    assert table.long["requeue"].env == ("SBATCH_REQUEUE",)  # the rest of the entry stays
+    assert table.long["get-user-env"].arg is Arg.NONE
+    assert "power" not in table.long and "tres-per-task" in table.long
+    assert table.long["context"].arg is Arg.REQUIRED  # not in its help: the built-in entry
+    assert table.short["t"].name == "time" and table.short["p"].name == "partition"
+    assert merged(None) is BUILT_IN
 
 
 def test_fake_sbatch_without_a_configuration_leaves_the_built_in_table(
@@ -194,22 +221,6 @@ def test_help_lines_give_names_and_short_letters() -> None:
 SBATCH = shutil.which("sbatch")
 
 
-@pytest.fixture(scope="module")
-def oracle_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    # As in test_sbatch_options: a config pointing at a port nothing listens on.
-    conf = tmp_path_factory.mktemp("oracle") / "slurm.conf"
-    conf.write_text(
-        "ClusterName=hpcwraporacle\nSlurmctldHost=localhost\nSlurmctldPort=9\n"
-        "TCPTimeout=1\nMessageTimeout=1\n"
-        "NodeName=o1 CPUs=1\nPartitionName=o Nodes=o1 Default=YES\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
-    env["SLURM_CONF"] = str(conf)
-    env["LC_ALL"] = "C"
-    env["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("cache"))
-    return env
-
-
 def _getopt(args: list[str], env: dict[str, str]) -> str:
     assert SBATCH is not None
     proc = subprocess.run(
@@ -225,12 +236,9 @@ def _getopt(args: list[str], env: dict[str, str]) -> str:
 
 @pytest.mark.skipif(SBATCH is None, reason="sbatch is not installed")
 def test_every_option_the_installed_sbatch_lists_is_classified_as_its_getopt_does(
-    oracle_env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+    oracle_env: dict[str, str],
 ) -> None:
     assert SBATCH is not None
-    for key in ("PATH", "SLURM_CONF", "XDG_CACHE_HOME", "LC_ALL"):
-        monkeypatch.setenv(key, oracle_env[key])
-    monkeypatch.setattr(installed_sbatch, "_memo", {})
     texts = [
         subprocess.run([SBATCH, flag], env=oracle_env, capture_output=True, text=True).stdout
         for flag in ("--help", "--usage")
@@ -238,11 +246,15 @@ def test_every_option_the_installed_sbatch_lists_is_classified_as_its_getopt_doe
     names = installed_sbatch.listed(*texts)
     assert len(names) > 80, texts[0][:500]
     for name in names:
+        with_value = _getopt([f"--{name}=x", "--usage"], oracle_env)
+        if f"unrecognized option '--{name}" in with_value:
+            # Listed but gone (24.11's help still shows --power, removed in 23.11)
+            assert installed_sbatch.classify(SBATCH, name, oracle_env) is None, name
+            assert lookup_long(name) is None, name
+            continue
         spec = lookup_long(name)
         assert spec is not None and spec.name == name, name
-        with_value = _getopt([f"--{name}=x", "--usage"], oracle_env)
         flag = f"option '--{name}' doesn't allow an argument" in with_value
-        assert f"unrecognized option '--{name}" not in with_value, name
         assert flag == (spec.arg is Arg.NONE), (name, with_value)
         if not flag:
             alone = _getopt([f"--{name}"], oracle_env)

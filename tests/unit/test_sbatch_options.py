@@ -9,7 +9,6 @@ at a port nothing listens on, and --test-only is given: no job can result.
 
 from __future__ import annotations
 
-import os
 import re
 import shutil
 import subprocess
@@ -321,21 +320,6 @@ def test_walltime_signal_value() -> None:
 
 SBATCH = shutil.which("sbatch")
 needs_sbatch = pytest.mark.skipif(SBATCH is None, reason="sbatch is not installed")
-
-
-@pytest.fixture(scope="module")
-def oracle_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
-    conf = tmp_path_factory.mktemp("oracle") / "slurm.conf"
-    # Port 9 (discard): nothing answers, so nothing can be submitted even by mistake;
-    # short timeouts so a call that gets as far as connecting fails at once.
-    conf.write_text(
-        "ClusterName=hpcwraporacle\nSlurmctldHost=localhost\nSlurmctldPort=9\n"
-        "TCPTimeout=1\nMessageTimeout=1\n"
-        "NodeName=o1 CPUs=1\nPartitionName=o Nodes=o1 Default=YES\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "SBATCH_"))}
-    env["SLURM_CONF"] = str(conf)
-    return env
 
 
 def _sbatch(args: list[str], env: dict[str, str], cwd: Path | None = None) -> str:
