@@ -76,7 +76,7 @@ class Monitor(threading.Thread):
         except Exception as exc:
             warn(f"warning: recording {note.name} failed: {exc!r}", self.err)
 
-    def _handle(self, p: MonitorParts, item: object) -> None:
+    def _take(self, p: MonitorParts, item: object) -> None:
         if isinstance(item, Notable):
             snap = p.reader.snapshot()
             p.recorder.policy.notable(item, snap)
@@ -107,7 +107,7 @@ class Monitor(threading.Thread):
                 if item is _STOP:
                     stop = True
                 else:
-                    self._handle(p, item)
+                    self._take(p, item)
             held = p.forward_held()
             if held is not None:
                 self._signal(p, held)
