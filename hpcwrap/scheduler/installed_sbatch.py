@@ -34,7 +34,6 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +122,8 @@ def learn(sbatch: str, environ: Mapping[str, str]) -> Learnt | None:
         return None
     names = listed(helped[1], usage[1] if usage is not None and usage[0] == 0 else "")
     # A probe is a process start (a few ms); a hundred of them side by side, once per binary.
+    from concurrent.futures import ThreadPoolExecutor  # only here: a cache hit needs none
+
     with ThreadPoolExecutor(max_workers=PROBES_AT_ONCE) as pool:
         answers = pool.map(lambda name: _answer(sbatch, name, environ), sorted(names))
         try:

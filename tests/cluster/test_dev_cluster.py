@@ -70,6 +70,7 @@ def node_states(cluster: Cluster) -> dict[str, str]:
     return {n: s.removesuffix("-") for n, s in (line.split() for line in res.stdout.splitlines())}
 
 
+@pytest.mark.versions
 def test_two_nodes_up_and_schedulable(cluster: Cluster) -> None:
     states = node_states(cluster)
     assert set(states) == {"n1", "n2"}
@@ -78,6 +79,7 @@ def test_two_nodes_up_and_schedulable(cluster: Cluster) -> None:
     assert "is UP" in cluster.run(["scontrol", "ping"]).stdout
 
 
+@pytest.mark.versions
 def test_hook_lines_run_this_checkouts_shims(cluster: Cluster) -> None:
     config = cluster.run(["scontrol", "show", "config"], check=True).stdout
     repo = DEV_CLUSTER.parent.parent
@@ -110,6 +112,7 @@ def test_test_user_is_not_root_and_runs_current_hpcwrap(cluster: Cluster, tmp_pa
     assert res.stdout.strip().startswith(str(cluster.dir)), res.stdout
 
 
+@pytest.mark.versions
 def test_two_node_job_as_test_user_and_sacct(cluster: Cluster) -> None:
     work = cluster.user_dir("two-node-job")
     script = work / "job.sh"

@@ -134,6 +134,7 @@ def test_time_limit_while_the_wrapper_cannot_write(cluster: Cluster) -> None:
     assert state["results"]["final_step"] is not None  # the wrapper's figures, kept
 
 
+@pytest.mark.versions
 def test_wrapper_sigkilled_is_closed_by_the_epilog(cluster: Cluster) -> None:
     cwd = project(cluster, "hook-kill")
     job_id, log = submit(cluster, cwd, *BASE, script(cluster, cwd, "long.sh", LONG))
@@ -154,6 +155,7 @@ def test_training_child_sigkilled_is_recorded_by_the_wrapper(cluster: Cluster) -
     assert state["status"][-1][1].startswith("failed, exit code 137 (SIGKILL)")
 
 
+@pytest.mark.versions
 def test_scancel_is_confirmed_with_slurms_account(cluster: Cluster) -> None:
     cwd = project(cluster, "hook-scancel")
     job_id, log = submit(cluster, cwd, *BASE, script(cluster, cwd, "long.sh", LONG))
@@ -197,6 +199,7 @@ def test_a_script_that_cannot_start_still_shows_start_and_failure(cluster: Clust
     assert job["execution_id"] == job_id and job["start"] and job["node"]
 
 
+@pytest.mark.versions
 def test_plain_sbatch_with_hpcwrap_run_is_found_through_the_spool(cluster: Cluster) -> None:
     cwd = project(cluster, "hook-spool")
     name = script(

@@ -294,6 +294,7 @@ def toy_script(c: Cluster, cwd: Path) -> str:
 
 @pytest.mark.slow
 @pytest.mark.long
+@pytest.mark.versions
 def test_row01_limit_term_handled(cluster: Cluster) -> None:
     """-t 1, no warning: Slurm's TERM at the limit; the training saves on it and exits 124."""
     cwd = project(cluster, "km-row01")
@@ -310,6 +311,7 @@ def test_row01_limit_term_handled(cluster: Cluster) -> None:
 
 @pytest.mark.slow
 @pytest.mark.long
+@pytest.mark.versions
 def test_row02_limit_term_ignored(cluster: Cluster) -> None:
     """-t 1, no warning: the training saves on TERM and trains on; SIGKILL after KillWait."""
     cwd = project(cluster, "km-row02")
@@ -324,6 +326,7 @@ def test_row02_limit_term_ignored(cluster: Cluster) -> None:
     assert "received SIGTERM at step" in out, out[-2000:]  # it saw TERM, and trained on
 
 
+@pytest.mark.versions
 def test_row03_scancel_running(cluster: Cluster) -> None:
     cwd = project(cluster, "km-row03")
     job_id, log = submit(
@@ -336,6 +339,7 @@ def test_row03_scancel_running(cluster: Cluster) -> None:
     assert attempt.state == "CANCELLED", attempt
 
 
+@pytest.mark.versions
 def test_row04_mem_limit_kill(cluster: Cluster) -> None:
     cwd = project(cluster, "km-row04")
     job_id, log = submit(
@@ -359,6 +363,7 @@ def test_row05_traceback_exit_1(cluster: Cluster) -> None:
     assert "Traceback (most recent call last)" in outputs_of(cwd, job_id)[0].read_text()
 
 
+@pytest.mark.versions
 def test_row06_wrapper_sigkilled(cluster: Cluster) -> None:
     """The in-job `hpcwrap run` dies by SIGKILL: it writes nothing more; whatever sacct
     says (the batch step's main process was killed), the log must say it too."""
@@ -379,6 +384,7 @@ def test_row06_wrapper_sigkilled(cluster: Cluster) -> None:
 
 @pytest.mark.slow
 @pytest.mark.long
+@pytest.mark.versions
 def test_row09_requeue_then_scancel(cluster: Cluster) -> None:
     cwd = project(cluster, "km-row09")
     job_id, log = submit(
@@ -816,6 +822,7 @@ def hooks_site(cluster: Cluster) -> ends_rows.Site:
 
 
 @pytest.mark.slow
+@pytest.mark.versions
 def test_row07_pending_job_cancelled_hooks(cluster: Cluster) -> None:
     ends_rows.row07_pending_cancelled(hooks_site(cluster))
 

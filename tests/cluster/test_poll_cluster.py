@@ -173,6 +173,7 @@ def poll(c: NoHooksCluster, work: Path, *extra: str) -> subprocess.CompletedProc
 
 
 @pytest.mark.long
+@pytest.mark.versions
 def test_one_poll_brings_every_log_to_sacct_and_a_second_adds_nothing(
     nohooks: NoHooksCluster,
 ) -> None:

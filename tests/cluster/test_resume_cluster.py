@@ -86,6 +86,7 @@ def checkpoint_steps(log: Path) -> list[str]:
 
 @pytest.mark.slow
 @pytest.mark.long
+@pytest.mark.versions
 def test_three_job_chain_completes_in_one_run_log(cluster: Cluster) -> None:
     cwd = project(cluster, "chain-three")
     # Slurm checks limits about every 30 s, so the warning comes 25 to 60 s into a -t 1

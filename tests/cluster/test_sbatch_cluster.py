@@ -121,6 +121,7 @@ printf '<%s>\\n' "$@"
 """
 
 
+@pytest.mark.versions
 def test_job_id_recorded_at_once_and_output_where_sbatch_puts_it(cluster: Cluster) -> None:
     proj = git_project(cluster, "sbatch-basic", SCRIPT)
     res = hpcwrap_sbatch(cluster, proj, *BASE, "-p", "debug", "train.sh", "one")
@@ -153,6 +154,7 @@ def test_job_id_recorded_at_once_and_output_where_sbatch_puts_it(cluster: Cluste
     assert (proj / f"slurm-{job_id}.out").stat().st_uid == pwd.getpwnam(cluster.user).pw_uid
 
 
+@pytest.mark.versions
 def test_same_slurm_view_as_plain_sbatch_precedence(cluster: Cluster) -> None:
     """#SBATCH vs command line vs SBATCH_*: Slurm sees the same job either way."""
     script = """#!/bin/bash
@@ -190,6 +192,7 @@ echo hi
         cluster.run(["scancel", ours, theirs])
 
 
+@pytest.mark.versions
 def test_array_job(cluster: Cluster) -> None:
     proj = git_project(cluster, "sbatch-array", "#!/bin/bash\necho task $SLURM_ARRAY_TASK_ID\n")
     res = hpcwrap_sbatch(cluster, proj, *BASE, "--array=0-2", "-t", "2", "train.sh")
@@ -303,3 +306,29 @@ def test_two_submissions_in_the_same_second(cluster: Cluster) -> None:
         assert slurm.job_state("999999") is None
     finally:
         cluster.run(["scancel", *ids])
+
+
+def _slurm_version(cluster: Cluster) -> tuple[int, int]:
+    out = cluster.run(["sbatch", "--version"]).stdout  # "slurm-wlm 24.11.5"
+    m = re.search(r"(\d+)\.(\d+)", out)
+    assert m, out
+    return int(m.group(1)), int(m.group(2))
+
+
+@pytest.mark.versions
+def test_an_option_newer_than_22_05_written_with_a_space(cluster: Cluster) -> None:
+    """--tres-per-task (Slurm 23.11 on) splits as the installed sbatch splits it; on 22.05,
+    which lacks it, its value is taken for the script and the message says why."""
+    proj = git_project(cluster, "sbatch-newer-option", SCRIPT)
+    args = [*BASE, "--tres-per-task", "cpu:1", "train.sh", "one"]
+    if _slurm_version(cluster) < (23, 11):
+        res = hpcwrap_sbatch(cluster, proj, *args, ok=False)
+        assert res.returncode == 2, res.stdout + res.stderr
+        assert "cpu:1: no such batch script" in res.stderr
+        assert "--tres-per-task is not an sbatch option it knows" in res.stderr
+        return
+    res = hpcwrap_sbatch(cluster, proj, *args)
+    job_id = job_id_of(res)
+    assert cluster.wait_job(job_id) == "COMPLETED"
+    assert "<one>" in wait_file(proj / f"slurm-{job_id}.out", "<one>")
+    assert "cpu=1" in scontrol(cluster, job_id).get("TresPerTask", "")

@@ -62,6 +62,7 @@ def output_file(cwd: Path, job_id: str) -> Path:
     return cwd / f"slurm-{job_id}.out"
 
 
+@pytest.mark.versions
 def test_sbatch_train_sh_fills_status_and_results(cluster: Cluster) -> None:
     cwd = project(cluster, "wrap-e2e")
     job_id, log = submit(
