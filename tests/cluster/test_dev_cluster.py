@@ -84,7 +84,8 @@ def test_hook_lines_run_this_checkouts_shims(cluster: Cluster) -> None:
     config = cluster.run(["scontrol", "show", "config"], check=True).stdout
     repo = DEV_CLUSTER.parent.parent
     for key in ("Prolog", "Epilog"):
-        m = re.search(rf"^{key}\s*=\s*(\S+)$", config, re.MULTILINE)
+        # 22.05: "Prolog = path"; 23.11 on take several: "Prolog[0] = path"
+        m = re.search(rf"^{key}(?:\[0\])?\s*=\s*(\S+)$", config, re.MULTILINE)
         assert m, f"{key} missing from slurm.conf"
         wrapper = Path(m.group(1))
         assert wrapper == cluster.dir / "hooks" / f"{key.lower()}.sh"
