@@ -103,6 +103,7 @@ class HookEnv:
     restart_count: int
     exit_code2: str | None  # "exit:signal" (epilog only)
     end_time: datetime | None = None  # Slurm's end of the job (SLURM_JOB_END_TIME, 23.02+)
+    start_time: datetime | None = None  # Slurm's start (SLURM_JOB_START_TIME, 23.02+)
 
     @classmethod
     def from_environ(cls, kind: str, env: Mapping[str, str]) -> HookEnv:
@@ -131,6 +132,7 @@ class HookEnv:
             restart_count=max(restarts, 0),
             exit_code2=env.get("SLURM_JOB_EXIT_CODE2"),
             end_time=_epoch(env.get("SLURM_JOB_END_TIME")),
+            start_time=_epoch(env.get("SLURM_JOB_START_TIME")),
         )
 
 
@@ -476,6 +478,16 @@ def end_time(
     return when
 
 
+def start_time(env: HookEnv, when: datetime) -> datetime:
+    """When the attempt started: Slurm's own start where the prolog's environment gives it
+    (23.02+; the Start sacct reports, to the second), else the prolog's clock. A value in
+    the future or far in the past is not this attempt's: the clock stands."""
+    at = env.start_time
+    if at is not None and when - timedelta(minutes=10) <= at <= when:
+        return at
+    return when
+
+
 def _our_block(state: RunState, job_id: str, restart_count: int = 0) -> JobBlock | None:
     """This attempt's block: the newest of the job whose restart count is not above the
     epilog's. (A requeued attempt's epilog already sees the next count, checked on the
@@ -763,7 +775,7 @@ def run_hook(
         remove_spool(env, environ)
         return f"job {env.job_id} {kind}: {path}: an array task, left to its wrapper and poll"
     if kind == "prolog":
-        record_prolog(log, env, when)
+        record_prolog(log, env, start_time(env, when))
         done = "start recorded"
     else:
         done = record_epilog(log, env, when, work_dir)

@@ -778,6 +778,22 @@ def test_slurms_own_end_time_wins_where_the_hook_is_given_it() -> None:
     ).end_time is None  # fmt: skip
 
 
+def test_slurms_own_start_time_is_the_prologs_where_it_is_given() -> None:
+    # SLURM_JOB_START_TIME reaches the prolog from Slurm 23.02 on (seen on 24.11 and 26.05
+    # in the Slurm matrix; not on 22.05): the start is then sacct's Start to the second.
+    when = T0 + timedelta(seconds=2, microseconds=345)
+    base = {"SLURM_JOB_ID": "12", "SLURM_JOB_UID": "1000", "SLURM_JOB_GID": "1000"}
+    env = hooks.HookEnv.from_environ(
+        "prolog", {**base, "SLURM_JOB_START_TIME": str(int(T0.timestamp()))}
+    )
+    assert hooks.start_time(env, when) == T0
+    assert hooks.start_time(hooks.HookEnv.from_environ("prolog", base), when) == when  # 22.05
+    future = dataclasses.replace(env, start_time=when + timedelta(minutes=5))
+    assert hooks.start_time(future, when) == when  # not this attempt's: the clock stands
+    stale = dataclasses.replace(env, start_time=when - timedelta(hours=1))
+    assert hooks.start_time(stale, when) == when
+
+
 def test_code_readable_by_anyone_or_loaded_before_the_drop() -> None:
     # the epilog loads the output's reader before dropping to the job's user when hpcwrap
     # sits where that user cannot read it (a checkout in root's home)
