@@ -5,7 +5,8 @@ hpcwrap's built-in table is sbatch 22.05's. Other versions add options
 and change how some take a value (26.05: ``--requeue[=expedite]``,
 ``--get-user-env`` a flag). An option written with a space (``--tres-per-task
 cpu:2``) must be split the way the installed sbatch splits it, or its value is
-taken for the script; ``sbatch_options`` merges what is learnt here over its table.
+taken for the script; ``sbatch_options`` merges what is learnt here over its table
+for the words that table does not settle.
 
 - The names come from ``sbatch --help`` and ``sbatch --usage`` (each leaves out
   some: 22.05's help omits ``--mem-bind``, its usage lists it).
@@ -17,6 +18,11 @@ taken for the script; ``sbatch_options`` merges what is learnt here over its tab
   argument" when the value is required (else it is optional). Neither submits:
   ``--usage`` exits where getopt reaches it, and the second has no script
   (stdin is empty, so sbatch stops at "Batch script is empty").
+- Whether a backslash keeps the space after it in an ``#SBATCH`` line (24.11 and
+  26.05 read ``-J a\\ b`` as "a b", 22.05 as "a", "b") is read from sbatch's
+  ``-vvvvv`` trace of a two-line script.
+- It is asked only when needed: for an option word the built-in table lacks, an
+  abbreviation, or a directive with a backslash before a space.
 - The answer is cached per sbatch binary (its path, size and modification time)
   in the user's cache folder, and in this process.
 
@@ -44,7 +50,7 @@ from hpcwrap.scheduler.optspec import Arg, OptSpec
 
 TIMEOUT = 3.0  # per sbatch call; an sbatch without a reachable config retries for 60 s
 PROBES_AT_ONCE = 8
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3
 
 # An option line of --help: two to eight spaces, an optional "-X," (22.05 writes "-B  --"),
 # then the long name. Wrapped description lines are indented further.
@@ -82,24 +88,23 @@ def _run(sbatch: str, args: list[str], environ: Mapping[str, str]) -> tuple[int,
     return proc.returncode, proc.stdout + proc.stderr
 
 
-class _NoAnswer(Exception):
-    """sbatch did not answer a probe (timed out, or could not be started)."""
+NO_ANSWER = "no answer"  # sbatch did not answer a probe (timed out, or could not start)
 
 
-def classify(sbatch: str, name: str, environ: Mapping[str, str]) -> Arg | None:
+def classify(sbatch: str, name: str, environ: Mapping[str, str]) -> Arg | str | None:
     """How sbatch's getopt treats ``--name``: a flag, a required or an optional value;
-    None when it has no such option. Raises ``_NoAnswer`` when sbatch does not answer."""
+    None when it has no such option; ``NO_ANSWER`` when sbatch did not answer."""
     # glibc getopt's own words (an option's value check may also say "unrecognized")
     first = _run(sbatch, ["--test-only", f"--{name}=x", "--usage"], environ)
     if first is None:
-        raise _NoAnswer(name)
+        return NO_ANSWER
     if any(said in first[1] for said in (f"unrecognized option '--{name}", f"'--{name}' is ambig")):
         return None
     if f"option '--{name}' doesn't allow an argument" in first[1]:
         return Arg.NONE
     second = _run(sbatch, ["--test-only", f"--{name}"], environ)
     if second is None:
-        raise _NoAnswer(name)
+        return NO_ANSWER
     required = f"option '--{name}' requires an argument" in second[1]
     return Arg.REQUIRED if required else Arg.OPTIONAL
 
@@ -112,6 +117,7 @@ class Learnt:
 
     options: tuple[OptSpec, ...]
     gone: frozenset[str] = frozenset()
+    space_escapes: bool = False  # "#SBATCH -J a\\ b" reads "a b" (24.11 on), not "a", "b"
 
 
 def learn(sbatch: str, environ: Mapping[str, str]) -> Learnt | None:
@@ -125,17 +131,41 @@ def learn(sbatch: str, environ: Mapping[str, str]) -> Learnt | None:
     from concurrent.futures import ThreadPoolExecutor  # only here: a cache hit needs none
 
     with ThreadPoolExecutor(max_workers=PROBES_AT_ONCE) as pool:
-        answers = pool.map(lambda name: _answer(sbatch, name, environ), sorted(names))
-        try:
-            found = dict(answers)
-        except _NoAnswer:
-            return None
-    options = tuple(OptSpec(n, a, names[n]) for n, a in found.items() if a is not None)
-    return Learnt(options, frozenset(n for n, a in found.items() if a is None))
+        found = dict(pool.map(lambda name: (name, classify(sbatch, name, environ)), sorted(names)))
+    if NO_ANSWER in found.values():
+        return None
+    options = tuple(OptSpec(n, a, names[n]) for n, a in found.items() if isinstance(a, Arg))
+    escapes = reads_escaped_space(sbatch, environ)
+    if escapes is None:
+        return None
+    return Learnt(options, frozenset(n for n, a in found.items() if a is None), escapes)
 
 
-def _answer(sbatch: str, name: str, environ: Mapping[str, str]) -> tuple[str, Arg | None]:
-    return name, classify(sbatch, name, environ)
+_FOUND = re.compile(r'debug2: Found in script, argument "(.*)"$', re.M)
+
+
+def reads_escaped_space(sbatch: str, environ: Mapping[str, str]) -> bool | None:
+    """Whether sbatch reads ``#SBATCH -J a\\ b`` as one argument; None: no answer.
+
+    Its -vvvvv trace names each argument it found; conflicting --mem options stop it
+    right after reading the script (and --test-only: nothing is submitted either way).
+    """
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="hpcwrap-sbatch-") as folder:
+        script = Path(folder) / "probe.sh"
+        script.write_text("#!/bin/sh\n#SBATCH -J a\\ b\ntrue\n")
+        script.chmod(0o644)
+        Path(folder).chmod(0o755)  # sbatch may read it as another user
+        said = _run(
+            sbatch,
+            ["--test-only", "-vvvvv", "--mem=1", "--mem-per-cpu=1", str(script)],
+            environ,
+        )
+    if said is None:
+        return None
+    found = _FOUND.findall(said[1])
+    return found[:2] == ["-J", "a b"]
 
 
 def _probe_env(environ: Mapping[str, str]) -> dict[str, str]:
@@ -161,7 +191,7 @@ def _from_cache(path: Path | None, key: tuple[str, int, int]) -> Learnt | None:
         if raw.get("format") != CACHE_FORMAT or tuple(raw.get("key", ())) != key:
             return None
         options = tuple(OptSpec(n, Arg(a), s) for n, a, s in raw["options"])
-        return Learnt(options, frozenset(raw["gone"]))
+        return Learnt(options, frozenset(raw["gone"]), bool(raw["space_escapes"]))
     except (OSError, orjson.JSONDecodeError, KeyError, TypeError, ValueError):
         return None  # unreadable or from another version: learn again
 
@@ -174,6 +204,7 @@ def _to_cache(path: Path | None, key: tuple[str, int, int], learnt: Learnt) -> N
         "key": list(key),
         "options": [[o.name, o.arg.value, o.short] for o in learnt.options],
         "gone": sorted(learnt.gone),
+        "space_escapes": learnt.space_escapes,
     }
     tmp = path.with_name(f".{path.name}.{os.getpid()}")
     try:

@@ -227,8 +227,22 @@ def table() -> OptionTable:
     return merged(installed_sbatch.installed())
 
 
+def _installed_space_escapes() -> bool:
+    from hpcwrap.scheduler import installed_sbatch
+
+    learnt = installed_sbatch.installed()
+    return learnt is not None and learnt.space_escapes
+
+
 def lookup_long(name: str) -> OptSpec | None:
-    """The sbatch option ``--name`` means, as getopt_long decides; None if sbatch has none."""
+    """The sbatch option ``--name`` means, as getopt_long decides; None if sbatch has none.
+
+    A name of the built-in table is taken from it without asking sbatch (whether it
+    takes a separate value word is the same on 22.05, 24.11 and 26.05, checked in the
+    Slurm matrix); any other name, or an abbreviation, is looked up in ``table()``.
+    """
+    if name in LONG:
+        return LONG[name]
     options = table()
     if name in options.long:
         return options.long[name]
@@ -282,7 +296,7 @@ def _scan_short(argv: Sequence[str], i: int, out: list[Opt]) -> int:
     j = 1
     while j < len(word):
         letter = word[j]
-        spec = table().short.get(letter)
+        spec = SHORT.get(letter) or table().short.get(letter)
         if spec is None:
             # sbatch will say "invalid option"; the rest of the word goes through as it is.
             out.append(Opt((), None, None, "-" + word[j:]))
@@ -442,8 +456,14 @@ def check_batch_script(data: bytes, path: str) -> None:
         raise UsageError(f"{path}: the batch script contains a NUL byte")
 
 
-def _get_argument(line: str, pos: int, where: str) -> tuple[str | None, int]:
-    """One argument from an #SBATCH line starting at pos, as sbatch's _get_argument."""
+def _get_argument(
+    line: str, pos: int, where: str, space_escapes: bool = False
+) -> tuple[str | None, int]:
+    """One argument from an #SBATCH line starting at pos, as sbatch's _get_argument.
+
+    ``space_escapes``: a backslash keeps the space after it in the argument (24.11 and
+    26.05: ``-J a\\ b`` is "a b"); 22.05 ends the argument there ("a", then "b").
+    """
     n = len(line)
     while pos < n and line[pos] in _SPACE:
         pos += 1
@@ -451,7 +471,11 @@ def _get_argument(line: str, pos: int, where: str) -> tuple[str | None, int]:
     quoted = False
     quote = ""
     escape = False
-    while pos < n and (quoted or line[pos] not in _SPACE) and line[pos] != "\n":
+
+    def goes_on(c: str) -> bool:
+        return quoted or c not in _SPACE or (escape and space_escapes and c == " ")
+
+    while pos < n and goes_on(line[pos]) and line[pos] != "\n":
         c = line[pos]
         if escape:
             escape = False
@@ -499,7 +523,11 @@ class Directives:
         return self.components[0]
 
 
-def read_directives(text: str, filename: str = "script") -> Directives:
+def read_directives(
+    text: str, filename: str = "script", space_escapes: bool | None = None
+) -> Directives:
+    """``space_escapes`` (see ``_get_argument``): None asks the installed sbatch, only
+    for a script whose directives hold a backslash before a space."""
     lines: list[str] = []
     components: list[list[str]] = [[]]
     body_line = 0
@@ -513,8 +541,10 @@ def read_directives(text: str, filename: str = "script") -> Directives:
             continue
         lines.append(line)
         pos = len(magic)
+        if space_escapes is None and "\\ " in line:
+            space_escapes = _installed_space_escapes()
         while True:
-            arg, pos = _get_argument(line, pos, f"{filename}: line {lineno}")
+            arg, pos = _get_argument(line, pos, f"{filename}: line {lineno}", bool(space_escapes))
             if arg is None:
                 break
             if arg.lower() in HETJOB_WORDS:

@@ -443,3 +443,26 @@ def test_a_signal_value_as_sbatch_reads_it(
 
     got = parse_signal_value(value)
     assert (None if got is None else (got.name, got.lead, got.batch_only)) == want
+
+
+# A backslash before a space in an #SBATCH line, as each sbatch read it (-vvvvv's
+# "Found in script" lines, run here): 22.05 ends the argument, 24.11 and 26.05 keep the
+# space. A tab ends it in all three.
+ESCAPED_SPACE = [
+    ("#SBATCH -J a\\ b", ["-J", "a", "b"], ["-J", "a b"]),
+    ("#SBATCH -J a\\\tb", ["-J", "a", "b"], ["-J", "a", "b"]),
+    ("#SBATCH -J a\\\\ b", ["-J", "a\\", "b"], ["-J", "a\\", "b"]),
+    ('#SBATCH -J "a\\ b"', ["-J", "a b"], ["-J", "a b"]),
+    ("#SBATCH -J a\\#b c", ["-J", "a#b", "c"], ["-J", "a#b", "c"]),
+    ("#SBATCH -J a\\ ", ["-J", "a"], ["-J", "a "]),
+    ("#SBATCH -J \\ b", ["-J"], ["-J", " b"]),
+]
+
+
+@pytest.mark.parametrize(("line", "old", "new"), ESCAPED_SPACE)
+def test_an_escaped_space_is_read_as_each_sbatch_reads_it(
+    line: str, old: list[str], new: list[str]
+) -> None:
+    text = f"#!/bin/bash\n{line}\necho body\n"
+    assert list(read_directives(text, space_escapes=False).args) == old
+    assert list(read_directives(text, space_escapes=True).args) == new
