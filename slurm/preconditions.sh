@@ -14,16 +14,19 @@
 check_machine() {
     local prog="$1" osr="${HPCWRAP_OS_RELEASE:-/etc/os-release}"
     local python="${HPCWRAP_TEST_PYTHON:-/usr/bin/python3}"
-    local id="" version="" pretty="" problems=()
+    local id="" version="" pretty="" codename="" problems=()
     if [[ -r "$osr" ]]; then
         # Read, not sourced: a stray line must not run as code.
         id="$(sed -n 's/^ID=//p' "$osr" | tr -d '"' | head -1)"
         version="$(sed -n 's/^VERSION_ID=//p' "$osr" | tr -d '"' | head -1)"
         pretty="$(sed -n 's/^PRETTY_NAME=//p' "$osr" | tr -d '"' | head -1)"
+        codename="$(sed -n 's/^VERSION_CODENAME=//p' "$osr" | tr -d '"' | head -1)"
     fi
     local this="${pretty:-an unknown system (no $osr)}"
     case "$id" in
-        debian) [[ "${version%%.*}" =~ ^[0-9]+$ ]] && (( ${version%%.*} >= 12 )) \
+        # Debian testing and unstable have no VERSION_ID, only a codename: newer than 12.
+        debian) { [[ -z "$version" && -n "$codename" ]] \
+                    || { [[ "${version%%.*}" =~ ^[0-9]+$ ]] && (( ${version%%.*} >= 12 )); }; } \
                     || problems+=("Debian 12 or newer (this is $this)") ;;
         ubuntu) [[ "${version%%.*}" =~ ^[0-9]+$ ]] && (( ${version%%.*} >= 22 )) \
                     || problems+=("Ubuntu 22.04 or newer (this is $this)") ;;

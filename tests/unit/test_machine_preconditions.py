@@ -53,6 +53,11 @@ def test_debian_12_and_ubuntu_22_04_pass(tmp_path: Path) -> None:
     assert check(tmp_path, DEBIAN_12).stdout.strip() == "passed"
     ubuntu = 'PRETTY_NAME="Ubuntu 22.04.4 LTS"\nID=ubuntu\nVERSION_ID="22.04"\n'
     assert check(tmp_path, ubuntu).stdout.strip() == "passed"
+    # Debian 13, and unstable (no VERSION_ID, only a codename: as its os-release is)
+    trixie = 'PRETTY_NAME="Debian GNU/Linux 13 (trixie)"\nID=debian\nVERSION_ID="13"\n'
+    assert check(tmp_path, trixie).stdout.strip() == "passed"
+    sid = 'PRETTY_NAME="Debian GNU/Linux forky/sid"\nVERSION_CODENAME=forky\nID=debian\n'
+    assert check(tmp_path, sid).stdout.strip() == "passed"
     # No python3 at all is fine: Debian's python3-venv brings it.
     assert check(tmp_path, DEBIAN_12, str(tmp_path / "absent")).stdout.strip() == "passed"
 
