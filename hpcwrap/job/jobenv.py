@@ -37,6 +37,7 @@ class JobEnv:
     array_task_id: str | None = None
     array_tasks: str | None = None  # "0-3" (from SLURM_ARRAY_TASK_MIN/MAX/STEP)
     array_task_count: int | None = None
+    sluid: str | None = None  # Slurm's unique id of this run (SLURM_JOB_SLUID, 26.05 on)
 
     @property
     def is_array_task(self) -> bool:
@@ -85,7 +86,17 @@ def job_env(environ: Mapping[str, str], execution_id: str | None = None) -> JobE
         array_task_id=task_id if is_array else None,
         array_tasks=_array_tasks(environ) if is_array else None,
         array_task_count=_int(environ.get("SLURM_ARRAY_TASK_COUNT")) if is_array else None,
+        sluid=_sluid(environ.get("SLURM_JOB_SLUID")),
     )
+
+
+_SLUID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
+def _sluid(text: str | None) -> str | None:
+    """SLURM_JOB_SLUID as the run log may show it (a bounded plain word, else nothing)."""
+    text = (text or "").strip()
+    return text if _SLUID.fullmatch(text) else None
 
 
 def _array_tasks(environ: Mapping[str, str]) -> str | None:

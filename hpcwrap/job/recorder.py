@@ -114,6 +114,7 @@ class Recorder:
                 array=env if env.is_array_task else None,
                 text=text,
                 limit_at=limit_at,
+                sluid=env.sluid,
             ),
             data={
                 "execution_id": env.execution_id,

@@ -168,6 +168,7 @@ class Started:
     text: str | None = None  # a Status entry to add (array tasks say which task started)
     limit_at: datetime | None = None  # when the job's time limit falls
     by_prolog: bool = False  # the node prolog saw the start (before any wrapper ran)
+    sluid: str | None = None  # Slurm's unique id of this run (26.05 on)
 
 
 @dataclass(frozen=True)
@@ -609,6 +610,7 @@ def _started(state: RunState, f: Started) -> None:
         job.restart_count = f.restart_count
         if f.cluster and not job.cluster:
             job.cluster = f.cluster
+        job.sluid = f.sluid or job.sluid
     if f.text:
         state.status.append(StatusEntry(f.when, f.text))
 

@@ -96,6 +96,8 @@ class JobBlock:
     limit_at: datetime | None = None
     # Why the scheduler keeps the job pending (squeue's reason, from poll). Machine-only.
     pending_reason: str | None = None
+    # Slurm's unique id of the run (SLURM_JOB_SLUID, sacct's SLUID; Slurm 26.05 on).
+    sluid: str | None = None
 
     @property
     def runtime_seconds(self) -> float | None:

@@ -270,6 +270,8 @@ def _job_items(n: int, job: JobBlock, heard: datetime | None = None) -> list[tup
         _kv(items, p + "exit_code", lab["exit_code"], str(job.exit_code))
     if job.restart_count is not None:
         _kv(items, p + "restart_count", lab["restart_count"], str(job.restart_count))
+    if job.sluid:
+        _kv(items, p + "sluid", lab["sluid"], job.sluid)
     if job.slurm_state:
         # Slurm's own account, as sacct prints it, and why hpcwrap reads it otherwise.
         slurm = " ".join(x for x in (job.slurm_state, job.slurm_exit) if x)

@@ -68,6 +68,7 @@ JOB = SectionSpec(
         "state": "state",
         "exit_code": "exit_code",
         "restart_count": "restart_count",
+        "sluid": "sluid",  # Slurm 26.05 on
         "slurm_state": "slurm_state",
         "resumed_from": "resumed from",
         "wandb_local": "W&B local",

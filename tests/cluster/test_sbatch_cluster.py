@@ -333,3 +333,21 @@ def test_an_option_newer_than_22_05_written_with_a_space(cluster: Cluster) -> No
     assert "<one>" in wait_file(proj / f"slurm-{job_id}.out", "<one>")
     # "TresPerTask=cpu:1" on 24.11 and 26.05
     assert "cpu:1" in scontrol(cluster, job_id).get("TresPerTask", "").replace("=", ":")
+
+
+@pytest.mark.versions
+def test_the_runs_sluid_is_in_its_job_block_where_slurm_gives_one(cluster: Cluster) -> None:
+    """Slurm 26.05 gives each run a SLUID (SLURM_JOB_SLUID, sacct's SLUID field): the Job
+    block names the one sacct has; earlier Slurm has none, and the block no line."""
+    proj = git_project(cluster, "sbatch-sluid", SCRIPT)
+    res = hpcwrap_sbatch(cluster, proj, *BASE, "train.sh", "one")
+    job_id, md = job_id_of(res), run_log_of(res)
+    assert cluster.wait_job(job_id) == "COMPLETED"
+    asked = cluster.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "SLUID"])
+    if asked.returncode != 0:  # before 26.05: "Invalid field requested: SLUID"
+        assert "sluid" not in md.read_text()
+        return
+    sluid = asked.stdout.strip()
+    assert sluid, asked
+    assert state_of(md)["jobs"][0]["sluid"] == sluid
+    assert f"\n- sluid: {sluid}\n" in md.read_text()

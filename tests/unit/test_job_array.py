@@ -259,3 +259,12 @@ def test_job_env_without_array() -> None:
     env = job_env({"SLURM_JOB_ID": "10"})
     assert not env.is_array_task and env.array_block_id is None
     assert task_prefix(env) == ""
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("sabc123", "sabc123"), ("", None), ("a b", None), ("x" * 65, None), ("`x`", None)],
+)
+def test_job_env_sluid_is_a_plain_bounded_word(given: str, kept: str | None) -> None:
+    assert job_env({"SLURM_JOB_ID": "10", "SLURM_JOB_SLUID": given}).sluid == kept
+    assert job_env({"SLURM_JOB_ID": "10"}).sluid is None

@@ -146,6 +146,27 @@ def test_a_restart_of_the_same_job_marks_the_previous_attempt_requeued() -> None
     assert second.state == "RUNNING" and second.restart_count == 1 and second.node == "n2"
 
 
+def test_slurms_sluid_reaches_the_job_block_and_reads_back() -> None:
+    # SLURM_JOB_SLUID (Slurm 26.05 on): the block names it; a restart keeps its own.
+    from hpcwrap.runlog.adopt import parse_state
+    from hpcwrap.runlog.markdown import parse_document
+
+    state = apply(
+        RunState(task="train", run_type="replication", objective="o"),
+        Started(at(1), execution_id="12", nodes="n1", in_slurm=True, sluid="sabc123"),
+    )
+    assert state.jobs[0].sluid == "sabc123"
+    md = render_text(state)
+    assert "\n- sluid: sabc123\n" in md
+    assert parse_state(parse_document(md), "2026-03-11_train").jobs[0].sluid == "sabc123"
+    # no SLUID (before 26.05): no line
+    plain = apply(
+        RunState(task="train", run_type="replication", objective="o"),
+        Started(at(1), execution_id="12", nodes="n1", in_slurm=True),
+    )
+    assert "sluid" not in render_text(plain)
+
+
 def test_a_restart_does_not_relabel_a_completed_attempt() -> None:
     state = apply(running_state(), wrapper_end("COMPLETED", 5, 0))
     state = apply(state, Started(at(6), execution_id="12", in_slurm=True, restart_count=1))

@@ -3,8 +3,8 @@
 Python 3.13 gave Thread an instance attribute ``_handle``; the monitor's method of the
 same name was overwritten by it, so on 3.13 no Status entry was written while a job ran
 (found by the Slurm matrix's Debian 13 leg). The names below are those a plain Thread
-has on 3.10-3.13 (as listed by ``vars(threading.Thread())`` on 3.11 and 3.13 here),
-together with what the running Python has.
+has on 3.10-3.14 (as listed by ``vars(threading.Thread())`` on 3.11, 3.13 and 3.14
+here), together with what the running Python has.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 import hpcwrap
 
 THREAD_OWN = {
-    "_args", "_daemonic", "_handle", "_ident", "_initialized", "_invoke_excepthook",
-    "_is_stopped", "_kwargs", "_name", "_native_id", "_started", "_stderr", "_target",
-    "_tstate_lock",
+    "_args", "_context", "_daemonic", "_handle", "_ident", "_initialized",
+    "_invoke_excepthook", "_is_stopped", "_kwargs", "_name", "_native_id",
+    "_os_thread_handle", "_started", "_stderr", "_target", "_tstate_lock",
 }  # fmt: skip
 
 
