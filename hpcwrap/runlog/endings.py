@@ -219,13 +219,14 @@ LINES_BYTES: dict[str, re.Pattern[bytes]] = {
     k: re.compile(p.encode(), f) for k, p, f in SLURM_LINES
 }
 
-# slurmstepd's own end line: "*** JOB 28 ON n1 CANCELLED AT <local time> [DUE TO ...] ***"
-STEPD_END = rb"\*\*\* JOB (\d+) ON (\S+) CANCELLED AT (\S+)(?: DUE TO ([^*]+?))? \*\*\*"
+# slurmstepd's own end line: "*** JOB 28 ON n1 CANCELLED AT <local time> [DUE TO ...] ***";
+# 26.05 adds one to a scancel's: "DUE to SIGNAL Terminated" (seen in the Slurm matrix).
+STEPD_END = rb"\*\*\* JOB (\d+) ON (\S+) CANCELLED AT (\S+)(?: DUE [Tt][Oo] ([^*]+?))? \*\*\*"
 STEPD_END_BYTES = re.compile(STEPD_END)
 # The same line for the job or one of its steps, as the command's own output carries it
 # (srun prints its step's: "*** STEP 7.0 ON n1 CANCELLED AT <ts> DUE TO JOB REQUEUE ***").
 STEPD_LINE_TEXT = re.compile(
-    r"\*\*\* (?:JOB|STEP) \S+ ON \S+ CANCELLED AT \S+(?: DUE TO ([^*]+?))? \*\*\*"
+    r"\*\*\* (?:JOB|STEP) \S+ ON \S+ CANCELLED AT \S+(?: DUE [Tt][Oo] ([^*]+?))? \*\*\*"
 )
 # What follows "DUE TO" (22.05: src/slurmd/slurmstepd/req.c), and the end it names.
 _STEPD_CAUSES: tuple[tuple[str, JobState], ...] = (
@@ -237,9 +238,10 @@ _STEPD_CAUSES: tuple[tuple[str, JobState], ...] = (
 
 
 def stepd_cause(due: str) -> JobState:
-    """The end a ``CANCELLED AT ... DUE TO <due>`` line names (no ``DUE TO``: a scancel)."""
+    """The end a ``CANCELLED AT ... DUE TO <due>`` line names (no ``DUE TO``, or 26.05's
+    ``DUE to SIGNAL Terminated``: a scancel)."""
     for text, state in _STEPD_CAUSES:
-        if text in due:
+        if text in due.upper():
             return state
     return JobState.CANCELLED
 

@@ -485,11 +485,17 @@ def test_the_shims_exit_0_on_garbage(site: Site) -> None:
 
 
 @needs_root
-def test_epilog_reads_slurms_cancel_line_from_the_default_output(site: Site) -> None:
+@pytest.mark.parametrize(
+    "line",
+    [
+        "*** JOB 12 ON n1 CANCELLED AT 2026-11-29T19:40:22 ***",  # 22.05, 24.11
+        # 26.05 (seen in the Slurm matrix; sacct "CANCELLED by 0", exit 0:0 as on 22.05)
+        "*** JOB 12 ON n1 CANCELLED AT 2026-11-29T19:40:22 DUE to SIGNAL Terminated ***",
+    ],
+)
+def test_epilog_reads_slurms_cancel_line_from_the_default_output(site: Site, line: str) -> None:
     log = site.log(running())
-    (site.home / "slurm-12.out").write_text(
-        "step 3\nslurmstepd-n1: error: *** JOB 12 ON n1 CANCELLED AT 2026-11-29T19:40:22 ***\n"
-    )
+    (site.home / "slurm-12.out").write_text(f"step 3\nslurmstepd-n1: error: {line}\n")
     site.chown(site.home)
     env = site.env(**comment(log), SLURM_JOB_EXIT_CODE2="0:0", SLURM_JOB_WORK_DIR=str(site.home))
     assert site.hook("epilog", env).returncode == 0
