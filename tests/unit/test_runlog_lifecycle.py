@@ -147,7 +147,7 @@ def test_a_restart_of_the_same_job_marks_the_previous_attempt_requeued() -> None
 
 
 def test_slurms_sluid_reaches_the_job_block_and_reads_back() -> None:
-    # SLURM_JOB_SLUID (Slurm 26.05 on): the block names it; a restart keeps its own.
+    # SLURM_JOB_SLUID (Slurm 26.05 on): the Job block names it, and it reads back.
     from hpcwrap.runlog.adopt import parse_state
     from hpcwrap.runlog.markdown import parse_document
 
