@@ -320,19 +320,19 @@ def test_an_option_newer_than_22_05_written_with_a_space(cluster: Cluster) -> No
     """--tres-per-task (Slurm 23.11 on) splits as the installed sbatch splits it; on 22.05,
     which lacks it, its value is taken for the script and the message says why."""
     proj = git_project(cluster, "sbatch-newer-option", SCRIPT)
-    args = [*BASE, "--tres-per-task", "cpu:1", "train.sh", "one"]
+    args = [*BASE, "--tres-per-task", "cpu:2", "train.sh", "one"]
     if _slurm_version(cluster) < (23, 11):
         res = hpcwrap_sbatch(cluster, proj, *args, ok=False)
         assert res.returncode == 2, res.stdout + res.stderr
-        assert "cpu:1: no such batch script" in res.stderr
+        assert "cpu:2: no such batch script" in res.stderr
         assert "--tres-per-task is not an sbatch option it knows" in res.stderr
         return
     res = hpcwrap_sbatch(cluster, proj, *args)
     job_id = job_id_of(res)
     assert cluster.wait_job(job_id) == "COMPLETED"
     assert "<one>" in wait_file(proj / f"slurm-{job_id}.out", "<one>")
-    # "TresPerTask=cpu:1" on 24.11 and 26.05
-    assert "cpu:1" in scontrol(cluster, job_id).get("TresPerTask", "").replace("=", ":")
+    # "TresPerTask=cpu:2" on 24.11 and 26.05
+    assert "cpu:2" in scontrol(cluster, job_id).get("TresPerTask", "").replace("=", ":")
 
 
 @pytest.mark.versions
