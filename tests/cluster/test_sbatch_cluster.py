@@ -345,7 +345,7 @@ def test_the_runs_sluid_is_in_its_job_block_where_slurm_gives_one(cluster: Clust
     assert cluster.wait_job(job_id) == "COMPLETED"
     asked = cluster.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "SLUID"])
     if asked.returncode != 0:  # before 26.05: "Invalid field requested: SLUID"
-        assert "sluid" not in md.read_text()
+        assert "\n- sluid:" not in md.read_text()
         return
     sluid = asked.stdout.strip()
     assert sluid, asked
