@@ -159,12 +159,23 @@ def test_up_twice_is_harmless(cluster: Cluster) -> None:
     assert set(node_states(cluster)) == {"n1", "n2"}
 
 
+def _ephemeral_low() -> int:
+    """The lowest port the kernel hands out to outgoing connections (Linux: 32768)."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port_base() -> tuple[int, int]:
     """A port base (slurmd +1/+2, slurmctld +17, slurmdbd +19) and a DB port (+30)
-    that nothing listens on, so concurrent test sessions do not collide."""
+    that nothing listens on, so concurrent test sessions do not collide. Below the
+    ephemeral range: a port free when chosen there could be any outgoing connection's
+    a moment later (CI: the restarted slurmd n2 could not bind 34252)."""
     rng = random.Random(os.getpid())
+    top = min(40000, _ephemeral_low()) - 50
     for _ in range(50):
-        base = rng.randrange(20000, 40000, 50)
+        base = rng.randrange(20000, top, 50)
         ports = [base + 1, base + 2, base + 17, base + 19, base + 30]
         try:
             for port in ports:
