@@ -335,19 +335,29 @@ def test_an_option_newer_than_22_05_written_with_a_space(cluster: Cluster) -> No
     assert "cpu:2" in scontrol(cluster, job_id).get("TresPerTask", "").replace("=", ":")
 
 
+SLUID_SCRIPT = """#!/bin/bash
+#SBATCH --time=2
+echo "sluid=<${SLURM_JOB_SLUID:-}>"
+"""
+
+
 @pytest.mark.versions
 def test_the_runs_sluid_is_in_its_job_block_where_slurm_gives_one(cluster: Cluster) -> None:
-    """Slurm 26.05 gives each run a SLUID (SLURM_JOB_SLUID, sacct's SLUID field): the Job
-    block names the one sacct has; earlier Slurm has none, and the block no line."""
-    proj = git_project(cluster, "sbatch-sluid", SCRIPT)
-    res = hpcwrap_sbatch(cluster, proj, *BASE, "train.sh", "one")
+    """Slurm 26.05 tells the job its SLUID (SLURM_JOB_SLUID): the Job block names it, and
+    it is sacct's. 24.11 keeps a SLUID in accounting but does not tell the job (seen in
+    the Slurm matrix), and 22.05 has none: no line."""
+    proj = git_project(cluster, "sbatch-sluid", SLUID_SCRIPT)
+    res = hpcwrap_sbatch(cluster, proj, *BASE, "train.sh")
     job_id, md = job_id_of(res), run_log_of(res)
     assert cluster.wait_job(job_id) == "COMPLETED"
-    asked = cluster.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "SLUID"])
-    if asked.returncode != 0:  # before 26.05: "Invalid field requested: SLUID"
+    told = re.search(r"sluid=<(.*)>", wait_file(proj / f"slurm-{job_id}.out", "sluid=<"))
+    assert told is not None
+    if not told.group(1):
         assert "\n- sluid:" not in md.read_text()
+        assert state_of(md)["jobs"][0].get("sluid") is None
         return
-    sluid = asked.stdout.strip()
-    assert sluid, asked
+    sluid = told.group(1)
+    asked = cluster.run(["sacct", "-X", "-n", "-P", "-j", job_id, "-o", "SLUID"])
+    assert asked.stdout.strip() == sluid, asked
     assert state_of(md)["jobs"][0]["sluid"] == sluid
     assert f"\n- sluid: {sluid}\n" in md.read_text()
