@@ -166,22 +166,6 @@ SBATCH_OPTIONS: tuple[OptSpec, ...] = (
     _o("wrap", _R),
 )
 
-LONG: dict[str, OptSpec] = {o.name: o for o in SBATCH_OPTIONS}
-SHORT: dict[str, OptSpec] = {o.short: o for o in SBATCH_OPTIONS if o.short}
-ENV: dict[str, OptSpec] = {e: o for o in SBATCH_OPTIONS for e in o.env}
-
-# Options that make sbatch do something other than submit one job; hpcwrap refuses them
-# rather than record a run that never ran.
-NOT_A_SUBMISSION = {
-    "test-only": "--test-only submits nothing; run `sbatch --test-only ...` itself, or "
-    "`hpcwrap sbatch --dry-run ...` to see what hpcwrap would submit",
-    "help": "see `hpcwrap sbatch --help` and `sbatch --help`",
-    "usage": "see `hpcwrap sbatch --help` and `sbatch --usage`",
-    "version": "run `sbatch --version` itself",
-}
-
-_SPACE = " \t\n\v\f\r"  # C isspace() in the C locale, as sbatch uses it
-
 
 @dataclass(frozen=True)
 class OptionTable:
@@ -199,6 +183,21 @@ class OptionTable:
 
 
 BUILT_IN = OptionTable(SBATCH_OPTIONS)
+LONG: dict[str, OptSpec] = BUILT_IN.long
+SHORT: dict[str, OptSpec] = BUILT_IN.short
+ENV: dict[str, OptSpec] = {e: o for o in SBATCH_OPTIONS for e in o.env}
+
+# Options that make sbatch do something other than submit one job; hpcwrap refuses them
+# rather than record a run that never ran.
+NOT_A_SUBMISSION = {
+    "test-only": "--test-only submits nothing; run `sbatch --test-only ...` itself, or "
+    "`hpcwrap sbatch --dry-run ...` to see what hpcwrap would submit",
+    "help": "see `hpcwrap sbatch --help` and `sbatch --help`",
+    "usage": "see `hpcwrap sbatch --help` and `sbatch --usage`",
+    "version": "run `sbatch --version` itself",
+}
+
+_SPACE = " \t\n\v\f\r"  # C isspace() in the C locale, as sbatch uses it
 
 
 @functools.lru_cache(maxsize=8)
